@@ -1,0 +1,167 @@
+//! Typed configuration, read once from the environment (SPEC §3).
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+/// Where the data lives. Parsed whatever backends were compiled in, so a binary can say
+/// clearly which Cargo feature it is missing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Database {
+    Sqlite { path: PathBuf },
+    Postgres { url: Secret },
+}
+
+impl Database {
+    pub fn feature(&self) -> &'static str {
+        match self {
+            Database::Sqlite { .. } => "sqlite",
+            Database::Postgres { .. } => "postgres",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database: Database,
+    pub webhook_secret: Option<Secret>,
+}
+
+/// A value that must never reach a log line: `Debug` prints a placeholder.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+pub const DEFAULT_PORT: u16 = 8080;
+
+impl Config {
+    pub fn from_env() -> Result<Self, String> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the variables through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let non_empty = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        let listen = listen_address(non_empty("BIND").as_deref(), non_empty("PORT").as_deref())?;
+        let database = match non_empty("DATABASE_URL") {
+            Some(url) => {
+                let url = url.trim();
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    return Err("DATABASE_URL must be a PostgreSQL URL (postgres://… or postgresql://…); \
+                         unset it to use SQLite"
+                        .into());
+                }
+                Database::Postgres { url: Secret::new(url) }
+            }
+            None => Database::Sqlite {
+                path: PathBuf::from(non_empty("DB_PATH").unwrap_or_else(|| "diun.db".into())),
+            },
+        };
+        let webhook_secret = lookup("WEBHOOK_SECRET").filter(|s| !s.is_empty()).map(Secret::new);
+        Ok(Self { listen, database, webhook_secret })
+    }
+}
+
+/// The address the `healthcheck` subcommand should call: the listen address, with a wildcard
+/// replaced by loopback.
+pub fn local_address(listen: SocketAddr) -> SocketAddr {
+    let ip = match listen.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, listen.port())
+}
+
+fn listen_address(bind: Option<&str>, port: Option<&str>) -> Result<SocketAddr, String> {
+    let port = match port {
+        None => DEFAULT_PORT,
+        Some(text) => text
+            .trim()
+            .parse::<u16>()
+            .map_err(|_| format!("PORT must be a number from 0 to 65535, not {text:?}"))?,
+    };
+    let bind = bind.unwrap_or("0.0.0.0").trim();
+    let ip: IpAddr = bind
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .map_err(|_| format!("BIND must be an IP address such as 0.0.0.0 or ::, not {bind:?}"))?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, String> {
+        let vars: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_are_sqlite_on_port_8080() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(config.database, Database::Sqlite { path: "diun.db".into() });
+        assert!(config.webhook_secret.is_none());
+    }
+
+    #[test]
+    fn database_url_selects_postgres_and_empty_means_unset() {
+        let pg = config(&[("DATABASE_URL", "postgresql://u:p@h/db")]).unwrap();
+        assert_eq!(pg.database.feature(), "postgres");
+        let empty = config(&[("DATABASE_URL", ""), ("DB_PATH", "/data/x.db")]).unwrap();
+        assert_eq!(empty.database, Database::Sqlite { path: "/data/x.db".into() });
+    }
+
+    #[test]
+    fn a_non_postgres_url_is_refused() {
+        let err = config(&[("DATABASE_URL", "mysql://root@localhost/x")]).unwrap_err();
+        assert!(err.contains("PostgreSQL URL"), "{err}");
+    }
+
+    #[test]
+    fn bad_port_and_bind_are_refused() {
+        assert!(config(&[("PORT", "http")]).unwrap_err().contains("PORT"));
+        assert!(config(&[("PORT", "70000")]).is_err());
+        assert!(config(&[("BIND", "localhost")]).unwrap_err().contains("BIND"));
+        assert_eq!(config(&[("BIND", "::1"), ("PORT", "9")]).unwrap().listen, "[::1]:9".parse().unwrap());
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let config = config(&[
+            ("DATABASE_URL", "postgres://user:hunter2@db/diun"),
+            ("WEBHOOK_SECRET", "s3cr3t-token"),
+        ])
+        .unwrap();
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("hunter2") && !printed.contains("s3cr3t-token"), "{printed}");
+    }
+
+    #[test]
+    fn healthcheck_calls_loopback_for_wildcard_binds() {
+        assert_eq!(local_address("0.0.0.0:81".parse().unwrap()), "127.0.0.1:81".parse().unwrap());
+        assert_eq!(local_address("[::]:81".parse().unwrap()), "[::1]:81".parse().unwrap());
+        assert_eq!(local_address("10.1.2.3:81".parse().unwrap()), "10.1.2.3:81".parse().unwrap());
+    }
+}

@@ -1,0 +1,302 @@
+//! `/api/…` and `/healthz` handlers.
+
+use std::time::Duration;
+
+use bytes::Buf;
+use futures_util::Stream;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize, Serializer};
+use warp::http::{HeaderMap, Method, StatusCode};
+use warp::path::Tail;
+use warp::reply::Response;
+
+use super::body::read_capped;
+use super::error::{ApiError, respond};
+use super::guard::check_mutation;
+use super::{AppState, is_read, json_reply, no_content};
+use crate::model::UpdateEntry;
+use crate::store::{Assignment, UpdateStore};
+use crate::time::Timestamp;
+
+const MAX_TAG_NAME: usize = 100;
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub async fn healthz(state: AppState, method: Method) -> Response {
+    if !is_read(&method) {
+        return respond(Err::<Response, _>(ApiError::method_not_allowed("GET")));
+    }
+    let backend = state.store.backend();
+    let problem = match tokio::time::timeout(HEALTH_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => {
+            return json_reply(StatusCode::OK, &serde_json::json!({ "status": "ok", "backend": backend }));
+        }
+        Ok(Err(err)) => err.to_string(),
+        Err(_) => format!("the database did not answer within {} s", HEALTH_TIMEOUT.as_secs()),
+    };
+    log::warn!("health check failed: {problem}");
+    json_reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &serde_json::json!({ "status": "unavailable", "backend": backend, "error": problem }),
+    )
+}
+
+/// The updates as one JSON object keyed by image.
+struct ByImage(Vec<UpdateEntry>);
+
+impl Serialize for ByImage {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|entry| (&entry.event.image, entry)))
+    }
+}
+
+pub async fn updates(state: AppState, method: Method) -> Response {
+    respond(
+        async {
+            if !is_read(&method) {
+                return Err(ApiError::method_not_allowed("GET"));
+            }
+            let updates = state.store.list_updates().await?;
+            Ok(json_reply(StatusCode::OK, &ByImage(updates)))
+        }
+        .await,
+    )
+}
+
+/// `PATCH /api/updates/{image}`: the image is percent-encoded, `/` included.
+pub async fn update(tail: Tail, state: AppState, method: Method, headers: HeaderMap) -> Response {
+    respond(
+        async {
+            let image = decode_image(tail.as_str())?;
+            if method != Method::PATCH {
+                return Err(ApiError::method_not_allowed("PATCH"));
+            }
+            check_mutation(&method, &headers)?;
+            if state.store.acknowledge(image.clone(), Timestamp::now()).await? {
+                Ok(no_content())
+            } else {
+                Err(ApiError::not_found(format!("no update for image {image:?}")))
+            }
+        }
+        .await,
+    )
+}
+
+/// Decodes the image from the request path. Unencoded slashes are accepted too, so that
+/// `curl -X PATCH …/api/updates/docker.io/library/nginx:1.27` works as typed.
+pub fn decode_image(raw: &str) -> Result<String, ApiError> {
+    if raw.is_empty() {
+        return Err(ApiError::not_found("no image given: use /api/updates/{percent-encoded image}"));
+    }
+    let image = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| ApiError::bad_request("the image in the path is not valid UTF-8 once decoded"))?;
+    if image.contains('\0') {
+        return Err(ApiError::bad_request("the image in the path contains a NUL character"));
+    }
+    Ok(image.into_owned())
+}
+
+pub async fn acknowledge_all(state: AppState, method: Method, headers: HeaderMap) -> Response {
+    respond(
+        async {
+            if method != Method::POST {
+                return Err(ApiError::method_not_allowed("POST"));
+            }
+            check_mutation(&method, &headers)?;
+            let count = state.store.acknowledge_all(Timestamp::now()).await?;
+            Ok(json_reply(StatusCode::OK, &serde_json::json!({ "count": count })))
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize)]
+struct TagRef {
+    tag_id: i64,
+}
+
+pub async fn acknowledge_by_tag<S, B>(
+    state: AppState,
+    method: Method,
+    headers: HeaderMap,
+    body: S,
+) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    respond(
+        async {
+            if method != Method::POST {
+                return Err(ApiError::method_not_allowed("POST"));
+            }
+            check_mutation(&method, &headers)?;
+            let TagRef { tag_id } = json_body(&headers, body).await?;
+            match state.store.acknowledge_by_tag(tag_id, Timestamp::now()).await? {
+                Some(count) => Ok(json_reply(StatusCode::OK, &serde_json::json!({ "count": count }))),
+                None => Err(unknown_tag(tag_id)),
+            }
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize)]
+struct NewTag {
+    name: String,
+}
+
+pub async fn tags<S, B>(state: AppState, method: Method, headers: HeaderMap, body: S) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    respond(
+        async {
+            if is_read(&method) {
+                return Ok(json_reply(StatusCode::OK, &state.store.list_tags().await?));
+            }
+            if method != Method::POST {
+                return Err(ApiError::method_not_allowed("GET, POST"));
+            }
+            check_mutation(&method, &headers)?;
+            let NewTag { name } = json_body(&headers, body).await?;
+            let name = valid_tag_name(&name)?;
+            let tag = state.store.create_tag(name).await?;
+            Ok(json_reply(StatusCode::CREATED, &tag))
+        }
+        .await,
+    )
+}
+
+fn valid_tag_name(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(ApiError::bad_request("the tag name is empty"));
+    }
+    if name.chars().count() > MAX_TAG_NAME {
+        return Err(ApiError::bad_request(format!("the tag name is longer than {MAX_TAG_NAME} characters")));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("the tag name contains control characters"));
+    }
+    Ok(name.to_string())
+}
+
+pub async fn tag(id: String, state: AppState, method: Method, headers: HeaderMap) -> Response {
+    respond(
+        async {
+            if method != Method::DELETE {
+                return Err(ApiError::method_not_allowed("DELETE"));
+            }
+            check_mutation(&method, &headers)?;
+            let tag_id = id
+                .parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("tag id must be an integer, not {id:?}")))?;
+            if state.store.delete_tag(tag_id).await? { Ok(no_content()) } else { Err(unknown_tag(tag_id)) }
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize)]
+struct AssignmentRequest {
+    image: String,
+    tag_id: i64,
+}
+
+#[derive(Deserialize)]
+struct ImageRef {
+    image: String,
+}
+
+pub async fn tag_assignments<S, B>(state: AppState, method: Method, headers: HeaderMap, body: S) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    respond(
+        async {
+            if method == Method::PUT {
+                check_mutation(&method, &headers)?;
+                let AssignmentRequest { image, tag_id } = json_body(&headers, body).await?;
+                non_empty_image(&image)?;
+                match state.store.assign_tag(image.clone(), tag_id).await? {
+                    Assignment::Assigned => Ok(no_content()),
+                    Assignment::UnknownTag => Err(unknown_tag(tag_id)),
+                    Assignment::UnknownImage => {
+                        Err(ApiError::not_found(format!("no update for image {image:?}")))
+                    }
+                }
+            } else if method == Method::DELETE {
+                check_mutation(&method, &headers)?;
+                let ImageRef { image } = json_body(&headers, body).await?;
+                non_empty_image(&image)?;
+                state.store.unassign_tag(image).await?;
+                Ok(no_content())
+            } else {
+                Err(ApiError::method_not_allowed("PUT, DELETE"))
+            }
+        }
+        .await,
+    )
+}
+
+fn non_empty_image(image: &str) -> Result<(), ApiError> {
+    if image.trim().is_empty() {
+        return Err(ApiError::bad_request("`image` is empty"));
+    }
+    Ok(())
+}
+
+fn unknown_tag(tag_id: i64) -> ApiError {
+    ApiError::not_found(format!("no tag with id {tag_id}"))
+}
+
+async fn json_body<T, S, B>(headers: &HeaderMap, body: S) -> Result<T, ApiError>
+where
+    T: DeserializeOwned,
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let bytes = read_capped(headers, body).await?;
+    serde_json::from_slice(&bytes).map_err(|err| {
+        if err.is_data() {
+            ApiError::bad_request(format!("invalid request: {err}"))
+        } else {
+            ApiError::bad_request(format!("invalid JSON: {err}"))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_decode_from_encoded_and_plain_paths() {
+        let expected = "docker.io/library/nginx:1.27";
+        assert_eq!(decode_image("docker.io%2Flibrary%2Fnginx%3A1.27").unwrap(), expected);
+        assert_eq!(decode_image("docker.io/library/nginx:1.27").unwrap(), expected);
+        assert_eq!(decode_image("ghcr.io%2Fo%2Fapp%40sha256%3Aab").unwrap(), "ghcr.io/o/app@sha256:ab");
+        assert_eq!(decode_image("reg.example%2Fcaf%C3%A9%3A1").unwrap(), "reg.example/café:1");
+        assert_eq!(decode_image("a%2Bb+c").unwrap(), "a+b+c");
+    }
+
+    #[test]
+    fn undecodable_images_are_refused() {
+        assert_eq!(decode_image("").unwrap_err().status(), StatusCode::NOT_FOUND);
+        assert_eq!(decode_image("bad%FF").unwrap_err().status(), StatusCode::BAD_REQUEST);
+        assert_eq!(decode_image("nul%00").unwrap_err().status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn tag_names_are_trimmed_and_bounded() {
+        assert_eq!(valid_tag_name("  prod ").unwrap(), "prod");
+        assert!(valid_tag_name("   ").is_err());
+        assert!(valid_tag_name(&"x".repeat(100)).is_ok());
+        assert!(valid_tag_name(&"é".repeat(100)).is_ok());
+        assert!(valid_tag_name(&"x".repeat(101)).is_err());
+        assert!(valid_tag_name("a\nb").is_err());
+    }
+}

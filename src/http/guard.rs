@@ -1,0 +1,140 @@
+//! Cross-site request forgery protection for the mutating `/api` routes (SPEC §4.5).
+//!
+//! A page on another site can make a browser send simple requests (form or text bodies, no
+//! custom headers) without asking first. Refusing a foreign `Origin`, and requiring
+//! `Content-Type: application/json` on POST and PUT, leaves such a page nothing to send.
+
+use warp::http::{HeaderMap, Method, StatusCode, header};
+
+use super::error::ApiError;
+
+pub fn check_mutation(method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
+    if !(method == Method::POST
+        || method == Method::PUT
+        || method == Method::PATCH
+        || method == Method::DELETE)
+    {
+        return Ok(());
+    }
+    match headers.get(header::ORIGIN) {
+        Some(origin) if !is_same_origin(origin.to_str().unwrap_or("null"), headers) => {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "cross-origin request refused"));
+        }
+        // Browsers that omit Origin still say where a request comes from.
+        None if headers.get("sec-fetch-site").is_some_and(|site| site == "cross-site") => {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "cross-site request refused"));
+        }
+        _ => {}
+    }
+    if (method == Method::POST || method == Method::PUT) && !is_json(headers) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+        ));
+    }
+    Ok(())
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Whether `origin` names the host this request was sent to: its `Host`, or the
+/// `X-Forwarded-Host` a reverse proxy set (a cross-site page cannot set that header without a
+/// preflight, which this service never grants).
+fn is_same_origin(origin: &str, headers: &HeaderMap) -> bool {
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false; // "null" and other opaque origins
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    let origin_authority = normalize_authority(authority, &scheme);
+    let hosts = [header::HOST.as_str(), "x-forwarded-host"];
+    hosts.iter().filter_map(|name| headers.get(*name)).filter_map(|v| v.to_str().ok()).any(|value| {
+        value.split(',').any(|host| normalize_authority(host.trim(), &scheme) == origin_authority)
+    })
+}
+
+/// Lower-cases and drops the scheme's default port, so `Example.com:443` equals `example.com`.
+fn normalize_authority(authority: &str, scheme: &str) -> String {
+    let authority = authority.trim_end_matches('/').to_ascii_lowercase();
+    let default_port = match scheme {
+        "https" => ":443",
+        "http" => ":80",
+        _ => return authority,
+    };
+    authority.strip_suffix(default_port).map(str::to_string).unwrap_or(authority)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        pairs.iter().map(|(k, v)| (header::HeaderName::from_static(k), v.parse().unwrap())).collect()
+    }
+
+    #[test]
+    fn same_origin_requests_pass() {
+        let h = headers(&[
+            ("host", "dash.lan:8080"),
+            ("origin", "http://dash.lan:8080"),
+            ("content-type", "application/json"),
+        ]);
+        assert!(check_mutation(&Method::POST, &h).is_ok());
+        let h = headers(&[("host", "Dash.example"), ("origin", "https://dash.example:443")]);
+        assert!(check_mutation(&Method::PATCH, &h).is_ok());
+    }
+
+    #[test]
+    fn proxied_requests_match_the_forwarded_host() {
+        let h = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("x-forwarded-host", "dash.example"),
+            ("origin", "https://dash.example"),
+        ]);
+        assert!(check_mutation(&Method::DELETE, &h).is_ok());
+    }
+
+    #[test]
+    fn foreign_and_opaque_origins_are_refused() {
+        for origin in ["http://evil.example", "null", "http://dash.lan:8081", "https://dash.lan.evil.example"]
+        {
+            let h = headers(&[
+                ("host", "dash.lan:8080"),
+                ("origin", origin),
+                ("content-type", "application/json"),
+            ]);
+            assert_eq!(
+                check_mutation(&Method::POST, &h).unwrap_err().status(),
+                StatusCode::FORBIDDEN,
+                "{origin}"
+            );
+        }
+        let h = headers(&[("host", "dash.lan"), ("sec-fetch-site", "cross-site")]);
+        assert_eq!(check_mutation(&Method::PATCH, &h).unwrap_err().status(), StatusCode::FORBIDDEN);
+    }
+
+    #[test]
+    fn post_and_put_need_a_json_content_type_but_patch_and_delete_do_not() {
+        for ct in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
+            let h = headers(&[("host", "h"), ("content-type", ct)]);
+            assert_eq!(
+                check_mutation(&Method::PUT, &h).unwrap_err().status(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            );
+        }
+        assert_eq!(
+            check_mutation(&Method::POST, &headers(&[])).unwrap_err().status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+        let h = headers(&[("content-type", "Application/JSON; charset=utf-8")]);
+        assert!(check_mutation(&Method::POST, &h).is_ok());
+        assert!(check_mutation(&Method::PATCH, &headers(&[])).is_ok());
+        assert!(check_mutation(&Method::DELETE, &headers(&[])).is_ok());
+        assert!(check_mutation(&Method::GET, &headers(&[("origin", "http://evil")])).is_ok());
+    }
+}

@@ -1,0 +1,131 @@
+//! The whole HTTP surface on one screen. Path filters come first, so an unknown path is 404;
+//! each handler then answers a wrong method with 405 itself, and every application error is a
+//! reply rather than a rejection (warp#700), rendered as `{"error": …}`.
+
+mod api;
+mod assets;
+mod body;
+mod error;
+mod guard;
+mod webhook;
+
+use std::sync::Arc;
+
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::http::header::{HeaderMap, HeaderName, HeaderValue};
+use warp::http::{Method, StatusCode};
+use warp::reply::{Reply, Response};
+
+pub use body::MAX_BODY;
+pub use error::ApiError;
+
+use crate::config::Secret;
+use crate::store::Store;
+
+/// What every handler may need.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub webhook_secret: Option<Arc<Secret>>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<Store>, webhook_secret: Option<Secret>) -> Self {
+        Self { store, webhook_secret: webhook_secret.map(Arc::new) }
+    }
+}
+
+pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
+    let state = warp::any().map(move || state.clone());
+    let request = warp::method().and(warp::header::headers_cloned());
+
+    let healthz = warp::path!("healthz").and(state.clone()).and(warp::method()).then(api::healthz);
+    let webhook = warp::path!("webhook")
+        .and(state.clone())
+        .and(request)
+        .and(warp::body::stream())
+        .then(webhook::receive);
+    let updates = warp::path!("api" / "updates").and(state.clone()).and(warp::method()).then(api::updates);
+    let acknowledge_all = warp::path!("api" / "updates" / "acknowledge-all")
+        .and(state.clone())
+        .and(request)
+        .then(api::acknowledge_all);
+    let acknowledge_by_tag = warp::path!("api" / "updates" / "acknowledge-by-tag")
+        .and(state.clone())
+        .and(request)
+        .and(warp::body::stream())
+        .then(api::acknowledge_by_tag);
+    let update = warp::path!("api" / "updates" / ..)
+        .and(warp::path::tail())
+        .and(state.clone())
+        .and(request)
+        .then(api::update);
+    let tags =
+        warp::path!("api" / "tags").and(state.clone()).and(request).and(warp::body::stream()).then(api::tags);
+    let tag = warp::path!("api" / "tags" / String).and(state.clone()).and(request).then(api::tag);
+    let tag_assignments = warp::path!("api" / "tag-assignments")
+        .and(state)
+        .and(request)
+        .and(warp::body::stream())
+        .then(api::tag_assignments);
+
+    let api = updates
+        .or(acknowledge_all)
+        .unify()
+        .or(acknowledge_by_tag)
+        .unify()
+        .or(update)
+        .unify()
+        .or(tags)
+        .unify()
+        .or(tag)
+        .unify()
+        .or(tag_assignments)
+        .unify()
+        .boxed();
+
+    healthz
+        .or(webhook)
+        .unify()
+        .or(api)
+        .unify()
+        .or(assets::route())
+        .unify()
+        .recover(error::recover)
+        .unify()
+        .with(warp::reply::with::headers(security_headers()))
+        .map(Reply::into_response)
+        .boxed()
+}
+
+/// Sent with every response: the page loads only its own assets and cannot be framed.
+fn security_headers() -> HeaderMap {
+    let pairs = [
+        (
+            "content-security-policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+             connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("x-frame-options", "DENY"),
+    ];
+    pairs
+        .into_iter()
+        .map(|(name, value)| (HeaderName::from_static(name), HeaderValue::from_static(value)))
+        .collect()
+}
+
+/// GET, and HEAD wherever GET is allowed (hyper leaves the body out).
+fn is_read(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD
+}
+
+fn json_reply(status: StatusCode, value: &impl serde::Serialize) -> Response {
+    warp::reply::with_status(warp::reply::json(value), status).into_response()
+}
+
+fn no_content() -> Response {
+    warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response()
+}

@@ -1,0 +1,99 @@
+//! `POST /webhook`: DIUN's notifications come in here.
+
+use bytes::Buf;
+use futures_util::Stream;
+use warp::http::{HeaderMap, Method, StatusCode, header};
+use warp::reply::Response;
+
+use super::body::read_capped;
+use super::error::{ApiError, respond};
+use super::{AppState, json_reply};
+use crate::model::DiunEvent;
+use crate::store::UpdateStore;
+use crate::time::Timestamp;
+
+pub async fn receive<S, B>(state: AppState, method: Method, headers: HeaderMap, body: S) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    respond(receive_event(state, method, headers, body).await)
+}
+
+async fn receive_event<S, B>(
+    state: AppState,
+    method: Method,
+    headers: HeaderMap,
+    body: S,
+) -> Result<Response, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    if method == Method::GET {
+        // DIUN's webhook notifier defaults to GET, which carries no event.
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "the webhook only accepts POST: set `method: POST` under notif.webhook in DIUN's configuration",
+        ));
+    }
+    if method != Method::POST {
+        return Err(ApiError::method_not_allowed("POST"));
+    }
+    if let Some(secret) = &state.webhook_secret {
+        let given = headers.get(header::AUTHORIZATION).map(|value| value.as_bytes()).unwrap_or_default();
+        if !constant_time_eq(given, secret.expose().as_bytes()) {
+            log::warn!("webhook refused: missing or wrong Authorization header");
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong Authorization header"));
+        }
+    }
+    let body = read_capped(&headers, body).await?;
+    let event = DiunEvent::from_json(&body).map_err(ApiError::bad_request)?;
+    let summary =
+        format!("{} {:?} from {:?}", event.status, printable(&event.image), printable(&event.hostname));
+    state.store.upsert_event(event, Timestamp::now()).await?;
+    log::info!("update received: {summary}");
+    Ok(json_reply(StatusCode::OK, &serde_json::json!({ "status": "ok" })))
+}
+
+/// Takes time independent of where the inputs differ, so the secret cannot be guessed
+/// byte by byte from response times.
+fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
+    let mut difference = given.len() ^ expected.len();
+    for i in 0..given.len().max(expected.len()) {
+        let a = given.get(i).copied().unwrap_or(0);
+        let b = expected.get(i).copied().unwrap_or(0);
+        difference |= usize::from(a ^ b);
+    }
+    std::hint::black_box(difference) == 0
+}
+
+/// At most 200 characters of sender-controlled text for a log line; `{:?}` then escapes
+/// newlines and control characters, so a crafted image name cannot forge log lines.
+fn printable(text: &str) -> &str {
+    match text.char_indices().nth(200) {
+        Some((cut, _)) => &text[..cut],
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_compares_whole_values() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret "));
+        assert!(!constant_time_eq(b"", b"secret"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn printable_cuts_long_text_on_a_character_boundary() {
+        let long = "é".repeat(300);
+        assert_eq!(printable(&long).chars().count(), 200);
+        assert_eq!(format!("{:?}", printable("a\nb")), "\"a\\nb\"");
+    }
+}

@@ -1,0 +1,170 @@
+//! Reads the configuration, opens the store, serves until SIGTERM or SIGINT, closes the store.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use diun_dashboard::config::{self, Config, Database};
+use diun_dashboard::http::AppState;
+use diun_dashboard::store::Store;
+
+/// Opening includes connecting and migrating; a database that cannot do that in this time is
+/// reported as an error instead of leaving the service hanging.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+const USAGE: &str = "\
+diun-dashboard — a persistent dashboard of the image updates DIUN reports
+
+USAGE:
+    diun-dashboard              serve the dashboard and the webhook
+    diun-dashboard healthcheck  exit 0 if the running service answers /healthz with 200
+    diun-dashboard --version    print the version
+    diun-dashboard --help       print this help
+
+ENVIRONMENT:
+    PORT            TCP port (default 8080)
+    BIND            listen address (default 0.0.0.0)
+    DATABASE_URL    postgres://… to use PostgreSQL; unset to use SQLite
+    DB_PATH         SQLite file (default diun.db)
+    WEBHOOK_SECRET  when set, POST /webhook needs `Authorization: <secret>`
+    RUST_LOG        log filter (default info)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        [] => serve(),
+        ["healthcheck"] => healthcheck(),
+        ["--version" | "-V"] => {
+            println!("diun-dashboard {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        ["--help" | "-h" | "help"] => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        other => {
+            eprint!("error: unknown arguments {other:?}\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve() -> ExitCode {
+    init_logging();
+    let outcome = Config::from_env().and_then(|config| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|err| format!("cannot start the async runtime: {err}"))?
+            .block_on(run(config))
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            log::error!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    match &config.database {
+        Database::Sqlite { path } => log::info!("Using SQLite database at {}", path.display()),
+        Database::Postgres { .. } => log::info!("Using PostgreSQL database"),
+    }
+    let store = tokio::time::timeout(STARTUP_TIMEOUT, Store::open(&config.database))
+        .await
+        .map_err(|_| format!("the database did not open within {} s", STARTUP_TIMEOUT.as_secs()))??;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;
+    let address = listener.local_addr().unwrap_or(config.listen);
+    log::info!("Listening on http://{address}");
+    if config.webhook_secret.is_none() {
+        log::warn!("WEBHOOK_SECRET is not set: anyone who can reach /webhook can post updates");
+    }
+    let store = Arc::new(store);
+    let state = AppState::new(Arc::clone(&store), config.webhook_secret);
+    diun_dashboard::serve(listener, state, shutdown_signal()).await;
+    log::info!("shutting down");
+    store.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(err) => {
+                log::error!("cannot listen for SIGTERM: {err}");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+/// For container HEALTHCHECKs in images without curl: one plain HTTP/1.1 request.
+fn healthcheck() -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let address = config::local_address(config.listen);
+    let check = || -> std::io::Result<String> {
+        let timeout = Duration::from_secs(5);
+        let mut stream = TcpStream::connect_timeout(&address, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        write!(stream, "GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")?;
+        let mut response = String::new();
+        stream.take(64 * 1024).read_to_string(&mut response)?;
+        Ok(response)
+    };
+    match check() {
+        Ok(response) if response.starts_with("HTTP/1.1 200") => {
+            println!("healthy");
+            ExitCode::SUCCESS
+        }
+        Ok(response) => {
+            let status = response.lines().next().unwrap_or("no response");
+            let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+            eprintln!("unhealthy: {status} {body}");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("unhealthy: cannot reach http://{address}/healthz: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `RUST_LOG` (default `info`), one line per record with a UTC timestamp.
+fn init_logging() {
+    use std::io::Write as _;
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format(|buf, record| {
+            let now = diun_dashboard::time::Timestamp::now().to_string();
+            let target = record.target();
+            if target.starts_with("diun_dashboard") {
+                writeln!(buf, "{} {:<5} {}", &now[..23], record.level(), record.args())
+            } else {
+                writeln!(buf, "{} {:<5} {target}: {}", &now[..23], record.level(), record.args())
+            }
+        })
+        .init();
+}

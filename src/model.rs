@@ -1,0 +1,152 @@
+//! The JSON shapes the API receives and returns.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::time::Timestamp;
+
+/// One DIUN notification (crazy-max/diun `internal/msg` RenderJSON), as received and as stored.
+///
+/// DIUN always sends every field; other senders may not, so missing strings become empty.
+/// Fields DIUN may add in later releases land in `extra` and are kept and returned.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+pub struct DiunEvent {
+    #[serde(default, deserialize_with = "string_or_null")]
+    pub diun_version: String,
+    #[serde(default, deserialize_with = "string_or_null")]
+    pub hostname: String,
+    #[serde(default, deserialize_with = "string_or_null")]
+    pub status: String,
+    #[serde(default, deserialize_with = "string_or_null")]
+    pub provider: String,
+    #[serde(default, deserialize_with = "string_or_null")]
+    pub image: String,
+    #[serde(default, deserialize_with = "string_or_null")]
+    pub hub_link: String,
+    #[serde(default, deserialize_with = "string_or_null")]
+    pub mime_type: String,
+    #[serde(default, deserialize_with = "string_or_null")]
+    pub digest: String,
+    /// DIUN's own RFC 3339 text, kept verbatim: it often carries nanoseconds, which a
+    /// `timestamptz` would truncate.
+    #[serde(default)]
+    pub created: Option<String>,
+    #[serde(default, deserialize_with = "string_or_null")]
+    pub platform: String,
+    #[serde(default)]
+    pub metadata: Option<Map<String, Value>>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl DiunEvent {
+    /// Parses a webhook body; the message is meant for the sender.
+    pub fn from_json(body: &[u8]) -> Result<Self, String> {
+        let event: Self = serde_json::from_slice(body).map_err(|err| {
+            if err.is_data() { format!("invalid DIUN event: {err}") } else { format!("invalid JSON: {err}") }
+        })?;
+        event.validate()?;
+        Ok(event)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.image.trim().is_empty() {
+            return Err("the event has no `image`".into());
+        }
+        if let Some(created) = &self.created
+            && Timestamp::parse_rfc3339(created).is_none()
+        {
+            return Err(format!("`created` is not an RFC 3339 timestamp: {created:?}"));
+        }
+        // Neither PostgreSQL text nor jsonb can hold U+0000; refusing it on every backend keeps
+        // the two stores answering alike.
+        let has_nul = [
+            &self.diun_version,
+            &self.hostname,
+            &self.status,
+            &self.provider,
+            &self.image,
+            &self.hub_link,
+            &self.mime_type,
+            &self.digest,
+            &self.platform,
+        ]
+        .iter()
+        .any(|field| field.contains('\0'))
+            || self.created.as_deref().is_some_and(|c| c.contains('\0'))
+            || self.metadata.as_ref().is_some_and(map_has_nul)
+            || map_has_nul(&self.extra);
+        if has_nul {
+            return Err("the event contains a NUL character (\\u0000), which cannot be stored".into());
+        }
+        Ok(())
+    }
+
+    /// `metadata` as JSON text for storage, `None` when DIUN sent null.
+    pub fn metadata_json(&self) -> Option<String> {
+        self.metadata.as_ref().map(|map| Value::Object(map.clone()).to_string())
+    }
+
+    /// Unknown top-level fields as JSON text for storage, `None` when there are none.
+    pub fn extra_json(&self) -> Option<String> {
+        (!self.extra.is_empty()).then(|| Value::Object(self.extra.clone()).to_string())
+    }
+
+    /// Restores the JSON columns written by [`Self::metadata_json`] and [`Self::extra_json`].
+    pub fn set_json_columns(&mut self, metadata: Option<&str>, extra: Option<&str>) -> Result<(), String> {
+        let object = |text: &str| match serde_json::from_str(text) {
+            Ok(Value::Object(map)) => Ok(map),
+            Ok(_) => Err("stored JSON is not an object".to_string()),
+            Err(err) => Err(format!("stored JSON is invalid: {err}")),
+        };
+        self.metadata = metadata.map(object).transpose()?;
+        self.extra = extra.map(object).transpose()?.unwrap_or_default();
+        Ok(())
+    }
+}
+
+fn map_has_nul(map: &Map<String, Value>) -> bool {
+    map.iter().any(|(key, value)| key.contains('\0') || value_has_nul(value))
+}
+
+fn value_has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(value_has_nul),
+        Value::Object(map) => map_has_nul(map),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
+fn string_or_null<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Tag {
+    pub id: i64,
+    pub name: String,
+}
+
+/// One tracked image as `GET /api/updates` shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpdateEntry {
+    pub event: DiunEvent,
+    pub received_at: Timestamp,
+    /// `None` while the update is pending.
+    pub acknowledged_at: Option<Timestamp>,
+    pub tag: Option<Tag>,
+}
+
+impl Serialize for UpdateEntry {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut entry = serializer.serialize_struct("UpdateEntry", 5)?;
+        entry.serialize_field("event", &self.event)?;
+        entry.serialize_field("received_at", &self.received_at)?;
+        entry.serialize_field("acknowledged", &self.acknowledged_at.is_some())?;
+        entry.serialize_field("acknowledged_at", &self.acknowledged_at)?;
+        entry.serialize_field("tag", &self.tag)?;
+        entry.end()
+    }
+}

@@ -1,0 +1,199 @@
+//! The one storage contract the HTTP layer sees, and the choice of backend.
+//!
+//! Each backend lives in its own module behind its Cargo feature; `cfg` appears only on the
+//! `mod` lines, the enum variants and the match arms below.
+
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!(
+    "diun-dashboard needs a database backend: build with the default features, \
+     `--features sqlite` or `--features postgres`"
+);
+
+pub mod migrate;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+use std::fmt;
+use std::future::Future;
+
+use crate::config::Database;
+use crate::model::{DiunEvent, Tag, UpdateEntry};
+use crate::time::Timestamp;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// A tag with this name exists already.
+    DuplicateTag,
+    /// The database cannot be reached, is busy or refuses writes (503: worth retrying).
+    Unavailable(String),
+    /// Anything else that should not happen (500).
+    Internal(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::DuplicateTag => f.write_str("a tag with this name already exists"),
+            StoreError::Unavailable(why) => write!(f, "database unavailable: {why}"),
+            StoreError::Internal(why) => write!(f, "database error: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What `assign_tag` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assignment {
+    Assigned,
+    UnknownImage,
+    UnknownTag,
+}
+
+/// The operations the API needs. Timestamps come from the caller so that every backend stores
+/// exactly the same instant for the same request.
+pub trait UpdateStore: Send + Sync {
+    /// `"sqlite"` or `"postgres"`, as `/healthz` reports it.
+    fn backend(&self) -> &'static str;
+    fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Inserts or overwrites the event for its image, marks it pending again, keeps its tag.
+    fn upsert_event(
+        &self,
+        event: DiunEvent,
+        received_at: Timestamp,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Every tracked image, ordered by image name (bytewise).
+    fn list_updates(&self) -> impl Future<Output = StoreResult<Vec<UpdateEntry>>> + Send;
+    /// `false` when the image is unknown. Keeps the first acknowledgement time.
+    fn acknowledge(&self, image: String, at: Timestamp) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// The number of updates that were pending.
+    fn acknowledge_all(&self, at: Timestamp) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// `None` when the tag is unknown.
+    fn acknowledge_by_tag(
+        &self,
+        tag_id: i64,
+        at: Timestamp,
+    ) -> impl Future<Output = StoreResult<Option<u64>>> + Send;
+    /// Ordered by name, case-insensitively, identically on every backend.
+    fn list_tags(&self) -> impl Future<Output = StoreResult<Vec<Tag>>> + Send;
+    fn create_tag(&self, name: String) -> impl Future<Output = StoreResult<Tag>> + Send;
+    /// `false` when the tag is unknown. Its assignments go with it.
+    fn delete_tag(&self, tag_id: i64) -> impl Future<Output = StoreResult<bool>> + Send;
+    fn tag_exists(&self, tag_id: i64) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// One tag per image: assigning replaces.
+    fn assign_tag(&self, image: String, tag_id: i64) -> impl Future<Output = StoreResult<Assignment>> + Send;
+    fn unassign_tag(&self, image: String) -> impl Future<Output = StoreResult<()>> + Send;
+}
+
+/// Sorts tags the way the API promises, independent of any database collation.
+pub fn sort_tags(tags: &mut [Tag]) {
+    tags.sort_by_cached_key(|tag| (tag.name.to_lowercase(), tag.name.clone(), tag.id));
+}
+
+/// The store the server runs on: one variant per compiled-in backend.
+pub enum Store {
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlite::SqliteStore),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::PostgresStore),
+}
+
+impl Store {
+    /// Opens the configured database and brings its schema up to date.
+    pub async fn open(database: &Database) -> Result<Self, String> {
+        match database {
+            #[cfg(feature = "sqlite")]
+            Database::Sqlite { path } => sqlite::SqliteStore::open(path.clone())
+                .await
+                .map(Store::Sqlite)
+                .map_err(|err| format!("cannot open SQLite database at {}: {err}", path.display())),
+            #[cfg(feature = "postgres")]
+            Database::Postgres { url } => postgres::PostgresStore::open(url.expose())
+                .await
+                .map(Store::Postgres)
+                .map_err(|err| format!("cannot use PostgreSQL database: {err}")),
+            #[allow(unreachable_patterns)]
+            other => Err(missing_feature_message(other)),
+        }
+    }
+
+    /// Finishes queued writes and closes the database cleanly.
+    pub async fn close(&self) {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Store::Sqlite(store) => store.close().await,
+            #[cfg(feature = "postgres")]
+            Store::Postgres(store) => store.close().await,
+        }
+    }
+}
+
+fn missing_feature_message(database: &Database) -> String {
+    let hint = match database {
+        Database::Sqlite { .. } => "set DATABASE_URL to a PostgreSQL URL, or use a build with SQLite",
+        Database::Postgres { .. } => "unset DATABASE_URL to use SQLite, or use a build with PostgreSQL",
+    };
+    format!(
+        "this binary was built without the `{feature}` Cargo feature, which the configuration asks for \
+         (rebuild with `--features {feature}`); {hint}",
+        feature = database.feature()
+    )
+}
+
+/// Forwards each trait method to the backend in use.
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            #[cfg(feature = "sqlite")]
+            Store::Sqlite($store) => $call,
+            #[cfg(feature = "postgres")]
+            Store::Postgres($store) => $call,
+        }
+    };
+}
+
+impl UpdateStore for Store {
+    fn backend(&self) -> &'static str {
+        dispatch!(self, s => s.backend())
+    }
+    async fn ping(&self) -> StoreResult<()> {
+        dispatch!(self, s => s.ping().await)
+    }
+    async fn upsert_event(&self, event: DiunEvent, received_at: Timestamp) -> StoreResult<()> {
+        dispatch!(self, s => s.upsert_event(event, received_at).await)
+    }
+    async fn list_updates(&self) -> StoreResult<Vec<UpdateEntry>> {
+        dispatch!(self, s => s.list_updates().await)
+    }
+    async fn acknowledge(&self, image: String, at: Timestamp) -> StoreResult<bool> {
+        dispatch!(self, s => s.acknowledge(image, at).await)
+    }
+    async fn acknowledge_all(&self, at: Timestamp) -> StoreResult<u64> {
+        dispatch!(self, s => s.acknowledge_all(at).await)
+    }
+    async fn acknowledge_by_tag(&self, tag_id: i64, at: Timestamp) -> StoreResult<Option<u64>> {
+        dispatch!(self, s => s.acknowledge_by_tag(tag_id, at).await)
+    }
+    async fn list_tags(&self) -> StoreResult<Vec<Tag>> {
+        dispatch!(self, s => s.list_tags().await)
+    }
+    async fn create_tag(&self, name: String) -> StoreResult<Tag> {
+        dispatch!(self, s => s.create_tag(name).await)
+    }
+    async fn delete_tag(&self, tag_id: i64) -> StoreResult<bool> {
+        dispatch!(self, s => s.delete_tag(tag_id).await)
+    }
+    async fn tag_exists(&self, tag_id: i64) -> StoreResult<bool> {
+        dispatch!(self, s => s.tag_exists(tag_id).await)
+    }
+    async fn assign_tag(&self, image: String, tag_id: i64) -> StoreResult<Assignment> {
+        dispatch!(self, s => s.assign_tag(image, tag_id).await)
+    }
+    async fn unassign_tag(&self, image: String) -> StoreResult<()> {
+        dispatch!(self, s => s.unassign_tag(image).await)
+    }
+}

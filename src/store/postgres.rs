@@ -1,0 +1,421 @@
+//! PostgreSQL backend: tokio-postgres through a bb8 pool.
+//!
+//! PostgreSQL handles concurrent writers itself, so there is no lock here; several dashboard
+//! replicas may share one database. Every operation is bounded in time, so an unreachable
+//! database turns into a quick 503 rather than a hung request, and broken connections are
+//! replaced by the pool, so the service recovers by itself when the database comes back.
+
+use std::future::Future;
+use std::time::Duration;
+
+use bb8::{ErrorSink, Pool, PooledConnection, RunError};
+use bb8_postgres::PostgresConnectionManager;
+use include_dir::{Dir, include_dir};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls, Row};
+
+use super::migrate::{self, Migration};
+use super::{Assignment, StoreError, StoreResult, UpdateStore, sort_tags};
+use crate::model::{DiunEvent, Tag, UpdateEntry};
+use crate::time::Timestamp;
+
+static MIGRATIONS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/migrations/postgres");
+
+type Manager = PostgresConnectionManager<NoTls>;
+
+const MAX_CONNECTIONS: u32 = 25;
+const MIN_IDLE: u32 = 5;
+const MAX_LIFETIME: Duration = Duration::from_secs(5 * 60);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a request waits for a free connection before answering 503.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Upper bound for one operation, connection checkout included.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Serializes migrations of replicas starting at once (an arbitrary, fixed key).
+const MIGRATION_LOCK: i64 = 0x0D10_DA5B;
+
+pub struct PostgresStore {
+    pool: Pool<Manager>,
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        let unavailable = match err.code() {
+            // No server answer at all: connection refused, reset or closed.
+            None => true,
+            Some(code) => {
+                code.code().starts_with("08")
+                    || [
+                        SqlState::ADMIN_SHUTDOWN,
+                        SqlState::CRASH_SHUTDOWN,
+                        SqlState::CANNOT_CONNECT_NOW,
+                        SqlState::TOO_MANY_CONNECTIONS,
+                        SqlState::QUERY_CANCELED,
+                        SqlState::READ_ONLY_SQL_TRANSACTION,
+                        SqlState::DISK_FULL,
+                        SqlState::T_R_SERIALIZATION_FAILURE,
+                        SqlState::T_R_DEADLOCK_DETECTED,
+                    ]
+                    .contains(code)
+            }
+        };
+        let message = describe(&err);
+        if unavailable { StoreError::Unavailable(message) } else { StoreError::Internal(message) }
+    }
+}
+
+/// tokio-postgres' own Display often says only "db error"; the cause has the detail.
+fn describe(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => match std::error::Error::source(err) {
+            Some(source) => format!("{err}: {source}"),
+            None => err.to_string(),
+        },
+    }
+}
+
+/// Connection failures outside any request reach the log instead of vanishing.
+#[derive(Debug, Clone, Copy)]
+struct LogErrors;
+
+impl ErrorSink<tokio_postgres::Error> for LogErrors {
+    fn sink(&self, err: tokio_postgres::Error) {
+        log::warn!("PostgreSQL connection error: {}", describe(&err));
+    }
+
+    fn boxed_clone(&self) -> Box<dyn ErrorSink<tokio_postgres::Error>> {
+        Box::new(*self)
+    }
+}
+
+impl PostgresStore {
+    /// Connects, migrates, and starts the pool. Fails within seconds on a bad URL or server.
+    pub async fn open(url: &str) -> Result<Self, String> {
+        Self::open_with(url, migrate::from_dir(&MIGRATIONS)?).await
+    }
+
+    /// Like [`Self::open`], with another set of migrations (tests of upgrades).
+    pub async fn open_with(url: &str, migrations: Vec<Migration>) -> Result<Self, String> {
+        // The parser's messages quote no part of the URL, so no password can leak here.
+        let mut config: tokio_postgres::Config =
+            url.parse().map_err(|err| format!("DATABASE_URL is not a valid PostgreSQL URL: {err}"))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("diun-dashboard");
+        }
+        config.keepalives_idle(Duration::from_secs(30));
+
+        let connecting = config.connect(NoTls);
+        let (mut client, connection) =
+            tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(1), connecting)
+                .await
+                .map_err(|_| "timed out connecting to the server".to_string())?
+                .map_err(|err| format!("cannot connect: {}", describe(&err)))?;
+        let driver = tokio::spawn(connection);
+        let migrated = run_migrations(&mut client, &migrations).await;
+        drop(client);
+        let _ = driver.await;
+        migrated?;
+
+        let pool = Pool::builder()
+            .max_size(MAX_CONNECTIONS)
+            .min_idle(MIN_IDLE)
+            .max_lifetime(MAX_LIFETIME)
+            .connection_timeout(CHECKOUT_TIMEOUT)
+            // A refused connection is reported at once: waiting would only delay the 503.
+            .retry_connection(false)
+            // Closed connections are detected without a round trip (`has_broken`).
+            .test_on_check_out(false)
+            .error_sink(Box::new(LogErrors))
+            .build_unchecked(Manager::new(config, NoTls));
+        Ok(Self { pool })
+    }
+
+    pub async fn close(&self) {
+        // Dropping the pool closes its connections; nothing is buffered on this side.
+        log::debug!("closing PostgreSQL pool: {:?}", self.pool.state());
+    }
+
+    /// Runs `op` on a pooled connection, bounded by [`OPERATION_TIMEOUT`].
+    async fn with_client<T, F, Fut>(&self, op: F) -> StoreResult<T>
+    where
+        F: FnOnce(PooledConnection<'static, Manager>) -> Fut,
+        Fut: Future<Output = StoreResult<T>>,
+    {
+        let work = async {
+            let client = self.pool.get_owned().await.map_err(|err| match err {
+                RunError::TimedOut => {
+                    StoreError::Unavailable("no database connection became free in time".into())
+                }
+                RunError::User(err) => StoreError::from(err),
+            })?;
+            op(client).await
+        };
+        tokio::time::timeout(OPERATION_TIMEOUT, work)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the database did not answer in time".into())))
+    }
+}
+
+/// Applies the pending migrations, each in its own transaction, under an advisory lock so that
+/// replicas starting together migrate once.
+pub async fn run_migrations(client: &mut Client, migrations: &[Migration]) -> Result<(), String> {
+    let fail = |what: &str, err: tokio_postgres::Error| format!("{what}: {}", describe(&err));
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(|err| fail("cannot take the migration lock", err))?;
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version    BIGINT PRIMARY KEY,
+                 name       TEXT NOT NULL,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+             )",
+        )
+        .await
+        .map_err(|err| fail("cannot create schema_migrations", err))?;
+    let applied: Vec<i64> = client
+        .query("SELECT version FROM schema_migrations ORDER BY version", &[])
+        .await
+        .map_err(|err| fail("cannot read schema_migrations", err))?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for migration in migrate::pending(migrations, &applied)? {
+        let label = format!("migration {:04}_{}", migration.version, migration.name);
+        let tx = client.transaction().await.map_err(|err| fail(&label, err))?;
+        tx.batch_execute(&migration.sql).await.map_err(|err| fail(&label, err))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[&migration.version, &migration.name],
+        )
+        .await
+        .map_err(|err| fail(&label, err))?;
+        tx.commit().await.map_err(|err| fail(&label, err))?;
+        log::info!("applied {label}");
+    }
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(|err| fail("cannot release the migration lock", err))?;
+    Ok(())
+}
+
+fn update_from_row(row: &Row) -> StoreResult<UpdateEntry> {
+    let mut event = DiunEvent {
+        image: row.try_get(0)?,
+        diun_version: row.try_get(1)?,
+        hostname: row.try_get(2)?,
+        status: row.try_get(3)?,
+        provider: row.try_get(4)?,
+        hub_link: row.try_get(5)?,
+        mime_type: row.try_get(6)?,
+        digest: row.try_get(7)?,
+        created: row.try_get(8)?,
+        platform: row.try_get(9)?,
+        ..DiunEvent::default()
+    };
+    let metadata: Option<String> = row.try_get(10)?;
+    let extra: Option<String> = row.try_get(11)?;
+    event.set_json_columns(metadata.as_deref(), extra.as_deref()).map_err(StoreError::Internal)?;
+    let received_at: std::time::SystemTime = row.try_get(12)?;
+    let acknowledged_at: Option<std::time::SystemTime> = row.try_get(13)?;
+    let tag_id: Option<i64> = row.try_get(14)?;
+    let tag_name: Option<String> = row.try_get(15)?;
+    Ok(UpdateEntry {
+        event,
+        received_at: Timestamp::from_system_time(received_at),
+        acknowledged_at: acknowledged_at.map(Timestamp::from_system_time),
+        tag: tag_id.zip(tag_name).map(|(id, name)| Tag { id, name }),
+    })
+}
+
+async fn tag_exists(client: &Client, tag_id: i64) -> StoreResult<bool> {
+    Ok(client.query_opt("SELECT 1 FROM tags WHERE id = $1", &[&tag_id]).await?.is_some())
+}
+
+impl UpdateStore for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.with_client(|client| async move {
+            client.simple_query("SELECT 1").await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upsert_event(&self, event: DiunEvent, received_at: Timestamp) -> StoreResult<()> {
+        self.with_client(|client| async move {
+            client
+                .execute(
+                    "INSERT INTO updates (image, diun_version, hostname, status, provider, hub_link,
+                         mime_type, digest, created, platform, metadata, extra, received_at, acknowledged_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb, $12::text::jsonb, $13, NULL)
+                     ON CONFLICT (image) DO UPDATE SET
+                         diun_version = EXCLUDED.diun_version, hostname = EXCLUDED.hostname,
+                         status = EXCLUDED.status, provider = EXCLUDED.provider,
+                         hub_link = EXCLUDED.hub_link, mime_type = EXCLUDED.mime_type,
+                         digest = EXCLUDED.digest, created = EXCLUDED.created,
+                         platform = EXCLUDED.platform, metadata = EXCLUDED.metadata,
+                         extra = EXCLUDED.extra, received_at = EXCLUDED.received_at,
+                         acknowledged_at = NULL",
+                    &[
+                        &event.image,
+                        &event.diun_version,
+                        &event.hostname,
+                        &event.status,
+                        &event.provider,
+                        &event.hub_link,
+                        &event.mime_type,
+                        &event.digest,
+                        &event.created,
+                        &event.platform,
+                        &event.metadata_json(),
+                        &event.extra_json(),
+                        &received_at.to_system_time(),
+                    ],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_updates(&self) -> StoreResult<Vec<UpdateEntry>> {
+        self.with_client(|client| async move {
+            // COLLATE "C": bytewise order, as on SQLite, whatever the database's collation.
+            let rows = client
+                .query(
+                    "SELECT u.image, u.diun_version, u.hostname, u.status, u.provider, u.hub_link,
+                            u.mime_type, u.digest, u.created, u.platform, u.metadata::text,
+                            u.extra::text, u.received_at, u.acknowledged_at, t.id, t.name
+                     FROM updates u
+                     LEFT JOIN tag_assignments a ON a.image = u.image
+                     LEFT JOIN tags t ON t.id = a.tag_id
+                     ORDER BY u.image COLLATE \"C\"",
+                    &[],
+                )
+                .await?;
+            rows.iter().map(update_from_row).collect()
+        })
+        .await
+    }
+
+    async fn acknowledge(&self, image: String, at: Timestamp) -> StoreResult<bool> {
+        self.with_client(|client| async move {
+            let changed = client
+                .execute(
+                    "UPDATE updates SET acknowledged_at = COALESCE(acknowledged_at, $2) WHERE image = $1",
+                    &[&image, &at.to_system_time()],
+                )
+                .await?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn acknowledge_all(&self, at: Timestamp) -> StoreResult<u64> {
+        self.with_client(|client| async move {
+            Ok(client
+                .execute(
+                    "UPDATE updates SET acknowledged_at = $1 WHERE acknowledged_at IS NULL",
+                    &[&at.to_system_time()],
+                )
+                .await?)
+        })
+        .await
+    }
+
+    async fn acknowledge_by_tag(&self, tag_id: i64, at: Timestamp) -> StoreResult<Option<u64>> {
+        self.with_client(|client| async move {
+            if !tag_exists(&client, tag_id).await? {
+                return Ok(None);
+            }
+            let changed = client
+                .execute(
+                    "UPDATE updates SET acknowledged_at = $2
+                     WHERE acknowledged_at IS NULL
+                       AND image IN (SELECT image FROM tag_assignments WHERE tag_id = $1)",
+                    &[&tag_id, &at.to_system_time()],
+                )
+                .await?;
+            Ok(Some(changed))
+        })
+        .await
+    }
+
+    async fn list_tags(&self) -> StoreResult<Vec<Tag>> {
+        let mut tags = self
+            .with_client(|client| async move {
+                let rows = client.query("SELECT id, name FROM tags", &[]).await?;
+                rows.iter()
+                    .map(|row| Ok(Tag { id: row.try_get(0)?, name: row.try_get(1)? }))
+                    .collect::<StoreResult<Vec<_>>>()
+            })
+            .await?;
+        sort_tags(&mut tags);
+        Ok(tags)
+    }
+
+    async fn create_tag(&self, name: String) -> StoreResult<Tag> {
+        self.with_client(|client| async move {
+            match client.query_one("INSERT INTO tags (name) VALUES ($1) RETURNING id", &[&name]).await {
+                Ok(row) => Ok(Tag { id: row.try_get(0)?, name }),
+                Err(err) if err.code() == Some(&SqlState::UNIQUE_VIOLATION) => Err(StoreError::DuplicateTag),
+                Err(err) => Err(err.into()),
+            }
+        })
+        .await
+    }
+
+    async fn delete_tag(&self, tag_id: i64) -> StoreResult<bool> {
+        self.with_client(|client| async move {
+            Ok(client.execute("DELETE FROM tags WHERE id = $1", &[&tag_id]).await? > 0)
+        })
+        .await
+    }
+
+    async fn tag_exists(&self, tag_id: i64) -> StoreResult<bool> {
+        self.with_client(|client| async move { tag_exists(&client, tag_id).await }).await
+    }
+
+    async fn assign_tag(&self, image: String, tag_id: i64) -> StoreResult<Assignment> {
+        self.with_client(|client| async move {
+            let inserted = client
+                .execute(
+                    "INSERT INTO tag_assignments (image, tag_id) VALUES ($1, $2)
+                     ON CONFLICT (image) DO UPDATE SET tag_id = EXCLUDED.tag_id",
+                    &[&image, &tag_id],
+                )
+                .await;
+            match inserted {
+                Ok(_) => Ok(Assignment::Assigned),
+                // The foreign keys tell that something is missing; say which, the tag first.
+                Err(err) if err.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
+                    if tag_exists(&client, tag_id).await? {
+                        Ok(Assignment::UnknownImage)
+                    } else {
+                        Ok(Assignment::UnknownTag)
+                    }
+                }
+                Err(err) => Err(err.into()),
+            }
+        })
+        .await
+    }
+
+    async fn unassign_tag(&self, image: String) -> StoreResult<()> {
+        self.with_client(|client| async move {
+            client.execute("DELETE FROM tag_assignments WHERE image = $1", &[&image]).await?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,486 @@
+//! SQLite backend (rusqlite, bundled SQLite).
+//!
+//! SQLite allows one writer at a time, so one thread owns the write connection and commits
+//! whatever writes are queued in a single transaction: concurrent webhooks share one commit
+//! instead of queueing for a lock one by one. Each write runs inside its own savepoint, so a
+//! failing write never takes its neighbours down, and every caller hears back only after the
+//! commit, so an answered write is durable. Reads use a small pool of their own connections
+//! (WAL lets them run beside the writer). Every rusqlite call runs off the async reactor.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use include_dir::{Dir, include_dir};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+use super::migrate::{self, Migration};
+use super::{Assignment, StoreError, StoreResult, UpdateStore, sort_tags};
+use crate::model::{DiunEvent, Tag, UpdateEntry};
+use crate::time::Timestamp;
+
+static MIGRATIONS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/migrations/sqlite");
+
+/// Writes committed together at most; bounds the time any one caller waits behind others.
+const MAX_BATCH: usize = 512;
+const MAX_IDLE_READERS: usize = 4;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct SqliteStore {
+    path: Arc<PathBuf>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    jobs: mpsc::Sender<Message>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(err: rusqlite::Error) -> Self {
+        match err.sqlite_error_code() {
+            Some(
+                ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::DiskFull
+                | ErrorCode::ReadOnly
+                | ErrorCode::CannotOpen
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::PermissionDenied
+                | ErrorCode::OutOfMemory,
+            ) => StoreError::Unavailable(err.to_string()),
+            _ => StoreError::Internal(err.to_string()),
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its folder if needed) and migrates the database at `path`.
+    pub async fn open(path: PathBuf) -> Result<Self, String> {
+        Self::open_with(path, migrate::from_dir(&MIGRATIONS)?).await
+    }
+
+    /// Like [`Self::open`], with another set of migrations (tests of upgrades).
+    pub async fn open_with(path: PathBuf, migrations: Vec<Migration>) -> Result<Self, String> {
+        tokio::task::spawn_blocking(move || Self::open_blocking(path, &migrations))
+            .await
+            .map_err(|err| format!("opening task failed: {err}"))?
+    }
+
+    fn open_blocking(path: PathBuf, migrations: &[Migration]) -> Result<Self, String> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|err| format!("cannot create folder {}: {err}", parent.display()))?;
+        }
+        let mut conn = open_connection(&path).map_err(|err| err.to_string())?;
+        run_migrations(&mut conn, migrations)?;
+        let (jobs, queue) = mpsc::channel();
+        let writer = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || write_loop(conn, queue))
+            .map_err(|err| format!("cannot start the writer thread: {err}"))?;
+        Ok(Self {
+            path: Arc::new(path),
+            readers: Arc::new(Mutex::new(Vec::new())),
+            jobs,
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    /// Commits what is queued, stops the writer and closes every connection.
+    pub async fn close(&self) {
+        let _ = self.jobs.send(Message::Shutdown);
+        let writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner).take();
+        self.readers.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        if let Some(writer) = writer {
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        }
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let readers = Arc::clone(&self.readers);
+        let path = Arc::clone(&self.path);
+        tokio::task::spawn_blocking(move || {
+            let idle = readers.lock().unwrap_or_else(PoisonError::into_inner).pop();
+            let conn = match idle {
+                Some(conn) => conn,
+                None => open_connection(&path)?,
+            };
+            let result = op(&conn);
+            let mut idle = readers.lock().unwrap_or_else(PoisonError::into_inner);
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|err| StoreError::Internal(format!("read task failed: {err}")))?
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(WriteJob { op: Some(op), result: None, reply });
+        self.jobs
+            .send(Message::Write(job))
+            .map_err(|_| StoreError::Unavailable("the database is closed".into()))?;
+        answer.await.map_err(|_| StoreError::Internal("the database writer stopped".into()))?
+    }
+}
+
+fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+/// Applies the pending migrations, each in its own transaction, recorded in `schema_migrations`.
+pub fn run_migrations(conn: &mut Connection, migrations: &[Migration]) -> Result<(), String> {
+    let fail = |what: &str, err: rusqlite::Error| format!("{what}: {err}");
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    INTEGER PRIMARY KEY,
+             name       TEXT NOT NULL,
+             applied_at TEXT NOT NULL
+         ) STRICT",
+    )
+    .map_err(|err| fail("cannot create schema_migrations", err))?;
+    // Refuse a database from a newer release before touching it.
+    let applied = applied_versions(conn).map_err(|err| fail("cannot read schema_migrations", err))?;
+    migrate::pending(migrations, &applied)?;
+    for migration in migrations {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|err| fail("cannot start a migration", err))?;
+        // Read again inside the write lock: another process may have migrated meanwhile.
+        let applied = applied_versions(&tx).map_err(|err| fail("cannot read schema_migrations", err))?;
+        if applied.contains(&migration.version) {
+            continue;
+        }
+        let label = format!("migration {:04}_{}", migration.version, migration.name);
+        tx.execute_batch(&migration.sql).map_err(|err| fail(&label, err))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            params![migration.version, migration.name, Timestamp::now().to_string()],
+        )
+        .map_err(|err| fail(&label, err))?;
+        tx.commit().map_err(|err| fail(&label, err))?;
+        log::info!("applied {label}");
+    }
+    Ok(())
+}
+
+fn applied_versions(conn: &Connection) -> rusqlite::Result<Vec<i64>> {
+    let mut stmt = conn.prepare("SELECT version FROM schema_migrations ORDER BY version")?;
+    stmt.query_map([], |row| row.get(0))?.collect()
+}
+
+enum Message {
+    Write(Box<dyn PendingWrite>),
+    Shutdown,
+}
+
+/// A queued write: run inside the batch's transaction, answered after the commit.
+trait PendingWrite: Send {
+    /// Runs the write; `false` if it failed and its savepoint must be rolled back.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller with the write's own result, or the commit's error.
+    fn finish(self: Box<Self>, commit: StoreResult<()>);
+}
+
+struct WriteJob<T, F> {
+    op: Option<F>,
+    result: Option<StoreResult<T>>,
+    reply: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<T: Send, F: FnOnce(&Connection) -> StoreResult<T> + Send> PendingWrite for WriteJob<T, F> {
+    fn run(&mut self, conn: &Connection) -> bool {
+        let result = match self.op.take() {
+            Some(op) => op(conn),
+            None => Err(StoreError::Internal("write ran twice".into())),
+        };
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, commit: StoreResult<()>) {
+        let answer = match commit {
+            Ok(()) => self.result.unwrap_or_else(|| Err(StoreError::Internal("write never ran".into()))),
+            Err(err) => Err(err),
+        };
+        // The caller may have gone away (client disconnected); the write stands regardless.
+        let _ = self.reply.send(answer);
+    }
+}
+
+fn write_loop(conn: Connection, queue: mpsc::Receiver<Message>) {
+    let mut open = true;
+    while open {
+        let mut batch = match queue.recv() {
+            Ok(Message::Write(job)) => vec![job],
+            Ok(Message::Shutdown) | Err(_) => break,
+        };
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(Message::Write(job)) => batch.push(job),
+                Ok(Message::Shutdown) => {
+                    open = false;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let commit = commit_batch(&conn, &mut batch);
+        if let Err(err) = &commit {
+            log::error!("SQLite write failed, {} write(s) answered with an error: {err}", batch.len());
+        }
+        for job in batch {
+            job.finish(commit.clone());
+        }
+    }
+    if let Err((_, err)) = conn.close() {
+        log::error!("closing the SQLite database failed: {err}");
+    }
+}
+
+fn commit_batch(conn: &Connection, batch: &mut [Box<dyn PendingWrite>]) -> StoreResult<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let outcome = batch.iter_mut().try_for_each(|job| -> StoreResult<()> {
+        conn.execute_batch("SAVEPOINT write")?;
+        if job.run(conn) {
+            conn.execute_batch("RELEASE write")?;
+        } else {
+            conn.execute_batch("ROLLBACK TO write; RELEASE write")?;
+        }
+        Ok(())
+    });
+    let outcome = outcome.and_then(|()| Ok(conn.execute_batch("COMMIT")?));
+    if outcome.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    outcome
+}
+
+const SELECT_UPDATES: &str = "
+    SELECT u.image, u.diun_version, u.hostname, u.status, u.provider, u.hub_link, u.mime_type,
+           u.digest, u.created, u.platform, u.metadata, u.extra, u.received_at, u.acknowledged_at,
+           t.id, t.name
+    FROM updates u
+    LEFT JOIN tag_assignments a ON a.image = u.image
+    LEFT JOIN tags t ON t.id = a.tag_id
+    ORDER BY u.image";
+
+fn update_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<UpdateEntry>> {
+    let mut event = DiunEvent {
+        image: row.get(0)?,
+        diun_version: row.get(1)?,
+        hostname: row.get(2)?,
+        status: row.get(3)?,
+        provider: row.get(4)?,
+        hub_link: row.get(5)?,
+        mime_type: row.get(6)?,
+        digest: row.get(7)?,
+        created: row.get(8)?,
+        platform: row.get(9)?,
+        ..DiunEvent::default()
+    };
+    let metadata: Option<String> = row.get(10)?;
+    let extra: Option<String> = row.get(11)?;
+    let received_at: String = row.get(12)?;
+    let acknowledged_at: Option<String> = row.get(13)?;
+    let tag_id: Option<i64> = row.get(14)?;
+    let tag_name: Option<String> = row.get(15)?;
+    Ok((|| {
+        event.set_json_columns(metadata.as_deref(), extra.as_deref()).map_err(StoreError::Internal)?;
+        Ok(UpdateEntry {
+            event,
+            received_at: stored_timestamp(&received_at)?,
+            acknowledged_at: acknowledged_at.as_deref().map(stored_timestamp).transpose()?,
+            tag: tag_id.zip(tag_name).map(|(id, name)| Tag { id, name }),
+        })
+    })())
+}
+
+fn stored_timestamp(text: &str) -> StoreResult<Timestamp> {
+    Timestamp::parse_rfc3339(text)
+        .ok_or_else(|| StoreError::Internal(format!("stored timestamp {text:?} is not RFC 3339")))
+}
+
+fn tag_exists(conn: &Connection, tag_id: i64) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM tags WHERE id = ?1")?.exists([tag_id])
+}
+
+impl UpdateStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await
+    }
+
+    async fn upsert_event(&self, event: DiunEvent, received_at: Timestamp) -> StoreResult<()> {
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO updates (image, diun_version, hostname, status, provider, hub_link,
+                     mime_type, digest, created, platform, metadata, extra, received_at, acknowledged_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, NULL)
+                 ON CONFLICT (image) DO UPDATE SET
+                     diun_version = excluded.diun_version, hostname = excluded.hostname,
+                     status = excluded.status, provider = excluded.provider,
+                     hub_link = excluded.hub_link, mime_type = excluded.mime_type,
+                     digest = excluded.digest, created = excluded.created,
+                     platform = excluded.platform, metadata = excluded.metadata,
+                     extra = excluded.extra, received_at = excluded.received_at,
+                     acknowledged_at = NULL",
+            )?
+            .execute(params![
+                event.image,
+                event.diun_version,
+                event.hostname,
+                event.status,
+                event.provider,
+                event.hub_link,
+                event.mime_type,
+                event.digest,
+                event.created,
+                event.platform,
+                event.metadata_json(),
+                event.extra_json(),
+                received_at.to_string(),
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_updates(&self) -> StoreResult<Vec<UpdateEntry>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(SELECT_UPDATES)?;
+            let rows = stmt.query_map([], update_from_row)?;
+            rows.map(|row| row?).collect()
+        })
+        .await
+    }
+
+    async fn acknowledge(&self, image: String, at: Timestamp) -> StoreResult<bool> {
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE updates SET acknowledged_at = COALESCE(acknowledged_at, ?2) WHERE image = ?1",
+                )?
+                .execute(params![image, at.to_string()])?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn acknowledge_all(&self, at: Timestamp) -> StoreResult<u64> {
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached("UPDATE updates SET acknowledged_at = ?1 WHERE acknowledged_at IS NULL")?
+                .execute([at.to_string()])?;
+            Ok(changed as u64)
+        })
+        .await
+    }
+
+    async fn acknowledge_by_tag(&self, tag_id: i64, at: Timestamp) -> StoreResult<Option<u64>> {
+        self.write(move |conn| {
+            if !tag_exists(conn, tag_id)? {
+                return Ok(None);
+            }
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE updates SET acknowledged_at = ?2
+                     WHERE acknowledged_at IS NULL
+                       AND image IN (SELECT image FROM tag_assignments WHERE tag_id = ?1)",
+                )?
+                .execute(params![tag_id, at.to_string()])?;
+            Ok(Some(changed as u64))
+        })
+        .await
+    }
+
+    async fn list_tags(&self) -> StoreResult<Vec<Tag>> {
+        let mut tags = self
+            .read(|conn| {
+                let mut stmt = conn.prepare_cached("SELECT id, name FROM tags")?;
+                let tags = stmt
+                    .query_map([], |row| Ok(Tag { id: row.get(0)?, name: row.get(1)? }))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(tags)
+            })
+            .await?;
+        sort_tags(&mut tags);
+        Ok(tags)
+    }
+
+    async fn create_tag(&self, name: String) -> StoreResult<Tag> {
+        self.write(move |conn| {
+            let inserted = conn
+                .prepare_cached("INSERT INTO tags (name) VALUES (?1) RETURNING id")?
+                .query_row([&name], |row| row.get(0));
+            match inserted {
+                Ok(id) => Ok(Tag { id, name }),
+                Err(err) if err.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                    Err(StoreError::DuplicateTag)
+                }
+                Err(err) => Err(err.into()),
+            }
+        })
+        .await
+    }
+
+    async fn delete_tag(&self, tag_id: i64) -> StoreResult<bool> {
+        self.write(move |conn| {
+            Ok(conn.prepare_cached("DELETE FROM tags WHERE id = ?1")?.execute([tag_id])? > 0)
+        })
+        .await
+    }
+
+    async fn tag_exists(&self, tag_id: i64) -> StoreResult<bool> {
+        self.read(move |conn| Ok(tag_exists(conn, tag_id)?)).await
+    }
+
+    async fn assign_tag(&self, image: String, tag_id: i64) -> StoreResult<Assignment> {
+        self.write(move |conn| {
+            if !tag_exists(conn, tag_id)? {
+                return Ok(Assignment::UnknownTag);
+            }
+            let image_known = conn
+                .prepare_cached("SELECT 1 FROM updates WHERE image = ?1")?
+                .query_row([&image], |_| Ok(()))
+                .optional()?
+                .is_some();
+            if !image_known {
+                return Ok(Assignment::UnknownImage);
+            }
+            conn.prepare_cached(
+                "INSERT INTO tag_assignments (image, tag_id) VALUES (?1, ?2)
+                 ON CONFLICT (image) DO UPDATE SET tag_id = excluded.tag_id",
+            )?
+            .execute(params![image, tag_id])?;
+            Ok(Assignment::Assigned)
+        })
+        .await
+    }
+
+    async fn unassign_tag(&self, image: String) -> StoreResult<()> {
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM tag_assignments WHERE image = ?1")?.execute([image])?;
+            Ok(())
+        })
+        .await
+    }
+}
