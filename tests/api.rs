@@ -1,0 +1,558 @@
+//! The HTTP contract of SPEC §4, run on every compiled backend.
+
+mod support;
+
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+use support::{TestApp, docker_event};
+
+const NGINX: &str = "docker.io/library/nginx:1.27";
+
+fn encode(image: &str) -> String {
+    image
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn healthz_reports_the_backend(app: &TestApp) {
+    let response = app.get("/healthz").await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.json(), json!({ "status": "ok", "backend": app.store_backend() }));
+    let response = app.request("POST", "/healthz").send().await;
+    assert_eq!(response.status, 405);
+    assert!(!response.error().is_empty());
+}
+
+async fn empty_store_lists_an_empty_object(app: &TestApp) {
+    assert_eq!(app.updates().await, json!({}));
+    assert_eq!(app.get("/api/tags").await.json(), json!([]));
+}
+
+async fn webhook_stores_every_field(app: &TestApp) {
+    let mut event = docker_event(NGINX);
+    event["a_future_field"] = json!({ "nested": [1, "two"] });
+    event["metadata"]["user_defined_key"] = json!("kept");
+    let response = app.webhook(&event).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let updates = app.updates().await;
+    let entry = &updates[NGINX];
+    assert_eq!(entry["event"], event, "every field and metadata key comes back as sent");
+    assert_eq!(entry["acknowledged"], json!(false));
+    assert_eq!(entry["acknowledged_at"], Value::Null);
+    assert_eq!(entry["tag"], Value::Null);
+    assert_rfc3339_utc(&entry["received_at"]);
+}
+
+fn assert_rfc3339_utc(value: &Value) {
+    let text = value.as_str().unwrap_or_else(|| panic!("timestamp is not a string: {value}"));
+    let stamp = diun_dashboard::time::Timestamp::parse_rfc3339(text).expect("RFC 3339");
+    assert!(text.ends_with('Z'), "{text} is not UTC");
+    assert_eq!(stamp.to_string(), text, "one canonical format");
+}
+
+async fn every_provider_payload_round_trips(app: &TestApp) {
+    let providers = [
+        (
+            "docker",
+            json!({"ctn_id": "1", "ctn_names": "web", "ctn_command": "nginx", "ctn_createdat": "x", "ctn_state": "running", "ctn_status": "Up", "ctn_size": "0B"}),
+        ),
+        (
+            "swarm",
+            json!({"svc_id": "s1", "svc_createdat": "x", "svc_updatedat": "y", "ctn_name": "stack_web"}),
+        ),
+        (
+            "kubernetes",
+            json!({"pod_name": "web-0", "pod_status": "Running", "pod_namespace": "default", "pod_createdat": "x", "ctn_name": "web", "ctn_command": "nginx"}),
+        ),
+        (
+            "nomad",
+            json!({"job_id": "j", "job_name": "web", "job_status": "running", "job_namespace": "default", "taskgroup_name": "g", "task_name": "t", "task_driver": "docker", "task_user": ""}),
+        ),
+        (
+            "containerd",
+            json!({"ctn_id": "c", "ctn_name": "web", "ctn_image": "nginx", "ctn_namespace": "k8s.io", "ctn_createdat": "x", "ctn_updatedat": "y", "ctn_runtime": "io.containerd.runc.v2", "ctn_snapshotter": "overlayfs", "ctn_snapshot_key": "k", "ctn_status": "running"}),
+        ),
+        ("file", json!({"owner": "me"})),
+        ("dockerfile", json!({})),
+    ];
+    let mut sent = serde_json::Map::new();
+    for (provider, metadata) in providers {
+        let image = format!("ghcr.io/example/{provider}:2.1");
+        let mut event = docker_event(&image);
+        event["provider"] = json!(provider);
+        event["status"] = json!(if provider == "file" { "update" } else { "new" });
+        event["metadata"] = metadata;
+        assert_eq!(app.webhook(&event).await.status, 200, "{provider}");
+        sent.insert(image, event);
+    }
+    let updates = app.updates().await;
+    for (image, event) in sent {
+        assert_eq!(updates[&image]["event"], event, "{image}");
+    }
+}
+
+async fn null_created_and_metadata_and_minimal_events_are_accepted(app: &TestApp) {
+    let mut event = docker_event(NGINX);
+    event["created"] = Value::Null;
+    event["metadata"] = Value::Null;
+    assert_eq!(app.webhook(&event).await.status, 200);
+    assert_eq!(app.updates().await[NGINX]["event"], event);
+
+    assert_eq!(app.webhook(&json!({ "image": "redis:7" })).await.status, 200);
+    let minimal = &app.updates().await["redis:7"]["event"];
+    assert_eq!(minimal["image"], json!("redis:7"));
+    assert_eq!(minimal["hostname"], json!(""));
+    assert_eq!(minimal["created"], Value::Null);
+}
+
+async fn bad_webhook_bodies_get_400_and_store_nothing(app: &TestApp) {
+    let mut wrong_type = docker_event("a:1");
+    wrong_type["hostname"] = json!(5);
+    let mut bad_created = docker_event("b:1");
+    bad_created["created"] = json!("yesterday");
+    let mut bad_metadata = docker_event("c:1");
+    bad_metadata["metadata"] = json!(["not", "an", "object"]);
+    let mut nul = docker_event("d:1");
+    nul["metadata"]["ctn_names"] = json!("we\u{0}b");
+    let bodies: Vec<Vec<u8>> = vec![
+        b"not json".to_vec(),
+        b"{\"image\": \"x:1\"".to_vec(),
+        b"[]".to_vec(),
+        b"".to_vec(),
+        json!({ "hostname": "nas" }).to_string().into_bytes(),
+        json!({ "image": "" }).to_string().into_bytes(),
+        json!({ "image": "   " }).to_string().into_bytes(),
+        json!({ "image": 42 }).to_string().into_bytes(),
+        wrong_type.to_string().into_bytes(),
+        bad_created.to_string().into_bytes(),
+        bad_metadata.to_string().into_bytes(),
+        nul.to_string().into_bytes(),
+        b"{\"image\": \"x:1\xff\"}".to_vec(),
+    ];
+    for body in bodies {
+        let response = app.request("POST", "/webhook").body(body.clone()).send().await;
+        assert_eq!(response.status, 400, "{:?} → {}", String::from_utf8_lossy(&body), response.text());
+        assert!(!response.error().is_empty());
+    }
+    assert_eq!(app.updates().await, json!({}));
+}
+
+async fn webhook_accepts_chunked_bodies_without_content_type(app: &TestApp) {
+    let event = docker_event(NGINX);
+    let response = app.request("POST", "/webhook").body(event.to_string()).chunked().send().await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(app.updates().await[NGINX]["event"], event);
+}
+
+async fn oversized_bodies_get_413_chunked_or_not(app: &TestApp) {
+    let mut event = docker_event(NGINX);
+    event["metadata"]["padding"] = json!("x".repeat(diun_dashboard::http::MAX_BODY));
+    let big = event.to_string();
+    let response = app.request("POST", "/webhook").body(big.clone()).send().await;
+    assert_eq!(response.status, 413);
+    assert!(!response.error().is_empty());
+    let response = app.request("POST", "/webhook").body(big.clone()).chunked().send().await;
+    assert_eq!(response.status, 413);
+    let response = app
+        .request("POST", "/api/tags")
+        .header("Content-Type", "application/json")
+        .body(big)
+        .chunked()
+        .send()
+        .await;
+    assert_eq!(response.status, 413);
+    assert_eq!(app.updates().await, json!({}));
+
+    // Just under the cap is fine.
+    let mut event = docker_event(NGINX);
+    event["metadata"]["padding"] = json!("");
+    let room = diun_dashboard::http::MAX_BODY - event.to_string().len();
+    event["metadata"]["padding"] = json!("y".repeat(room));
+    assert_eq!(event.to_string().len(), diun_dashboard::http::MAX_BODY);
+    assert_eq!(app.webhook(&event).await.status, 200);
+}
+
+async fn get_on_webhook_explains_the_diun_method_setting(app: &TestApp) {
+    let response = app.get("/webhook").await;
+    assert_eq!(response.status, 405);
+    assert!(response.error().contains("method: POST"), "{}", response.text());
+    assert_eq!(app.request("PUT", "/webhook").send().await.status, 405);
+}
+
+async fn upsert_overwrites_fields_clears_acknowledgement_and_keeps_the_tag(app: &TestApp) {
+    assert_eq!(app.webhook(&docker_event(NGINX)).await.status, 200);
+    let tag = app.create_tag("prod").await;
+    let assigned = app.api("PUT", "/api/tag-assignments", &json!({ "image": NGINX, "tag_id": tag })).await;
+    assert_eq!(assigned.status, 204);
+    assert_eq!(app.request("PATCH", &format!("/api/updates/{}", encode(NGINX))).send().await.status, 204);
+    let before = app.updates().await[NGINX].clone();
+    assert_eq!(before["acknowledged"], json!(true));
+
+    let mut newer = docker_event(NGINX);
+    newer["digest"] = json!("sha256:1111");
+    newer["status"] = json!("update");
+    newer["hostname"] = json!("pi");
+    newer["metadata"] = json!({ "ctn_names": "web2" });
+    assert_eq!(app.webhook(&newer).await.status, 200);
+    let after = app.updates().await[NGINX].clone();
+    assert_eq!(after["event"], newer, "every field is overwritten, old metadata keys included");
+    assert_eq!(after["acknowledged"], json!(false));
+    assert_eq!(after["acknowledged_at"], Value::Null);
+    assert_eq!(after["tag"], json!({ "id": tag, "name": "prod" }), "the tag survives the upsert");
+    assert!(after["received_at"].as_str() >= before["received_at"].as_str());
+}
+
+async fn acknowledging_one_update(app: &TestApp) {
+    let images = [
+        "docker.io/library/nginx:1.27",
+        "ghcr.io/org/app@sha256:abcdef",
+        "registry.example:5000/café/ünïcode:1.0",
+    ];
+    for image in images {
+        assert_eq!(app.webhook(&docker_event(image)).await.status, 200);
+    }
+    for image in images {
+        let response = app.request("PATCH", &format!("/api/updates/{}", encode(image))).send().await;
+        assert_eq!(response.status, 204, "{image}: {}", response.text());
+        let entry = &app.updates().await[image];
+        assert_eq!(entry["acknowledged"], json!(true), "{image}");
+        assert_rfc3339_utc(&entry["acknowledged_at"]);
+    }
+    // Acknowledging again keeps the first time.
+    let first = app.updates().await[images[0]]["acknowledged_at"].clone();
+    assert_eq!(app.request("PATCH", &format!("/api/updates/{}", encode(images[0]))).send().await.status, 204);
+    assert_eq!(app.updates().await[images[0]]["acknowledged_at"], first);
+
+    // Unencoded slashes work too, so curl users need not encode.
+    assert_eq!(app.webhook(&docker_event("quay.io/a/b:2")).await.status, 200);
+    assert_eq!(app.request("PATCH", "/api/updates/quay.io/a/b:2").send().await.status, 204);
+
+    let unknown = app.request("PATCH", &format!("/api/updates/{}", encode("nope:1"))).send().await;
+    assert_eq!(unknown.status, 404);
+    assert!(!unknown.error().is_empty());
+    assert_eq!(app.request("GET", &format!("/api/updates/{}", encode(NGINX))).send().await.status, 405);
+}
+
+async fn acknowledge_all_counts_newly_acknowledged(app: &TestApp) {
+    for image in ["a:1", "b:1", "c:1"] {
+        app.webhook(&docker_event(image)).await;
+    }
+    app.request("PATCH", "/api/updates/a%3A1").send().await;
+    let response = app.api("POST", "/api/updates/acknowledge-all", &json!({})).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.json(), json!({ "count": 2 }));
+    let again = app
+        .request("POST", "/api/updates/acknowledge-all")
+        .header("Content-Type", "application/json")
+        .send()
+        .await;
+    assert_eq!(again.json(), json!({ "count": 0 }), "no body is needed");
+    let updates = app.updates().await;
+    assert!(updates.as_object().unwrap().values().all(|u| u["acknowledged"] == json!(true)));
+    assert_eq!(app.get("/api/updates/acknowledge-all").await.status, 405);
+}
+
+async fn acknowledge_by_tag_touches_only_that_group(app: &TestApp) {
+    for image in ["a:1", "b:1", "c:1"] {
+        app.webhook(&docker_event(image)).await;
+    }
+    let prod = app.create_tag("prod").await;
+    let dev = app.create_tag("dev").await;
+    for (image, tag) in [("a:1", prod), ("b:1", prod), ("c:1", dev)] {
+        assert_eq!(
+            app.api("PUT", "/api/tag-assignments", &json!({ "image": image, "tag_id": tag })).await.status,
+            204
+        );
+    }
+    let response = app.api("POST", "/api/updates/acknowledge-by-tag", &json!({ "tag_id": prod })).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.json(), json!({ "count": 2 }));
+    let updates = app.updates().await;
+    assert_eq!(updates["a:1"]["acknowledged"], json!(true));
+    assert_eq!(updates["c:1"]["acknowledged"], json!(false));
+    let empty_tag = app.create_tag("empty").await;
+    assert_eq!(
+        app.api("POST", "/api/updates/acknowledge-by-tag", &json!({ "tag_id": empty_tag })).await.json(),
+        json!({ "count": 0 })
+    );
+
+    let unknown = app.api("POST", "/api/updates/acknowledge-by-tag", &json!({ "tag_id": 999_999 })).await;
+    assert_eq!(unknown.status, 404);
+    for bad in [json!({}), json!({ "tag_id": "1" }), json!({ "tag_id": 1.5 }), json!([])] {
+        assert_eq!(app.api("POST", "/api/updates/acknowledge-by-tag", &bad).await.status, 400, "{bad}");
+    }
+}
+
+async fn tags_are_created_trimmed_validated_and_unique(app: &TestApp) {
+    let response = app.api("POST", "/api/tags", &json!({ "name": "  Production  " })).await;
+    assert_eq!(response.status, 201);
+    let tag = response.json();
+    assert_eq!(tag["name"], json!("Production"));
+    assert!(tag["id"].is_i64());
+    let duplicate = app.api("POST", "/api/tags", &json!({ "name": "Production" })).await;
+    assert_eq!(duplicate.status, 409);
+    assert!(!duplicate.error().is_empty());
+    for bad in [
+        json!({ "name": "" }),
+        json!({ "name": "   " }),
+        json!({ "name": "x".repeat(101) }),
+        json!({}),
+        json!({ "name": 3 }),
+    ] {
+        assert_eq!(app.api("POST", "/api/tags", &bad).await.status, 400, "{bad}");
+    }
+    assert_eq!(app.api("POST", "/api/tags", &json!({ "name": "é".repeat(100) })).await.status, 201);
+    assert_eq!(
+        app.request("POST", "/api/tags")
+            .body("{")
+            .header("Content-Type", "application/json")
+            .send()
+            .await
+            .status,
+        400
+    );
+}
+
+async fn tags_are_listed_by_name_case_insensitively(app: &TestApp) {
+    for name in ["beta", "Alpha", "gamma", "Delta", "alpha2"] {
+        app.create_tag(name).await;
+    }
+    let names: Vec<String> = app
+        .get("/api/tags")
+        .await
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["Alpha", "alpha2", "beta", "Delta", "gamma"]);
+}
+
+async fn deleting_a_tag_untags_its_images_and_keeps_them(app: &TestApp) {
+    app.webhook(&docker_event(NGINX)).await;
+    let tag = app.create_tag("prod").await;
+    app.api("PUT", "/api/tag-assignments", &json!({ "image": NGINX, "tag_id": tag })).await;
+    let response = app.request("DELETE", &format!("/api/tags/{tag}")).send().await;
+    assert_eq!(response.status, 204);
+    let updates = app.updates().await;
+    assert_eq!(updates[NGINX]["tag"], Value::Null);
+    assert_eq!(updates[NGINX]["event"]["image"], json!(NGINX));
+    assert_eq!(app.get("/api/tags").await.json(), json!([]));
+    assert_eq!(app.request("DELETE", &format!("/api/tags/{tag}")).send().await.status, 404);
+    assert_eq!(app.request("DELETE", "/api/tags/abc").send().await.status, 400);
+    assert_eq!(app.request("DELETE", "/api/tags/99999999999999999999999").send().await.status, 400);
+    assert_eq!(app.request("GET", "/api/tags/1").send().await.status, 405);
+}
+
+async fn tag_assignment_replaces_and_reports_unknowns(app: &TestApp) {
+    app.webhook(&docker_event(NGINX)).await;
+    let one = app.create_tag("one").await;
+    let two = app.create_tag("two").await;
+    assert_eq!(
+        app.api("PUT", "/api/tag-assignments", &json!({ "image": NGINX, "tag_id": one })).await.status,
+        204
+    );
+    assert_eq!(
+        app.api("PUT", "/api/tag-assignments", &json!({ "image": NGINX, "tag_id": two })).await.status,
+        204
+    );
+    assert_eq!(app.updates().await[NGINX]["tag"], json!({ "id": two, "name": "two" }));
+
+    let unknown_tag =
+        app.api("PUT", "/api/tag-assignments", &json!({ "image": NGINX, "tag_id": 424_242 })).await;
+    assert_eq!(unknown_tag.status, 404);
+    let unknown_image =
+        app.api("PUT", "/api/tag-assignments", &json!({ "image": "nope:1", "tag_id": one })).await;
+    assert_eq!(unknown_image.status, 404);
+    assert!(!unknown_image.error().is_empty());
+    for bad in [json!({ "image": NGINX }), json!({ "tag_id": one }), json!({ "image": "", "tag_id": one })] {
+        assert_eq!(app.api("PUT", "/api/tag-assignments", &bad).await.status, 400, "{bad}");
+    }
+
+    let removed = app.api("DELETE", "/api/tag-assignments", &json!({ "image": NGINX })).await;
+    assert_eq!(removed.status, 204);
+    assert_eq!(app.updates().await[NGINX]["tag"], Value::Null);
+    assert_eq!(
+        app.api("DELETE", "/api/tag-assignments", &json!({ "image": NGINX })).await.status,
+        204,
+        "also when none"
+    );
+    assert_eq!(
+        app.request("DELETE", "/api/tag-assignments").body(r#"{"image":"nope:1"}"#).send().await.status,
+        204
+    );
+    assert_eq!(app.get("/api/tag-assignments").await.status, 405);
+}
+
+async fn unknown_paths_are_404_and_wrong_methods_405_as_json(app: &TestApp) {
+    for path in
+        ["/nope", "/api", "/api/nope", "/api/updates/x/y/z/../q", "/webhook/extra", "/js/../../Cargo.toml"]
+    {
+        let response = app.get(path).await;
+        if path == "/api/updates/x/y/z/../q" {
+            assert_eq!(response.status, 405, "GET on an image path");
+            continue;
+        }
+        assert_eq!(response.status, 404, "{path}");
+        assert!(!response.error().is_empty());
+    }
+    for (method, path) in
+        [("DELETE", "/api/updates"), ("POST", "/api/updates"), ("PUT", "/api/tags"), ("PATCH", "/healthz")]
+    {
+        let response = app.request(method, path).send().await;
+        assert_eq!(response.status, 405, "{method} {path}");
+        assert!(response.header("allow").is_some());
+        assert!(!response.error().is_empty());
+    }
+}
+
+async fn cross_site_requests_are_refused(app: &TestApp) {
+    app.webhook(&docker_event(NGINX)).await;
+    let tag = app.create_tag("prod").await;
+    let foreign = "http://evil.example";
+    let attempts = [
+        app.request("PATCH", &format!("/api/updates/{}", encode(NGINX))).header("Origin", foreign),
+        app.request("POST", "/api/updates/acknowledge-all")
+            .header("Origin", foreign)
+            .header("Content-Type", "application/json"),
+        app.request("DELETE", &format!("/api/tags/{tag}")).header("Origin", foreign),
+        app.request("PUT", "/api/tag-assignments")
+            .header("Origin", "null")
+            .json(&json!({ "image": NGINX, "tag_id": tag })),
+    ];
+    for attempt in attempts {
+        let response = attempt.send().await;
+        assert_eq!(response.status, 403, "{}", response.text());
+    }
+    for (method, path, content_type) in [
+        ("POST", "/api/updates/acknowledge-all", "text/plain"),
+        ("POST", "/api/tags", "application/x-www-form-urlencoded"),
+        ("PUT", "/api/tag-assignments", "multipart/form-data; boundary=x"),
+    ] {
+        let body = json!({ "name": "x", "image": NGINX, "tag_id": tag }).to_string();
+        let response = app.request(method, path).header("Content-Type", content_type).body(body).send().await;
+        assert_eq!(response.status, 415, "{method} {path}");
+    }
+    let updates = app.updates().await;
+    assert_eq!(updates[NGINX]["acknowledged"], json!(false), "nothing changed");
+    assert_eq!(updates[NGINX]["tag"], Value::Null);
+    assert_eq!(app.get("/api/tags").await.json().as_array().unwrap().len(), 1);
+
+    let own_origin = format!("http://{}", app.addr);
+    let response = app
+        .request("PATCH", &format!("/api/updates/{}", encode(NGINX)))
+        .header("Origin", &own_origin)
+        .send()
+        .await;
+    assert_eq!(response.status, 204, "the dashboard's own origin is welcome");
+    let webhook = app
+        .request("POST", "/webhook")
+        .header("Origin", foreign)
+        .body(docker_event("x:1").to_string())
+        .send()
+        .await;
+    assert_eq!(webhook.status, 200, "the webhook has its own protection");
+}
+
+async fn hundreds_of_concurrent_webhooks_are_all_kept(app: &TestApp) {
+    let sends = (0..300).map(|i| {
+        let event = docker_event(&format!("registry.example/app{i}:1.{i}"));
+        async move { app.webhook(&event).await.status }
+    });
+    let statuses = join_all(sends).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let same_image = (0..50).map(|i| {
+        let mut event = docker_event(NGINX);
+        event["digest"] = json!(format!("sha256:{i}"));
+        async move { app.webhook(&event).await.status }
+    });
+    assert!(join_all(same_image).await.iter().all(|s| *s == 200));
+    let updates = app.updates().await;
+    assert_eq!(updates.as_object().unwrap().len(), 301);
+    for i in 0..300 {
+        assert!(updates.get(format!("registry.example/app{i}:1.{i}")).is_some(), "app{i} lost");
+    }
+}
+
+async fn security_headers_are_on_every_response(app: &TestApp) {
+    for path in ["/healthz", "/api/updates", "/nope"] {
+        let response = app.get(path).await;
+        assert_eq!(response.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert!(
+            response
+                .header("content-security-policy")
+                .is_some_and(|csp| csp.contains("frame-ancestors 'none'"))
+        );
+        assert!(
+            response.header("content-type").is_some_and(|ct| ct.starts_with("application/json")),
+            "{path}"
+        );
+    }
+}
+
+trait BackendName {
+    fn store_backend(&self) -> &'static str;
+}
+
+impl BackendName for TestApp {
+    fn store_backend(&self) -> &'static str {
+        use diun_dashboard::store::UpdateStore;
+        self.store.backend()
+    }
+}
+
+on_every_backend!(
+    healthz_reports_the_backend,
+    empty_store_lists_an_empty_object,
+    webhook_stores_every_field,
+    every_provider_payload_round_trips,
+    null_created_and_metadata_and_minimal_events_are_accepted,
+    bad_webhook_bodies_get_400_and_store_nothing,
+    webhook_accepts_chunked_bodies_without_content_type,
+    oversized_bodies_get_413_chunked_or_not,
+    get_on_webhook_explains_the_diun_method_setting,
+    upsert_overwrites_fields_clears_acknowledgement_and_keeps_the_tag,
+    acknowledging_one_update,
+    acknowledge_all_counts_newly_acknowledged,
+    acknowledge_by_tag_touches_only_that_group,
+    tags_are_created_trimmed_validated_and_unique,
+    tags_are_listed_by_name_case_insensitively,
+    deleting_a_tag_untags_its_images_and_keeps_them,
+    tag_assignment_replaces_and_reports_unknowns,
+    unknown_paths_are_404_and_wrong_methods_405_as_json,
+    cross_site_requests_are_refused,
+    hundreds_of_concurrent_webhooks_are_all_kept,
+    security_headers_are_on_every_response,
+);
+
+/// The secret needs its own server, so it runs outside the per-backend list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_secret_is_required_when_set_on_sqlite() {
+    let app = TestApp::start(support::TestDb::sqlite(), Some("s3cret")).await;
+    let body = docker_event(NGINX).to_string();
+    let missing = app.request("POST", "/webhook").body(body.clone()).send().await;
+    assert_eq!(missing.status, 401);
+    assert!(!missing.error().is_empty());
+    for wrong in ["s3cre", "s3cret2", "Bearer s3cret", "S3CRET"] {
+        let response =
+            app.request("POST", "/webhook").header("Authorization", wrong).body(body.clone()).send().await;
+        assert_eq!(response.status, 401, "{wrong}");
+    }
+    assert_eq!(app.updates().await, json!({}));
+    let right = app.request("POST", "/webhook").header("Authorization", "s3cret").body(body).send().await;
+    assert_eq!(right.status, 200);
+    assert_eq!(
+        app.request("GET", "/api/updates").send().await.status,
+        200,
+        "the API is not behind the secret"
+    );
+    app.stop().await;
+}

@@ -1,0 +1,268 @@
+//! Shared by the integration tests: a server per test on `127.0.0.1:0` over a fresh database
+//! of either backend, and a small HTTP/1.1 client that can also send raw bytes.
+#![allow(dead_code)]
+
+pub mod http;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use diun_dashboard::config::{Database, Secret};
+use diun_dashboard::http::AppState;
+use diun_dashboard::store::Store;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+pub use http::Response;
+
+/// A unique name for scratch files and schemas of this process.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    format!("{prefix}_{}_{}_{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A scratch folder, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(unique("diun-test"));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The PostgreSQL server given to the tests, if any. Without one the PostgreSQL variants are
+/// skipped with a message, except under `CI=true`, where a skip is a failure.
+pub fn postgres_url() -> Option<String> {
+    let url = std::env::var("TEST_DATABASE_URL").ok().filter(|url| !url.is_empty());
+    if url.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "TEST_DATABASE_URL is not set under CI=true: PostgreSQL tests cannot be skipped (run `cargo xtask test`)"
+        );
+        eprintln!("skipped: TEST_DATABASE_URL is not set (cargo xtask test sets it)");
+    }
+    url
+}
+
+/// A fresh database of one backend. PostgreSQL gets a schema of its own per test, through the
+/// connection's search_path, so tests run in parallel on one server.
+pub enum TestDb {
+    Sqlite {
+        dir: TempDir,
+    },
+    #[cfg(feature = "postgres")]
+    Postgres {
+        base_url: String,
+        schema: String,
+    },
+}
+
+impl TestDb {
+    pub fn sqlite() -> Self {
+        TestDb::Sqlite { dir: TempDir::new() }
+    }
+
+    #[cfg(feature = "postgres")]
+    pub async fn postgres() -> Option<Self> {
+        let base_url = postgres_url()?;
+        let schema = unique("t");
+        run_sql(&base_url, &format!("CREATE SCHEMA {schema}")).await;
+        Some(TestDb::Postgres { base_url, schema })
+    }
+
+    pub fn database(&self) -> Database {
+        match self {
+            TestDb::Sqlite { dir } => Database::Sqlite { path: dir.0.join("diun.db") },
+            #[cfg(feature = "postgres")]
+            TestDb::Postgres { base_url, schema } => {
+                let separator = if base_url.contains('?') { '&' } else { '?' };
+                Database::Postgres {
+                    url: Secret::new(format!("{base_url}{separator}options=-c%20search_path%3D{schema}")),
+                }
+            }
+        }
+    }
+
+    /// The URL or path a child process needs in its environment.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        match self.database() {
+            Database::Sqlite { path } => vec![("DB_PATH", path.display().to_string())],
+            Database::Postgres { url } => vec![("DATABASE_URL", url.expose().to_string())],
+        }
+    }
+
+    pub async fn drop_schema(&self) {
+        #[cfg(feature = "postgres")]
+        if let TestDb::Postgres { base_url, schema } = self {
+            run_sql(base_url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await;
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+pub async fn run_sql(url: &str, sql: &str) {
+    let (client, connection) =
+        tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect to TEST_DATABASE_URL");
+    let driver = tokio::spawn(connection);
+    client.batch_execute(sql).await.unwrap_or_else(|err| panic!("{sql}: {err}"));
+    drop(client);
+    let _ = driver.await;
+}
+
+/// A running server, in this process, on a random port.
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub store: Arc<Store>,
+    pub db: TestDb,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestApp {
+    pub async fn start(db: TestDb, webhook_secret: Option<&str>) -> Self {
+        let store = Arc::new(Store::open(&db.database()).await.expect("open store"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let state = AppState::new(Arc::clone(&store), webhook_secret.map(Secret::new));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(diun_dashboard::serve(listener, state, async {
+            let _ = stopped.await;
+        }));
+        Self { addr, store, db, stop: Some(stop), server: Some(server) }
+    }
+
+    pub async fn sqlite() -> Self {
+        Self::start(TestDb::sqlite(), None).await
+    }
+
+    #[cfg(feature = "postgres")]
+    pub async fn postgres() -> Option<Self> {
+        Some(Self::start(TestDb::postgres().await?, None).await)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        self.store.close().await;
+        self.db.drop_schema().await;
+    }
+
+    pub fn request(&self, method: &str, path: &str) -> http::Request {
+        http::Request::new(self.addr, method, path)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request("GET", path).send().await
+    }
+
+    /// POST /webhook the way DIUN does it: no Content-Type.
+    pub async fn webhook(&self, event: &Value) -> Response {
+        self.request("POST", "/webhook").body(event.to_string()).send().await
+    }
+
+    /// An `/api` call with a JSON body, as the dashboard sends it.
+    pub async fn api(&self, method: &str, path: &str, body: &Value) -> Response {
+        self.request(method, path).json(body).send().await
+    }
+
+    pub async fn updates(&self) -> Value {
+        let response = self.get("/api/updates").await;
+        assert_eq!(response.status, 200, "{}", response.text());
+        response.json()
+    }
+
+    pub async fn create_tag(&self, name: &str) -> i64 {
+        let response = self.api("POST", "/api/tags", &json!({ "name": name })).await;
+        assert_eq!(response.status, 201, "{}", response.text());
+        response.json()["id"].as_i64().expect("tag id")
+    }
+}
+
+/// A DIUN event as `docker` provider sends it.
+pub fn docker_event(image: &str) -> Value {
+    json!({
+        "diun_version": "4.28.0",
+        "hostname": "nas",
+        "status": "new",
+        "provider": "docker",
+        "image": image,
+        "hub_link": "https://hub.docker.com/_/nginx",
+        "mime_type": "application/vnd.docker.distribution.manifest.list.v2+json",
+        "digest": "sha256:0f5e9b5a2b5d4f8e6c1a3b7d9e2f4a6c8b0d1e3f5a7c9b2d4e6f8a0c1b3d5e7f",
+        "created": "2024-05-14T18:21:39.584547123Z",
+        "platform": "linux/amd64",
+        "metadata": {
+            "ctn_command": "nginx -g 'daemon off;'",
+            "ctn_createdat": "2024-05-01 10:00:00 +0000 UTC",
+            "ctn_id": "4a5b6c7d8e9f",
+            "ctn_names": "web",
+            "ctn_size": "0B",
+            "ctn_state": "running",
+            "ctn_status": "Up 2 days"
+        }
+    })
+}
+
+/// Replaces the values that legitimately differ between runs (ids, timestamps) by markers.
+pub fn mask(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| {
+                    let masked = match (key.as_str(), value) {
+                        ("received_at" | "acknowledged_at", Value::String(_)) => json!("<time>"),
+                        ("id" | "tag_id", Value::Number(_)) => json!("<id>"),
+                        _ => mask(value),
+                    };
+                    (key.clone(), masked)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(mask).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Runs each named `async fn(&TestApp)` once per compiled backend: on SQLite always, on
+/// PostgreSQL when a test database is given.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let app = $crate::support::TestApp::sqlite().await;
+                    super::$test(&app).await;
+                    app.stop().await;
+                }
+            )*
+        }
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let Some(app) = $crate::support::TestApp::postgres().await else { return };
+                    super::$test(&app).await;
+                    app.stop().await;
+                }
+            )*
+        }
+    };
+}
