@@ -1,0 +1,197 @@
+//! The binary itself: arguments, start-up and its messages, exit codes, signals, durability.
+
+mod support;
+
+use std::time::Duration;
+
+use support::process::{Service, free_port, run};
+use support::{TempDir, TestDb, docker_event};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+async fn version_and_help_are_printed() {
+    let (code, stdout, _) = run(&["--version"], &[], LIMIT).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout.trim(), format!("diun-dashboard {}", env!("CARGO_PKG_VERSION")));
+    let (code, stdout, _) = run(&["--help"], &[], LIMIT).await;
+    assert_eq!(code, Some(0));
+    for word in ["healthcheck", "DATABASE_URL", "DB_PATH", "WEBHOOK_SECRET", "PORT"] {
+        assert!(stdout.contains(word), "help lacks {word}: {stdout}");
+    }
+    let (code, _, stderr) = run(&["--frobnicate"], &[], LIMIT).await;
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("unknown"), "{stderr}");
+}
+
+#[tokio::test]
+async fn bad_configuration_exits_non_zero_with_one_clear_line() {
+    for (env, expected) in [
+        (vec![("PORT", "eighty".to_string())], "PORT"),
+        (vec![("BIND", "not-an-ip".to_string())], "BIND"),
+        (vec![("DATABASE_URL", "mysql://root@localhost/x".to_string())], "PostgreSQL URL"),
+    ] {
+        let (code, _, stderr) = run(&[], &env, LIMIT).await;
+        assert_eq!(code, Some(1), "{env:?}: {stderr}");
+        assert!(stderr.contains(expected), "{env:?}: {stderr}");
+        assert_eq!(stderr.lines().filter(|l| l.contains("ERROR")).count(), 1, "{stderr}");
+    }
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_start_up_logs_the_path_creates_its_folder_and_stops_cleanly_on_sigterm() {
+    let dir = TempDir::new();
+    let path = dir.0.join("nested/deeper/diun.db");
+    let mut service = Service::start(&[("DB_PATH", path.display().to_string())]).await;
+    assert!(path.exists(), "the parent folder is created");
+    let log = service.log();
+    assert!(log.contains(&format!("Using SQLite database at {}", path.display())), "{log}");
+    assert!(log.contains(&format!("Listening on http://{}", service.addr)), "{log}");
+    assert!(!log.contains("PostgreSQL"), "{log}");
+
+    let port = service.addr.port().to_string();
+    let (code, stdout, stderr) =
+        run(&["healthcheck"], &[("PORT", port.clone()), ("BIND", "127.0.0.1".into())], LIMIT).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+
+    service.signal("TERM");
+    assert_eq!(service.wait(LIMIT).await, Some(0), "{}", service.log());
+    let (code, _, stderr) = run(&["healthcheck"], &[("PORT", port)], LIMIT).await;
+    assert_eq!(code, Some(1), "nothing listens any more: {stderr}");
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sigint_also_stops_cleanly() {
+    let dir = TempDir::new();
+    let mut service = Service::start(&[("DB_PATH", dir.0.join("d.db").display().to_string())]).await;
+    service.signal("INT");
+    assert_eq!(service.wait(LIMIT).await, Some(0), "{}", service.log());
+}
+
+/// A request still being sent when SIGTERM arrives is answered before the process exits.
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn in_flight_requests_finish_after_sigterm() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = TempDir::new();
+    let db = dir.0.join("d.db");
+    let mut service = Service::start(&[("DB_PATH", db.display().to_string())]).await;
+    let body = docker_event("slow/client:1").to_string();
+    let mut stream = tokio::net::TcpStream::connect(service.addr).await.unwrap();
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body.as_bytes()[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    service.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream.write_all(&body.as_bytes()[10..]).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(service.wait(LIMIT).await, Some(0), "{}", service.log());
+
+    let service = Service::start(&[("DB_PATH", db.display().to_string())]).await;
+    let updates = service.request("GET", "/api/updates").send().await.json();
+    assert!(updates.get("slow/client:1").is_some(), "{updates}");
+}
+
+/// Every webhook answered 200 is there after a kill -9 and a restart.
+async fn answered_webhooks_survive_kill_9(db: &TestDb) {
+    let env = db.env();
+    let mut service = Service::start(&env).await;
+    let mut acknowledged = Vec::new();
+    let sends: Vec<_> = (0..200)
+        .map(|i| {
+            let request = service
+                .request("POST", "/webhook")
+                .body(docker_event(&format!("reg.example/app{i}:1")).to_string());
+            async move { (i, request.send().await.status) }
+        })
+        .collect();
+    for (i, status) in futures_util::future::join_all(sends).await {
+        if status == 200 {
+            acknowledged.push(format!("reg.example/app{i}:1"));
+        }
+    }
+    assert_eq!(acknowledged.len(), 200);
+    service.signal("KILL");
+    service.wait(LIMIT).await;
+
+    let restarted = Service::start(&env).await;
+    let updates = restarted.request("GET", "/api/updates").send().await.json();
+    for image in &acknowledged {
+        assert!(updates.get(image).is_some(), "{image} was answered 200 but is gone");
+    }
+    db.drop_schema().await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn answered_webhooks_survive_kill_9_on_sqlite() {
+    answered_webhooks_survive_kill_9(&TestDb::sqlite()).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn answered_webhooks_survive_kill_9_on_postgres() {
+    if let Some(db) = TestDb::postgres().await {
+        answered_webhooks_survive_kill_9(&db).await;
+    }
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn a_file_that_is_not_a_database_is_a_clear_start_up_error() {
+    let dir = TempDir::new();
+    let path = dir.0.join("garbage.db");
+    std::fs::write(&path, vec![b'x'; 8192]).unwrap();
+    let (code, _, stderr) =
+        run(&[], &[("DB_PATH", path.display().to_string()), ("PORT", free_port().to_string())], LIMIT).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("cannot open SQLite database"), "{stderr}");
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn unreachable_postgres_fails_fast_without_printing_the_password() {
+    let url = format!("postgres://diun:hunter2@127.0.0.1:{}/diun", free_port());
+    let started = std::time::Instant::now();
+    let (code, _, stderr) =
+        run(&[], &[("DATABASE_URL", url), ("PORT", free_port().to_string())], LIMIT).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("Using PostgreSQL database"), "{stderr}");
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "the password leaked: {stderr}");
+    // A generous bound that only a retry loop or a pool timeout would exceed.
+    assert!(started.elapsed() < LIMIT);
+}
+
+#[cfg(not(feature = "postgres"))]
+#[tokio::test]
+async fn a_sqlite_only_build_names_the_missing_postgres_feature() {
+    let env = [("DATABASE_URL", "postgres://u:p@127.0.0.1/x".to_string()), ("PORT", free_port().to_string())];
+    let (code, _, stderr) = run(&[], &env, LIMIT).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("`postgres` Cargo feature"), "{stderr}");
+}
+
+#[cfg(not(feature = "sqlite"))]
+#[tokio::test]
+async fn a_postgres_only_build_names_the_missing_sqlite_feature() {
+    let (code, _, stderr) = run(&[], &[("PORT", free_port().to_string())], LIMIT).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("`sqlite` Cargo feature"), "{stderr}");
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn the_healthcheck_reports_an_unhealthy_or_absent_service() {
+    let (code, _, stderr) = run(&["healthcheck"], &[("PORT", free_port().to_string())], LIMIT).await;
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("unhealthy"), "{stderr}");
+}

@@ -1,0 +1,118 @@
+//! One scripted sequence of API calls on SQLite and on PostgreSQL: every answer must be the
+//! same, ids and timestamps aside (SPEC §5).
+#![cfg(all(feature = "sqlite", feature = "postgres"))]
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{TestApp, docker_event, mask};
+
+/// Every call of the script, with the answer it got: (call, status, masked body).
+async fn run_script(app: &TestApp) -> Vec<(String, u16, Value)> {
+    let mut transcript = Vec::new();
+    let mut step = |call: String, response: support::Response| {
+        let body = if response.body.is_empty() { Value::Null } else { response.json() };
+        transcript.push((call, response.status, mask(&body)));
+    };
+    let images = [
+        "docker.io/library/nginx:1.27",
+        "docker.io/library/Nginx:1.27",
+        "ghcr.io/org/app@sha256:0123",
+        "lscr.io/linuxserver/ZZZ:latest",
+        "registry.example:5000/café/ünï:1",
+        "a:1",
+        "_underscore/x:1",
+    ];
+    for (i, image) in images.iter().enumerate() {
+        let mut event = docker_event(image);
+        event["hostname"] = json!(format!("host-{i}"));
+        if i % 2 == 0 {
+            event["created"] = Value::Null;
+        }
+        if i % 3 == 0 {
+            event["metadata"] = Value::Null;
+        }
+        event["extra_number"] = json!(1.5e3);
+        event["unicode"] = json!("😀 \u{7f} tab\t");
+        step(format!("webhook {image}"), app.webhook(&event).await);
+    }
+    for name in ["beta", "Alpha", "gamma", "alpha", "Ärger", "zulu", "_under", "10", "9"] {
+        step(format!("create tag {name}"), app.api("POST", "/api/tags", &json!({ "name": name })).await);
+    }
+    step("duplicate tag".into(), app.api("POST", "/api/tags", &json!({ "name": "beta" })).await);
+    step("list tags".into(), app.get("/api/tags").await);
+    let tags = app.get("/api/tags").await.json();
+    let id_of = |name: &str| {
+        tags.as_array().unwrap().iter().find(|t| t["name"] == json!(name)).unwrap()["id"].clone()
+    };
+    for (image, tag) in [(images[0], "beta"), (images[1], "beta"), (images[2], "Alpha"), (images[4], "zulu")]
+    {
+        let body = json!({ "image": image, "tag_id": id_of(tag) });
+        step(format!("assign {image} {tag}"), app.api("PUT", "/api/tag-assignments", &body).await);
+    }
+    step(
+        "assign unknown image".into(),
+        app.api("PUT", "/api/tag-assignments", &json!({ "image": "nope:1", "tag_id": id_of("beta") })).await,
+    );
+    step(
+        "assign unknown tag".into(),
+        app.api("PUT", "/api/tag-assignments", &json!({ "image": images[0], "tag_id": 987_654 })).await,
+    );
+    step(
+        "reassign".into(),
+        app.api("PUT", "/api/tag-assignments", &json!({ "image": images[1], "tag_id": id_of("gamma") }))
+            .await,
+    );
+    step("ack one".into(), app.request("PATCH", "/api/updates/a%3A1").send().await);
+    step("ack unknown".into(), app.request("PATCH", "/api/updates/zzz%3A1").send().await);
+    step(
+        "ack by tag".into(),
+        app.api("POST", "/api/updates/acknowledge-by-tag", &json!({ "tag_id": id_of("beta") })).await,
+    );
+    step(
+        "ack by unknown tag".into(),
+        app.api("POST", "/api/updates/acknowledge-by-tag", &json!({ "tag_id": 987_654 })).await,
+    );
+    step("list".into(), app.get("/api/updates").await);
+    step("re-send acknowledged".into(), app.webhook(&docker_event(images[0])).await);
+    step("delete tag".into(), app.request("DELETE", &format!("/api/tags/{}", id_of("zulu"))).send().await);
+    step("delete unknown tag".into(), app.request("DELETE", "/api/tags/987654").send().await);
+    step("unassign".into(), app.api("DELETE", "/api/tag-assignments", &json!({ "image": images[2] })).await);
+    step("ack all".into(), app.api("POST", "/api/updates/acknowledge-all", &json!({})).await);
+    step("ack all again".into(), app.api("POST", "/api/updates/acknowledge-all", &json!({})).await);
+    step("bad webhook".into(), app.webhook(&json!({ "image": "" })).await);
+    step("final list".into(), app.get("/api/updates").await);
+    step("final tags".into(), app.get("/api/tags").await);
+    transcript
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_calls_give_the_same_answers_on_sqlite_and_postgresql() {
+    let Some(postgres) = TestApp::postgres().await else { return };
+    let sqlite = TestApp::sqlite().await;
+    let on_sqlite = run_script(&sqlite).await;
+    let on_postgres = run_script(&postgres).await;
+    assert_eq!(on_sqlite.len(), on_postgres.len());
+    for (a, b) in on_sqlite.iter().zip(&on_postgres) {
+        assert_eq!(a, b, "SQLite and PostgreSQL disagree at `{}`", a.0);
+    }
+    // The listing's key order is part of the output, too.
+    assert_eq!(listing_order(&sqlite).await, listing_order(&postgres).await);
+    sqlite.stop().await;
+    postgres.stop().await;
+}
+
+/// The images in the order the raw `GET /api/updates` text lists them.
+async fn listing_order(app: &TestApp) -> Vec<String> {
+    let raw = app.get("/api/updates").await.text();
+    let object: serde_json::Map<String, Value> = serde_json::from_str(&raw).unwrap();
+    let mut images: Vec<(usize, String)> = object
+        .keys()
+        .map(|image| {
+            let key = format!("{}:{{\"event\"", serde_json::to_string(image).unwrap());
+            (raw.find(&key).expect("key in raw text"), image.clone())
+        })
+        .collect();
+    images.sort();
+    images.into_iter().map(|(_, image)| image).collect()
+}
