@@ -84,6 +84,8 @@ pub fn lint(root: &Path) -> Result<(), String> {
         }
     }
 
+    note_toolchain_difference(root);
+
     let compose_text =
         fs::read_to_string(root.join("compose.yml")).map_err(|e| format!("compose.yml: {e}"))?;
     let env_example =
@@ -115,6 +117,25 @@ pub fn lint(root: &Path) -> Result<(), String> {
         "docker lint: Dockerfile, Dockerfile.postgres, compose.yml, .dockerignore, .env.example: {scope} ok"
     );
     Ok(())
+}
+
+/// The images build with `ARG RUST_VERSION`; `cargo xtask dist` with the local toolchain. Not an
+/// error (a newer local toolchain is normal), but the binaries then differ by more than libc.
+fn note_toolchain_difference(root: &Path) {
+    let dockerfile = fs::read_to_string(root.join("Dockerfile")).unwrap_or_default();
+    let image_rust = parse_dockerfile(&dockerfile)
+        .iter()
+        .filter(|i| i.keyword == "ARG")
+        .flat_map(|i| key_values(&i.args))
+        .find_map(|(k, v)| (k == "RUST_VERSION").then_some(v));
+    let local =
+        Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into())).arg("--version").output();
+    let local = local.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    if let Some(image_rust) = image_rust
+        && !local.starts_with(&format!("rustc {image_rust}"))
+    {
+        println!("docker lint: note: the images build with Rust {image_rust}, this machine has `{local}`");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
