@@ -1,0 +1,117 @@
+// What the buttons do. Each change is shown at once (an overlay on the last server snapshot),
+// sent to the server, and rolled back with a visible error if the server refuses.
+
+import { api } from "./api.js";
+import { addOverlay, commitOverlay, dropOverlay, view } from "./state.js";
+import { showError, announce } from "./feedback.js";
+import { parseImage } from "./image.js";
+
+const nowIso = () => new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
+const shortName = (image) => parseImage(image).name;
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
+function acknowledgeEntry(entry) {
+  if (entry && !entry.acknowledged) {
+    entry.acknowledged = true;
+    entry.acknowledged_at = nowIso();
+  }
+}
+
+/** refresh(): fetch a new snapshot (returns a promise). */
+export function createActions(refresh) {
+  async function optimistic(apply, call, { failure, success }) {
+    const id = addOverlay(apply);
+    try {
+      const result = await call();
+      commitOverlay(id);
+      if (success) announce(typeof success === "function" ? success(result) : success);
+      return true;
+    } catch (err) {
+      dropOverlay(id);
+      showError(err.message, { title: failure });
+      return false;
+    } finally {
+      refresh();
+    }
+  }
+
+  return {
+    acknowledge(image) {
+      return optimistic(
+        (v) => acknowledgeEntry(v.updates[image]),
+        () => api.acknowledge(image),
+        { failure: `Could not acknowledge ${shortName(image)}`, success: `Acknowledged ${shortName(image)}` },
+      );
+    },
+
+    acknowledgeAll() {
+      return optimistic(
+        (v) => Object.values(v.updates).forEach(acknowledgeEntry),
+        () => api.acknowledgeAll(),
+        { failure: "Could not dismiss all updates", success: (r) => `Dismissed ${plural(r?.count ?? 0, "update")}` },
+      );
+    },
+
+    /** key: a tag id as a string, or "untagged" (which has no server call: one PATCH per image). */
+    acknowledgeGroup(key) {
+      const inGroup = (entry) => (key === "untagged" ? !entry.tag : entry.tag && String(entry.tag.id) === key);
+      const images = Object.entries(view().updates)
+        .filter(([, entry]) => inGroup(entry) && !entry.acknowledged)
+        .map(([image]) => image);
+      const call =
+        key === "untagged"
+          ? async () => {
+              for (let i = 0; i < images.length; i += 4) {
+                await Promise.all(images.slice(i, i + 4).map((image) => api.acknowledge(image)));
+              }
+              return { count: images.length };
+            }
+          : () => api.acknowledgeTag(Number(key));
+      return optimistic((v) => images.forEach((image) => acknowledgeEntry(v.updates[image])), call, {
+        failure: "Could not dismiss the group",
+        success: (r) => `Dismissed ${plural(r?.count ?? images.length, "update")}`,
+      });
+    },
+
+    deleteGroup(key) {
+      const id = Number(key);
+      const name = view().tags.find((t) => t.id === id)?.name ?? "group";
+      return optimistic(
+        (v) => {
+          v.tags = v.tags.filter((t) => t.id !== id);
+          for (const entry of Object.values(v.updates)) if (entry.tag && entry.tag.id === id) entry.tag = null;
+        },
+        () => api.deleteTag(id),
+        { failure: `Could not delete the group ${name}`, success: `Deleted the group ${name}` },
+      );
+    },
+
+    /** key: the target group's id as a string, or "untagged". */
+    move(image, key) {
+      const tag = key === "untagged" ? null : view().tags.find((t) => String(t.id) === String(key));
+      if (key !== "untagged" && !tag) return Promise.resolve(false);
+      const target = tag ? tag.name : "Untagged";
+      return optimistic(
+        (v) => {
+          if (v.updates[image]) v.updates[image].tag = tag ? { id: tag.id, name: tag.name } : null;
+        },
+        () => (tag ? api.assign(image, tag.id) : api.unassign(image)),
+        { failure: `Could not move ${shortName(image)} to ${target}`, success: `Moved ${shortName(image)} to ${target}` },
+      );
+    },
+
+    /** Resolves to the new tag, or throws the ApiError after showing it. */
+    async createGroup(name) {
+      try {
+        const tag = await api.createTag(name);
+        announce(`Created the group ${tag?.name ?? name}`);
+        return tag;
+      } catch (err) {
+        showError(err.message, { title: "Could not create the group" });
+        throw err;
+      } finally {
+        await refresh();
+      }
+    },
+  };
+}

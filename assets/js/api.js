@@ -1,0 +1,54 @@
+// The dashboard's HTTP API (SPEC §4). Every non-2xx answer becomes a thrown ApiError carrying the
+// server's {"error": "..."} message. Paths are relative so the page also works behind a reverse
+// proxy under a sub-path.
+
+export class ApiError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+  }
+}
+
+async function request(method, path, body) {
+  const init = { method, headers: { Accept: "application/json" }, cache: "no-store" };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch {
+    throw new ApiError("Cannot reach the dashboard server. Is it running?", 0);
+  }
+  if (!res.ok) {
+    let message = `The server answered ${res.status}${res.statusText ? ` ${res.statusText}` : ""}.`;
+    try {
+      const data = await res.json();
+      if (data && typeof data.error === "string" && data.error) message = data.error;
+    } catch {
+      /* not JSON: keep the status line */
+    }
+    throw new ApiError(message, res.status);
+  }
+  const text = res.status === 204 ? "" : await res.text();
+  if (!text) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ApiError("The server sent a reply that is not JSON.", res.status);
+  }
+}
+
+export const api = {
+  updates: () => request("GET", "api/updates"),
+  tags: () => request("GET", "api/tags"),
+  acknowledge: (image) => request("PATCH", `api/updates/${encodeURIComponent(image)}`),
+  acknowledgeAll: () => request("POST", "api/updates/acknowledge-all", {}),
+  acknowledgeTag: (tagId) => request("POST", "api/updates/acknowledge-by-tag", { tag_id: tagId }),
+  createTag: (name) => request("POST", "api/tags", { name }),
+  deleteTag: (tagId) => request("DELETE", `api/tags/${encodeURIComponent(tagId)}`),
+  assign: (image, tagId) => request("PUT", "api/tag-assignments", { image, tag_id: tagId }),
+  unassign: (image) => request("DELETE", "api/tag-assignments", { image }),
+};

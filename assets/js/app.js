@@ -1,0 +1,416 @@
+// Diun Dashboard — entry point: wires the page together and keeps it live (polls every 3 s while
+// the tab is visible).
+//
+// Test hooks (data-testid), stable for browser tests:
+//   Header      pending-badge (text = pending count, also data-count), refresh, dismiss-all,
+//               theme-toggle (data-mode = system|light|dark; <html data-theme> is set for light/dark),
+//               live-status (data-state = connecting|live|offline|paused)
+//   Dialog      confirm-dialog (the <dialog> for "dismiss all"), confirm-ok, confirm-cancel
+//   Stats       stat-total, stat-pending, stat-acknowledged, stat-groups (text = the number)
+//   Filters     search, filter-status (all|pending|acknowledged), filter-group (all|<tag id>|untagged),
+//               sort (newest|name|registry), no-results, clear-filters
+//   New group   new-group-name, new-group-submit
+//   Sections    group (data-tag-id = tag id or "untagged", data-tag-name, data-count = updates in it),
+//               group-name, group-count, group-cards, group-empty,
+//               group-dismiss → group-dismiss-confirm | group-dismiss-cancel (inline confirm),
+//               group-delete → group-delete-confirm | group-delete-cancel (not on Untagged)
+//   Cards       card (data-image = full image, data-state = pending|acknowledged,
+//               data-tag-id = its section, data-new = true|false, data-received-at),
+//               card-name, card-tag, card-registry, card-status, card-host, card-container,
+//               card-containers, card-pod, card-job, card-task, card-platform, card-received
+//               (a <time> with the exact time in title), new-badge, ack (pending cards only),
+//               acked (acknowledged cards), hub-link, move-menu (the "Move to…" button) →
+//               move-options (role=menu) → move-option (data-tag-id = tag id or "untagged")
+//   Feedback    toast, toast-close, error-banner (role=alert), error-dismiss, empty-state,
+//               diun-snippet, copy-snippet, loading
+// Drag and drop: press on a card (not on a button or link), move onto another section, release.
+
+import { api } from "./api.js";
+import { state, subscribe, setSnapshot, snapshotToken, view, isNew, markSeen, baselineSeen } from "./state.js";
+import { renderSummary, renderGroups, summarize, diunSnippet } from "./render.js";
+import { createActions } from "./actions.js";
+import { initDragAndDrop } from "./dnd.js";
+import { openMoveMenu, closeMenu, isMenuOpen } from "./menu.js";
+import { initTheme } from "./theme.js";
+import { showError, clearError, toast, announce, confirmDialog } from "./feedback.js";
+import { parseImage, versionLabel } from "./image.js";
+import { tick } from "./time.js";
+
+const POLL_MS = 3000;
+const SEEN_AFTER_MS = 6000;
+
+const $ = (id) => document.getElementById(id);
+const root = $("updates");
+const endpoint = new URL("webhook", location.href).href;
+
+// ---- Rendering -------------------------------------------------------------------------------
+
+let renderQueued = false;
+let renderHeld = false;
+let dragging = false;
+
+function requestRender() {
+  if (renderQueued) return;
+  renderQueued = true;
+  const run = () => {
+    renderQueued = false;
+    renderNow();
+  };
+  if (document.hidden) setTimeout(run, 0);
+  else requestAnimationFrame(run);
+}
+
+function findByFocusKey(key) {
+  if (!key) return null;
+  for (const el of document.querySelectorAll("[data-focus-key]")) if (el.dataset.focusKey === key) return el;
+  return null;
+}
+
+function renderNow() {
+  // A drag or an open menu holds the DOM still; the latest state is drawn when it ends.
+  if (dragging || isMenuOpen()) {
+    renderHeld = true;
+    return;
+  }
+  renderHeld = false;
+  const active = document.activeElement;
+  const focusKey = active?.dataset?.focusKey;
+  const fallbackKey = active?.dataset?.focusFallback;
+
+  const v = view();
+  const summary = summarize(v);
+  renderSummary({ view: v, summary, loaded: state.loaded, filters: state.filters });
+  renderGroups(root, { view: v, summary, filters: state.filters, confirm: state.confirm, loaded: state.loaded, isNew, endpoint });
+
+  if (focusKey && (!active.isConnected || document.activeElement === document.body)) {
+    const target = findByFocusKey(focusKey) || findByFocusKey(fallbackKey);
+    if (target && !target.disabled) target.focus({ preventScroll: true });
+  }
+  watchNewCards();
+}
+
+subscribe(requestRender);
+
+// ---- New cards stay highlighted until they have been on screen for a few seconds --------------
+
+const seenTimers = new Map();
+const seenObserver =
+  "IntersectionObserver" in window
+    ? new IntersectionObserver(
+        (entries) => {
+          for (const { target, isIntersecting } of entries) {
+            clearTimeout(seenTimers.get(target));
+            seenTimers.delete(target);
+            if (isIntersecting) seenTimers.set(target, setTimeout(() => seen(target), SEEN_AFTER_MS));
+          }
+        },
+        { threshold: 0.5 },
+      )
+    : null;
+
+function seen(card) {
+  seenTimers.delete(card);
+  if (!card.isConnected || card.dataset.new !== "true") return;
+  if (document.hidden) {
+    seenTimers.set(card, setTimeout(() => seen(card), SEEN_AFTER_MS));
+    return;
+  }
+  markSeen(card.dataset.image, card.dataset.receivedAt);
+  requestRender();
+}
+
+function watchNewCards() {
+  if (!seenObserver) return;
+  for (const card of root.querySelectorAll('[data-testid="card"]')) {
+    if (card.dataset.new === "true" && !card.dataset.watched) {
+      card.dataset.watched = "1";
+      seenObserver.observe(card);
+    }
+  }
+}
+
+// ---- Polling ---------------------------------------------------------------------------------
+
+let pollTimer = 0;
+let inflight = null;
+let previous = null;
+
+function setLive(mode, text) {
+  const el = $("live-status");
+  el.dataset.state = mode;
+  $("live-text").textContent = text;
+}
+
+function label(image) {
+  const parsed = parseImage(image);
+  return `${parsed.name}:${versionLabel(parsed)}`;
+}
+
+function announceArrivals(updates) {
+  if (!previous) return;
+  const arrived = Object.entries(updates)
+    .filter(([image, entry]) => !previous[image] || previous[image].received_at !== entry.received_at)
+    .map(([image]) => image);
+  if (!arrived.length) return;
+  const names = arrived.slice(0, 3).map(label).join(", ");
+  const more = arrived.length > 3 ? ` and ${arrived.length - 3} more` : "";
+  const host = arrived.length === 1 ? updates[arrived[0]].event?.hostname : "";
+  toast(arrived.length === 1 ? "New image update" : `${arrived.length} new image updates`, `${names}${more}${host ? ` on ${host}` : ""}`);
+}
+
+function schedule() {
+  clearTimeout(pollTimer);
+  if (!document.hidden) pollTimer = setTimeout(poll, POLL_MS);
+}
+
+function poll() {
+  if (inflight) return inflight;
+  clearTimeout(pollTimer);
+  const token = snapshotToken();
+  inflight = Promise.all([api.updates(), api.tags()])
+    .then(([updates, tags]) => {
+      announceArrivals(updates || {});
+      if (!previous) baselineSeen(updates || {});
+      previous = updates || {};
+      setSnapshot(updates, tags, token);
+      clearError("poll");
+      setLive("live", "Live");
+    })
+    .catch((err) => {
+      showError(`${err.message} Retrying every few seconds.`, { key: "poll", title: "Could not load updates" });
+      setLive("offline", "Offline");
+    })
+    .finally(() => {
+      inflight = null;
+      schedule();
+    });
+  return inflight;
+}
+
+/** A snapshot that surely includes everything done so far (waits out a poll already running). */
+async function refresh() {
+  if (inflight) await inflight;
+  return poll();
+}
+
+document.addEventListener("visibilitychange", () => {
+  if (document.hidden) {
+    clearTimeout(pollTimer);
+    setLive("paused", "Paused");
+  } else {
+    poll();
+  }
+});
+
+const actions = createActions(refresh);
+
+// ---- Header ----------------------------------------------------------------------------------
+
+initTheme($("theme-toggle"));
+
+$("refresh").addEventListener("click", async () => {
+  const btn = $("refresh");
+  btn.classList.add("refreshing");
+  try {
+    await refresh();
+  } finally {
+    btn.classList.remove("refreshing");
+  }
+  announce("Refreshed");
+});
+
+$("dismiss-all").addEventListener("click", async () => {
+  const pending = summarize(view()).pending;
+  if (!pending) return;
+  const ok = await confirmDialog({
+    title: "Dismiss all updates?",
+    text: `This acknowledges all ${pending} pending update${pending === 1 ? "" : "s"}. An image becomes pending again when DIUN reports it anew.`,
+    confirmLabel: "Dismiss all",
+  });
+  if (ok) actions.acknowledgeAll();
+});
+
+$("confirm-dialog").addEventListener("click", (e) => {
+  // A click on the backdrop (the dialog element itself, outside its body) cancels.
+  if (e.target === e.currentTarget) e.currentTarget.close("cancel");
+});
+
+// ---- Filters ---------------------------------------------------------------------------------
+
+const search = $("search");
+const statusSelect = $("filter-status");
+const groupSelect = $("filter-group");
+const sortSelect = $("sort");
+
+function readFilters() {
+  state.filters.q = search.value;
+  state.filters.status = statusSelect.value;
+  state.filters.group = groupSelect.value;
+  state.filters.sort = sortSelect.value;
+  requestRender();
+}
+
+search.addEventListener("input", readFilters);
+for (const select of [statusSelect, groupSelect, sortSelect]) select.addEventListener("change", readFilters);
+$("filters").addEventListener("submit", (e) => e.preventDefault());
+
+function clearFilters() {
+  search.value = "";
+  statusSelect.value = "all";
+  groupSelect.value = "all";
+  readFilters();
+  search.focus();
+}
+
+document.addEventListener("keydown", (e) => {
+  const typing = e.target.closest?.("input, select, textarea, [contenteditable]");
+  if (e.key === "/" && !typing && !e.ctrlKey && !e.metaKey && !e.altKey && !document.querySelector("dialog[open]")) {
+    e.preventDefault();
+    search.focus();
+  }
+});
+
+// ---- New group -------------------------------------------------------------------------------
+
+const newGroup = $("new-group");
+const newGroupName = $("new-group-name");
+const newGroupHint = $("new-group-hint");
+
+function groupHint(message) {
+  newGroupHint.textContent = message;
+  if (message) newGroupName.setAttribute("aria-invalid", "true");
+  else newGroupName.removeAttribute("aria-invalid");
+}
+
+newGroupName.addEventListener("input", () => groupHint(""));
+newGroup.addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const name = newGroupName.value.trim();
+  if (!name) {
+    groupHint("Enter a name for the group.");
+    newGroupName.focus();
+    return;
+  }
+  const existing = view().tags.find((t) => t.name.toLowerCase() === name.toLowerCase());
+  if (existing) {
+    groupHint(`A group named “${existing.name}” already exists.`);
+    newGroupName.focus();
+    return;
+  }
+  const submit = newGroup.querySelector('[type="submit"]');
+  submit.disabled = true;
+  try {
+    await actions.createGroup(name);
+    newGroupName.value = "";
+    groupHint("");
+  } catch (err) {
+    groupHint(err.message);
+  } finally {
+    submit.disabled = false;
+  }
+});
+
+// ---- Sections and cards ----------------------------------------------------------------------
+
+function focusKey(key) {
+  findByFocusKey(key)?.focus();
+}
+
+function setConfirm(confirm, focusAfter) {
+  state.confirm = confirm;
+  renderNow();
+  focusKey(focusAfter);
+}
+
+function openMenuFor(button) {
+  const card = button.closest('[data-testid="card"]');
+  const image = card.dataset.image;
+  const v = view();
+  const entry = v.updates[image];
+  if (!entry) return;
+  const groups = [...v.tags.map((t) => ({ id: t.id, name: t.name })), { id: null, name: "Untagged" }];
+  openMoveMenu(button, {
+    groups,
+    current: entry.tag && v.tags.some((t) => t.id === entry.tag.id) ? entry.tag.id : null,
+    onSelect: (id) => actions.move(image, id === null ? "untagged" : String(id)),
+    onClose: () => {
+      if (renderHeld) requestRender();
+    },
+  });
+}
+
+root.addEventListener("click", (e) => {
+  const btn = e.target.closest("[data-action]");
+  if (!btn || !root.contains(btn) || btn.disabled) return;
+  const image = btn.closest('[data-testid="card"]')?.dataset.image;
+  const key = btn.closest('[data-testid="group"]')?.dataset.tagId;
+  switch (btn.dataset.action) {
+    case "ack":
+      actions.acknowledge(image);
+      break;
+    case "move":
+      if (btn.getAttribute("aria-expanded") === "true") closeMenu();
+      else openMenuFor(btn);
+      break;
+    case "group-dismiss":
+    case "group-delete": {
+      const kind = btn.dataset.action.slice("group-".length);
+      setConfirm({ key, kind }, `group-${kind}-confirm:${key}`);
+      break;
+    }
+    case "group-dismiss-cancel":
+    case "group-delete-cancel": {
+      const kind = btn.dataset.action.split("-")[1];
+      setConfirm(null, `group-${kind}:${key}`);
+      break;
+    }
+    case "group-dismiss-confirm":
+      setConfirm(null, `group-dismiss:${key}`);
+      actions.acknowledgeGroup(key);
+      break;
+    case "group-delete-confirm":
+      if (state.filters.group === key) groupSelect.value = "all";
+      setConfirm(null, null);
+      readFilters();
+      actions.deleteGroup(key);
+      root.focus({ preventScroll: true });
+      break;
+    case "clear-filters":
+      clearFilters();
+      break;
+    case "copy-snippet":
+      navigator.clipboard.writeText(diunSnippet(endpoint)).then(
+        () => {
+          btn.lastElementChild.textContent = "Copied";
+          setTimeout(() => (btn.lastElementChild.textContent = "Copy"), 2000);
+        },
+        () => showError("The browser did not allow copying. Select the text and copy it by hand.", { title: "Could not copy" }),
+      );
+      break;
+  }
+});
+
+root.addEventListener("keydown", (e) => {
+  const target = e.target;
+  if (e.key === "Escape" && state.confirm && target.closest?.(".confirm-inline")) {
+    const { key, kind } = state.confirm;
+    setConfirm(null, `group-${kind}:${key}`);
+  } else if ((e.key === "ArrowDown" || e.key === "ArrowUp") && target.dataset?.action === "move") {
+    e.preventDefault();
+    if (target.getAttribute("aria-expanded") !== "true") openMenuFor(target);
+  }
+});
+
+initDragAndDrop(root, {
+  onDrop: (image, key) => actions.move(image, key),
+  onDragChange: (active) => {
+    dragging = active;
+    if (active) closeMenu();
+    else if (renderHeld) requestRender();
+  },
+});
+
+// Relative times stay current.
+setInterval(() => tick(root), 30000);
+
+poll();

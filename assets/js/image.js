@@ -1,0 +1,76 @@
+// What a card shows about an image reference and the place it runs, taken from DIUN's event.
+
+/**
+ * Split `docker.io/library/nginx:1.27` or `ghcr.io/org/app@sha256:…` into parts.
+ * Docker's rule: the first segment is a registry when it has a dot or a port, or is localhost.
+ */
+export function parseImage(ref) {
+  let rest = String(ref || "");
+  let digest = "";
+  const at = rest.indexOf("@");
+  if (at >= 0) {
+    digest = rest.slice(at + 1);
+    rest = rest.slice(0, at);
+  }
+  let tag = "";
+  const colon = rest.lastIndexOf(":");
+  if (colon > rest.lastIndexOf("/")) {
+    tag = rest.slice(colon + 1);
+    rest = rest.slice(0, colon);
+  }
+  let segments = rest.split("/").filter(Boolean);
+  let registry = "docker.io";
+  if (segments.length > 1 && /[.:]|^localhost$/.test(segments[0])) registry = segments.shift();
+  if (registry === "docker.io" && segments[0] === "library" && segments.length > 1) {
+    segments = segments.slice(1);
+  }
+  const name = segments[segments.length - 1] || String(ref || "");
+  const namespace = segments.slice(0, -1).join("/");
+  return { registry, namespace, name, path: segments.join("/"), tag, digest };
+}
+
+// Last path segments that say nothing on their own (`vaultwarden/server`, `goauthentik/server`).
+const GENERIC = new Set(["server", "app", "web", "api", "core", "backend", "frontend", "main", "service", "agent", "community-edition", "ce", "ee", "oss", "docker", "image", "base"]);
+
+/** The card title: the image's last path segment, with its owner when that segment is generic. */
+export function displayName(parsed) {
+  const owner = parsed.namespace.split("/").pop();
+  return owner && GENERIC.has(parsed.name.toLowerCase()) ? `${owner}/${parsed.name}` : parsed.name;
+}
+
+/** The text of the version chip: the tag, or a short digest for digest-only references. */
+export function versionLabel(parsed) {
+  if (parsed.tag) return parsed.tag;
+  if (parsed.digest) return parsed.digest.replace(/^(sha256:)?(.{12}).*$/, "$1$2…");
+  return "latest";
+}
+
+/** Where the image runs, from DIUN's metadata: docker, swarm, kubernetes, nomad, containerd. */
+export function placeRows(event) {
+  const md = event && event.metadata && typeof event.metadata === "object" ? event.metadata : {};
+  const get = (key) => (typeof md[key] === "string" ? md[key].trim() : "");
+  const rows = [];
+  if (event && event.hostname) rows.push(["Host", String(event.hostname)]);
+  const names = get("ctn_names");
+  if (names) {
+    const list = names.split(",").map((n) => n.trim().replace(/^\//, "")).filter(Boolean);
+    rows.push([list.length > 1 ? "Containers" : "Container", list.join(", ")]);
+  }
+  const pod = get("pod_name");
+  if (pod) rows.push(["Pod", get("pod_namespace") ? `${get("pod_namespace")}/${pod}` : pod]);
+  if (!names && get("ctn_name")) rows.push(["Container", get("ctn_name")]);
+  if (get("job_name")) rows.push(["Job", get("job_name")]);
+  if (get("task_name")) rows.push(["Task", get("task_name")]);
+  return rows;
+}
+
+/** The registry page link, only for http(s) URLs: hub_link comes from the webhook sender. */
+export function safeLink(url) {
+  if (!url) return null;
+  try {
+    const parsed = new URL(String(url));
+    return parsed.protocol === "https:" || parsed.protocol === "http:" ? parsed.href : null;
+  } catch {
+    return null;
+  }
+}

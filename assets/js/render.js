@@ -1,0 +1,494 @@
+// Turns the state into DOM. Cards and sections are keyed and reused, so a poll that changes one
+// update touches one card and keyboard focus, open confirmations and hover states survive.
+// Everything from the API goes in through textContent or attributes, never as HTML.
+
+import { parseImage, versionLabel, placeRows, safeLink, displayName } from "./image.js";
+import { serviceIcon, glyph, gripGlyph } from "./icons.js";
+import { timeElement } from "./time.js";
+
+const cardCache = new Map(); // image -> { sig, el }
+const sectionCache = new Map(); // section key -> { el, headSig, head, list, placeholder }
+let emptyState = null;
+let noResults = null;
+let uid = 0;
+
+/** Create an element: attrs are attributes (text → textContent); children skip null/false. */
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "text") el.textContent = value;
+    else el.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) if (child) el.append(child);
+  return el;
+}
+
+/** Text with line-break opportunities after "/" and "-", so long names wrap at sensible places. */
+function breakable(text) {
+  return text.split(/(?<=[/-])/).flatMap((part, i) => (i ? [document.createElement("wbr"), part] : [part]));
+}
+
+/** Put exactly `nodes`, in order, into `parent`, moving only what is out of place. */
+function reconcile(parent, nodes) {
+  nodes.forEach((node, i) => {
+    if (parent.children[i] !== node) parent.insertBefore(node, parent.children[i] || null);
+  });
+  while (parent.children.length > nodes.length) parent.lastElementChild.remove();
+}
+
+export function sectionKeyOf(entry, tagKeys) {
+  const key = entry.tag && entry.tag.id !== undefined ? String(entry.tag.id) : "untagged";
+  return tagKeys.has(key) ? key : "untagged";
+}
+
+// ---- Summary: badge, stats, title, filters ------------------------------------------------------
+
+export function summarize(view) {
+  const items = Object.entries(view.updates).map(([image, entry]) => ({
+    image,
+    entry,
+    parsed: parseImage(image),
+    time: Date.parse(entry.received_at) || 0,
+  }));
+  const pending = items.filter((x) => !x.entry.acknowledged).length;
+  return { items, total: items.length, pending, acknowledged: items.length - pending };
+}
+
+function setText(id, text) {
+  const el = document.getElementById(id);
+  if (el.textContent !== String(text)) el.textContent = String(text);
+  return el;
+}
+
+export function renderSummary({ view, summary, loaded, filters }) {
+  if (!loaded) return;
+  const { total, pending, acknowledged } = summary;
+  const badge = setText("pending-badge", pending);
+  badge.dataset.count = String(pending);
+  badge.title = `${pending} pending update${pending === 1 ? "" : "s"}`;
+  setText("stat-total", total);
+  const pendingStat = setText("stat-pending", pending);
+  pendingStat.toggleAttribute("data-zero", pending === 0);
+  setText("stat-acknowledged", acknowledged);
+  setText("stat-groups", view.tags.length);
+  const title = pending > 0 ? `Diun Dashboard (${pending})` : "Diun Dashboard";
+  if (document.title !== title) document.title = title;
+  document.getElementById("dismiss-all").disabled = pending === 0;
+
+  // The group filter lists the groups; a deleted group's filter falls back to "all".
+  const select = document.getElementById("filter-group");
+  const options = [["all", "All"], ...view.tags.map((t) => [String(t.id), t.name]), ["untagged", "Untagged"]];
+  const current = [...select.options].map((o) => `${o.value}\u0000${o.text}`).join("\u0001");
+  if (current !== options.map(([v, t]) => `${v}\u0000${t}`).join("\u0001")) {
+    select.replaceChildren(...options.map(([value, text]) => h("option", { value, text })));
+  }
+  if (!options.some(([v]) => v === filters.group)) filters.group = "all";
+  if (select.value !== filters.group) select.value = filters.group;
+}
+
+// ---- Filtering and sorting -------------------------------------------------------------------
+
+function matches(item, filters) {
+  if (filters.status === "pending" && item.entry.acknowledged) return false;
+  if (filters.status === "acknowledged" && !item.entry.acknowledged) return false;
+  const q = filters.q.trim().toLowerCase();
+  return !q || item.image.toLowerCase().includes(q);
+}
+
+const byName = (a, b) => a.parsed.name.localeCompare(b.parsed.name) || a.image.localeCompare(b.image);
+const SORTS = {
+  newest: (a, b) => b.time - a.time || byName(a, b),
+  name: byName,
+  registry: (a, b) => a.parsed.registry.localeCompare(b.parsed.registry) || byName(a, b),
+};
+
+// ---- Cards -----------------------------------------------------------------------------------
+
+function card(item, fresh) {
+  const { image, entry, parsed } = item;
+  const event = entry.event || {};
+  const pending = !entry.acknowledged;
+  const id = `card-${++uid}`;
+  const titleId = `${id}-title`;
+
+  const name = displayName(parsed);
+  const pills = h(
+    "div",
+    { class: "pills" },
+    h("span", { class: "pill pill-status", "data-testid": "card-status", title: "Status reported by DIUN", text: event.status || "update" }),
+    fresh && h("span", { class: "pill pill-new", "data-testid": "new-badge", title: "Arrived since you last looked" }, h("span", { class: "dot", "aria-hidden": "true" }), "Just in"),
+  );
+  const registryText = parsed.namespace ? `${parsed.registry}/${parsed.namespace}` : parsed.registry;
+  const registrySpan = h("span", { "data-testid": "card-registry", text: registryText });
+  const link = safeLink(event.hub_link);
+  const registry = link
+    ? h(
+        "a",
+        {
+          class: "registry registry-link",
+          href: link,
+          target: "_blank",
+          rel: "noopener noreferrer",
+          "data-testid": "hub-link",
+          title: `Open ${name} on the registry (new tab)`,
+        },
+        registrySpan,
+        glyph("external"),
+        h("span", { class: "sr-only", text: " (registry page, opens in a new tab)" }),
+      )
+    : h("span", { class: "registry" }, registrySpan);
+  const head = h(
+    "div",
+    { class: "card-head" },
+    h("span", { class: "drag-handle", title: "Drag to another group", "aria-hidden": "true" }, gripGlyph()),
+    serviceIcon(image),
+    h(
+      "div",
+      { class: "card-title" },
+      h("h3", { class: "card-name", id: titleId, title: image, "data-testid": "card-name" }, breakable(name)),
+      h(
+        "p",
+        { class: "card-sub" },
+        h("span", { class: "sr-only", text: "Tag " }),
+        h("span", { class: "tag-chip", "data-testid": "card-tag", title: parsed.digest || parsed.tag, text: versionLabel(parsed) }),
+        h("span", { class: "sr-only", text: ", registry " }),
+        registry,
+      ),
+    ),
+    pills,
+  );
+
+  const rows = placeRows(event);
+  if (event.platform) rows.push(["Platform", String(event.platform)]);
+  const meta = h("dl", { class: "card-meta" });
+  for (const [label, value] of rows) {
+    meta.append(h("dt", { text: label }), h("dd", { "data-testid": `card-${label.toLowerCase()}`, text: value }));
+  }
+  meta.append(h("dt", { text: "Received" }), h("dd", { "data-testid": "card-received" }, timeElement(entry.received_at)));
+  if (!pending && entry.acknowledged_at) {
+    meta.append(h("dt", { text: "Acknowledged" }), h("dd", { "data-testid": "card-acknowledged" }, timeElement(entry.acknowledged_at)));
+  }
+
+  const foot = h("div", { class: "card-foot" });
+  if (pending) {
+    foot.append(
+      h(
+        "button",
+        {
+          type: "button",
+          class: "btn btn-primary btn-sm",
+          "data-action": "ack",
+          "data-testid": "ack",
+          "data-focus-key": `ack:${image}`,
+          "data-focus-fallback": `move:${image}`,
+          "aria-describedby": titleId,
+        },
+        glyph("check"),
+        h("span", { text: "Acknowledge" }),
+      ),
+    );
+  } else {
+    foot.append(h("span", { class: "acked", "data-testid": "acked" }, glyph("check"), h("span", { text: "Acknowledged" })));
+  }
+  foot.append(h("span", { class: "spacer" }));
+  foot.append(
+    h(
+      "div",
+      { class: "move" },
+      h(
+        "button",
+        {
+          type: "button",
+          id: `${id}-move`,
+          class: "btn btn-outline btn-sm",
+          "data-action": "move",
+          "data-testid": "move-menu",
+          "data-focus-key": `move:${image}`,
+          "aria-haspopup": "menu",
+          "aria-expanded": "false",
+          "aria-describedby": titleId,
+        },
+        glyph("move"),
+        h("span", { text: "Move to…" }),
+      ),
+    ),
+  );
+
+  return h(
+    "article",
+    {
+      class: "card",
+      "data-testid": "card",
+      "data-image": image,
+      "data-state": pending ? "pending" : "acknowledged",
+      "data-new": fresh ? "true" : "false",
+      "data-received-at": entry.received_at,
+      "aria-labelledby": titleId,
+    },
+    head,
+    meta,
+    foot,
+  );
+}
+
+function cardFor(item, fresh, tagKey) {
+  const sig = JSON.stringify([item.entry, fresh]);
+  let cached = cardCache.get(item.image);
+  if (!cached || cached.sig !== sig) {
+    cached = { sig, el: card(item, fresh) };
+    cardCache.set(item.image, cached);
+  }
+  cached.el.dataset.tagId = tagKey;
+  return cached.el;
+}
+
+// ---- Sections --------------------------------------------------------------------------------
+
+function confirmRow(kind, group, pendingCount) {
+  const danger = kind === "delete";
+  const text =
+    kind === "dismiss"
+      ? `Dismiss ${pendingCount} pending update${pendingCount === 1 ? "" : "s"}?`
+      : group.id === null
+        ? ""
+        : "Delete this group? Its updates become untagged.";
+  return h(
+    "div",
+    { class: `confirm-inline${danger ? " is-danger" : ""}`, role: "group", "aria-label": `Confirm ${kind}`, "data-testid": `group-${kind}-confirm-row` },
+    h("span", { text }),
+    h(
+      "button",
+      {
+        type: "button",
+        class: `btn btn-sm ${danger ? "btn-danger" : "btn-primary"}`,
+        "data-action": `group-${kind}-confirm`,
+        "data-testid": `group-${kind}-confirm`,
+        "data-focus-key": `group-${kind}-confirm:${group.key}`,
+        "data-focus-fallback": `group-${kind}:${group.key}`,
+      },
+      "Confirm",
+    ),
+    h(
+      "button",
+      {
+        type: "button",
+        class: "btn btn-sm btn-ghost",
+        "data-action": `group-${kind}-cancel`,
+        "data-testid": `group-${kind}-cancel`,
+        "data-focus-key": `group-${kind}-cancel:${group.key}`,
+        "data-focus-fallback": `group-${kind}:${group.key}`,
+      },
+      "Cancel",
+    ),
+  );
+}
+
+function sectionHead(group, shown, all, confirm) {
+  const pendingCount = all.filter((x) => !x.entry.acknowledged).length;
+  const titleId = `group-${group.key}-title`;
+  const count = h("span", {
+    class: "badge",
+    "data-testid": "group-count",
+    title: shown === all.length ? `${all.length} update${all.length === 1 ? "" : "s"}` : `${shown} of ${all.length} shown`,
+    text: shown === all.length ? String(all.length) : `${shown}/${all.length}`,
+  });
+  const title = h(
+    "h2",
+    { class: "group-title", id: titleId },
+    glyph(group.id === null ? "inbox" : "folder"),
+    h("span", { class: "group-name", "data-testid": "group-name", text: group.name }),
+    count,
+    pendingCount > 0 && h("span", { class: "group-pending", text: `${pendingCount} pending` }),
+  );
+  const actions = h("div", { class: "group-actions" });
+  const mine = confirm && confirm.key === group.key ? confirm.kind : null;
+  if (mine) {
+    actions.append(confirmRow(mine, group, pendingCount));
+  } else {
+    actions.append(
+      h(
+        "button",
+        {
+          type: "button",
+          class: "btn btn-sm btn-ghost",
+          "data-action": "group-dismiss",
+          "data-testid": "group-dismiss",
+          "data-focus-key": `group-dismiss:${group.key}`,
+          "aria-describedby": titleId,
+          disabled: pendingCount === 0,
+          title: pendingCount === 0 ? "Nothing pending in this group" : null,
+        },
+        glyph("check"),
+        h("span", { text: "Dismiss group" }),
+      ),
+    );
+    if (group.id !== null) {
+      actions.append(
+        h(
+          "button",
+          {
+            type: "button",
+            class: "btn btn-sm btn-ghost btn-ghost-danger",
+            "data-action": "group-delete",
+            "data-testid": "group-delete",
+            "data-focus-key": `group-delete:${group.key}`,
+            "aria-describedby": titleId,
+          },
+          glyph("trash"),
+          h("span", { text: "Delete group" }),
+        ),
+      );
+    }
+  }
+  return h("header", { class: "group-header" }, title, actions);
+}
+
+function sectionFor(group, shown, all, confirm, fresh) {
+  let s = sectionCache.get(group.key);
+  if (!s) {
+    const list = h("div", { class: "cards", "data-testid": "group-cards" });
+    const el = h(
+      "section",
+      {
+        class: `group${group.id === null ? " group-untagged" : ""}`,
+        "data-testid": "group",
+        "data-tag-id": group.key,
+        "aria-labelledby": `group-${group.key}-title`,
+      },
+      list,
+    );
+    const placeholder = h("p", {
+      class: "group-empty",
+      "data-testid": "group-empty",
+      text: group.id === null ? "No untagged updates. Drop a card here to remove it from its group." : "No updates in this group yet. Drag a card here or use “Move to…”.",
+    });
+    s = { el, list, head: null, headSig: "", placeholder };
+    sectionCache.set(group.key, s);
+  }
+  s.el.dataset.tagName = group.name;
+  s.el.dataset.count = String(all.length);
+  const confirmKind = confirm && confirm.key === group.key ? confirm.kind : "";
+  const headSig = JSON.stringify([group.name, shown.length, all.length, all.filter((x) => !x.entry.acknowledged).length, confirmKind]);
+  if (headSig !== s.headSig) {
+    const head = sectionHead(group, shown.length, all, confirm);
+    if (s.head) s.head.replaceWith(head);
+    else s.el.prepend(head);
+    s.head = head;
+    s.headSig = headSig;
+  }
+  const nodes = shown.map((item) => cardFor(item, fresh(item.image, item.entry), group.key));
+  reconcile(s.list, nodes);
+  if (!shown.length) s.list.after(s.placeholder);
+  else s.placeholder.remove();
+  return s.el;
+}
+
+// ---- Empty state and no results -------------------------------------------------------------
+
+export function diunSnippet(endpoint) {
+  return [
+    "notif:",
+    "  webhook:",
+    `    endpoint: ${endpoint}`,
+    "    method: POST",
+    "    headers:",
+    "      content-type: application/json",
+    "      authorization: <your WEBHOOK_SECRET>",
+    "    timeout: 10s",
+  ].join("\n");
+}
+
+function empty(endpoint) {
+  if (emptyState) return emptyState;
+  const code = h("code", { "data-testid": "diun-snippet", text: diunSnippet(endpoint) });
+  emptyState = h(
+    "section",
+    { class: "empty", "data-testid": "empty-state", "aria-labelledby": "empty-title" },
+    h("span", { class: "empty-icon" }, glyph("package")),
+    h("h2", { id: "empty-title", text: "No image updates yet" }),
+    h(
+      "p",
+      {},
+      "Point DIUN's webhook notifier at this dashboard and every image update it finds shows up here. Add this to your ",
+      h("code", { text: "diun.yml" }),
+      ":",
+    ),
+    h(
+      "div",
+      { class: "snippet" },
+      h("pre", {}, code),
+      navigator.clipboard &&
+        h(
+          "button",
+          { type: "button", class: "btn btn-outline btn-sm", "data-action": "copy-snippet", "data-testid": "copy-snippet" },
+          glyph("copy"),
+          h("span", { text: "Copy" }),
+        ),
+    ),
+    h(
+      "p",
+      {},
+      "DIUN's webhook uses GET unless told otherwise, so keep ",
+      h("code", { text: "method: POST" }),
+      ". Leave out the ",
+      h("code", { text: "authorization" }),
+      " header when the dashboard runs without ",
+      h("code", { text: "WEBHOOK_SECRET" }),
+      ".",
+    ),
+  );
+  return emptyState;
+}
+
+function nothingMatches() {
+  noResults ||= h(
+    "div",
+    { class: "no-results", "data-testid": "no-results", role: "status" },
+    h("p", { text: "No updates match these filters." }),
+    h("button", { type: "button", class: "btn btn-outline btn-sm", "data-action": "clear-filters", "data-testid": "clear-filters" }, "Clear filters"),
+  );
+  return noResults;
+}
+
+// ---- The list --------------------------------------------------------------------------------
+
+/**
+ * Render the sections into `root`.
+ * model: { view, summary, filters, confirm, loaded, isNew(image, entry), endpoint }
+ */
+export function renderGroups(root, { view, summary, filters, confirm, loaded, isNew, endpoint }) {
+  if (!loaded) return;
+  root.removeAttribute("aria-busy");
+  const tagKeys = new Set(view.tags.map((t) => String(t.id)));
+  const groups = [...view.tags.map((t) => ({ key: String(t.id), id: t.id, name: t.name })), { key: "untagged", id: null, name: "Untagged" }];
+  const byGroup = new Map(groups.map((g) => [g.key, []]));
+  for (const item of summary.items) byGroup.get(sectionKeyOf(item.entry, tagKeys)).push(item);
+
+  const filtering = filters.q.trim() !== "" || filters.status !== "all";
+  const sort = SORTS[filters.sort] || SORTS.newest;
+  const nodes = [];
+  const sections = [];
+  let shownTotal = 0;
+  for (const group of groups) {
+    if (filters.group !== "all" && filters.group !== group.key) continue;
+    if (group.id === null && summary.total === 0) continue;
+    const all = byGroup.get(group.key);
+    const shown = all.filter((item) => matches(item, filters)).sort(sort);
+    shownTotal += shown.length;
+    sections.push([group, shown, all]);
+  }
+  if (summary.total === 0) nodes.push(empty(endpoint));
+  const noneShown = summary.total > 0 && shownTotal === 0 && (filtering || filters.group !== "all");
+  if (noneShown) nodes.push(nothingMatches());
+  const used = new Set();
+  for (const [group, shown, all] of sections) {
+    if ((filtering || noneShown) && shown.length === 0) continue;
+    used.add(group.key);
+    nodes.push(sectionFor(group, shown, all, confirm, isNew));
+  }
+  reconcile(root, nodes);
+
+  for (const key of sectionCache.keys()) if (!used.has(key)) sectionCache.delete(key);
+  for (const image of cardCache.keys()) if (!Object.hasOwn(view.updates, image)) cardCache.delete(image);
+}

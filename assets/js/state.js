@@ -1,0 +1,101 @@
+// The page's state: the last snapshot from the server, optimistic changes laid over it, the
+// filters, and which updates the user has already seen. Subscribers are told of every change.
+
+import { load, save, has } from "./storage.js";
+
+const listeners = new Set();
+
+export const state = {
+  loaded: false,
+  server: { updates: {}, tags: [] },
+  filters: { q: "", status: "all", group: "all", sort: "newest" },
+  /** Inline confirmation open in a group header: { key: "3" | "untagged", kind: "dismiss" | "delete" }. */
+  confirm: null,
+};
+
+export function subscribe(fn) {
+  listeners.add(fn);
+  return () => listeners.delete(fn);
+}
+
+export function notify() {
+  for (const fn of listeners) fn();
+}
+
+// ---- Optimistic changes ----------------------------------------------------------------------
+// An overlay edits a copy of the server snapshot. It is dropped on failure (the rollback) and,
+// after success, once a snapshot fetched after the change arrived (so polls already in flight
+// cannot flash the old state back).
+
+const overlays = new Map();
+let nextOverlay = 1;
+let commits = 0;
+
+export function addOverlay(apply) {
+  const id = nextOverlay++;
+  overlays.set(id, { apply, committedAt: null });
+  notify();
+  return id;
+}
+
+export function commitOverlay(id) {
+  const overlay = overlays.get(id);
+  if (overlay) overlay.committedAt = ++commits;
+}
+
+export function dropOverlay(id) {
+  if (overlays.delete(id)) notify();
+}
+
+/** A token to pass to setSnapshot: which commits the snapshot is sure to contain. */
+export function snapshotToken() {
+  return commits;
+}
+
+export function setSnapshot(updates, tags, token) {
+  state.server = {
+    updates: updates && typeof updates === "object" ? updates : {},
+    tags: Array.isArray(tags) ? tags : [],
+  };
+  state.loaded = true;
+  for (const [id, overlay] of overlays) {
+    if (overlay.committedAt !== null && overlay.committedAt <= token) overlays.delete(id);
+  }
+  notify();
+}
+
+/** The snapshot with every overlay applied: { updates: {image: entry}, tags: [{id, name}] }. */
+export function view() {
+  const updates = {};
+  for (const [image, entry] of Object.entries(state.server.updates)) updates[image] = { ...entry };
+  const result = { updates, tags: state.server.tags.map((t) => ({ ...t })) };
+  for (const overlay of overlays.values()) overlay.apply(result);
+  return result;
+}
+
+// ---- Seen updates ----------------------------------------------------------------------------
+// An update is "new" until the user has had it on screen: we remember image → received_at.
+
+const firstVisit = !has("seen");
+let seen = load("seen", {});
+if (!seen || typeof seen !== "object") seen = {};
+
+export function isNew(image, entry) {
+  return !entry.acknowledged && seen[image] !== entry.received_at;
+}
+
+export function markSeen(image, receivedAt) {
+  if (seen[image] === receivedAt) return;
+  seen[image] = receivedAt;
+  save("seen", seen);
+}
+
+/** On the very first visit everything already there counts as seen; later, forget removed images. */
+export function baselineSeen(updates) {
+  if (firstVisit && !has("seen")) {
+    for (const [image, entry] of Object.entries(updates)) seen[image] = entry.received_at;
+  } else {
+    for (const image of Object.keys(seen)) if (!Object.hasOwn(updates, image)) delete seen[image];
+  }
+  save("seen", seen);
+}

@@ -1,0 +1,47 @@
+// Relative times ("3 h ago") with the exact time for the hover title.
+
+const exact = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "long" });
+const short = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", year: "numeric" });
+
+export function parseTime(value) {
+  const date = value ? new Date(value) : null;
+  return date && !Number.isNaN(date.getTime()) ? date : null;
+}
+
+export function relative(date, now = Date.now()) {
+  if (!date) return "unknown";
+  const seconds = Math.round((now - date.getTime()) / 1000);
+  if (seconds < 45) return "just now";
+  const minutes = Math.round(seconds / 60);
+  if (minutes < 60) return `${minutes} min ago`;
+  const hours = Math.round(minutes / 60);
+  if (hours < 24) return `${hours} h ago`;
+  const days = Math.round(hours / 24);
+  if (days < 30) return `${days} d ago`;
+  return short.format(date);
+}
+
+export function exactTime(date) {
+  return date ? exact.format(date) : "";
+}
+
+/** A <time> element showing the relative time; tick() keeps every such element current. */
+export function timeElement(value) {
+  const el = document.createElement("time");
+  const date = parseTime(value);
+  if (date) {
+    el.dateTime = date.toISOString();
+    el.title = exactTime(date);
+  }
+  el.dataset.relative = "";
+  el.textContent = relative(date);
+  return el;
+}
+
+export function tick(root = document) {
+  const now = Date.now();
+  for (const el of root.querySelectorAll("time[data-relative]")) {
+    const text = relative(parseTime(el.dateTime), now);
+    if (el.textContent !== text) el.textContent = text;
+  }
+}
