@@ -74,6 +74,14 @@ impl TestDb {
         TestDb::Sqlite { dir: TempDir::new() }
     }
 
+    /// SQLite when compiled in, else PostgreSQL: for tests about HTTP, not storage.
+    pub async fn any() -> Option<Self> {
+        #[cfg(feature = "sqlite")]
+        return Some(Self::sqlite());
+        #[cfg(not(feature = "sqlite"))]
+        return Self::postgres().await;
+    }
+
     #[cfg(feature = "postgres")]
     pub async fn postgres() -> Option<Self> {
         let base_url = postgres_url()?;
@@ -244,6 +252,7 @@ pub fn mask(value: &Value) -> Value {
 #[macro_export]
 macro_rules! on_every_backend {
     ($($test:ident),* $(,)?) => {
+        #[cfg(feature = "sqlite")]
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

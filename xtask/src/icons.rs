@@ -64,14 +64,7 @@ const CURATED: &[(&str, &[&str])] = &[
     ("grafana", &["grafana", "grafana-oss", "grafana-enterprise"]),
     (
         "prometheus",
-        &[
-            "prometheus",
-            "prom",
-            "alertmanager",
-            "node-exporter",
-            "pushgateway",
-            "blackbox-exporter",
-        ],
+        &["prometheus", "prom", "alertmanager", "node-exporter", "pushgateway", "blackbox-exporter"],
     ),
     ("victoriametrics", &["victoria-metrics", "victoriametrics"]),
     ("netdata", &["netdata"]),
@@ -92,15 +85,9 @@ const CURATED: &[(&str, &[&str])] = &[
     ("authentik", &["authentik", "goauthentik"]),
     ("vaultwarden", &["vaultwarden"]),
     ("bitwarden", &["bitwarden"]),
-    (
-        "ubiquiti",
-        &["unifi", "unifi-network-application", "unifi-controller"],
-    ),
+    ("ubiquiti", &["unifi", "unifi-network-application", "unifi-controller"]),
     // Home automation
-    (
-        "homeassistant",
-        &["home-assistant", "homeassistant", "hass"],
-    ),
+    ("homeassistant", &["home-assistant", "homeassistant", "hass"]),
     ("esphome", &["esphome"]),
     ("homebridge", &["homebridge"]),
     ("nodered", &["node-red", "nodered"]),
@@ -127,28 +114,15 @@ const CURATED: &[(&str, &[&str])] = &[
     ("syncthing", &["syncthing"]),
     ("onlyoffice", &["onlyoffice"]),
     ("collaboraonline", &["collabora"]),
-    (
-        "paperlessngx",
-        &["paperless-ngx", "paperless", "paperlessngx"],
-    ),
+    ("paperlessngx", &["paperless-ngx", "paperless", "paperlessngx"]),
     ("duplicati", &["duplicati"]),
     ("borgbackup", &["borgbackup", "borg"]),
     // Code, collaboration, notes
     ("gitea", &["gitea"]),
-    (
-        "gitlab",
-        &["gitlab", "gitlab-ce", "gitlab-ee", "gitlab-runner"],
-    ),
+    ("gitlab", &["gitlab", "gitlab-ce", "gitlab-ee", "gitlab-runner"]),
     ("drone", &["drone", "drone-runner-docker"]),
     ("n8n", &["n8n", "n8nio"]),
-    (
-        "mattermost",
-        &[
-            "mattermost",
-            "mattermost-team-edition",
-            "mattermost-enterprise-edition",
-        ],
-    ),
+    ("mattermost", &["mattermost", "mattermost-team-edition", "mattermost-enterprise-edition"]),
     ("matrix", &["synapse", "matrixdotorg", "dendrite"]),
     ("element", &["element-web", "element", "vectorim"]),
     ("mastodon", &["mastodon", "tootsuite"]),
@@ -175,31 +149,13 @@ const CURATED: &[(&str, &[&str])] = &[
 /// Wanted apps with no usable icon in this simple-icons release (absent, or under a licence other
 /// than CC0). Listed in ICONS.md so nobody goes looking again; the UI shows their initials.
 const NOT_AVAILABLE: &[(&str, &str)] = &[
-    (
-        "Lidarr, Prowlarr, Bazarr, Readarr, Overseerr, Jellyseerr, Tautulli",
-        "not in simple-icons",
-    ),
-    (
-        "SABnzbd, NZBGet, Navidrome, PhotoPrism, Dozzle, Gotify, File Browser",
-        "not in simple-icons",
-    ),
-    (
-        "code-server, Memcached, Zabbix, Loki, Telegraf, Headscale, Restic",
-        "not in simple-icons",
-    ),
-    (
-        "Forgejo, Jenkins, Debian, PHP, Ruby, Rust, Redmine",
-        "CC BY-SA in simple-icons",
-    ),
-    (
-        "Authelia, Apache httpd, Tomcat, Kafka, Cassandra, Guacamole",
-        "Apache-2.0 in simple-icons",
-    ),
+    ("Lidarr, Prowlarr, Bazarr, Readarr, Overseerr, Jellyseerr, Tautulli", "not in simple-icons"),
+    ("SABnzbd, NZBGet, Navidrome, PhotoPrism, Dozzle, Gotify, File Browser", "not in simple-icons"),
+    ("code-server, Memcached, Zabbix, Loki, Telegraf, Headscale, Restic", "not in simple-icons"),
+    ("Forgejo, Jenkins, Debian, PHP, Ruby, Rust, Redmine", "CC BY-SA in simple-icons"),
+    ("Authelia, Apache httpd, Tomcat, Kafka, Cassandra, Guacamole", "Apache-2.0 in simple-icons"),
     ("Keycloak, Harbor", "trademark policy in simple-icons"),
-    (
-        "Deluge, HedgeDoc, Umami, Let's Encrypt, OpenJDK",
-        "non-CC0 licence in simple-icons",
-    ),
+    ("Deluge, HedgeDoc, Umami, Let's Encrypt, OpenJDK", "non-CC0 licence in simple-icons"),
 ];
 
 /// Regenerate `assets/js/icon-data.js` and `assets/ICONS.md` under `root` (the repository root).
@@ -217,11 +173,7 @@ pub fn run(root: &Path) -> Result<(), String> {
     }
     write(&root.join(DATA_FILE), &data)?;
     write(&root.join(NOTE_FILE), &note)?;
-    println!(
-        "wrote {DATA_FILE} ({} icons, {} bytes) and {NOTE_FILE}",
-        CURATED.len(),
-        data.len()
-    );
+    println!("wrote {DATA_FILE} ({} icons, {} bytes) and {NOTE_FILE}", CURATED.len(), data.len());
     Ok(())
 }
 
@@ -234,10 +186,7 @@ fn fetch_package(dir: &Path) -> Result<PathBuf, String> {
         .output()
         .map_err(|e| format!("cannot run npm (is Node.js installed?): {e}"))?;
     if !out.status.success() {
-        return Err(format!(
-            "npm pack {spec} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(format!("npm pack {spec} failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
     }
     let tarball = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -259,8 +208,7 @@ fn fetch_package(dir: &Path) -> Result<PathBuf, String> {
 /// Build the contents of the data file and the licence note from an unpacked package.
 fn generate(package: &Path) -> Result<(String, String), String> {
     let json_path = package.join("data/simple-icons.json");
-    let raw =
-        fs::read_to_string(&json_path).map_err(|e| format!("{}: {e}", json_path.display()))?;
+    let raw = fs::read_to_string(&json_path).map_err(|e| format!("{}: {e}", json_path.display()))?;
     let all: serde_json::Value =
         serde_json::from_str(&raw).map_err(|e| format!("{}: {e}", json_path.display()))?;
     let all = all.as_array().ok_or("simple-icons.json is not an array")?;
@@ -271,25 +219,14 @@ fn generate(package: &Path) -> Result<(String, String), String> {
             .iter()
             .find(|e| e["slug"] == *slug)
             .ok_or_else(|| format!("icon `{slug}` is not in simple-icons {VERSION}"))?;
-        if let Some(licence) = entry["license"]["type"]
-            .as_str()
-            .filter(|t| *t != "CC0-1.0")
-        {
-            return Err(format!(
-                "icon `{slug}` is {licence} in simple-icons {VERSION}, not CC0"
-            ));
+        if let Some(licence) = entry["license"]["type"].as_str().filter(|t| *t != "CC0-1.0") {
+            return Err(format!("icon `{slug}` is {licence} in simple-icons {VERSION}, not CC0"));
         }
-        let title = entry["title"]
-            .as_str()
-            .ok_or_else(|| format!("`{slug}` has no title"))?;
-        let hex = entry["hex"]
-            .as_str()
-            .ok_or_else(|| format!("`{slug}` has no hex"))?;
+        let title = entry["title"].as_str().ok_or_else(|| format!("`{slug}` has no title"))?;
+        let hex = entry["hex"].as_str().ok_or_else(|| format!("`{slug}` has no hex"))?;
         let svg_path = package.join("icons").join(format!("{slug}.svg"));
-        let svg =
-            fs::read_to_string(&svg_path).map_err(|e| format!("{}: {e}", svg_path.display()))?;
-        let path =
-            svg_path_data(&svg).ok_or_else(|| format!("no path data in {}", svg_path.display()))?;
+        let svg = fs::read_to_string(&svg_path).map_err(|e| format!("{}: {e}", svg_path.display()))?;
+        let path = svg_path_data(&svg).ok_or_else(|| format!("no path data in {}", svg_path.display()))?;
         icons.push((slug, title.to_owned(), hex.to_uppercase(), path.to_owned()));
     }
     icons.sort_by(|a, b| a.0.cmp(b.0));
@@ -298,9 +235,7 @@ fn generate(package: &Path) -> Result<(String, String), String> {
     for (slug, names) in CURATED {
         for name in *names {
             if let Some((_, other)) = aliases.iter().find(|(n, _)| n == name) {
-                return Err(format!(
-                    "image name `{name}` maps to both `{other}` and `{slug}`"
-                ));
+                return Err(format!("image name `{name}` maps to both `{other}` and `{slug}`"));
             }
             aliases.push((name, slug));
         }
@@ -322,14 +257,7 @@ fn generate(package: &Path) -> Result<(String, String), String> {
         q(VERSION)
     );
     for (slug, title, hex, path) in &icons {
-        let _ = writeln!(
-            js,
-            "  {}: {{ title: {}, hex: {}, path: {} }},",
-            q(slug),
-            q(title),
-            q(hex),
-            q(path)
-        );
+        let _ = writeln!(js, "  {}: {{ title: {}, hex: {}, path: {} }},", q(slug), q(title), q(hex), q(path));
     }
     js.push_str(
         "};\n\n/** lowercase image name (repository path, segment or prefix) -> slug; see icons.js */\nexport const ALIASES = {\n",
@@ -428,9 +356,6 @@ mod tests {
                 assert!(seen.insert(*name), "{name} listed twice");
             }
         }
-        assert!(
-            CURATED.len() >= 80,
-            "the UI promises at least 80 recognised apps"
-        );
+        assert!(CURATED.len() >= 80, "the UI promises at least 80 recognised apps");
     }
 }

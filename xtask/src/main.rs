@@ -1,1 +1,113 @@
-fn main() {}
+//! `cargo xtask <command>`: the project's automation, in plain Rust.
+//!
+//! test           everything CI checks: fmt, clippy and tests for every feature set (PostgreSQL
+//!                included), container file lint, browser tests
+//! test-postgres  only the PostgreSQL part
+//! dist           build the binaries the Dockerfiles build, and smoke-test them
+//! icons          regenerate assets/js/icon-data.js from the simple-icons package
+//! ci             the same as test (the single gate)
+
+mod browser;
+mod dist;
+mod docker;
+mod icons;
+mod postgres;
+mod system;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use system::{Step, cargo};
+
+const USAGE: &str = "usage: cargo xtask <test|test-postgres|dist|icons|ci>";
+
+/// The feature sets every check runs on: the full build and both slim ones.
+const FEATURE_SETS: [(&str, &[&str]); 3] = [
+    ("default features", &[]),
+    ("sqlite only", &["--no-default-features", "--features", "sqlite"]),
+    ("postgres only", &["--no-default-features", "--features", "postgres"]),
+];
+
+fn main() -> ExitCode {
+    let root = project_root();
+    let command = std::env::args().nth(1).unwrap_or_default();
+    let result = match command.as_str() {
+        "test" | "ci" => test(&root),
+        "test-postgres" => test_postgres(&root),
+        "dist" => dist::run(&root),
+        "icons" => icons::run(&root),
+        _ => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn test(root: &Path) -> Result<(), String> {
+    let mut steps = Step::list();
+    steps.run("rustfmt", || cargo(root, &["fmt", "--all", "--", "--check"], &[]))?;
+    for (name, flags) in FEATURE_SETS {
+        let mut args = vec!["clippy", "--workspace", "--all-targets"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--", "-D", "warnings"]);
+        steps.run(&format!("clippy, {name}"), || cargo(root, &args, &[]))?;
+    }
+    steps.run("a build without any backend is refused", || no_backend_is_a_compile_error(root))?;
+    steps.run("container files lint", || docker::lint(root))?;
+
+    let database = postgres::provide()?;
+    let env = [("TEST_DATABASE_URL", database.url())];
+    for (name, flags) in FEATURE_SETS {
+        let mut args = vec!["test", "--workspace"];
+        args.extend_from_slice(flags);
+        steps.run(&format!("tests, {name}"), || cargo(root, &args, &env))?;
+    }
+    steps.run("browser tests", || browser::run(root, &env))?;
+    drop(database);
+    steps.finish()
+}
+
+fn test_postgres(root: &Path) -> Result<(), String> {
+    let mut steps = Step::list();
+    let database = postgres::provide()?;
+    let env = [("TEST_DATABASE_URL", database.url())];
+    steps.run("tests, postgres only", || {
+        cargo(root, &["test", "--no-default-features", "--features", "postgres"], &env)
+    })?;
+    steps.run("SQLite/PostgreSQL parity", || cargo(root, &["test", "--test", "parity"], &env))?;
+    drop(database);
+    steps.finish()
+}
+
+/// `compile_error!` must stop a build that has no database backend, with its message.
+fn no_backend_is_a_compile_error(root: &Path) -> Result<(), String> {
+    let output = system::command("cargo", &["check", "--no-default-features", "--message-format", "short"])
+        .current_dir(root)
+        .output()
+        .map_err(|err| format!("cannot run cargo: {err}"))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if output.status.success() {
+        return Err(
+            "`cargo check --no-default-features` succeeded, but a build without a backend must fail".into()
+        );
+    }
+    if !stderr.contains("needs a database backend") {
+        return Err(format!("the build failed without the expected message:\n{stderr}"));
+    }
+    println!(
+        "refused as expected: {}",
+        stderr.lines().find(|l| l.contains("needs a database backend")).unwrap_or("")
+    );
+    Ok(())
+}

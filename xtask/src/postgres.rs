@@ -1,0 +1,192 @@
+//! A PostgreSQL server for the tests, found or made, in this order (SPEC §8):
+//! 1. `DATABASE_URL`, when set: used as it is (each test makes and drops its own schema);
+//! 2. a server answering on localhost:5432: a scratch database, dropped afterwards;
+//! 3. a throwaway cluster from the local PostgreSQL binaries (initdb + pg_ctl in a temp dir,
+//!    through `runuser -u postgres` when root), stopped and deleted afterwards;
+//! installing PostgreSQL with apt first when there are no binaries and we are root.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::system::{self, command};
+
+/// A database for one xtask run; dropping it cleans up what was made for it, also after a
+/// failed step.
+pub struct TestDatabase {
+    url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Nothing,
+    DropDatabase { user: String, name: String },
+    StopCluster { bin: PathBuf, dir: PathBuf, as_postgres: bool },
+}
+
+impl TestDatabase {
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            Cleanup::Nothing => {}
+            Cleanup::DropDatabase { user, name } => {
+                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                if let Err(err) = psql(user, "postgres", &sql) {
+                    eprintln!("xtask: could not drop the scratch database {name}: {err}");
+                }
+            }
+            Cleanup::StopCluster { bin, dir, as_postgres } => {
+                let data = dir.join("data");
+                let data = data.to_string_lossy();
+                let pg_ctl = bin.join("pg_ctl");
+                let mut stop =
+                    postgres_tool(&pg_ctl, &["-D", &data, "-m", "immediate", "-w", "stop"], *as_postgres);
+                let _ = stop.output();
+                let _ = std::fs::remove_dir_all(dir);
+                println!("stopped and removed the throwaway PostgreSQL cluster");
+            }
+        }
+    }
+}
+
+pub fn provide() -> Result<TestDatabase, String> {
+    if let Some(url) = std::env::var("DATABASE_URL").ok().filter(|url| !url.trim().is_empty()) {
+        println!("PostgreSQL: using DATABASE_URL");
+        return Ok(TestDatabase { url, cleanup: Cleanup::Nothing });
+    }
+    // XTASK_POSTGRES=cluster skips the local server, to exercise the throwaway cluster.
+    let cluster_only = std::env::var("XTASK_POSTGRES").is_ok_and(|value| value == "cluster");
+    if !cluster_only && let Some(database) = scratch_database_on_localhost() {
+        return Ok(database);
+    }
+    if find_bindir().is_none() && system::is_root() && system::on_path("apt-get") {
+        println!("PostgreSQL: no server and no binaries; installing the Debian package postgresql");
+        system::run(&mut command("apt-get", &["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
+        system::run(
+            &mut command("apt-get", &["install", "-y", "-q", "--no-install-recommends", "postgresql"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    match find_bindir() {
+        Some(bin) => throwaway_cluster(&bin),
+        None => Err(
+            "PostgreSQL is needed for the tests: set DATABASE_URL=postgres://user@host/db, start a server \
+             on localhost:5432, or install it (`sudo apt-get install -y postgresql`)"
+                .into(),
+        ),
+    }
+}
+
+fn psql(user: &str, database: &str, sql: &str) -> Result<String, String> {
+    psql_at("127.0.0.1", "5432", user, database, sql)
+}
+
+fn psql_at(host: &str, port: &str, user: &str, database: &str, sql: &str) -> Result<String, String> {
+    let output = command(
+        "psql",
+        &["-w", "-X", "-q", "-A", "-t", "-h", host, "-p", port, "-U", user, "-d", database, "-c", sql],
+    )
+    .env("PGCONNECT_TIMEOUT", "3")
+    .output()
+    .map_err(|err| format!("cannot run psql: {err}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
+    }
+}
+
+fn scratch_database_on_localhost() -> Option<TestDatabase> {
+    if !system::on_path("psql") {
+        return None;
+    }
+    let login = std::env::var("USER").unwrap_or_default();
+    let user = ["postgres", login.as_str()]
+        .into_iter()
+        .filter(|user| !user.is_empty())
+        .find(|user| psql(user, "postgres", "SELECT 1").is_ok_and(|out| out == "1"))?
+        .to_string();
+    let name = format!("diun_xtask_{}", std::process::id());
+    if let Err(err) = psql(&user, "postgres", &format!("CREATE DATABASE {name}")) {
+        println!(
+            "PostgreSQL on localhost:5432 answers but refuses a scratch database ({err}); trying another way"
+        );
+        return None;
+    }
+    println!("PostgreSQL: scratch database {name} on localhost:5432 (user {user}), dropped afterwards");
+    let url = format!("postgres://{user}@127.0.0.1:5432/{name}");
+    Some(TestDatabase { url, cleanup: Cleanup::DropDatabase { user, name } })
+}
+
+/// The folder holding initdb and pg_ctl: on PATH, or Debian's newest /usr/lib/postgresql/N/bin.
+fn find_bindir() -> Option<PathBuf> {
+    if system::on_path("initdb") && system::on_path("pg_ctl") {
+        let paths = std::env::var_os("PATH")?;
+        return std::env::split_paths(&paths).find(|dir| dir.join("initdb").is_file());
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let version = entry.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let bin = entry.path().join("bin");
+            (bin.join("initdb").is_file() && bin.join("pg_ctl").is_file()).then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin)
+}
+
+/// PostgreSQL refuses to run as root, so as root its tools run as the `postgres` user.
+fn postgres_tool(program: &Path, args: &[&str], as_postgres: bool) -> Command {
+    if as_postgres {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program).args(args);
+        command
+    } else {
+        let mut command = Command::new(program);
+        command.args(args);
+        command
+    }
+}
+
+fn throwaway_cluster(bin: &Path) -> Result<TestDatabase, String> {
+    let as_postgres = system::is_root();
+    let dir = std::env::temp_dir().join(format!("diun-xtask-pg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
+    // From here on, dropping the guard stops and removes whatever was started.
+    let mut database = TestDatabase {
+        url: String::new(),
+        cleanup: Cleanup::StopCluster { bin: bin.to_path_buf(), dir: dir.clone(), as_postgres },
+    };
+    if as_postgres {
+        system::run(&mut command("chown", &["postgres:postgres", &dir.to_string_lossy()]))
+            .map_err(|err| format!("{err} (is the `postgres` system user missing?)"))?;
+    }
+    let data = dir.join("data").to_string_lossy().into_owned();
+    let socket_dir = dir.to_string_lossy().into_owned();
+    system::run(&mut postgres_tool(
+        &bin.join("initdb"),
+        &["-D", &data, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-sync"],
+        as_postgres,
+    ))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map_err(|err| format!("cannot find a free port: {err}"))?
+        .port();
+    let options = format!("-c listen_addresses=127.0.0.1 -p {port} -k {socket_dir} -c fsync=off");
+    let log = dir.join("server.log").to_string_lossy().into_owned();
+    system::run(&mut postgres_tool(
+        &bin.join("pg_ctl"),
+        &["-D", &data, "-l", &log, "-o", &options, "-w", "-t", "30", "start"],
+        as_postgres,
+    ))?;
+    println!("PostgreSQL: throwaway cluster in {} on port {port}, removed afterwards", dir.display());
+    database.url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    Ok(database)
+}

@@ -1,0 +1,103 @@
+//! Running commands, checking for system packages, and counting steps.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+pub fn command(program: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(program);
+    command.args(args);
+    command
+}
+
+/// Runs cargo in `root` with `args` and extra environment, echoing the command line.
+pub fn cargo(root: &Path, args: &[&str], env: &[(&str, String)]) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(&mut command(&cargo, args).current_dir(root).envs(env.iter().map(|(k, v)| (k, v))))
+}
+
+/// Runs a command to completion, echoing it first; a non-zero exit is an error.
+pub fn run(command: &mut Command) -> Result<(), String> {
+    let line = describe(command);
+    println!("$ {line}");
+    let status = command.status().map_err(|err| format!("cannot run `{line}`: {err}"))?;
+    if status.success() { Ok(()) } else { Err(format!("`{line}` failed ({status})")) }
+}
+
+/// The program and its arguments as one line (environment left out: it may hold secrets).
+fn describe(command: &Command) -> String {
+    std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|part| part.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
+}
+
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// Makes sure a Debian package is installed: installs it with apt when running as root, else
+/// stops with the one command that would.
+pub fn ensure_package(package: &str, provides: &str) -> Result<(), String> {
+    if on_path(provides) {
+        return Ok(());
+    }
+    if !is_root() || !on_path("apt-get") {
+        return Err(format!(
+            "`{provides}` is missing: install it with `sudo apt-get install -y {package}` and run again"
+        ));
+    }
+    println!("`{provides}` is missing; installing the Debian package {package}");
+    run(&mut command("apt-get", &["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
+    run(&mut command("apt-get", &["install", "-y", "-q", "--no-install-recommends", package])
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// Whether the run is CI's, where nothing may be skipped.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| value == "true")
+}
+
+/// A named sequence of checks, reported one line each at the end.
+pub struct Step {
+    done: Vec<(String, f64)>,
+}
+
+impl Step {
+    pub fn list() -> Self {
+        Self { done: Vec::new() }
+    }
+
+    pub fn run(&mut self, name: &str, check: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+        println!("\n==> {name}");
+        let started = Instant::now();
+        check().map_err(|err| {
+            self.report();
+            format!("{name}: {err}\nxtask: {} passed, 1 failed", self.done.len())
+        })?;
+        self.done.push((name.to_string(), started.elapsed().as_secs_f64()));
+        Ok(())
+    }
+
+    fn report(&self) {
+        println!();
+        for (name, seconds) in &self.done {
+            println!("ok  {seconds:>6.1} s  {name}");
+        }
+    }
+
+    pub fn finish(self) -> Result<(), String> {
+        self.report();
+        println!("xtask: {} passed, 0 failed", self.done.len());
+        Ok(())
+    }
+}
