@@ -21,7 +21,34 @@ use crate::time::Timestamp;
 
 static MIGRATIONS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/migrations/postgres");
 
-type Manager = PostgresConnectionManager<NoTls>;
+/// bb8-postgres' manager, plus a signal on every failed connection attempt: bb8's `get()`
+/// waits out its whole timeout when the database refuses connections, and a request should
+/// hear at once that the database is down.
+struct Manager {
+    inner: PostgresConnectionManager<NoTls>,
+    failures: tokio::sync::watch::Sender<String>,
+}
+
+impl bb8::ManageConnection for Manager {
+    type Connection = Client;
+    type Error = tokio_postgres::Error;
+
+    async fn connect(&self) -> Result<Client, tokio_postgres::Error> {
+        let connected = self.inner.connect().await;
+        if let Err(err) = &connected {
+            self.failures.send_replace(describe(err));
+        }
+        connected
+    }
+
+    async fn is_valid(&self, conn: &mut Client) -> Result<(), tokio_postgres::Error> {
+        self.inner.is_valid(conn).await
+    }
+
+    fn has_broken(&self, conn: &mut Client) -> bool {
+        self.inner.has_broken(conn)
+    }
+}
 
 const MAX_CONNECTIONS: u32 = 25;
 const MIN_IDLE: u32 = 5;
@@ -36,6 +63,7 @@ const MIGRATION_LOCK: i64 = 0x0D10_DA5B;
 
 pub struct PostgresStore {
     pool: Pool<Manager>,
+    connect_failures: tokio::sync::watch::Receiver<String>,
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -120,6 +148,7 @@ impl PostgresStore {
         let _ = driver.await;
         migrated?;
 
+        let (failures, connect_failures) = tokio::sync::watch::channel(String::new());
         let pool = Pool::builder()
             .max_size(MAX_CONNECTIONS)
             .min_idle(MIN_IDLE)
@@ -130,8 +159,8 @@ impl PostgresStore {
             // Closed connections are detected without a round trip (`has_broken`).
             .test_on_check_out(false)
             .error_sink(Box::new(LogErrors))
-            .build_unchecked(Manager::new(config, NoTls));
-        Ok(Self { pool })
+            .build_unchecked(Manager { inner: PostgresConnectionManager::new(config, NoTls), failures });
+        Ok(Self { pool, connect_failures })
     }
 
     pub async fn close(&self) {
@@ -146,12 +175,21 @@ impl PostgresStore {
         Fut: Future<Output = StoreResult<T>>,
     {
         let work = async {
-            let client = self.pool.get_owned().await.map_err(|err| match err {
-                RunError::TimedOut => {
-                    StoreError::Unavailable("no database connection became free in time".into())
+            let mut failures = self.connect_failures.clone();
+            failures.mark_unchanged();
+            let client = tokio::select! {
+                got = self.pool.get_owned() => got.map_err(|err| match err {
+                    RunError::TimedOut => {
+                        StoreError::Unavailable("no database connection became free in time".into())
+                    }
+                    RunError::User(err) => StoreError::from(err),
+                })?,
+                // A connection attempt failed while this request waited: the database is down.
+                Ok(()) = failures.changed() => {
+                    let why = failures.borrow_and_update().clone();
+                    return Err(StoreError::Unavailable(format!("cannot connect: {why}")));
                 }
-                RunError::User(err) => StoreError::from(err),
-            })?;
+            };
             op(client).await
         };
         tokio::time::timeout(OPERATION_TIMEOUT, work)

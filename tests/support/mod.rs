@@ -140,7 +140,14 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn start(db: TestDb, webhook_secret: Option<&str>) -> Self {
-        let store = Arc::new(Store::open(&db.database()).await.expect("open store"));
+        let database = db.database();
+        Self::start_with(database, db, webhook_secret).await
+    }
+
+    /// Serves `database`; `db` is only cleaned up at the end (they differ when a test puts
+    /// something between the service and its database).
+    pub async fn start_with(database: Database, db: TestDb, webhook_secret: Option<&str>) -> Self {
+        let store = Arc::new(Store::open(&database).await.expect("open store"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let state = AppState::new(Arc::clone(&store), webhook_secret.map(Secret::new));

@@ -3,7 +3,8 @@
 //! 2. a server answering on localhost:5432: a scratch database, dropped afterwards;
 //! 3. a throwaway cluster from the local PostgreSQL binaries (initdb + pg_ctl in a temp dir,
 //!    through `runuser -u postgres` when root), stopped and deleted afterwards;
-//! installing PostgreSQL with apt first when there are no binaries and we are root.
+//!
+//! PostgreSQL is installed with apt first when there are no binaries and we are root.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -65,9 +66,9 @@ pub fn provide() -> Result<TestDatabase, String> {
     }
     if find_bindir().is_none() && system::is_root() && system::on_path("apt-get") {
         println!("PostgreSQL: no server and no binaries; installing the Debian package postgresql");
-        system::run(&mut command("apt-get", &["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
+        system::run(command("apt-get", &["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
         system::run(
-            &mut command("apt-get", &["install", "-y", "-q", "--no-install-recommends", "postgresql"])
+            command("apt-get", &["install", "-y", "-q", "--no-install-recommends", "postgresql"])
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )?;
     }

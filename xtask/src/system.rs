@@ -13,7 +13,7 @@ pub fn command(program: &str, args: &[&str]) -> Command {
 /// Runs cargo in `root` with `args` and extra environment, echoing the command line.
 pub fn cargo(root: &Path, args: &[&str], env: &[(&str, String)]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run(&mut command(&cargo, args).current_dir(root).envs(env.iter().map(|(k, v)| (k, v))))
+    run(command(&cargo, args).current_dir(root).envs(env.iter().map(|(k, v)| (k, v))))
 }
 
 /// Runs a command to completion, echoing it first; a non-zero exit is an error.
@@ -57,8 +57,8 @@ pub fn ensure_package(package: &str, provides: &str) -> Result<(), String> {
         ));
     }
     println!("`{provides}` is missing; installing the Debian package {package}");
-    run(&mut command("apt-get", &["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
-    run(&mut command("apt-get", &["install", "-y", "-q", "--no-install-recommends", package])
+    run(command("apt-get", &["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
+    run(command("apt-get", &["install", "-y", "-q", "--no-install-recommends", package])
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 

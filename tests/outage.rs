@@ -1,0 +1,109 @@
+//! PostgreSQL going away while the service runs: requests answer 503 quickly instead of
+//! hanging, nothing half-written appears, and the service recovers by itself.
+//! The "database" the service sees is a TCP proxy in front of the test server, so the test
+//! can cut and restore the connection without touching the shared server.
+#![cfg(feature = "postgres")]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use diun_dashboard::config::{Database, Secret};
+
+use support::{TestApp, TestDb, docker_event};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+use tokio::task::JoinSet;
+
+/// A TCP proxy that can be cut (listener closed, every connection dropped) and restored.
+struct Proxy {
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    tasks: Arc<Mutex<JoinSet<()>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = Self { listen: listener.local_addr().unwrap(), upstream, tasks: Arc::default() };
+        proxy.serve(listener).await;
+        proxy
+    }
+
+    async fn serve(&self, listener: TcpListener) {
+        let upstream = self.upstream;
+        let tasks = Arc::clone(&self.tasks);
+        let accept = async move {
+            let connections = Arc::new(Mutex::new(JoinSet::new()));
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { break };
+                connections.lock().await.spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        };
+        self.tasks.lock().await.spawn(accept);
+        drop(tasks);
+    }
+
+    /// Closes the listener and every open connection.
+    async fn cut(&self) {
+        self.tasks.lock().await.shutdown().await;
+    }
+
+    async fn restore(&self) {
+        let listener = TcpListener::bind(self.listen).await.expect("rebind the proxy port");
+        self.serve(listener).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_database_answers_503_quickly_and_the_service_recovers_by_itself() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let Database::Postgres { url } = db.database() else { unreachable!() };
+    let config: tokio_postgres::Config = url.expose().parse().unwrap();
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], port))).await;
+    let proxied = url.expose().replacen(&format!(":{port}/"), &format!(":{}/", proxy.listen.port()), 1);
+    assert_ne!(proxied, url.expose(), "the URL must name a port to proxy it");
+    let app = TestApp::start_with(Database::Postgres { url: Secret::new(proxied) }, db, None).await;
+
+    assert_eq!(app.webhook(&docker_event("before:1")).await.status, 200);
+    proxy.cut().await;
+
+    // Without a database every answer is a 503, and none hangs (a hung request would run
+    // into this generous timeout; the service's own bound is a few seconds).
+    for attempt in 0..3 {
+        let health = answer(app.get("/healthz")).await;
+        assert_eq!(health.status, 503, "attempt {attempt}: {}", health.text());
+        let write = answer(app.webhook(&docker_event("during:1"))).await;
+        assert_eq!(write.status, 503, "{}", write.text());
+        assert!(write.error().contains("database"), "{}", write.text());
+        let read = answer(app.get("/api/updates")).await;
+        assert_eq!(read.status, 503);
+    }
+
+    proxy.restore().await;
+    let mut recovered = false;
+    for _ in 0..100 {
+        if app.get("/healthz").await.status == 200 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "the service did not recover after the database came back");
+    assert_eq!(app.webhook(&docker_event("after:1")).await.status, 200);
+    let updates = app.updates().await;
+    assert_eq!(updates.as_object().unwrap().keys().collect::<Vec<_>>(), ["after:1", "before:1"]);
+    assert_eq!(updates["before:1"]["event"], docker_event("before:1"));
+    app.stop().await;
+}
+
+async fn answer(response: impl std::future::Future<Output = support::Response>) -> support::Response {
+    tokio::time::timeout(Duration::from_secs(15), response).await.expect("the request hung")
+}
