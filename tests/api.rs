@@ -179,6 +179,32 @@ async fn oversized_bodies_get_413_chunked_or_not(app: &TestApp) {
     assert_eq!(app.webhook(&event).await.status, 200);
 }
 
+/// Like Python's requests: the whole body is written before the answer is read, so a server
+/// that closed early would leave the client with a reset instead of its 413.
+async fn a_client_that_sends_everything_first_still_reads_its_413(app: &TestApp) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = vec![b'x'; 2 * diun_dashboard::http::MAX_BODY];
+    for chunked in [false, true] {
+        let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        let mut request = b"POST /webhook HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".to_vec();
+        if chunked {
+            request.extend_from_slice(
+                format!("Transfer-Encoding: chunked\r\n\r\n{:x}\r\n", body.len()).as_bytes(),
+            );
+            request.extend_from_slice(&body);
+            request.extend_from_slice(b"\r\n0\r\n\r\n");
+        } else {
+            request.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+            request.extend_from_slice(&body);
+        }
+        stream.write_all(&request).await.expect("the server reads the whole body");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.expect("the answer arrives");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 413"), "chunked={chunked}: {answer}");
+    }
+}
+
 async fn get_on_webhook_explains_the_diun_method_setting(app: &TestApp) {
     let response = app.get("/webhook").await;
     assert_eq!(response.status, 405);
@@ -518,6 +544,7 @@ on_every_backend!(
     bad_webhook_bodies_get_400_and_store_nothing,
     webhook_accepts_chunked_bodies_without_content_type,
     oversized_bodies_get_413_chunked_or_not,
+    a_client_that_sends_everything_first_still_reads_its_413,
     get_on_webhook_explains_the_diun_method_setting,
     upsert_overwrites_fields_clears_acknowledgement_and_keeps_the_tag,
     acknowledging_one_update,

@@ -4,8 +4,10 @@ mod support;
 
 use std::time::Duration;
 
+#[cfg(feature = "sqlite")]
+use support::TempDir;
 use support::process::{Service, free_port, run};
-use support::{TempDir, TestDb, docker_event};
+use support::{TestDb, docker_event};
 
 const LIMIT: Duration = Duration::from_secs(20);
 

@@ -8,7 +8,7 @@ use diun_dashboard::store::UpdateStore;
 use diun_dashboard::store::migrate::{self, Migration};
 use diun_dashboard::time::Timestamp;
 use include_dir::{Dir, include_dir};
-use support::{TestDb, docker_event};
+use support::docker_event;
 
 /// A stand-in for a future release's migration. Not idempotent on purpose: applying it twice
 /// would fail, so a second start proves it is not re-applied.
@@ -93,6 +93,7 @@ mod postgres {
     use super::*;
     use diun_dashboard::config::Database;
     use diun_dashboard::store::postgres::PostgresStore;
+    use support::TestDb;
 
     static MIGRATIONS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/migrations/postgres");
 

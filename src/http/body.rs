@@ -3,6 +3,8 @@
 //! warp's `content_length_limit` answers 411 when there is no `Content-Length` (warp#1140),
 //! and webhook senders do send chunked bodies, so the cap is enforced while streaming.
 
+use std::time::Duration;
+
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use warp::http::{HeaderMap, StatusCode, header};
@@ -11,6 +13,13 @@ use super::error::ApiError;
 
 /// Every body this service accepts fits in 1 MiB.
 pub const MAX_BODY: usize = 1024 * 1024;
+
+/// How much of an oversized body is read and thrown away before answering 413. A client that
+/// is still sending when the connection closes sees a reset instead of the answer; reading a
+/// moderate excess lets ordinary clients get their 413, and the limits bound what a hostile
+/// one can make us read.
+const DRAIN_LIMIT: usize = 16 * MAX_BODY;
+const DRAIN_TIME: Duration = Duration::from_secs(10);
 
 fn too_large() -> ApiError {
     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than {MAX_BODY} bytes"))
@@ -26,15 +35,22 @@ where
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
+    let mut body = std::pin::pin!(body);
     if declared.is_some_and(|length| length > MAX_BODY as u64) {
+        // A client waiting for `100 Continue` has sent nothing yet: answer at once.
+        let waiting =
+            headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if !waiting && declared.is_some_and(|length| length <= DRAIN_LIMIT as u64) {
+            drain(&mut body, 0).await;
+        }
         return Err(too_large());
     }
     let mut collected = BytesMut::with_capacity(declared.map_or(0, |length| length as usize));
-    let mut body = std::pin::pin!(body);
     while let Some(chunk) = body.next().await {
         let mut chunk =
             chunk.map_err(|err| ApiError::bad_request(format!("cannot read the request body: {err}")))?;
         if collected.len() + chunk.remaining() > MAX_BODY {
+            drain(&mut body, collected.len() + chunk.remaining()).await;
             return Err(too_large());
         }
         while chunk.has_remaining() {
@@ -45,4 +61,21 @@ where
         }
     }
     Ok(collected.freeze())
+}
+
+/// Reads and discards the rest of a body, within [`DRAIN_LIMIT`] and [`DRAIN_TIME`].
+async fn drain<S, B>(body: &mut std::pin::Pin<&mut S>, mut read: usize)
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let discard = async {
+        while read <= DRAIN_LIMIT {
+            match body.next().await {
+                Some(Ok(chunk)) => read += chunk.remaining(),
+                Some(Err(_)) | None => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
 }
