@@ -110,11 +110,15 @@ const seenObserver =
 
 function seen(card) {
   seenTimers.delete(card);
-  if (!card.isConnected || card.dataset.new !== "true") return;
+  if (!card.isConnected || card.dataset.new !== "true") {
+    seenObserver.unobserve(card);
+    return;
+  }
   if (document.hidden) {
     seenTimers.set(card, setTimeout(() => seen(card), SEEN_AFTER_MS));
     return;
   }
+  seenObserver.unobserve(card);
   markSeen(card.dataset.image, card.dataset.receivedAt);
   requestRender();
 }
@@ -293,7 +297,10 @@ newGroup.addEventListener("submit", async (e) => {
   }
   const existing = view().tags.find((t) => t.name.toLowerCase() === name.toLowerCase());
   if (existing) {
-    groupHint(`A group named “${existing.name}” already exists.`);
+    // Same answer the server would give (409), without a failing request.
+    const message = `A group named “${existing.name}” already exists.`;
+    groupHint(message);
+    showError(message, { title: "Could not create the group" });
     newGroupName.focus();
     return;
   }
