@@ -21,6 +21,9 @@ pub const MAX_BODY: usize = 1024 * 1024;
 const DRAIN_LIMIT: usize = 16 * MAX_BODY;
 const DRAIN_TIME: Duration = Duration::from_secs(10);
 
+/// How long a whole body may take to arrive.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 fn too_large() -> ApiError {
     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than {MAX_BODY} bytes"))
 }
@@ -45,22 +48,31 @@ where
         }
         return Err(too_large());
     }
-    let mut collected = BytesMut::with_capacity(declared.map_or(0, |length| length as usize));
-    while let Some(chunk) = body.next().await {
-        let mut chunk =
-            chunk.map_err(|err| ApiError::bad_request(format!("cannot read the request body: {err}")))?;
-        if collected.len() + chunk.remaining() > MAX_BODY {
-            drain(&mut body, collected.len() + chunk.remaining()).await;
-            return Err(too_large());
+    let reading = async {
+        let mut collected = BytesMut::with_capacity(declared.map_or(0, |length| length as usize));
+        while let Some(chunk) = body.next().await {
+            let mut chunk =
+                chunk.map_err(|err| ApiError::bad_request(format!("cannot read the request body: {err}")))?;
+            if collected.len() + chunk.remaining() > MAX_BODY {
+                drain(&mut body, collected.len() + chunk.remaining()).await;
+                return Err(too_large());
+            }
+            while chunk.has_remaining() {
+                let piece = chunk.chunk();
+                collected.extend_from_slice(piece);
+                let read = piece.len();
+                chunk.advance(read);
+            }
         }
-        while chunk.has_remaining() {
-            let piece = chunk.chunk();
-            collected.extend_from_slice(piece);
-            let read = piece.len();
-            chunk.advance(read);
-        }
-    }
-    Ok(collected.freeze())
+        Ok(collected.freeze())
+    };
+    // A client trickling its body must not hold a connection and a task forever.
+    tokio::time::timeout(BODY_READ_TIMEOUT, reading).await.unwrap_or_else(|_| {
+        Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request body did not arrive within {} s", BODY_READ_TIMEOUT.as_secs()),
+        ))
+    })
 }
 
 /// Reads and discards the rest of a body, within [`DRAIN_LIMIT`] and [`DRAIN_TIME`].
