@@ -5,76 +5,88 @@ import { glyph } from "./icons.js";
 
 const TOAST_MS = 5000;
 
-function closeButton(label, testid, onClick) {
-  const btn = document.createElement("button");
-  btn.type = "button";
-  btn.className = "btn btn-ghost btn-icon";
-  btn.setAttribute("aria-label", label);
-  btn.dataset.testid = testid;
-  btn.append(glyph("x"));
-  btn.addEventListener("click", onClick);
-  return btn;
+/** A box with an icon, a title, a text and a close button: the shape of banners and toasts. */
+function notice({ className, testid, icon, title, text, closeLabel, closeTestid, onClose }) {
+  const box = document.createElement("div");
+  box.className = className;
+  box.dataset.testid = testid;
+  const body = document.createElement("div");
+  body.className = `${className}-body`;
+  const heading = document.createElement("p");
+  heading.className = `${className}-title`;
+  heading.textContent = title;
+  const detail = document.createElement("p");
+  detail.className = `${className}-text`;
+  detail.textContent = text;
+  body.append(heading, detail);
+  const close = document.createElement("button");
+  close.type = "button";
+  close.className = "btn btn-ghost btn-icon";
+  close.setAttribute("aria-label", closeLabel);
+  close.dataset.testid = closeTestid;
+  close.append(glyph("x"));
+  close.addEventListener("click", onClose);
+  box.append(glyph(icon), body, close);
+  return box;
+}
+
+function keepAtMost(host, count) {
+  while (host.children.length > count) host.firstElementChild.remove();
 }
 
 /**
  * Show an error banner. A `key` replaces an earlier banner with the same key (the poller uses one
- * so a long outage shows one message, not one per attempt). Returns nothing; see clearError.
+ * so a long outage shows one message, not one per attempt).
  */
 export function showError(message, { key = null, title = "Something went wrong" } = {}) {
   const host = document.getElementById("errors");
   if (key) clearError(key);
-  const box = document.createElement("div");
-  box.className = "alert";
+  const box = notice({
+    className: "alert",
+    testid: "error-banner",
+    icon: "alert",
+    title,
+    text: message,
+    closeLabel: "Dismiss error",
+    closeTestid: "error-dismiss",
+    onClose: () => box.remove(),
+  });
   box.setAttribute("role", "alert");
-  box.dataset.testid = "error-banner";
   if (key) box.dataset.key = key;
-  const body = document.createElement("div");
-  body.className = "alert-body";
-  const heading = document.createElement("p");
-  heading.className = "alert-title";
-  heading.textContent = title;
-  const text = document.createElement("p");
-  text.className = "alert-text";
-  text.textContent = message;
-  body.append(heading, text);
-  box.append(glyph("alert"), body, closeButton("Dismiss error", "error-dismiss", () => box.remove()));
   host.append(box);
-  while (host.children.length > 3) host.firstElementChild.remove();
+  keepAtMost(host, 3);
 }
 
 export function clearError(key) {
   for (const el of document.querySelectorAll("#errors .alert")) if (el.dataset.key === key) el.remove();
 }
 
+/** A toast that closes itself after 5 s (held open while its close button has focus). */
 export function toast(title, text) {
   const host = document.getElementById("toasts");
-  const el = document.createElement("div");
-  el.className = "toast";
-  el.dataset.testid = "toast";
-  const body = document.createElement("div");
-  body.className = "toast-body";
-  const heading = document.createElement("p");
-  heading.className = "toast-title";
-  heading.textContent = title;
-  const detail = document.createElement("p");
-  detail.className = "toast-text";
-  detail.textContent = text;
-  body.append(heading, detail);
   let timer = 0;
   const close = () => {
     clearTimeout(timer);
     el.remove();
   };
-  el.append(glyph("bell"), body, closeButton("Close notification", "toast-close", close));
-  // Focusing the close button holds the toast open, so it can be read.
   const arm = () => {
     clearTimeout(timer);
     timer = setTimeout(close, TOAST_MS);
   };
+  const el = notice({
+    className: "toast",
+    testid: "toast",
+    icon: "bell",
+    title,
+    text,
+    closeLabel: "Close notification",
+    closeTestid: "toast-close",
+    onClose: close,
+  });
   el.addEventListener("focusin", () => clearTimeout(timer));
   el.addEventListener("focusout", arm);
   host.append(el);
-  while (host.children.length > 3) host.firstElementChild.remove();
+  keepAtMost(host, 3);
   arm();
 }
 
