@@ -26,6 +26,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub database: Database,
     pub webhook_secret: Option<Secret>,
+    /// `DASHBOARD_USERNAME` and `DASHBOARD_PASSWORD`: HTTP Basic auth for the dashboard and `/api`.
+    pub dashboard_credentials: Option<(String, Secret)>,
 }
 
 /// A value that must never reach a log line: `Debug` prints a placeholder.
@@ -74,7 +76,18 @@ impl Config {
             },
         };
         let webhook_secret = lookup("WEBHOOK_SECRET").filter(|s| !s.is_empty()).map(Secret::new);
-        Ok(Self { listen, database, webhook_secret })
+        let dashboard_credentials = match (non_empty("DASHBOARD_USERNAME"), lookup("DASHBOARD_PASSWORD")) {
+            (Some(username), Some(password)) if !password.is_empty() => {
+                if username.contains(':') {
+                    return Err("DASHBOARD_USERNAME must not contain `:`".into());
+                }
+                Some((username, Secret::new(password)))
+            }
+            (None, None) => None,
+            (None, Some(password)) if password.is_empty() => None,
+            _ => return Err("set both DASHBOARD_USERNAME and DASHBOARD_PASSWORD, or neither".into()),
+        };
+        Ok(Self { listen, database, webhook_secret, dashboard_credentials })
     }
 }
 
@@ -152,10 +165,24 @@ mod tests {
         let config = config(&[
             ("DATABASE_URL", "postgres://user:hunter2@db/diun"),
             ("WEBHOOK_SECRET", "s3cr3t-token"),
+            ("DASHBOARD_USERNAME", "admin"),
+            ("DASHBOARD_PASSWORD", "pa55w0rd"),
         ])
         .unwrap();
         let printed = format!("{config:?}");
-        assert!(!printed.contains("hunter2") && !printed.contains("s3cr3t-token"), "{printed}");
+        for secret in ["hunter2", "s3cr3t-token", "pa55w0rd"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+    }
+
+    #[test]
+    fn dashboard_credentials_need_both_halves() {
+        let both = config(&[("DASHBOARD_USERNAME", "admin"), ("DASHBOARD_PASSWORD", "pw")]).unwrap();
+        assert_eq!(both.dashboard_credentials.map(|(user, _)| user).as_deref(), Some("admin"));
+        assert!(config(&[("DASHBOARD_USERNAME", "admin")]).unwrap_err().contains("both"));
+        assert!(config(&[("DASHBOARD_PASSWORD", "pw")]).unwrap_err().contains("both"));
+        assert!(config(&[("DASHBOARD_USERNAME", "a:b"), ("DASHBOARD_PASSWORD", "pw")]).is_err());
+        assert!(config(&[]).unwrap().dashboard_credentials.is_none());
     }
 
     #[test]

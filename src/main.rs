@@ -29,6 +29,8 @@ ENVIRONMENT:
     DATABASE_URL    postgres://… to use PostgreSQL; unset to use SQLite
     DB_PATH         SQLite file (default diun.db)
     WEBHOOK_SECRET  when set, POST /webhook needs `Authorization: <secret>`
+    DASHBOARD_USERNAME, DASHBOARD_PASSWORD
+                    when set, the dashboard and /api need these (HTTP Basic)
     RUST_LOG        log filter (default info)
 ";
 
@@ -87,7 +89,11 @@ async fn run(config: Config) -> Result<(), String> {
         log::warn!("WEBHOOK_SECRET is not set: anyone who can reach /webhook can post updates");
     }
     let store = Arc::new(store);
-    let state = AppState::new(Arc::clone(&store), config.webhook_secret);
+    let mut state = AppState::new(Arc::clone(&store), config.webhook_secret);
+    if let Some((username, password)) = &config.dashboard_credentials {
+        log::info!("The dashboard and /api require HTTP Basic authentication as {username:?}");
+        state = state.with_dashboard_credentials(username, password);
+    }
     diun_dashboard::serve(listener, state, shutdown_signal()).await;
     log::info!("shutting down");
     store.close().await;

@@ -584,3 +584,31 @@ async fn webhook_secret_is_required_when_set() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_credentials_guard_the_dashboard_and_api_but_not_webhook_or_healthz() {
+    let Some(db) = support::TestDb::any().await else { return };
+    let password = diun_dashboard::config::Secret::new("pa55");
+    let app = TestApp::start_configured(db.database(), db, |store| {
+        diun_dashboard::http::AppState::new(store, None).with_dashboard_credentials("admin", &password)
+    })
+    .await;
+    for path in ["/", "/api/updates", "/api/tags", "/nope"] {
+        let response = app.get(path).await;
+        assert_eq!(response.status, 401, "{path}");
+        assert!(response.header("www-authenticate").is_some_and(|h| h.starts_with("Basic")), "{path}");
+        assert!(!response.error().is_empty());
+    }
+    let wrong =
+        app.request("GET", "/api/updates").header("Authorization", "Basic YWRtaW46bm9wZQ==").send().await;
+    assert_eq!(wrong.status, 401);
+    assert_eq!(app.request("PATCH", "/api/updates/x%3A1").send().await.status, 401, "mutations too");
+
+    assert_eq!(app.get("/healthz").await.status, 200, "health checks need no password");
+    assert_eq!(app.webhook(&docker_event(NGINX)).await.status, 200, "DIUN needs no dashboard password");
+    let right =
+        app.request("GET", "/api/updates").header("Authorization", "Basic YWRtaW46cGE1NQ==").send().await;
+    assert_eq!(right.status, 200);
+    assert!(right.json().get(NGINX).is_some());
+    app.stop().await;
+}

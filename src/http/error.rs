@@ -82,6 +82,16 @@ pub fn respond(result: Result<impl Reply, ApiError>) -> Response {
 
 /// Maps what warp rejects by itself (no route matched, bad headers) to the JSON error shape.
 pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    if rejection.find::<super::auth::Unauthorized>().is_some() {
+        let mut response =
+            ApiError::new(StatusCode::UNAUTHORIZED, "this dashboard needs a username and password")
+                .into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"diun-dashboard\", charset=\"UTF-8\""),
+        );
+        return Ok(response);
+    }
     let error = if rejection.is_not_found() {
         ApiError::not_found("not found")
     } else if rejection.find::<reject::MethodNotAllowed>().is_some() {

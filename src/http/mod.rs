@@ -4,6 +4,7 @@
 
 mod api;
 mod assets;
+mod auth;
 mod body;
 mod error;
 mod guard;
@@ -28,15 +29,24 @@ use crate::store::Store;
 pub struct AppState {
     pub store: Arc<Store>,
     pub webhook_secret: Option<Arc<Secret>>,
+    /// The HTTP Basic token the dashboard and `/api` require, if any.
+    pub dashboard_credentials: Option<Arc<Secret>>,
 }
 
 impl AppState {
     pub fn new(store: Arc<Store>, webhook_secret: Option<Secret>) -> Self {
-        Self { store, webhook_secret: webhook_secret.map(Arc::new) }
+        Self { store, webhook_secret: webhook_secret.map(Arc::new), dashboard_credentials: None }
+    }
+
+    /// Requires HTTP Basic credentials for the dashboard and `/api`.
+    pub fn with_dashboard_credentials(mut self, username: &str, password: &Secret) -> Self {
+        self.dashboard_credentials = Some(Arc::new(auth::basic_token(username, password.expose())));
+        self
     }
 }
 
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
+    let credentials = auth::required(state.dashboard_credentials.clone());
     let state = warp::any().map(move || state.clone());
     let request = warp::method().and(warp::header::headers_cloned());
 
@@ -88,9 +98,7 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     healthz
         .or(webhook)
         .unify()
-        .or(api)
-        .unify()
-        .or(assets::route())
+        .or(credentials.and(api.or(assets::route()).unify()))
         .unify()
         .recover(error::recover)
         .unify()

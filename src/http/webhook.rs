@@ -5,6 +5,7 @@ use futures_util::Stream;
 use warp::http::{HeaderMap, Method, StatusCode, header};
 use warp::reply::Response;
 
+use super::auth::constant_time_eq;
 use super::body::read_capped;
 use super::error::{ApiError, respond};
 use super::{AppState, json_reply};
@@ -56,18 +57,6 @@ where
     Ok(json_reply(StatusCode::OK, &serde_json::json!({ "status": "ok" })))
 }
 
-/// Takes time independent of where the inputs differ, so the secret cannot be guessed
-/// byte by byte from response times.
-fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
-    let mut difference = given.len() ^ expected.len();
-    for i in 0..given.len().max(expected.len()) {
-        let a = given.get(i).copied().unwrap_or(0);
-        let b = expected.get(i).copied().unwrap_or(0);
-        difference |= usize::from(a ^ b);
-    }
-    std::hint::black_box(difference) == 0
-}
-
 /// At most 200 characters of sender-controlled text for a log line; `{:?}` then escapes
 /// newlines and control characters, so a crafted image name cannot forge log lines.
 fn printable(text: &str) -> &str {
@@ -80,15 +69,6 @@ fn printable(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn constant_time_eq_compares_whole_values() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret "));
-        assert!(!constant_time_eq(b"", b"secret"));
-        assert!(constant_time_eq(b"", b""));
-    }
 
     #[test]
     fn printable_cuts_long_text_on_a_character_boundary() {

@@ -147,10 +147,20 @@ impl TestApp {
     /// Serves `database`; `db` is only cleaned up at the end (they differ when a test puts
     /// something between the service and its database).
     pub async fn start_with(database: Database, db: TestDb, webhook_secret: Option<&str>) -> Self {
+        let secret = webhook_secret.map(Secret::new);
+        Self::start_configured(database, db, move |store| AppState::new(store, secret)).await
+    }
+
+    /// Serves `database` with the state `configure` builds around the opened store.
+    pub async fn start_configured(
+        database: Database,
+        db: TestDb,
+        configure: impl FnOnce(Arc<Store>) -> AppState,
+    ) -> Self {
         let store = Arc::new(Store::open(&database).await.expect("open store"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
-        let state = AppState::new(Arc::clone(&store), webhook_secret.map(Secret::new));
+        let state = configure(Arc::clone(&store));
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(diun_dashboard::serve(listener, state, async {
             let _ = stopped.await;
