@@ -11,15 +11,17 @@
 //               sort (newest|name|registry), no-results, clear-filters
 //   New group   new-group-name, new-group-submit
 //   Sections    group (data-tag-id = tag id or "untagged", data-tag-name, data-count = updates in it),
-//               group-name, group-count, group-cards, group-empty,
+//               group-name, group-count (text = its updates, "shown/total" while filtered),
+//               group-cards, group-empty,
 //               group-dismiss → group-dismiss-confirm | group-dismiss-cancel (inline confirm),
 //               group-delete → group-delete-confirm | group-delete-cancel (not on Untagged)
 //   Cards       card (data-image = full image, data-state = pending|acknowledged,
 //               data-tag-id = its section, data-new = true|false, data-received-at),
 //               card-name, card-tag, card-registry, card-status, card-host, card-container,
-//               card-containers, card-pod, card-job, card-task, card-platform, card-received
-//               (a <time> with the exact time in title), new-badge, ack (pending cards only),
-//               acked (acknowledged cards), hub-link, move-menu (the "Move to…" button) →
+//               card-containers, card-pod, card-job, card-task, card-platform, card-received and
+//               card-acknowledged (each holds a <time>, exact time in its title), new-badge ("Just
+//               in", while data-new is true), ack (pending cards only), acked (acknowledged cards),
+//               hub-link (the registry link, only for http(s) hub_link), move-menu ("Move to…") →
 //               move-options (role=menu) → move-option (data-tag-id = tag id or "untagged")
 //   Feedback    toast, toast-close, error-banner (role=alert), error-dismiss, empty-state,
 //               diun-snippet, copy-snippet, loading

@@ -45,12 +45,10 @@ export function sectionKeyOf(entry, tagKeys) {
 // ---- Summary: badge, stats, title, filters ------------------------------------------------------
 
 export function summarize(view) {
-  const items = Object.entries(view.updates).map(([image, entry]) => ({
-    image,
-    entry,
-    parsed: parseImage(image),
-    time: Date.parse(entry.received_at) || 0,
-  }));
+  const items = Object.entries(view.updates).map(([image, entry]) => {
+    const parsed = parseImage(image);
+    return { image, entry, parsed, name: displayName(parsed), time: Date.parse(entry.received_at) || 0 };
+  });
   const pending = items.filter((x) => !x.entry.acknowledged).length;
   return { items, total: items.length, pending, acknowledged: items.length - pending };
 }
@@ -96,7 +94,7 @@ function matches(item, filters) {
   return !q || item.image.toLowerCase().includes(q);
 }
 
-const byName = (a, b) => a.parsed.name.localeCompare(b.parsed.name) || a.image.localeCompare(b.image);
+const byName = (a, b) => a.name.localeCompare(b.name) || a.image.localeCompare(b.image);
 const SORTS = {
   newest: (a, b) => b.time - a.time || byName(a, b),
   name: byName,
@@ -106,13 +104,12 @@ const SORTS = {
 // ---- Cards -----------------------------------------------------------------------------------
 
 function card(item, fresh) {
-  const { image, entry, parsed } = item;
+  const { image, entry, parsed, name } = item;
   const event = entry.event || {};
   const pending = !entry.acknowledged;
   const id = `card-${++uid}`;
   const titleId = `${id}-title`;
 
-  const name = displayName(parsed);
   const pills = h(
     "div",
     { class: "pills" },
