@@ -90,7 +90,7 @@ pub fn lint(root: &Path) -> Result<(), String> {
         fs::read_to_string(root.join("compose.yml")).map_err(|e| format!("compose.yml: {e}"))?;
     let env_example =
         fs::read_to_string(root.join(".env.example")).map_err(|e| format!(".env.example: {e}"))?;
-    check_env_documented(&compose_text, &env_example, &mut problems);
+    check_env_documented(&compose_text, &env_example, &app_variables(root), &mut problems);
     match &tools.compose {
         Ok(compose) => check_compose_resolved(root, compose, &manifest, &mut problems),
         Err(why) => {
@@ -864,7 +864,12 @@ fn interpolated_variables(compose: &str) -> BTreeSet<String> {
     names
 }
 
-fn check_env_documented(compose: &str, env_example: &str, problems: &mut Vec<String>) {
+fn check_env_documented(
+    compose: &str,
+    env_example: &str,
+    app_variables: &BTreeSet<String>,
+    problems: &mut Vec<String>,
+) {
     let documented: BTreeSet<String> = env_example
         .lines()
         .map(|l| l.trim().trim_start_matches('#').trim())
@@ -875,11 +880,52 @@ fn check_env_documented(compose: &str, env_example: &str, problems: &mut Vec<Str
             problems.push(format!("compose.yml uses ${{{name}}} but .env.example does not document it"));
         }
     }
+    if !app_variables.contains("DATABASE_URL") {
+        problems.push(format!(
+            "found no `lookup(\"DATABASE_URL\")`-style read in src/ (found {app_variables:?}); \
+             teach app_variables() in xtask/src/docker.rs how the app reads its environment"
+        ));
+    }
+    for name in app_variables {
+        if !documented.contains(name) {
+            problems.push(format!("the app reads {name} but .env.example does not document it"));
+        }
+    }
     if !documented.contains("COMPOSE_PROFILES") {
         problems.push(
             ".env.example must set COMPOSE_PROFILES (plain `docker compose up` selects the app by it)".into(),
         );
     }
+}
+
+/// The environment variables the application reads: `NAME` in `lookup("NAME")`,
+/// `non_empty("NAME")`, `var("NAME")` or `var_os("NAME")` anywhere in src/.
+fn app_variables(root: &Path) -> BTreeSet<String> {
+    let mut sources = Vec::new();
+    walk(&root.join("src"), "src", &mut sources);
+    sources
+        .iter()
+        .filter(|s| s.ends_with(".rs"))
+        .filter_map(|source| fs::read_to_string(root.join(source)).ok())
+        .flat_map(|text| variables_read_in(&text))
+        .collect()
+}
+
+fn variables_read_in(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for (at, _) in text.match_indices("(\"") {
+        let before = text[..at].trim_end();
+        if !["lookup", "non_empty", "var", "var_os"].iter().any(|f| before.ends_with(f)) {
+            continue;
+        }
+        let name: String =
+            text[at + 2..].chars().take_while(|c| c.is_ascii_uppercase() || *c == '_').collect();
+        let closed = text[at + 2 + name.len()..].starts_with('"');
+        if closed && name.len() > 1 {
+            names.push(name);
+        }
+    }
+    names
 }
 
 /// Runs `compose … config --format json` with .env.example and nothing from the caller's
@@ -1210,6 +1256,33 @@ harness = false
     fn interpolated_variables_skip_escapes_and_comments() {
         let compose = "a: ${A:-1}\nb: $${B}\n# c: ${C}\nd: x-${D?err}-${E}\n";
         assert_eq!(interpolated_variables(compose).into_iter().collect::<Vec<_>>(), ["A", "D", "E"]);
+    }
+
+    #[test]
+    fn app_variables_are_found_in_lookups_and_env_reads() {
+        let text = r#"
+            let listen = listen_address(non_empty("BIND").as_deref(), non_empty("PORT").as_deref())?;
+            let secret = lookup("WEBHOOK_SECRET");
+            let url = std::env::var("TEST_DATABASE_URL");
+            let os = env::var_os("DB_PATH");
+            println!("NOT_A_VARIABLE");
+            let lower = lookup("lower");
+        "#;
+        assert_eq!(
+            variables_read_in(text),
+            ["BIND", "PORT", "WEBHOOK_SECRET", "TEST_DATABASE_URL", "DB_PATH"]
+        );
+    }
+
+    #[test]
+    fn env_example_must_document_what_compose_and_the_app_use() {
+        let app: BTreeSet<String> = ["DATABASE_URL", "DASHBOARD_PASSWORD"].map(String::from).into();
+        let env = "COMPOSE_PROFILES=sqlite\nA=1\n# DATABASE_URL=postgres://…\n";
+        let mut problems = Vec::new();
+        check_env_documented("x: ${A}\ny: ${B:-2}\n", env, &app, &mut problems);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("${B}"));
+        assert!(problems[1].contains("DASHBOARD_PASSWORD"));
     }
 
     #[test]
