@@ -273,11 +273,17 @@ impl Manifest {
     fn parse(text: &str) -> Manifest {
         let mut manifest = Manifest::default();
         let mut section = String::new();
+        // The `[[bin]]`/`[[test]]`/… entry being read: its kind, name and explicit path.
+        let mut target: Option<(String, String, Option<String>)> = None;
         let mut lines = text.lines();
         while let Some(line) = lines.next() {
             let line = strip_toml_comment(line).trim();
             if line.starts_with('[') {
+                manifest.target_paths.extend(target.take().and_then(|t| manifest.target_path(t)));
                 section = line.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+                if ["bin", "test", "bench", "example"].contains(&section.as_str()) && line.starts_with("[[") {
+                    target = Some((section.clone(), String::new(), None));
+                }
                 continue;
             }
             let Some((key, value)) = line.split_once('=') else { continue };
@@ -304,11 +310,34 @@ impl Manifest {
                     manifest.features.insert(name.to_string());
                 }
                 ("workspace", "members") => manifest.workspace_members = toml_strings(&value),
-                ("lib" | "bin" | "test" | "bench" | "example", "path") => manifest.target_paths.push(first()),
+                ("lib", "path") => manifest.target_paths.push(first()),
+                ("bin" | "test" | "bench" | "example", "name") => {
+                    if let Some(target) = target.as_mut() {
+                        target.1 = first();
+                    }
+                }
+                ("bin" | "test" | "bench" | "example", "path") => {
+                    if let Some(target) = target.as_mut() {
+                        target.2 = Some(first());
+                    }
+                }
                 _ => {}
             }
         }
+        manifest.target_paths.extend(target.and_then(|t| manifest.target_path(t)));
         manifest
+    }
+
+    /// The file of a `[[kind]]` target: its `path`, else where cargo looks for it (cargo refuses
+    /// to load a manifest whose declared target file is missing, even to build another target).
+    fn target_path(&self, (kind, name, path): (String, String, Option<String>)) -> Option<String> {
+        path.or_else(|| match kind.as_str() {
+            "bin" if name == self.name => None, // src/main.rs, always copied with src/
+            "bin" => Some(format!("src/bin/{name}.rs")),
+            "test" => Some(format!("tests/{name}.rs")),
+            "bench" => Some(format!("benches/{name}.rs")),
+            _ => Some(format!("examples/{name}.rs")),
+        })
     }
 }
 
@@ -651,7 +680,7 @@ fn check_dockerfile(
     for path in manifest.target_paths.iter().chain(embedded_paths(root).iter()) {
         if !is_copied(path) {
             problems
-                .push(format!("{name}: `{path}` is needed to compile the binary but no COPY brings it in"));
+                .push(format!("{name}: `{path}` is needed by cargo in the image (to load the manifest or to compile) but no COPY brings it in"));
         }
     }
 
@@ -1150,6 +1179,16 @@ sqlite = ["dep:rusqlite"]
 name = "browser"
 path = "tests/browser.rs"
 harness = false
+
+[[bench]]
+name = "intake"
+harness = false
+
+[[bin]]
+name = "diun-dashboard"
+
+[lib]
+path = "src/lib.rs"
 "#,
         );
         assert_eq!(manifest.name, "diun-dashboard");
@@ -1157,7 +1196,7 @@ harness = false
         assert_eq!(manifest.repository, "https://example.org/x");
         assert_eq!(manifest.workspace_members, ["xtask"]);
         assert_eq!(manifest.features.iter().collect::<Vec<_>>(), ["default", "postgres", "sqlite"]);
-        assert_eq!(manifest.target_paths, ["tests/browser.rs"]);
+        assert_eq!(manifest.target_paths, ["tests/browser.rs", "benches/intake.rs", "src/lib.rs"]);
     }
 
     #[test]
