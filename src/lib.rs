@@ -1,6 +1,7 @@
 //! diun-dashboard: receives DIUN webhooks, keeps them in SQLite or PostgreSQL, and serves a
 //! dashboard of the image updates waiting.
 
+pub mod changes;
 pub mod config;
 pub mod http;
 pub mod model;

@@ -22,7 +22,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Serves `state` on `listener` until `shutdown` completes, then stops accepting, lets
 /// in-flight requests finish (for at most [`SHUTDOWN_GRACE`]) and returns.
 pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()>) {
-    let service = warp::service(http::routes(state));
+    let service = warp::service(http::routes(state.clone()));
     let connections = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -51,6 +51,7 @@ pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future
         });
     }
     drop(listener);
+    state.stop_streams();
     tokio::select! {
         () = connections.shutdown() => {}
         () = tokio::time::sleep(SHUTDOWN_GRACE) => {

@@ -8,6 +8,7 @@ mod auth;
 mod body;
 mod error;
 mod guard;
+mod live;
 mod webhook;
 
 use std::sync::Arc;
@@ -31,11 +32,27 @@ pub struct AppState {
     pub webhook_secret: Option<Arc<Secret>>,
     /// The HTTP Basic token the dashboard and `/api` require, if any.
     pub dashboard_credentials: Option<Arc<Secret>>,
+    /// Set when the server shuts down, so that endless responses (event streams) end.
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
     pub fn new(store: Arc<Store>, webhook_secret: Option<Secret>) -> Self {
-        Self { store, webhook_secret: webhook_secret.map(Arc::new), dashboard_credentials: None }
+        Self {
+            store,
+            webhook_secret: webhook_secret.map(Arc::new),
+            dashboard_credentials: None,
+            stopping: Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
+
+    /// Ends every event stream, so a graceful shutdown need not wait for them.
+    pub fn stop_streams(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
     }
 
     /// Requires HTTP Basic credentials for the dashboard and `/api`.
@@ -57,6 +74,7 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(warp::body::stream())
         .then(webhook::receive);
     let updates = warp::path!("api" / "updates").and(state.clone()).and(warp::method()).then(api::updates);
+    let stream = warp::path!("api" / "stream").and(state.clone()).and(warp::method()).then(live::stream);
     let acknowledge_all = warp::path!("api" / "updates" / "acknowledge-all")
         .and(state.clone())
         .and(request)
@@ -81,6 +99,8 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .then(api::tag_assignments);
 
     let api = updates
+        .or(stream)
+        .unify()
         .or(acknowledge_all)
         .unify()
         .or(acknowledge_by_tag)

@@ -18,6 +18,7 @@ pub mod sqlite;
 use std::fmt;
 use std::future::Future;
 
+use crate::changes::{Change, ChangeFeed, ChangeKind};
 use crate::config::Database;
 use crate::model::{DiunEvent, Tag, UpdateEntry};
 use crate::time::Timestamp;
@@ -94,8 +95,26 @@ pub fn sort_tags(tags: &mut [Tag]) {
     tags.sort_by_cached_key(|tag| (tag.name.to_lowercase(), tag.name.clone(), tag.id));
 }
 
-/// The store the server runs on: one variant per compiled-in backend.
-pub enum Store {
+/// Forwards a call to the backend in use.
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match &$self.backend {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite($store) => $call,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres($store) => $call,
+        }
+    };
+}
+
+/// The store the server runs on: the backend in use, and the feed its writes are announced on.
+pub struct Store {
+    backend: Backend,
+    changes: ChangeFeed,
+}
+
+/// One variant per compiled-in backend.
+enum Backend {
     #[cfg(feature = "sqlite")]
     Sqlite(sqlite::SqliteStore),
     #[cfg(feature = "postgres")]
@@ -105,30 +124,46 @@ pub enum Store {
 impl Store {
     /// Opens the configured database and brings its schema up to date.
     pub async fn open(database: &Database) -> Result<Self, String> {
-        match database {
-            #[cfg(feature = "sqlite")]
-            Database::Sqlite { path } => sqlite::SqliteStore::open(path.clone())
-                .await
-                .map(Store::Sqlite)
-                .map_err(|err| format!("cannot open SQLite database at {}: {err}", path.display())),
-            #[cfg(feature = "postgres")]
-            Database::Postgres { url } => postgres::PostgresStore::open(url.expose())
-                .await
-                .map(Store::Postgres)
-                .map_err(|err| format!("cannot use PostgreSQL database: {err}")),
-            #[allow(unreachable_patterns)]
-            other => Err(missing_feature_message(other)),
-        }
+        let backend =
+            match database {
+                #[cfg(feature = "sqlite")]
+                Database::Sqlite { path } => sqlite::SqliteStore::open(path.clone())
+                    .await
+                    .map(Backend::Sqlite)
+                    .map_err(|err| format!("cannot open SQLite database at {}: {err}", path.display()))?,
+                #[cfg(feature = "postgres")]
+                Database::Postgres { url } => postgres::PostgresStore::open(url.expose())
+                    .await
+                    .map(Backend::Postgres)
+                    .map_err(|err| format!("cannot use PostgreSQL database: {err}"))?,
+                #[allow(unreachable_patterns)]
+                other => return Err(missing_feature_message(other)),
+            };
+        Ok(Self { backend, changes: ChangeFeed::default() })
+    }
+
+    /// Every successful write is announced here.
+    pub fn changes(&self) -> &ChangeFeed {
+        &self.changes
     }
 
     /// Finishes queued writes and closes the database cleanly.
     pub async fn close(&self) {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Store::Sqlite(store) => store.close().await,
-            #[cfg(feature = "postgres")]
-            Store::Postgres(store) => store.close().await,
+        dispatch!(self, store => store.close().await)
+    }
+
+    /// Announces `change` once `written` has succeeded.
+    fn announce<T>(
+        &self,
+        written: StoreResult<T>,
+        change: impl FnOnce(&T) -> Option<Change>,
+    ) -> StoreResult<T> {
+        if let Ok(value) = &written
+            && let Some(change) = change(value)
+        {
+            self.changes.publish(change);
         }
+        written
     }
 }
 
@@ -144,18 +179,6 @@ fn missing_feature_message(database: &Database) -> String {
     )
 }
 
-/// Forwards each trait method to the backend in use.
-macro_rules! dispatch {
-    ($self:ident, $store:ident => $call:expr) => {
-        match $self {
-            #[cfg(feature = "sqlite")]
-            Store::Sqlite($store) => $call,
-            #[cfg(feature = "postgres")]
-            Store::Postgres($store) => $call,
-        }
-    };
-}
-
 impl UpdateStore for Store {
     fn backend(&self) -> &'static str {
         dispatch!(self, s => s.backend())
@@ -164,36 +187,50 @@ impl UpdateStore for Store {
         dispatch!(self, s => s.ping().await)
     }
     async fn upsert_event(&self, event: DiunEvent, received_at: Timestamp) -> StoreResult<()> {
-        dispatch!(self, s => s.upsert_event(event, received_at).await)
+        let change = Change::of_image(ChangeKind::Update, event.image.clone());
+        let written = dispatch!(self, s => s.upsert_event(event, received_at).await);
+        self.announce(written, |()| Some(change))
     }
     async fn list_updates(&self) -> StoreResult<Vec<UpdateEntry>> {
         dispatch!(self, s => s.list_updates().await)
     }
     async fn acknowledge(&self, image: String, at: Timestamp) -> StoreResult<bool> {
-        dispatch!(self, s => s.acknowledge(image, at).await)
+        let change = Change::of_image(ChangeKind::Acknowledge, image.clone());
+        let written = dispatch!(self, s => s.acknowledge(image, at).await);
+        self.announce(written, |found| found.then_some(change))
     }
     async fn acknowledge_all(&self, at: Timestamp) -> StoreResult<u64> {
-        dispatch!(self, s => s.acknowledge_all(at).await)
+        let written = dispatch!(self, s => s.acknowledge_all(at).await);
+        self.announce(written, |count| (*count > 0).then(|| Change::of_many(ChangeKind::Acknowledge)))
     }
     async fn acknowledge_by_tag(&self, tag_id: i64, at: Timestamp) -> StoreResult<Option<u64>> {
-        dispatch!(self, s => s.acknowledge_by_tag(tag_id, at).await)
+        let written = dispatch!(self, s => s.acknowledge_by_tag(tag_id, at).await);
+        self.announce(written, |count| {
+            count.is_some_and(|n| n > 0).then(|| Change::of_many(ChangeKind::Acknowledge))
+        })
     }
     async fn list_tags(&self) -> StoreResult<Vec<Tag>> {
         dispatch!(self, s => s.list_tags().await)
     }
     async fn create_tag(&self, name: String) -> StoreResult<Tag> {
-        dispatch!(self, s => s.create_tag(name).await)
+        let written = dispatch!(self, s => s.create_tag(name).await);
+        self.announce(written, |_| Some(Change::of_many(ChangeKind::Tag)))
     }
     async fn delete_tag(&self, tag_id: i64) -> StoreResult<bool> {
-        dispatch!(self, s => s.delete_tag(tag_id).await)
+        let written = dispatch!(self, s => s.delete_tag(tag_id).await);
+        self.announce(written, |found| found.then(|| Change::of_many(ChangeKind::Tag)))
     }
     async fn tag_exists(&self, tag_id: i64) -> StoreResult<bool> {
         dispatch!(self, s => s.tag_exists(tag_id).await)
     }
     async fn assign_tag(&self, image: String, tag_id: i64) -> StoreResult<Assignment> {
-        dispatch!(self, s => s.assign_tag(image, tag_id).await)
+        let change = Change::of_image(ChangeKind::Tag, image.clone());
+        let written = dispatch!(self, s => s.assign_tag(image, tag_id).await);
+        self.announce(written, |outcome| (*outcome == Assignment::Assigned).then_some(change))
     }
     async fn unassign_tag(&self, image: String) -> StoreResult<()> {
-        dispatch!(self, s => s.unassign_tag(image).await)
+        let change = Change::of_image(ChangeKind::Tag, image.clone());
+        let written = dispatch!(self, s => s.unassign_tag(image).await);
+        self.announce(written, |()| Some(change))
     }
 }

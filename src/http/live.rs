@@ -1,0 +1,50 @@
+//! `GET /api/stream`: Server-Sent Events announcing every data change, so dashboards update at
+//! once instead of waiting for their next poll.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt, stream};
+use tokio::sync::broadcast::error::RecvError;
+use warp::http::{HeaderValue, Method};
+use warp::reply::{Reply, Response};
+use warp::sse::Event;
+
+use super::error::ApiError;
+use super::{AppState, is_read};
+
+/// Comments sent on an idle stream, so proxies and browsers keep it open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How soon a browser reconnects after the stream breaks.
+const RETRY: Duration = Duration::from_secs(3);
+
+pub async fn stream(state: AppState, method: Method) -> Response {
+    if !is_read(&method) {
+        return ApiError::method_not_allowed("GET").into_response();
+    }
+    let hello = Event::default().event("hello").retry(RETRY).data("{}");
+    let events = stream::once(async { Ok::<_, Infallible>(hello) }).chain(changes(state));
+    let mut response =
+        warp::sse::reply(warp::sse::keep_alive().interval(KEEP_ALIVE).stream(events)).into_response();
+    // nginx buffers responses by default, which would hold events back.
+    response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+/// `change` events with `{"kind": …, "image": …}`; `resync` when this stream fell behind and
+/// the client should reload everything. Ends when the server shuts down.
+fn changes(state: AppState) -> impl Stream<Item = Result<Event, Infallible>> {
+    let changes = state.store.changes().subscribe();
+    let stopping = state.stopping();
+    stream::unfold((changes, stopping), |(mut changes, mut stopping)| async move {
+        let event = tokio::select! {
+            _ = stopping.wait_for(|stopping| *stopping) => return None,
+            received = changes.recv() => match received {
+                Ok(change) => Event::default().event("change").json_data(&change).ok()?,
+                Err(RecvError::Lagged(missed)) => Event::default().event("resync").data(missed.to_string()),
+                Err(RecvError::Closed) => return None,
+            },
+        };
+        Some((Ok(event), (changes, stopping)))
+    })
+}

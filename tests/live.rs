@@ -1,0 +1,95 @@
+//! `GET /api/stream`: every change is announced to open dashboards at once.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::{TestApp, docker_event};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// An open event stream, read as raw text.
+struct EventStream {
+    stream: TcpStream,
+    seen: String,
+}
+
+impl EventStream {
+    async fn open(app: &TestApp) -> Self {
+        let mut stream = TcpStream::connect(app.addr).await.unwrap();
+        stream
+            .write_all(b"GET /api/stream HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+            .await
+            .unwrap();
+        let mut events = Self { stream, seen: String::new() };
+        let head = events.expect("event:hello").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(head.to_ascii_lowercase().contains("content-type: text/event-stream"), "{head}");
+        events
+    }
+
+    /// Reads until `needle` has arrived (a generous timeout catches a stream that stays silent)
+    /// and returns everything up to it.
+    async fn expect(&mut self, needle: &str) -> String {
+        let wait = async {
+            let mut buffer = [0u8; 4096];
+            while !self.seen.contains(needle) {
+                let read = self.stream.read(&mut buffer).await.expect("read the stream");
+                assert!(read > 0, "the stream ended before {needle:?}; got {:?}", self.seen);
+                self.seen.push_str(&String::from_utf8_lossy(&buffer[..read]));
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .unwrap_or_else(|_| panic!("no {needle:?} on the stream; got {:?}", self.seen));
+        // Later expectations look only at what comes next.
+        let end = self.seen.find(needle).map_or(0, |at| at + needle.len());
+        self.seen.drain(..end).collect()
+    }
+}
+
+async fn every_change_is_announced_on_the_stream(app: &TestApp) {
+    let mut events = EventStream::open(app).await;
+    assert_eq!(app.webhook(&docker_event("nginx:1")).await.status, 200);
+    events.expect(r#"data:{"kind":"update","image":"nginx:1"}"#).await;
+    assert_eq!(app.request("PATCH", "/api/updates/nginx%3A1").send().await.status, 204);
+    events.expect(r#"data:{"kind":"acknowledge","image":"nginx:1"}"#).await;
+    let tag = app.create_tag("prod").await;
+    events.expect(r#"data:{"kind":"tag"}"#).await;
+    app.api("PUT", "/api/tag-assignments", &json!({ "image": "nginx:1", "tag_id": tag })).await;
+    events.expect(r#"data:{"kind":"tag","image":"nginx:1"}"#).await;
+    app.webhook(&docker_event("redis:7")).await;
+    app.api("POST", "/api/updates/acknowledge-all", &json!({})).await;
+    events.expect(r#"data:{"kind":"update","image":"redis:7"}"#).await;
+    events.expect(r#"data:{"kind":"acknowledge"}"#).await;
+}
+
+async fn failed_writes_announce_nothing(app: &TestApp) {
+    let mut events = EventStream::open(app).await;
+    assert_eq!(app.request("PATCH", "/api/updates/nope%3A1").send().await.status, 404);
+    assert_eq!(app.webhook(&json!({ "image": "" })).await.status, 400);
+    assert_eq!(
+        app.api("POST", "/api/updates/acknowledge-all", &json!({})).await.json(),
+        json!({ "count": 0 })
+    );
+    app.webhook(&docker_event("marker:1")).await;
+    let before_marker = events.expect(r#""image":"marker:1""#).await;
+    assert!(!before_marker.contains("nope"), "{before_marker}");
+    assert!(!before_marker.contains("acknowledge"), "{before_marker}");
+    assert_eq!(before_marker.matches("event:change").count(), 1, "{before_marker}");
+}
+
+on_every_backend!(every_change_is_announced_on_the_stream, failed_writes_announce_nothing);
+
+/// An open stream must not hold up a graceful shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_streams_end_when_the_server_stops() {
+    let Some(db) = support::TestDb::any().await else { return };
+    let app = TestApp::start(db, None).await;
+    let mut events = EventStream::open(&app).await;
+    tokio::time::timeout(Duration::from_secs(5), app.stop()).await.expect("shutdown waited for the stream");
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(5), events.stream.read_to_end(&mut rest)).await;
+    assert!(ended.is_ok(), "the stream stayed open after shutdown");
+}
