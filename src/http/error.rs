@@ -50,10 +50,12 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::DuplicateTag => Self::new(StatusCode::CONFLICT, err.to_string()),
             StoreError::Unavailable(_) => {
+                super::metrics::count_database_error();
                 log::warn!("{err}");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, err.to_string())
             }
             StoreError::Internal(_) => {
+                super::metrics::count_database_error();
                 log::error!("{err}");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal database error; see the server log")
             }

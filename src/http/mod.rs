@@ -9,6 +9,7 @@ mod body;
 mod error;
 mod guard;
 mod live;
+mod metrics;
 mod webhook;
 
 use std::sync::Arc;
@@ -75,6 +76,9 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .then(webhook::receive);
     let updates = warp::path!("api" / "updates").and(state.clone()).and(warp::method()).then(api::updates);
     let stream = warp::path!("api" / "stream").and(state.clone()).and(warp::method()).then(live::stream);
+    let summary =
+        warp::path!("api" / "summary").and(state.clone()).and(warp::method()).then(metrics::summary);
+    let prometheus = warp::path!("metrics").and(state.clone()).and(warp::method()).then(metrics::metrics);
     let acknowledge_all = warp::path!("api" / "updates" / "acknowledge-all")
         .and(state.clone())
         .and(request)
@@ -101,6 +105,10 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let api = updates
         .or(stream)
         .unify()
+        .or(summary)
+        .unify()
+        .or(prometheus)
+        .unify()
         .or(acknowledge_all)
         .unify()
         .or(acknowledge_by_tag)
@@ -123,6 +131,7 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .recover(error::recover)
         .unify()
         .with(warp::reply::with::headers(security_headers()))
+        .with(warp::log::custom(|info| metrics::observe_request(info.path(), info.elapsed())))
         .map(Reply::into_response)
         .boxed()
 }

@@ -8,6 +8,7 @@ use warp::reply::Response;
 use super::auth::constant_time_eq;
 use super::body::read_capped;
 use super::error::{ApiError, respond};
+use super::metrics::{WebhookResult, count_webhook};
 use super::{AppState, json_reply};
 use crate::model::DiunEvent;
 use crate::store::UpdateStore;
@@ -45,14 +46,27 @@ where
         let given = headers.get(header::AUTHORIZATION).map(|value| value.as_bytes()).unwrap_or_default();
         if !constant_time_eq(given, secret.expose().as_bytes()) {
             log::warn!("webhook refused: missing or wrong Authorization header");
+            count_webhook("", WebhookResult::Unauthorized);
             return Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong Authorization header"));
         }
     }
-    let body = read_capped(&headers, body).await?;
-    let event = DiunEvent::from_json(&body).map_err(ApiError::bad_request)?;
-    let summary =
-        format!("{} {:?} from {:?}", event.status, printable(&event.image), printable(&event.hostname));
-    state.store.upsert_event(event, Timestamp::now()).await?;
+    let event = match read_capped(&headers, body).await {
+        Ok(body) => DiunEvent::from_json(&body).map_err(ApiError::bad_request),
+        Err(err) => Err(err),
+    }
+    .inspect_err(|_| count_webhook("", WebhookResult::Rejected))?;
+    let status = event.status.clone();
+    let summary = format!(
+        "{:?} {:?} from {:?}",
+        printable(&event.status),
+        printable(&event.image),
+        printable(&event.hostname)
+    );
+    if let Err(err) = state.store.upsert_event(event, Timestamp::now()).await {
+        count_webhook(&status, WebhookResult::Failed);
+        return Err(err.into());
+    }
+    count_webhook(&status, WebhookResult::Stored);
     log::info!("update received: {summary}");
     Ok(json_reply(StatusCode::OK, &serde_json::json!({ "status": "ok" })))
 }

@@ -1,0 +1,285 @@
+//! `GET /metrics` (Prometheus text format) and `GET /api/summary` (for home-lab dashboards).
+//!
+//! Counters live in one process-wide registry of atomics: cheap to bump on the request path,
+//! and the gauges (pending updates per group) are read from the store at scrape time, so they
+//! are right on every replica.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use warp::http::{HeaderValue, Method, StatusCode, header};
+use warp::reply::Response;
+
+use super::error::{ApiError, respond};
+use super::{AppState, is_read, json_reply};
+use crate::model::UpdateEntry;
+use crate::store::UpdateStore;
+
+/// Upper bounds of the request-duration histogram, in seconds.
+const BUCKETS: [f64; 11] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+/// Route labels: fixed, so that no request can create new series.
+const ROUTES: [&str; 14] = [
+    "/healthz",
+    "/webhook",
+    "/api/updates",
+    "/api/updates/{image}",
+    "/api/updates/acknowledge-all",
+    "/api/updates/acknowledge-by-tag",
+    "/api/stream",
+    "/api/summary",
+    "/api/tags",
+    "/api/tags/{id}",
+    "/api/tag-assignments",
+    "/metrics",
+    "assets",
+    "other",
+];
+
+/// What a webhook was about (DIUN's `status`, folded to known values) and what became of it.
+const WEBHOOK_STATUSES: [&str; 3] = ["new", "update", "other"];
+const WEBHOOK_RESULTS: [&str; 4] = ["stored", "rejected", "unauthorized", "failed"];
+
+#[derive(Clone, Copy, Debug)]
+pub enum WebhookResult {
+    Stored,
+    Rejected,
+    Unauthorized,
+    Failed,
+}
+
+struct Registry {
+    durations: [[AtomicU64; BUCKETS.len() + 1]; ROUTES.len()],
+    duration_sums_micros: [AtomicU64; ROUTES.len()],
+    webhooks: [[AtomicU64; WEBHOOK_RESULTS.len()]; WEBHOOK_STATUSES.len()],
+    database_errors: AtomicU64,
+}
+
+static REGISTRY: Registry = Registry {
+    durations: [const { [const { AtomicU64::new(0) }; BUCKETS.len() + 1] }; ROUTES.len()],
+    duration_sums_micros: [const { AtomicU64::new(0) }; ROUTES.len()],
+    webhooks: [const { [const { AtomicU64::new(0) }; WEBHOOK_RESULTS.len()] }; WEBHOOK_STATUSES.len()],
+    database_errors: AtomicU64::new(0),
+};
+
+/// Records one answered request; the route label comes from the path, never the path itself.
+pub fn observe_request(path: &str, elapsed: Duration) {
+    let route = route_index(path);
+    let seconds = elapsed.as_secs_f64();
+    let bucket = BUCKETS.iter().position(|bound| seconds <= *bound).unwrap_or(BUCKETS.len());
+    REGISTRY.durations[route][bucket].fetch_add(1, Ordering::Relaxed);
+    let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    REGISTRY.duration_sums_micros[route].fetch_add(micros, Ordering::Relaxed);
+}
+
+pub fn count_webhook(status: &str, result: WebhookResult) {
+    let status = WEBHOOK_STATUSES.iter().position(|known| *known == status).unwrap_or(2);
+    REGISTRY.webhooks[status][result as usize].fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn count_database_error() {
+    REGISTRY.database_errors.fetch_add(1, Ordering::Relaxed);
+}
+
+fn route_index(path: &str) -> usize {
+    let position = |label: &str| ROUTES.iter().position(|route| *route == label).unwrap_or(ROUTES.len() - 1);
+    match path {
+        "/healthz"
+        | "/webhook"
+        | "/api/updates"
+        | "/api/stream"
+        | "/api/summary"
+        | "/api/tags"
+        | "/api/tag-assignments"
+        | "/metrics"
+        | "/api/updates/acknowledge-all"
+        | "/api/updates/acknowledge-by-tag" => position(path),
+        _ if path.starts_with("/api/updates/") => position("/api/updates/{image}"),
+        _ if path.starts_with("/api/tags/") => position("/api/tags/{id}"),
+        _ if path.starts_with("/api/") => position("other"),
+        _ => position("assets"),
+    }
+}
+
+/// Counts that describe the tracked updates.
+struct Summary {
+    total: usize,
+    pending: usize,
+    groups: usize,
+    /// Pending updates per group name, `None` for untagged ones.
+    pending_by_group: BTreeMap<Option<String>, usize>,
+}
+
+impl Summary {
+    fn of(updates: &[UpdateEntry], group_names: impl IntoIterator<Item = String>) -> Self {
+        let mut pending_by_group: BTreeMap<Option<String>, usize> =
+            group_names.into_iter().map(|name| (Some(name), 0)).collect();
+        let groups = pending_by_group.len();
+        pending_by_group.insert(None, 0);
+        let mut pending = 0;
+        for update in updates.iter().filter(|update| update.acknowledged_at.is_none()) {
+            pending += 1;
+            *pending_by_group.entry(update.tag.as_ref().map(|tag| tag.name.clone())).or_default() += 1;
+        }
+        Self { total: updates.len(), pending, groups, pending_by_group }
+    }
+}
+
+async fn summarize(state: &AppState) -> Result<Summary, ApiError> {
+    let (updates, tags) = tokio::try_join!(state.store.list_updates(), state.store.list_tags())?;
+    Ok(Summary::of(&updates, tags.into_iter().map(|tag| tag.name)))
+}
+
+pub async fn summary(state: AppState, method: Method) -> Response {
+    respond(
+        async {
+            if !is_read(&method) {
+                return Err(ApiError::method_not_allowed("GET"));
+            }
+            let summary = summarize(&state).await?;
+            Ok(json_reply(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "total": summary.total,
+                    "pending": summary.pending,
+                    "acknowledged": summary.total - summary.pending,
+                    "groups": summary.groups,
+                }),
+            ))
+        }
+        .await,
+    )
+}
+
+pub async fn metrics(state: AppState, method: Method) -> Response {
+    respond(
+        async {
+            if !is_read(&method) {
+                return Err(ApiError::method_not_allowed("GET"));
+            }
+            let summary = summarize(&state).await?;
+            let mut response = Response::new(render(&summary).into());
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            Ok(response)
+        }
+        .await,
+    )
+}
+
+fn render(summary: &Summary) -> String {
+    let mut out = String::with_capacity(8 * 1024);
+    family_header(&mut out, "diun_updates_tracked", "gauge", "Images with an update on record.");
+    let _ = writeln!(out, "diun_updates_tracked {}", summary.total);
+    family_header(&mut out, "diun_updates_pending", "gauge", "Updates not acknowledged yet.");
+    let _ = writeln!(out, "diun_updates_pending {}", summary.pending);
+    family_header(
+        &mut out,
+        "diun_updates_pending_by_group",
+        "gauge",
+        "Pending updates per group (\"\" = untagged).",
+    );
+    for (group, count) in &summary.pending_by_group {
+        let _ = writeln!(
+            out,
+            "diun_updates_pending_by_group{{group=\"{}\"}} {count}",
+            escape_label(group.as_deref().unwrap_or(""))
+        );
+    }
+    family_header(&mut out, "diun_groups", "gauge", "Groups (tags) defined.");
+    let _ = writeln!(out, "diun_groups {}", summary.groups);
+
+    family_header(
+        &mut out,
+        "diun_webhooks_received_total",
+        "counter",
+        "Webhooks received, by DIUN status and result.",
+    );
+    for (s, status) in WEBHOOK_STATUSES.iter().enumerate() {
+        for (r, result) in WEBHOOK_RESULTS.iter().enumerate() {
+            let count = REGISTRY.webhooks[s][r].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "diun_webhooks_received_total{{status=\"{status}\",result=\"{result}\"}} {count}"
+            );
+        }
+    }
+
+    family_header(&mut out, "diun_database_errors_total", "counter", "Database operations that failed.");
+    let _ = writeln!(out, "diun_database_errors_total {}", REGISTRY.database_errors.load(Ordering::Relaxed));
+
+    family_header(
+        &mut out,
+        "diun_http_request_duration_seconds",
+        "histogram",
+        "Time to answer HTTP requests, by route.",
+    );
+    for (r, route) in ROUTES.iter().enumerate() {
+        let mut cumulative = 0;
+        for (b, bound) in BUCKETS.iter().enumerate() {
+            cumulative += REGISTRY.durations[r][b].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "diun_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        cumulative += REGISTRY.durations[r][BUCKETS.len()].load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "diun_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {cumulative}"
+        );
+        let sum = REGISTRY.duration_sums_micros[r].load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "diun_http_request_duration_seconds_sum{{route=\"{route}\"}} {sum}");
+        let _ = writeln!(out, "diun_http_request_duration_seconds_count{{route=\"{route}\"}} {cumulative}");
+    }
+    out
+}
+
+fn family_header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Label values escape backslash, double quote and newline (Prometheus text format).
+fn escape_label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape_label("x\ny"), "x\\ny");
+    }
+
+    #[test]
+    fn routes_are_labelled_by_template_not_by_path() {
+        assert_eq!(ROUTES[route_index("/api/updates/docker.io%2Fnginx")], "/api/updates/{image}");
+        assert_eq!(ROUTES[route_index("/api/updates/acknowledge-all")], "/api/updates/acknowledge-all");
+        assert_eq!(ROUTES[route_index("/api/tags/12")], "/api/tags/{id}");
+        assert_eq!(ROUTES[route_index("/api/whatever")], "other");
+        assert_eq!(ROUTES[route_index("/js/app.js")], "assets");
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let route = route_index("/api/summary");
+        observe_request("/api/summary", Duration::from_micros(300));
+        observe_request("/api/summary", Duration::from_secs(9));
+        let text = render(&Summary::of(&[], []));
+        let line = |le: &str| {
+            let prefix =
+                format!("diun_http_request_duration_seconds_bucket{{route=\"/api/summary\",le=\"{le}\"}} ");
+            text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|n| n.parse::<u64>().ok()).unwrap()
+        };
+        assert!(line("0.0005") >= 1);
+        assert!(line("+Inf") >= line("5") + 1, "the 9 s request is only in +Inf");
+        assert_eq!(ROUTES[route], "/api/summary");
+    }
+}

@@ -1,0 +1,89 @@
+//! `/api/summary` for home-lab dashboards and `/metrics` for Prometheus.
+
+mod support;
+
+use std::collections::HashMap;
+
+use serde_json::json;
+use support::{TestApp, docker_event};
+
+async fn seed(app: &TestApp) {
+    for image in ["a:1", "b:1", "c:1", "d:1"] {
+        assert_eq!(app.webhook(&docker_event(image)).await.status, 200);
+    }
+    let media = app.create_tag("media \"quoted\"").await;
+    app.create_tag("empty").await;
+    app.api("PUT", "/api/tag-assignments", &json!({ "image": "a:1", "tag_id": media })).await;
+    app.api("PUT", "/api/tag-assignments", &json!({ "image": "b:1", "tag_id": media })).await;
+    app.request("PATCH", "/api/updates/d%3A1").send().await;
+}
+
+async fn summary_counts_updates_and_groups(app: &TestApp) {
+    assert_eq!(
+        app.get("/api/summary").await.json(),
+        json!({ "total": 0, "pending": 0, "acknowledged": 0, "groups": 0 })
+    );
+    seed(app).await;
+    let response = app.get("/api/summary").await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.json(), json!({ "total": 4, "pending": 3, "acknowledged": 1, "groups": 2 }));
+    assert_eq!(app.request("POST", "/api/summary").send().await.status, 405);
+}
+
+/// The samples of a Prometheus text exposition, checked line by line: every sample belongs to
+/// a family declared by HELP and TYPE before it, label values are quoted and escaped, and
+/// values are numbers.
+fn parse_exposition(text: &str) -> HashMap<String, f64> {
+    let mut declared: HashMap<String, String> = HashMap::new();
+    let mut samples = HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            assert!(["gauge", "counter", "histogram"].contains(&kind), "{line}");
+            declared.insert(name.to_string(), kind.to_string());
+            continue;
+        }
+        if line.starts_with("# HELP ") || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value: {line}"));
+        let name = series.split('{').next().unwrap();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .filter(|f| declared.get(*f).is_some_and(|k| k == "histogram"))
+            .unwrap_or(name);
+        assert!(declared.contains_key(family), "sample before its TYPE: {line}");
+        if let Some(labels) = series.strip_prefix(name) {
+            if !labels.is_empty() {
+                assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
+                assert!(!labels[1..labels.len() - 1].contains('\n'), "{line}");
+            }
+        }
+        samples.insert(series.to_string(), value);
+    }
+    samples
+}
+
+async fn metrics_expose_pending_updates_webhooks_and_durations(app: &TestApp) {
+    seed(app).await;
+    app.webhook(&json!({ "image": "" })).await;
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status, 200);
+    assert!(response.header("content-type").is_some_and(|ct| ct.starts_with("text/plain; version=0.0.4")));
+    let samples = parse_exposition(&response.text());
+    assert_eq!(samples["diun_updates_tracked"], 4.0);
+    assert_eq!(samples["diun_updates_pending"], 3.0);
+    assert_eq!(samples["diun_groups"], 2.0);
+    assert_eq!(samples[r#"diun_updates_pending_by_group{group="media \"quoted\""}"#], 2.0);
+    assert_eq!(samples[r#"diun_updates_pending_by_group{group="empty"}"#], 0.0);
+    assert_eq!(samples[r#"diun_updates_pending_by_group{group=""}"#], 1.0);
+    // Counters are process-wide and other tests run beside this one: at least ours are there.
+    assert!(samples[r#"diun_webhooks_received_total{status="new",result="stored"}"#] >= 4.0);
+    assert!(samples[r#"diun_webhooks_received_total{status="other",result="rejected"}"#] >= 1.0);
+    assert!(samples[r#"diun_http_request_duration_seconds_count{route="/webhook"}"#] >= 5.0);
+    assert!(samples.keys().all(|series| !series.contains("a:1")), "paths never become labels");
+}
+
+on_every_backend!(summary_counts_updates_and_groups, metrics_expose_pending_updates_webhooks_and_durations);
