@@ -55,11 +55,11 @@ fn parse_exposition(text: &str) -> HashMap<String, f64> {
             .filter(|f| declared.get(*f).is_some_and(|k| k == "histogram"))
             .unwrap_or(name);
         assert!(declared.contains_key(family), "sample before its TYPE: {line}");
-        if let Some(labels) = series.strip_prefix(name) {
-            if !labels.is_empty() {
-                assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
-                assert!(!labels[1..labels.len() - 1].contains('\n'), "{line}");
-            }
+        if let Some(labels) = series.strip_prefix(name)
+            && !labels.is_empty()
+        {
+            assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
+            assert!(!labels[1..labels.len() - 1].contains('\n'), "{line}");
         }
         samples.insert(series.to_string(), value);
     }

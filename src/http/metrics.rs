@@ -279,7 +279,7 @@ mod tests {
             text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|n| n.parse::<u64>().ok()).unwrap()
         };
         assert!(line("0.0005") >= 1);
-        assert!(line("+Inf") >= line("5") + 1, "the 9 s request is only in +Inf");
+        assert!(line("+Inf") > line("5"), "the 9 s request is only in +Inf");
         assert_eq!(ROUTES[route], "/api/summary");
     }
 }
