@@ -28,6 +28,8 @@ pub struct Config {
     pub webhook_secret: Option<Secret>,
     /// `DASHBOARD_USERNAME` and `DASHBOARD_PASSWORD`: HTTP Basic auth for the dashboard and `/api`.
     pub dashboard_credentials: Option<(String, Secret)>,
+    /// `HISTORY_DAYS`: how long webhook history is kept; `None` keeps it forever (`0`).
+    pub history_days: Option<u32>,
 }
 
 /// A value that must never reach a log line: `Debug` prints a placeholder.
@@ -51,6 +53,7 @@ impl fmt::Debug for Secret {
 }
 
 pub const DEFAULT_PORT: u16 = 8080;
+pub const DEFAULT_HISTORY_DAYS: u32 = 180;
 
 impl Config {
     pub fn from_env() -> Result<Self, String> {
@@ -87,7 +90,19 @@ impl Config {
             (None, Some(password)) if password.is_empty() => None,
             _ => return Err("set both DASHBOARD_USERNAME and DASHBOARD_PASSWORD, or neither".into()),
         };
-        Ok(Self { listen, database, webhook_secret, dashboard_credentials })
+        let history_days = match non_empty("HISTORY_DAYS") {
+            None => Some(DEFAULT_HISTORY_DAYS),
+            Some(text) => match text.trim().parse::<u32>() {
+                Ok(0) => None,
+                Ok(days) => Some(days),
+                Err(_) => {
+                    return Err(format!(
+                        "HISTORY_DAYS must be a number of days (0 keeps history forever), not {text:?}"
+                    ));
+                }
+            },
+        };
+        Ok(Self { listen, database, webhook_secret, dashboard_credentials, history_days })
     }
 }
 
@@ -183,6 +198,14 @@ mod tests {
         assert!(config(&[("DASHBOARD_PASSWORD", "pw")]).unwrap_err().contains("both"));
         assert!(config(&[("DASHBOARD_USERNAME", "a:b"), ("DASHBOARD_PASSWORD", "pw")]).is_err());
         assert!(config(&[]).unwrap().dashboard_credentials.is_none());
+    }
+
+    #[test]
+    fn history_days_default_to_180_and_0_keeps_forever() {
+        assert_eq!(config(&[]).unwrap().history_days, Some(180));
+        assert_eq!(config(&[("HISTORY_DAYS", "30")]).unwrap().history_days, Some(30));
+        assert_eq!(config(&[("HISTORY_DAYS", "0")]).unwrap().history_days, None);
+        assert!(config(&[("HISTORY_DAYS", "-1")]).unwrap_err().contains("HISTORY_DAYS"));
     }
 
     #[test]

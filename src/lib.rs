@@ -5,6 +5,7 @@ pub mod changes;
 pub mod config;
 pub mod http;
 pub mod model;
+pub mod retention;
 pub mod server;
 pub mod store;
 pub mod time;

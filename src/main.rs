@@ -29,6 +29,7 @@ ENVIRONMENT:
     DATABASE_URL    postgres://… to use PostgreSQL; unset to use SQLite
     DB_PATH         SQLite file (default diun.db)
     WEBHOOK_SECRET  when set, POST /webhook needs `Authorization: <secret>`
+    HISTORY_DAYS    days of webhook history kept (default 180, 0 = forever)
     DASHBOARD_USERNAME, DASHBOARD_PASSWORD
                     when set, the dashboard and /api need these (HTTP Basic)
     RUST_LOG        log filter (default info)
@@ -94,7 +95,11 @@ async fn run(config: Config) -> Result<(), String> {
         log::info!("The dashboard and /api require HTTP Basic authentication as {username:?}");
         state = state.with_dashboard_credentials(username, password);
     }
+    let pruning = config.history_days.map(|days| diun_dashboard::retention::spawn(Arc::clone(&store), days));
     diun_dashboard::serve(listener, state, shutdown_signal()).await;
+    if let Some(pruning) = pruning {
+        pruning.abort();
+    }
     log::info!("shutting down");
     store.close().await;
     Ok(())

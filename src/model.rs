@@ -53,6 +53,7 @@ impl DiunEvent {
         if self.image.trim().is_empty() {
             return Err("the event has no `image`".into());
         }
+        check_image(&self.image)?;
         if let Some(created) = &self.created
             && Timestamp::parse_rfc3339(created).is_none()
         {
@@ -94,15 +95,41 @@ impl DiunEvent {
 
     /// Restores the JSON columns written by [`Self::metadata_json`] and [`Self::extra_json`].
     pub fn set_json_columns(&mut self, metadata: Option<&str>, extra: Option<&str>) -> Result<(), String> {
-        let object = |text: &str| match serde_json::from_str(text) {
-            Ok(Value::Object(map)) => Ok(map),
-            Ok(_) => Err("stored JSON is not an object".to_string()),
-            Err(err) => Err(format!("stored JSON is invalid: {err}")),
-        };
-        self.metadata = metadata.map(object).transpose()?;
-        self.extra = extra.map(object).transpose()?.unwrap_or_default();
+        self.metadata = json_object(metadata)?;
+        self.extra = json_object(extra)?.unwrap_or_default();
         Ok(())
     }
+}
+
+/// The longest image name accepted, in bytes: far above what a registry allows (a name of
+/// 255 characters, a tag of 128 and a digest), and small enough for a PostgreSQL index entry,
+/// which refuses values of more than about 2.7 kB. Without this bound a long name was kept on
+/// SQLite and answered 500 on PostgreSQL.
+pub const MAX_IMAGE_LEN: usize = 1024;
+
+/// Whether `image` can name an update: not blank, not longer than [`MAX_IMAGE_LEN`], no U+0000.
+/// The message is meant for the sender.
+pub fn check_image(image: &str) -> Result<(), String> {
+    if image.trim().is_empty() {
+        return Err("`image` is empty".into());
+    }
+    if image.len() > MAX_IMAGE_LEN {
+        return Err(format!("`image` is longer than {MAX_IMAGE_LEN} bytes"));
+    }
+    if image.contains('\0') {
+        return Err("`image` contains a NUL character (\\u0000), which cannot be stored".into());
+    }
+    Ok(())
+}
+
+/// The image named by a percent-encoded request path (`/` may also stand unencoded, so that
+/// `curl -X PATCH …/api/updates/docker.io/library/nginx:1.27` works as typed).
+pub fn decode_image_path(raw: &str) -> Result<String, String> {
+    let image = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| "the image in the path is not valid UTF-8 once decoded".to_string())?;
+    check_image(&image).map_err(|problem| format!("the image in the path is invalid: {problem}"))?;
+    Ok(image.into_owned())
 }
 
 fn map_has_nul(map: &Map<String, Value>) -> bool {
@@ -148,5 +175,67 @@ impl Serialize for UpdateEntry {
         entry.serialize_field("acknowledged_at", &self.acknowledged_at)?;
         entry.serialize_field("tag", &self.tag)?;
         entry.end()
+    }
+}
+
+/// One accepted webhook, as `GET /api/updates/{image}/history` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HistoryEntry {
+    pub id: i64,
+    pub hostname: String,
+    pub status: String,
+    pub digest: String,
+    pub created: Option<String>,
+    pub metadata: Option<Map<String, Value>>,
+    pub received_at: Timestamp,
+    pub acknowledged_at: Option<Timestamp>,
+}
+
+/// A host that reported an image since the image last became pending.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HostReport {
+    #[serde(skip)]
+    pub image: String,
+    pub hostname: String,
+    pub last_seen: Timestamp,
+    /// The metadata of that host's latest event (its container names, say).
+    pub metadata: Option<Map<String, Value>>,
+}
+
+/// Restores a JSON object column; `None` stays `None`.
+pub fn json_object(text: Option<&str>) -> Result<Option<Map<String, Value>>, String> {
+    text.map(|text| match serde_json::from_str(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err("stored JSON is not an object".to_string()),
+        Err(err) => Err(format!("stored JSON is invalid: {err}")),
+    })
+    .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_are_bounded_and_free_of_nul() {
+        assert!(check_image("docker.io/library/nginx:1.27").is_ok());
+        assert!(check_image(&"x".repeat(MAX_IMAGE_LEN)).is_ok());
+        assert!(check_image(&"x".repeat(MAX_IMAGE_LEN + 1)).unwrap_err().contains("longer"));
+        assert!(check_image(" \t").unwrap_err().contains("empty"));
+        assert!(check_image("a\0b").unwrap_err().contains("NUL"));
+    }
+
+    #[test]
+    fn an_overlong_image_is_refused_at_intake() {
+        let body = serde_json::json!({ "image": "x".repeat(MAX_IMAGE_LEN + 1) }).to_string();
+        assert!(DiunEvent::from_json(body.as_bytes()).unwrap_err().contains("longer"));
+    }
+
+    #[test]
+    fn image_paths_decode_or_explain_why_not() {
+        assert_eq!(decode_image_path("ghcr.io%2Fo%2Fapp%40sha256%3Aab").unwrap(), "ghcr.io/o/app@sha256:ab");
+        assert!(decode_image_path("bad%FF").unwrap_err().contains("UTF-8"));
+        assert!(decode_image_path("nul%00").unwrap_err().contains("NUL"));
+        assert!(decode_image_path(&"%41".repeat(MAX_IMAGE_LEN + 1)).unwrap_err().contains("longer"));
     }
 }

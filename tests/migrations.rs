@@ -1,5 +1,6 @@
-//! Upgrades keep data: a database written by an earlier schema migrates forward intact, a
-//! second start is a no-op, and a database from a newer release is refused.
+//! Upgrades keep data: a database written by release 0.1 (schema 0001, kept as fixtures)
+//! opens and migrates forward with everything in it, a second start is a no-op, and a
+//! database from a newer release is refused.
 
 mod support;
 
@@ -7,14 +8,14 @@ use diun_dashboard::model::DiunEvent;
 use diun_dashboard::store::UpdateStore;
 use diun_dashboard::store::migrate::{self, Migration};
 use diun_dashboard::time::Timestamp;
-use include_dir::{Dir, include_dir};
-use support::docker_event;
+use include_dir::Dir;
+use serde_json::{Value, json};
 
 /// A stand-in for a future release's migration. Not idempotent on purpose: applying it twice
 /// would fail, so a second start proves it is not re-applied.
-fn fake_0002() -> Migration {
+fn fake_next(current: &[Migration]) -> Migration {
     Migration {
-        version: 2,
+        version: current.last().map_or(1, |m| m.version + 1),
         name: "fake_notes".into(),
         sql: "CREATE TABLE notes (image TEXT PRIMARY KEY, note TEXT NOT NULL);
               ALTER TABLE updates ADD COLUMN note TEXT NOT NULL DEFAULT 'none';"
@@ -22,20 +23,74 @@ fn fake_0002() -> Migration {
     }
 }
 
-fn with_fake(current: &Dir<'_>) -> Vec<Migration> {
-    let mut migrations = migrate::from_dir(current).unwrap();
-    migrations.push(fake_0002());
+fn with_fake_next(dir: &Dir<'_>) -> Vec<Migration> {
+    let mut migrations = migrate::from_dir(dir).unwrap();
+    migrations.push(fake_next(&migrations));
     migrations
 }
 
-async fn seed<S: UpdateStore>(store: &S) {
-    for image in ["docker.io/library/nginx:1.27", "ghcr.io/org/app:2.1"] {
-        let event = DiunEvent::from_json(docker_event(image).to_string().as_bytes()).unwrap();
-        store.upsert_event(event, Timestamp::now()).await.unwrap();
-    }
-    let tag = store.create_tag("prod".into()).await.unwrap();
-    store.assign_tag("ghcr.io/org/app:2.1".into(), tag.id).await.unwrap();
-    store.acknowledge("docker.io/library/nginx:1.27".into(), Timestamp::now()).await.unwrap();
+/// What the fixtures hold, as the API shows it.
+fn fixture_updates() -> Value {
+    json!([
+        {
+            "event": {
+                "diun_version": "4.28.0", "hostname": "nas", "status": "update", "provider": "docker",
+                "image": "docker.io/library/nginx:1.27", "hub_link": "https://hub.docker.com/_/nginx",
+                "mime_type": "application/vnd.docker.distribution.manifest.list.v2+json",
+                "digest": "sha256:aaa", "created": "2024-05-14T18:21:39.584547123Z", "platform": "linux/amd64",
+                "metadata": { "ctn_names": "web", "ctn_state": "running" }
+            },
+            "received_at": "2024-06-01T10:00:00.000000Z",
+            "acknowledged": true,
+            "acknowledged_at": "2024-06-02T08:30:00.000000Z",
+            "tag": { "id": 1, "name": "prod" }
+        },
+        {
+            "event": {
+                "diun_version": "4.28.0", "hostname": "pi", "status": "new", "provider": "swarm",
+                "image": "ghcr.io/org/app:2.1", "hub_link": "",
+                "mime_type": "application/vnd.oci.image.index.v1+json",
+                "digest": "sha256:bbb", "created": null, "platform": "linux/arm64", "metadata": null,
+                "future": true
+            },
+            "received_at": "2024-06-03T12:00:00.123456Z",
+            "acknowledged": false,
+            "acknowledged_at": null,
+            "tag": null
+        }
+    ])
+}
+
+/// Checks an upgraded fixture: data as it was, and each update's first history entry.
+async fn assert_fixture_upgraded<S: UpdateStore>(store: &S) {
+    assert_eq!(serde_json::to_value(store.list_updates().await.unwrap()).unwrap(), fixture_updates());
+    assert_eq!(
+        serde_json::to_value(store.list_tags().await.unwrap()).unwrap(),
+        json!([{ "id": 1, "name": "prod" }])
+    );
+    let history = store.history("docker.io/library/nginx:1.27".into(), None, 10).await.unwrap().unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].digest, "sha256:aaa");
+    assert_eq!(
+        history[0].acknowledged_at.map(|t| t.to_string()).as_deref(),
+        Some("2024-06-02T08:30:00.000000Z")
+    );
+    let hosts = store.pending_hosts().await.unwrap();
+    assert_eq!(
+        hosts.iter().map(|h| (h.image.as_str(), h.hostname.as_str())).collect::<Vec<_>>(),
+        [("ghcr.io/org/app:2.1", "pi")]
+    );
+    // And it keeps working: a new event on the old data keeps the tag.
+    let event =
+        DiunEvent::from_json(support::docker_event("docker.io/library/nginx:1.27").to_string().as_bytes())
+            .unwrap();
+    store.upsert_event(event, Timestamp::now()).await.unwrap();
+    let updates = store.list_updates().await.unwrap();
+    assert_eq!(updates[0].tag.as_ref().map(|t| t.name.as_str()), Some("prod"));
+    assert_eq!(
+        store.history("docker.io/library/nginx:1.27".into(), None, 10).await.unwrap().unwrap().len(),
+        2
+    );
 }
 
 #[cfg(feature = "sqlite")]
@@ -43,47 +98,51 @@ mod sqlite {
     use super::*;
     use diun_dashboard::store::sqlite::SqliteStore;
 
-    static MIGRATIONS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/migrations/sqlite");
+    static MIGRATIONS: Dir<'static> = include_dir::include_dir!("$CARGO_MANIFEST_DIR/migrations/sqlite");
+
+    fn fixture_copy(dir: &support::TempDir) -> std::path::PathBuf {
+        let path = dir.0.join("from-0.1.db");
+        std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sqlite-0001.db"), &path).unwrap();
+        path
+    }
 
     #[tokio::test]
-    async fn an_older_database_migrates_forward_with_its_data() {
+    async fn a_release_0_1_database_migrates_forward_with_its_data() {
         let dir = support::TempDir::new();
-        let path = dir.0.join("old.db");
-        let old =
-            SqliteStore::open_with(path.clone(), migrate::from_dir(&MIGRATIONS).unwrap()).await.unwrap();
-        seed(&old).await;
-        let before = (old.list_updates().await.unwrap(), old.list_tags().await.unwrap());
-        old.close().await;
+        let path = fixture_copy(&dir);
+        let store = SqliteStore::open(path.clone()).await.unwrap();
+        assert_fixture_upgraded(&store).await;
+        store.close().await;
 
-        let upgraded = SqliteStore::open_with(path.clone(), with_fake(&MIGRATIONS)).await.unwrap();
-        assert_eq!((upgraded.list_updates().await.unwrap(), upgraded.list_tags().await.unwrap()), before);
-        upgraded.close().await;
-
-        let again = SqliteStore::open_with(path.clone(), with_fake(&MIGRATIONS)).await;
-        assert!(again.is_ok(), "a second start re-applied a migration: {:?}", again.err());
+        let again = SqliteStore::open_with(path.clone(), with_fake_next(&MIGRATIONS)).await;
+        assert!(again.is_ok(), "{:?}", again.err());
         again.unwrap().close().await;
+        let twice = SqliteStore::open_with(path.clone(), with_fake_next(&MIGRATIONS)).await;
+        assert!(twice.is_ok(), "a second start re-applied a migration: {:?}", twice.err());
+        twice.unwrap().close().await;
 
         let conn = rusqlite::Connection::open(&path).unwrap();
-        let versions: Vec<(i64, String)> = conn
-            .prepare("SELECT version, name FROM schema_migrations ORDER BY version")
+        let versions: Vec<i64> = conn
+            .prepare("SELECT version FROM schema_migrations ORDER BY version")
             .unwrap()
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .query_map([], |row| row.get(0))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        let expected_last = (2, "fake_notes".to_string());
-        assert_eq!(versions.last(), Some(&expected_last));
-        let note: String = conn.query_row("SELECT note FROM updates LIMIT 1", [], |row| row.get(0)).unwrap();
-        assert_eq!(note, "none");
+        let all = with_fake_next(&MIGRATIONS);
+        assert_eq!(versions, all.iter().map(|m| m.version).collect::<Vec<_>>());
+        assert_eq!(
+            conn.query_row("PRAGMA integrity_check", [], |row| row.get::<_, String>(0)).unwrap(),
+            "ok"
+        );
     }
 
     #[tokio::test]
     async fn a_database_from_a_newer_release_is_refused() {
         let dir = support::TempDir::new();
         let path = dir.0.join("new.db");
-        SqliteStore::open_with(path.clone(), with_fake(&MIGRATIONS)).await.unwrap().close().await;
-        let older = SqliteStore::open_with(path, migrate::from_dir(&MIGRATIONS).unwrap()).await;
-        let err = older.err().expect("an older binary must refuse the newer schema");
+        SqliteStore::open_with(path.clone(), with_fake_next(&MIGRATIONS)).await.unwrap().close().await;
+        let err = SqliteStore::open(path).await.err().expect("an older binary must refuse the newer schema");
         assert!(err.contains("newer"), "{err}");
     }
 }
@@ -95,33 +154,29 @@ mod postgres {
     use diun_dashboard::store::postgres::PostgresStore;
     use support::TestDb;
 
-    static MIGRATIONS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/migrations/postgres");
-
-    fn url(db: &TestDb) -> String {
-        match db.database() {
-            Database::Postgres { url } => url.expose().to_string(),
-            Database::Sqlite { .. } => unreachable!("a PostgreSQL test database"),
-        }
-    }
+    static MIGRATIONS: Dir<'static> = include_dir::include_dir!("$CARGO_MANIFEST_DIR/migrations/postgres");
 
     #[tokio::test]
-    async fn an_older_database_migrates_forward_with_its_data() {
+    async fn a_release_0_1_database_migrates_forward_with_its_data() {
         let Some(db) = TestDb::postgres().await else { return };
-        let url = url(&db);
-        let old = PostgresStore::open_with(&url, migrate::from_dir(&MIGRATIONS).unwrap()).await.unwrap();
-        seed(&old).await;
-        let before = (old.list_updates().await.unwrap(), old.list_tags().await.unwrap());
-        drop(old);
+        let (TestDb::Postgres { base_url, schema }, Database::Postgres { url }) = (&db, db.database()) else {
+            unreachable!("a PostgreSQL test database")
+        };
+        let fixture = include_str!("fixtures/postgres-0001.sql");
+        support::run_sql(base_url, &format!("SET search_path TO {schema};\n{fixture}")).await;
+        let url = url.expose().to_string();
 
-        let upgraded = PostgresStore::open_with(&url, with_fake(&MIGRATIONS)).await.unwrap();
-        assert_eq!((upgraded.list_updates().await.unwrap(), upgraded.list_tags().await.unwrap()), before);
-        drop(upgraded);
-        let again = PostgresStore::open_with(&url, with_fake(&MIGRATIONS)).await;
-        assert!(again.is_ok(), "a second start re-applied a migration: {:?}", again.err());
+        let store = PostgresStore::open(&url).await.unwrap();
+        assert_fixture_upgraded(&store).await;
+        drop(store);
+        let again = PostgresStore::open_with(&url, with_fake_next(&MIGRATIONS)).await;
+        assert!(again.is_ok(), "{:?}", again.err());
         drop(again);
-
-        let older = PostgresStore::open_with(&url, migrate::from_dir(&MIGRATIONS).unwrap()).await;
-        let err = older.err().expect("an older binary must refuse the newer schema");
+        let twice = PostgresStore::open_with(&url, with_fake_next(&MIGRATIONS)).await;
+        assert!(twice.is_ok(), "a second start re-applied a migration: {:?}", twice.err());
+        drop(twice);
+        let err =
+            PostgresStore::open(&url).await.err().expect("an older binary must refuse the newer schema");
         assert!(err.contains("newer"), "{err}");
         db.drop_schema().await;
     }

@@ -81,6 +81,15 @@ async fn run_script(app: &TestApp) -> Vec<(String, u16, Value)> {
     step("ack all".into(), app.api("POST", "/api/updates/acknowledge-all", &json!({})).await);
     step("ack all again".into(), app.api("POST", "/api/updates/acknowledge-all", &json!({})).await);
     step("bad webhook".into(), app.webhook(&json!({ "image": "" })).await);
+    step("hosts".into(), app.get("/api/hosts").await);
+    for image in ["docker.io%2Flibrary%2Fnginx%3A1.27", "a%3A1", "nope%3A1"] {
+        step(format!("history {image}"), app.get(&format!("/api/updates/{image}/history")).await);
+        step(
+            format!("history page {image}"),
+            app.get(&format!("/api/updates/{image}/history?limit=1")).await,
+        );
+    }
+    step("summary".into(), app.get("/api/summary").await);
     step("final list".into(), app.get("/api/updates").await);
     step("final tags".into(), app.get("/api/tags").await);
     transcript

@@ -87,13 +87,7 @@ pub fn decode_image(raw: &str) -> Result<String, ApiError> {
     if raw.is_empty() {
         return Err(ApiError::not_found("no image given: use /api/updates/{percent-encoded image}"));
     }
-    let image = percent_encoding::percent_decode_str(raw)
-        .decode_utf8()
-        .map_err(|_| ApiError::bad_request("the image in the path is not valid UTF-8 once decoded"))?;
-    if image.contains('\0') {
-        return Err(ApiError::bad_request("the image in the path contains a NUL character"));
-    }
-    Ok(image.into_owned())
+    crate::model::decode_image_path(raw).map_err(ApiError::bad_request)
 }
 
 pub async fn acknowledge_all(state: AppState, method: Method, headers: HeaderMap) -> Response {

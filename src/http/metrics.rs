@@ -21,11 +21,13 @@ use crate::store::UpdateStore;
 const BUCKETS: [f64; 11] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 
 /// Route labels: fixed, so that no request can create new series.
-const ROUTES: [&str; 14] = [
+const ROUTES: [&str; 16] = [
     "/healthz",
     "/webhook",
     "/api/updates",
     "/api/updates/{image}",
+    "/api/updates/{image}/history",
+    "/api/hosts",
     "/api/updates/acknowledge-all",
     "/api/updates/acknowledge-by-tag",
     "/api/stream",
@@ -95,7 +97,11 @@ fn route_index(path: &str) -> usize {
         | "/api/tag-assignments"
         | "/metrics"
         | "/api/updates/acknowledge-all"
-        | "/api/updates/acknowledge-by-tag" => position(path),
+        | "/api/updates/acknowledge-by-tag"
+        | "/api/hosts" => position(path),
+        _ if path.starts_with("/api/updates/") && path.ends_with("/history") => {
+            position("/api/updates/{image}/history")
+        }
         _ if path.starts_with("/api/updates/") => position("/api/updates/{image}"),
         _ if path.starts_with("/api/tags/") => position("/api/tags/{id}"),
         _ if path.starts_with("/api/") => position("other"),
@@ -262,6 +268,7 @@ mod tests {
     fn routes_are_labelled_by_template_not_by_path() {
         assert_eq!(ROUTES[route_index("/api/updates/docker.io%2Fnginx")], "/api/updates/{image}");
         assert_eq!(ROUTES[route_index("/api/updates/acknowledge-all")], "/api/updates/acknowledge-all");
+        assert_eq!(ROUTES[route_index("/api/updates/a%3A1/history")], "/api/updates/{image}/history");
         assert_eq!(ROUTES[route_index("/api/tags/12")], "/api/tags/{id}");
         assert_eq!(ROUTES[route_index("/api/whatever")], "other");
         assert_eq!(ROUTES[route_index("/js/app.js")], "assets");

@@ -8,6 +8,7 @@ mod auth;
 mod body;
 mod error;
 mod guard;
+mod history;
 mod live;
 mod metrics;
 mod webhook;
@@ -88,6 +89,19 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(request)
         .and(warp::body::stream())
         .then(api::acknowledge_by_tag);
+    let history = warp::path!("api" / "updates" / ..)
+        .and(warp::path::tail())
+        .and_then(|tail: warp::path::Tail| async move {
+            match tail.as_str().strip_suffix("/history") {
+                Some(image) if !image.is_empty() => Ok(image.to_string()),
+                _ => Err(warp::reject::not_found()),
+            }
+        })
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(state.clone())
+        .and(warp::method())
+        .then(history::history);
+    let hosts = warp::path!("api" / "hosts").and(state.clone()).and(warp::method()).then(history::hosts);
     let update = warp::path!("api" / "updates" / ..)
         .and(warp::path::tail())
         .and(state.clone())
@@ -112,6 +126,10 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .or(acknowledge_all)
         .unify()
         .or(acknowledge_by_tag)
+        .unify()
+        .or(history)
+        .unify()
+        .or(hosts)
         .unify()
         .or(update)
         .unify()

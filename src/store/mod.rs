@@ -20,7 +20,7 @@ use std::future::Future;
 
 use crate::changes::{Change, ChangeFeed, ChangeKind};
 use crate::config::Database;
-use crate::model::{DiunEvent, Tag, UpdateEntry};
+use crate::model::{DiunEvent, HistoryEntry, HostReport, Tag, UpdateEntry};
 use crate::time::Timestamp;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +88,19 @@ pub trait UpdateStore: Send + Sync {
     /// One tag per image: assigning replaces.
     fn assign_tag(&self, image: String, tag_id: i64) -> impl Future<Output = StoreResult<Assignment>> + Send;
     fn unassign_tag(&self, image: String) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The image's accepted webhooks, newest first, at most `limit`, only those with an id
+    /// below `before` when given. `None` when the image is unknown.
+    fn history(
+        &self,
+        image: String,
+        before: Option<i64>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Option<Vec<HistoryEntry>>>> + Send;
+    /// For every image, each host that reported it since it last became pending, ordered by
+    /// image and host (bytewise).
+    fn pending_hosts(&self) -> impl Future<Output = StoreResult<Vec<HostReport>>> + Send;
+    /// Deletes history received before `older_than`; returns how many events went.
+    fn prune_history(&self, older_than: Timestamp) -> impl Future<Output = StoreResult<u64>> + Send;
 }
 
 /// Sorts tags the way the API promises, independent of any database collation.
@@ -232,5 +245,19 @@ impl UpdateStore for Store {
         let change = Change::of_image(ChangeKind::Tag, image.clone());
         let written = dispatch!(self, s => s.unassign_tag(image).await);
         self.announce(written, |()| Some(change))
+    }
+    async fn history(
+        &self,
+        image: String,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Option<Vec<HistoryEntry>>> {
+        dispatch!(self, s => s.history(image, before, limit).await)
+    }
+    async fn pending_hosts(&self) -> StoreResult<Vec<HostReport>> {
+        dispatch!(self, s => s.pending_hosts().await)
+    }
+    async fn prune_history(&self, older_than: Timestamp) -> StoreResult<u64> {
+        dispatch!(self, s => s.prune_history(older_than).await)
     }
 }

@@ -16,7 +16,7 @@ use tokio_postgres::{Client, NoTls, Row};
 
 use super::migrate::{self, Migration};
 use super::{Assignment, StoreError, StoreResult, UpdateStore, sort_tags};
-use crate::model::{DiunEvent, Tag, UpdateEntry};
+use crate::model::{DiunEvent, HistoryEntry, HostReport, Tag, UpdateEntry, json_object};
 use crate::time::Timestamp;
 
 static MIGRATIONS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/migrations/postgres");
@@ -293,17 +293,21 @@ impl UpdateStore for PostgresStore {
         self.with_client(|client| async move {
             client
                 .execute(
-                    "INSERT INTO updates (image, diun_version, hostname, status, provider, hub_link,
-                         mime_type, digest, created, platform, metadata, extra, received_at, acknowledged_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb, $12::text::jsonb, $13, NULL)
-                     ON CONFLICT (image) DO UPDATE SET
-                         diun_version = EXCLUDED.diun_version, hostname = EXCLUDED.hostname,
-                         status = EXCLUDED.status, provider = EXCLUDED.provider,
-                         hub_link = EXCLUDED.hub_link, mime_type = EXCLUDED.mime_type,
-                         digest = EXCLUDED.digest, created = EXCLUDED.created,
-                         platform = EXCLUDED.platform, metadata = EXCLUDED.metadata,
-                         extra = EXCLUDED.extra, received_at = EXCLUDED.received_at,
-                         acknowledged_at = NULL",
+                    "WITH upserted AS (
+                         INSERT INTO updates (image, diun_version, hostname, status, provider, hub_link,
+                             mime_type, digest, created, platform, metadata, extra, received_at, acknowledged_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb, $12::text::jsonb, $13, NULL)
+                         ON CONFLICT (image) DO UPDATE SET
+                             diun_version = EXCLUDED.diun_version, hostname = EXCLUDED.hostname,
+                             status = EXCLUDED.status, provider = EXCLUDED.provider,
+                             hub_link = EXCLUDED.hub_link, mime_type = EXCLUDED.mime_type,
+                             digest = EXCLUDED.digest, created = EXCLUDED.created,
+                             platform = EXCLUDED.platform, metadata = EXCLUDED.metadata,
+                             extra = EXCLUDED.extra, received_at = EXCLUDED.received_at,
+                             acknowledged_at = NULL
+                         RETURNING image)
+                     INSERT INTO events (image, hostname, status, digest, created, metadata, received_at)
+                     SELECT image, $3, $4, $8, $9, $11::text::jsonb, $13 FROM upserted",
                     &[
                         &event.image,
                         &event.diun_version,
@@ -348,12 +352,19 @@ impl UpdateStore for PostgresStore {
 
     async fn acknowledge(&self, image: String, at: Timestamp) -> StoreResult<bool> {
         self.with_client(|client| async move {
-            let changed = client
-                .execute(
-                    "UPDATE updates SET acknowledged_at = COALESCE(acknowledged_at, $2) WHERE image = $1",
+            let changed: i64 = client
+                .query_one(
+                    "WITH acked AS (
+                         UPDATE updates SET acknowledged_at = COALESCE(acknowledged_at, $2)
+                         WHERE image = $1 RETURNING image),
+                     history AS (
+                         UPDATE events SET acknowledged_at = $2
+                         WHERE acknowledged_at IS NULL AND image IN (SELECT image FROM acked))
+                     SELECT count(*) FROM acked",
                     &[&image, &at.to_system_time()],
                 )
-                .await?;
+                .await?
+                .try_get(0)?;
             Ok(changed > 0)
         })
         .await
@@ -361,12 +372,18 @@ impl UpdateStore for PostgresStore {
 
     async fn acknowledge_all(&self, at: Timestamp) -> StoreResult<u64> {
         self.with_client(|client| async move {
-            Ok(client
-                .execute(
-                    "UPDATE updates SET acknowledged_at = $1 WHERE acknowledged_at IS NULL",
+            let changed: i64 = client
+                .query_one(
+                    "WITH acked AS (
+                         UPDATE updates SET acknowledged_at = $1 WHERE acknowledged_at IS NULL RETURNING image),
+                     history AS (
+                         UPDATE events SET acknowledged_at = $1 WHERE acknowledged_at IS NULL)
+                     SELECT count(*) FROM acked",
                     &[&at.to_system_time()],
                 )
-                .await?)
+                .await?
+                .try_get(0)?;
+            Ok(changed.unsigned_abs())
         })
         .await
     }
@@ -376,15 +393,22 @@ impl UpdateStore for PostgresStore {
             if !tag_exists(&client, tag_id).await? {
                 return Ok(None);
             }
-            let changed = client
-                .execute(
-                    "UPDATE updates SET acknowledged_at = $2
-                     WHERE acknowledged_at IS NULL
-                       AND image IN (SELECT image FROM tag_assignments WHERE tag_id = $1)",
+            let changed: i64 = client
+                .query_one(
+                    "WITH tagged AS (SELECT image FROM tag_assignments WHERE tag_id = $1),
+                     acked AS (
+                         UPDATE updates SET acknowledged_at = $2
+                         WHERE acknowledged_at IS NULL AND image IN (SELECT image FROM tagged)
+                         RETURNING image),
+                     history AS (
+                         UPDATE events SET acknowledged_at = $2
+                         WHERE acknowledged_at IS NULL AND image IN (SELECT image FROM tagged))
+                     SELECT count(*) FROM acked",
                     &[&tag_id, &at.to_system_time()],
                 )
-                .await?;
-            Ok(Some(changed))
+                .await?
+                .try_get(0)?;
+            Ok(Some(changed.unsigned_abs()))
         })
         .await
     }
@@ -453,6 +477,85 @@ impl UpdateStore for PostgresStore {
         self.with_client(|client| async move {
             client.execute("DELETE FROM tag_assignments WHERE image = $1", &[&image]).await?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn history(
+        &self,
+        image: String,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Option<Vec<HistoryEntry>>> {
+        self.with_client(|client| async move {
+            let rows = client
+                .query(
+                    "SELECT id, hostname, status, digest, created, metadata::text, received_at, acknowledged_at
+                     FROM events
+                     WHERE image = $1 AND ($2::bigint IS NULL OR id < $2)
+                     ORDER BY id DESC
+                     LIMIT $3",
+                    &[&image, &before, &i64::from(limit)],
+                )
+                .await?;
+            let mut entries = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let metadata: Option<String> = row.try_get(5)?;
+                let received_at: std::time::SystemTime = row.try_get(6)?;
+                let acknowledged_at: Option<std::time::SystemTime> = row.try_get(7)?;
+                entries.push(HistoryEntry {
+                    id: row.try_get(0)?,
+                    hostname: row.try_get(1)?,
+                    status: row.try_get(2)?,
+                    digest: row.try_get(3)?,
+                    created: row.try_get(4)?,
+                    metadata: json_object(metadata.as_deref()).map_err(StoreError::Internal)?,
+                    received_at: Timestamp::from_system_time(received_at),
+                    acknowledged_at: acknowledged_at.map(Timestamp::from_system_time),
+                });
+            }
+            if entries.is_empty() && before.is_none() {
+                let known = client.query_opt("SELECT 1 FROM updates WHERE image = $1", &[&image]).await?.is_some();
+                return Ok(known.then_some(entries));
+            }
+            Ok(Some(entries))
+        })
+        .await
+    }
+
+    async fn pending_hosts(&self) -> StoreResult<Vec<HostReport>> {
+        self.with_client(|client| async move {
+            let rows = client
+                .query(
+                    "SELECT e.image, e.hostname, e.received_at, e.metadata::text
+                     FROM events e
+                     JOIN (SELECT max(id) AS id FROM events WHERE acknowledged_at IS NULL GROUP BY image, hostname) latest
+                       ON latest.id = e.id
+                     ORDER BY e.image COLLATE \"C\", e.hostname COLLATE \"C\"",
+                    &[],
+                )
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    let last_seen: std::time::SystemTime = row.try_get(2)?;
+                    let metadata: Option<String> = row.try_get(3)?;
+                    Ok(HostReport {
+                        image: row.try_get(0)?,
+                        hostname: row.try_get(1)?,
+                        last_seen: Timestamp::from_system_time(last_seen),
+                        metadata: json_object(metadata.as_deref()).map_err(StoreError::Internal)?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn prune_history(&self, older_than: Timestamp) -> StoreResult<u64> {
+        self.with_client(|client| async move {
+            Ok(client
+                .execute("DELETE FROM events WHERE received_at < $1", &[&older_than.to_system_time()])
+                .await?)
         })
         .await
     }

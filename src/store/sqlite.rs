@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 
 use super::migrate::{self, Migration};
 use super::{Assignment, StoreError, StoreResult, UpdateStore, sort_tags};
-use crate::model::{DiunEvent, Tag, UpdateEntry};
+use crate::model::{DiunEvent, HistoryEntry, HostReport, Tag, UpdateEntry, json_object};
 use crate::time::Timestamp;
 
 static MIGRATIONS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/migrations/sqlite");
@@ -359,6 +359,19 @@ impl UpdateStore for SqliteStore {
                 event.extra_json(),
                 received_at.to_string(),
             ])?;
+            conn.prepare_cached(
+                "INSERT INTO events (image, hostname, status, digest, created, metadata, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                event.image,
+                event.hostname,
+                event.status,
+                event.digest,
+                event.created,
+                event.metadata_json(),
+                received_at.to_string(),
+            ])?;
             Ok(())
         })
         .await
@@ -380,6 +393,12 @@ impl UpdateStore for SqliteStore {
                     "UPDATE updates SET acknowledged_at = COALESCE(acknowledged_at, ?2) WHERE image = ?1",
                 )?
                 .execute(params![image, at.to_string()])?;
+            if changed > 0 {
+                conn.prepare_cached(
+                    "UPDATE events SET acknowledged_at = ?2 WHERE image = ?1 AND acknowledged_at IS NULL",
+                )?
+                .execute(params![image, at.to_string()])?;
+            }
             Ok(changed > 0)
         })
         .await
@@ -389,6 +408,8 @@ impl UpdateStore for SqliteStore {
         self.write(move |conn| {
             let changed = conn
                 .prepare_cached("UPDATE updates SET acknowledged_at = ?1 WHERE acknowledged_at IS NULL")?
+                .execute([at.to_string()])?;
+            conn.prepare_cached("UPDATE events SET acknowledged_at = ?1 WHERE acknowledged_at IS NULL")?
                 .execute([at.to_string()])?;
             Ok(changed as u64)
         })
@@ -407,6 +428,12 @@ impl UpdateStore for SqliteStore {
                        AND image IN (SELECT image FROM tag_assignments WHERE tag_id = ?1)",
                 )?
                 .execute(params![tag_id, at.to_string()])?;
+            conn.prepare_cached(
+                "UPDATE events SET acknowledged_at = ?2
+                 WHERE acknowledged_at IS NULL
+                   AND image IN (SELECT image FROM tag_assignments WHERE tag_id = ?1)",
+            )?
+            .execute(params![tag_id, at.to_string()])?;
             Ok(Some(changed as u64))
         })
         .await
@@ -482,5 +509,104 @@ impl UpdateStore for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn history(
+        &self,
+        image: String,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Option<Vec<HistoryEntry>>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, hostname, status, digest, created, metadata, received_at, acknowledged_at
+                 FROM events
+                 WHERE image = ?1 AND (?2 IS NULL OR id < ?2)
+                 ORDER BY id DESC
+                 LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![image, before, limit], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, Option<String>>(4)?,
+                    row.get::<_, Option<String>>(5)?,
+                    row.get::<_, String>(6)?,
+                    row.get::<_, Option<String>>(7)?,
+                ))
+            })?;
+            let mut entries = Vec::new();
+            for row in rows {
+                let (id, hostname, status, digest, created, metadata, received_at, acknowledged_at) = row?;
+                entries.push(HistoryEntry {
+                    id,
+                    hostname,
+                    status,
+                    digest,
+                    created,
+                    metadata: json_object(metadata.as_deref()).map_err(StoreError::Internal)?,
+                    received_at: stored_timestamp(&received_at)?,
+                    acknowledged_at: acknowledged_at.as_deref().map(stored_timestamp).transpose()?,
+                });
+            }
+            if entries.is_empty() && before.is_none() {
+                let known =
+                    conn.prepare_cached("SELECT 1 FROM updates WHERE image = ?1")?.exists([&image])?;
+                return Ok(known.then_some(entries));
+            }
+            Ok(Some(entries))
+        })
+        .await
+    }
+
+    async fn pending_hosts(&self) -> StoreResult<Vec<HostReport>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT e.image, e.hostname, e.received_at, e.metadata
+                 FROM events e
+                 JOIN (SELECT MAX(id) AS id FROM events WHERE acknowledged_at IS NULL GROUP BY image, hostname) latest
+                   ON latest.id = e.id
+                 ORDER BY e.image, e.hostname",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, Option<String>>(3)?))
+            })?;
+            let mut hosts = Vec::new();
+            for row in rows {
+                let (image, hostname, last_seen, metadata) = row?;
+                hosts.push(HostReport {
+                    image,
+                    hostname,
+                    last_seen: stored_timestamp(&last_seen)?,
+                    metadata: json_object(metadata.as_deref()).map_err(StoreError::Internal)?,
+                });
+            }
+            Ok(hosts)
+        })
+        .await
+    }
+
+    async fn prune_history(&self, older_than: Timestamp) -> StoreResult<u64> {
+        // In slices, so that a large backlog never holds the writer for long.
+        let mut pruned = 0;
+        loop {
+            let cutoff = older_than.to_string();
+            let deleted = self
+                .write(move |conn| {
+                    Ok(conn
+                        .prepare_cached(
+                            "DELETE FROM events WHERE id IN
+                                 (SELECT id FROM events WHERE received_at < ?1 LIMIT 2000)",
+                        )?
+                        .execute([cutoff])? as u64)
+                })
+                .await?;
+            pruned += deleted;
+            if deleted < 2000 {
+                return Ok(pruned);
+            }
+        }
     }
 }

@@ -251,8 +251,10 @@ pub fn mask(value: &Value) -> Value {
             map.iter()
                 .map(|(key, value)| {
                     let masked = match (key.as_str(), value) {
-                        ("received_at" | "acknowledged_at", Value::String(_)) => json!("<time>"),
-                        ("id" | "tag_id", Value::Number(_)) => json!("<id>"),
+                        ("received_at" | "acknowledged_at" | "last_seen", Value::String(_)) => {
+                            json!("<time>")
+                        }
+                        ("id" | "tag_id" | "next_before", Value::Number(_)) => json!("<id>"),
                         _ => mask(value),
                     };
                     (key.clone(), masked)

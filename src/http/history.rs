@@ -1,0 +1,111 @@
+//! `GET /api/updates/{image}/history` and `GET /api/hosts`: what the history table knows.
+
+use serde::Serialize;
+use warp::http::{Method, StatusCode};
+use warp::reply::Response;
+
+use super::error::{ApiError, respond};
+use super::{AppState, is_read, json_reply};
+use crate::model::{HistoryEntry, HostReport, decode_image_path};
+use crate::store::UpdateStore;
+
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 500;
+
+#[derive(Serialize)]
+struct HistoryPage {
+    image: String,
+    events: Vec<HistoryEntry>,
+    /// Pass as `before` to get the next (older) page; `null` on the last page.
+    next_before: Option<i64>,
+}
+
+/// `raw_image` is the percent-encoded image of the path, `/history` already cut off.
+pub async fn history(raw_image: String, query: String, state: AppState, method: Method) -> Response {
+    respond(
+        async {
+            let image = decode_image_path(&raw_image).map_err(ApiError::bad_request)?;
+            if !is_read(&method) {
+                return Err(ApiError::method_not_allowed("GET"));
+            }
+            let (before, limit) = page(&query)?;
+            let events = state
+                .store
+                .history(image.clone(), before, limit)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("no update for image {image:?}")))?;
+            let next_before = (events.len() == limit as usize).then(|| events.last().map(|e| e.id)).flatten();
+            Ok(json_reply(StatusCode::OK, &HistoryPage { image, events, next_before }))
+        }
+        .await,
+    )
+}
+
+/// `limit` (1–500, default 50) and `before` (an event id) from the query string.
+fn page(query: &str) -> Result<(Option<i64>, u32), ApiError> {
+    let mut before = None;
+    let mut limit = DEFAULT_PAGE;
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "before" => {
+                before = Some(value.parse::<i64>().map_err(|_| {
+                    ApiError::bad_request(format!("`before` must be an event id, not {value:?}"))
+                })?)
+            }
+            "limit" => {
+                limit =
+                    value.parse::<u32>().ok().filter(|limit| (1..=MAX_PAGE).contains(limit)).ok_or_else(
+                        || ApiError::bad_request(format!("`limit` must be from 1 to {MAX_PAGE}")),
+                    )?
+            }
+            _ => {}
+        }
+    }
+    Ok((before, limit))
+}
+
+/// Every host that reported each pending image since it became pending:
+/// `{"<image>": [{"hostname": …, "last_seen": …, "metadata": …}]}`.
+pub async fn hosts(state: AppState, method: Method) -> Response {
+    respond(
+        async {
+            if !is_read(&method) {
+                return Err(ApiError::method_not_allowed("GET"));
+            }
+            let reports = state.store.pending_hosts().await?;
+            let mut by_image: Vec<(String, Vec<HostReport>)> = Vec::new();
+            for report in reports {
+                match by_image.last_mut() {
+                    Some((image, hosts)) if *image == report.image => hosts.push(report),
+                    _ => by_image.push((report.image.clone(), vec![report])),
+                }
+            }
+            Ok(json_reply(StatusCode::OK, &ByImage(by_image)))
+        }
+        .await,
+    )
+}
+
+struct ByImage(Vec<(String, Vec<HostReport>)>);
+
+impl Serialize for ByImage {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(image, hosts)| (image, hosts)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_default_and_validate() {
+        assert_eq!(page("").unwrap(), (None, DEFAULT_PAGE));
+        assert_eq!(page("limit=10&before=42").unwrap(), (Some(42), 10));
+        assert_eq!(page("other=x&limit=500").unwrap(), (None, 500));
+        for bad in ["limit=0", "limit=501", "limit=x", "before=abc", "before="] {
+            assert_eq!(page(bad).unwrap_err().status(), StatusCode::BAD_REQUEST, "{bad}");
+        }
+    }
+}

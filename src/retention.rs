@@ -1,0 +1,39 @@
+//! Deletes webhook history older than `HISTORY_DAYS`, in the background: never on a request's
+//! path, and never racing with shutdown (the task is simply dropped).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::store::{Store, UpdateStore};
+use crate::time::Timestamp;
+
+const EVERY: Duration = Duration::from_secs(60 * 60);
+const MICROS_PER_DAY: i64 = 86_400 * 1_000_000;
+
+/// Prunes once shortly after start, then hourly, for as long as the returned task lives.
+pub fn spawn(store: Arc<Store>, days: u32) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let mut ticks = tokio::time::interval(EVERY);
+        loop {
+            ticks.tick().await;
+            prune(&store, days, Timestamp::now()).await;
+        }
+    })
+}
+
+/// One pass: deletes what was received more than `days` before `now`.
+pub async fn prune(store: &Store, days: u32, now: Timestamp) -> u64 {
+    let cutoff = Timestamp::from_unix_micros(now.unix_micros() - i64::from(days) * MICROS_PER_DAY);
+    match store.prune_history(cutoff).await {
+        Ok(0) => 0,
+        Ok(pruned) => {
+            log::info!("history: deleted {pruned} event(s) older than {days} days");
+            pruned
+        }
+        Err(err) => {
+            log::warn!("history: pruning failed, will try again: {err}");
+            0
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Update history (`/api/updates/{image}/history`), every host in view (`/api/hosts`) and
+//! history retention.
+
+mod support;
+
+use diun_dashboard::model::DiunEvent;
+use diun_dashboard::store::UpdateStore;
+use diun_dashboard::time::Timestamp;
+use serde_json::{Value, json};
+use support::{TestApp, docker_event};
+
+const NGINX: &str = "docker.io/library/nginx:1.27";
+const HISTORY: &str = "/api/updates/docker.io%2Flibrary%2Fnginx%3A1.27/history";
+
+fn event_from(host: &str, digest: &str, container: &str) -> Value {
+    let mut event = docker_event(NGINX);
+    event["hostname"] = json!(host);
+    event["digest"] = json!(digest);
+    event["metadata"] = json!({ "ctn_names": container });
+    event
+}
+
+async fn history_lists_every_webhook_newest_first_with_pages(app: &TestApp) {
+    for (host, digest) in [("nas", "sha256:1"), ("pi", "sha256:1"), ("nas", "sha256:2")] {
+        assert_eq!(app.webhook(&event_from(host, digest, "web")).await.status, 200);
+    }
+    let page = app.get(HISTORY).await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    let page = page.json();
+    assert_eq!(page["image"], json!(NGINX));
+    let events = page["events"].as_array().unwrap();
+    let seen: Vec<(&str, &str)> =
+        events.iter().map(|e| (e["hostname"].as_str().unwrap(), e["digest"].as_str().unwrap())).collect();
+    assert_eq!(seen, [("nas", "sha256:2"), ("pi", "sha256:1"), ("nas", "sha256:1")]);
+    assert_eq!(events[0]["metadata"], json!({ "ctn_names": "web" }));
+    assert_eq!(events[0]["acknowledged_at"], Value::Null);
+    assert_eq!(page["next_before"], Value::Null, "one page holds all three");
+
+    let first = app.get(&format!("{HISTORY}?limit=2")).await.json();
+    assert_eq!(first["events"].as_array().unwrap().len(), 2);
+    let before = first["next_before"].as_i64().expect("a next page");
+    let second = app.get(&format!("{HISTORY}?limit=2&before={before}")).await.json();
+    let rest: Vec<&str> =
+        second["events"].as_array().unwrap().iter().map(|e| e["hostname"].as_str().unwrap()).collect();
+    assert_eq!(rest, ["nas"]);
+    assert_eq!(second["next_before"], Value::Null);
+
+    assert_eq!(
+        app.request("PATCH", "/api/updates/docker.io%2Flibrary%2Fnginx%3A1.27").send().await.status,
+        204
+    );
+    let acknowledged = app.get(HISTORY).await.json();
+    assert!(acknowledged["events"].as_array().unwrap().iter().all(|e| e["acknowledged_at"].is_string()));
+    app.webhook(&event_from("pi", "sha256:3", "web")).await;
+    let after = app.get(HISTORY).await.json();
+    assert_eq!(after["events"][0]["acknowledged_at"], Value::Null, "the new event is pending");
+    assert!(after["events"][1]["acknowledged_at"].is_string());
+}
+
+async fn history_answers_404_400_and_405(app: &TestApp) {
+    assert_eq!(app.get("/api/updates/nope%3A1/history").await.status, 404);
+    app.webhook(&docker_event(NGINX)).await;
+    for bad in ["limit=0", "limit=1000", "before=x"] {
+        let response = app.get(&format!("{HISTORY}?{bad}")).await;
+        assert_eq!(response.status, 400, "{bad}");
+        assert!(!response.error().is_empty());
+    }
+    assert_eq!(app.request("POST", HISTORY).send().await.status, 405);
+    // Unencoded slashes work here too.
+    assert_eq!(app.get("/api/updates/docker.io/library/nginx:1.27/history").await.status, 200);
+}
+
+async fn hosts_lists_every_host_since_the_image_became_pending(app: &TestApp) {
+    assert_eq!(app.get("/api/hosts").await.json(), json!({}));
+    app.webhook(&event_from("nas", "sha256:1", "web")).await;
+    app.webhook(&event_from("pi", "sha256:1", "proxy")).await;
+    app.webhook(&event_from("nas", "sha256:1", "web-2")).await;
+    app.webhook(&docker_event("redis:7")).await;
+    let hosts = app.get("/api/hosts").await.json();
+    let nginx: Vec<(&str, &Value)> = hosts[NGINX]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["hostname"].as_str().unwrap(), &h["metadata"]))
+        .collect();
+    assert_eq!(nginx, [("nas", &json!({ "ctn_names": "web-2" })), ("pi", &json!({ "ctn_names": "proxy" }))]);
+    assert!(hosts[NGINX][0]["last_seen"].is_string());
+    assert_eq!(hosts["redis:7"].as_array().unwrap().len(), 1);
+
+    app.request("PATCH", "/api/updates/docker.io%2Flibrary%2Fnginx%3A1.27").send().await;
+    assert!(app.get("/api/hosts").await.json().get(NGINX).is_none(), "acknowledged: no pending hosts");
+    app.webhook(&event_from("pi", "sha256:2", "proxy")).await;
+    let hosts = app.get("/api/hosts").await.json();
+    assert_eq!(hosts[NGINX].as_array().unwrap().len(), 1, "only hosts since it became pending again");
+    assert_eq!(hosts[NGINX][0]["hostname"], json!("pi"));
+}
+
+async fn old_history_is_pruned_and_the_current_state_kept(app: &TestApp) {
+    let day = 86_400_000_000i64;
+    let now = Timestamp::now();
+    for (image, age_days) in [("old:1", 200), ("old:1", 190), ("recent:1", 10), ("old:1", 5)] {
+        let event = DiunEvent::from_json(docker_event(image).to_string().as_bytes()).unwrap();
+        let received = Timestamp::from_unix_micros(now.unix_micros() - age_days * day);
+        app.store.upsert_event(event, received).await.unwrap();
+    }
+    let pruned = diun_dashboard::retention::prune(&app.store, 180, now).await;
+    assert_eq!(pruned, 2);
+    let old = app.store.history("old:1".into(), None, 10).await.unwrap().unwrap();
+    assert_eq!(old.len(), 1, "only the event of 5 days ago is left");
+    assert!(app.updates().await.get("old:1").is_some(), "the update itself stays");
+    assert_eq!(diun_dashboard::retention::prune(&app.store, 180, now).await, 0);
+}
+
+on_every_backend!(
+    history_lists_every_webhook_newest_first_with_pages,
+    history_answers_404_400_and_405,
+    hosts_lists_every_host_since_the_image_became_pending,
+    old_history_is_pruned_and_the_current_state_kept,
+);
