@@ -9,5 +9,7 @@ pub mod retention;
 pub mod server;
 pub mod store;
 pub mod time;
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+pub mod transfer;
 
 pub use server::serve;

@@ -20,6 +20,8 @@ diun-dashboard — a persistent dashboard of the image updates DIUN reports
 USAGE:
     diun-dashboard              serve the dashboard and the webhook
     diun-dashboard healthcheck  exit 0 if the running service answers /healthz with 200
+    diun-dashboard migrate --from <sqlite file> --to <postgres url> [--force]
+                                copy everything from SQLite to an empty PostgreSQL database
     diun-dashboard --version    print the version
     diun-dashboard --help       print this help
 
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         [] => serve(),
         ["healthcheck"] => healthcheck(),
+        ["migrate", options @ ..] => migrate(options),
         ["--version" | "-V"] => {
             println!("diun-dashboard {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -124,6 +127,59 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+}
+
+/// `migrate --from <sqlite file> --to <postgres url> [--force]` (`--to` defaults to DATABASE_URL).
+fn migrate(options: &[&str]) -> ExitCode {
+    init_logging();
+    let mut from = None;
+    let mut to = std::env::var("DATABASE_URL").ok().filter(|url| !url.is_empty());
+    let mut force = false;
+    let mut rest = options.iter();
+    while let Some(option) = rest.next() {
+        match *option {
+            "--from" => from = rest.next().map(|path| std::path::PathBuf::from(*path)),
+            "--to" => to = rest.next().map(|url| url.to_string()),
+            "--force" => force = true,
+            other => {
+                eprintln!("error: unknown option {other:?}\n\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let (Some(from), Some(to)) = (from, to) else {
+        eprintln!("error: migrate needs --from <sqlite file> and --to <postgres url>\n\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    match copy_to_postgres(&from, &to, force) {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            log::error!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+fn copy_to_postgres(from: &std::path::Path, to: &str, force: bool) -> Result<String, String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| format!("cannot start the async runtime: {err}"))?;
+    let copied = runtime.block_on(diun_dashboard::transfer::migrate(from, to, force))?;
+    Ok(format!(
+        "copied {} update(s), {} tag(s), {} tag assignment(s) and {} history event(s) to PostgreSQL; \
+         the copy was verified before it was committed",
+        copied.updates, copied.tags, copied.assignments, copied.events
+    ))
+}
+
+#[cfg(not(all(feature = "sqlite", feature = "postgres")))]
+fn copy_to_postgres(_: &std::path::Path, _: &str, _: bool) -> Result<String, String> {
+    Err("migrate needs both the `sqlite` and the `postgres` Cargo features; use the full build".into())
 }
 
 /// For container HEALTHCHECKs in images without curl: one plain HTTP/1.1 request.

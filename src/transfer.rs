@@ -1,0 +1,300 @@
+//! `diun-dashboard migrate --from <sqlite file> --to <postgres url>`: moves a SQLite
+//! deployment to PostgreSQL. Everything (updates, tags, assignments, history) is copied in one
+//! transaction and compared with the source before it commits, so the target ends up either
+//! complete and identical or untouched.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use rusqlite::Connection;
+use tokio_postgres::{NoTls, Transaction};
+
+use crate::store::postgres::PostgresStore;
+use crate::store::sqlite::SqliteStore;
+use crate::time::Timestamp;
+
+/// How many rows of each table were copied.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Copied {
+    pub updates: usize,
+    pub tags: usize,
+    pub assignments: usize,
+    pub events: usize,
+}
+
+/// The source tables, read in one read transaction.
+#[derive(Debug, Default, PartialEq)]
+struct Snapshot {
+    updates: Vec<UpdateRow>,
+    tags: Vec<(i64, String)>,
+    assignments: Vec<(String, i64)>,
+    events: Vec<EventRow>,
+}
+
+#[derive(Debug, PartialEq)]
+struct UpdateRow {
+    text: [String; 9],
+    created: Option<String>,
+    metadata: Option<String>,
+    extra: Option<String>,
+    received_at: Timestamp,
+    acknowledged_at: Option<Timestamp>,
+}
+
+#[derive(Debug, PartialEq)]
+struct EventRow {
+    id: i64,
+    text: [String; 4],
+    created: Option<String>,
+    metadata: Option<String>,
+    received_at: Timestamp,
+    acknowledged_at: Option<Timestamp>,
+}
+
+const UPDATE_TEXT_COLUMNS: &str =
+    "image, diun_version, hostname, status, provider, hub_link, mime_type, digest, platform";
+
+pub async fn migrate(from: &Path, to: &str, force: bool) -> Result<Copied, String> {
+    if !from.is_file() {
+        return Err(format!("{} is not a file", from.display()));
+    }
+    // Opening brings both schemas up to date, so both have the same tables.
+    SqliteStore::open(from.to_path_buf()).await?.close().await;
+    drop(PostgresStore::open(to).await?);
+
+    let path = from.to_path_buf();
+    let source = tokio::task::spawn_blocking(move || read_sqlite(&path))
+        .await
+        .map_err(|err| format!("reading task failed: {err}"))?
+        .map_err(|err| format!("cannot read {}: {err}", from.display()))?;
+
+    let (mut client, connection) = tokio_postgres::connect(to, NoTls)
+        .await
+        .map_err(|err| format!("cannot connect to PostgreSQL: {err}"))?;
+    let driver = tokio::spawn(connection);
+    let tx = client.transaction().await.map_err(pg("begin"))?;
+    let existing: i64 = tx
+        .query_one(
+            "SELECT (SELECT count(*) FROM updates) + (SELECT count(*) FROM tags) + (SELECT count(*) FROM events)",
+            &[],
+        )
+        .await
+        .map_err(pg("count target rows"))?
+        .get(0);
+    if existing > 0 && !force {
+        return Err(format!(
+            "the PostgreSQL database already holds {existing} row(s); use --force to replace them"
+        ));
+    }
+    tx.batch_execute("TRUNCATE tag_assignments, events, updates, tags RESTART IDENTITY")
+        .await
+        .map_err(pg("empty the target"))?;
+    write_postgres(&tx, &source).await?;
+    let copied = read_postgres(&tx).await?;
+    if copied != source {
+        return Err("the copy differs from the source; nothing was written".into());
+    }
+    tx.commit().await.map_err(pg("commit"))?;
+    drop(client);
+    let _ = driver.await;
+    Ok(Copied {
+        updates: source.updates.len(),
+        tags: source.tags.len(),
+        assignments: source.assignments.len(),
+        events: source.events.len(),
+    })
+}
+
+fn pg(what: &'static str) -> impl Fn(tokio_postgres::Error) -> String {
+    move |err| match err.as_db_error() {
+        Some(db) => format!("cannot {what}: {}", db.message()),
+        None => format!("cannot {what}: {err}"),
+    }
+}
+
+fn parse_time(text: &str) -> rusqlite::Result<Timestamp> {
+    Timestamp::parse_rfc3339(text).ok_or_else(|| {
+        rusqlite::Error::InvalidColumnType(0, format!("timestamp {text:?}"), rusqlite::types::Type::Text)
+    })
+}
+
+fn read_sqlite(path: &Path) -> rusqlite::Result<Snapshot> {
+    let mut conn = Connection::open(path)?;
+    let tx = conn.transaction()?;
+    let mut snapshot = Snapshot::default();
+    {
+        let mut stmt = tx.prepare(&format!(
+            "SELECT {UPDATE_TEXT_COLUMNS}, created, metadata, extra, received_at, acknowledged_at
+             FROM updates ORDER BY image"
+        ))?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let columns = (0..9).map(|i| row.get(i)).collect::<rusqlite::Result<Vec<String>>>()?;
+            let text: [String; 9] = columns.try_into().unwrap_or_default();
+            snapshot.updates.push(UpdateRow {
+                text,
+                created: row.get(9)?,
+                metadata: row.get(10)?,
+                extra: row.get(11)?,
+                received_at: parse_time(&row.get::<_, String>(12)?)?,
+                acknowledged_at: row.get::<_, Option<String>>(13)?.as_deref().map(parse_time).transpose()?,
+            });
+        }
+        let mut stmt = tx.prepare("SELECT id, name FROM tags ORDER BY id")?;
+        snapshot.tags =
+            stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<_, _>>()?;
+        let mut stmt = tx.prepare("SELECT image, tag_id FROM tag_assignments ORDER BY image")?;
+        snapshot.assignments =
+            stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<_, _>>()?;
+        let mut stmt = tx.prepare(
+            "SELECT id, image, hostname, status, digest, created, metadata, received_at, acknowledged_at
+             FROM events ORDER BY id",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            snapshot.events.push(EventRow {
+                id: row.get(0)?,
+                text: [row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?],
+                created: row.get(5)?,
+                metadata: row.get(6)?,
+                received_at: parse_time(&row.get::<_, String>(7)?)?,
+                acknowledged_at: row.get::<_, Option<String>>(8)?.as_deref().map(parse_time).transpose()?,
+            });
+        }
+    }
+    normalize_json(&mut snapshot);
+    Ok(snapshot)
+}
+
+/// JSON columns compared as values, not text: PostgreSQL's jsonb spaces and orders keys its way.
+fn normalize_json(snapshot: &mut Snapshot) {
+    let canonical = |text: &mut Option<String>| {
+        if let Some(value) = text.as_deref().and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()) {
+            *text = Some(value.to_string());
+        }
+    };
+    for update in &mut snapshot.updates {
+        canonical(&mut update.metadata);
+        canonical(&mut update.extra);
+    }
+    for event in &mut snapshot.events {
+        canonical(&mut event.metadata);
+    }
+}
+
+async fn write_postgres(tx: &Transaction<'_>, source: &Snapshot) -> Result<(), String> {
+    let insert_tag =
+        tx.prepare("INSERT INTO tags (id, name) VALUES ($1, $2)").await.map_err(pg("prepare"))?;
+    for (id, name) in &source.tags {
+        tx.execute(&insert_tag, &[id, name]).await.map_err(pg("copy tags"))?;
+    }
+    let insert_update = tx
+        .prepare(&format!(
+            "INSERT INTO updates ({UPDATE_TEXT_COLUMNS}, created, metadata, extra, received_at, acknowledged_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb, $12::text::jsonb, $13, $14)"
+        ))
+        .await
+        .map_err(pg("prepare"))?;
+    for u in &source.updates {
+        let received: SystemTime = u.received_at.to_system_time();
+        let acknowledged: Option<SystemTime> = u.acknowledged_at.map(Timestamp::to_system_time);
+        let [a, b, c, d, e, f, g, h, i] = &u.text;
+        tx.execute(
+            &insert_update,
+            &[a, b, c, d, e, f, g, h, i, &u.created, &u.metadata, &u.extra, &received, &acknowledged],
+        )
+        .await
+        .map_err(pg("copy updates"))?;
+    }
+    let insert_assignment = tx
+        .prepare("INSERT INTO tag_assignments (image, tag_id) VALUES ($1, $2)")
+        .await
+        .map_err(pg("prepare"))?;
+    for (image, tag_id) in &source.assignments {
+        tx.execute(&insert_assignment, &[image, tag_id]).await.map_err(pg("copy tag assignments"))?;
+    }
+    let insert_event = tx
+        .prepare(
+            "INSERT INTO events (id, image, hostname, status, digest, created, metadata, received_at, acknowledged_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8, $9)",
+        )
+        .await
+        .map_err(pg("prepare"))?;
+    for e in &source.events {
+        let received: SystemTime = e.received_at.to_system_time();
+        let acknowledged: Option<SystemTime> = e.acknowledged_at.map(Timestamp::to_system_time);
+        let [image, hostname, status, digest] = &e.text;
+        tx.execute(
+            &insert_event,
+            &[&e.id, image, hostname, status, digest, &e.created, &e.metadata, &received, &acknowledged],
+        )
+        .await
+        .map_err(pg("copy history"))?;
+    }
+    // New rows continue after the copied ids.
+    tx.batch_execute(
+        "SELECT setval(pg_get_serial_sequence('tags', 'id'), COALESCE((SELECT max(id) FROM tags), 0) + 1, false);
+         SELECT setval(pg_get_serial_sequence('events', 'id'), COALESCE((SELECT max(id) FROM events), 0) + 1, false);",
+    )
+    .await
+    .map_err(pg("move the id sequences"))
+}
+
+async fn read_postgres(tx: &Transaction<'_>) -> Result<Snapshot, String> {
+    let mut snapshot = Snapshot::default();
+    let time = |t: SystemTime| Timestamp::from_system_time(t);
+    for row in tx
+        .query(
+            &format!(
+                "SELECT {UPDATE_TEXT_COLUMNS}, created, metadata::text, extra::text, received_at, acknowledged_at
+                 FROM updates ORDER BY image COLLATE \"C\""
+            ),
+            &[],
+        )
+        .await
+        .map_err(pg("read back updates"))?
+    {
+        snapshot.updates.push(UpdateRow {
+            text: std::array::from_fn(|i| row.get(i)),
+            created: row.get(9),
+            metadata: row.get(10),
+            extra: row.get(11),
+            received_at: time(row.get(12)),
+            acknowledged_at: row.get::<_, Option<SystemTime>>(13).map(time),
+        });
+    }
+    snapshot.tags = tx
+        .query("SELECT id, name FROM tags ORDER BY id", &[])
+        .await
+        .map_err(pg("read back tags"))?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    snapshot.assignments = tx
+        .query("SELECT image, tag_id FROM tag_assignments ORDER BY image COLLATE \"C\"", &[])
+        .await
+        .map_err(pg("read back tag assignments"))?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    for row in tx
+        .query(
+            "SELECT id, image, hostname, status, digest, created, metadata::text, received_at, acknowledged_at
+             FROM events ORDER BY id",
+            &[],
+        )
+        .await
+        .map_err(pg("read back history"))?
+    {
+        snapshot.events.push(EventRow {
+            id: row.get(0),
+            text: [row.get(1), row.get(2), row.get(3), row.get(4)],
+            created: row.get(5),
+            metadata: row.get(6),
+            received_at: time(row.get(7)),
+            acknowledged_at: row.get::<_, Option<SystemTime>>(8).map(time),
+        });
+    }
+    normalize_json(&mut snapshot);
+    Ok(snapshot)
+}

@@ -1,0 +1,112 @@
+//! `diun-dashboard migrate`: a SQLite deployment moved to PostgreSQL answers exactly as before.
+#![cfg(all(feature = "sqlite", feature = "postgres"))]
+
+mod support;
+
+use std::time::Duration;
+
+use diun_dashboard::config::Database;
+use diun_dashboard::model::DiunEvent;
+use diun_dashboard::store::UpdateStore;
+use diun_dashboard::store::postgres::PostgresStore;
+use diun_dashboard::store::sqlite::SqliteStore;
+use diun_dashboard::time::Timestamp;
+use serde_json::{Value, json};
+use support::process::run;
+use support::{TempDir, TestDb, docker_event};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Everything the API can show of a store.
+async fn api_view<S: UpdateStore>(store: &S) -> Value {
+    let updates = store.list_updates().await.unwrap();
+    let mut history = serde_json::Map::new();
+    for update in &updates {
+        let events = store.history(update.event.image.clone(), None, 500).await.unwrap();
+        history.insert(update.event.image.clone(), serde_json::to_value(events).unwrap());
+    }
+    let hosts: Vec<Value> = store
+        .pending_hosts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| json!([h.image, serde_json::to_value(&h).unwrap()]))
+        .collect();
+    json!({
+        "updates": serde_json::to_value(&updates).unwrap(),
+        "tags": serde_json::to_value(store.list_tags().await.unwrap()).unwrap(),
+        "history": history,
+        "hosts": hosts,
+    })
+}
+
+async fn seed(store: &SqliteStore) {
+    let t0 = Timestamp::now().unix_micros() - 86_400_000_000;
+    for (i, (image, host)) in
+        [("nginx:1", "nas"), ("nginx:1", "pi"), ("redis:7", "nas"), ("app:2", "pi"), ("nginx:1", "nas")]
+            .into_iter()
+            .enumerate()
+    {
+        let mut event = docker_event(image);
+        event["hostname"] = json!(host);
+        event["digest"] = json!(format!("sha256:{i}"));
+        if i == 3 {
+            event["metadata"] = Value::Null;
+            event["created"] = Value::Null;
+            event["extra_field"] = json!({ "nested": [1, 2.5, "x"] });
+        }
+        let event = DiunEvent::from_json(event.to_string().as_bytes()).unwrap();
+        store.upsert_event(event, Timestamp::from_unix_micros(t0 + i as i64 * 1_000_123)).await.unwrap();
+    }
+    let prod = store.create_tag("prod".into()).await.unwrap();
+    let gone = store.create_tag("gone".into()).await.unwrap();
+    store.create_tag("Ärger".into()).await.unwrap();
+    store.assign_tag("nginx:1".into(), prod.id).await.unwrap();
+    store.assign_tag("redis:7".into(), gone.id).await.unwrap();
+    store.delete_tag(gone.id).await.unwrap();
+    store.acknowledge("redis:7".into(), Timestamp::from_unix_micros(t0 + 10_000_000)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_deployment_moves_to_postgres_with_identical_api_output() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let Database::Postgres { url } = db.database() else { unreachable!() };
+    let url = url.expose().to_string();
+    let dir = TempDir::new();
+    let path = dir.0.join("diun.db");
+    let sqlite = SqliteStore::open(path.clone()).await.unwrap();
+    seed(&sqlite).await;
+    let before = api_view(&sqlite).await;
+    sqlite.close().await;
+
+    let from = path.display().to_string();
+    let (code, stdout, stderr) = run(&["migrate", "--from", &from, "--to", &url], &[], LIMIT).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("copied 3 update(s), 2 tag(s), 1 tag assignment(s) and 5 history event(s)"),
+        "{stdout}"
+    );
+
+    let postgres = PostgresStore::open(&url).await.unwrap();
+    assert_eq!(api_view(&postgres).await, before, "PostgreSQL answers as SQLite did");
+    // New rows continue after the copied ids.
+    let next = postgres.create_tag("new".into()).await.unwrap();
+    assert!(next.id > 2, "tag id {} reuses a copied one", next.id);
+    drop(postgres);
+
+    let (code, _, stderr) = run(&["migrate", "--from", &from, "--to", &url], &[], LIMIT).await;
+    assert_eq!(code, Some(1), "a non-empty target is refused: {stderr}");
+    assert!(stderr.contains("--force"), "{stderr}");
+    let (code, stdout, stderr) =
+        run(&["migrate", "--from", &from, "--to", &url, "--force"], &[], LIMIT).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let postgres = PostgresStore::open(&url).await.unwrap();
+    assert_eq!(api_view(&postgres).await, before, "--force replaces the target with the source");
+    drop(postgres);
+
+    let (code, _, stderr) = run(&["migrate", "--from", "/nonexistent.db", "--to", &url], &[], LIMIT).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    let (code, _, _) = run(&["migrate", "--to", &url], &[], LIMIT).await;
+    assert_eq!(code, Some(2), "usage error");
+    db.drop_schema().await;
+}
