@@ -4,9 +4,11 @@
 //!                included), container file lint, browser tests
 //! test-postgres  only the PostgreSQL part
 //! dist           build the binaries the Dockerfiles build, and smoke-test them
+//! bench          build release binaries and measure them with wrk (BENCHMARKS.md)
 //! icons          regenerate assets/js/icon-data.js from the simple-icons package
 //! ci             the same as test (the single gate)
 
+mod bench;
 mod browser;
 mod dist;
 mod docker;
@@ -19,7 +21,7 @@ use std::process::ExitCode;
 
 use system::{Step, cargo};
 
-const USAGE: &str = "usage: cargo xtask <test|test-postgres|dist|icons|ci>";
+const USAGE: &str = "usage: cargo xtask <test|test-postgres|dist|bench|icons|ci>";
 
 /// The feature sets every check runs on: the full build and both slim ones.
 const FEATURE_SETS: [(&str, &[&str]); 3] = [
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         "test" | "ci" => test(&root),
         "test-postgres" => test_postgres(&root),
         "dist" => dist::run(&root),
+        "bench" => bench::run(&root),
         "icons" => icons::run(&root),
         _ => Err(USAGE.to_string()),
     };
