@@ -93,3 +93,44 @@ async fn open_streams_end_when_the_server_stops() {
     let ended = tokio::time::timeout(Duration::from_secs(5), events.stream.read_to_end(&mut rest)).await;
     assert!(ended.is_ok(), "the stream stayed open after shutdown");
 }
+
+/// Two replicas on one PostgreSQL database: a webhook received by one reaches a dashboard
+/// watching the other (LISTEN/NOTIFY), and a replica does not hear its own changes twice.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_on_one_replica_reaches_the_streams_of_another() {
+    let Some(db) = support::TestDb::postgres().await else { return };
+    let database = db.database();
+    let replica_a = TestApp::start_with(database.clone(), db, None).await;
+    let replica_b = TestApp::start_with(database, support::TestDb::sqlite(), None).await;
+    let mut on_b = EventStream::open(&replica_b).await;
+    let mut on_a = EventStream::open(&replica_a).await;
+
+    // Sharing starts in the background with each replica; keep sending until it is up.
+    let mut reached = false;
+    for _ in 0..50 {
+        assert_eq!(replica_a.webhook(&docker_event("shared:1")).await.status, 200);
+        let wait = tokio::time::timeout(
+            Duration::from_millis(200),
+            on_b.expect(r#""kind":"update","image":"shared:1""#),
+        );
+        if wait.await.is_ok() {
+            reached = true;
+            break;
+        }
+    }
+    assert!(reached, "the webhook on replica A never reached replica B's stream");
+
+    assert_eq!(replica_b.request("PATCH", "/api/updates/shared%3A1").send().await.status, 204);
+    on_a.expect(r#"data:{"kind":"acknowledge","image":"shared:1"}"#).await;
+    // A marker sent after everything else: what came before it on B has arrived.
+    replica_a.webhook(&docker_event("marker:1")).await;
+    let on_b_before_marker = on_b.expect(r#""image":"marker:1""#).await;
+    assert_eq!(
+        on_b_before_marker.matches(r#""kind":"acknowledge""#).count(),
+        1,
+        "B must not hear its own acknowledgement twice: {on_b_before_marker}"
+    );
+    replica_b.stop().await;
+    replica_a.stop().await;
+}

@@ -12,6 +12,8 @@ compile_error!(
 pub mod migrate;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "postgres")]
+mod replicas;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
@@ -137,6 +139,7 @@ enum Backend {
 impl Store {
     /// Opens the configured database and brings its schema up to date.
     pub async fn open(database: &Database) -> Result<Self, String> {
+        let changes = ChangeFeed::default();
         let backend =
             match database {
                 #[cfg(feature = "sqlite")]
@@ -147,12 +150,12 @@ impl Store {
                 #[cfg(feature = "postgres")]
                 Database::Postgres { url } => postgres::PostgresStore::open(url.expose())
                     .await
-                    .map(Backend::Postgres)
+                    .map(|store| Backend::Postgres(store.share_changes(changes.clone())))
                     .map_err(|err| format!("cannot use PostgreSQL database: {err}"))?,
                 #[allow(unreachable_patterns)]
                 other => return Err(missing_feature_message(other)),
             };
-        Ok(Self { backend, changes: ChangeFeed::default() })
+        Ok(Self { backend, changes })
     }
 
     /// Every successful write is announced here.
@@ -174,6 +177,7 @@ impl Store {
         if let Ok(value) = &written
             && let Some(change) = change(value)
         {
+            dispatch!(self, store => store.share(&change));
             self.changes.publish(change);
         }
         written

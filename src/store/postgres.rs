@@ -64,6 +64,11 @@ const MIGRATION_LOCK: i64 = 0x0D10_DA5B;
 pub struct PostgresStore {
     pool: Pool<Manager>,
     connect_failures: tokio::sync::watch::Receiver<String>,
+    config: tokio_postgres::Config,
+    /// The LISTEN/NOTIFY channel of the replicas sharing this schema.
+    channel: String,
+    /// Where this replica's changes go to reach the others, once sharing has started.
+    replicas: Option<tokio::sync::mpsc::UnboundedSender<crate::changes::Change>>,
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -144,9 +149,12 @@ impl PostgresStore {
                 .map_err(|err| format!("cannot connect: {}", describe(&err)))?;
         let driver = tokio::spawn(connection);
         let migrated = run_migrations(&mut client, &migrations).await;
+        let schema: Option<String> =
+            client.query_one("SELECT current_schema()", &[]).await.ok().and_then(|row| row.get(0));
         drop(client);
         let _ = driver.await;
         migrated?;
+        let channel = super::replicas::channel_for(schema.as_deref().unwrap_or("public"));
 
         let (failures, connect_failures) = tokio::sync::watch::channel(String::new());
         let pool = Pool::builder()
@@ -159,8 +167,24 @@ impl PostgresStore {
             // Closed connections are detected without a round trip (`has_broken`).
             .test_on_check_out(false)
             .error_sink(Box::new(LogErrors))
-            .build_unchecked(Manager { inner: PostgresConnectionManager::new(config, NoTls), failures });
-        Ok(Self { pool, connect_failures })
+            .build_unchecked(Manager {
+                inner: PostgresConnectionManager::new(config.clone(), NoTls),
+                failures,
+            });
+        Ok(Self { pool, connect_failures, config, channel, replicas: None })
+    }
+
+    /// Shares changes with the other replicas on this database: theirs are published on
+    /// `feed`, and [`Self::share`] sends this one's.
+    pub fn share_changes(mut self, feed: crate::changes::ChangeFeed) -> Self {
+        self.replicas = Some(super::replicas::start(self.config.clone(), self.channel.clone(), feed));
+        self
+    }
+
+    pub fn share(&self, change: &crate::changes::Change) {
+        if let Some(replicas) = &self.replicas {
+            let _ = replicas.send(change.clone());
+        }
     }
 
     pub async fn close(&self) {

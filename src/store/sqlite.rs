@@ -97,6 +97,9 @@ impl SqliteStore {
         }
     }
 
+    /// Other processes have nothing to hear: one process serves a SQLite file.
+    pub fn share(&self, _change: &crate::changes::Change) {}
+
     async fn read<T: Send + 'static>(
         &self,
         op: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,

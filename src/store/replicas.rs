@@ -1,0 +1,140 @@
+//! Sharing changes between dashboard replicas on one PostgreSQL database (LISTEN/NOTIFY), so a
+//! webhook received by one replica reaches the dashboards served by every other one at once.
+//!
+//! One dedicated connection per replica both sends this replica's changes (`pg_notify`) and
+//! listens for the others'. It reconnects by itself; after a reconnect the dashboards are told
+//! to reload, since changes may have been missed meanwhile.
+
+use std::time::Duration;
+
+use futures_util::future::poll_fn;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, Config, NoTls};
+
+use crate::changes::{Change, ChangeFeed, ChangeKind};
+
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+#[derive(Serialize, Deserialize)]
+struct Notice {
+    origin: String,
+    kind: ChangeKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    image: Option<String>,
+}
+
+/// The channel of the replicas that share a schema: replicas of another schema (or tests
+/// running side by side on one server) do not hear each other.
+pub fn channel_for(schema: &str) -> String {
+    let hash = schema
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("diun_changes_{hash:016x}")
+}
+
+/// Starts the relay; changes sent on the returned sender go to the other replicas, and theirs
+/// are published on `feed`. The task ends when the sender is dropped.
+pub fn start(config: Config, channel: String, feed: ChangeFeed) -> mpsc::UnboundedSender<Change> {
+    let (outgoing, queue) = mpsc::unbounded_channel();
+    let origin = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+    );
+    tokio::spawn(relay(config, channel, origin, feed, queue));
+    outgoing
+}
+
+async fn relay(
+    config: Config,
+    channel: String,
+    origin: String,
+    feed: ChangeFeed,
+    mut queue: mpsc::UnboundedReceiver<Change>,
+) {
+    let mut retry = RETRY_MIN;
+    let mut connected_before = false;
+    loop {
+        match session(&config, &channel, &origin, &feed, &mut queue, connected_before).await {
+            Ok(()) => return,
+            Err(err) => {
+                log::warn!("replica change sharing interrupted ({err}); retrying in {} s", retry.as_secs());
+                connected_before = true;
+            }
+        }
+        tokio::time::sleep(retry).await;
+        retry = (retry * 2).min(RETRY_MAX);
+    }
+}
+
+/// One connection's life. `Ok` when this replica is shutting down.
+async fn session(
+    config: &Config,
+    channel: &str,
+    origin: &str,
+    feed: &ChangeFeed,
+    queue: &mut mpsc::UnboundedReceiver<Change>,
+    reconnected: bool,
+) -> Result<(), String> {
+    let (client, mut connection) = config.connect(NoTls).await.map_err(|err| err.to_string())?;
+    let (heard, mut notices) = mpsc::unbounded_channel::<String>();
+    let reader = tokio::spawn(async move {
+        while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {
+            match message {
+                Ok(AsyncMessage::Notification(notification)) => {
+                    let _ = heard.send(notification.payload().to_string());
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    let outcome = async {
+        client.batch_execute(&format!("LISTEN {channel}")).await.map_err(|err| err.to_string())?;
+        if reconnected {
+            log::info!("replica change sharing restored");
+            feed.publish(Change::of_many(ChangeKind::Update));
+        }
+        loop {
+            tokio::select! {
+                change = queue.recv() => {
+                    let Some(change) = change else { return Ok(()) };
+                    let notice = Notice { origin: origin.to_string(), kind: change.kind, image: change.image };
+                    let payload = serde_json::to_string(&notice).map_err(|err| err.to_string())?;
+                    client
+                        .execute("SELECT pg_notify($1, $2)", &[&channel, &payload])
+                        .await
+                        .map_err(|err| err.to_string())?;
+                }
+                notice = notices.recv() => {
+                    let Some(payload) = notice else { return Err("connection closed".to_string()) };
+                    match serde_json::from_str::<Notice>(&payload) {
+                        Ok(notice) if notice.origin != origin => {
+                            feed.publish(Change { kind: notice.kind, image: notice.image });
+                        }
+                        Ok(_) => {}
+                        Err(err) => log::debug!("ignoring a malformed change notice: {err}"),
+                    }
+                }
+            }
+        }
+    }
+    .await;
+    reader.abort();
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_are_identifiers_that_differ_per_schema() {
+        let public = channel_for("public");
+        assert_eq!(public, channel_for("public"));
+        assert_ne!(public, channel_for("t_1"));
+        assert!(public.len() < 63 && public.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    }
+}
