@@ -132,8 +132,9 @@ pub struct Store {
 enum Backend {
     #[cfg(feature = "sqlite")]
     Sqlite(sqlite::SqliteStore),
+    /// Boxed: its pool and configuration are much larger than the SQLite handles.
     #[cfg(feature = "postgres")]
-    Postgres(postgres::PostgresStore),
+    Postgres(Box<postgres::PostgresStore>),
 }
 
 impl Store {
@@ -150,7 +151,7 @@ impl Store {
                 #[cfg(feature = "postgres")]
                 Database::Postgres { url } => postgres::PostgresStore::open(url.expose())
                     .await
-                    .map(|store| Backend::Postgres(store.share_changes(changes.clone())))
+                    .map(|store| Backend::Postgres(Box::new(store.share_changes(changes.clone()))))
                     .map_err(|err| format!("cannot use PostgreSQL database: {err}"))?,
                 #[allow(unreachable_patterns)]
                 other => return Err(missing_feature_message(other)),
