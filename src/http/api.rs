@@ -214,7 +214,7 @@ where
             if method == Method::PUT {
                 check_mutation(&method, &headers)?;
                 let AssignmentRequest { image, tag_id } = json_body(&headers, body).await?;
-                non_empty_image(&image)?;
+                valid_image(&image)?;
                 match state.store.assign_tag(image.clone(), tag_id).await? {
                     Assignment::Assigned => Ok(no_content()),
                     Assignment::UnknownTag => Err(unknown_tag(tag_id)),
@@ -225,7 +225,7 @@ where
             } else if method == Method::DELETE {
                 check_mutation(&method, &headers)?;
                 let ImageRef { image } = json_body(&headers, body).await?;
-                non_empty_image(&image)?;
+                valid_image(&image)?;
                 state.store.unassign_tag(image).await?;
                 Ok(no_content())
             } else {
@@ -236,11 +236,9 @@ where
     )
 }
 
-fn non_empty_image(image: &str) -> Result<(), ApiError> {
-    if image.trim().is_empty() {
-        return Err(ApiError::bad_request("`image` is empty"));
-    }
-    Ok(())
+/// The same bounds as a webhook's image: PostgreSQL cannot even compare text holding U+0000.
+fn valid_image(image: &str) -> Result<(), ApiError> {
+    crate::model::check_image(image).map_err(ApiError::bad_request)
 }
 
 fn unknown_tag(tag_id: i64) -> ApiError {
