@@ -322,6 +322,36 @@ async fn malformed_http_is_answered_and_the_server_keeps_serving(app: &TestApp) 
     assert_eq!(app.updates().await, json!({}));
 }
 
+/// The embedded asset server serves only its own files: no way out through `..`, encoded or
+/// not, absolute paths or backslashes.
+async fn asset_paths_cannot_climb_out(app: &TestApp) {
+    let paths = [
+        "/../Cargo.toml",
+        "/%2e%2e/Cargo.toml",
+        "/%2E%2E%2FCargo.toml",
+        "/js/../../Cargo.toml",
+        "/js/%2e%2e/%2e%2e/src/main.rs",
+        "/..%2f..%2f..%2fetc%2fpasswd",
+        "/%2fetc%2fpasswd",
+        "//etc/passwd",
+        "/..\\..\\Cargo.toml",
+        "/js/..%5c..%5cCargo.toml",
+        "/index.html%00.js",
+        "/.",
+        "/./index.html",
+    ];
+    for path in paths {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let answer = String::from_utf8_lossy(&raw_exchange(app.addr, request.as_bytes()).await).into_owned();
+        let status: u16 = answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        assert!((400..500).contains(&status) || answer.is_empty(), "{path} → {answer}");
+        for secret in ["[package]", "root:x:0", "fn main"] {
+            assert!(!answer.contains(secret), "{path} served a file from outside the assets");
+        }
+    }
+    assert_eq!(app.get("/").await.status, 200, "the dashboard itself is served");
+}
+
 on_every_backend!(
     deeply_nested_json_is_refused_cleanly_and_moderate_nesting_is_kept,
     strings_just_under_the_cap_are_kept_whole,
@@ -333,6 +363,7 @@ on_every_backend!(
     ten_thousand_metadata_keys_round_trip,
     numbers_come_back_exactly,
     malformed_http_is_answered_and_the_server_keeps_serving,
+    asset_paths_cannot_climb_out,
 );
 
 // ---------------------------------------------------------------------------------------------
