@@ -1002,8 +1002,15 @@ fn check_compose_resolved(
         Ok(config) => config,
         Err(message) => return problems.push(format!("docker compose --profile postgres config: {message}")),
     };
-    check_compose_model(&default, &postgres, manifest, problems);
-    println!("docker lint: compose.yml resolves (default profile and --profile postgres) with .env.example");
+    let migrate_profiles = ["--profile", "postgres", "--profile", "migrate"];
+    let migrate = match compose_config(root, compose, &[SECRET], &migrate_profiles) {
+        Ok(config) => config,
+        Err(message) => {
+            return problems.push(format!("docker compose {} config: {message}", migrate_profiles.join(" ")));
+        }
+    };
+    check_compose_model(&default, &postgres, &migrate, manifest, problems);
+    println!("docker lint: compose.yml resolves (default, postgres and migrate profiles) with .env.example");
 }
 
 fn services(config: &Value) -> BTreeSet<String> {
@@ -1011,8 +1018,15 @@ fn services(config: &Value) -> BTreeSet<String> {
 }
 
 /// The expectations on the resolved model: `default` is `docker compose config` with
-/// .env.example, `postgres` the same with `--profile postgres`.
-fn check_compose_model(default: &Value, postgres: &Value, manifest: &Manifest, problems: &mut Vec<String>) {
+/// .env.example, `postgres` the same with `--profile postgres`, `migrate` with `--profile postgres
+/// --profile migrate`.
+fn check_compose_model(
+    default: &Value,
+    postgres: &Value,
+    migrate: &Value,
+    manifest: &Manifest,
+    problems: &mut Vec<String>,
+) {
     let mut expect = |ok: bool, what: &str| {
         if !ok {
             problems.push(format!("compose.yml: {what}"));
@@ -1072,8 +1086,37 @@ fn check_compose_model(default: &Value, postgres: &Value, manifest: &Manifest, p
         "`postgres` should take POSTGRES_PASSWORD from .env",
     );
 
+    // The one-shot SQLite → PostgreSQL move: the SQLite volume of `app`, the URL of `app-postgres`.
+    let mover = &migrate["services"]["migrate"];
+    let command: Vec<&str> =
+        mover["command"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    expect(
+        command.starts_with(&["migrate", "--from", "/data/diun.db"]),
+        "`migrate` should run `migrate --from /data/diun.db`",
+    );
+    let data_volume = |service: &Value| {
+        let volumes = service["volumes"].as_array().cloned().unwrap_or_default();
+        volumes.into_iter().find(|v| v["target"] == "/data").map(|v| v["source"].clone())
+    };
+    expect(
+        data_volume(mover).is_some() && data_volume(mover) == data_volume(app),
+        "`migrate` should mount the volume `app` keeps /data in",
+    );
+    expect(
+        mover["environment"]["DATABASE_URL"] == app_pg["environment"]["DATABASE_URL"],
+        "`migrate` should get the DATABASE_URL of `app-postgres`",
+    );
+    expect(
+        mover["depends_on"]["postgres"]["condition"] == "service_healthy",
+        "`migrate` should wait for `postgres`",
+    );
+    expect(
+        services(migrate) == set(&["app-postgres", "migrate", "postgres"]),
+        "`--profile migrate` should add exactly the service `migrate`",
+    );
+
     // What compose builds must be one of the images `cargo xtask dist` tests.
-    for (service, config) in [("app", app), ("app-postgres", app_pg)] {
+    for (service, config) in [("app", app), ("app-postgres", app_pg), ("migrate", mover)] {
         let build = &config["build"];
         let Some(dockerfile) = build["dockerfile"].as_str() else {
             problems.push(format!("compose.yml: `{service}` should build from this repository"));
@@ -1083,7 +1126,13 @@ fn check_compose_model(default: &Value, postgres: &Value, manifest: &Manifest, p
         if let Some(value) = features_arg {
             check_features(&format!("compose.yml: {service} build arg FEATURES"), value, manifest, problems);
         }
-        if !IMAGES.iter().any(|i| i.dockerfile == dockerfile && i.features_arg == features_arg) {
+        let image = IMAGES.iter().find(|i| i.dockerfile == dockerfile && i.features_arg == features_arg);
+        if service == "migrate"
+            && !image.is_some_and(|i| i.features.contains("sqlite") && i.features.contains("postgres"))
+        {
+            problems.push("compose.yml: `migrate` needs an image with both backends (the full one)".into());
+        }
+        if image.is_none() {
             problems.push(format!(
                 "compose.yml: `{service}` builds {dockerfile} with FEATURES={features_arg:?}, an image not in cargo_commands()"
             ));
@@ -1364,7 +1413,7 @@ path = "src/lib.rs"
         assert!(problems.iter().any(|p| p.contains("version") && p.contains("0.0.9")), "{problems:?}");
     }
 
-    fn compose_models() -> (Value, Value) {
+    fn compose_models() -> (Value, Value, Value) {
         let default = serde_json::json!({"services": {"app": {
             "profiles": ["sqlite"],
             "build": {"context": ".", "dockerfile": "Dockerfile", "args": {"FEATURES": "sqlite"}},
@@ -1386,28 +1435,49 @@ path = "src/lib.rs"
                 "volumes": [{"type": "volume", "source": "pgdata", "target": "/var/lib/postgresql"}]
             }
         }});
-        (default, postgres)
+        let mut migrate = postgres.clone();
+        migrate["services"]["migrate"] = serde_json::json!({
+            "build": {"context": ".", "dockerfile": "Dockerfile"},
+            "command": ["migrate", "--from", "/data/diun.db"],
+            "environment": {"DATABASE_URL": "postgres://u:p@postgres:5432/d"},
+            "depends_on": {"postgres": {"condition": "service_healthy"}},
+            "volumes": [{"type": "volume", "source": "data", "target": "/data"}]
+        });
+        (default, postgres, migrate)
     }
 
     #[test]
     fn compose_model_accepts_the_intended_layout() {
-        let (default, postgres) = compose_models();
+        let (default, postgres, migrate) = compose_models();
         let mut problems = Vec::new();
-        check_compose_model(&default, &postgres, &manifest(), &mut problems);
+        check_compose_model(&default, &postgres, &migrate, &manifest(), &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
     }
 
     #[test]
     fn compose_model_catches_unpinned_postgres_missing_healthcheck_and_unknown_images() {
-        let (mut default, mut postgres) = compose_models();
+        let (mut default, mut postgres, migrate) = compose_models();
         postgres["services"]["postgres"]["image"] = "postgres:latest".into();
         postgres["services"]["postgres"]["healthcheck"] = Value::Null;
         postgres["services"]["app-postgres"]["depends_on"]["postgres"]["condition"] =
             "service_started".into();
         default["services"]["app"]["build"]["args"]["FEATURES"] = "sqlite,postgres,mysql".into();
         let mut problems = Vec::new();
-        check_compose_model(&default, &postgres, &manifest(), &mut problems);
+        check_compose_model(&default, &postgres, &migrate, &manifest(), &mut problems);
         for needle in ["pin a major", "pg_isready", "healthy", "`mysql`", "not in cargo_commands"] {
+            assert!(problems.iter().any(|p| p.contains(needle)), "no {needle:?} in {problems:?}");
+        }
+    }
+
+    #[test]
+    fn compose_model_requires_the_migration_to_use_the_full_image_and_the_sqlite_volume() {
+        let (default, postgres, mut migrate) = compose_models();
+        migrate["services"]["migrate"]["build"]["args"] = serde_json::json!({"FEATURES": "postgres"});
+        migrate["services"]["migrate"]["volumes"][0]["source"] = "other".into();
+        migrate["services"]["migrate"]["environment"]["DATABASE_URL"] = "postgres://x@elsewhere/d".into();
+        let mut problems = Vec::new();
+        check_compose_model(&default, &postgres, &migrate, &manifest(), &mut problems);
+        for needle in ["both backends", "the volume `app`", "DATABASE_URL of `app-postgres`"] {
             assert!(problems.iter().any(|p| p.contains(needle)), "no {needle:?} in {problems:?}");
         }
     }
