@@ -5,13 +5,17 @@
 //! test-postgres  only the PostgreSQL part
 //! dist           build the binaries the Dockerfiles build, and smoke-test them
 //! bench          build release binaries and measure them with wrk (BENCHMARKS.md)
+//! fuzz [SECONDS] run every cargo-fuzz target for SECONDS each (default 60; nightly)
+//! audit          check Cargo.lock against the RustSec advisories (cargo-audit or cargo-deny)
 //! icons          regenerate assets/js/icon-data.js from the simple-icons package
 //! ci             the same as test (the single gate)
 
+mod audit;
 mod bench;
 mod browser;
 mod dist;
 mod docker;
+mod fuzz;
 mod icons;
 mod postgres;
 mod system;
@@ -21,7 +25,7 @@ use std::process::ExitCode;
 
 use system::{Step, cargo};
 
-const USAGE: &str = "usage: cargo xtask <test|test-postgres|dist|bench|icons|ci>";
+const USAGE: &str = "usage: cargo xtask <test|test-postgres|dist|bench|fuzz|audit|icons|ci>";
 
 /// The feature sets every check runs on: the full build and both slim ones.
 const FEATURE_SETS: [(&str, &[&str]); 3] = [
@@ -38,6 +42,8 @@ fn main() -> ExitCode {
         "test-postgres" => test_postgres(&root),
         "dist" => dist::run(&root),
         "bench" => bench::run(&root),
+        "fuzz" => fuzz::run(&root),
+        "audit" => audit::run(&root),
         "icons" => icons::run(&root),
         _ => Err(USAGE.to_string()),
     };
