@@ -134,14 +134,51 @@ fn assert_sqlite_intact(path: &std::path::Path) {
     assert_eq!(orphans, 0, "rows point at missing parents");
 }
 
-/// kill -9 while a dozen clients post webhooks back to back.
-async fn kill_9_during_sustained_load_loses_no_answered_webhook(db: &TestDb) {
-    let env = db.env();
-    let mut service = Service::start(&env).await;
+/// The service on `env`, with [`sustained_load`] running on it and already `warm` answers in.
+async fn service_under_load(
+    env: &[(&'static str, String)],
+    warm: usize,
+) -> (Service, Arc<AtomicBool>, tokio::task::JoinHandle<Acknowledged>) {
+    let service = Service::start(env).await;
     let stop = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(AtomicUsize::new(0));
     let load = tokio::spawn(sustained_load(service.addr, Arc::clone(&stop), Arc::clone(&answered)));
-    wait_for(&answered, 1000).await;
+    wait_for(&answered, warm).await;
+    (service, stop, load)
+}
+
+/// Starts the service again on the same database: everything acknowledged must be there.
+async fn assert_all_present_after_restart(db: &TestDb, acknowledged: &Acknowledged) {
+    let restarted = Service::start(&db.env()).await;
+    let updates = restarted.request("GET", "/api/updates").send().await.json();
+    assert_all_present(&updates, acknowledged);
+    drop(restarted);
+    db.drop_schema().await;
+}
+
+/// One `#[tokio::test]` per backend for `async fn $name(&TestDb)`: SQLite always, PostgreSQL
+/// when a test database is given.
+macro_rules! on_each_backend {
+    ($name:ident, $sqlite:ident, $postgres:ident) => {
+        #[cfg(feature = "sqlite")]
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            $name(&TestDb::sqlite()).await;
+        }
+
+        #[cfg(feature = "postgres")]
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            if let Some(db) = TestDb::postgres().await {
+                $name(&db).await;
+            }
+        }
+    };
+}
+
+/// kill -9 while a dozen clients post back to back.
+async fn kill_9_during_sustained_load_loses_no_answered_webhook(db: &TestDb) {
+    let (mut service, _stop, load) = service_under_load(&db.env(), 1000).await;
     service.signal("KILL");
     service.wait(HANG).await;
     let acknowledged = load.await.expect("load");
@@ -151,37 +188,20 @@ async fn kill_9_during_sustained_load_loses_no_answered_webhook(db: &TestDb) {
     if let diun_dashboard::config::Database::Sqlite { path } = db.database() {
         assert_sqlite_intact(&path);
     }
-    let restarted = Service::start(&env).await;
-    let updates = restarted.request("GET", "/api/updates").send().await.json();
-    assert_all_present(&updates, &acknowledged);
-    drop(restarted);
-    db.drop_schema().await;
+    assert_all_present_after_restart(db, &acknowledged).await;
 }
 
-#[cfg(feature = "sqlite")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_during_sustained_load_loses_no_answered_webhook_on_sqlite() {
-    kill_9_during_sustained_load_loses_no_answered_webhook(&TestDb::sqlite()).await;
-}
-
-#[cfg(feature = "postgres")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_during_sustained_load_loses_no_answered_webhook_on_postgres() {
-    if let Some(db) = TestDb::postgres().await {
-        kill_9_during_sustained_load_loses_no_answered_webhook(&db).await;
-    }
-}
+on_each_backend!(
+    kill_9_during_sustained_load_loses_no_answered_webhook,
+    kill_9_during_sustained_load_loses_no_answered_webhook_on_sqlite,
+    kill_9_during_sustained_load_loses_no_answered_webhook_on_postgres
+);
 
 /// SIGTERM while clients post back to back and a few are half-way through sending their body:
 /// those finish with 200, the rest get a 200 or a refused connection (never a broken answer),
 /// the process exits 0 and everything answered 200 is there after a restart.
 async fn sigterm_during_load_finishes_in_flight_requests_and_exits_0(db: &TestDb) {
-    let env = db.env();
-    let mut service = Service::start(&env).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let answered = Arc::new(AtomicUsize::new(0));
-    let load = tokio::spawn(sustained_load(service.addr, Arc::clone(&stop), Arc::clone(&answered)));
-    wait_for(&answered, 100).await;
+    let (mut service, stop, load) = service_under_load(&db.env(), 100).await;
 
     let mut slow = Vec::new();
     for i in 0..5 {
@@ -206,27 +226,14 @@ async fn sigterm_during_load_finishes_in_flight_requests_and_exits_0(db: &TestDb
     let mut acknowledged = load.await.expect("load");
     acknowledged.images.extend((0..5).map(|i| format!("slow/client{i}:1")));
     assert!(!service.log().contains("panicked"), "{}", service.log());
-
-    let restarted = Service::start(&env).await;
-    let updates = restarted.request("GET", "/api/updates").send().await.json();
-    assert_all_present(&updates, &acknowledged);
-    drop(restarted);
-    db.drop_schema().await;
+    assert_all_present_after_restart(db, &acknowledged).await;
 }
 
-#[cfg(feature = "sqlite")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_during_load_finishes_in_flight_requests_and_exits_0_on_sqlite() {
-    sigterm_during_load_finishes_in_flight_requests_and_exits_0(&TestDb::sqlite()).await;
-}
-
-#[cfg(feature = "postgres")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_during_load_finishes_in_flight_requests_and_exits_0_on_postgres() {
-    if let Some(db) = TestDb::postgres().await {
-        sigterm_during_load_finishes_in_flight_requests_and_exits_0(&db).await;
-    }
-}
+on_each_backend!(
+    sigterm_during_load_finishes_in_flight_requests_and_exits_0,
+    sigterm_during_load_finishes_in_flight_requests_and_exits_0_on_sqlite,
+    sigterm_during_load_finishes_in_flight_requests_and_exits_0_on_postgres
+);
 
 // ---------------------------------------------------------------------------------------------
 // SQLite's folder: full, read-only
