@@ -8,7 +8,7 @@
 //! everything else, timestamps included, must be identical: every backend is handed the same
 //! `Timestamp` for the same operation.
 //!
-//! 64 cases by default (a few seconds); `PROPTEST_CASES=5000 cargo test --test differential`
+//! 64 cases by default (about 20 s with PostgreSQL); `PROPTEST_CASES=5000 cargo test --test differential`
 //! for a long run. A failure prints the shortest operation sequence that still fails.
 
 mod support;
