@@ -44,6 +44,8 @@ async function request(method, path, body) {
 export const api = {
   updates: () => request("GET", "api/updates"),
   tags: () => request("GET", "api/tags"),
+  /** {image: [{hostname, last_seen, metadata}]}: every host that reported each pending image. */
+  hosts: () => request("GET", "api/hosts"),
   acknowledge: (image) => request("PATCH", `api/updates/${encodeURIComponent(image)}`),
   acknowledgeAll: () => request("POST", "api/updates/acknowledge-all", {}),
   acknowledgeTag: (tagId) => request("POST", "api/updates/acknowledge-by-tag", { tag_id: tagId }),

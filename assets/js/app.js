@@ -8,7 +8,8 @@
 //   Dialog      confirm-dialog (the <dialog> for "dismiss all"), confirm-ok, confirm-cancel
 //   Stats       stat-total, stat-pending, stat-acknowledged, stat-groups (text = the number)
 //   Filters     search, filter-status (all|pending|acknowledged), filter-group (all|<tag id>|untagged),
-//               sort (newest|name|registry), no-results, clear-filters
+//               filter-host (all|<host name>: cards with that host among their hosts), sort
+//               (newest|name|registry), no-results, clear-filters
 //   New group   new-group-name, new-group-submit
 //   Sections    group (data-tag-id = tag id or "untagged", data-tag-name, data-count = updates in it),
 //               group-name, group-count (text = its updates, "shown/total" while filtered),
@@ -17,12 +18,17 @@
 //               group-delete → group-delete-confirm | group-delete-cancel (not on Untagged)
 //   Cards       card (data-image = full image, data-state = pending|acknowledged,
 //               data-tag-id = its section, data-new = true|false, data-received-at),
-//               card-name, card-tag, card-registry, card-status, card-host, card-container,
-//               card-containers, card-pod, card-job, card-task, card-platform, card-received and
-//               card-acknowledged (each holds a <time>, exact time in its title), new-badge ("Just
-//               in", while data-new is true), ack (pending cards only), acked (acknowledged cards),
-//               hub-link (the registry link, only for http(s) hub_link), move-menu ("Move to…") →
-//               move-options (role=menu) → move-option (data-tag-id = tag id or "untagged")
+//               card-name, card-tag, card-registry, card-status, card-host (text = a host name),
+//               card-container, card-containers, card-pod, card-job, card-task, card-platform,
+//               card-received and card-acknowledged (each holds a <time>, exact time in its title),
+//               new-badge ("Just in", while data-new is true), ack (pending cards only), acked
+//               (acknowledged cards), hub-link (the registry link, only for http(s) hub_link),
+//               move-menu ("Move to…") → move-options (role=menu) → move-option (data-tag-id = tag
+//               id or "untagged")
+//   Hosts       One host: the rows card-host, card-container(s), card-pod… as above. Several hosts
+//               (a pending image reported by more than one): card-hosts (list, data-count) of
+//               card-host-item (data-hostname), each with card-host (host name) and, when known,
+//               card-host-place (its containers / pod / job, one line); no card-container rows then
 //   Feedback    toast, toast-close, error-banner (role=alert), error-dismiss, empty-state,
 //               diun-snippet, copy-snippet, loading
 // Drag and drop: press on a card (not on a button or link), move onto another section, release.
@@ -173,12 +179,12 @@ function poll() {
   if (inflight) return inflight;
   clearTimeout(pollTimer);
   const token = snapshotToken();
-  inflight = Promise.all([api.updates(), api.tags()])
-    .then(([updates, tags]) => {
+  inflight = Promise.all([api.updates(), api.tags(), api.hosts()])
+    .then(([updates, tags, hosts]) => {
       announceArrivals(updates || {});
       if (!previous) baselineSeen(updates || {});
       previous = updates || {};
-      setSnapshot(updates, tags, token);
+      setSnapshot(updates, tags, hosts, token);
       clearError("poll");
       setLive("live", "Live");
     })
@@ -246,24 +252,27 @@ $("confirm-dialog").addEventListener("click", (e) => {
 const search = $("search");
 const statusSelect = $("filter-status");
 const groupSelect = $("filter-group");
+const hostSelect = $("filter-host");
 const sortSelect = $("sort");
 
 function readFilters() {
   state.filters.q = search.value;
   state.filters.status = statusSelect.value;
   state.filters.group = groupSelect.value;
+  state.filters.host = hostSelect.value;
   state.filters.sort = sortSelect.value;
   requestRender();
 }
 
 search.addEventListener("input", readFilters);
-for (const select of [statusSelect, groupSelect, sortSelect]) select.addEventListener("change", readFilters);
+for (const select of [statusSelect, groupSelect, hostSelect, sortSelect]) select.addEventListener("change", readFilters);
 $("filters").addEventListener("submit", (e) => e.preventDefault());
 
 function clearFilters() {
   search.value = "";
   statusSelect.value = "all";
   groupSelect.value = "all";
+  hostSelect.value = "all";
   readFilters();
   search.focus();
 }

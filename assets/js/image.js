@@ -47,10 +47,16 @@ export function versionLabel(parsed) {
 
 /** Where the image runs, from DIUN's metadata: docker, swarm, kubernetes, nomad, containerd. */
 export function placeRows(event) {
-  const md = event && event.metadata && typeof event.metadata === "object" ? event.metadata : {};
-  const get = (key) => (typeof md[key] === "string" ? md[key].trim() : "");
   const rows = [];
   if (event && event.hostname) rows.push(["Host", String(event.hostname)]);
+  return rows.concat(metadataRows(event && event.metadata));
+}
+
+/** The rows of placeRows that come from one metadata object (containers, pod, job, task). */
+export function metadataRows(metadata) {
+  const md = metadata && typeof metadata === "object" ? metadata : {};
+  const get = (key) => (typeof md[key] === "string" ? md[key].trim() : "");
+  const rows = [];
   const names = get("ctn_names");
   if (names) {
     const list = names.split(",").map((n) => n.trim().replace(/^\//, "")).filter(Boolean);
@@ -62,6 +68,13 @@ export function placeRows(event) {
   if (get("job_name")) rows.push(["Job", get("job_name")]);
   if (get("task_name")) rows.push(["Task", get("task_name")]);
   return rows;
+}
+
+/** metadataRows as one short line: "web, web-2" or "pod monitoring/prometheus-0 · container prometheus". */
+export function placeSummary(metadata) {
+  const rows = metadataRows(metadata);
+  const containersOnly = rows.length === 1 && rows[0][0].startsWith("Container");
+  return rows.map(([label, value]) => (containersOnly ? value : `${label.toLowerCase()} ${value}`)).join(" · ");
 }
 
 /** The registry page link, only for http(s) URLs: hub_link comes from the webhook sender. */

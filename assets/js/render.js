@@ -2,32 +2,17 @@
 // update touches one card and keyboard focus, open confirmations and hover states survive.
 // Everything from the API goes in through textContent or attributes, never as HTML.
 
-import { parseImage, versionLabel, placeRows, safeLink, displayName } from "./image.js";
+import { parseImage, versionLabel, metadataRows, placeRows, placeSummary, safeLink, displayName } from "./image.js";
 import { serviceIcon, glyph, gripGlyph } from "./icons.js";
 import { timeElement } from "./time.js";
+import { hostsOf, knownHosts } from "./hosts.js";
+import { h, breakable } from "./dom.js";
 
 const cardCache = new Map(); // image -> { sig, el }
 const sectionCache = new Map(); // section key -> { el, headSig, head, list, placeholder }
 let emptyState = null;
 let noResults = null;
 let uid = 0;
-
-/** Create an element: attrs are attributes (text → textContent); children skip null/false. */
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (key === "text") el.textContent = value;
-    else el.setAttribute(key, value === true ? "" : String(value));
-  }
-  for (const child of children.flat()) if (child) el.append(child);
-  return el;
-}
-
-/** Text with line-break opportunities after "/" and "-", so long names wrap at sensible places. */
-function breakable(text) {
-  return text.split(/(?<=[/-])/).flatMap((part, i) => (i ? [document.createElement("wbr"), part] : [part]));
-}
 
 /** Put exactly `nodes`, in order, into `parent`, moving only what is out of place. */
 function reconcile(parent, nodes) {
@@ -47,7 +32,8 @@ export function sectionKeyOf(entry, tagKeys) {
 export function summarize(view) {
   const items = Object.entries(view.updates).map(([image, entry]) => {
     const parsed = parseImage(image);
-    return { image, entry, parsed, name: displayName(parsed), time: Date.parse(entry.received_at) || 0 };
+    const hosts = hostsOf(image, entry, view.hosts);
+    return { image, entry, parsed, hosts, name: displayName(parsed), time: Date.parse(entry.received_at) || 0 };
   });
   const pending = items.filter((x) => !x.entry.acknowledged).length;
   return { items, total: items.length, pending, acknowledged: items.length - pending };
@@ -77,12 +63,22 @@ export function renderSummary({ view, summary, loaded, filters }) {
   // The group filter lists the groups; a deleted group's filter falls back to "all".
   const select = document.getElementById("filter-group");
   const options = [["all", "All"], ...view.tags.map((t) => [String(t.id), t.name]), ["untagged", "Untagged"]];
+  fillSelect(select, options);
+  if (!options.some(([v]) => v === filters.group)) filters.group = "all";
+  if (select.value !== filters.group) select.value = filters.group;
+
+  // The host filter lists every host in view; a host that is gone falls back to "all".
+  fillSelect(document.getElementById("filter-host"), [["all", "All"], ...knownHosts(summary.items).map((name) => [name, name])]);
+  const hostSelect = document.getElementById("filter-host");
+  if (![...hostSelect.options].some((o) => o.value === filters.host)) filters.host = "all";
+  if (hostSelect.value !== filters.host) hostSelect.value = filters.host;
+}
+
+function fillSelect(select, options) {
   const current = [...select.options].map((o) => `${o.value}\u0000${o.text}`).join("\u0001");
   if (current !== options.map(([v, t]) => `${v}\u0000${t}`).join("\u0001")) {
     select.replaceChildren(...options.map(([value, text]) => h("option", { value, text })));
   }
-  if (!options.some(([v]) => v === filters.group)) filters.group = "all";
-  if (select.value !== filters.group) select.value = filters.group;
 }
 
 // ---- Filtering and sorting -------------------------------------------------------------------
@@ -90,6 +86,7 @@ export function renderSummary({ view, summary, loaded, filters }) {
 function matches(item, filters) {
   if (filters.status === "pending" && item.entry.acknowledged) return false;
   if (filters.status === "acknowledged" && !item.entry.acknowledged) return false;
+  if (filters.host !== "all" && !item.hosts.some((host) => host.hostname === filters.host)) return false;
   const q = filters.q.trim().toLowerCase();
   return !q || item.image.toLowerCase().includes(q);
 }
@@ -156,9 +153,18 @@ function card(item, fresh) {
     pills,
   );
 
-  const rows = placeRows(event);
-  if (event.platform) rows.push(["Platform", String(event.platform)]);
   const meta = h("dl", { class: "card-meta" });
+  const hosts = item.hosts;
+  let rows;
+  if (hosts.length > 1) {
+    meta.append(h("dt", { text: "Hosts" }), h("dd", {}, hostList(hosts)));
+    rows = [];
+  } else if (hosts.length === 1) {
+    rows = [["Host", hosts[0].hostname], ...metadataRows(hosts[0].metadata)];
+  } else {
+    rows = placeRows(event);
+  }
+  if (event.platform) rows.push(["Platform", String(event.platform)]);
   for (const [label, value] of rows) {
     meta.append(h("dt", { text: label }), h("dd", { "data-testid": `card-${label.toLowerCase()}`, text: value }));
   }
@@ -229,8 +235,31 @@ function card(item, fresh) {
   );
 }
 
+/** Several hosts: one line each, host name then where it runs there (containers, pod…). */
+function hostList(hosts) {
+  return h(
+    "ul",
+    { class: "host-list", "data-testid": "card-hosts", "data-count": hosts.length },
+    hosts.map((host) => {
+      const place = placeSummary(host.metadata);
+      return h(
+        "li",
+        { class: "host-item", "data-testid": "card-host-item", "data-hostname": host.hostname },
+        h(
+          "span",
+          { class: "host-main" },
+          h("span", { class: "host-name", "data-testid": "card-host", text: host.hostname }),
+          place && h("span", { class: "sr-only", text: ": " }),
+          place && h("span", { class: "host-place", "data-testid": "card-host-place", text: place }),
+        ),
+        host.last_seen && h("span", { class: "host-seen" }, h("span", { class: "sr-only", text: ", last reported " }), timeElement(host.last_seen)),
+      );
+    }),
+  );
+}
+
 function cardFor(item, fresh, tagKey) {
-  const sig = JSON.stringify([item.entry, fresh]);
+  const sig = JSON.stringify([item.entry, item.hosts, fresh]);
   let cached = cardCache.get(item.image);
   if (!cached || cached.sig !== sig) {
     cached = { sig, el: card(item, fresh) };
@@ -462,7 +491,7 @@ export function renderGroups(root, { view, summary, filters, confirm, loaded, is
   const byGroup = new Map(groups.map((g) => [g.key, []]));
   for (const item of summary.items) byGroup.get(sectionKeyOf(item.entry, tagKeys)).push(item);
 
-  const filtering = filters.q.trim() !== "" || filters.status !== "all";
+  const filtering = filters.q.trim() !== "" || filters.status !== "all" || filters.host !== "all";
   const sort = SORTS[filters.sort] || SORTS.newest;
   const nodes = [];
   const sections = [];

@@ -1,5 +1,6 @@
-// The page's state: the last snapshot from the server, optimistic changes laid over it, the
-// filters, and which updates the user has already seen. Subscribers are told of every change.
+// The page's state: the last snapshot from the server (updates, tags, and the hosts reporting each
+// pending image), optimistic changes laid over it, the filters, and which updates the user has
+// already seen. Subscribers are told of every change.
 
 import { load, save, has } from "./storage.js";
 
@@ -7,8 +8,8 @@ const listeners = new Set();
 
 export const state = {
   loaded: false,
-  server: { updates: {}, tags: [] },
-  filters: { q: "", status: "all", group: "all", sort: "newest" },
+  server: { updates: {}, tags: [], hosts: {} },
+  filters: { q: "", status: "all", group: "all", host: "all", sort: "newest" },
   /** Inline confirmation open in a group header: { key: "3" | "untagged", kind: "dismiss" | "delete" }. */
   confirm: null,
 };
@@ -52,10 +53,12 @@ export function snapshotToken() {
   return commits;
 }
 
-export function setSnapshot(updates, tags, token) {
+export function setSnapshot(updates, tags, hosts, token) {
+  const isObject = (value) => value && typeof value === "object" && !Array.isArray(value);
   state.server = {
-    updates: updates && typeof updates === "object" ? updates : {},
+    updates: isObject(updates) ? updates : {},
     tags: Array.isArray(tags) ? tags : [],
+    hosts: isObject(hosts) ? hosts : {},
   };
   state.loaded = true;
   for (const [id, overlay] of overlays) {
@@ -64,11 +67,15 @@ export function setSnapshot(updates, tags, token) {
   notify();
 }
 
-/** The snapshot with every overlay applied: { updates: {image: entry}, tags: [{id, name}] }. */
+/**
+ * The snapshot with every overlay applied:
+ * { updates: {image: entry}, tags: [{id, name}], hosts: {image: [{hostname, last_seen, metadata}]} }.
+ * hosts is read-only (overlays do not touch it).
+ */
 export function view() {
   const updates = {};
   for (const [image, entry] of Object.entries(state.server.updates)) updates[image] = { ...entry };
-  const result = { updates, tags: state.server.tags.map((t) => ({ ...t })) };
+  const result = { updates, tags: state.server.tags.map((t) => ({ ...t })), hosts: state.server.hosts };
   for (const overlay of overlays.values()) overlay.apply(result);
   return result;
 }
