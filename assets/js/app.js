@@ -1,10 +1,12 @@
-// Diun Dashboard — entry point: wires the page together and keeps it live (polls every 3 s while
-// the tab is visible).
+// Diun Dashboard — entry point: wires the page together and keeps it live: the server's change
+// stream (api/stream, live.js) triggers a refetch after every change; while the stream is not open
+// the page polls every 3 s; a hidden tab does neither.
 //
 // Test hooks (data-testid), stable for browser tests:
 //   Header      pending-badge (text = pending count, also data-count), refresh, dismiss-all,
 //               theme-toggle (data-mode = system|light|dark; <html data-theme> is set for light/dark),
-//               live-status (data-state = connecting|live|offline|paused)
+//               live-status (data-state = connecting|live|offline|paused; data-transport = stream
+//               while the change stream is open, else poll; paused = hidden tab, nothing fetched)
 //   Dialog      confirm-dialog (the <dialog> for "dismiss all"), confirm-ok, confirm-cancel
 //   Stats       stat-total, stat-pending, stat-acknowledged, stat-groups (text = the number)
 //   Filters     search, filter-status (all|pending|acknowledged), filter-group (all|<tag id>|untagged),
@@ -43,8 +45,12 @@ import { initTheme } from "./theme.js";
 import { showError, clearError, toast, announce, confirmDialog } from "./feedback.js";
 import { parseImage, versionLabel } from "./image.js";
 import { tick } from "./time.js";
+import { connectStream } from "./live.js";
 
 const POLL_MS = 3000;
+const SAFETY_POLL_MS = 60000;
+const REFETCH_MS = 150;
+const HIDDEN_GRACE_MS = 10000;
 const SEEN_AFTER_MS = 6000;
 
 const $ = (id) => document.getElementById(id);
@@ -141,16 +147,59 @@ function watchNewCards() {
   }
 }
 
-// ---- Polling ---------------------------------------------------------------------------------
+// ---- Keeping up with the server ---------------------------------------------------------------
+// The change stream (live.js) says when something changed; each change refetches everything
+// (coalesced over 150 ms). While the stream is not open — it broke, or a buffering proxy holds it
+// back — the page polls every 3 s instead. A hidden tab stops both (the stream after a short grace,
+// so flipping between tabs does not reconnect) and catches up when it is shown again; toasts for
+// what arrived meanwhile wait until then.
 
 let pollTimer = 0;
+let pollSlow = false;
 let inflight = null;
+let again = false;
+let refetchTimer = 0;
 let previous = null;
+let lastFetchOk = null; // null until the first answer
+let streamFailed = false;
+let hiddenTimer = 0;
 
-function setLive(mode, text) {
+const stream = connectStream("api/stream", {
+  onOpen() {
+    streamFailed = false;
+    showLive();
+    refetchSoon(); // whatever changed while it was not open
+  },
+  onChange: refetchSoon,
+  onDown(wasOpen) {
+    streamFailed = true;
+    showLive();
+    if (wasOpen) poll();
+    else if (!inflight && (pollSlow || !pollTimer)) schedule();
+  },
+});
+
+function showLive() {
   const el = $("live-status");
+  const streaming = stream.isOpen();
+  let mode = "live";
+  let text = "Live";
+  let title = streaming ? "Changes are pushed by the server as they happen." : "Checking for changes every 3 seconds.";
+  if (lastFetchOk === false) {
+    [mode, text, title] = ["offline", "Offline", "The dashboard server does not answer. Retrying every few seconds."];
+  } else if (document.hidden && !streaming) {
+    [mode, text, title] = ["paused", "Paused", "Paused while the tab is hidden."];
+  } else if (lastFetchOk === null) {
+    [mode, text, title] = ["connecting", "Connecting…", "Loading updates."];
+  } else if (!streaming && streamFailed) {
+    text = "Live · polling";
+    title = "Live push is unavailable (a proxy may buffer it); checking for changes every 3 seconds.";
+  }
   el.dataset.state = mode;
-  $("live-text").textContent = text;
+  el.dataset.transport = streaming ? "stream" : "poll";
+  el.title = title;
+  const label = $("live-text");
+  if (label.textContent !== text) label.textContent = text;
 }
 
 function label(image) {
@@ -170,33 +219,61 @@ function announceArrivals(updates) {
   toast(arrived.length === 1 ? "New image update" : `${arrived.length} new image updates`, `${names}${more}${host ? ` on ${host}` : ""}`);
 }
 
+/** The next poll: every 3 s without a stream, a slow safety check with one, none while hidden. */
 function schedule() {
   clearTimeout(pollTimer);
-  if (!document.hidden) pollTimer = setTimeout(poll, POLL_MS);
+  pollTimer = 0;
+  if (document.hidden) return;
+  pollSlow = stream.isOpen();
+  pollTimer = setTimeout(poll, pollSlow ? SAFETY_POLL_MS : POLL_MS);
 }
 
+/** Fetch updates, tags and hosts now (or join the fetch already running). */
 function poll() {
   if (inflight) return inflight;
   clearTimeout(pollTimer);
+  pollTimer = 0;
   const token = snapshotToken();
   inflight = Promise.all([api.updates(), api.tags(), api.hosts()])
     .then(([updates, tags, hosts]) => {
-      announceArrivals(updates || {});
-      if (!previous) baselineSeen(updates || {});
-      previous = updates || {};
+      updates = updates || {};
+      if (!previous) {
+        baselineSeen(updates);
+        previous = updates;
+      } else if (!document.hidden) {
+        // While hidden, arrivals pile up against the last visible snapshot: toasted on return.
+        announceArrivals(updates);
+        previous = updates;
+      }
       setSnapshot(updates, tags, hosts, token);
       clearError("poll");
-      setLive("live", "Live");
+      lastFetchOk = true;
     })
     .catch((err) => {
       showError(`${err.message} Retrying every few seconds.`, { key: "poll", title: "Could not load updates" });
-      setLive("offline", "Offline");
+      lastFetchOk = false;
     })
     .finally(() => {
       inflight = null;
-      schedule();
+      showLive();
+      if (again) {
+        again = false;
+        poll();
+      } else {
+        schedule();
+      }
     });
   return inflight;
+}
+
+/** A change was announced: fetch soon, once for a burst of changes. */
+function refetchSoon() {
+  if (refetchTimer) return;
+  refetchTimer = setTimeout(() => {
+    refetchTimer = 0;
+    if (inflight) again = true;
+    else poll();
+  }, REFETCH_MS);
 }
 
 /** A snapshot that surely includes everything done so far (waits out a poll already running). */
@@ -206,10 +283,17 @@ async function refresh() {
 }
 
 document.addEventListener("visibilitychange", () => {
+  clearTimeout(hiddenTimer);
   if (document.hidden) {
     clearTimeout(pollTimer);
-    setLive("paused", "Paused");
+    pollTimer = 0;
+    hiddenTimer = setTimeout(() => {
+      stream.pause();
+      showLive();
+    }, HIDDEN_GRACE_MS);
+    showLive();
   } else {
+    stream.resume();
     poll();
   }
 });
