@@ -46,6 +46,11 @@ export const api = {
   tags: () => request("GET", "api/tags"),
   /** {image: [{hostname, last_seen, metadata}]}: every host that reported each pending image. */
   hosts: () => request("GET", "api/hosts"),
+  /** One page of an image's events, newest first: {image, events, next_before}. */
+  history: (image, { before = null, limit = 50 } = {}) => {
+    const page = before === null ? `limit=${limit}` : `limit=${limit}&before=${encodeURIComponent(before)}`;
+    return request("GET", `api/updates/${encodeURIComponent(image)}/history?${page}`);
+  },
   acknowledge: (image) => request("PATCH", `api/updates/${encodeURIComponent(image)}`),
   acknowledgeAll: () => request("POST", "api/updates/acknowledge-all", {}),
   acknowledgeTag: (tagId) => request("POST", "api/updates/acknowledge-by-tag", { tag_id: tagId }),

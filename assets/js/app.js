@@ -26,11 +26,19 @@
 //               new-badge ("Just in", while data-new is true), ack (pending cards only), acked
 //               (acknowledged cards), hub-link (the registry link, only for http(s) hub_link),
 //               move-menu ("Move to…") → move-options (role=menu) → move-option (data-tag-id = tag
-//               id or "untagged")
+//               id or "untagged"), history-open (opens the history dialog)
 //   Hosts       One host: the rows card-host, card-container(s), card-pod… as above. Several hosts
 //               (a pending image reported by more than one): card-hosts (list, data-count) of
 //               card-host-item (data-hostname), each with card-host (host name) and, when known,
 //               card-host-place (its containers / pod / job, one line); no card-container rows then
+//   History     history-dialog (modal <dialog>), history-close, history-summary, history-list,
+//               history-loading, history-empty, history-digest-group (data-digest: consecutive
+//               events with one digest, newest first; data-current = true for the image's digest),
+//               history-group-digest, history-event (data-id, data-digest, data-hostname,
+//               data-status, data-acknowledged = true|false) with history-time, history-host,
+//               history-status, history-digest (short text, full digest in its title) and
+//               history-acknowledged (when set), history-more ("Load older", only while older
+//               events exist), history-error (role=alert) with history-retry
 //   Feedback    toast, toast-close, error-banner (role=alert), error-dismiss, empty-state,
 //               diun-snippet, copy-snippet, loading
 // Drag and drop: press on a card (not on a button or link), move onto another section, release.
@@ -46,6 +54,7 @@ import { showError, clearError, toast, announce, confirmDialog } from "./feedbac
 import { parseImage, versionLabel } from "./image.js";
 import { tick } from "./time.js";
 import { connectStream } from "./live.js";
+import { openHistory, historyEntry, historyImage } from "./history.js";
 
 const POLL_MS = 3000;
 const SAFETY_POLL_MS = 60000;
@@ -246,6 +255,8 @@ function poll() {
         previous = updates;
       }
       setSnapshot(updates, tags, hosts, token);
+      const open = historyImage();
+      if (open && Object.hasOwn(updates, open)) historyEntry(updates[open]);
       clearError("poll");
       lastFetchOk = true;
     })
@@ -476,6 +487,13 @@ root.addEventListener("click", (e) => {
       readFilters();
       actions.deleteGroup(key);
       root.focus({ preventScroll: true });
+      break;
+    case "history":
+      openHistory(image, view().updates[image], () => {
+        const button = findByFocusKey(`history:${image}`);
+        if (button) button.focus();
+        else root.focus({ preventScroll: true });
+      });
       break;
     case "clear-filters":
       clearFilters();

@@ -96,6 +96,8 @@ const GLYPHS = {
   bell: ["M6 16V11a6 6 0 0 1 12 0v5l2 2H4Z", "M10 20a2 2 0 0 0 4 0"],
   copy: ["M8 8h11v12H8Z", "M5 16V4h11"],
   package: ["M12 2 3 7v10l9 5 9-5V7Z", "M3 7l9 5 9-5M12 12v10"],
+  history: ["M3.5 12a8.5 8.5 0 1 0 2.5-6", "M3 4v4.5h4.5", "M12 7.5V12l3 2"],
+  server: ["M4 4h16v6H4Z", "M4 14h16v6H4Z", "M8 7h.01M8 17h.01"],
 };
 
 export function glyph(name) {

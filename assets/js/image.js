@@ -77,6 +77,12 @@ export function placeSummary(metadata) {
   return rows.map(([label, value]) => (containersOnly ? value : `${label.toLowerCase()} ${value}`)).join(" · ");
 }
 
+/** A digest shortened for display: "sha256:1a2b3c4d5e6f…". */
+export function shortDigest(digest) {
+  const text = String(digest || "");
+  return text.replace(/^((?:[a-z0-9]+:)?)([0-9a-f]{12})[0-9a-f]{4,}$/i, "$1$2…");
+}
+
 /** The registry page link, only for http(s) URLs: hub_link comes from the webhook sender. */
 export function safeLink(url) {
   if (!url) return null;

@@ -168,7 +168,29 @@ function card(item, fresh) {
   for (const [label, value] of rows) {
     meta.append(h("dt", { text: label }), h("dd", { "data-testid": `card-${label.toLowerCase()}`, text: value }));
   }
-  meta.append(h("dt", { text: "Received" }), h("dd", { "data-testid": "card-received" }, timeElement(entry.received_at)));
+  meta.append(
+    h("dt", { text: "Received" }),
+    h(
+      "dd",
+      { class: "received-row" },
+      h("span", { "data-testid": "card-received" }, timeElement(entry.received_at)),
+      h(
+        "button",
+        {
+          type: "button",
+          class: "btn btn-link",
+          "data-action": "history",
+          "data-testid": "history-open",
+          "data-focus-key": `history:${image}`,
+          "aria-haspopup": "dialog",
+          "aria-describedby": titleId,
+          title: "Every report of this image: digests, hosts, acknowledgements",
+        },
+        glyph("history"),
+        h("span", { text: "History" }),
+      ),
+    ),
+  );
   if (!pending && entry.acknowledged_at) {
     meta.append(h("dt", { text: "Acknowledged" }), h("dd", { "data-testid": "card-acknowledged" }, timeElement(entry.acknowledged_at)));
   }

@@ -1,0 +1,330 @@
+// The history dialog of one image: every webhook event the server kept, newest first, in runs of
+// the same digest (so one sees when each digest appeared and on which hosts), a page at a time.
+// A modal <dialog>: focus stays inside (Tab wraps), Esc or the close button closes it, focus then
+// returns to the card's History button. Errors show inside the dialog with a retry button.
+
+import { api } from "./api.js";
+import { h } from "./dom.js";
+import { glyph } from "./icons.js";
+import { parseImage, versionLabel, placeSummary, shortDigest } from "./image.js";
+import { timeElement } from "./time.js";
+
+const PAGE = 50;
+const REFRESH_MS = 150;
+
+const $ = (id) => document.getElementById(id);
+const dialog = $("history-dialog");
+const titleEl = $("history-title");
+const imageEl = $("history-image");
+const summaryEl = $("history-summary");
+const errorsEl = $("history-errors");
+const list = $("history-list");
+const foot = $("history-foot");
+const more = $("history-more");
+
+let open = null; // { image, currentDigest, events: [], nextBefore, loaded, busy, restoreFocus }
+let generation = 0;
+let refreshTimer = 0;
+
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
+// ---- Rendering -------------------------------------------------------------------------------
+
+/** Consecutive events with the same digest (events are newest first). */
+function runs(events) {
+  const out = [];
+  for (const event of events) {
+    const last = out[out.length - 1];
+    if (last && last.digest === event.digest) last.events.push(event);
+    else out.push({ digest: event.digest, events: [event] });
+  }
+  return out;
+}
+
+function digestCode(digest, testid) {
+  return h("code", { class: "digest", "data-testid": testid, title: digest || "no digest", text: digest ? shortDigest(digest) : "—" });
+}
+
+function eventItem(event) {
+  const place = placeSummary(event.metadata);
+  const status = String(event.status || "update");
+  return h(
+    "li",
+    {
+      class: "history-event",
+      "data-testid": "history-event",
+      "data-id": event.id,
+      "data-digest": event.digest,
+      "data-hostname": event.hostname,
+      "data-status": status,
+      "data-acknowledged": event.acknowledged_at ? "true" : "false",
+      tabindex: "-1",
+    },
+    h("span", { class: "history-when", "data-testid": "history-time" }, timeElement(event.received_at)),
+    h(
+      "span",
+      { class: "history-where" },
+      glyph("server"),
+      h("span", { class: "history-host", "data-testid": "history-host", text: event.hostname || "unknown host" }),
+      place && h("span", { class: "history-place", text: place }),
+    ),
+    h("span", { class: "pill pill-status", "data-testid": "history-status", title: "Status reported by DIUN", text: status }),
+    h(
+      "span",
+      { class: "history-digest" },
+      h("span", { class: "sr-only", text: "digest " }),
+      digestCode(event.digest, "history-digest"),
+    ),
+    event.acknowledged_at
+      ? h(
+          "span",
+          { class: "history-ack", "data-testid": "history-acknowledged" },
+          glyph("check"),
+          "Acknowledged ",
+          timeElement(event.acknowledged_at),
+        )
+      : h("span", { class: "history-ack is-pending", text: "Pending" }),
+  );
+}
+
+function runSection(run, current, index) {
+  const oldest = run.events[run.events.length - 1];
+  const hosts = [...new Set(run.events.map((e) => e.hostname).filter(Boolean))].sort((a, b) => a.localeCompare(b));
+  const headId = `history-run-${index}`;
+  return h(
+    "section",
+    {
+      class: `digest-run${run.digest === current ? " is-current" : ""}`,
+      "data-testid": "history-digest-group",
+      "data-digest": run.digest,
+      "data-current": run.digest === current ? "true" : "false",
+      "aria-labelledby": headId,
+    },
+    h(
+      "h3",
+      { class: "digest-head", id: headId },
+      h("span", { class: "sr-only", text: "Digest " }),
+      digestCode(run.digest, "history-group-digest"),
+      run.digest === current && h("span", { class: "pill pill-current", text: "Current" }),
+    ),
+    h(
+      "p",
+      { class: "digest-meta" },
+      "First reported ",
+      timeElement(oldest.received_at),
+      hosts.length ? ` on ${hosts.join(", ")}` : "",
+      ` · ${plural(run.events.length, "report")}`,
+      oldest.created ? h("span", { class: "digest-created" }, " · image built ", timeElement(oldest.created)) : "",
+    ),
+    h("ol", { class: "history-events" }, run.events.map(eventItem)),
+  );
+}
+
+function render() {
+  if (!open) return;
+  const { events, nextBefore, loaded, busy } = open;
+  list.setAttribute("aria-busy", busy ? "true" : "false");
+  if (!loaded) {
+    const loading = h("p", { class: "history-loading", "data-testid": "history-loading", text: "Loading history…" });
+    list.replaceChildren(...(busy ? [loading] : []));
+  } else if (!events.length) {
+    const text = "No reports are kept for this image: history older than the retention period (HISTORY_DAYS) is pruned.";
+    list.replaceChildren(h("p", { class: "history-empty", "data-testid": "history-empty", text }));
+  } else {
+    // Rebuilt whole (it is small); an event that had focus keeps it.
+    const focusedId = list.contains(document.activeElement) ? document.activeElement.dataset.id : undefined;
+    list.replaceChildren(...runs(events).map((run, i) => runSection(run, open.currentDigest, i)));
+    if (focusedId !== undefined) {
+      const again = [...list.querySelectorAll('[data-testid="history-event"]')].find((el) => el.dataset.id === focusedId);
+      (again || list).focus({ preventScroll: true });
+    }
+  }
+  const digests = new Set(events.map((e) => e.digest)).size;
+  const hosts = new Set(events.map((e) => e.hostname)).size;
+  summaryEl.textContent = !loaded
+    ? ""
+    : `${plural(events.length, "event")}${nextBefore !== null ? " loaded" : ""} · ${plural(digests, "digest")} · ${plural(hosts, "host")}`;
+  foot.hidden = !loaded || nextBefore === null;
+  more.disabled = busy;
+  more.textContent = busy && loaded ? "Loading…" : "Load older";
+}
+
+function showError(message, retry) {
+  errorsEl.replaceChildren(
+    h(
+      "div",
+      { class: "alert", role: "alert", "data-testid": "history-error" },
+      glyph("alert"),
+      h(
+        "div",
+        { class: "alert-body" },
+        h("p", { class: "alert-title", text: "Could not load the history" }),
+        h("p", { class: "alert-text", text: message }),
+      ),
+      h("button", { type: "button", class: "btn btn-outline btn-sm btn-retry", "data-testid": "history-retry" }, "Retry"),
+    ),
+  );
+  errorsEl.querySelector("button").addEventListener("click", () => {
+    // The button goes away with the message: focus moves to the list it reloads, not to <body>.
+    errorsEl.replaceChildren();
+    retry();
+    list.focus();
+  });
+}
+
+// ---- Loading ---------------------------------------------------------------------------------
+
+/** Put fetched events into the list: a newer copy of an event replaces the older one. */
+function merge(events) {
+  const byId = new Map(open.events.map((e) => [e.id, e]));
+  for (const event of events) if (event && Number.isFinite(event.id)) byId.set(event.id, event);
+  open.events = [...byId.values()].sort((a, b) => b.id - a.id);
+}
+
+/** Fetch a page; `before` null = the newest. Returns false when it failed (the error is shown). */
+async function load(before) {
+  const mine = generation;
+  const state = open;
+  state.busy = true;
+  render();
+  try {
+    const page = await api.history(state.image, { before, limit: PAGE });
+    if (mine !== generation) return false;
+    const events = Array.isArray(page?.events) ? page.events : [];
+    const nextBefore = Number.isFinite(page?.next_before) ? page.next_before : null;
+    const known = new Set(state.events.map((e) => e.id));
+    if (before === null && state.loaded && nextBefore !== null && !events.some((e) => known.has(e.id))) {
+      // More new events than a page since the last look: start over rather than leave a gap.
+      state.events = [];
+      state.nextBefore = nextBefore;
+    } else if (before !== null || !state.loaded) {
+      // A later look at the newest page says nothing about the older pages already loaded.
+      state.nextBefore = nextBefore;
+    }
+    merge(events);
+    state.loaded = true;
+    errorsEl.replaceChildren();
+    return true;
+  } catch (err) {
+    if (mine !== generation) return false;
+    const message = err.status === 404 ? "The dashboard does not track this image (any more)." : err.message;
+    showError(message, () => load(before));
+    return false;
+  } finally {
+    if (mine === generation) {
+      state.busy = false;
+      render();
+    }
+  }
+}
+
+more.addEventListener("click", async () => {
+  if (!open || open.busy || open.nextBefore === null) return;
+  const known = new Set(open.events.map((e) => e.id));
+  const ok = await load(open.nextBefore);
+  if (!ok || !open) return;
+  // Keyboard users continue where the new events start once the button is gone.
+  if (foot.hidden) {
+    const first = [...list.querySelectorAll('[data-testid="history-event"]')].find((el) => !known.has(Number(el.dataset.id)));
+    (first || list).focus();
+  }
+});
+
+// ---- Opening and closing ---------------------------------------------------------------------
+
+/**
+ * Open the dialog for `image`. entry: its /api/updates entry (for the current digest);
+ * restoreFocus(): puts focus back where it belongs after closing.
+ */
+export function openHistory(image, entry, restoreFocus) {
+  generation++;
+  clearTimeout(refreshTimer);
+  const parsed = parseImage(image);
+  open = {
+    image,
+    currentDigest: entry?.event?.digest || null,
+    entrySig: entrySig(entry),
+    events: [],
+    nextBefore: null,
+    loaded: false,
+    busy: false,
+    restoreFocus,
+  };
+  titleEl.textContent = `History of ${parsed.name}:${versionLabel(parsed)}`;
+  imageEl.textContent = image;
+  errorsEl.replaceChildren();
+  list.scrollTop = 0;
+  render();
+  if (!dialog.open) dialog.showModal();
+  $("history-close").focus();
+  load(null);
+}
+
+export function isHistoryOpen() {
+  return open !== null;
+}
+
+const entrySig = (entry) => JSON.stringify([entry?.received_at, entry?.acknowledged_at, entry?.event?.digest]);
+
+/**
+ * The image's entry in a new snapshot (however it arrived: stream or poll). When it changed (a new
+ * report, an acknowledgement), reload the newest page and mark the current digest.
+ */
+export function historyEntry(entry) {
+  if (!open) return;
+  const sig = entrySig(entry);
+  if (sig === open.entrySig) return;
+  open.entrySig = sig;
+  open.currentDigest = entry?.event?.digest || null;
+  render();
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(function again() {
+    if (!open) return;
+    if (open.busy) refreshTimer = setTimeout(again, REFRESH_MS);
+    else load(null);
+  }, REFRESH_MS);
+}
+
+export function historyImage() {
+  return open ? open.image : null;
+}
+
+function focusables() {
+  return [...dialog.querySelectorAll("button, [href], input, select, [tabindex]:not([tabindex='-1'])")].filter(
+    (el) => !el.disabled && !el.closest("[hidden]") && el.getClientRects().length > 0,
+  );
+}
+
+dialog.addEventListener("keydown", (e) => {
+  if (e.key !== "Tab") return;
+  const items = focusables();
+  if (!items.length) return;
+  const first = items[0];
+  const last = items[items.length - 1];
+  const inside = dialog.contains(document.activeElement) && items.includes(document.activeElement);
+  if (e.shiftKey && (document.activeElement === first || !inside)) {
+    e.preventDefault();
+    last.focus();
+  } else if (!e.shiftKey && (document.activeElement === last || !inside)) {
+    e.preventDefault();
+    first.focus();
+  }
+});
+
+$("history-close").addEventListener("click", () => dialog.close());
+
+dialog.addEventListener("click", (e) => {
+  // A click on the backdrop (the dialog element itself, outside its body) closes.
+  if (e.target === dialog) dialog.close();
+});
+
+dialog.addEventListener("close", () => {
+  const restore = open?.restoreFocus;
+  generation++;
+  clearTimeout(refreshTimer);
+  open = null;
+  list.replaceChildren();
+  errorsEl.replaceChildren();
+  summaryEl.textContent = "";
+  restore?.();
+});
