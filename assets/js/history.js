@@ -145,7 +145,8 @@ function render() {
     ? ""
     : `${plural(events.length, "event")}${nextBefore !== null ? " loaded" : ""} · ${plural(digests, "digest")} · ${plural(hosts, "host")}`;
   foot.hidden = !loaded || nextBefore === null;
-  more.disabled = busy;
+  // aria-disabled, not disabled: a disabled button would drop keyboard focus to <body>.
+  more.setAttribute("aria-disabled", busy ? "true" : "false");
   more.textContent = busy && loaded ? "Loading…" : "Load older";
 }
 
@@ -258,10 +259,6 @@ export function openHistory(image, entry, restoreFocus) {
   if (!dialog.open) dialog.showModal();
   $("history-close").focus();
   load(null);
-}
-
-export function isHistoryOpen() {
-  return open !== null;
 }
 
 const entrySig = (entry) => JSON.stringify([entry?.received_at, entry?.acknowledged_at, entry?.event?.digest]);
