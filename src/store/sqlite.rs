@@ -28,6 +28,14 @@ static MIGRATIONS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/migrations/s
 const MAX_BATCH: usize = 512;
 const MAX_IDLE_READERS: usize = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Prepared statements kept per connection: every statement this module runs fits.
+const STATEMENT_CACHE: usize = 64;
+/// How long the checkpointer lets commits gather before it copies them into the database file.
+const CHECKPOINT_DELAY: Duration = Duration::from_millis(100);
+/// WAL size (pages) at which the writer checkpoints itself: under a steady stream of writes the
+/// checkpointer never catches up with the very last commit, and the WAL can only start over
+/// once a checkpoint has copied all of it.
+const WRITER_CHECKPOINT_PAGES: u32 = 4000;
 
 pub struct SqliteStore {
     path: Arc<PathBuf>,
@@ -74,10 +82,13 @@ impl SqliteStore {
         }
         let mut conn = open_connection(&path).map_err(|err| err.to_string())?;
         run_migrations(&mut conn, migrations)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
+            .map_err(|err| err.to_string())?;
+        let checkpointer = Checkpointer::start(&path)?;
         let (jobs, queue) = mpsc::channel();
         let writer = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_loop(conn, queue))
+            .spawn(move || write_loop(conn, queue, checkpointer))
             .map_err(|err| format!("cannot start the writer thread: {err}"))?;
         Ok(Self {
             path: Arc::new(path),
@@ -138,6 +149,7 @@ impl SqliteStore {
 
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -226,7 +238,7 @@ impl<T: Send, F: FnOnce(&Connection) -> StoreResult<T> + Send> PendingWrite for 
     }
 }
 
-fn write_loop(conn: Connection, queue: mpsc::Receiver<Message>) {
+fn write_loop(conn: Connection, queue: mpsc::Receiver<Message>, checkpointer: Checkpointer) {
     let mut open = true;
     while open {
         let mut batch = match queue.recv() {
@@ -250,28 +262,76 @@ fn write_loop(conn: Connection, queue: mpsc::Receiver<Message>) {
         for job in batch {
             job.finish(commit.clone());
         }
+        checkpointer.nudge();
     }
+    // The writer's connection closes last, so SQLite's final checkpoint empties the WAL.
+    checkpointer.stop();
     if let Err((_, err)) = conn.close() {
         log::error!("closing the SQLite database failed: {err}");
     }
 }
 
 fn commit_batch(conn: &Connection, batch: &mut [Box<dyn PendingWrite>]) -> StoreResult<()> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
+    // Prepared once per connection: parsing these again for every write is measurable.
+    let run = |sql: &str| conn.prepare_cached(sql)?.execute([]).map(drop);
+    run("BEGIN IMMEDIATE")?;
     let outcome = batch.iter_mut().try_for_each(|job| -> StoreResult<()> {
-        conn.execute_batch("SAVEPOINT write")?;
-        if job.run(conn) {
-            conn.execute_batch("RELEASE write")?;
-        } else {
-            conn.execute_batch("ROLLBACK TO write; RELEASE write")?;
+        run("SAVEPOINT write")?;
+        if !job.run(conn) {
+            run("ROLLBACK TO write")?;
         }
+        run("RELEASE write")?;
         Ok(())
     });
-    let outcome = outcome.and_then(|()| Ok(conn.execute_batch("COMMIT")?));
+    let outcome = outcome.and_then(|()| Ok(run("COMMIT")?));
     if outcome.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
     outcome
+}
+
+/// Copies committed WAL pages into the database file on a thread of its own, so that the
+/// writer never waits for that copy and its fsync (which used to stall every webhook queued
+/// behind it). SQLite allows one checkpointer beside the writer; a passive checkpoint never
+/// blocks either of them, and commits stay exactly as durable as before.
+struct Checkpointer {
+    nudges: Option<mpsc::SyncSender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Self, String> {
+        let conn = open_connection(path).map_err(|err| err.to_string())?;
+        let (nudges, nudged) = mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                while nudged.recv().is_ok() {
+                    std::thread::sleep(CHECKPOINT_DELAY);
+                    while nudged.try_recv().is_ok() {}
+                    let checkpoint = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    if let Err(err) = checkpoint {
+                        log::warn!("SQLite checkpoint failed (the writer will retry): {err}");
+                    }
+                }
+            })
+            .map_err(|err| format!("cannot start the checkpoint thread: {err}"))?;
+        Ok(Self { nudges: Some(nudges), thread: Some(thread) })
+    }
+
+    /// Something was committed; a nudge while one is pending is the same nudge.
+    fn nudge(&self) {
+        if let Some(nudges) = &self.nudges {
+            let _ = nudges.try_send(());
+        }
+    }
+
+    fn stop(mut self) {
+        self.nudges = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 const SELECT_UPDATES: &str = "
@@ -333,6 +393,16 @@ impl UpdateStore for SqliteStore {
     }
 
     async fn upsert_event(&self, event: DiunEvent, received_at: Timestamp) -> StoreResult<()> {
+        // Everything that can be made before the write is made here, on the caller's thread:
+        // the one writer thread is what every webhook waits for.
+        let json = |map: Option<&serde_json::Map<String, serde_json::Value>>| {
+            map.map(serde_json::to_string)
+                .transpose()
+                .map_err(|err| StoreError::Internal(format!("cannot serialize the event: {err}")))
+        };
+        let metadata = json(event.metadata.as_ref())?;
+        let extra = json(Some(&event.extra).filter(|extra| !extra.is_empty()))?;
+        let received_at = received_at.to_string();
         self.write(move |conn| {
             conn.prepare_cached(
                 "INSERT INTO updates (image, diun_version, hostname, status, provider, hub_link,
@@ -358,9 +428,9 @@ impl UpdateStore for SqliteStore {
                 event.digest,
                 event.created,
                 event.platform,
-                event.metadata_json(),
-                event.extra_json(),
-                received_at.to_string(),
+                metadata,
+                extra,
+                received_at,
             ])?;
             conn.prepare_cached(
                 "INSERT INTO events (image, hostname, status, digest, created, metadata, received_at)
@@ -372,8 +442,8 @@ impl UpdateStore for SqliteStore {
                 event.status,
                 event.digest,
                 event.created,
-                event.metadata_json(),
-                received_at.to_string(),
+                metadata,
+                received_at,
             ])?;
             Ok(())
         })
