@@ -5,14 +5,17 @@
 //! database turns into a quick 503 rather than a hung request, and broken connections are
 //! replaced by the pool, so the service recovers by itself when the database comes back.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use bb8::{ErrorSink, Pool, PooledConnection, RunError};
 use bb8_postgres::PostgresConnectionManager;
 use include_dir::{Dir, include_dir};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row, Statement};
 
 use super::migrate::{self, Migration};
 use super::{Assignment, StoreError, StoreResult, UpdateStore, sort_tags};
@@ -30,23 +33,110 @@ struct Manager {
 }
 
 impl bb8::ManageConnection for Manager {
-    type Connection = Client;
+    type Connection = Conn;
     type Error = tokio_postgres::Error;
 
-    async fn connect(&self) -> Result<Client, tokio_postgres::Error> {
+    async fn connect(&self) -> Result<Conn, tokio_postgres::Error> {
         let connected = self.inner.connect().await;
         if let Err(err) = &connected {
             self.failures.send_replace(describe(err));
         }
-        connected
+        Ok(Conn { client: connected?, statements: Mutex::default() })
     }
 
-    async fn is_valid(&self, conn: &mut Client) -> Result<(), tokio_postgres::Error> {
-        self.inner.is_valid(conn).await
+    async fn is_valid(&self, conn: &mut Conn) -> Result<(), tokio_postgres::Error> {
+        self.inner.is_valid(&mut conn.client).await
     }
 
-    fn has_broken(&self, conn: &mut Client) -> bool {
-        self.inner.has_broken(conn)
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        self.inner.has_broken(&mut conn.client)
+    }
+}
+
+/// A pooled connection and the statements it has prepared. Every query of this module is a
+/// fixed text, prepared once per connection: tokio-postgres would otherwise prepare it again
+/// for every call, a round trip of its own (and a parse and plan on the server) before the
+/// query itself. The query methods shadow `Client`'s; anything else goes to the client.
+pub struct Conn {
+    client: Client,
+    /// Keyed by the text's address and length: every query here is a `&'static str`.
+    statements: Mutex<HashMap<(usize, usize), Statement>>,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+type Params<'a> = [&'a (dyn ToSql + Sync)];
+
+impl Conn {
+    async fn prepared(&self, sql: &'static str) -> Result<Statement, tokio_postgres::Error> {
+        let key = (sql.as_ptr() as usize, sql.len());
+        let cached = self.statements.lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned();
+        match cached {
+            Some(statement) => Ok(statement),
+            None => {
+                let statement = self.client.prepare(sql).await?;
+                self.statements.lock().unwrap_or_else(PoisonError::into_inner).insert(key, statement.clone());
+                Ok(statement)
+            }
+        }
+    }
+
+    /// Runs `query` with `sql` prepared; a statement the server no longer accepts (its
+    /// tables were changed under it) is forgotten, so the next call prepares it anew.
+    async fn cached<T, Q>(
+        &self,
+        sql: &'static str,
+        query: impl FnOnce(Statement) -> Q,
+    ) -> Result<T, tokio_postgres::Error>
+    where
+        Q: Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        let result = query(self.prepared(sql).await?).await;
+        if let Err(err) = &result
+            && matches!(err.code(), Some(code) if *code == SqlState::FEATURE_NOT_SUPPORTED
+                || *code == SqlState::INVALID_SQL_STATEMENT_NAME)
+        {
+            self.statements.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        }
+        result
+    }
+
+    pub async fn execute(
+        &self,
+        sql: &'static str,
+        params: &Params<'_>,
+    ) -> Result<u64, tokio_postgres::Error> {
+        self.cached(sql, |statement| async move { self.client.execute(&statement, params).await }).await
+    }
+
+    pub async fn query(
+        &self,
+        sql: &'static str,
+        params: &Params<'_>,
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        self.cached(sql, |statement| async move { self.client.query(&statement, params).await }).await
+    }
+
+    pub async fn query_one(
+        &self,
+        sql: &'static str,
+        params: &Params<'_>,
+    ) -> Result<Row, tokio_postgres::Error> {
+        self.cached(sql, |statement| async move { self.client.query_one(&statement, params).await }).await
+    }
+
+    pub async fn query_opt(
+        &self,
+        sql: &'static str,
+        params: &Params<'_>,
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        self.cached(sql, |statement| async move { self.client.query_opt(&statement, params).await }).await
     }
 }
 
@@ -296,7 +386,7 @@ fn update_from_row(row: &Row) -> StoreResult<UpdateEntry> {
     })
 }
 
-async fn tag_exists(client: &Client, tag_id: i64) -> StoreResult<bool> {
+async fn tag_exists(client: &Conn, tag_id: i64) -> StoreResult<bool> {
     Ok(client.query_opt("SELECT 1 FROM tags WHERE id = $1", &[&tag_id]).await?.is_some())
 }
 
