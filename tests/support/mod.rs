@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod process;
+pub mod webdriver;
 
 use std::path::PathBuf;
 use std::sync::Arc;

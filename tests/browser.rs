@@ -1,0 +1,1193 @@
+//! The dashboard in a real browser (issue 3 §7): headless Chromium through chromedriver against
+//! the real binary on a throwaway SQLite database, seeded through `POST /webhook` as DIUN would.
+//!
+//! Needs `CHROMEDRIVER` (the path or name of chromedriver; `cargo xtask test` sets it and installs
+//! Chromium when missing). Without it every test is skipped with a message, except under
+//! `CI=true`, where that is a failure. `cargo xtask test` runs them one at a time
+//! (`-- --test-threads=1`); in parallel they pass too, only slower per test.
+//!
+//! The page is found through its `data-testid` hooks (listed at the top of assets/js/app.js),
+//! never through CSS classes. The README's screenshot comes from `screenshot_for_the_readme`:
+//!
+//! ```text
+//! SCREENSHOT_OUT=docs/screenshot.png CHROMEDRIVER=chromedriver \
+//!     cargo test --test browser screenshot_for_the_readme
+//! ```
+#![cfg(feature = "sqlite")]
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::TempDir;
+use support::process::{Service, command};
+use support::webdriver::{self, Browser, Element, Pointer, keys, testid};
+
+// ---- Fixture -----------------------------------------------------------------------------------
+
+/// The service on a fresh database and a browser session, dropped browser first.
+struct Page {
+    browser: Browser,
+    service: Service,
+    db: TempDir,
+}
+
+impl std::ops::Deref for Page {
+    type Target = Browser;
+
+    fn deref(&self) -> &Browser {
+        &self.browser
+    }
+}
+
+impl Page {
+    /// `None` (the test is skipped) when no chromedriver is given.
+    async fn start(width: u32, height: u32) -> Option<Self> {
+        let chromedriver = webdriver::chromedriver()?;
+        let db = TempDir::new();
+        let service = Service::start(&Self::env(&db)).await;
+        let browser = Browser::start(&chromedriver, width, height).await;
+        Some(Self { browser, service, db })
+    }
+
+    fn env(db: &TempDir) -> Vec<(&'static str, String)> {
+        vec![("DB_PATH", db.0.join("diun.db").display().to_string())]
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.service.addr)
+    }
+
+    /// POST /webhook as DIUN does (no Content-Type).
+    async fn webhook(&self, event: &Value) {
+        let response = self.service.request("POST", "/webhook").body(event.to_string()).send().await;
+        assert_eq!(response.status, 200, "webhook: {}", response.text());
+    }
+
+    async fn api(&self, method: &str, path: &str, body: Option<Value>) -> support::Response {
+        let mut request = self.service.request(method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await
+    }
+
+    async fn updates(&self) -> Value {
+        let response = self.api("GET", "/api/updates", None).await;
+        assert_eq!(response.status, 200, "{}", response.text());
+        response.json()
+    }
+
+    async fn create_tag(&self, name: &str) -> i64 {
+        let response = self.api("POST", "/api/tags", Some(json!({ "name": name }))).await;
+        assert_eq!(response.status, 201, "{}", response.text());
+        response.json()["id"].as_i64().expect("tag id")
+    }
+
+    async fn assign(&self, image: &str, tag_id: i64) {
+        let response =
+            self.api("PUT", "/api/tag-assignments", Some(json!({ "image": image, "tag_id": tag_id }))).await;
+        assert_eq!(response.status, 204, "{}", response.text());
+    }
+
+    async fn acknowledge(&self, image: &str) {
+        let path = format!("/api/updates/{}", percent_encode(image));
+        let response = self.api("PATCH", &path, None).await;
+        assert_eq!(response.status, 204, "{}", response.text());
+    }
+
+    /// Loads the dashboard and waits for its first snapshot to be drawn.
+    async fn open(&self) {
+        self.goto(&self.url("/")).await;
+        self.wait_loaded().await;
+    }
+
+    async fn wait_loaded(&self) {
+        self.wait_for(&format!("{}[data-count]", testid("pending-badge"))).await;
+        self.wait_gone(&testid("loading")).await;
+    }
+
+    async fn by_testid(&self, id: &str) -> Element {
+        self.find(&testid(id)).await.unwrap_or_else(|| panic!("no [data-testid={id}] on the page"))
+    }
+
+    /// The card of `image`, once it is shown.
+    async fn card(&self, image: &str) -> Element {
+        self.wait_for(&card_css(image)).await
+    }
+
+    async fn section(&self, key: &str) -> Element {
+        self.wait_for(&format!(r#"{}[data-tag-id="{key}"]"#, testid("group"))).await
+    }
+
+    /// What every card on the page shows, read in one go (textContent, whitespace collapsed).
+    async fn cards(&self) -> Vec<Value> {
+        let value = self
+            .execute(
+                r#"
+                const text = (el) => (el ? el.textContent.replace(/\s+/g, " ").trim() : null);
+                return [...document.querySelectorAll('[data-testid="card"]')].map((card) => {
+                  const field = (id) => text(card.querySelector(`[data-testid="${id}"]`));
+                  const link = card.querySelector('[data-testid="hub-link"]');
+                  const received = card.querySelector('[data-testid="card-received"] time');
+                  const fields = {};
+                  for (const id of ["card-name", "card-tag", "card-registry", "card-status", "card-host",
+                                    "card-container", "card-containers", "card-pod", "card-job",
+                                    "card-task", "card-platform"]) {
+                    fields[id] = field(id);
+                  }
+                  return {
+                    image: card.dataset.image,
+                    state: card.dataset.state,
+                    new: card.dataset.new,
+                    tag_id: card.dataset.tagId,
+                    section: card.closest('[data-testid="group"]')?.dataset.tagId ?? null,
+                    fields,
+                    link: link ? link.getAttribute("href") : null,
+                    ack: Boolean(card.querySelector('[data-testid="ack"]')),
+                    acked: Boolean(card.querySelector('[data-testid="acked"]')),
+                    acknowledged_at: Boolean(card.querySelector('[data-testid="card-acknowledged"] time')),
+                    new_badge: Boolean(card.querySelector('[data-testid="new-badge"]')),
+                    received: received ? { text: text(received), datetime: received.dateTime, title: received.title } : null,
+                  };
+                });
+                "#,
+                vec![],
+            )
+            .await;
+        value.as_array().cloned().unwrap_or_default()
+    }
+
+    async fn card_info(&self, image: &str) -> Option<Value> {
+        self.cards().await.into_iter().find(|card| card["image"] == image)
+    }
+
+    /// Images on the page, in document order.
+    async fn images(&self) -> Vec<String> {
+        self.cards().await.iter().map(|card| card["image"].as_str().unwrap_or_default().to_string()).collect()
+    }
+
+    /// Waits until the card of `image` sits in the section `key` ("untagged" or a tag id).
+    async fn wait_in_section(&self, image: &str, key: &str) {
+        self.wait_until(&format!("{image} to be shown in section {key}"), async || {
+            let card = self.card_info(image).await?;
+            (card["section"] == key && card["tag_id"] == key).then_some(())
+        })
+        .await
+    }
+
+    async fn wait_state(&self, image: &str, state: &str) {
+        self.wait_until(&format!("{image} to be {state}"), async || {
+            (self.card_info(image).await?["state"] == state).then_some(())
+        })
+        .await
+    }
+
+    async fn wait_title(&self, title: &str) {
+        let mut last = String::new();
+        let what = format!("the tab title to be {title:?}");
+        self.wait_until(&what, async || {
+            last = self.title().await;
+            (last == title).then_some(())
+        })
+        .await
+    }
+
+    /// Waits until the server's state of `image` satisfies `check` (it may lag the page by a
+    /// request in flight).
+    async fn wait_api(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        self.wait_until(what, async || {
+            let updates = self.updates().await;
+            check(&updates).then_some(updates)
+        })
+        .await
+    }
+
+    /// Picks `value` in the `<select>` with test id `id`, as a user would (a click on the option).
+    async fn choose(&self, id: &str, value: &str) {
+        let select = self.by_testid(id).await;
+        select.click().await;
+        let option = select
+            .find(&format!(r#"option[value="{value}"]"#))
+            .await
+            .unwrap_or_else(|| panic!("no option {value} in {id}"));
+        option.click().await;
+        self.wait_until(&format!("{id} to be {value}"), async || {
+            (select.prop("value").await == value).then_some(())
+        })
+        .await;
+    }
+
+    /// Horizontal overflow of the document: (scrollWidth, clientWidth).
+    async fn widths(&self) -> (i64, i64) {
+        let value = self
+            .execute(
+                "const d = document.documentElement; return [d.scrollWidth, d.clientWidth, document.body.scrollWidth];",
+                vec![],
+            )
+            .await;
+        let width = |i: usize| value[i].as_i64().unwrap_or_default();
+        (width(0).max(width(2)), width(1))
+    }
+
+    async fn assert_no_horizontal_scroll(&self, context: &str) {
+        let (scroll, client) = self.widths().await;
+        if scroll > client {
+            let culprits = self
+                .execute(
+                    r#"
+                    const w = document.documentElement.clientWidth;
+                    return [...document.querySelectorAll("body *")]
+                      .filter((el) => el.getBoundingClientRect().right > w + 0.5)
+                      .slice(0, 8)
+                      .map((el) => `${el.tagName.toLowerCase()}${el.dataset.testid ? `[${el.dataset.testid}]` : ""}.${el.className} right=${Math.round(el.getBoundingClientRect().right)}`);
+                    "#,
+                    vec![],
+                )
+                .await;
+            panic!(
+                "{context}: the page scrolls sideways (scrollWidth {scroll} > clientWidth {client}); wider elements: {culprits}"
+            );
+        }
+    }
+}
+
+fn card_css(image: &str) -> String {
+    format!(r#"{}[data-image="{image}"]"#, testid("card"))
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+// ---- DIUN events ---------------------------------------------------------------------------------
+
+/// A DIUN event with all 11 fields.
+fn event(
+    image: &str,
+    provider: &str,
+    hostname: &str,
+    status: &str,
+    hub_link: &str,
+    metadata: Value,
+) -> Value {
+    json!({
+        "diun_version": "4.28.0",
+        "hostname": hostname,
+        "status": status,
+        "provider": provider,
+        "image": image,
+        "hub_link": hub_link,
+        "mime_type": "application/vnd.oci.image.index.v1+json",
+        "digest": "sha256:5f2e1c3b9a0d4e6f8a1b3c5d7e9f0a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e2f",
+        "created": "2024-05-14T18:21:39Z",
+        "platform": "linux/amd64",
+        "metadata": metadata,
+    })
+}
+
+fn docker(image: &str, hostname: &str, containers: &str, hub_link: &str) -> Value {
+    event(
+        image,
+        "docker",
+        hostname,
+        "update",
+        hub_link,
+        json!({
+            "ctn_id": "4a5b6c7d8e9f",
+            "ctn_names": containers,
+            "ctn_command": "/entrypoint.sh",
+            "ctn_createdat": "2024-05-01 10:00:00 +0000 UTC",
+            "ctn_state": "running",
+            "ctn_status": "Up 2 days",
+            "ctn_size": "0B",
+        }),
+    )
+}
+
+const NGINX: &str = "docker.io/library/nginx:1.27.0";
+const HASS: &str = "ghcr.io/home-assistant/home-assistant:2024.5.4";
+const PROMETHEUS: &str = "quay.io/prometheus/prometheus:v2.52.0";
+const JELLYFIN: &str = "lscr.io/linuxserver/jellyfin:10.9.6";
+const BUILDER: &str = "registry.gitlab.com/acme/builder:2.1";
+const VAULTWARDEN: &str = "docker.io/vaultwarden/server:1.30.5";
+
+/// Six images from every kind of provider and five registries.
+fn varied_events() -> Vec<Value> {
+    let mut nginx = docker(NGINX, "nas", "web", "https://hub.docker.com/_/nginx");
+    nginx["status"] = json!("new");
+    let mut hass = event(
+        HASS,
+        "swarm",
+        "pi",
+        "update",
+        "https://github.com/home-assistant/core/pkgs/container/home-assistant",
+        json!({ "svc_id": "x1y2z3", "svc_createdat": "2024-04-01", "svc_updatedat": "2024-05-01", "ctn_name": "homeassistant" }),
+    );
+    hass["platform"] = json!("linux/arm64/v8");
+    let prometheus = event(
+        PROMETHEUS,
+        "kubernetes",
+        "k8s-node-1",
+        "update",
+        "",
+        json!({ "pod_name": "prometheus-0", "pod_status": "Running", "pod_namespace": "monitoring",
+                "pod_createdat": "2024-05-01", "ctn_name": "prometheus", "ctn_command": "/bin/prometheus" }),
+    );
+    let jellyfin = event(
+        JELLYFIN,
+        "nomad",
+        "media",
+        "new",
+        "https://fleet.linuxserver.io/image?name=linuxserver/jellyfin",
+        json!({ "job_id": "jellyfin", "job_name": "jellyfin", "job_status": "running", "job_namespace": "default",
+                "taskgroup_name": "media", "task_name": "server", "task_driver": "docker", "task_user": "" }),
+    );
+    // A link that is not http(s) must not become one.
+    let builder = event(BUILDER, "file", "ci-runner", "update", "javascript:alert(1)", Value::Null);
+    let vaultwarden = docker(
+        VAULTWARDEN,
+        "nas",
+        "vaultwarden,/vaultwarden-backup",
+        "https://hub.docker.com/r/vaultwarden/server",
+    );
+    vec![nginx, hass, prometheus, jellyfin, builder, vaultwarden]
+}
+
+async fn seed(page: &Page, events: &[Value]) {
+    for event in events {
+        page.webhook(event).await;
+    }
+}
+
+// ---- Tests -----------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cards_show_what_diun_reported() {
+    let Some(page) = Page::start(1440, 1200).await else { return };
+    seed(&page, &varied_events()).await;
+    page.open().await;
+
+    let cards = page.cards().await;
+    assert_eq!(cards.len(), 6, "{cards:#?}");
+    let card =
+        |image: &str| cards.iter().find(|c| c["image"] == image).unwrap_or_else(|| panic!("no card {image}"));
+    let check = |image: &str, expected: Value, link: Option<&str>| {
+        let card = card(image);
+        for (field, want) in expected.as_object().unwrap() {
+            assert_eq!(&card["fields"][field], want, "{image}: {field} in {card:#}");
+        }
+        assert_eq!(card["link"].as_str(), link, "{image}: hub link");
+        assert_eq!(card["state"], "pending", "{image}");
+        assert_eq!(card["section"], "untagged", "{image}");
+        assert!(card["ack"].as_bool().unwrap() && !card["acked"].as_bool().unwrap(), "{image}: {card:#}");
+    };
+    check(
+        NGINX,
+        json!({ "card-name": "nginx", "card-tag": "1.27.0", "card-registry": "docker.io", "card-status": "new",
+                "card-host": "nas", "card-container": "web", "card-platform": "linux/amd64" }),
+        Some("https://hub.docker.com/_/nginx"),
+    );
+    check(
+        HASS,
+        json!({ "card-name": "home-assistant", "card-tag": "2024.5.4", "card-registry": "ghcr.io/home-assistant",
+                "card-status": "update", "card-host": "pi", "card-container": "homeassistant",
+                "card-platform": "linux/arm64/v8" }),
+        Some("https://github.com/home-assistant/core/pkgs/container/home-assistant"),
+    );
+    check(
+        PROMETHEUS,
+        json!({ "card-name": "prometheus", "card-tag": "v2.52.0", "card-registry": "quay.io/prometheus",
+                "card-host": "k8s-node-1", "card-pod": "monitoring/prometheus-0", "card-container": "prometheus" }),
+        None,
+    );
+    check(
+        JELLYFIN,
+        json!({ "card-name": "jellyfin", "card-tag": "10.9.6", "card-registry": "lscr.io/linuxserver",
+                "card-status": "new", "card-host": "media", "card-job": "jellyfin", "card-task": "server" }),
+        Some("https://fleet.linuxserver.io/image?name=linuxserver/jellyfin"),
+    );
+    check(
+        BUILDER,
+        json!({ "card-name": "builder", "card-tag": "2.1", "card-registry": "registry.gitlab.com/acme",
+                "card-host": "ci-runner", "card-container": null }),
+        None,
+    );
+    check(
+        VAULTWARDEN,
+        json!({ "card-name": "vaultwarden/server", "card-tag": "1.30.5", "card-registry": "docker.io/vaultwarden",
+                "card-containers": "vaultwarden, vaultwarden-backup" }),
+        Some("https://hub.docker.com/r/vaultwarden/server"),
+    );
+
+    // Received: a relative time, the exact one on hover, the instant the server recorded.
+    let updates = page.updates().await;
+    for card in &cards {
+        let image = card["image"].as_str().unwrap();
+        let received = &card["received"];
+        assert_eq!(received["text"], "just now", "{image}: {received}");
+        assert!(
+            !received["title"].as_str().unwrap_or_default().is_empty(),
+            "{image}: no exact time on hover"
+        );
+        let shown = received["datetime"].as_str().unwrap_or_default();
+        let stored = updates[image]["received_at"].as_str().unwrap();
+        assert_eq!(shown.get(..19), stored.get(..19), "{image}: received_at");
+    }
+
+    // The links open the registry page in a new tab, safely.
+    let link = page.card(NGINX).await.get("hub-link").await;
+    assert_eq!(link.attr("target").await.as_deref(), Some("_blank"));
+    assert!(link.attr("rel").await.unwrap_or_default().contains("noopener"));
+
+    // Header and stats count them; the tab title too.
+    assert_eq!(page.by_testid("pending-badge").await.text_content().await, "6");
+    for (id, want) in
+        [("stat-total", "6"), ("stat-pending", "6"), ("stat-acknowledged", "0"), ("stat-groups", "0")]
+    {
+        assert_eq!(page.by_testid(id).await.text_content().await, want, "{id}");
+    }
+    page.wait_title("Diun Dashboard (6)").await;
+    let untagged = page.section("untagged").await;
+    assert_eq!(untagged.get("group-count").await.text_content().await, "6");
+    page.assert_no_horizontal_scroll("1440 px").await;
+    page.assert_no_console_errors().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledging_settles_the_card_and_persists() {
+    let Some(page) = Page::start(1280, 1000).await else { return };
+    seed(&page, &varied_events()[..3]).await;
+    page.open().await;
+    page.wait_title("Diun Dashboard (3)").await;
+
+    let ack = page.card(HASS).await.get("ack").await;
+    assert!(ack.displayed().await && ack.enabled().await);
+    ack.click().await;
+    page.wait_state(HASS, "acknowledged").await;
+    let card = page.card_info(HASS).await.unwrap();
+    assert!(card["acked"].as_bool().unwrap() && !card["ack"].as_bool().unwrap(), "{card:#}");
+    page.wait_title("Diun Dashboard (2)").await;
+    assert_eq!(page.by_testid("pending-badge").await.text_content().await, "2");
+    assert_eq!(page.by_testid("stat-acknowledged").await.text_content().await, "1");
+    assert!(card["acknowledged_at"].as_bool().unwrap(), "the acknowledgement time is shown: {card:#}");
+
+    // The server has it, and only it.
+    let updates =
+        page.wait_api("the acknowledgement to reach the server", |u| u[HASS]["acknowledged"] == true).await;
+    assert!(updates[HASS]["acknowledged_at"].is_string());
+    assert_eq!(updates[NGINX]["acknowledged"], false);
+    assert_eq!(updates[PROMETHEUS]["acknowledged"], false);
+
+    // And so has the page after a reload.
+    page.reload().await;
+    page.wait_loaded().await;
+    assert_eq!(page.card_info(HASS).await.unwrap()["state"], "acknowledged");
+    assert_eq!(page.card_info(NGINX).await.unwrap()["state"], "pending");
+    page.wait_title("Diun Dashboard (2)").await;
+    page.assert_no_console_errors().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_are_created_and_cards_moved_by_drag_and_menu() {
+    let Some(page) = Page::start(1280, 1600).await else { return };
+    seed(&page, &varied_events()[..4]).await;
+    page.open().await;
+
+    // Create two groups through the form.
+    for name in ["production", "media"] {
+        let input = page.by_testid("new-group-name").await;
+        input.click().await;
+        input.send_keys(name).await;
+        page.by_testid("new-group-submit").await.click().await;
+        page.wait_for(&format!(r#"{}[data-tag-name="{name}"]"#, testid("group"))).await;
+        page.wait_until("the name field to be emptied", async || {
+            (input.prop("value").await == "").then_some(())
+        })
+        .await;
+    }
+    let tags = page.api("GET", "/api/tags", None).await.json();
+    let id_of = |name: &str| {
+        tags.as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("no tag {name}: {tags}"))["id"]
+            .as_i64()
+            .unwrap()
+            .to_string()
+    };
+    let (production, media) = (id_of("production"), id_of("media"));
+    assert_eq!(page.by_testid("stat-groups").await.text_content().await, "2");
+    let production_section = page.section(&production).await;
+    assert!(production_section.get("group-empty").await.displayed().await, "a new group says it is empty");
+
+    // Mouse drag: nginx into production.
+    page.drag(&page.card(NGINX).await, &page.section(&production).await, Pointer::Mouse).await;
+    page.wait_in_section(NGINX, &production).await;
+    page.wait_api("nginx assigned to production", |u| u[NGINX]["tag"]["name"] == "production").await;
+    assert_eq!(page.section(&production).await.get("group-count").await.text_content().await, "1");
+
+    // The "Move to…" menu: jellyfin into media.
+    let menu = page.card(JELLYFIN).await.get("move-menu").await;
+    menu.click().await;
+    assert_eq!(menu.attr("aria-expanded").await.as_deref(), Some("true"));
+    let options = page.wait_for(&testid("move-options")).await;
+    let targets = {
+        let mut targets = Vec::new();
+        for option in options.find_all(&testid("move-option")).await {
+            targets.push(option.attr("data-tag-id").await.unwrap_or_default());
+        }
+        targets
+    };
+    assert_eq!(targets.len(), 3, "two groups and Untagged: {targets:?}");
+    assert!(targets.contains(&"untagged".to_string()) && targets.contains(&media), "{targets:?}");
+    options
+        .find(&format!(r#"{}[data-tag-id="{media}"]"#, testid("move-option")))
+        .await
+        .unwrap()
+        .click()
+        .await;
+    page.wait_gone(&testid("move-options")).await;
+    page.wait_in_section(JELLYFIN, &media).await;
+    page.wait_api("jellyfin assigned to media", |u| u[JELLYFIN]["tag"]["name"] == "media").await;
+
+    // The keyboard works the menu too: prometheus into production.
+    let menu = page.card(PROMETHEUS).await.get("move-menu").await;
+    menu.send_keys(keys::ARROW_DOWN).await;
+    let options = page.wait_for(&testid("move-options")).await;
+    options.find(&testid("move-option")).await.expect("menu items");
+    // Arrow down to the wanted item (focus moves within the menu), then Enter.
+    for _ in 0..6 {
+        let active = page.active().await;
+        if active.attr("data-tag-id").await.as_deref() == Some(production.as_str()) {
+            break;
+        }
+        assert_eq!(active.attr("role").await.as_deref(), Some("menuitemradio"), "focus stays in the menu");
+        active.send_keys(keys::ARROW_DOWN).await;
+    }
+    let option = page.active().await;
+    assert_eq!(option.attr("data-tag-id").await.as_deref(), Some(production.as_str()));
+    option.send_keys(keys::ENTER).await;
+    page.wait_in_section(PROMETHEUS, &production).await;
+    page.wait_api("prometheus assigned to production", |u| u[PROMETHEUS]["tag"]["name"] == "production")
+        .await;
+
+    // Everything stays where it was put after a reload.
+    page.reload().await;
+    page.wait_loaded().await;
+    page.wait_in_section(NGINX, &production).await;
+    page.wait_in_section(PROMETHEUS, &production).await;
+    page.wait_in_section(JELLYFIN, &media).await;
+    page.wait_in_section(HASS, "untagged").await;
+    assert_eq!(page.section(&production).await.get("group-count").await.text_content().await, "2");
+
+    // Dragging onto Untagged removes the assignment.
+    page.drag(&page.card(NGINX).await, &page.section("untagged").await, Pointer::Mouse).await;
+    page.wait_in_section(NGINX, "untagged").await;
+    let updates = page.wait_api("nginx unassigned", |u| u[NGINX]["tag"].is_null()).await;
+    assert_eq!(updates[PROMETHEUS]["tag"]["name"], "production", "only the dragged card moved");
+
+    // A drag that ends where it began changes nothing.
+    page.drag(&page.card(HASS).await, &page.section("untagged").await, Pointer::Mouse).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(page.updates().await[HASS]["tag"].is_null());
+
+    // Deleting a group (inline confirm) leaves its images untagged.
+    let media_section = page.section(&media).await;
+    media_section.get("group-delete").await.click().await;
+    page.section(&media).await.get("group-delete-confirm").await.click().await;
+    page.wait_gone(&format!(r#"{}[data-tag-id="{media}"]"#, testid("group"))).await;
+    page.wait_in_section(JELLYFIN, "untagged").await;
+    page.wait_api("jellyfin untagged after its group went", |u| u[JELLYFIN]["tag"].is_null()).await;
+    page.assert_no_console_errors().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn touch_drag_moves_a_card_on_a_phone() {
+    let Some(page) = Page::start(390, 1500).await else { return };
+    seed(&page, &varied_events()[..2]).await;
+    let home = page.create_tag("home").await.to_string();
+    page.open().await;
+
+    // A finger: press, hold (a long press), then move onto the group and lift.
+    page.drag(&page.card(HASS).await, &page.section(&home).await, Pointer::Touch).await;
+    page.wait_in_section(HASS, &home).await;
+    page.wait_api("home-assistant assigned by touch", |u| u[HASS]["tag"]["name"] == "home").await;
+
+    // And back to Untagged.
+    page.drag(&page.card(HASS).await, &page.section("untagged").await, Pointer::Touch).await;
+    page.wait_in_section(HASS, "untagged").await;
+    page.wait_api("home-assistant unassigned by touch", |u| u[HASS]["tag"].is_null()).await;
+    page.assert_no_horizontal_scroll("390 px").await;
+    page.assert_no_console_errors().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dismissing_a_group_and_dismissing_all() {
+    let Some(page) = Page::start(1280, 1400).await else { return };
+    seed(&page, &varied_events()[..5]).await;
+    let prod = page.create_tag("prod").await;
+    page.assign(NGINX, prod).await;
+    page.assign(HASS, prod).await;
+    let prod = prod.to_string();
+    page.open().await;
+    page.wait_title("Diun Dashboard (5)").await;
+
+    // Dismiss group: asks inline, then acknowledges only that group's cards.
+    let section = page.section(&prod).await;
+    section.get("group-dismiss").await.click().await;
+    let confirm = page.section(&prod).await.get("group-dismiss-confirm").await;
+    assert!(confirm.displayed().await);
+    // Cancel first: nothing happens.
+    page.section(&prod).await.get("group-dismiss-cancel").await.click().await;
+    page.wait_gone(&testid("group-dismiss-confirm")).await;
+    assert_eq!(page.card_info(NGINX).await.unwrap()["state"], "pending");
+    page.section(&prod).await.get("group-dismiss").await.click().await;
+    page.section(&prod).await.get("group-dismiss-confirm").await.click().await;
+    page.wait_state(NGINX, "acknowledged").await;
+    page.wait_state(HASS, "acknowledged").await;
+    page.wait_title("Diun Dashboard (3)").await;
+    let updates = page
+        .wait_api("the group dismissed on the server", |u| {
+            u[NGINX]["acknowledged"] == true && u[HASS]["acknowledged"] == true
+        })
+        .await;
+    for image in [PROMETHEUS, JELLYFIN, BUILDER] {
+        assert_eq!(updates[image]["acknowledged"], false, "{image} is not in the group");
+        assert_eq!(page.card_info(image).await.unwrap()["state"], "pending", "{image}");
+    }
+    assert!(!page.section(&prod).await.get("group-dismiss").await.enabled().await, "nothing left to dismiss");
+
+    // Dismiss all: a dialog asks; Cancel keeps everything.
+    let dismiss_all = page.by_testid("dismiss-all").await;
+    dismiss_all.click().await;
+    let dialog = page.wait_for(&testid("confirm-dialog")).await;
+    assert!(dialog.attr("open").await.is_some());
+    page.by_testid("confirm-cancel").await.click().await;
+    page.wait_gone(&testid("confirm-dialog")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(page.updates().await[PROMETHEUS]["acknowledged"], false);
+    assert_eq!(page.title().await, "Diun Dashboard (3)");
+
+    // Escape cancels too.
+    dismiss_all.click().await;
+    page.wait_for(&testid("confirm-dialog")).await;
+    page.by_testid("confirm-cancel").await.send_keys(keys::ESCAPE).await;
+    page.wait_gone(&testid("confirm-dialog")).await;
+    assert_eq!(page.updates().await[PROMETHEUS]["acknowledged"], false);
+
+    // Confirmed, everything is acknowledged.
+    dismiss_all.click().await;
+    page.wait_for(&testid("confirm-dialog")).await;
+    page.by_testid("confirm-ok").await.click().await;
+    page.wait_gone(&testid("confirm-dialog")).await;
+    for image in [PROMETHEUS, JELLYFIN, BUILDER] {
+        page.wait_state(image, "acknowledged").await;
+    }
+    page.wait_title("Diun Dashboard").await;
+    page.wait_api("everything acknowledged on the server", |u| {
+        u.as_object().unwrap().values().all(|entry| entry["acknowledged"] == true)
+    })
+    .await;
+    assert_eq!(page.by_testid("pending-badge").await.text_content().await, "0");
+    assert_eq!(page.by_testid("stat-acknowledged").await.text_content().await, "5");
+    assert!(!page.by_testid("dismiss-all").await.enabled().await, "nothing left to dismiss");
+    page.assert_no_console_errors().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_and_filters_narrow_the_list() {
+    let Some(page) = Page::start(1280, 1400).await else { return };
+    seed(&page, &varied_events()).await;
+    page.acknowledge(PROMETHEUS).await;
+    page.acknowledge(BUILDER).await;
+    let media = page.create_tag("media").await;
+    page.assign(JELLYFIN, media).await;
+    page.assign(PROMETHEUS, media).await;
+    let media = media.to_string();
+    page.open().await;
+    assert_eq!(page.images().await.len(), 6);
+
+    let shown = async || {
+        let mut images = page.images().await;
+        images.sort();
+        images
+    };
+    let sorted = |list: &[&str]| {
+        let mut list: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+        list.sort();
+        list
+    };
+    let wait_shown = async |want: &[&str], what: &str| {
+        let want = sorted(want);
+        page.wait_until(what, async || (shown().await == want).then_some(())).await;
+    };
+
+    // Search by image name (any part of the reference).
+    let search = page.by_testid("search").await;
+    search.click().await;
+    search.send_keys("vault").await;
+    wait_shown(&[VAULTWARDEN], "search `vault`").await;
+    search.send_keys(&"\u{E003}".repeat(5)).await; // backspace
+    search.send_keys("ghcr.io").await;
+    wait_shown(&[HASS], "search `ghcr.io`").await;
+
+    // Nothing matches: a message and a way out.
+    search.send_keys("zzz").await;
+    wait_shown(&[], "no match").await;
+    let clear = page.wait_for(&testid("clear-filters")).await;
+    assert!(page.by_testid("no-results").await.displayed().await);
+    clear.click().await;
+    wait_shown(&[NGINX, HASS, PROMETHEUS, JELLYFIN, BUILDER, VAULTWARDEN], "cleared filters").await;
+    assert_eq!(search.prop("value").await, "");
+
+    // Status.
+    page.choose("filter-status", "acknowledged").await;
+    wait_shown(&[PROMETHEUS, BUILDER], "acknowledged only").await;
+    page.choose("filter-status", "pending").await;
+    wait_shown(&[NGINX, HASS, JELLYFIN, VAULTWARDEN], "pending only").await;
+    page.choose("filter-status", "all").await;
+
+    // Group, then group and status together, then Untagged.
+    page.choose("filter-group", &media).await;
+    wait_shown(&[JELLYFIN, PROMETHEUS], "the media group").await;
+    let sections: Vec<Value> = page
+        .execute(
+            "return [...document.querySelectorAll('[data-testid=\"group\"]')].map(s => s.dataset.tagId)",
+            vec![],
+        )
+        .await
+        .as_array()
+        .cloned()
+        .unwrap();
+    assert_eq!(sections, vec![json!(media)], "only the chosen group's section is shown");
+    page.choose("filter-status", "pending").await;
+    wait_shown(&[JELLYFIN], "pending in media").await;
+    page.choose("filter-status", "all").await;
+    page.choose("filter-group", "untagged").await;
+    wait_shown(&[NGINX, HASS, BUILDER, VAULTWARDEN], "untagged").await;
+
+    // Search within a group, and the count says how many are shown.
+    search.send_keys("docker.io").await;
+    wait_shown(&[NGINX, VAULTWARDEN], "docker.io in untagged").await;
+    let count = page.section("untagged").await.get("group-count").await.text_content().await;
+    assert_eq!(count, "2/4", "filtered count of the section");
+    page.choose("filter-group", "all").await;
+    search.send_keys(&"\u{E003}".repeat(9)).await;
+    wait_shown(&[NGINX, HASS, PROMETHEUS, JELLYFIN, BUILDER, VAULTWARDEN], "search emptied").await;
+
+    // Sort by name orders the cards in a section alphabetically.
+    page.choose("sort", "name").await;
+    let untagged = [NGINX, HASS, BUILDER, VAULTWARDEN];
+    page.wait_until("untagged sorted by name", async || {
+        let names: Vec<String> = page
+            .cards()
+            .await
+            .iter()
+            .filter(|c| untagged.contains(&c["image"].as_str().unwrap()))
+            .map(|c| c["fields"]["card-name"].as_str().unwrap().to_string())
+            .collect();
+        (names == ["builder", "home-assistant", "nginx", "vaultwarden/server"]).then_some(())
+    })
+    .await;
+    page.assert_no_console_errors().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_shows_up_live_with_a_toast() {
+    let Some(page) = Page::start(1280, 1200).await else { return };
+    seed(&page, &varied_events()[..2]).await;
+    let prod = page.create_tag("prod").await;
+    page.assign(HASS, prod).await;
+    page.acknowledge(HASS).await;
+    page.open().await;
+    page.wait_title("Diun Dashboard (1)").await;
+    assert!(page.find(&testid("toast")).await.is_none(), "no toast for what was already there");
+    let cards = page.cards().await;
+    assert!(cards.iter().all(|c| c["new"] == "false"), "first visit: nothing is new: {cards:#?}");
+
+    // A new image arrives while the page is open.
+    const KUMA: &str = "docker.io/louislam/uptime-kuma:1.23.13";
+    page.webhook(&docker(KUMA, "nas", "uptime-kuma", "https://hub.docker.com/r/louislam/uptime-kuma")).await;
+    page.card(KUMA).await;
+    let card = page.card_info(KUMA).await.unwrap();
+    assert_eq!(card["new"], "true", "a new card is highlighted: {card:#}");
+    assert!(card["new_badge"].as_bool().unwrap(), "with a badge: {card:#}");
+    let toast = page.wait_for(&testid("toast")).await;
+    let text = toast.text_content().await;
+    assert!(text.contains("uptime-kuma"), "the toast names the image: {text:?}");
+    page.wait_title("Diun Dashboard (2)").await;
+    assert_eq!(page.by_testid("stat-total").await.text_content().await, "3");
+
+    // The toast can be closed.
+    page.by_testid("toast-close").await.click().await;
+    page.wait_gone(&testid("toast")).await;
+
+    // DIUN reports an acknowledged image again: pending again, still in its group.
+    let mut again = varied_events()[1].clone();
+    again["image"] = json!(HASS);
+    page.webhook(&again).await;
+    page.wait_state(HASS, "pending").await;
+    page.wait_in_section(HASS, &prod.to_string()).await;
+    page.wait_title("Diun Dashboard (3)").await;
+    page.wait_for(&testid("toast")).await;
+    page.assert_no_console_errors().await;
+}
+
+/// Where the change stream cannot be had (a buffering proxy, an old browser), the page polls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_change_stream_polling_keeps_the_page_live() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    page.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": "delete window.EventSource;" }))
+        .await;
+    seed(&page, &varied_events()[..1]).await;
+    page.open().await;
+    assert_eq!(page.execute("return 'EventSource' in window", vec![]).await, false);
+    page.wait_title("Diun Dashboard (1)").await;
+
+    page.webhook(&varied_events()[1]).await;
+    page.card(HASS).await;
+    page.wait_for(&testid("toast")).await;
+    page.wait_title("Diun Dashboard (2)").await;
+    page.assert_no_console_errors().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_horizontal_scroll_on_a_phone_or_a_wide_screen() {
+    let Some(page) = Page::start(375, 812).await else { return };
+    let mut events = varied_events();
+    let long = "registry.example.internal:5000/a-rather-long-organisation-name/an-extraordinarily-long-image-name-that-goes-on:2024.05.14-build.1234567890";
+    events.push(docker(
+        long,
+        "a-very-long-host-name.in.a.deeply.nested.domain.example",
+        "container-with-a-long-name,second-one,third-one",
+        "",
+    ));
+    events.push(event(
+        "docker.io/library/alpine@sha256:0f5e9b5a2b5d4f8e6c1a3b7d9e2f4a6c8b0d1e3f5a7c9b2d4e6f8a0c1b3d5e7f",
+        "file",
+        "nas",
+        "new",
+        "",
+        Value::Null,
+    ));
+    seed(&page, &events).await;
+    let tag = page.create_tag(&"a group with a very long name ".repeat(3)).await;
+    page.assign(NGINX, tag).await;
+    page.open().await;
+    let size = page.execute("return [innerWidth, innerHeight]", vec![]).await;
+    assert_eq!(size, json!([375, 812]), "the viewport is phone-sized");
+    page.assert_no_horizontal_scroll("375 px").await;
+
+    // With the move menu open on the last card, still nothing sticks out.
+    let last = page.card(long).await;
+    last.get("move-menu").await.click().await;
+    page.wait_for(&testid("move-options")).await;
+    page.assert_no_horizontal_scroll("375 px with the move menu open").await;
+    page.by_testid("search").await.click().await;
+    page.wait_gone(&testid("move-options")).await;
+
+    // A toast on a phone fits too.
+    page.webhook(&docker("docker.io/library/redis:7.2.5", "nas", "redis", "")).await;
+    page.wait_for(&testid("toast")).await;
+    page.assert_no_horizontal_scroll("375 px with a toast").await;
+
+    page.set_viewport(1440, 900).await;
+    page.wait_until("the window to be 1440 px wide", async || {
+        (page.execute("return window.innerWidth", vec![]).await == 1440).then_some(())
+    })
+    .await;
+    page.assert_no_horizontal_scroll("1440 px").await;
+    page.assert_no_console_errors().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_empty_state_explains_how_to_point_diun_here() {
+    let Some(page) = Page::start(375, 812).await else { return };
+    page.open().await;
+    let empty = page.wait_for(&testid("empty-state")).await;
+    let snippet = empty.get("diun-snippet").await.text_content().await;
+    let endpoint = page.url("/webhook");
+    for needle in ["notif:", "webhook:", &format!("endpoint: {endpoint}"), "method: POST", "authorization"] {
+        assert!(snippet.contains(needle), "the snippet lacks {needle:?}: {snippet}");
+    }
+    assert!(page.find(&testid("card")).await.is_none());
+    assert_eq!(page.by_testid("pending-badge").await.text_content().await, "0");
+    assert_eq!(page.title().await, "Diun Dashboard");
+    assert!(!page.by_testid("dismiss-all").await.enabled().await);
+    page.assert_no_horizontal_scroll("empty state at 375 px").await;
+
+    // The first event replaces it, without a reload.
+    page.webhook(&docker(NGINX, "nas", "web", "")).await;
+    page.card(NGINX).await;
+    page.wait_gone(&testid("empty-state")).await;
+    page.wait_title("Diun Dashboard (1)").await;
+    page.assert_no_console_errors().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_errors_show_a_banner_and_roll_back() {
+    let Some(mut page) = Page::start(1280, 1200).await else { return };
+    seed(&page, &varied_events()[..2]).await;
+    let ops = page.create_tag("ops").await;
+    page.open().await;
+    page.section(&ops.to_string()).await;
+
+    // The server refuses a group name (a control character, U+0085): its message is shown.
+    let input = page.by_testid("new-group-name").await;
+    input.click().await;
+    input.send_keys("night\u{85}shift").await;
+    page.by_testid("new-group-submit").await.click().await;
+    let banner = page.wait_for(&testid("error-banner")).await;
+    assert_eq!(banner.attr("role").await.as_deref(), Some("alert"));
+    let text = banner.text_content().await;
+    assert!(text.contains("control characters"), "the banner gives the server's reason: {text:?}");
+    assert_eq!(page.api("GET", "/api/tags", None).await.json().as_array().unwrap().len(), 1);
+    page.by_testid("error-dismiss").await.click().await;
+    page.wait_gone(&testid("error-banner")).await;
+    input.clear().await;
+
+    // A move whose request fails (blocked on its way): the card goes back where it was and an
+    // error says what failed.
+    page.cdp("Network.enable", json!({})).await;
+    page.cdp("Network.setBlockedURLs", json!({ "urls": ["*/api/tag-assignments*"] })).await;
+    page.card(NGINX).await.get("move-menu").await.click().await;
+    page.wait_for(&format!(r#"{}[data-tag-id="{ops}"]"#, testid("move-option"))).await.click().await;
+    let banner = page.wait_for(&testid("error-banner")).await;
+    let text = banner.text_content().await;
+    assert!(text.contains("nginx"), "the banner says what failed: {text:?}");
+    page.wait_in_section(NGINX, "untagged").await;
+    assert!(page.updates().await[NGINX]["tag"].is_null());
+    page.cdp("Network.setBlockedURLs", json!({ "urls": [] })).await;
+    page.by_testid("error-dismiss").await.click().await;
+    page.wait_gone(&testid("error-banner")).await;
+
+    // A duplicate group name is refused with a visible message, and nothing is created.
+    input.click().await;
+    input.send_keys("OPS").await;
+    page.by_testid("new-group-submit").await.click().await;
+    page.wait_for(&testid("error-banner")).await;
+    assert_eq!(page.api("GET", "/api/tags", None).await.json().as_array().unwrap().len(), 1);
+    page.by_testid("error-dismiss").await.click().await;
+    page.wait_gone(&testid("error-banner")).await;
+
+    // The server goes away: the poller says so (within a poll or two) and the live status turns
+    // offline; an action meanwhile fails visibly and is rolled back.
+    let addr = page.service.addr;
+    page.service.child.kill().await.expect("stop the service");
+    let banner = page.wait_for(&testid("error-banner")).await;
+    assert!(!banner.text_content().await.is_empty());
+    page.wait_until("live status offline", async || {
+        (page.by_testid("live-status").await.attr("data-state").await.as_deref() == Some("offline"))
+            .then_some(())
+    })
+    .await;
+    page.card(HASS).await.get("ack").await.click().await;
+    page.wait_until("a second banner for the failed acknowledgement", async || {
+        (page.find_all(&testid("error-banner")).await.len() >= 2).then_some(())
+    })
+    .await;
+    page.wait_state(HASS, "pending").await;
+
+    // Back on the same address: the outage banner clears by itself.
+    let mut env = Page::env(&page.db);
+    env.push(("PORT", addr.port().to_string()));
+    env.push(("BIND", addr.ip().to_string()));
+    let mut restarted = command(&env)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("restart the service");
+    page.wait_until("the status to be live again", async || {
+        (page.by_testid("live-status").await.attr("data-state").await.as_deref() == Some("live"))
+            .then_some(())
+    })
+    .await;
+    page.wait_until("the outage banner to clear", async || {
+        let mut texts = Vec::new();
+        for banner in page.find_all(&testid("error-banner")).await {
+            texts.push(banner.text_content().await);
+        }
+        (texts.len() == 1 && texts[0].contains("home-assistant")).then_some(())
+    })
+    .await;
+    let _ = restarted.kill().await;
+
+    // The only console errors are the failed requests themselves.
+    let errors: Vec<_> =
+        page.console_errors().await.into_iter().filter(|entry| entry.source != "network").collect();
+    assert!(errors.is_empty(), "console errors besides failed requests: {errors:#?}");
+}
+
+/// A group deleted elsewhere while this page's "Move to…" menu is open (the page holds its DOM
+/// still while a menu is open, so the menu still offers it): picking it must say that the move
+/// did not happen, not close the menu silently (SPEC §7: never a silent failure).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_to_a_group_deleted_meanwhile_is_not_silent() {
+    let Some(page) = Page::start(1280, 1000).await else { return };
+    seed(&page, &varied_events()[..2]).await;
+    let gone = page.create_tag("gone").await;
+    page.open().await;
+    page.section(&gone.to_string()).await;
+
+    page.card(NGINX).await.get("move-menu").await.click().await;
+    let option = page.wait_for(&format!(r#"{}[data-tag-id="{gone}"]"#, testid("move-option"))).await;
+    let response = page.api("DELETE", &format!("/api/tags/{gone}"), None).await;
+    assert_eq!(response.status, 204);
+    // Time for the page to hear of it: at once by the change stream, within 3 s by polling.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    option.click().await;
+    let banner = page.wait_for(&testid("error-banner")).await;
+    let text = banner.text_content().await;
+    assert!(text.contains("nginx"), "the banner says what failed: {text:?}");
+    page.wait_in_section(NGINX, "untagged").await;
+    assert!(page.updates().await[NGINX]["tag"].is_null());
+    let errors: Vec<_> =
+        page.console_errors().await.into_iter().filter(|entry| entry.source != "network").collect();
+    assert!(errors.is_empty(), "console errors besides failed requests: {errors:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn theme_toggle_cycles_and_is_remembered() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    page.open().await;
+    let mode = async || page.by_testid("theme-toggle").await.attr("data-mode").await.unwrap_or_default();
+    let theme = async || page.execute("return document.documentElement.dataset.theme ?? null", vec![]).await;
+    let background = async || {
+        page.execute("return getComputedStyle(document.body).backgroundColor", vec![])
+            .await
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(mode().await, "system");
+    assert_eq!(theme().await, Value::Null);
+
+    page.by_testid("theme-toggle").await.click().await;
+    assert_eq!(mode().await, "light");
+    assert_eq!(theme().await, "light");
+    let light = background().await;
+    page.by_testid("theme-toggle").await.click().await;
+    assert_eq!(mode().await, "dark");
+    assert_eq!(theme().await, "dark");
+    let dark = page.wait_until("the dark background", async || {
+        let dark = background().await;
+        (dark != light).then_some(dark)
+    });
+    let dark = dark.await;
+
+    page.reload().await;
+    page.wait_loaded().await;
+    assert_eq!(mode().await, "dark", "remembered after a reload");
+    assert_eq!(theme().await, "dark");
+    assert_eq!(background().await, dark);
+
+    page.by_testid("theme-toggle").await.click().await;
+    assert_eq!(mode().await, "system");
+    assert_eq!(theme().await, Value::Null);
+    page.reload().await;
+    page.wait_loaded().await;
+    assert_eq!(mode().await, "system");
+    page.assert_no_console_errors().await;
+}
+
+/// The README's screenshot: a realistic set in the light theme at desktop width, with one update
+/// just arrived. Always taken and checked; written to `SCREENSHOT_OUT` when that is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn screenshot_for_the_readme() {
+    let Some(page) = Page::start(1280, 1100).await else { return };
+    // (image, host, container, registry page, group, acknowledged)
+    const IMAGES: [(&str, &str, &str, &str, &str, bool); 10] = [
+        ("docker.io/library/postgres:16.3", "db-1", "postgres", "hub:_/postgres", "infrastructure", true),
+        ("docker.io/library/redis:7.2.5", "db-1", "redis", "hub:_/redis", "infrastructure", false),
+        ("docker.io/library/traefik:v3.0.2", "edge", "traefik", "hub:_/traefik", "infrastructure", false),
+        (
+            "docker.io/grafana/grafana:11.0.0",
+            "monitor",
+            "grafana",
+            "hub:r/grafana/grafana",
+            "infrastructure",
+            true,
+        ),
+        ("lscr.io/linuxserver/jellyfin:10.9.6", "nas", "jellyfin", "", "media", false),
+        (
+            "ghcr.io/immich-app/immich-server:v1.106.4",
+            "nas",
+            "immich_server",
+            "gh:immich-app/immich",
+            "media",
+            true,
+        ),
+        (
+            "ghcr.io/home-assistant/home-assistant:2024.6.1",
+            "pi",
+            "homeassistant",
+            "gh:home-assistant/core",
+            "smart home",
+            false,
+        ),
+        ("docker.io/pihole/pihole:2024.05.0", "pi", "pihole", "hub:r/pihole/pihole", "smart home", false),
+        ("docker.io/vaultwarden/server:1.30.5", "nas", "vaultwarden", "hub:r/vaultwarden/server", "", false),
+        ("docker.io/library/nginx:1.27.0", "edge", "web", "hub:_/nginx", "", false),
+    ];
+    let link = |short: &str| match short.split_once(':') {
+        Some(("hub", path)) => format!("https://hub.docker.com/{path}"),
+        Some(("gh", repo)) => format!("https://github.com/{repo}/pkgs/container"),
+        _ => String::new(),
+    };
+    for (image, host, container, page_link, _, _) in IMAGES {
+        page.webhook(&docker(image, host, container, &link(page_link))).await;
+    }
+    let mut tags = std::collections::HashMap::new();
+    for name in ["infrastructure", "media", "smart home"] {
+        tags.insert(name, page.create_tag(name).await);
+    }
+    for (image, _, _, _, group, acknowledged) in IMAGES {
+        if let Some(id) = tags.get(group) {
+            page.assign(image, *id).await;
+        }
+        if acknowledged {
+            page.acknowledge(image).await;
+        }
+    }
+
+    // The light theme, chosen the way a user does.
+    page.open().await;
+    page.by_testid("theme-toggle").await.click().await;
+    assert_eq!(page.by_testid("theme-toggle").await.attr("data-mode").await.as_deref(), Some("light"));
+    assert_eq!(page.cards().await.len(), IMAGES.len());
+    page.wait_title("Diun Dashboard (7)").await;
+
+    // One more arrives while the page is open: highlighted, announced by a toast.
+    const KUMA: &str = "docker.io/louislam/uptime-kuma:1.23.13";
+    page.webhook(&docker(KUMA, "monitor", "uptime-kuma", &link("hub:r/louislam/uptime-kuma"))).await;
+    page.assign(KUMA, tags["infrastructure"]).await;
+    page.wait_in_section(KUMA, &tags["infrastructure"].to_string()).await;
+    page.wait_for(&testid("toast")).await;
+    page.execute("document.activeElement?.blur(); window.scrollTo(0, 0); return null", vec![]).await;
+    tokio::time::sleep(Duration::from_millis(400)).await; // transitions settle
+
+    let png = page.screenshot().await;
+    let (width, height) = webdriver::png_size(&png).expect("the screenshot is a PNG");
+    assert_eq!((width, height), (1280, 1100), "screenshot size");
+    if let Some(out) = std::env::var_os("SCREENSHOT_OUT").filter(|out| !out.is_empty()) {
+        std::fs::write(&out, &png).unwrap_or_else(|err| panic!("write {out:?}: {err}"));
+        eprintln!("wrote {} ({} bytes)", out.to_string_lossy(), png.len());
+    }
+    page.assert_no_console_errors().await;
+}
+
+#[test]
+fn base64_decodes_what_webdriver_sends() {
+    assert_eq!(webdriver::base64_decode("aGVsbG8="), b"hello");
+    assert_eq!(webdriver::base64_decode("aGVsbG8h"), b"hello!");
+    assert_eq!(webdriver::base64_decode("iVBORw0KGgo="), b"\x89PNG\r\n\x1a\n");
+    assert_eq!(webdriver::png_size(b"not a png"), None);
+}
