@@ -24,3 +24,28 @@ pub fn run(root: &Path, env: &[(&str, String)]) -> Result<(), String> {
     // One browser at a time: on a small machine parallel Chromiums only compete for the cores.
     cargo(root, &["test", "--test", "browser", "--", "--test-threads=1"], &env)
 }
+
+/// Regenerates the README's screenshot (docs/screenshot.png) from the running app: the browser
+/// test `screenshot_for_the_readme` seeds a realistic set and writes it. `pngquant`, when
+/// installed, shrinks it further.
+pub fn screenshot(root: &Path) -> Result<(), String> {
+    system::ensure_package("chromium", "chromium")?;
+    system::ensure_package("chromium-driver", "chromedriver")?;
+    let out = root.join("docs/screenshot.png");
+    let env = [("CHROMEDRIVER", "chromedriver".to_string()), ("SCREENSHOT_OUT", out.display().to_string())];
+    cargo(root, &["test", "--test", "browser", "--", "--exact", "screenshot_for_the_readme"], &env)?;
+    if system::on_path("pngquant") {
+        let path = out.display().to_string();
+        let mut pngquant = system::command(
+            "pngquant",
+            &["--force", "--skip-if-larger", "--quality", "80-95", "--strip", "--output", &path, &path],
+        );
+        // 98 and 99: the quantized file would be larger or too poor; the original stays.
+        system::run(&mut pngquant).or_else(|err| {
+            if err.contains("exit status: 98") || err.contains("exit status: 99") { Ok(()) } else { Err(err) }
+        })?;
+    }
+    let size = std::fs::metadata(&out).map_err(|err| format!("{}: {err}", out.display()))?.len();
+    println!("{}: {} KiB", out.display(), size / 1024);
+    Ok(())
+}

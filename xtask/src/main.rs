@@ -8,6 +8,7 @@
 //! fuzz [SECONDS] run every cargo-fuzz target for SECONDS each (default 60; nightly)
 //! audit          check Cargo.lock against the RustSec advisories (cargo-audit or cargo-deny)
 //! icons          regenerate assets/js/icon-data.js from the simple-icons package
+//! screenshot     regenerate docs/screenshot.png from the running app (headless Chromium)
 //! ci             the same as test (the single gate)
 
 mod audit;
@@ -25,7 +26,7 @@ use std::process::ExitCode;
 
 use system::{Step, cargo};
 
-const USAGE: &str = "usage: cargo xtask <test|test-postgres|dist|bench|fuzz|audit|icons|ci>";
+const USAGE: &str = "usage: cargo xtask <test|test-postgres|dist|bench|fuzz|audit|icons|screenshot|ci>";
 
 /// The feature sets every check runs on: the full build and both slim ones.
 const FEATURE_SETS: [(&str, &[&str]); 3] = [
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
         "fuzz" => fuzz::run(&root),
         "audit" => audit::run(&root),
         "icons" => icons::run(&root),
+        "screenshot" => browser::screenshot(&root),
         _ => Err(USAGE.to_string()),
     };
     match result {
