@@ -89,7 +89,11 @@ export function createActions(refresh) {
     /** key: the target group's id as a string, or "untagged". */
     move(image, key) {
       const tag = key === "untagged" ? null : view().tags.find((t) => String(t.id) === String(key));
-      if (key !== "untagged" && !tag) return Promise.resolve(false);
+      if (key !== "untagged" && !tag) {
+        // The group went away (deleted elsewhere) while the menu or a drag was open.
+        showError(`Could not move ${shortName(image)}: that group no longer exists`);
+        return Promise.resolve(false);
+      }
       const target = tag ? tag.name : "Untagged";
       return optimistic(
         (v) => {
