@@ -14,14 +14,11 @@ use warp::reply::Response;
 use super::body::read_capped;
 use super::error::{ApiError, respond};
 use super::guard::check_mutation;
+use super::gzip;
 use super::{AppState, is_read, json_reply, no_content};
 use crate::model::UpdateEntry;
 use crate::store::{Assignment, UpdateStore};
 use crate::time::Timestamp;
-
-// Declared here until the assets use it too; then its place is a `mod gzip;` in http/mod.rs.
-#[path = "gzip.rs"]
-pub(super) mod gzip;
 
 const MAX_TAG_NAME: usize = 100;
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);

@@ -2,7 +2,7 @@
 //! is served at its own path, with an ETag so browsers revalidate cheaply.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use include_dir::{Dir, include_dir};
 use warp::filters::BoxedFilter;
@@ -12,7 +12,7 @@ use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
 use super::error::ApiError;
-use super::is_read;
+use super::{gzip, is_read};
 
 static ASSETS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/assets");
 
@@ -29,7 +29,11 @@ async fn serve(tail: Tail, method: Method, headers: HeaderMap) -> Result<Respons
     if !is_read(&method) {
         return Ok(ApiError::method_not_allowed("GET").into_response());
     }
-    let etag = etag(path, content);
+    let prepared = prepared(path, content, content_type);
+    let (body, etag) = match &prepared.gzip {
+        Some((compressed, etag)) if gzip::accepted(&headers) => (compressed.as_slice(), etag),
+        _ => (content, &prepared.etag),
+    };
     let fresh = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|value| value.to_str().ok())
@@ -37,7 +41,7 @@ async fn serve(tail: Tail, method: Method, headers: HeaderMap) -> Result<Respons
     let mut response = if fresh {
         warp::reply::with_status(warp::reply(), StatusCode::NOT_MODIFIED).into_response()
     } else {
-        let mut response = Response::new(content.to_vec().into());
+        let mut response = Response::new(body.to_vec().into());
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         response
     };
@@ -45,9 +49,46 @@ async fn serve(tail: Tail, method: Method, headers: HeaderMap) -> Result<Respons
     if let Ok(value) = HeaderValue::from_str(etag) {
         headers.insert(header::ETAG, value);
     }
+    if prepared.gzip.is_some() {
+        if body.as_ptr() != content.as_ptr() {
+            gzip::mark_encoded(headers);
+        } else {
+            gzip::mark_negotiated(headers);
+        }
+    }
     // Names carry no content hash, so browsers must revalidate; the ETag makes that cheap.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(response)
+}
+
+/// What is worked out once per file: its ETag, and its gzip form with its own ETag when the
+/// type compresses and gzip makes it smaller.
+struct Prepared {
+    etag: String,
+    gzip: Option<(Vec<u8>, String)>,
+}
+
+fn prepared(path: &str, content: &'static [u8], content_type: &str) -> Arc<Prepared> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<Prepared>>>> = OnceLock::new();
+    let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(PoisonError::into_inner);
+    let entry = cache.entry(path.to_string()).or_insert_with(|| {
+        let hash = fnv1a(content);
+        let compressible = content_type.starts_with("text/")
+            || content_type.contains("json")
+            || content_type.contains("svg");
+        let gzip = compressible
+            .then(|| gzip::compress(content, gzip::Effort::Small))
+            .filter(|compressed| compressed.len() < content.len())
+            .map(|compressed| (compressed, format!("\"{hash:016x}-gz\"")));
+        Arc::new(Prepared { etag: format!("\"{hash:016x}\""), gzip })
+    });
+    Arc::clone(entry)
+}
+
+fn fnv1a(content: &[u8]) -> u64 {
+    content
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// The embedded file at `path` and its media type. Only plain relative paths to files of a
@@ -80,19 +121,6 @@ fn content_type(path: &str) -> Option<&'static str> {
     })
 }
 
-/// A strong ETag per file (FNV-1a of its bytes), computed once.
-fn etag(path: &str, content: &[u8]) -> &'static str {
-    static TAGS: OnceLock<std::sync::Mutex<HashMap<String, &'static str>>> = OnceLock::new();
-    let tags = TAGS.get_or_init(Default::default);
-    let mut tags = tags.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    tags.entry(path.to_string()).or_insert_with(|| {
-        let hash = content.iter().fold(0xcbf2_9ce4_8422_2325u64, |hash, &byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        });
-        Box::leak(format!("\"{hash:016x}\"").into_boxed_str())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,8 +142,14 @@ mod tests {
     }
 
     #[test]
-    fn etags_change_with_content() {
-        assert_ne!(etag("a-test-file", b"one"), etag("b-test-file", b"two"));
-        assert_eq!(etag("a-test-file", b"one"), etag("a-test-file", b"one"));
+    fn files_get_an_etag_each_and_a_smaller_gzip_form_when_text() {
+        let text: &'static [u8] = b"body { color: red; } body { color: red; } body { color: red; }";
+        let css = prepared("test/a.css", text, "text/css; charset=utf-8");
+        let (compressed, gzip_etag) = css.gzip.as_ref().expect("text compresses");
+        assert!(compressed.len() < text.len());
+        assert_ne!(*gzip_etag, css.etag, "each representation has its own ETag");
+        let png = prepared("test/b.png", b"\x89PNG not really", "image/png");
+        assert!(png.gzip.is_none(), "images are not compressed again");
+        assert_ne!(png.etag, css.etag);
     }
 }

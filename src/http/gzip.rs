@@ -15,7 +15,6 @@ pub enum Effort {
     /// For what is compressed per request: most of the gain for a fraction of the time.
     Fast,
     /// For what is compressed once and kept (embedded assets).
-    #[allow(dead_code)] // until http/assets.rs uses it
     Small,
 }
 
@@ -56,7 +55,6 @@ pub fn writer(effort: Effort, capacity: usize) -> GzEncoder<Vec<u8>> {
 }
 
 /// `data` compressed (for the embedded assets, compressed once).
-#[allow(dead_code)] // until http/assets.rs uses it
 pub fn compress(data: &[u8], effort: Effort) -> Vec<u8> {
     let mut gzip = writer(effort, data.len() / 4 + 64);
     // Writing into a Vec cannot fail.

@@ -8,6 +8,7 @@ mod auth;
 mod body;
 mod error;
 mod guard;
+mod gzip;
 mod history;
 mod live;
 mod metrics;

@@ -1,0 +1,42 @@
+//! The embedded dashboard: content types, cache validators and gzip.
+
+mod support;
+
+use std::io::Read;
+
+use support::TestApp;
+
+async fn assets_are_served_with_types_validators_and_gzip(app: &TestApp) {
+    for (path, content_type) in [
+        ("/", "text/html"),
+        ("/app.css", "text/css"),
+        ("/js/app.js", "text/javascript"),
+        ("/favicon.svg", "image/svg+xml"),
+    ] {
+        let plain = app.get(path).await;
+        assert_eq!(plain.status, 200, "{path}");
+        assert!(plain.header("content-type").is_some_and(|ct| ct.starts_with(content_type)), "{path}");
+        assert_eq!(plain.header("content-encoding"), None, "{path}: gzip only when accepted");
+        let etag = plain.header("etag").expect("an ETag").to_string();
+
+        let gzipped = app.request("GET", path).header("Accept-Encoding", "gzip, br").send().await;
+        assert_eq!(gzipped.header("content-encoding"), Some("gzip"), "{path}");
+        assert!(gzipped.header("vary").is_some_and(|v| v.eq_ignore_ascii_case("accept-encoding")));
+        assert!(gzipped.body.len() < plain.body.len(), "{path}");
+        let mut unpacked = Vec::new();
+        flate2::read::GzDecoder::new(gzipped.body.as_slice()).read_to_end(&mut unpacked).unwrap();
+        assert_eq!(unpacked, plain.body, "{path}: the same content");
+        let gzip_etag = gzipped.header("etag").expect("an ETag").to_string();
+        assert_ne!(gzip_etag, etag, "each encoding is its own representation");
+
+        let revalidated = app.request("GET", path).header("If-None-Match", &etag).send().await;
+        assert_eq!(revalidated.status, 304, "{path}");
+        assert!(revalidated.body.is_empty());
+        let stale = app.request("GET", path).header("If-None-Match", "\"other\"").send().await;
+        assert_eq!(stale.status, 200);
+    }
+    assert_eq!(app.request("POST", "/app.css").send().await.status, 405);
+    assert_eq!(app.get("/ICONS.md").await.status, 404, "only web assets are served");
+}
+
+on_every_backend!(assets_are_served_with_types_validators_and_gzip);
