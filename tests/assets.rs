@@ -39,4 +39,19 @@ async fn assets_are_served_with_types_validators_and_gzip(app: &TestApp) {
     assert_eq!(app.get("/ICONS.md").await.status, 404, "only web assets are served");
 }
 
-on_every_backend!(assets_are_served_with_types_validators_and_gzip);
+async fn the_listing_is_gzipped_when_accepted(app: &TestApp) {
+    for i in 0..50 {
+        app.webhook(&support::docker_event(&format!("reg.example/app{i}:1"))).await;
+    }
+    let plain = app.get("/api/updates").await;
+    assert_eq!(plain.header("content-encoding"), None);
+    let gzipped = app.request("GET", "/api/updates").header("Accept-Encoding", "gzip").send().await;
+    assert_eq!(gzipped.status, 200);
+    assert_eq!(gzipped.header("content-encoding"), Some("gzip"));
+    assert!(gzipped.body.len() * 4 < plain.body.len(), "{} vs {}", gzipped.body.len(), plain.body.len());
+    let mut unpacked = Vec::new();
+    flate2::read::GzDecoder::new(gzipped.body.as_slice()).read_to_end(&mut unpacked).unwrap();
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&unpacked).unwrap(), plain.json());
+}
+
+on_every_backend!(assets_are_served_with_types_validators_and_gzip, the_listing_is_gzipped_when_accepted);

@@ -51,15 +51,11 @@ impl Serialize for ByImage {
     }
 }
 
-pub async fn updates(state: AppState, method: Method) -> Response {
-    updates_negotiated(state, method, HeaderMap::new()).await
-}
-
 /// `GET /api/updates`, gzip-compressed when the request accepts it. The listing (a few MB for
 /// thousands of images) is serialized, and compressed, straight into one buffer on a blocking
 /// thread: those milliseconds of CPU are not spent on the reactor, and no uncompressed copy
 /// of a compressed answer is ever built.
-pub async fn updates_negotiated(state: AppState, method: Method, headers: HeaderMap) -> Response {
+pub async fn updates(state: AppState, method: Method, headers: HeaderMap) -> Response {
     respond(
         async {
             if !is_read(&method) {

@@ -76,7 +76,7 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(request)
         .and(warp::body::stream())
         .then(webhook::receive);
-    let updates = warp::path!("api" / "updates").and(state.clone()).and(warp::method()).then(api::updates);
+    let updates = warp::path!("api" / "updates").and(state.clone()).and(request).then(api::updates);
     let stream = warp::path!("api" / "stream").and(state.clone()).and(warp::method()).then(live::stream);
     let summary =
         warp::path!("api" / "summary").and(state.clone()).and(warp::method()).then(metrics::summary);
