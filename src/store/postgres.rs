@@ -7,12 +7,13 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use bb8::{ErrorSink, Pool, PooledConnection, RunError};
 use bb8_postgres::PostgresConnectionManager;
 use include_dir::{Dir, include_dir};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
@@ -159,6 +160,8 @@ pub struct PostgresStore {
     channel: String,
     /// Where this replica's changes go to reach the others, once sharing has started.
     replicas: Option<tokio::sync::mpsc::UnboundedSender<crate::changes::Change>>,
+    /// Webhooks' events on their way to be committed together (see [`start_upsert_batches`]).
+    upserts: mpsc::UnboundedSender<Upsert>,
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -261,7 +264,8 @@ impl PostgresStore {
                 inner: PostgresConnectionManager::new(config.clone(), NoTls),
                 failures,
             });
-        Ok(Self { pool, connect_failures, config, channel, replicas: None })
+        let upserts = start_upsert_batches(pool.clone(), connect_failures.clone());
+        Ok(Self { pool, connect_failures, config, channel, replicas: None, upserts })
     }
 
     /// Shares changes with the other replicas on this database: theirs are published on
@@ -288,28 +292,210 @@ impl PostgresStore {
         F: FnOnce(PooledConnection<'static, Manager>) -> Fut,
         Fut: Future<Output = StoreResult<T>>,
     {
-        let work = async {
-            let mut failures = self.connect_failures.clone();
-            failures.mark_unchanged();
-            let client = tokio::select! {
-                got = self.pool.get_owned() => got.map_err(|err| match err {
-                    RunError::TimedOut => {
-                        StoreError::Unavailable("no database connection became free in time".into())
-                    }
-                    RunError::User(err) => StoreError::from(err),
-                })?,
-                // A connection attempt failed while this request waited: the database is down.
-                Ok(()) = failures.changed() => {
-                    let why = failures.borrow_and_update().clone();
-                    return Err(StoreError::Unavailable(format!("cannot connect: {why}")));
-                }
-            };
-            op(client).await
-        };
-        tokio::time::timeout(OPERATION_TIMEOUT, work)
-            .await
-            .unwrap_or_else(|_| Err(StoreError::Unavailable("the database did not answer in time".into())))
+        with_client(&self.pool, &self.connect_failures, op).await
     }
+}
+
+/// [`PostgresStore::with_client`], for the upsert batches too.
+async fn with_client<T, F, Fut>(
+    pool: &Pool<Manager>,
+    connect_failures: &tokio::sync::watch::Receiver<String>,
+    op: F,
+) -> StoreResult<T>
+where
+    F: FnOnce(PooledConnection<'static, Manager>) -> Fut,
+    Fut: Future<Output = StoreResult<T>>,
+{
+    let work = async {
+        let mut failures = connect_failures.clone();
+        failures.mark_unchanged();
+        let client = tokio::select! {
+            got = pool.get_owned() => got.map_err(|err| match err {
+                RunError::TimedOut => {
+                    StoreError::Unavailable("no database connection became free in time".into())
+                }
+                RunError::User(err) => StoreError::from(err),
+            })?,
+            // A connection attempt failed while this request waited: the database is down.
+            Ok(()) = failures.changed() => {
+                let why = failures.borrow_and_update().clone();
+                return Err(StoreError::Unavailable(format!("cannot connect: {why}")));
+            }
+        };
+        op(client).await
+    };
+    tokio::time::timeout(OPERATION_TIMEOUT, work)
+        .await
+        .unwrap_or_else(|_| Err(StoreError::Unavailable("the database did not answer in time".into())))
+}
+
+/// Upserts queued for one batch at most.
+const MAX_UPSERT_BATCH: usize = 256;
+/// Upsert batches running at once; what arrives while all run waits for the next batch.
+const UPSERT_BATCHES_IN_FLIGHT: usize = 4;
+
+/// One webhook's event, ready to be bound, and who waits for it to be committed.
+struct Upsert {
+    event: DiunEvent,
+    metadata: Option<String>,
+    extra: Option<String>,
+    received_at: SystemTime,
+    reply: oneshot::Sender<StoreResult<()>>,
+}
+
+/// Webhooks that arrive together are committed together: one statement and one commit (one
+/// WAL flush) for a batch, instead of one each, which is what bounds ingest on a server that
+/// flushes its WAL on every commit. A lone webhook goes out at once, alone. Every caller hears
+/// back after the commit that holds its event, so an answered webhook is as durable as before.
+/// Several batches run at once on pooled connections; nothing here is a lock.
+fn start_upsert_batches(
+    pool: Pool<Manager>,
+    connect_failures: tokio::sync::watch::Receiver<String>,
+) -> mpsc::UnboundedSender<Upsert> {
+    let (upserts, mut queue) = mpsc::unbounded_channel::<Upsert>();
+    let slots = Arc::new(Semaphore::new(UPSERT_BATCHES_IN_FLIGHT));
+    tokio::spawn(async move {
+        while let Some(first) = queue.recv().await {
+            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { break };
+            let mut batch = vec![first];
+            while batch.len() < MAX_UPSERT_BATCH
+                && let Ok(next) = queue.try_recv()
+            {
+                batch.push(next);
+            }
+            let (pool, connect_failures) = (pool.clone(), connect_failures.clone());
+            tokio::spawn(async move {
+                store_batch(&pool, &connect_failures, batch).await;
+                drop(slot);
+            });
+        }
+    });
+    upserts
+}
+
+async fn store_batch(
+    pool: &Pool<Manager>,
+    failures: &tokio::sync::watch::Receiver<String>,
+    batch: Vec<Upsert>,
+) {
+    let rows = &batch;
+    let stored = with_client(pool, failures, |client| async move { upsert_rows(&client, rows).await }).await;
+    match stored {
+        // One row failing fails its statement: each goes again alone, so only it fails.
+        Err(StoreError::Internal(_)) if batch.len() > 1 => {
+            for upsert in batch {
+                let row = std::slice::from_ref(&upsert);
+                let stored =
+                    with_client(pool, failures, |client| async move { upsert_rows(&client, row).await })
+                        .await;
+                let _ = upsert.reply.send(stored);
+            }
+        }
+        stored => {
+            for upsert in batch {
+                let _ = upsert.reply.send(stored.clone());
+            }
+        }
+    }
+}
+
+const UPSERT_ONE: &str = "
+    WITH upserted AS (
+        INSERT INTO updates (image, diun_version, hostname, status, provider, hub_link,
+            mime_type, digest, created, platform, metadata, extra, received_at, acknowledged_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb, $12::text::jsonb, $13, NULL)
+        ON CONFLICT (image) DO UPDATE SET
+            diun_version = EXCLUDED.diun_version, hostname = EXCLUDED.hostname,
+            status = EXCLUDED.status, provider = EXCLUDED.provider,
+            hub_link = EXCLUDED.hub_link, mime_type = EXCLUDED.mime_type,
+            digest = EXCLUDED.digest, created = EXCLUDED.created,
+            platform = EXCLUDED.platform, metadata = EXCLUDED.metadata,
+            extra = EXCLUDED.extra, received_at = EXCLUDED.received_at,
+            acknowledged_at = NULL
+        RETURNING image)
+    INSERT INTO events (image, hostname, status, digest, created, metadata, received_at)
+    SELECT image, $3, $4, $8, $9, $11::text::jsonb, $13 FROM upserted";
+
+/// [`UPSERT_ONE`] for many events: an image sent twice in a batch keeps its last event (as if
+/// upserted one after the other), and every event goes into the history, in arrival order.
+const UPSERT_MANY: &str = "
+    WITH input AS (
+        SELECT *
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                    $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
+                    $13::timestamptz[])
+             WITH ORDINALITY AS input (image, diun_version, hostname, status, provider, hub_link,
+                 mime_type, digest, created, platform, metadata, extra, received_at, position)
+    ), upserted AS (
+        INSERT INTO updates (image, diun_version, hostname, status, provider, hub_link,
+            mime_type, digest, created, platform, metadata, extra, received_at, acknowledged_at)
+        SELECT DISTINCT ON (image) image, diun_version, hostname, status, provider, hub_link,
+            mime_type, digest, created, platform, metadata::jsonb, extra::jsonb, received_at,
+            NULL::timestamptz
+        FROM input
+        ORDER BY image, position DESC
+        ON CONFLICT (image) DO UPDATE SET
+            diun_version = EXCLUDED.diun_version, hostname = EXCLUDED.hostname,
+            status = EXCLUDED.status, provider = EXCLUDED.provider,
+            hub_link = EXCLUDED.hub_link, mime_type = EXCLUDED.mime_type,
+            digest = EXCLUDED.digest, created = EXCLUDED.created,
+            platform = EXCLUDED.platform, metadata = EXCLUDED.metadata,
+            extra = EXCLUDED.extra, received_at = EXCLUDED.received_at,
+            acknowledged_at = NULL)
+    INSERT INTO events (image, hostname, status, digest, created, metadata, received_at)
+    SELECT image, hostname, status, digest, created, metadata::jsonb, received_at
+    FROM input
+    ORDER BY position";
+
+async fn upsert_rows(client: &Conn, rows: &[Upsert]) -> StoreResult<()> {
+    if let [one] = rows {
+        let event = &one.event;
+        client
+            .execute(
+                UPSERT_ONE,
+                &[
+                    &event.image,
+                    &event.diun_version,
+                    &event.hostname,
+                    &event.status,
+                    &event.provider,
+                    &event.hub_link,
+                    &event.mime_type,
+                    &event.digest,
+                    &event.created,
+                    &event.platform,
+                    &one.metadata,
+                    &one.extra,
+                    &one.received_at,
+                ],
+            )
+            .await?;
+        return Ok(());
+    }
+    let text = |field: fn(&Upsert) -> &str| rows.iter().map(field).collect::<Vec<_>>();
+    let optional = |field: fn(&Upsert) -> Option<&str>| rows.iter().map(field).collect::<Vec<_>>();
+    let received_at: Vec<SystemTime> = rows.iter().map(|row| row.received_at).collect();
+    client
+        .execute(
+            UPSERT_MANY,
+            &[
+                &text(|row| &row.event.image),
+                &text(|row| &row.event.diun_version),
+                &text(|row| &row.event.hostname),
+                &text(|row| &row.event.status),
+                &text(|row| &row.event.provider),
+                &text(|row| &row.event.hub_link),
+                &text(|row| &row.event.mime_type),
+                &text(|row| &row.event.digest),
+                &optional(|row| row.event.created.as_deref()),
+                &text(|row| &row.event.platform),
+                &optional(|row| row.metadata.as_deref()),
+                &optional(|row| row.extra.as_deref()),
+                &received_at,
+            ],
+        )
+        .await?;
+    Ok(())
 }
 
 /// Applies the pending migrations, each in its own transaction, under an advisory lock so that
@@ -404,44 +590,20 @@ impl UpdateStore for PostgresStore {
     }
 
     async fn upsert_event(&self, event: DiunEvent, received_at: Timestamp) -> StoreResult<()> {
-        self.with_client(|client| async move {
-            client
-                .execute(
-                    "WITH upserted AS (
-                         INSERT INTO updates (image, diun_version, hostname, status, provider, hub_link,
-                             mime_type, digest, created, platform, metadata, extra, received_at, acknowledged_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb, $12::text::jsonb, $13, NULL)
-                         ON CONFLICT (image) DO UPDATE SET
-                             diun_version = EXCLUDED.diun_version, hostname = EXCLUDED.hostname,
-                             status = EXCLUDED.status, provider = EXCLUDED.provider,
-                             hub_link = EXCLUDED.hub_link, mime_type = EXCLUDED.mime_type,
-                             digest = EXCLUDED.digest, created = EXCLUDED.created,
-                             platform = EXCLUDED.platform, metadata = EXCLUDED.metadata,
-                             extra = EXCLUDED.extra, received_at = EXCLUDED.received_at,
-                             acknowledged_at = NULL
-                         RETURNING image)
-                     INSERT INTO events (image, hostname, status, digest, created, metadata, received_at)
-                     SELECT image, $3, $4, $8, $9, $11::text::jsonb, $13 FROM upserted",
-                    &[
-                        &event.image,
-                        &event.diun_version,
-                        &event.hostname,
-                        &event.status,
-                        &event.provider,
-                        &event.hub_link,
-                        &event.mime_type,
-                        &event.digest,
-                        &event.created,
-                        &event.platform,
-                        &event.metadata_json(),
-                        &event.extra_json(),
-                        &received_at.to_system_time(),
-                    ],
-                )
-                .await?;
-            Ok(())
-        })
-        .await
+        let (reply, answer) = oneshot::channel();
+        let upsert = Upsert {
+            metadata: event.metadata_json(),
+            extra: event.extra_json(),
+            event,
+            received_at: received_at.to_system_time(),
+            reply,
+        };
+        self.upserts.send(upsert).map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
+        match tokio::time::timeout(OPERATION_TIMEOUT, answer).await {
+            Ok(Ok(stored)) => stored,
+            Ok(Err(_)) => Err(StoreError::Internal("the upsert task stopped".into())),
+            Err(_) => Err(StoreError::Unavailable("the database did not answer in time".into())),
+        }
     }
 
     async fn list_updates(&self) -> StoreResult<Vec<UpdateEntry>> {
