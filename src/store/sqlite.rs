@@ -31,11 +31,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Prepared statements kept per connection: every statement this module runs fits.
 const STATEMENT_CACHE: usize = 64;
 /// How long the checkpointer lets commits gather before it copies them into the database file.
-const CHECKPOINT_DELAY: Duration = Duration::from_millis(100);
+const CHECKPOINT_DELAY: Duration = Duration::from_millis(20);
 /// WAL size (pages) at which the writer checkpoints itself: under a steady stream of writes the
 /// checkpointer never catches up with the very last commit, and the WAL can only start over
 /// once a checkpoint has copied all of it.
-const WRITER_CHECKPOINT_PAGES: u32 = 4000;
+const WRITER_CHECKPOINT_PAGES: u32 = 8000;
 
 pub struct SqliteStore {
     path: Arc<PathBuf>,
