@@ -253,6 +253,105 @@ impl Page {
     }
 }
 
+impl Page {
+    /// The hosts a card lists: `card-hosts` (its data-count) and its `card-host-item`s, every
+    /// `card-host` text, and how many single-host container rows it has.
+    async fn card_hosts(&self, image: &str) -> Option<Value> {
+        let value = self
+            .execute(
+                r#"
+                const text = (el) => (el ? el.textContent.replace(/\s+/g, " ").trim() : null);
+                const card = [...document.querySelectorAll('[data-testid="card"]')]
+                  .find((c) => c.dataset.image === arguments[0]);
+                if (!card) return null;
+                const list = card.querySelector('[data-testid="card-hosts"]');
+                return {
+                  count: list ? list.dataset.count : null,
+                  items: [...card.querySelectorAll('[data-testid="card-host-item"]')].map((item) => ({
+                    hostname: item.dataset.hostname,
+                    host: text(item.querySelector('[data-testid="card-host"]')),
+                    place: text(item.querySelector('[data-testid="card-host-place"]')),
+                  })),
+                  hosts: [...card.querySelectorAll('[data-testid="card-host"]')].map(text),
+                  container: text(card.querySelector('[data-testid="card-container"]')),
+                  container_rows: card.querySelectorAll(
+                    '[data-testid="card-container"], [data-testid="card-containers"]').length,
+                };
+                "#,
+                vec![json!(image)],
+            )
+            .await;
+        (!value.is_null()).then_some(value)
+    }
+
+    /// The values the `<select>` with test id `id` offers, in order.
+    async fn options(&self, id: &str) -> Vec<String> {
+        let script =
+            format!(r#"return [...document.querySelector('{}').options].map((o) => o.value);"#, testid(id));
+        let value = self.execute(&script, vec![]).await;
+        value.as_array().into_iter().flatten().map(|v| v.as_str().unwrap_or_default().to_string()).collect()
+    }
+
+    /// Waits until exactly `want` (any order) are the cards shown.
+    async fn wait_shown(&self, want: &[&str], what: &str) {
+        let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        self.wait_until(what, async || {
+            let mut shown = self.images().await;
+            shown.sort();
+            (shown == want).then_some(())
+        })
+        .await
+    }
+
+    /// The history dialog's digest groups with their events, as shown.
+    async fn history_groups(&self) -> Vec<Value> {
+        let value = self
+            .execute(
+                r#"
+                const text = (el) => (el ? el.textContent.replace(/\s+/g, " ").trim() : null);
+                const dialog = document.querySelector('[data-testid="history-dialog"]');
+                return [...dialog.querySelectorAll('[data-testid="history-digest-group"]')].map((g) => ({
+                  digest: g.dataset.digest,
+                  current: g.dataset.current,
+                  events: [...g.querySelectorAll('[data-testid="history-event"]')].map((e) => {
+                    const digest = e.querySelector('[data-testid="history-digest"]');
+                    return {
+                      id: Number(e.dataset.id),
+                      digest: e.dataset.digest,
+                      hostname: e.dataset.hostname,
+                      acknowledged: e.dataset.acknowledged,
+                      host: text(e.querySelector('[data-testid="history-host"]')),
+                      short: text(digest),
+                      title: digest ? digest.title : null,
+                      acknowledged_shown: Boolean(e.querySelector('[data-testid="history-acknowledged"]')),
+                    };
+                  }),
+                }));
+                "#,
+                vec![],
+            )
+            .await;
+        value.as_array().cloned().unwrap_or_default()
+    }
+
+    /// `data-testid` of the focused element and the image of the card it is in.
+    async fn focus(&self) -> (Option<String>, Option<String>) {
+        let value = self
+            .execute(
+                r#"const a = document.activeElement;
+                   return [a?.dataset?.testid ?? null, a?.closest('[data-testid="card"]')?.dataset.image ?? null];"#,
+                vec![],
+            )
+            .await;
+        (value[0].as_str().map(str::to_string), value[1].as_str().map(str::to_string))
+    }
+
+    async fn live_status(&self, attr: &str) -> Option<String> {
+        self.by_testid("live-status").await.attr(attr).await
+    }
+}
+
 fn card_css(image: &str) -> String {
     format!(r#"{}[data-image="{image}"]"#, testid("card"))
 }
@@ -856,6 +955,274 @@ async fn without_the_change_stream_polling_keeps_the_page_live() {
     page.card(HASS).await;
     page.wait_for(&testid("toast")).await;
     page.wait_title("Diun Dashboard (2)").await;
+    page.assert_no_console_errors().await;
+}
+
+/// One image on three hosts: the card names each host with its containers; once acknowledged and
+/// reported anew by one host, only that host. The host filter offers every host in view and keeps
+/// the images any of whose hosts is the chosen one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_host_reporting_an_image_is_on_its_card() {
+    let Some(page) = Page::start(1280, 1400).await else { return };
+    let varied = varied_events();
+    seed(
+        &page,
+        &[
+            docker(NGINX, "nas", "web", ""),
+            docker(NGINX, "edge", "proxy,/proxy-2", ""),
+            docker(NGINX, "pi", "nginx", ""),
+            varied[1].clone(), // home-assistant on pi
+            varied[2].clone(), // prometheus on k8s-node-1
+        ],
+    )
+    .await;
+    page.open().await;
+
+    let hosts = page.card_hosts(NGINX).await.expect("the nginx card");
+    assert_eq!(hosts["count"], "3", "{hosts:#}");
+    assert_eq!(
+        hosts["items"],
+        json!([
+            { "hostname": "edge", "host": "edge", "place": "proxy, proxy-2" },
+            { "hostname": "nas", "host": "nas", "place": "web" },
+            { "hostname": "pi", "host": "pi", "place": "nginx" },
+        ]),
+        "{hosts:#}"
+    );
+    assert_eq!(hosts["container_rows"], 0, "no single-host container rows beside the list: {hosts:#}");
+    // A card with one host keeps the single-host rows.
+    let hass = page.card_hosts(HASS).await.expect("the home-assistant card");
+    assert_eq!((&hass["count"], &hass["hosts"]), (&Value::Null, &json!(["pi"])), "{hass:#}");
+    assert_eq!(hass["container"], "homeassistant", "{hass:#}");
+
+    // The host filter: every host, and an image matches when any of its hosts is the one chosen.
+    assert_eq!(page.options("filter-host").await, ["all", "edge", "k8s-node-1", "nas", "pi"]);
+    page.choose("filter-host", "pi").await;
+    page.wait_shown(&[NGINX, HASS], "the images on pi").await;
+    page.choose("filter-host", "edge").await;
+    page.wait_shown(&[NGINX], "the images on edge").await;
+    page.choose("filter-host", "k8s-node-1").await;
+    page.wait_shown(&[PROMETHEUS], "the images on k8s-node-1").await;
+    page.choose("filter-host", "all").await;
+    page.wait_shown(&[NGINX, HASS, PROMETHEUS], "every image").await;
+
+    // Acknowledged, then reported again by nas only: the card lists nas alone.
+    page.card(NGINX).await.get("ack").await.click().await;
+    page.wait_state(NGINX, "acknowledged").await;
+    page.wait_api("nginx acknowledged on the server", |u| u[NGINX]["acknowledged"] == true).await;
+    page.webhook(&docker(NGINX, "nas", "web", "")).await;
+    page.wait_state(NGINX, "pending").await;
+    let hosts = page
+        .wait_until("the nginx card to list nas alone", async || {
+            let hosts = page.card_hosts(NGINX).await?;
+            (hosts["hosts"] == json!(["nas"])).then_some(hosts)
+        })
+        .await;
+    assert_eq!(hosts["count"], Value::Null, "one host: no host list: {hosts:#}");
+    assert_eq!(hosts["container"], "web", "{hosts:#}");
+    page.wait_until("edge to leave the host filter", async || {
+        (page.options("filter-host").await == ["all", "k8s-node-1", "nas", "pi"]).then_some(())
+    })
+    .await;
+    page.choose("filter-host", "pi").await;
+    page.wait_shown(&[HASS], "the images on pi after nginx was reported by nas alone").await;
+    page.choose("filter-host", "nas").await;
+    page.wait_shown(&[NGINX], "the images on nas").await;
+    page.assert_no_console_errors().await;
+}
+
+/// The history dialog: newest first, in runs of one digest (the current one marked), a page at a
+/// time; Esc closes it and gives the focus back to the card's History button.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_dialog_lists_reports_by_digest_a_page_at_a_time() {
+    let Some(page) = Page::start(1280, 1000).await else { return };
+    let old = format!("sha256:{}", "a1".repeat(32));
+    let new = format!("sha256:{}", "b2".repeat(32));
+    let report = |host: &str, digest: &str| {
+        let mut event = docker(NGINX, host, "web", "");
+        event["digest"] = json!(digest);
+        event
+    };
+    // 51 reports of the old digest, alternately from nas and edge, all acknowledged; then the new
+    // digest from pi and nas, pending. 53 in all: more than one page of 50.
+    for i in 0..51 {
+        page.webhook(&report(if i % 2 == 0 { "nas" } else { "edge" }, &old)).await;
+    }
+    page.acknowledge(NGINX).await;
+    page.webhook(&report("pi", &new)).await;
+    page.webhook(&report("nas", &new)).await;
+    page.webhook(&varied_events()[1]).await; // another card, another history
+    let stored =
+        page.api("GET", &format!("/api/updates/{}/history?limit=500", percent_encode(NGINX)), None).await;
+    assert_eq!(stored.status, 200, "{}", stored.text());
+    let ids: Vec<i64> =
+        stored.json()["events"].as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids.len(), 53);
+    page.open().await;
+
+    page.card(NGINX).await.get("history-open").await.click().await;
+    let dialog = page.wait_for(&testid("history-dialog")).await;
+    assert!(dialog.attr("open").await.is_some(), "a modal dialog");
+    let inside = page
+        .execute(
+            "return document.querySelector('[data-testid=\"history-dialog\"]').contains(document.activeElement)",
+            vec![],
+        )
+        .await;
+    assert_eq!(inside, true, "the focus moves into the dialog");
+    page.wait_until("the first page of history", async || {
+        (page.find_all(&testid("history-event")).await.len() == 50).then_some(())
+    })
+    .await;
+
+    let shown_ids = |groups: &[Value]| -> Vec<i64> {
+        groups
+            .iter()
+            .flat_map(|g| g["events"].as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()))
+            .collect()
+    };
+    let check_groups = |groups: &[Value], old_count: usize| {
+        assert_eq!(groups.len(), 2, "two runs of one digest: {groups:#?}");
+        assert_eq!((&groups[0]["digest"], &groups[0]["current"]), (&json!(new), &json!("true")));
+        assert_eq!((&groups[1]["digest"], &groups[1]["current"]), (&json!(old), &json!("false")));
+        let newest = groups[0]["events"].as_array().unwrap();
+        let hosts: Vec<&str> = newest.iter().map(|e| e["hostname"].as_str().unwrap()).collect();
+        assert_eq!(hosts, ["nas", "pi"], "the new digest, newest first");
+        for event in newest {
+            assert_eq!(event["digest"], new, "{event}");
+            assert_eq!(event["host"], event["hostname"], "{event}");
+            assert_eq!(event["acknowledged"], "false", "{event}");
+            assert_eq!(event["acknowledged_shown"], false, "{event}");
+            assert_eq!(event["short"], "sha256:b2b2b2b2b2b2…", "{event}");
+            assert_eq!(event["title"], new, "the full digest on hover: {event}");
+        }
+        let older = groups[1]["events"].as_array().unwrap();
+        assert_eq!(older.len(), old_count);
+        for (k, event) in older.iter().enumerate() {
+            // The old reports, newest (the 51st, from nas) first.
+            let host = if (50 - k) % 2 == 0 { "nas" } else { "edge" };
+            assert_eq!((&event["hostname"], &event["host"]), (&json!(host), &json!(host)), "{event}");
+            assert_eq!(event["digest"], old, "{event}");
+            assert_eq!(event["acknowledged"], "true", "{event}");
+            assert_eq!(event["acknowledged_shown"], true, "{event}");
+        }
+    };
+    let groups = page.history_groups().await;
+    check_groups(&groups, 48);
+    assert_eq!(shown_ids(&groups), ids[..50], "the newest 50, newest first");
+    let summary = page.by_testid("history-summary").await.text_content().await;
+    assert_eq!(summary, "50 events loaded · 2 digests · 3 hosts");
+
+    // Load older: the rest, and the button goes.
+    page.wait_for(&testid("history-more")).await.click().await;
+    page.wait_until("the older events", async || {
+        (page.find_all(&testid("history-event")).await.len() == 53).then_some(())
+    })
+    .await;
+    page.wait_gone(&testid("history-more")).await;
+    let groups = page.history_groups().await;
+    check_groups(&groups, 51);
+    assert_eq!(shown_ids(&groups), ids, "every event, newest first");
+    let summary = page.by_testid("history-summary").await.text_content().await;
+    assert_eq!(summary, "53 events · 2 digests · 3 hosts");
+
+    // Esc closes; the focus returns to the card's History button.
+    page.active().await.send_keys(keys::ESCAPE).await;
+    page.wait_gone(&testid("history-dialog")).await;
+    assert!(dialog.attr("open").await.is_none());
+    page.wait_until("the focus back on nginx's History button", async || {
+        (page.focus().await == (Some("history-open".to_string()), Some(NGINX.to_string()))).then_some(())
+    })
+    .await;
+    page.assert_no_console_errors().await;
+}
+
+/// Before any page script: polling timers (3 s, and the 60 s safety poll while the stream is open)
+/// never fire; `window.__log` records, in order, every `change` event of every EventSource
+/// (`["change", kind, image]`) and every fetch (`["fetch", url]`); `window.__inflight` counts the
+/// fetches not answered yet. Whatever the page fetches then, a stream event made it.
+const STREAM_ONLY: &str = r#"
+(() => {
+  const realSetTimeout = window.setTimeout;
+  window.__pollTimers = 0;
+  window.setTimeout = function (fn, ms, ...rest) {
+    if (ms === 3000 || ms === 60000) {
+      window.__pollTimers++;
+      return realSetTimeout(() => {}, 2147483647);
+    }
+    return realSetTimeout(fn, ms, ...rest);
+  };
+  window.__log = [];
+  window.__inflight = 0;
+  const realFetch = window.fetch;
+  window.fetch = function (...args) {
+    window.__log.push(["fetch", String(args[0])]);
+    window.__inflight++;
+    return realFetch.apply(this, args).finally(() => window.__inflight--);
+  };
+  const RealEventSource = window.EventSource;
+  window.EventSource = class extends RealEventSource {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener("change", (e) => {
+        const change = JSON.parse(e.data);
+        window.__log.push(["change", change.kind ?? null, change.image ?? null]);
+      });
+    }
+  };
+})();
+"#;
+
+/// With the page open the change stream is the transport, and a webhook reaches the page through
+/// it: polling is made impossible and the page is seen to fetch only after the stream announced
+/// the change, so no timing needs to be measured (that is for benchmarks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_reaches_the_page_through_the_change_stream() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    page.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": STREAM_ONLY })).await;
+    seed(&page, &varied_events()[..1]).await;
+    page.open().await;
+    page.wait_until("the change stream to be open", async || {
+        let transport = page.live_status("data-transport").await;
+        let state = page.live_status("data-state").await;
+        (transport.as_deref() == Some("stream") && state.as_deref() == Some("live")).then_some(())
+    })
+    .await;
+    // The first load and the refetch on the stream's opening are done; nothing else is coming.
+    let before = page
+        .wait_until("the page to settle", async || {
+            let state = page
+                .execute(
+                    r#"return [window.__inflight,
+                               window.__log.filter(([what, url]) => what === "fetch" && url.endsWith("api/updates")).length,
+                               window.__log.length];"#,
+                    vec![],
+                )
+                .await;
+            (state[0] == 0 && state[1].as_i64() >= Some(2)).then(|| state[2].as_u64().unwrap() as usize)
+        })
+        .await;
+    // The page did schedule its polls (so the blocked delays are the real ones) and none ran.
+    let timers = page.execute("return window.__pollTimers", vec![]).await;
+    assert!(timers.as_i64().unwrap_or(0) >= 1, "no poll was scheduled with a 3 s or 60 s delay: {timers}");
+
+    const KUMA: &str = "docker.io/louislam/uptime-kuma:1.23.13";
+    page.webhook(&docker(KUMA, "nas", "uptime-kuma", "")).await;
+    page.card(KUMA).await;
+    page.wait_for(&testid("toast")).await;
+    page.wait_title("Diun Dashboard (2)").await;
+    let log = page.execute("return window.__log", vec![]).await;
+    let since: Vec<Value> = log.as_array().unwrap()[before..].to_vec();
+    assert_eq!(
+        since.first(),
+        Some(&json!(["change", "update", KUMA])),
+        "the stream announced it first: {log:#}"
+    );
+    assert!(
+        since.iter().any(|entry| entry[0] == "fetch" && entry[1].as_str().unwrap().ends_with("api/updates")),
+        "then the page fetched the updates: {log:#}"
+    );
+    assert_eq!(page.live_status("data-transport").await.as_deref(), Some("stream"));
     page.assert_no_console_errors().await;
 }
 
