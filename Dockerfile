@@ -19,13 +19,15 @@ ARG FEATURES=sqlite,postgres
 WORKDIR /build
 
 # 1. Dependencies only. This layer is rebuilt when Cargo.toml or Cargo.lock change, not when the
-#    source does. The stubs satisfy the workspace (xtask is a member but is never built here);
-#    afterwards every artefact of the package itself is removed, since the real sources copied
-#    below can be older than the stubs and cargo compares modification times.
+#    source does. The stubs satisfy the manifest (it declares [lib], and xtask is a workspace
+#    member that is never built here); afterwards every artefact of the package itself is
+#    removed, since the real sources copied below can be older than the stubs and cargo compares
+#    modification times.
 COPY Cargo.toml Cargo.lock ./
 COPY xtask/Cargo.toml xtask/Cargo.toml
 RUN mkdir -p src xtask/src \
  && echo 'fn main() {}' > src/main.rs \
+ && touch src/lib.rs \
  && echo 'fn main() {}' > build.rs \
  && echo 'fn main() {}' > xtask/src/main.rs \
  && cargo build --release --locked --no-default-features --features "$FEATURES" \
@@ -34,7 +36,8 @@ RUN mkdir -p src xtask/src \
         target/release/build/diun-dashboard-* \
         target/release/deps/diun_dashboard-* \
         target/release/deps/libdiun_dashboard-* \
-        target/release/diun-dashboard*
+        target/release/diun-dashboard* \
+        target/release/libdiun_dashboard*
 
 # 2. The application. migrations/ and assets/ are embedded into the binary at compile time.
 COPY build.rs ./

@@ -265,8 +265,10 @@ struct Manifest {
     repository: String,
     features: BTreeSet<String>,
     workspace_members: Vec<String>,
-    /// Files cargo needs to load the manifest: explicit target paths and `build`.
+    /// Files cargo needs to load the manifest: declared targets' files and `build`.
     target_paths: Vec<String>,
+    /// A `[lib]` section, which makes cargo require the library's file (default `src/lib.rs`).
+    lib: Option<Option<String>>,
 }
 
 impl Manifest {
@@ -281,6 +283,9 @@ impl Manifest {
             if line.starts_with('[') {
                 manifest.target_paths.extend(target.take().and_then(|t| manifest.target_path(t)));
                 section = line.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+                if section == "lib" {
+                    manifest.lib = Some(None);
+                }
                 if ["bin", "test", "bench", "example"].contains(&section.as_str()) && line.starts_with("[[") {
                     target = Some((section.clone(), String::new(), None));
                 }
@@ -310,7 +315,7 @@ impl Manifest {
                     manifest.features.insert(name.to_string());
                 }
                 ("workspace", "members") => manifest.workspace_members = toml_strings(&value),
-                ("lib", "path") => manifest.target_paths.push(first()),
+                ("lib", "path") => manifest.lib = Some(Some(first())),
                 ("bin" | "test" | "bench" | "example", "name") => {
                     if let Some(target) = target.as_mut() {
                         target.1 = first();
@@ -326,6 +331,12 @@ impl Manifest {
         }
         manifest.target_paths.extend(target.and_then(|t| manifest.target_path(t)));
         manifest
+    }
+
+    /// Every file cargo needs just to load the manifest.
+    fn required_files(&self) -> Vec<String> {
+        let lib = self.lib.clone().map(|path| path.unwrap_or_else(|| "src/lib.rs".into()));
+        self.target_paths.iter().cloned().chain(lib).collect()
     }
 
     /// The file of a `[[kind]]` target: its `path`, else where cargo looks for it (cargo refuses
@@ -603,6 +614,24 @@ fn cargo_builds(instructions: &[Instruction]) -> Vec<(usize, Vec<String>)> {
     builds
 }
 
+/// What a RUN command creates (`> file`, `touch file`) and removes (`rm … path`).
+fn stub_files(command: &str) -> (Vec<String>, Vec<String>) {
+    let (mut created, mut removed) = (Vec::new(), Vec::new());
+    for segment in command.split("&&").flat_map(|s| s.split(';')).flat_map(|s| s.split("||")) {
+        let words = shell_words(segment);
+        let operands = || words.iter().skip(1).filter(|w| !w.starts_with('-')).map(|w| clean_path(w));
+        match words.first().map(String::as_str) {
+            Some("touch") => created.extend(operands()),
+            Some("rm") => removed.extend(operands()),
+            _ => {}
+        }
+        if let Some(at) = words.iter().position(|w| w == ">" || w == ">>") {
+            created.extend(words.get(at + 1).map(|w| clean_path(w)));
+        }
+    }
+    (created, removed)
+}
+
 /// The comma- or space-separated features of a `--features` value.
 fn split_features(value: &str) -> Vec<String> {
     value.split([',', ' ']).map(str::trim).filter(|f| !f.is_empty()).map(String::from).collect()
@@ -642,7 +671,7 @@ fn check_dockerfile(
         instructions.iter().filter(|i| i.keyword == "ARG").flat_map(|i| key_values(&i.args)).collect();
 
     // COPY sources from the build context.
-    let mut copied = Vec::new();
+    let mut copied: Vec<(usize, String)> = Vec::new();
     for copy in instructions.iter().filter(|i| i.keyword == "COPY" || i.keyword == "ADD") {
         let words = shell_words(&copy.args);
         if words.iter().any(|w| w.starts_with("--from=")) {
@@ -660,10 +689,33 @@ fn check_dockerfile(
                 };
                 problems.push(format!("{name}:{}: COPY source `{source}` {why}", copy.line));
             }
-            copied.push(clean_path(&source));
+            copied.push((copy.line, clean_path(&source)));
         }
     }
-    let is_copied = |path: &str| copied.iter().any(|c| path == c || path.starts_with(&format!("{c}/")));
+    let covers =
+        |dir: &str, path: &str| path == dir || path.starts_with(&format!("{dir}/")) || glob_match(dir, path);
+    let copied_before = |line: usize, path: &str| copied.iter().any(|(l, c)| *l < line && covers(c, path));
+    let is_copied = |path: &str| copied_before(usize::MAX, path);
+
+    // The dependency layer: the first cargo build runs on stubs, so every file the manifest
+    // declares must be copied or created before it; what it creates and does not remove stays.
+    let builds = cargo_builds(&instructions);
+    let dependency_layer = builds.first().map(|(line, _)| *line).unwrap_or(usize::MAX);
+    let (stubbed, removed) = instructions
+        .iter()
+        .find(|i| i.line == dependency_layer)
+        .map(|run| stub_files(&run.args))
+        .unwrap_or_default();
+    for path in manifest.required_files() {
+        if !copied_before(dependency_layer, &path) && !stubbed.contains(&path) {
+            problems.push(format!(
+                "{name}:{dependency_layer}: the dependency layer's cargo build needs `{path}` (Cargo.toml declares it) \
+                 but it is neither copied nor stubbed before it"
+            ));
+        }
+    }
+    let kept_stub =
+        |path: &str| stubbed.iter().any(|s| s == path) && !removed.iter().any(|r| covers(r, path));
     for member in &manifest.workspace_members {
         let member_manifest = format!("{member}/Cargo.toml");
         if !is_copied(&member_manifest) {
@@ -677,15 +729,14 @@ fn check_dockerfile(
             ));
         }
     }
-    for path in manifest.target_paths.iter().chain(embedded_paths(root).iter()) {
-        if !is_copied(path) {
+    for path in manifest.required_files().iter().chain(embedded_paths(root).iter()) {
+        if !is_copied(path) && !kept_stub(path) {
             problems
                 .push(format!("{name}: `{path}` is needed by cargo in the image (to load the manifest or to compile) but no COPY brings it in"));
         }
     }
 
     // The cargo commands must be the ones `cargo xtask dist` builds.
-    let builds = cargo_builds(&instructions);
     if builds.is_empty() {
         problems.push(format!("{name}: no `cargo build` in any RUN"));
     }
@@ -1245,7 +1296,10 @@ path = "src/lib.rs"
         assert_eq!(manifest.repository, "https://example.org/x");
         assert_eq!(manifest.workspace_members, ["xtask"]);
         assert_eq!(manifest.features.iter().collect::<Vec<_>>(), ["default", "postgres", "sqlite"]);
-        assert_eq!(manifest.target_paths, ["tests/browser.rs", "benches/intake.rs", "src/lib.rs"]);
+        assert_eq!(manifest.required_files(), ["tests/browser.rs", "benches/intake.rs", "src/lib.rs"]);
+        let declared_without_path = Manifest::parse("[package]\nname = \"x\"\n[lib]\ndoctest = false\n");
+        assert_eq!(declared_without_path.required_files(), ["src/lib.rs"]);
+        assert!(Manifest::parse("[package]\nname = \"x\"\n").required_files().is_empty());
     }
 
     #[test]
@@ -1279,6 +1333,16 @@ path = "src/lib.rs"
         let vars = [("FEATURES".to_string(), "sqlite".to_string())];
         assert_eq!(expand(&builds[0].1[3], &vars), "sqlite");
         assert_eq!(expand("${FEATURES}-x", &vars), "sqlite-x");
+    }
+
+    #[test]
+    fn stub_files_sees_redirections_touch_and_rm() {
+        let (created, removed) = stub_files(
+            "mkdir -p src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs ./benches/x.rs \
+             && cargo build && rm -rf src build.rs target/release/.fingerprint/x-*",
+        );
+        assert_eq!(created, ["src/main.rs", "src/lib.rs", "benches/x.rs"]);
+        assert_eq!(removed, ["src", "build.rs", "target/release/.fingerprint/x-*"]);
     }
 
     #[test]
