@@ -1,5 +1,6 @@
 //! `/api/…` and `/healthz` handlers.
 
+use std::io::Write;
 use std::time::Duration;
 
 use bytes::Buf;
@@ -86,11 +87,19 @@ const LISTED_BYTES: usize = 1024;
 /// What gzip makes of that, about.
 const LISTED_BYTES_GZIP: usize = 160;
 
+/// What the compressor is given at a time.
+const GZIP_CHUNK: usize = 64 * 1024;
+
 fn listing(updates: &ByImage, gzip: bool) -> std::io::Result<Vec<u8>> {
     let count = updates.0.len();
     if gzip {
         let mut writer = gzip::writer(gzip::Effort::Fast, count * LISTED_BYTES_GZIP + 64);
-        serde_json::to_writer(&mut writer, updates)?;
+        // serde_json writes a few bytes at a time, and the compressor pays per call: hand it
+        // 64 KiB at once.
+        let mut chunks = std::io::BufWriter::with_capacity(GZIP_CHUNK, &mut writer);
+        serde_json::to_writer(&mut chunks, updates)?;
+        chunks.flush()?;
+        drop(chunks);
         writer.finish()
     } else {
         let mut body = Vec::with_capacity(count * LISTED_BYTES + 2);
