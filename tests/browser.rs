@@ -1,18 +1,14 @@
 //! The dashboard in a real browser (issue 3 §7): headless Chromium through chromedriver against
 //! the real binary on a throwaway SQLite database, seeded through `POST /webhook` as DIUN would.
 //!
-//! Needs `CHROMEDRIVER` (the path or name of chromedriver; `cargo xtask test` sets it and installs
-//! Chromium when missing). Without it every test is skipped with a message, except under
-//! `CI=true`, where that is a failure. `cargo xtask test` runs them one at a time
-//! (`-- --test-threads=1`); in parallel they pass too, only slower per test.
+//! The tests are `#[ignore]`d in plain `cargo test` runs, which need no browser; `cargo xtask
+//! test` runs them (`-- --ignored --test-threads=1`) with `CHROMEDRIVER` set, installing Chromium
+//! when missing. Run by hand with `--ignored` but without `CHROMEDRIVER`, each test says it is
+//! skipped, except under `CI=true`, where that is a failure.
 //!
 //! The page is found through its `data-testid` hooks (listed at the top of assets/js/app.js),
-//! never through CSS classes. The README's screenshot comes from `screenshot_for_the_readme`:
-//!
-//! ```text
-//! SCREENSHOT_OUT=docs/screenshot.png CHROMEDRIVER=chromedriver \
-//!     cargo test --test browser screenshot_for_the_readme
-//! ```
+//! never through CSS classes. The README's screenshot comes from `screenshot_for_the_readme`
+//! (`cargo xtask screenshot`).
 #![cfg(feature = "sqlite")]
 
 mod support;
@@ -468,6 +464,7 @@ async fn seed(page: &Page, events: &[Value]) {
 // ---- Tests -----------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn cards_show_what_diun_reported() {
     let Some(page) = Page::start(1440, 1200).await else { return };
     seed(&page, &varied_events()).await;
@@ -560,6 +557,7 @@ async fn cards_show_what_diun_reported() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn acknowledging_settles_the_card_and_persists() {
     let Some(page) = Page::start(1280, 1000).await else { return };
     seed(&page, &varied_events()[..3]).await;
@@ -594,6 +592,7 @@ async fn acknowledging_settles_the_card_and_persists() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn groups_are_created_and_cards_moved_by_drag_and_menu() {
     let Some(page) = Page::start(1280, 1600).await else { return };
     seed(&page, &varied_events()[..4]).await;
@@ -709,6 +708,7 @@ async fn groups_are_created_and_cards_moved_by_drag_and_menu() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn touch_drag_moves_a_card_on_a_phone() {
     let Some(page) = Page::start(390, 1500).await else { return };
     seed(&page, &varied_events()[..2]).await;
@@ -729,6 +729,7 @@ async fn touch_drag_moves_a_card_on_a_phone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn dismissing_a_group_and_dismissing_all() {
     let Some(page) = Page::start(1280, 1400).await else { return };
     seed(&page, &varied_events()[..5]).await;
@@ -802,6 +803,7 @@ async fn dismissing_a_group_and_dismissing_all() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn search_and_filters_narrow_the_list() {
     let Some(page) = Page::start(1280, 1400).await else { return };
     seed(&page, &varied_events()).await;
@@ -900,6 +902,7 @@ async fn search_and_filters_narrow_the_list() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn a_webhook_shows_up_live_with_a_toast() {
     let Some(page) = Page::start(1280, 1200).await else { return };
     seed(&page, &varied_events()[..2]).await;
@@ -942,6 +945,7 @@ async fn a_webhook_shows_up_live_with_a_toast() {
 
 /// Where the change stream cannot be had (a buffering proxy, an old browser), the page polls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn without_the_change_stream_polling_keeps_the_page_live() {
     let Some(page) = Page::start(1280, 900).await else { return };
     page.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": "delete window.EventSource;" }))
@@ -962,6 +966,7 @@ async fn without_the_change_stream_polling_keeps_the_page_live() {
 /// reported anew by one host, only that host. The host filter offers every host in view and keeps
 /// the images any of whose hosts is the chosen one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn every_host_reporting_an_image_is_on_its_card() {
     let Some(page) = Page::start(1280, 1400).await else { return };
     let varied = varied_events();
@@ -1034,6 +1039,7 @@ async fn every_host_reporting_an_image_is_on_its_card() {
 /// The history dialog: newest first, in runs of one digest (the current one marked), a page at a
 /// time; Esc closes it and gives the focus back to the card's History button.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn history_dialog_lists_reports_by_digest_a_page_at_a_time() {
     let Some(page) = Page::start(1280, 1000).await else { return };
     let old = format!("sha256:{}", "a1".repeat(32));
@@ -1177,6 +1183,7 @@ const STREAM_ONLY: &str = r#"
 /// it: polling is made impossible and the page is seen to fetch only after the stream announced
 /// the change, so no timing needs to be measured (that is for benchmarks).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn a_webhook_reaches_the_page_through_the_change_stream() {
     let Some(page) = Page::start(1280, 900).await else { return };
     page.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": STREAM_ONLY })).await;
@@ -1227,6 +1234,7 @@ async fn a_webhook_reaches_the_page_through_the_change_stream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn no_horizontal_scroll_on_a_phone_or_a_wide_screen() {
     let Some(page) = Page::start(375, 812).await else { return };
     let mut events = varied_events();
@@ -1276,6 +1284,7 @@ async fn no_horizontal_scroll_on_a_phone_or_a_wide_screen() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn the_empty_state_explains_how_to_point_diun_here() {
     let Some(page) = Page::start(375, 812).await else { return };
     page.open().await;
@@ -1300,6 +1309,7 @@ async fn the_empty_state_explains_how_to_point_diun_here() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn api_errors_show_a_banner_and_roll_back() {
     let Some(mut page) = Page::start(1280, 1200).await else { return };
     seed(&page, &varied_events()[..2]).await;
@@ -1397,6 +1407,7 @@ async fn api_errors_show_a_banner_and_roll_back() {
 /// still while a menu is open, so the menu still offers it): picking it must say that the move
 /// did not happen, not close the menu silently (SPEC §7: never a silent failure).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn moving_to_a_group_deleted_meanwhile_is_not_silent() {
     let Some(page) = Page::start(1280, 1000).await else { return };
     seed(&page, &varied_events()[..2]).await;
@@ -1422,6 +1433,7 @@ async fn moving_to_a_group_deleted_meanwhile_is_not_silent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn theme_toggle_cycles_and_is_remembered() {
     let Some(page) = Page::start(1280, 900).await else { return };
     page.open().await;
@@ -1468,6 +1480,7 @@ async fn theme_toggle_cycles_and_is_remembered() {
 /// The README's screenshot: a realistic set in the light theme at desktop width, with one update
 /// just arrived. Always taken and checked; written to `SCREENSHOT_OUT` when that is set.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn screenshot_for_the_readme() {
     let Some(page) = Page::start(1280, 1100).await else { return };
     // (image, host, container, registry page, group, acknowledged)
