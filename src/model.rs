@@ -85,12 +85,12 @@ impl DiunEvent {
 
     /// `metadata` as JSON text for storage, `None` when DIUN sent null.
     pub fn metadata_json(&self) -> Option<String> {
-        self.metadata.as_ref().map(|map| Value::Object(map.clone()).to_string())
+        self.metadata.as_ref().map(object_json)
     }
 
     /// Unknown top-level fields as JSON text for storage, `None` when there are none.
     pub fn extra_json(&self) -> Option<String> {
-        (!self.extra.is_empty()).then(|| Value::Object(self.extra.clone()).to_string())
+        (!self.extra.is_empty()).then(|| object_json(&self.extra))
     }
 
     /// Restores the JSON columns written by [`Self::metadata_json`] and [`Self::extra_json`].
@@ -130,6 +130,12 @@ pub fn decode_image_path(raw: &str) -> Result<String, String> {
         .map_err(|_| "the image in the path is not valid UTF-8 once decoded".to_string())?;
     check_image(&image).map_err(|problem| format!("the image in the path is invalid: {problem}"))?;
     Ok(image.into_owned())
+}
+
+/// A JSON object as text, without copying it first.
+fn object_json(map: &Map<String, Value>) -> String {
+    // Serializing string keys and JSON values into a String cannot fail.
+    serde_json::to_string(map).unwrap_or_else(|_| "{}".to_string())
 }
 
 fn map_has_nul(map: &Map<String, Value>) -> bool {

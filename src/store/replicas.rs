@@ -16,6 +16,8 @@ use crate::changes::{Change, ChangeFeed, ChangeKind};
 
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
+/// Changes sent in one statement at most.
+const MAX_BATCH: usize = 256;
 
 #[derive(Serialize, Deserialize)]
 struct Notice {
@@ -93,6 +95,10 @@ async fn session(
     });
     let outcome = async {
         client.batch_execute(&format!("LISTEN {channel}")).await.map_err(|err| err.to_string())?;
+        let notify = client
+            .prepare("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload")
+            .await
+            .map_err(|err| err.to_string())?;
         if reconnected {
             log::info!("replica change sharing restored");
             feed.publish(Change::of_many(ChangeKind::Update));
@@ -101,12 +107,15 @@ async fn session(
             tokio::select! {
                 change = queue.recv() => {
                     let Some(change) = change else { return Ok(()) };
-                    let notice = Notice { origin: origin.to_string(), kind: change.kind, image: change.image };
-                    let payload = serde_json::to_string(&notice).map_err(|err| err.to_string())?;
-                    client
-                        .execute("SELECT pg_notify($1, $2)", &[&channel, &payload])
-                        .await
-                        .map_err(|err| err.to_string())?;
+                    // Whatever queued up meanwhile goes out in the same statement: under a burst of
+                    // webhooks one round trip and one transaction carry them all.
+                    let mut payloads = vec![payload(origin, change)?];
+                    while payloads.len() < MAX_BATCH
+                        && let Ok(change) = queue.try_recv()
+                    {
+                        payloads.push(payload(origin, change)?);
+                    }
+                    client.execute(&notify, &[&channel, &payloads]).await.map_err(|err| err.to_string())?;
                 }
                 notice = notices.recv() => {
                     let Some(payload) = notice else { return Err("connection closed".to_string()) };
@@ -124,6 +133,11 @@ async fn session(
     .await;
     reader.abort();
     outcome
+}
+
+fn payload(origin: &str, change: Change) -> Result<String, String> {
+    let notice = Notice { origin: origin.to_string(), kind: change.kind, image: change.image };
+    serde_json::to_string(&notice).map_err(|err| err.to_string())
 }
 
 #[cfg(test)]
