@@ -2,6 +2,7 @@
 
 mod support;
 
+use diun_dashboard::store::UpdateStore;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use support::{TestApp, docker_event};
@@ -24,7 +25,7 @@ fn encode(image: &str) -> String {
 async fn healthz_reports_the_backend(app: &TestApp) {
     let response = app.get("/healthz").await;
     assert_eq!(response.status, 200);
-    assert_eq!(response.json(), json!({ "status": "ok", "backend": app.store_backend() }));
+    assert_eq!(response.json(), json!({ "status": "ok", "backend": UpdateStore::backend(&*app.store) }));
     let response = app.request("POST", "/healthz").send().await;
     assert_eq!(response.status, 405);
     assert!(!response.error().is_empty());
@@ -521,17 +522,6 @@ async fn security_headers_are_on_every_response(app: &TestApp) {
             response.header("content-type").is_some_and(|ct| ct.starts_with("application/json")),
             "{path}"
         );
-    }
-}
-
-trait BackendName {
-    fn store_backend(&self) -> &'static str;
-}
-
-impl BackendName for TestApp {
-    fn store_backend(&self) -> &'static str {
-        use diun_dashboard::store::UpdateStore;
-        self.store.backend()
     }
 }
 

@@ -56,18 +56,23 @@ where
     }
     .inspect_err(|_| count_webhook("", WebhookResult::Rejected))?;
     let status = event.status.clone();
-    let summary = format!(
-        "{:?} {:?} from {:?}",
-        printable(&event.status),
-        printable(&event.image),
-        printable(&event.hostname)
-    );
+    // Formatted only when it will be logged: this is the busiest path of the service.
+    let summary = log::log_enabled!(log::Level::Info).then(|| {
+        format!(
+            "{:?} {:?} from {:?}",
+            printable(&event.status),
+            printable(&event.image),
+            printable(&event.hostname)
+        )
+    });
     if let Err(err) = state.store.upsert_event(event, Timestamp::now()).await {
         count_webhook(&status, WebhookResult::Failed);
         return Err(err.into());
     }
     count_webhook(&status, WebhookResult::Stored);
-    log::info!("update received: {summary}");
+    if let Some(summary) = summary {
+        log::info!("update received: {summary}");
+    }
     Ok(json_reply(StatusCode::OK, &serde_json::json!({ "status": "ok" })))
 }
 
