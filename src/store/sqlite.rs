@@ -134,12 +134,14 @@ impl SqliteStore {
         .map_err(|err| StoreError::Internal(format!("read task failed: {err}")))?
     }
 
+    /// Queues `op` for the writer. It may run twice (see [`commit_batch`]), so it must not
+    /// consume what it captured.
     async fn write<T: Send + 'static>(
         &self,
-        op: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        op: impl Fn(&Connection) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         let (reply, answer) = oneshot::channel();
-        let job = Box::new(WriteJob { op: Some(op), result: None, reply });
+        let job = Box::new(WriteJob { op, result: None, reply });
         self.jobs
             .send(Message::Write(job))
             .map_err(|_| StoreError::Unavailable("the database is closed".into()))?;
@@ -212,17 +214,14 @@ trait PendingWrite: Send {
 }
 
 struct WriteJob<T, F> {
-    op: Option<F>,
+    op: F,
     result: Option<StoreResult<T>>,
     reply: oneshot::Sender<StoreResult<T>>,
 }
 
-impl<T: Send, F: FnOnce(&Connection) -> StoreResult<T> + Send> PendingWrite for WriteJob<T, F> {
+impl<T: Send, F: Fn(&Connection) -> StoreResult<T> + Send> PendingWrite for WriteJob<T, F> {
     fn run(&mut self, conn: &Connection) -> bool {
-        let result = match self.op.take() {
-            Some(op) => op(conn),
-            None => Err(StoreError::Internal("write ran twice".into())),
-        };
+        let result = (self.op)(conn);
         let ok = result.is_ok();
         self.result = Some(result);
         ok
@@ -272,10 +271,61 @@ fn write_loop(conn: Connection, queue: mpsc::Receiver<Message>, checkpointer: Ch
 }
 
 fn commit_batch(conn: &Connection, batch: &mut [Box<dyn PendingWrite>]) -> StoreResult<()> {
+    // First without savepoints: a savepoint copies every page a write touches into its journal,
+    // which cost the writer more than the writes themselves. Should any write fail, the batch is
+    // rolled back and replayed with a savepoint each, so that the failed write alone is undone.
+    match run_batch(conn, batch, Isolation::Shared) {
+        Ok(()) => Ok(()),
+        Err(BatchFailure::Write) => run_batch(conn, batch, Isolation::PerWrite).map_err(BatchFailure::into_error),
+        Err(BatchFailure::Database(err)) => Err(err),
+    }
+}
+
+/// How the writes of a batch are kept apart inside its transaction.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Isolation {
+    /// No savepoints: any failed write fails the whole attempt.
+    Shared,
+    /// A savepoint per write, rolled back when the write fails.
+    PerWrite,
+}
+
+enum BatchFailure {
+    /// A write failed in a transaction without savepoints; nothing was committed.
+    Write,
+    /// The transaction itself failed; nothing was committed.
+    Database(StoreError),
+}
+
+impl BatchFailure {
+    fn into_error(self) -> StoreError {
+        match self {
+            // With a savepoint per write, a failed write never fails the batch.
+            BatchFailure::Write => StoreError::Internal("a write failed outside its savepoint".into()),
+            BatchFailure::Database(err) => err,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for BatchFailure {
+    fn from(err: rusqlite::Error) -> Self {
+        BatchFailure::Database(err.into())
+    }
+}
+
+/// Runs every write of `batch` in one transaction and commits it; rolls back on failure.
+fn run_batch(
+    conn: &Connection,
+    batch: &mut [Box<dyn PendingWrite>],
+    isolation: Isolation,
+) -> Result<(), BatchFailure> {
     // Prepared once per connection: parsing these again for every write is measurable.
     let run = |sql: &str| conn.prepare_cached(sql)?.execute([]).map(drop);
     run("BEGIN IMMEDIATE")?;
-    let outcome = batch.iter_mut().try_for_each(|job| -> StoreResult<()> {
+    let outcome = batch.iter_mut().try_for_each(|job| -> Result<(), BatchFailure> {
+        if isolation == Isolation::Shared {
+            return if job.run(conn) { Ok(()) } else { Err(BatchFailure::Write) };
+        }
         run("SAVEPOINT write")?;
         if !job.run(conn) {
             run("ROLLBACK TO write")?;
@@ -532,7 +582,7 @@ impl UpdateStore for SqliteStore {
                 .prepare_cached("INSERT INTO tags (name) VALUES (?1) RETURNING id")?
                 .query_row([&name], |row| row.get(0));
             match inserted {
-                Ok(id) => Ok(Tag { id, name }),
+                Ok(id) => Ok(Tag { id, name: name.clone() }),
                 Err(err) if err.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
                     Err(StoreError::DuplicateTag)
                 }
@@ -578,7 +628,7 @@ impl UpdateStore for SqliteStore {
 
     async fn unassign_tag(&self, image: String) -> StoreResult<()> {
         self.write(move |conn| {
-            conn.prepare_cached("DELETE FROM tag_assignments WHERE image = ?1")?.execute([image])?;
+            conn.prepare_cached("DELETE FROM tag_assignments WHERE image = ?1")?.execute([&image])?;
             Ok(())
         })
         .await
@@ -673,13 +723,77 @@ impl UpdateStore for SqliteStore {
                             "DELETE FROM events WHERE id IN
                                  (SELECT id FROM events WHERE received_at < ?1 LIMIT 2000)",
                         )?
-                        .execute([cutoff])? as u64)
+                        .execute([&cutoff])? as u64)
                 })
                 .await?;
             pruned += deleted;
             if deleted < 2000 {
                 return Ok(pruned);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job<T: Send + 'static>(
+        op: impl Fn(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> (Box<dyn PendingWrite>, oneshot::Receiver<StoreResult<T>>) {
+        let (reply, answer) = oneshot::channel();
+        (Box::new(WriteJob { op, result: None, reply }), answer)
+    }
+
+    fn insert(conn: &Connection, x: i64) -> StoreResult<()> {
+        conn.execute("INSERT INTO t (x) VALUES (?1)", [x])?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_failed_write_is_undone_alone_and_its_neighbours_commit() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER UNIQUE)").unwrap();
+        let (first, first_answer) = job(|conn| insert(conn, 1));
+        // Writes 2, then fails: the 2 must not survive.
+        let (failing, failing_answer) = job(|conn| {
+            insert(conn, 2)?;
+            insert(conn, 1)
+        });
+        let (last, last_answer) = job(|conn| insert(conn, 3));
+        let mut batch = vec![first, failing, last];
+        assert_eq!(commit_batch(&conn, &mut batch), Ok(()));
+        for job in batch {
+            job.finish(Ok(()));
+        }
+        let kept: Vec<i64> = conn
+            .prepare("SELECT x FROM t ORDER BY x")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(kept, [1, 3]);
+        assert_eq!(first_answer.blocking_recv().unwrap(), Ok(()));
+        assert!(matches!(failing_answer.blocking_recv().unwrap(), Err(StoreError::Internal(_))));
+        assert_eq!(last_answer.blocking_recv().unwrap(), Ok(()));
+        assert!(conn.is_autocommit(), "the transaction is over");
+    }
+
+    #[test]
+    fn a_batch_without_failures_commits_every_write() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER UNIQUE)").unwrap();
+        let (jobs, answers): (Vec<_>, Vec<_>) = (0..5).map(|x| job(move |conn| insert(conn, x))).unzip();
+        let mut batch = jobs;
+        assert_eq!(commit_batch(&conn, &mut batch), Ok(()));
+        for job in batch {
+            job.finish(Ok(()));
+        }
+        let count: i64 = conn.query_row("SELECT count(*) FROM t", [], |row| row.get(0)).unwrap();
+        assert_eq!(count, 5);
+        for answer in answers {
+            assert_eq!(answer.blocking_recv().unwrap(), Ok(()));
         }
     }
 }
