@@ -107,21 +107,65 @@ impl Timestamp {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, always 27 characters for years 0000–9999.
-impl fmt::Display for Timestamp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Timestamp {
+    /// Appends the canonical text (see `Display`) to `out`, without the formatting machinery:
+    /// the listing writes two per image and the webhook one per request.
+    pub fn write_rfc3339(self, out: &mut Vec<u8>) {
+        match self.canonical_text() {
+            Some(text) => out.extend_from_slice(&text),
+            None => {
+                use std::io::Write;
+                // Writing into a Vec cannot fail.
+                let _ = write!(out, "{self}");
+            }
+        }
+    }
+
+    /// The 27 bytes of `YYYY-MM-DDTHH:MM:SS.ffffffZ`; `None` outside the years 0000–9999.
+    fn canonical_text(self) -> Option<[u8; 27]> {
+        let parts = self.parts();
+        let (year, month, day, hour, minute, second, micros) = parts;
+        if !(0..=9999).contains(&year) {
+            return None;
+        }
+        let mut text = *b"0000-00-00T00:00:00.000000Z";
+        let mut digits = |at: usize, width: usize, mut value: i64| {
+            for slot in text[at..at + width].iter_mut().rev() {
+                // 0..=9 after the modulo: the cast cannot truncate.
+                *slot = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        digits(0, 4, year);
+        digits(5, 2, month);
+        digits(8, 2, day);
+        digits(11, 2, hour);
+        digits(14, 2, minute);
+        digits(17, 2, second);
+        digits(20, 6, micros);
+        Some(text)
+    }
+
+    /// Year, month, day, hour, minute, second, microsecond (UTC).
+    fn parts(self) -> (i64, i64, i64, i64, i64, i64, i64) {
         let seconds = self.0.div_euclid(MICROS_PER_SECOND);
         let micros = self.0.rem_euclid(MICROS_PER_SECOND);
         let days = seconds.div_euclid(SECONDS_PER_DAY);
         let second_of_day = seconds.rem_euclid(SECONDS_PER_DAY);
         let (year, month, day) = civil_from_days(days);
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-            second_of_day / 3600,
-            second_of_day % 3600 / 60,
-            second_of_day % 60
-        )
+        (year, month, day, second_of_day / 3600, second_of_day % 3600 / 60, second_of_day % 60, micros)
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, always 27 characters for years 0000–9999.
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(text) = self.canonical_text() {
+            // Only ASCII digits and separators were written.
+            return f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?);
+        }
+        let (year, month, day, hour, minute, second, micros) = self.parts();
+        write!(f, "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{micros:06}Z")
     }
 }
 
@@ -180,6 +224,16 @@ mod tests {
             "2024-02-29T23:59:59.123456Z"
         );
         assert_eq!(Timestamp::from_unix_micros(-1).to_string(), "1969-12-31T23:59:59.999999Z");
+    }
+
+    #[test]
+    fn years_beyond_four_digits_still_format() {
+        let far = Timestamp::from_unix_micros(253_402_300_800_000_000);
+        assert_eq!(far.to_string(), "10000-01-01T00:00:00.000000Z");
+        let mut out = b"x".to_vec();
+        far.write_rfc3339(&mut out);
+        Timestamp::from_unix_micros(1_709_251_199_123_456).write_rfc3339(&mut out);
+        assert_eq!(out, b"x10000-01-01T00:00:00.000000Z2024-02-29T23:59:59.123456Z");
     }
 
     #[test]

@@ -525,6 +525,70 @@ async fn security_headers_are_on_every_response(app: &TestApp) {
     }
 }
 
+/// `GET /api/updates` is written straight from the rows; it must say exactly what the stored
+/// entries say through their `Serialize`, in image order, plain and gzip alike.
+async fn the_listing_is_the_stored_entries_in_image_order(app: &TestApp) {
+    let images = ["b/two:1", "a/one:1", "B/upper:1", "c/ünï:1", "a/one:2", "z\"q\\:1"];
+    for (i, image) in images.iter().enumerate() {
+        let mut event = docker_event(image);
+        match i % 3 {
+            0 => event["metadata"] = Value::Null,
+            1 => event["metadata"]["nested"] = json!({ "list": [1, 2.5, -0.0, null, "x\u{1}\n"], "t": true }),
+            _ => event["created"] = Value::Null,
+        }
+        if i % 2 == 0 {
+            event["future_field"] = json!({ "k": [1, { "deep": "é" }] });
+            event["another"] = json!(12345678901234567890u64);
+        }
+        assert_eq!(app.webhook(&event).await.status, 200);
+    }
+    let tag = app.create_tag("home \"lab\"").await;
+    let assigned = json!({ "image": images[1], "tag_id": tag });
+    assert_eq!(app.api("PUT", "/api/tag-assignments", &assigned).await.status, 204);
+    assert_eq!(app.request("PATCH", "/api/updates/c%2F%C3%BCn%C3%AF%3A1").send().await.status, 204);
+
+    let entries = app.store.list_updates().await.unwrap();
+    let expected: serde_json::Map<String, Value> = entries
+        .iter()
+        .map(|entry| (entry.event.image.clone(), serde_json::to_value(entry).unwrap()))
+        .collect();
+    let plain = app.get("/api/updates").await;
+    assert_eq!(plain.json(), Value::Object(expected));
+    let mut sorted = images.map(str::to_owned);
+    sorted.sort();
+    assert_eq!(top_level_keys(&plain.body), sorted);
+    let gzip = app.request("GET", "/api/updates").header("Accept-Encoding", "gzip").send().await;
+    assert_eq!(gzip.header("content-encoding"), Some("gzip"));
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gzip.body[..]), &mut unzipped).unwrap();
+    assert_eq!(unzipped, plain.body);
+}
+
+/// The keys of a JSON object, in the order the text has them.
+fn top_level_keys(body: &[u8]) -> Vec<String> {
+    struct Keys(Vec<String>);
+    impl<'de> serde::Deserialize<'de> for Keys {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct Visitor;
+            impl<'de> serde::de::Visitor<'de> for Visitor {
+                type Value = Keys;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Keys, A::Error> {
+                    let mut keys = Vec::new();
+                    while let Some((key, serde::de::IgnoredAny)) = map.next_entry::<String, _>()? {
+                        keys.push(key);
+                    }
+                    Ok(Keys(keys))
+                }
+            }
+            deserializer.deserialize_map(Visitor)
+        }
+    }
+    serde_json::from_slice::<Keys>(body).unwrap().0
+}
+
 on_every_backend!(
     healthz_reports_the_backend,
     empty_store_lists_an_empty_object,
@@ -548,6 +612,7 @@ on_every_backend!(
     cross_site_requests_are_refused,
     hundreds_of_concurrent_webhooks_are_all_kept,
     security_headers_are_on_every_response,
+    the_listing_is_the_stored_entries_in_image_order,
 );
 
 /// The secret needs its own server, so it runs outside the per-backend list.

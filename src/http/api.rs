@@ -1,12 +1,11 @@
 //! `/api/…` and `/healthz` handlers.
 
-use std::io::Write;
 use std::time::Duration;
 
 use bytes::Buf;
 use futures_util::Stream;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize, Serializer};
 use warp::http::header::CONTENT_TYPE;
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use warp::path::Tail;
@@ -17,7 +16,7 @@ use super::error::{ApiError, respond};
 use super::guard::check_mutation;
 use super::gzip;
 use super::{AppState, is_read, json_reply, no_content};
-use crate::model::UpdateEntry;
+use crate::listing::Listing;
 use crate::store::{Assignment, UpdateStore};
 use crate::time::Timestamp;
 
@@ -43,31 +42,18 @@ pub async fn healthz(state: AppState, method: Method) -> Response {
     )
 }
 
-/// The updates as one JSON object keyed by image.
-struct ByImage(Vec<UpdateEntry>);
-
-impl Serialize for ByImage {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().map(|entry| (&entry.event.image, entry)))
-    }
-}
-
-/// `GET /api/updates`, gzip-compressed when the request accepts it. The listing (a few MB for
-/// thousands of images) is serialized, and compressed, straight into one buffer on a blocking
-/// thread: those milliseconds of CPU are not spent on the reactor, and no uncompressed copy
-/// of a compressed answer is ever built.
+/// `GET /api/updates`, gzip-compressed when the request accepts it. The store writes the
+/// listing (a few MB for thousands of images) from its rows straight into one buffer, or into
+/// the gzip stream, off the reactor: no copy of each row and no uncompressed copy of a
+/// compressed answer is ever built.
 pub async fn updates(state: AppState, method: Method, headers: HeaderMap) -> Response {
     respond(
         async {
             if !is_read(&method) {
                 return Err(ApiError::method_not_allowed("GET"));
             }
-            let updates = state.store.list_updates().await?;
             let gzip = gzip::accepted(&headers);
-            let body = tokio::task::spawn_blocking(move || listing(&ByImage(updates), gzip))
-                .await
-                .map_err(|err| internal(format!("the listing task failed: {err}")))?
-                .map_err(|err| internal(format!("cannot serialize the listing: {err}")))?;
+            let body = state.store.write_listing(Listing::new(gzip)).await?;
             let mut response = Response::new(body.into());
             let headers = response.headers_mut();
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -80,37 +66,6 @@ pub async fn updates(state: AppState, method: Method, headers: HeaderMap) -> Res
         }
         .await,
     )
-}
-
-/// Serialized size of one listed image, about: sizes the buffer so that it rarely grows.
-const LISTED_BYTES: usize = 1024;
-/// What gzip makes of that, about.
-const LISTED_BYTES_GZIP: usize = 160;
-
-/// What the compressor is given at a time.
-const GZIP_CHUNK: usize = 64 * 1024;
-
-fn listing(updates: &ByImage, gzip: bool) -> std::io::Result<Vec<u8>> {
-    let count = updates.0.len();
-    if gzip {
-        let mut writer = gzip::writer(gzip::Effort::Fast, count * LISTED_BYTES_GZIP + 64);
-        // serde_json writes a few bytes at a time, and the compressor pays per call: hand it
-        // 64 KiB at once.
-        let mut chunks = std::io::BufWriter::with_capacity(GZIP_CHUNK, &mut writer);
-        serde_json::to_writer(&mut chunks, updates)?;
-        chunks.flush()?;
-        drop(chunks);
-        writer.finish()
-    } else {
-        let mut body = Vec::with_capacity(count * LISTED_BYTES + 2);
-        serde_json::to_writer(&mut body, updates)?;
-        Ok(body)
-    }
-}
-
-fn internal(why: String) -> ApiError {
-    log::error!("{why}");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the server log")
 }
 
 /// `PATCH /api/updates/{image}`: the image is percent-encoded, `/` included.

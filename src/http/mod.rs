@@ -8,7 +8,7 @@ mod auth;
 mod body;
 mod error;
 mod guard;
-mod gzip;
+pub(crate) mod gzip;
 mod history;
 mod live;
 mod metrics;

@@ -22,6 +22,7 @@ use std::future::Future;
 
 use crate::changes::{Change, ChangeFeed, ChangeKind};
 use crate::config::Database;
+use crate::listing::Listing;
 use crate::model::{DiunEvent, HistoryEntry, HostReport, Tag, UpdateEntry};
 use crate::time::Timestamp;
 
@@ -47,6 +48,13 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+impl From<std::io::Error> for StoreError {
+    /// Writing a response body in memory: only running out of memory gets here.
+    fn from(err: std::io::Error) -> Self {
+        StoreError::Internal(format!("cannot write the listing: {err}"))
+    }
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// What `assign_tag` found.
@@ -71,6 +79,9 @@ pub trait UpdateStore: Send + Sync {
     ) -> impl Future<Output = StoreResult<()>> + Send;
     /// Every tracked image, ordered by image name (bytewise).
     fn list_updates(&self) -> impl Future<Output = StoreResult<Vec<UpdateEntry>>> + Send;
+    /// The same images as [`Self::list_updates`], in the same order, written into `listing`
+    /// straight from the rows, and the finished body: what `GET /api/updates` answers.
+    fn write_listing(&self, listing: Listing) -> impl Future<Output = StoreResult<Vec<u8>>> + Send;
     /// `false` when the image is unknown. Keeps the first acknowledgement time.
     fn acknowledge(&self, image: String, at: Timestamp) -> impl Future<Output = StoreResult<bool>> + Send;
     /// The number of updates that were pending.
@@ -211,6 +222,9 @@ impl UpdateStore for Store {
     }
     async fn list_updates(&self) -> StoreResult<Vec<UpdateEntry>> {
         dispatch!(self, s => s.list_updates().await)
+    }
+    async fn write_listing(&self, listing: Listing) -> StoreResult<Vec<u8>> {
+        dispatch!(self, s => s.write_listing(listing).await)
     }
     async fn acknowledge(&self, image: String, at: Timestamp) -> StoreResult<bool> {
         let change = Change::of_image(ChangeKind::Acknowledge, image.clone());

@@ -20,6 +20,7 @@ use tokio_postgres::{Client, NoTls, Row, Statement};
 
 use super::migrate::{self, Migration};
 use super::{Assignment, StoreError, StoreResult, UpdateStore, sort_tags};
+use crate::listing::{ListedUpdate, Listing};
 use crate::model::{DiunEvent, HistoryEntry, HostReport, Tag, UpdateEntry, json_object};
 use crate::time::Timestamp;
 
@@ -572,6 +573,10 @@ fn update_from_row(row: &Row) -> StoreResult<UpdateEntry> {
     })
 }
 
+fn listed_image(row: &Row) -> &str {
+    row.try_get(0).unwrap_or_default()
+}
+
 async fn tag_exists(client: &Conn, tag_id: i64) -> StoreResult<bool> {
     Ok(client.query_opt("SELECT 1 FROM tags WHERE id = $1", &[&tag_id]).await?.is_some())
 }
@@ -624,6 +629,56 @@ impl UpdateStore for PostgresStore {
             rows.iter().map(update_from_row).collect()
         })
         .await
+    }
+
+    async fn write_listing(&self, mut listing: Listing) -> StoreResult<Vec<u8>> {
+        let mut rows = self
+            .with_client(|client| async move {
+                // Unordered: ORDER BY … COLLATE "C" sorts every row on the server, past work_mem
+                // on disk for thousands of images, when a bytewise sort here costs a millisecond.
+                Ok(client
+                    .query(
+                        "SELECT u.image, u.diun_version, u.hostname, u.status, u.provider, u.hub_link,
+                                u.mime_type, u.digest, u.created, u.platform, u.metadata::text,
+                                u.extra::text, u.received_at, u.acknowledged_at, t.id, t.name
+                         FROM updates u
+                         LEFT JOIN tag_assignments a ON a.image = u.image
+                         LEFT JOIN tags t ON t.id = a.tag_id",
+                        &[],
+                    )
+                    .await?)
+            })
+            .await?;
+        tokio::task::spawn_blocking(move || {
+            // Image names are unique; a row that cannot be read fails below, not here.
+            rows.sort_unstable_by(|a, b| listed_image(a).cmp(listed_image(b)));
+            for row in &rows {
+                let received_at: std::time::SystemTime = row.try_get(12)?;
+                let acknowledged_at: Option<std::time::SystemTime> = row.try_get(13)?;
+                let tag_id: Option<i64> = row.try_get(14)?;
+                let tag_name: Option<&str> = row.try_get(15)?;
+                listing.push(&ListedUpdate {
+                    image: row.try_get(0)?,
+                    diun_version: row.try_get(1)?,
+                    hostname: row.try_get(2)?,
+                    status: row.try_get(3)?,
+                    provider: row.try_get(4)?,
+                    hub_link: row.try_get(5)?,
+                    mime_type: row.try_get(6)?,
+                    digest: row.try_get(7)?,
+                    created: row.try_get(8)?,
+                    platform: row.try_get(9)?,
+                    metadata: row.try_get(10)?,
+                    extra: row.try_get(11)?,
+                    received_at: Timestamp::from_system_time(received_at),
+                    acknowledged_at: acknowledged_at.map(Timestamp::from_system_time),
+                    tag: tag_id.zip(tag_name),
+                })?;
+            }
+            Ok(listing.finish()?)
+        })
+        .await
+        .map_err(|err| StoreError::Internal(format!("the listing task failed: {err}")))?
     }
 
     async fn acknowledge(&self, image: String, at: Timestamp) -> StoreResult<bool> {

@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 
 use super::migrate::{self, Migration};
 use super::{Assignment, StoreError, StoreResult, UpdateStore, sort_tags};
+use crate::listing::{ListedUpdate, Listing};
 use crate::model::{DiunEvent, HistoryEntry, HostReport, Tag, UpdateEntry, json_object};
 use crate::time::Timestamp;
 
@@ -276,7 +277,9 @@ fn commit_batch(conn: &Connection, batch: &mut [Box<dyn PendingWrite>]) -> Store
     // rolled back and replayed with a savepoint each, so that the failed write alone is undone.
     match run_batch(conn, batch, Isolation::Shared) {
         Ok(()) => Ok(()),
-        Err(BatchFailure::Write) => run_batch(conn, batch, Isolation::PerWrite).map_err(BatchFailure::into_error),
+        Err(BatchFailure::Write) => {
+            run_batch(conn, batch, Isolation::PerWrite).map_err(BatchFailure::into_error)
+        }
         Err(BatchFailure::Database(err)) => Err(err),
     }
 }
@@ -424,6 +427,16 @@ fn update_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<Upda
     })())
 }
 
+fn text_column<'r>(row: &'r rusqlite::Row<'_>, column: usize) -> StoreResult<&'r str> {
+    row.get_ref(column)?.as_str().map_err(|err| StoreError::Internal(format!("column {column}: {err}")))
+}
+
+fn optional_text_column<'r>(row: &'r rusqlite::Row<'_>, column: usize) -> StoreResult<Option<&'r str>> {
+    row.get_ref(column)?
+        .as_str_or_null()
+        .map_err(|err| StoreError::Internal(format!("column {column}: {err}")))
+}
+
 fn stored_timestamp(text: &str) -> StoreResult<Timestamp> {
     Timestamp::parse_rfc3339(text)
         .ok_or_else(|| StoreError::Internal(format!("stored timestamp {text:?} is not RFC 3339")))
@@ -505,6 +518,37 @@ impl UpdateStore for SqliteStore {
             let mut stmt = conn.prepare_cached(SELECT_UPDATES)?;
             let rows = stmt.query_map([], update_from_row)?;
             rows.map(|row| row?).collect()
+        })
+        .await
+    }
+
+    async fn write_listing(&self, mut listing: Listing) -> StoreResult<Vec<u8>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(SELECT_UPDATES)?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let text = |column| text_column(row, column);
+                let optional = |column| optional_text_column(row, column);
+                let tag_id: Option<i64> = row.get(14)?;
+                listing.push(&ListedUpdate {
+                    image: text(0)?,
+                    diun_version: text(1)?,
+                    hostname: text(2)?,
+                    status: text(3)?,
+                    provider: text(4)?,
+                    hub_link: text(5)?,
+                    mime_type: text(6)?,
+                    digest: text(7)?,
+                    created: optional(8)?,
+                    platform: text(9)?,
+                    metadata: optional(10)?,
+                    extra: optional(11)?,
+                    received_at: stored_timestamp(text(12)?)?,
+                    acknowledged_at: optional(13)?.map(stored_timestamp).transpose()?,
+                    tag: tag_id.zip(optional(15)?),
+                })?;
+            }
+            Ok(listing.finish()?)
         })
         .await
     }

@@ -1,0 +1,288 @@
+//! `GET /api/updates` written straight from the rows a store reads.
+//!
+//! Going through [`UpdateEntry`](crate::model::UpdateEntry) would parse every stored metadata
+//! object into a map and write it out again, and copy every column into its own `String`: for
+//! thousands of images that was most of the listing's time. Here each row's columns are
+//! borrowed from the database's buffers and the stored JSON objects (written by serde_json, or
+//! by PostgreSQL's `jsonb` output) are copied as they are. The document is the one
+//! `UpdateEntry`'s `Serialize` describes; a test on every backend holds the two equal.
+
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use flate2::write::GzEncoder;
+
+use crate::time::Timestamp;
+
+/// One listed image, borrowed from a database row.
+pub struct ListedUpdate<'a> {
+    pub image: &'a str,
+    pub diun_version: &'a str,
+    pub hostname: &'a str,
+    pub status: &'a str,
+    pub provider: &'a str,
+    pub hub_link: &'a str,
+    pub mime_type: &'a str,
+    pub digest: &'a str,
+    pub created: Option<&'a str>,
+    pub platform: &'a str,
+    /// The stored metadata object, as JSON text.
+    pub metadata: Option<&'a str>,
+    /// The stored object of unknown top-level fields, as JSON text; its members are listed
+    /// beside the known fields, as they came.
+    pub extra: Option<&'a str>,
+    pub received_at: Timestamp,
+    pub acknowledged_at: Option<Timestamp>,
+    pub tag: Option<(i64, &'a str)>,
+}
+
+/// What a gzip stream is given at a time: it pays per call.
+const GZIP_CHUNK: usize = 64 * 1024;
+
+/// The size of the last listing body, plain and gzip: the next one is about as large, and a
+/// buffer of that size from the start never grows (growing a few MB copies them each time).
+static LAST_SIZE: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+
+/// The listing document being written: `{"<image>": {…}, …}` in the order entries are pushed.
+pub struct Listing {
+    text: Vec<u8>,
+    gzip: Option<GzEncoder<Vec<u8>>>,
+    entries: usize,
+}
+
+impl Listing {
+    /// An empty listing, gzip-compressed when `gzip`.
+    pub fn new(gzip: bool) -> Self {
+        // 1/8 more than last time: the listing may have grown since.
+        let expected = |last: &AtomicUsize| {
+            let last = last.load(Ordering::Relaxed);
+            last + last / 8 + 64
+        };
+        let (text, gzip) = if gzip {
+            let compressed =
+                crate::http::gzip::writer(crate::http::gzip::Effort::Fast, expected(&LAST_SIZE[1]));
+            (Vec::with_capacity(GZIP_CHUNK * 2), Some(compressed))
+        } else {
+            (Vec::with_capacity(expected(&LAST_SIZE[0])), None)
+        };
+        let mut listing = Self { text, gzip, entries: 0 };
+        listing.text.push(b'{');
+        listing
+    }
+
+    /// Adds one image; images must come in the order the API promises (bytewise by name).
+    pub fn push(&mut self, entry: &ListedUpdate<'_>) -> io::Result<()> {
+        let out = &mut self.text;
+        if self.entries > 0 {
+            out.push(b',');
+        }
+        self.entries += 1;
+        string(out, entry.image);
+        out.extend_from_slice(b":{\"event\":{\"diun_version\":");
+        string(out, entry.diun_version);
+        field(out, "hostname", entry.hostname);
+        field(out, "status", entry.status);
+        field(out, "provider", entry.provider);
+        field(out, "image", entry.image);
+        field(out, "hub_link", entry.hub_link);
+        field(out, "mime_type", entry.mime_type);
+        field(out, "digest", entry.digest);
+        out.extend_from_slice(b",\"created\":");
+        match entry.created {
+            Some(created) => string(out, created),
+            None => out.extend_from_slice(b"null"),
+        }
+        field(out, "platform", entry.platform);
+        out.extend_from_slice(b",\"metadata\":");
+        out.extend_from_slice(entry.metadata.unwrap_or("null").as_bytes());
+        if let Some(members) = entry.extra.map(object_members).filter(|members| !members.is_empty()) {
+            out.push(b',');
+            out.extend_from_slice(members.as_bytes());
+        }
+        out.extend_from_slice(b"},\"received_at\":");
+        timestamp(out, entry.received_at);
+        match entry.acknowledged_at {
+            Some(at) => {
+                out.extend_from_slice(b",\"acknowledged\":true,\"acknowledged_at\":");
+                timestamp(out, at);
+            }
+            None => out.extend_from_slice(b",\"acknowledged\":false,\"acknowledged_at\":null"),
+        }
+        match entry.tag {
+            Some((id, name)) => {
+                write!(out, ",\"tag\":{{\"id\":{id},\"name\":")?;
+                string(out, name);
+                out.extend_from_slice(b"}}");
+            }
+            None => out.extend_from_slice(b",\"tag\":null}"),
+        }
+        if let Some(gzip) = &mut self.gzip
+            && self.text.len() >= GZIP_CHUNK
+        {
+            gzip.write_all(&self.text)?;
+            self.text.clear();
+        }
+        Ok(())
+    }
+
+    /// Whether the body is gzip-compressed.
+    pub fn is_gzip(&self) -> bool {
+        self.gzip.is_some()
+    }
+
+    /// The finished body.
+    pub fn finish(mut self) -> io::Result<Vec<u8>> {
+        self.text.push(b'}');
+        let (body, last) = match self.gzip {
+            Some(mut gzip) => {
+                gzip.write_all(&self.text)?;
+                (gzip.finish()?, &LAST_SIZE[1])
+            }
+            None => (self.text, &LAST_SIZE[0]),
+        };
+        last.store(body.len(), Ordering::Relaxed);
+        Ok(body)
+    }
+}
+
+fn field(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.push(b',');
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    string(out, value);
+}
+
+/// A JSON string, escaped the way serde_json escapes it.
+fn string(out: &mut Vec<u8>, text: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text);
+}
+
+fn timestamp(out: &mut Vec<u8>, at: Timestamp) {
+    out.push(b'"');
+    at.write_rfc3339(out);
+    out.push(b'"');
+}
+
+/// The members of a JSON object's text, without its braces: `{"a": 1}` gives `"a": 1`.
+fn object_members(object: &str) -> &str {
+    let inner = object.trim();
+    inner.strip_prefix('{').and_then(|inner| inner.strip_suffix('}')).unwrap_or_default().trim()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::model::{DiunEvent, Tag, UpdateEntry};
+
+    fn entry<'a>(
+        event: &'a DiunEvent,
+        metadata: Option<&'a str>,
+        extra: Option<&'a str>,
+    ) -> ListedUpdate<'a> {
+        ListedUpdate {
+            image: &event.image,
+            diun_version: &event.diun_version,
+            hostname: &event.hostname,
+            status: &event.status,
+            provider: &event.provider,
+            hub_link: &event.hub_link,
+            mime_type: &event.mime_type,
+            digest: &event.digest,
+            created: event.created.as_deref(),
+            platform: &event.platform,
+            metadata,
+            extra,
+            received_at: Timestamp::from_unix_micros(1_714_557_600_123_456),
+            acknowledged_at: None,
+            tag: None,
+        }
+    }
+
+    fn sample() -> DiunEvent {
+        serde_json::from_value(json!({
+            "diun_version": "4.28.0", "hostname": "nas\n\"1\"", "status": "new", "provider": "docker",
+            "image": "docker.io/library/nginx:1.27", "hub_link": "https://hub.docker.com/_/nginx",
+            "mime_type": "application/vnd.oci.image.index.v1+json", "digest": "sha256:ab",
+            "created": "2024-05-01T10:00:00.123456789Z", "platform": "linux/amd64",
+            "metadata": { "ctn_names": "web", "ünïcode": "😀\u{1}" },
+            "future_field": [1, 2.5, null], "another": { "x": true }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_listing_matches_the_serialized_entries() {
+        let event = sample();
+        let metadata = event.metadata_json();
+        // PostgreSQL's jsonb prints spaces after colons and commas.
+        let extra = r#" { "another": {"x": true}, "future_field": [1, 2.5, null] } "#;
+        let mut second = event.clone();
+        second.image = "ghcr.io/o/app".into();
+        second.metadata = None;
+        second.created = None;
+        let mut listing = Listing::new(false);
+        listing.push(&entry(&event, metadata.as_deref(), Some(extra))).unwrap();
+        let acknowledged_at = Timestamp::from_unix_micros(1_714_557_700_000_001);
+        listing
+            .push(&ListedUpdate {
+                acknowledged_at: Some(acknowledged_at),
+                tag: Some((7, "home \"lab\"")),
+                ..entry(&second, None, Some("{}"))
+            })
+            .unwrap();
+        let body: Value = serde_json::from_slice(&listing.finish().unwrap()).unwrap();
+
+        let received_at = Timestamp::from_unix_micros(1_714_557_600_123_456);
+        let expected = [
+            UpdateEntry { event: event.clone(), received_at, acknowledged_at: None, tag: None },
+            UpdateEntry {
+                event: DiunEvent { extra: Default::default(), ..second.clone() },
+                received_at,
+                acknowledged_at: Some(acknowledged_at),
+                tag: Some(Tag { id: 7, name: "home \"lab\"".into() }),
+            },
+        ];
+        let expected: serde_json::Map<String, Value> = expected
+            .iter()
+            .map(|entry| (entry.event.image.clone(), serde_json::to_value(entry).unwrap()))
+            .collect();
+        assert_eq!(body, Value::Object(expected));
+    }
+
+    #[test]
+    fn an_empty_listing_is_an_empty_object_and_gzip_decodes_to_the_same_text() {
+        assert_eq!(Listing::new(false).finish().unwrap(), b"{}");
+        let event = sample();
+        let metadata = event.metadata_json();
+        let fill = |gzip| {
+            let mut listing = Listing::new(gzip);
+            // Enough entries to cross several compression chunks.
+            let images: Vec<String> = (0..3000).map(|n| format!("registry/image-{n:05}")).collect();
+            for image in &images {
+                listing.push(&ListedUpdate { image, ..entry(&event, metadata.as_deref(), None) }).unwrap();
+            }
+            assert_eq!(listing.is_gzip(), gzip);
+            listing.finish().unwrap()
+        };
+        let plain = fill(false);
+        let mut unzipped = Vec::new();
+        flate2::read::GzDecoder::new(&fill(true)[..]).read_to_end(&mut unzipped).unwrap();
+        assert_eq!(unzipped, plain);
+        let parsed: serde_json::Map<String, Value> = serde_json::from_slice(&plain).unwrap();
+        assert_eq!(parsed.len(), 3000);
+    }
+
+    #[test]
+    fn object_members_strip_braces_and_blanks() {
+        assert_eq!(object_members(r#"{"a":1}"#), r#""a":1"#);
+        assert_eq!(object_members(" { \"a\": 1 } "), "\"a\": 1");
+        assert_eq!(object_members("{}"), "");
+        assert_eq!(object_members("{ }"), "");
+    }
+}
