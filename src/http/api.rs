@@ -17,7 +17,7 @@ use super::guard::check_mutation;
 use super::gzip;
 use super::{AppState, is_read, json_reply, no_content};
 use crate::listing::Listing;
-use crate::store::{Assignment, UpdateStore};
+use crate::store::{Assignment, StoreError, UpdateStore};
 use crate::time::Timestamp;
 
 const MAX_TAG_NAME: usize = 100;
@@ -53,7 +53,8 @@ pub async fn updates(state: AppState, method: Method, headers: HeaderMap) -> Res
                 return Err(ApiError::method_not_allowed("GET"));
             }
             let gzip = gzip::accepted(&headers);
-            let body = state.store.write_listing(Listing::new(gzip)).await?;
+            let listing = Listing::new(gzip).map_err(StoreError::from)?;
+            let body = state.store.write_listing(listing).await?;
             let mut response = Response::new(body.into());
             let headers = response.headers_mut();
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
