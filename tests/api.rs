@@ -42,6 +42,8 @@ async fn webhook_stores_every_field(app: &TestApp) {
     event["metadata"]["user_defined_key"] = json!("kept");
     let response = app.webhook(&event).await;
     assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.json(), json!({ "status": "ok" }));
+    assert_eq!(response.header("content-type"), Some("application/json"));
     let updates = app.updates().await;
     let entry = &updates[NGINX];
     assert_eq!(entry["event"], event, "every field and metadata key comes back as sent");
