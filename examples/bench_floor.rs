@@ -1,8 +1,8 @@
 //! The floor of `cargo xtask bench`: the least a server can do for a DIUN webhook on this
 //! machine. It accepts `POST /webhook`, parses the body into the same [`DiunEvent`] the
 //! service parses (validation included), and answers 200 with the same small JSON body, on the
-//! same warp and tokio runtime and allocator, but stores nothing and logs nothing. The
-//! service's ingest rate is reported as a ratio to this one, measured in the same run.
+//! same warp and tokio runtime, but stores nothing and logs nothing. The service's ingest rate
+//! is reported as a ratio to this one, measured in the same run.
 //!
 //! `PORT` (default 8081) and `BIND` (default 127.0.0.1) choose the address; SIGTERM or SIGINT
 //! stop it.
@@ -10,10 +10,6 @@
 use std::net::{IpAddr, SocketAddr};
 
 use diun_dashboard::model::DiunEvent;
-
-/// The service's allocator, so that the ratio to the floor does not count it as our gain.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use warp::Filter;
 use warp::http::StatusCode;
 use warp::reply::Reply;

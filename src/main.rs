@@ -10,12 +10,6 @@ use diun_dashboard::config::{self, Config, Database};
 use diun_dashboard::http::AppState;
 use diun_dashboard::store::Store;
 
-/// mimalloc instead of the C library's malloc: webhooks are parsed on one thread and freed on
-/// the database writer's, which glibc's arenas handle poorly, and musl's malloc (the container
-/// image) is slow altogether.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Opening includes connecting and migrating; a database that cannot do that in this time is
 /// reported as an error instead of leaving the service hanging.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(5);
