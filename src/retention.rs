@@ -9,6 +9,10 @@ use crate::time::Timestamp;
 
 const EVERY: Duration = Duration::from_secs(60 * 60);
 const MICROS_PER_DAY: i64 = 86_400 * 1_000_000;
+/// Events deleted per statement: a backlog (history just enabled, a long downtime) goes in
+/// slices, so that no statement holds SQLite's writer or outlives a PostgreSQL operation's
+/// timeout.
+const SLICE: u32 = 2000;
 
 /// Prunes once shortly after start, then hourly, for as long as the returned task lives.
 pub fn spawn(store: Arc<Store>, days: u32) -> tokio::task::JoinHandle<()> {
@@ -25,15 +29,23 @@ pub fn spawn(store: Arc<Store>, days: u32) -> tokio::task::JoinHandle<()> {
 /// One pass: deletes what was received more than `days` before `now`.
 pub async fn prune(store: &Store, days: u32, now: Timestamp) -> u64 {
     let cutoff = Timestamp::from_unix_micros(now.unix_micros() - i64::from(days) * MICROS_PER_DAY);
-    match store.prune_history(cutoff).await {
-        Ok(0) => 0,
-        Ok(pruned) => {
-            log::info!("history: deleted {pruned} event(s) older than {days} days");
-            pruned
+    let mut pruned = 0;
+    let outcome = loop {
+        match store.prune_history(cutoff, SLICE).await {
+            Ok(deleted) => {
+                pruned += deleted;
+                if deleted < u64::from(SLICE) {
+                    break Ok(());
+                }
+            }
+            Err(err) => break Err(err),
         }
-        Err(err) => {
-            log::warn!("history: pruning failed, will try again: {err}");
-            0
-        }
+    };
+    if pruned > 0 {
+        log::info!("history: deleted {pruned} event(s) older than {days} days");
     }
+    if let Err(err) = outcome {
+        log::warn!("history: pruning failed, will try again: {err}");
+    }
+    pruned
 }

@@ -111,7 +111,25 @@ async fn old_history_is_pruned_and_the_current_state_kept(app: &TestApp) {
     assert_eq!(diun_dashboard::retention::prune(&app.store, 180, now).await, 0);
 }
 
+/// A backlog goes in slices: each call deletes at most its limit, oldest or not.
+async fn pruning_deletes_at_most_the_limit_per_call(app: &TestApp) {
+    let now = Timestamp::now();
+    for image in ["a:1", "b:1", "a:1"] {
+        let event = DiunEvent::from_json(docker_event(image).to_string().as_bytes()).unwrap();
+        let received = Timestamp::from_unix_micros(now.unix_micros() - 1_000_000);
+        app.store.upsert_event(event, received).await.unwrap();
+    }
+    let deleted: Vec<u64> = [
+        app.store.prune_history(now, 2).await.unwrap(),
+        app.store.prune_history(now, 2).await.unwrap(),
+        app.store.prune_history(now, 2).await.unwrap(),
+    ]
+    .into();
+    assert_eq!(deleted, [2, 1, 0]);
+}
+
 on_every_backend!(
+    pruning_deletes_at_most_the_limit_per_call,
     history_lists_every_webhook_newest_first_with_pages,
     history_answers_404_400_and_405,
     hosts_lists_every_host_since_the_image_became_pending,

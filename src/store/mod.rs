@@ -112,8 +112,12 @@ pub trait UpdateStore: Send + Sync {
     /// For every image, each host that reported it since it last became pending, ordered by
     /// image and host (bytewise).
     fn pending_hosts(&self) -> impl Future<Output = StoreResult<Vec<HostReport>>> + Send;
-    /// Deletes history received before `older_than`; returns how many events went.
-    fn prune_history(&self, older_than: Timestamp) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// Deletes at most `limit` events received before `older_than`; returns how many went.
+    fn prune_history(
+        &self,
+        older_than: Timestamp,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
 }
 
 /// Sorts tags the way the API promises, independent of any database collation.
@@ -276,7 +280,7 @@ impl UpdateStore for Store {
     async fn pending_hosts(&self) -> StoreResult<Vec<HostReport>> {
         dispatch!(self, s => s.pending_hosts().await)
     }
-    async fn prune_history(&self, older_than: Timestamp) -> StoreResult<u64> {
-        dispatch!(self, s => s.prune_history(older_than).await)
+    async fn prune_history(&self, older_than: Timestamp, limit: u32) -> StoreResult<u64> {
+        dispatch!(self, s => s.prune_history(older_than, limit).await)
     }
 }

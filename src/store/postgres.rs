@@ -891,10 +891,14 @@ impl UpdateStore for PostgresStore {
         .await
     }
 
-    async fn prune_history(&self, older_than: Timestamp) -> StoreResult<u64> {
+    async fn prune_history(&self, older_than: Timestamp, limit: u32) -> StoreResult<u64> {
         self.with_client(|client| async move {
             Ok(client
-                .execute("DELETE FROM events WHERE received_at < $1", &[&older_than.to_system_time()])
+                .execute(
+                    "DELETE FROM events WHERE id IN
+                         (SELECT id FROM events WHERE received_at < $1 LIMIT $2)",
+                    &[&older_than.to_system_time(), &i64::from(limit)],
+                )
                 .await?)
         })
         .await

@@ -485,13 +485,8 @@ impl UpdateStore for SqliteStore {
     async fn upsert_event(&self, event: DiunEvent, received_at: Timestamp) -> StoreResult<()> {
         // Everything that can be made before the write is made here, on the caller's thread:
         // the one writer thread is what every webhook waits for.
-        let json = |map: Option<&serde_json::Map<String, serde_json::Value>>| {
-            map.map(serde_json::to_string)
-                .transpose()
-                .map_err(|err| StoreError::Internal(format!("cannot serialize the event: {err}")))
-        };
-        let metadata = json(event.metadata.as_ref())?;
-        let extra = json(Some(&event.extra).filter(|extra| !extra.is_empty()))?;
+        let metadata = event.metadata_json();
+        let extra = event.extra_json();
         let received_at = received_at.to_string();
         self.write(move |conn| {
             conn.prepare_cached(
@@ -581,17 +576,18 @@ impl UpdateStore for SqliteStore {
     }
 
     async fn acknowledge(&self, image: String, at: Timestamp) -> StoreResult<bool> {
+        let at = at.to_string();
         self.write(move |conn| {
             let changed = conn
                 .prepare_cached(
                     "UPDATE updates SET acknowledged_at = COALESCE(acknowledged_at, ?2) WHERE image = ?1",
                 )?
-                .execute(params![image, at.to_string()])?;
+                .execute(params![image, at])?;
             if changed > 0 {
                 conn.prepare_cached(
                     "UPDATE events SET acknowledged_at = ?2 WHERE image = ?1 AND acknowledged_at IS NULL",
                 )?
-                .execute(params![image, at.to_string()])?;
+                .execute(params![image, at])?;
             }
             Ok(changed > 0)
         })
@@ -599,18 +595,20 @@ impl UpdateStore for SqliteStore {
     }
 
     async fn acknowledge_all(&self, at: Timestamp) -> StoreResult<u64> {
+        let at = at.to_string();
         self.write(move |conn| {
             let changed = conn
                 .prepare_cached("UPDATE updates SET acknowledged_at = ?1 WHERE acknowledged_at IS NULL")?
-                .execute([at.to_string()])?;
+                .execute([&at])?;
             conn.prepare_cached("UPDATE events SET acknowledged_at = ?1 WHERE acknowledged_at IS NULL")?
-                .execute([at.to_string()])?;
+                .execute([&at])?;
             Ok(changed as u64)
         })
         .await
     }
 
     async fn acknowledge_by_tag(&self, tag_id: i64, at: Timestamp) -> StoreResult<Option<u64>> {
+        let at = at.to_string();
         self.write(move |conn| {
             if !tag_exists(conn, tag_id)? {
                 return Ok(None);
@@ -621,13 +619,13 @@ impl UpdateStore for SqliteStore {
                      WHERE acknowledged_at IS NULL
                        AND image IN (SELECT image FROM tag_assignments WHERE tag_id = ?1)",
                 )?
-                .execute(params![tag_id, at.to_string()])?;
+                .execute(params![tag_id, at])?;
             conn.prepare_cached(
                 "UPDATE events SET acknowledged_at = ?2
                  WHERE acknowledged_at IS NULL
                    AND image IN (SELECT image FROM tag_assignments WHERE tag_id = ?1)",
             )?
-            .execute(params![tag_id, at.to_string()])?;
+            .execute(params![tag_id, at])?;
             Ok(Some(changed as u64))
         })
         .await
@@ -782,26 +780,16 @@ impl UpdateStore for SqliteStore {
         .await
     }
 
-    async fn prune_history(&self, older_than: Timestamp) -> StoreResult<u64> {
-        // In slices, so that a large backlog never holds the writer for long.
-        let mut pruned = 0;
-        loop {
-            let cutoff = older_than.to_string();
-            let deleted = self
-                .write(move |conn| {
-                    Ok(conn
-                        .prepare_cached(
-                            "DELETE FROM events WHERE id IN
-                                 (SELECT id FROM events WHERE received_at < ?1 LIMIT 2000)",
-                        )?
-                        .execute([&cutoff])? as u64)
-                })
-                .await?;
-            pruned += deleted;
-            if deleted < 2000 {
-                return Ok(pruned);
-            }
-        }
+    async fn prune_history(&self, older_than: Timestamp, limit: u32) -> StoreResult<u64> {
+        let cutoff = older_than.to_string();
+        self.write(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE received_at < ?1 LIMIT ?2)",
+                )?
+                .execute(params![cutoff, limit])? as u64)
+        })
+        .await
     }
 }
 
