@@ -4,7 +4,7 @@
 //! and the gauges (pending updates per group) are read from the store at scrape time, so they
 //! are right on every replica.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -14,8 +14,8 @@ use warp::reply::Response;
 
 use super::error::{ApiError, respond};
 use super::{AppState, is_read, json_reply};
-use crate::model::UpdateEntry;
-use crate::store::UpdateStore;
+use crate::model::Tag;
+use crate::store::{GroupCount, UpdateStore};
 
 /// Upper bounds of the request-duration histogram, in seconds.
 const BUCKETS: [f64; 11] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
@@ -119,23 +119,32 @@ struct Summary {
 }
 
 impl Summary {
-    fn of(updates: &[UpdateEntry], group_names: impl IntoIterator<Item = String>) -> Self {
+    /// Every tag is a group, with or without pending updates; a count whose tag went between
+    /// the two reads is counted as untagged.
+    fn of(counts: &[GroupCount], tags: Vec<Tag>) -> Self {
+        let groups = tags.len();
+        let names: HashMap<i64, String> = tags.into_iter().map(|tag| (tag.id, tag.name)).collect();
         let mut pending_by_group: BTreeMap<Option<String>, usize> =
-            group_names.into_iter().map(|name| (Some(name), 0)).collect();
-        let groups = pending_by_group.len();
+            names.values().map(|name| (Some(name.clone()), 0)).collect();
         pending_by_group.insert(None, 0);
-        let mut pending = 0;
-        for update in updates.iter().filter(|update| update.acknowledged_at.is_none()) {
-            pending += 1;
-            *pending_by_group.entry(update.tag.as_ref().map(|tag| tag.name.clone())).or_default() += 1;
+        let (mut total, mut pending) = (0, 0);
+        for count in counts {
+            let group = count.tag_id.and_then(|id| names.get(&id)).cloned();
+            *pending_by_group.entry(group).or_default() += to_usize(count.pending);
+            total += to_usize(count.total);
+            pending += to_usize(count.pending);
         }
-        Self { total: updates.len(), pending, groups, pending_by_group }
+        Self { total, pending, groups, pending_by_group }
     }
 }
 
+fn to_usize(count: u64) -> usize {
+    usize::try_from(count).unwrap_or(usize::MAX)
+}
+
 async fn summarize(state: &AppState) -> Result<Summary, ApiError> {
-    let (updates, tags) = tokio::try_join!(state.store.list_updates(), state.store.list_tags())?;
-    Ok(Summary::of(&updates, tags.into_iter().map(|tag| tag.name)))
+    let (counts, tags) = tokio::try_join!(state.store.count_by_group(), state.store.list_tags())?;
+    Ok(Summary::of(&counts, tags))
 }
 
 pub async fn summary(state: AppState, method: Method) -> Response {
@@ -279,7 +288,7 @@ mod tests {
         let route = route_index("/api/summary");
         observe_request("/api/summary", Duration::from_micros(300));
         observe_request("/api/summary", Duration::from_secs(9));
-        let text = render(&Summary::of(&[], []));
+        let text = render(&Summary::of(&[], Vec::new()));
         let line = |le: &str| {
             let prefix =
                 format!("diun_http_request_duration_seconds_bucket{{route=\"/api/summary\",le=\"{le}\"}} ");

@@ -57,6 +57,21 @@ impl From<std::io::Error> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// How many images one group holds (`tag_id` `None`: the untagged ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupCount {
+    pub tag_id: Option<i64>,
+    pub total: u64,
+    pub pending: u64,
+}
+
+/// Counts the images of each group, the same way on every backend (`COUNT` over acknowledged
+/// timestamps skips the NULLs of pending updates).
+const COUNT_BY_GROUP: &str = "
+    SELECT a.tag_id, COUNT(*), COUNT(*) - COUNT(u.acknowledged_at)
+    FROM updates u LEFT JOIN tag_assignments a ON a.image = u.image
+    GROUP BY a.tag_id";
+
 /// What `assign_tag` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Assignment {
@@ -82,6 +97,9 @@ pub trait UpdateStore: Send + Sync {
     /// The same images as [`Self::list_updates`], in the same order, written into `listing`
     /// straight from the rows, and the finished body: what `GET /api/updates` answers.
     fn write_listing(&self, listing: Listing) -> impl Future<Output = StoreResult<Vec<u8>>> + Send;
+    /// Tracked and pending images per group, one row per group that holds any: what
+    /// `/metrics` and `/api/summary` need, without reading the images themselves.
+    fn count_by_group(&self) -> impl Future<Output = StoreResult<Vec<GroupCount>>> + Send;
     /// `false` when the image is unknown. Keeps the first acknowledgement time.
     fn acknowledge(&self, image: String, at: Timestamp) -> impl Future<Output = StoreResult<bool>> + Send;
     /// The number of updates that were pending.
@@ -229,6 +247,9 @@ impl UpdateStore for Store {
     }
     async fn write_listing(&self, listing: Listing) -> StoreResult<Vec<u8>> {
         dispatch!(self, s => s.write_listing(listing).await)
+    }
+    async fn count_by_group(&self) -> StoreResult<Vec<GroupCount>> {
+        dispatch!(self, s => s.count_by_group().await)
     }
     async fn acknowledge(&self, image: String, at: Timestamp) -> StoreResult<bool> {
         let change = Change::of_image(ChangeKind::Acknowledge, image.clone());

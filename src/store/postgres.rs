@@ -19,7 +19,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
 use super::migrate::{self, Migration};
-use super::{Assignment, StoreError, StoreResult, UpdateStore, sort_tags};
+use super::{Assignment, COUNT_BY_GROUP, GroupCount, StoreError, StoreResult, UpdateStore, sort_tags};
 use crate::listing::{ListedUpdate, Listing};
 use crate::model::{DiunEvent, HistoryEntry, HostReport, Tag, UpdateEntry, json_object};
 use crate::time::Timestamp;
@@ -688,6 +688,22 @@ impl UpdateStore for PostgresStore {
         })
         .await
         .map_err(|err| StoreError::Internal(format!("the listing task failed: {err}")))?
+    }
+
+    async fn count_by_group(&self) -> StoreResult<Vec<GroupCount>> {
+        self.with_client(|client| async move {
+            let rows = client.query(COUNT_BY_GROUP, &[]).await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(GroupCount {
+                        tag_id: row.try_get(0)?,
+                        total: row.try_get::<_, i64>(1)?.unsigned_abs(),
+                        pending: row.try_get::<_, i64>(2)?.unsigned_abs(),
+                    })
+                })
+                .collect()
+        })
+        .await
     }
 
     async fn acknowledge(&self, image: String, at: Timestamp) -> StoreResult<bool> {

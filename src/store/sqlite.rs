@@ -18,7 +18,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::migrate::{self, Migration};
-use super::{Assignment, StoreError, StoreResult, UpdateStore, sort_tags};
+use super::{Assignment, COUNT_BY_GROUP, GroupCount, StoreError, StoreResult, UpdateStore, sort_tags};
 use crate::listing::{ListedUpdate, Listing};
 use crate::model::{DiunEvent, HistoryEntry, HostReport, Tag, UpdateEntry, json_object};
 use crate::time::Timestamp;
@@ -571,6 +571,21 @@ impl UpdateStore for SqliteStore {
                 })?;
             }
             Ok(listing.finish()?)
+        })
+        .await
+    }
+
+    async fn count_by_group(&self) -> StoreResult<Vec<GroupCount>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(COUNT_BY_GROUP)?;
+            let counts = stmt.query_map([], |row| {
+                Ok(GroupCount {
+                    tag_id: row.get(0)?,
+                    total: row.get::<_, i64>(1)?.unsigned_abs(),
+                    pending: row.get::<_, i64>(2)?.unsigned_abs(),
+                })
+            })?;
+            Ok(counts.collect::<rusqlite::Result<_>>()?)
         })
         .await
     }
