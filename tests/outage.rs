@@ -80,6 +80,8 @@ async fn a_lost_database_answers_503_quickly_and_the_service_recovers_by_itself(
     for attempt in 0..3 {
         let health = answer(app.get("/healthz")).await;
         assert_eq!(health.status, 503, "attempt {attempt}: {}", health.text());
+        let said = health.json()["error"].as_str().unwrap_or_default().to_owned();
+        assert!(said.starts_with("database unavailable"), "the reason is worth telling: {said}");
         let write = answer(app.webhook(&docker_event("during:1"))).await;
         assert_eq!(write.status, 503, "{}", write.text());
         assert!(write.error().contains("database"), "{}", write.text());

@@ -17,7 +17,7 @@ use super::guard::check_mutation;
 use super::gzip;
 use super::{AppState, is_read, json_reply, no_content};
 use crate::listing::Listing;
-use crate::store::{Assignment, StoreError, UpdateStore};
+use crate::store::{Assignment, UpdateStore};
 use crate::time::Timestamp;
 
 const MAX_TAG_NAME: usize = 100;
@@ -32,7 +32,9 @@ pub async fn healthz(state: AppState, method: Method) -> Response {
         Ok(Ok(())) => {
             return json_reply(StatusCode::OK, &serde_json::json!({ "status": "ok", "backend": backend }));
         }
-        Ok(Err(err)) => err.to_string(),
+        // Through the API's one conversion: logged and counted, and internal details stay in
+        // the log (this route needs no credentials).
+        Ok(Err(err)) => ApiError::from(err).message().to_owned(),
         Err(_) => format!("the database did not answer within {} s", HEALTH_TIMEOUT.as_secs()),
     };
     log::warn!("health check failed: {problem}");
@@ -53,7 +55,13 @@ pub async fn updates(state: AppState, method: Method, headers: HeaderMap) -> Res
                 return Err(ApiError::method_not_allowed("GET"));
             }
             let gzip = gzip::accepted(&headers);
-            let listing = Listing::new(gzip).map_err(StoreError::from)?;
+            let listing = Listing::new(gzip).map_err(|err| {
+                log::error!("cannot start the listing's compressor: {err}");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "cannot build the listing; see the server log",
+                )
+            })?;
             let body = state.store.write_listing(listing).await?;
             let mut response = Response::new(body.into());
             let headers = response.headers_mut();

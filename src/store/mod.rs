@@ -115,7 +115,6 @@ pub trait UpdateStore: Send + Sync {
     fn create_tag(&self, name: String) -> impl Future<Output = StoreResult<Tag>> + Send;
     /// `false` when the tag is unknown. Its assignments go with it.
     fn delete_tag(&self, tag_id: i64) -> impl Future<Output = StoreResult<bool>> + Send;
-    fn tag_exists(&self, tag_id: i64) -> impl Future<Output = StoreResult<bool>> + Send;
     /// One tag per image: assigning replaces.
     fn assign_tag(&self, image: String, tag_id: i64) -> impl Future<Output = StoreResult<Assignment>> + Send;
     fn unassign_tag(&self, image: String) -> impl Future<Output = StoreResult<()>> + Send;
@@ -276,9 +275,6 @@ impl UpdateStore for Store {
     async fn delete_tag(&self, tag_id: i64) -> StoreResult<bool> {
         let written = dispatch!(self, s => s.delete_tag(tag_id).await);
         self.announce(written, |found| found.then(|| Change::of_many(ChangeKind::Tag)))
-    }
-    async fn tag_exists(&self, tag_id: i64) -> StoreResult<bool> {
-        dispatch!(self, s => s.tag_exists(tag_id).await)
     }
     async fn assign_tag(&self, image: String, tag_id: i64) -> StoreResult<Assignment> {
         let change = Change::of_image(ChangeKind::Tag, image.clone());

@@ -800,10 +800,6 @@ impl UpdateStore for PostgresStore {
         .await
     }
 
-    async fn tag_exists(&self, tag_id: i64) -> StoreResult<bool> {
-        self.with_client(|client| async move { tag_exists(&client, tag_id).await }).await
-    }
-
     async fn assign_tag(&self, image: String, tag_id: i64) -> StoreResult<Assignment> {
         self.with_client(|client| async move {
             let inserted = client

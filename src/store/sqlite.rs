@@ -683,10 +683,6 @@ impl UpdateStore for SqliteStore {
         .await
     }
 
-    async fn tag_exists(&self, tag_id: i64) -> StoreResult<bool> {
-        self.read(move |conn| Ok(tag_exists(conn, tag_id)?)).await
-    }
-
     async fn assign_tag(&self, image: String, tag_id: i64) -> StoreResult<Assignment> {
         self.write(move |conn| {
             if !tag_exists(conn, tag_id)? {
