@@ -558,37 +558,12 @@ async fn the_listing_is_the_stored_entries_in_image_order(app: &TestApp) {
     assert_eq!(plain.json(), Value::Object(expected));
     let mut sorted = images.map(str::to_owned);
     sorted.sort();
-    assert_eq!(top_level_keys(&plain.body), sorted);
+    assert_eq!(support::top_level_keys(&plain.body), sorted);
     let gzip = app.request("GET", "/api/updates").header("Accept-Encoding", "gzip").send().await;
     assert_eq!(gzip.header("content-encoding"), Some("gzip"));
     let mut unzipped = Vec::new();
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gzip.body[..]), &mut unzipped).unwrap();
     assert_eq!(unzipped, plain.body);
-}
-
-/// The keys of a JSON object, in the order the text has them.
-fn top_level_keys(body: &[u8]) -> Vec<String> {
-    struct Keys(Vec<String>);
-    impl<'de> serde::Deserialize<'de> for Keys {
-        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-            struct Visitor;
-            impl<'de> serde::de::Visitor<'de> for Visitor {
-                type Value = Keys;
-                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                    f.write_str("an object")
-                }
-                fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Keys, A::Error> {
-                    let mut keys = Vec::new();
-                    while let Some((key, serde::de::IgnoredAny)) = map.next_entry::<String, _>()? {
-                        keys.push(key);
-                    }
-                    Ok(Keys(keys))
-                }
-            }
-            deserializer.deserialize_map(Visitor)
-        }
-    }
-    serde_json::from_slice::<Keys>(body).unwrap().0
 }
 
 on_every_backend!(

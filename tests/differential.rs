@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::sync::Arc;
 
+use diun_dashboard::listing::Listing;
 use diun_dashboard::model::{DiunEvent, Tag, UpdateEntry};
 use diun_dashboard::store::{Assignment, Store, StoreError, UpdateStore};
 use diun_dashboard::time::Timestamp;
@@ -388,12 +389,36 @@ impl Backend {
         })
     }
 
+    /// `GET /api/updates` is written from the rows by its own code (on PostgreSQL from two half
+    /// queries, sorted here): it must say what the entries say, in their order.
+    async fn check_listing(&self, entries: &[UpdateEntry], step: usize) -> Result<(), TestCaseError> {
+        let name = self.name;
+        let listing = Listing::new(false).map_err(|err| fail(format!("{name}: listing: {err}")))?;
+        let body =
+            self.store.write_listing(listing).await.map_err(|err| fail(format!("{name}: listing: {err}")))?;
+        let parsed: Value = serde_json::from_slice(&body)
+            .map_err(|err| fail(format!("{name}: the listing is not JSON: {err}")))?;
+        let expected: Map<String, Value> = entries
+            .iter()
+            .map(|entry| (entry.event.image.clone(), serde_json::to_value(entry).unwrap_or_default()))
+            .collect();
+        if parsed != Value::Object(expected) {
+            return Err(fail(format!("{name} after step {step}: the listing differs from the entries")));
+        }
+        let order: Vec<&str> = entries.iter().map(|entry| entry.event.image.as_str()).collect();
+        if support::top_level_keys(&body) != order {
+            return Err(fail(format!("{name} after step {step}: the listing's images are out of order")));
+        }
+        Ok(())
+    }
+
     /// Compares everything the API can show with the model.
     async fn check_state(&self, model: &Model, step: usize) -> Result<(), TestCaseError> {
         let name = self.name;
-        let updates =
+        let stored =
             self.store.list_updates().await.map_err(|err| fail(format!("{name}: list_updates: {err}")))?;
-        let updates = updates
+        self.check_listing(&stored, step).await?;
+        let updates = stored
             .into_iter()
             .map(|entry| Ok(UpdateEntry { tag: self.translate(entry.tag.clone())?, ..entry }))
             .collect::<Result<Vec<_>, TestCaseError>>()?;
