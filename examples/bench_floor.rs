@@ -23,7 +23,7 @@ fn main() {
             match DiunEvent::from_json(&body) {
                 Ok(event) => {
                     std::hint::black_box(event);
-                    warp::reply::json(&serde_json::json!({ "status": "ok" })).into_response()
+                    diun_dashboard::http::webhook_stored()
                 }
                 Err(message) => warp::reply::with_status(
                     warp::reply::json(&serde_json::json!({ "error": message })),

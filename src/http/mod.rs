@@ -14,6 +14,8 @@ mod live;
 mod metrics;
 mod webhook;
 
+pub use webhook::stored as webhook_stored;
+
 use std::sync::Arc;
 
 use warp::Filter;

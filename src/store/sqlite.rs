@@ -874,6 +874,26 @@ mod tests {
     }
 
     #[test]
+    fn the_wal_is_kept_while_writes_may_still_come() {
+        // Cutting the WAL after every checkpoint made it regrow under load: only idleness may.
+        let dir = std::env::temp_dir().join(format!("diun-dashboard-wal-kept-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db.sqlite");
+        let writer = open_connection(&path).unwrap();
+        writer.execute_batch("PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (x BLOB)").unwrap();
+        let checkpointer =
+            Checkpointer::start_with(&path, Duration::from_millis(1), Duration::from_secs(60)).unwrap();
+        writer.execute("INSERT INTO t VALUES (zeroblob(100000))", []).unwrap();
+        checkpointer.nudge();
+        std::thread::sleep(Duration::from_millis(300));
+        let wal = std::fs::metadata(dir.join("db.sqlite-wal")).unwrap().len();
+        checkpointer.stop();
+        drop(writer);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(wal > 100_000, "the WAL was cut back to {wal} bytes after a passive checkpoint");
+    }
+
+    #[test]
     fn a_batch_without_failures_commits_every_write() {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE t (x INTEGER UNIQUE)").unwrap();
