@@ -509,6 +509,14 @@ async fn hundreds_of_concurrent_webhooks_are_all_kept(app: &TestApp) {
     for i in 0..300 {
         assert!(updates.get(format!("registry.example/app{i}:1.{i}")).is_some(), "app{i} lost");
     }
+    // Batched together or not, every event is in the history and the newest is the update.
+    let history = app.store.history(NGINX.into(), None, 500).await.unwrap().unwrap();
+    assert_eq!(history.len(), 50);
+    let mut digests: Vec<&str> = history.iter().map(|event| event.digest.as_str()).collect();
+    assert_eq!(updates[NGINX]["event"]["digest"], json!(digests[0]), "the last stored event wins");
+    digests.sort_unstable();
+    digests.dedup();
+    assert_eq!(digests.len(), 50, "no event stored twice");
 }
 
 async fn security_headers_are_on_every_response(app: &TestApp) {

@@ -413,15 +413,17 @@ const UPSERT_ONE: &str = "
             platform = EXCLUDED.platform, metadata = EXCLUDED.metadata,
             extra = EXCLUDED.extra, received_at = EXCLUDED.received_at,
             acknowledged_at = NULL
-        RETURNING image)
+        RETURNING image, metadata)
     INSERT INTO events (image, hostname, status, digest, created, metadata, received_at)
-    SELECT image, $3, $4, $8, $9, $11::text::jsonb, $13 FROM upserted";
+    SELECT image, $3, $4, $8, $9, metadata, $13 FROM upserted";
 
 /// [`UPSERT_ONE`] for many events: an image sent twice in a batch keeps its last event (as if
 /// upserted one after the other), and every event goes into the history, in arrival order.
+/// The JSON is parsed once, in `input` (a CTE read twice is computed once).
 const UPSERT_MANY: &str = "
     WITH input AS (
-        SELECT *
+        SELECT image, diun_version, hostname, status, provider, hub_link, mime_type, digest, created,
+            platform, metadata::jsonb AS metadata, extra::jsonb AS extra, received_at, position
         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
                     $13::timestamptz[])
@@ -431,8 +433,7 @@ const UPSERT_MANY: &str = "
         INSERT INTO updates (image, diun_version, hostname, status, provider, hub_link,
             mime_type, digest, created, platform, metadata, extra, received_at, acknowledged_at)
         SELECT DISTINCT ON (image) image, diun_version, hostname, status, provider, hub_link,
-            mime_type, digest, created, platform, metadata::jsonb, extra::jsonb, received_at,
-            NULL::timestamptz
+            mime_type, digest, created, platform, metadata, extra, received_at, NULL::timestamptz
         FROM input
         ORDER BY image, position DESC
         ON CONFLICT (image) DO UPDATE SET
@@ -444,7 +445,7 @@ const UPSERT_MANY: &str = "
             extra = EXCLUDED.extra, received_at = EXCLUDED.received_at,
             acknowledged_at = NULL)
     INSERT INTO events (image, hostname, status, digest, created, metadata, received_at)
-    SELECT image, hostname, status, digest, created, metadata::jsonb, received_at
+    SELECT image, hostname, status, digest, created, metadata, received_at
     FROM input
     ORDER BY position";
 
