@@ -131,6 +131,30 @@ async fn a_change_on_one_replica_reaches_the_streams_of_another() {
         1,
         "B must not hear its own acknowledgement twice: {on_b_before_marker}"
     );
+
+    // A's relay connection is cut (the one that sent the marker, last): it comes back by
+    // itself and tells the other replicas to reload, since notices may have been lost, and
+    // changes flow again. B's own relay is untouched, so the reload on B can only come from A.
+    let support::TestDb::Postgres { base_url, .. } = &replica_a.db else { unreachable!() };
+    support::run_sql(
+        base_url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE pid = (SELECT pid FROM pg_stat_activity
+                      WHERE query LIKE '%pg_notify%' AND pid <> pg_backend_pid()
+                      ORDER BY query_start DESC LIMIT 1)",
+    )
+    .await;
+    on_b.expect(r#"data:{"kind":"update"}"#).await;
+    let mut restored = false;
+    for _ in 0..50 {
+        assert_eq!(replica_a.webhook(&docker_event("after-cut:1")).await.status, 200);
+        let wait = tokio::time::timeout(Duration::from_millis(200), on_b.expect(r#""image":"after-cut:1""#));
+        if wait.await.is_ok() {
+            restored = true;
+            break;
+        }
+    }
+    assert!(restored, "sharing between the replicas did not come back after the cut");
     replica_b.stop().await;
     replica_a.stop().await;
 }

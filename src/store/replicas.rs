@@ -57,18 +57,28 @@ async fn relay(
     mut queue: mpsc::UnboundedReceiver<Change>,
 ) {
     let mut retry = RETRY_MIN;
-    let mut connected_before = false;
+    let mut listened_before = false;
     loop {
-        match session(&config, &channel, &origin, &feed, &mut queue, connected_before).await {
+        let lost = match session(&config, &channel, &origin, &feed, &mut queue, listened_before).await {
             Ok(()) => return,
-            Err(err) => {
-                log::warn!("replica change sharing interrupted ({err}); retrying in {} s", retry.as_secs());
-                connected_before = true;
-            }
+            Err(lost) => lost,
+        };
+        if lost.after_listening {
+            // A session that worked starts the back-off over: one outage a week must not
+            // leave every later reconnect waiting the longest delay.
+            retry = RETRY_MIN;
+            listened_before = true;
         }
+        log::warn!("replica change sharing interrupted ({}); retrying in {} s", lost.why, retry.as_secs());
         tokio::time::sleep(retry).await;
         retry = (retry * 2).min(RETRY_MAX);
     }
+}
+
+/// Why a session ended, and whether it had got as far as listening.
+struct Lost {
+    why: String,
+    after_listening: bool,
 }
 
 /// One connection's life. `Ok` when this replica is shutting down.
@@ -79,8 +89,9 @@ async fn session(
     feed: &ChangeFeed,
     queue: &mut mpsc::UnboundedReceiver<Change>,
     reconnected: bool,
-) -> Result<(), String> {
-    let (client, mut connection) = config.connect(NoTls).await.map_err(|err| err.to_string())?;
+) -> Result<(), Lost> {
+    let lost_early = |err: tokio_postgres::Error| Lost { why: err.to_string(), after_listening: false };
+    let (client, mut connection) = config.connect(NoTls).await.map_err(lost_early)?;
     let (heard, mut notices) = mpsc::unbounded_channel::<String>();
     let reader = tokio::spawn(async move {
         while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {
@@ -93,15 +104,25 @@ async fn session(
             }
         }
     });
+    let listening = async {
+        client.batch_execute(&format!("LISTEN {channel}")).await?;
+        client.prepare("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload").await
+    };
+    let notify = match listening.await {
+        Ok(notify) => notify,
+        Err(err) => {
+            reader.abort();
+            return Err(lost_early(err));
+        }
+    };
     let outcome = async {
-        client.batch_execute(&format!("LISTEN {channel}")).await.map_err(|err| err.to_string())?;
-        let notify = client
-            .prepare("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload")
-            .await
-            .map_err(|err| err.to_string())?;
         if reconnected {
             log::info!("replica change sharing restored");
+            // Both ways, notices may have been lost meanwhile: dashboards here and on the other
+            // replicas reload.
             feed.publish(Change::of_many(ChangeKind::Update));
+            let reload = vec![payload(origin, Change::of_many(ChangeKind::Update))?];
+            client.execute(&notify, &[&channel, &reload]).await.map_err(|err| err.to_string())?;
         }
         loop {
             tokio::select! {
@@ -132,7 +153,7 @@ async fn session(
     }
     .await;
     reader.abort();
-    outcome
+    outcome.map_err(|why| Lost { why, after_listening: true })
 }
 
 fn payload(origin: &str, change: Change) -> Result<String, String> {
