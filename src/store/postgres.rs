@@ -243,12 +243,17 @@ impl PostgresStore {
                 .map_err(|err| format!("cannot connect: {}", describe(&err)))?;
         let driver = tokio::spawn(connection);
         let migrated = run_migrations(&mut client, &migrations).await;
-        let schema: Option<String> =
-            client.query_one("SELECT current_schema()", &[]).await.ok().and_then(|row| row.get(0));
+        // The replicas' channel is named after the schema: guessing would let deployments in
+        // two schemas hear each other's changes.
+        let schema = client
+            .query_one("SELECT current_schema()", &[])
+            .await
+            .and_then(|row| row.try_get::<_, Option<String>>(0))
+            .map_err(|err| format!("cannot read the current schema: {}", describe(&err)));
         drop(client);
         let _ = driver.await;
         migrated?;
-        let channel = super::replicas::channel_for(schema.as_deref().unwrap_or("public"));
+        let channel = super::replicas::channel_for(schema?.as_deref().unwrap_or("public"));
 
         let (failures, connect_failures) = tokio::sync::watch::channel(String::new());
         let pool = Pool::builder()
@@ -574,6 +579,19 @@ fn update_from_row(row: &Row) -> StoreResult<UpdateEntry> {
     })
 }
 
+/// The columns of a listed update, read by [`update_from_row`] and by `write_listing`; a macro
+/// so that each query stays one `&'static str` for the statement cache.
+macro_rules! select_updates {
+    () => {
+        "SELECT u.image, u.diun_version, u.hostname, u.status, u.provider, u.hub_link,
+                u.mime_type, u.digest, u.created, u.platform, u.metadata::text,
+                u.extra::text, u.received_at, u.acknowledged_at, t.id, t.name
+         FROM updates u
+         LEFT JOIN tag_assignments a ON a.image = u.image
+         LEFT JOIN tags t ON t.id = a.tag_id"
+    };
+}
+
 fn listed_image(row: &Row) -> &str {
     row.try_get(0).unwrap_or_default()
 }
@@ -615,18 +633,8 @@ impl UpdateStore for PostgresStore {
     async fn list_updates(&self) -> StoreResult<Vec<UpdateEntry>> {
         self.with_client(|client| async move {
             // COLLATE "C": bytewise order, as on SQLite, whatever the database's collation.
-            let rows = client
-                .query(
-                    "SELECT u.image, u.diun_version, u.hostname, u.status, u.provider, u.hub_link,
-                            u.mime_type, u.digest, u.created, u.platform, u.metadata::text,
-                            u.extra::text, u.received_at, u.acknowledged_at, t.id, t.name
-                     FROM updates u
-                     LEFT JOIN tag_assignments a ON a.image = u.image
-                     LEFT JOIN tags t ON t.id = a.tag_id
-                     ORDER BY u.image COLLATE \"C\"",
-                    &[],
-                )
-                .await?;
+            let rows =
+                client.query(concat!(select_updates!(), " ORDER BY u.image COLLATE \"C\""), &[]).await?;
             rows.iter().map(update_from_row).collect()
         })
         .await
@@ -641,16 +649,7 @@ impl UpdateStore for PostgresStore {
                 // Unordered: ORDER BY … COLLATE "C" sorts every row on the server, past work_mem
                 // on disk for thousands of images, when a bytewise sort here costs a millisecond.
                 Ok(client
-                    .query(
-                        "SELECT u.image, u.diun_version, u.hostname, u.status, u.provider, u.hub_link,
-                                u.mime_type, u.digest, u.created, u.platform, u.metadata::text,
-                                u.extra::text, u.received_at, u.acknowledged_at, t.id, t.name
-                         FROM updates u
-                         LEFT JOIN tag_assignments a ON a.image = u.image
-                         LEFT JOIN tags t ON t.id = a.tag_id
-                         WHERE hashtext(u.image) & 1 = $1",
-                        &[&half],
-                    )
+                    .query(concat!(select_updates!(), " WHERE hashtext(u.image) & 1 = $1"), &[&half])
                     .await?)
             })
         };

@@ -180,8 +180,8 @@ pub fn run_migrations(conn: &mut Connection, migrations: &[Migration]) -> Result
     .map_err(|err| fail("cannot create schema_migrations", err))?;
     // Refuse a database from a newer release before touching it.
     let applied = applied_versions(conn).map_err(|err| fail("cannot read schema_migrations", err))?;
-    migrate::pending(migrations, &applied)?;
-    for migration in migrations {
+    // An up-to-date database takes no write lock at start-up.
+    for migration in migrate::pending(migrations, &applied)? {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|err| fail("cannot start a migration", err))?;
