@@ -23,6 +23,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// in-flight requests finish (for at most [`SHUTDOWN_GRACE`]) and returns.
 pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()>) {
     let service = warp::service(http::routes(state.clone()));
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     let connections = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -39,10 +41,8 @@ pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
+        let connection =
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
         let connection = connections.watch(connection);
         tokio::spawn(async move {
             if let Err(err) = connection.await {

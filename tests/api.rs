@@ -212,6 +212,7 @@ async fn get_on_webhook_explains_the_diun_method_setting(app: &TestApp) {
     let response = app.get("/webhook").await;
     assert_eq!(response.status, 405);
     assert!(response.error().contains("method: POST"), "{}", response.text());
+    assert_eq!(response.header("allow"), Some("POST"), "RFC 9110: a 405 says what is allowed");
     assert_eq!(app.request("PUT", "/webhook").send().await.status, 405);
 }
 

@@ -31,13 +31,12 @@ impl ApiError {
 
     /// 405 with the `Allow` header listing what the path accepts.
     pub fn method_not_allowed(allow: &'static str) -> Self {
-        Self {
-            allow: Some(allow),
-            ..Self::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("method not allowed; this path accepts {allow}"),
-            )
-        }
+        Self::method_not_allowed_because(allow, format!("method not allowed; this path accepts {allow}"))
+    }
+
+    /// [`Self::method_not_allowed`] with a message of its own.
+    pub fn method_not_allowed_because(allow: &'static str, message: impl Into<String>) -> Self {
+        Self { allow: Some(allow), ..Self::new(StatusCode::METHOD_NOT_ALLOWED, message) }
     }
 
     pub fn status(&self) -> StatusCode {

@@ -34,8 +34,8 @@ where
 {
     if method == Method::GET {
         // DIUN's webhook notifier defaults to GET, which carries no event.
-        return Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
+        return Err(ApiError::method_not_allowed_because(
+            "POST",
             "the webhook only accepts POST: set `method: POST` under notif.webhook in DIUN's configuration",
         ));
     }
