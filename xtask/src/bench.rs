@@ -39,8 +39,6 @@ const INGEST_CONNECTIONS: u32 = 32;
 const WRK_THREADS: u32 = 2;
 const START_LIMIT: Duration = Duration::from_secs(30);
 const STOP_LIMIT: Duration = Duration::from_secs(15);
-/// Variables the binary reads; cleared so the caller's environment cannot steer a run.
-const APP_VARIABLES: [&str; 6] = ["PORT", "BIND", "DATABASE_URL", "DB_PATH", "WEBHOOK_SECRET", "RUST_LOG"];
 
 struct Options {
     backends: Vec<Backend>,
@@ -48,8 +46,6 @@ struct Options {
     list: Duration,
     list_connections: u32,
     startup_runs: usize,
-    /// `false`: slim binaries from an earlier run are measured as they are (`--quick`).
-    rebuild_slim: bool,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -75,7 +71,6 @@ impl Options {
             list: Duration::from_secs(10),
             list_connections: 1,
             startup_runs: 11,
-            rebuild_slim: true,
         };
         let mut args = args.peekable();
         while let Some(arg) = args.next() {
@@ -91,7 +86,6 @@ impl Options {
                     options.ingest = Duration::from_secs(3);
                     options.list = Duration::from_secs(3);
                     options.startup_runs = 3;
-                    options.rebuild_slim = false;
                 }
                 other => {
                     return Err(format!(
@@ -111,7 +105,7 @@ pub fn run(root: &Path) -> Result<(), String> {
     fs::create_dir_all(&out).map_err(|e| format!("bench: {}: {e}", out.display()))?;
     let load_before = load_average();
 
-    let builds = build(root, options.rebuild_slim)?;
+    let builds = build(root)?;
     let sizes = sizes(&out, &builds)?;
     let payloads = out.join("payloads.jsonl");
     let images = write_payloads(&payloads)?;
@@ -201,8 +195,8 @@ struct Builds {
 /// are built by separate commands: built together, the example's dev-dependency features
 /// would be unified into the binary's dependencies, and the binary would not be the one users
 /// get. The slim builds get target directories of their own so that nothing is rebuilt back
-/// and forth.
-fn build(root: &Path, rebuild_slim: bool) -> Result<Builds, String> {
+/// and forth (and cargo makes an unchanged one a no-op).
+fn build(root: &Path) -> Result<Builds, String> {
     let exe = std::env::consts::EXE_SUFFIX;
     let release = root.join("target/release");
     system::cargo(root, &["build", "--release", "--bin", BINARY], &[])?;
@@ -210,10 +204,6 @@ fn build(root: &Path, rebuild_slim: bool) -> Result<Builds, String> {
     let slim = |feature: &str| -> Result<PathBuf, String> {
         let dir = format!("target/bench/slim-{feature}");
         let binary = root.join(&dir).join("release").join(format!("{BINARY}{exe}"));
-        if !rebuild_slim && binary.is_file() {
-            println!("bench: slim {feature} binary not rebuilt (--quick)");
-            return Ok(binary);
-        }
         let args = ["build", "--release", "--bin", BINARY, "--no-default-features", "--features", feature];
         system::cargo(root, &[&args[..], &["--target-dir", &dir]].concat(), &[])?;
         Ok(binary)
@@ -845,10 +835,9 @@ impl Server {
         let file = fs::File::create(log).map_err(|e| format!("bench: {}: {e}", log.display()))?;
         let stderr = file.try_clone().map_err(|e| format!("bench: {e}"))?;
         let mut command = Command::new(program);
-        for name in APP_VARIABLES {
-            command.env_remove(name);
-        }
+        // Nothing from the developer's shell (a DASHBOARD_PASSWORD, say) reaches the service.
         command
+            .env_clear()
             .env("RUST_LOG", "info")
             .env("BIND", "127.0.0.1")
             .env("PORT", port.to_string())

@@ -9,7 +9,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::sleep;
@@ -18,12 +18,8 @@ use std::time::{Duration, Instant};
 use crate::docker;
 
 const BINARY: &str = "diun-dashboard";
-/// Where a PostgreSQL is looked for when neither DATABASE_URL nor TEST_DATABASE_URL is set.
-const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const START_LIMIT: Duration = Duration::from_secs(30);
 const STOP_LIMIT: Duration = Duration::from_secs(10);
-/// Variables the binary reads; cleared so the caller's environment cannot steer a smoke test.
-const APP_VARIABLES: [&str; 6] = ["PORT", "BIND", "DATABASE_URL", "DB_PATH", "WEBHOOK_SECRET", "RUST_LOG"];
 
 struct Binary {
     name: String,
@@ -77,7 +73,10 @@ pub fn run(root: &Path) -> Result<(), String> {
 
     let work = std::env::temp_dir().join(format!("{BINARY}-dist-{}", std::process::id()));
     fs::create_dir_all(&work).map_err(|e| format!("dist: {}: {e}", work.display()))?;
-    let postgres = find_postgres();
+    // The same provider as the tests (DATABASE_URL, a scratch database, a throwaway cluster),
+    // kept until the smoke tests are over; never a database somebody else uses.
+    let provided = crate::postgres::provide();
+    let postgres = provided.as_ref().map(|db| db.url()).map_err(String::clone);
     match &postgres {
         Ok(url) => println!("dist: PostgreSQL for the smoke tests: {}", redact(url)),
         Err(why) => println!("dist: no PostgreSQL for the smoke tests: {why}"),
@@ -156,9 +155,8 @@ enum Backend<'a> {
 fn app_command(binary: &Binary, work: &Path, vars: &[(&str, String)]) -> Command {
     let mut command = Command::new(&binary.path);
     command.current_dir(work);
-    for name in APP_VARIABLES {
-        command.env_remove(name);
-    }
+    // Nothing from the developer's shell (a DASHBOARD_PASSWORD, say) reaches the binary.
+    command.env_clear();
     command.env("RUST_LOG", "info");
     command.envs(vars.iter().map(|(k, v)| (k, v)));
     command
@@ -343,59 +341,6 @@ fn parse_response(response: &str) -> Option<(u16, &str)> {
     Some((status, body))
 }
 
-// ---------------------------------------------------------------------------------------------
-// Finding a PostgreSQL
-
-/// The first of DATABASE_URL, TEST_DATABASE_URL and the local default whose server accepts a
-/// TCP connection.
-fn find_postgres() -> Result<String, String> {
-    let mut tried = Vec::new();
-    let candidates = ["DATABASE_URL", "TEST_DATABASE_URL"]
-        .into_iter()
-        .filter_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()).map(|url| (name, url)))
-        .chain([("default", DEFAULT_POSTGRES_URL.to_string())]);
-    for (source, url) in candidates {
-        let Some((host, port)) = host_port(&url) else {
-            tried.push(format!("{source}: no host:port in {}", redact(&url)));
-            continue;
-        };
-        let reachable = (host.as_str(), port)
-            .to_socket_addrs()
-            .map(|addrs| {
-                addrs
-                    .into_iter()
-                    .any(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok())
-            })
-            .unwrap_or(false);
-        if reachable {
-            return Ok(url);
-        }
-        tried.push(format!("{source} {} does not answer", redact(&url)));
-    }
-    Err(format!(
-        "{}; set DATABASE_URL or TEST_DATABASE_URL to a server this user may create tables in",
-        tried.join(", ")
-    ))
-}
-
-/// The userinfo-free `host:port` of `scheme://[user[:password]@]host[:port][/db][?…]`.
-fn host_port(url: &str) -> Option<(String, u16)> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?']).next()?;
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-    let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
-        let (host, after) = bracketed.split_once(']')?;
-        (host, after.strip_prefix(':'))
-    } else {
-        match host_port.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (host_port, None),
-        }
-    };
-    let port = port.map_or(Some(5432), |p| p.parse().ok())?;
-    (!host.is_empty()).then(|| (host.to_string(), port))
-}
-
 fn password_of(url: &str) -> Option<&str> {
     let rest = url.split_once("://")?.1;
     let authority = rest.split(['/', '?']).next()?;
@@ -430,22 +375,12 @@ mod tests {
     }
 
     #[test]
-    fn host_port_handles_userinfo_ipv6_defaults_and_query() {
-        assert_eq!(host_port("postgres://u:p@db:6543/x"), Some(("db".into(), 6543)));
-        assert_eq!(host_port("postgresql://u@localhost/x?sslmode=disable"), Some(("localhost".into(), 5432)));
-        assert_eq!(host_port("postgres://u:p%40ss@[::1]:5433/x"), Some(("::1".into(), 5433)));
-        assert_eq!(host_port("postgres://u:pa:ss@host"), Some(("host".into(), 5432)));
-        assert_eq!(host_port("postgres:///db?host=/run/postgresql"), None);
-        assert_eq!(host_port("not a url"), None);
-    }
-
-    #[test]
     fn passwords_are_found_and_redacted() {
         assert_eq!(password_of("postgres://u:s3cret@h:5432/d"), Some("s3cret"));
         assert_eq!(password_of("postgres://u@h/d"), None);
         assert_eq!(password_of("postgres://u:@h/d"), None);
         assert_eq!(redact("postgres://u:s3cret@h:5432/d"), "postgres://u:***@h:5432/d");
-        assert_eq!(redact(DEFAULT_POSTGRES_URL), DEFAULT_POSTGRES_URL);
+        assert_eq!(redact("postgres://postgres@127.0.0.1:5432/x"), "postgres://postgres@127.0.0.1:5432/x");
     }
 
     #[test]
