@@ -74,24 +74,19 @@ pub async fn hosts(state: AppState, method: Method) -> Response {
                 return Err(ApiError::method_not_allowed("GET"));
             }
             let reports = state.store.pending_hosts().await?;
-            let mut by_image: Vec<(String, Vec<HostReport>)> = Vec::new();
-            for report in reports {
-                match by_image.last_mut() {
-                    Some((image, hosts)) if *image == report.image => hosts.push(report),
-                    _ => by_image.push((report.image.clone(), vec![report])),
-                }
-            }
-            Ok(json_reply(StatusCode::OK, &ByImage(by_image)))
+            Ok(json_reply(StatusCode::OK, &ByImage(&reports)))
         }
         .await,
     )
 }
 
-struct ByImage(Vec<(String, Vec<HostReport>)>);
+/// Reports ordered by image, serialized as one array per image, without regrouping them.
+struct ByImage<'a>(&'a [HostReport]);
 
-impl Serialize for ByImage {
+impl Serialize for ByImage<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().map(|(image, hosts)| (image, hosts)))
+        serializer
+            .collect_map(self.0.chunk_by(|a, b| a.image == b.image).map(|hosts| (&hosts[0].image, hosts)))
     }
 }
 

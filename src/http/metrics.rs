@@ -76,9 +76,18 @@ pub fn observe_request(path: &str, elapsed: Duration) {
     REGISTRY.duration_sums_micros[route].fetch_add(micros, Ordering::Relaxed);
 }
 
-pub fn count_webhook(status: &str, result: WebhookResult) {
-    let status = WEBHOOK_STATUSES.iter().position(|known| *known == status).unwrap_or(2);
-    REGISTRY.webhooks[status][result as usize].fetch_add(1, Ordering::Relaxed);
+/// DIUN's `status` as a metrics label: `new`, `update` or `other`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WebhookStatus(usize);
+
+impl WebhookStatus {
+    pub fn of(status: &str) -> Self {
+        Self(WEBHOOK_STATUSES.iter().position(|known| *known == status).unwrap_or(WEBHOOK_STATUSES.len() - 1))
+    }
+}
+
+pub fn count_webhook(status: WebhookStatus, result: WebhookResult) {
+    REGISTRY.webhooks[status.0][result as usize].fetch_add(1, Ordering::Relaxed);
 }
 
 pub fn count_database_error() {
@@ -87,18 +96,11 @@ pub fn count_database_error() {
 
 fn route_index(path: &str) -> usize {
     let position = |label: &str| ROUTES.iter().position(|route| *route == label).unwrap_or(ROUTES.len() - 1);
+    // A fixed route is its own label (ROUTES is the one list of them); the rest by prefix.
+    if let Some(fixed) = ROUTES.iter().position(|route| *route == path) {
+        return fixed;
+    }
     match path {
-        "/healthz"
-        | "/webhook"
-        | "/api/updates"
-        | "/api/stream"
-        | "/api/summary"
-        | "/api/tags"
-        | "/api/tag-assignments"
-        | "/metrics"
-        | "/api/updates/acknowledge-all"
-        | "/api/updates/acknowledge-by-tag"
-        | "/api/hosts" => position(path),
         _ if path.starts_with("/api/updates/") && path.ends_with("/history") => {
             position("/api/updates/{image}/history")
         }

@@ -9,7 +9,7 @@ use super::AppState;
 use super::auth::constant_time_eq;
 use super::body::read_capped;
 use super::error::{ApiError, respond};
-use super::metrics::{WebhookResult, count_webhook};
+use super::metrics::{WebhookResult, WebhookStatus, count_webhook};
 use crate::model::DiunEvent;
 use crate::store::UpdateStore;
 use crate::time::Timestamp;
@@ -46,16 +46,15 @@ where
         let given = headers.get(header::AUTHORIZATION).map(|value| value.as_bytes()).unwrap_or_default();
         if !constant_time_eq(given, secret.expose().as_bytes()) {
             log::warn!("webhook refused: missing or wrong Authorization header");
-            count_webhook("", WebhookResult::Unauthorized);
+            count_webhook(WebhookStatus::of(""), WebhookResult::Unauthorized);
             return Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong Authorization header"));
         }
     }
-    let event = match read_capped(&headers, body).await {
-        Ok(body) => DiunEvent::from_json(&body).map_err(ApiError::bad_request),
-        Err(err) => Err(err),
-    }
-    .inspect_err(|_| count_webhook("", WebhookResult::Rejected))?;
-    let status = event.status.clone();
+    let event = read_capped(&headers, body)
+        .await
+        .and_then(|body| DiunEvent::from_json(&body).map_err(ApiError::bad_request))
+        .inspect_err(|_| count_webhook(WebhookStatus::of(""), WebhookResult::Rejected))?;
+    let status = WebhookStatus::of(&event.status);
     // Formatted only when it will be logged: this is the busiest path of the service.
     let summary = log::log_enabled!(log::Level::Info).then(|| {
         format!(
@@ -66,10 +65,10 @@ where
         )
     });
     if let Err(err) = state.store.upsert_event(event, Timestamp::now()).await {
-        count_webhook(&status, WebhookResult::Failed);
+        count_webhook(status, WebhookResult::Failed);
         return Err(err.into());
     }
-    count_webhook(&status, WebhookResult::Stored);
+    count_webhook(status, WebhookResult::Stored);
     if let Some(summary) = summary {
         log::info!("update received: {summary}");
     }
