@@ -423,7 +423,7 @@ const SELECT_UPDATES: &str = "
     LEFT JOIN tags t ON t.id = a.tag_id
     ORDER BY u.image";
 
-fn update_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<UpdateEntry>> {
+fn update_from_row(row: &rusqlite::Row<'_>) -> StoreResult<UpdateEntry> {
     let mut event = DiunEvent {
         image: row.get(0)?,
         diun_version: row.get(1)?,
@@ -437,21 +437,16 @@ fn update_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<Upda
         platform: row.get(9)?,
         ..DiunEvent::default()
     };
-    let metadata: Option<String> = row.get(10)?;
-    let extra: Option<String> = row.get(11)?;
-    let received_at: String = row.get(12)?;
-    let acknowledged_at: Option<String> = row.get(13)?;
+    event
+        .set_json_columns(optional_text_column(row, 10)?, optional_text_column(row, 11)?)
+        .map_err(StoreError::Internal)?;
     let tag_id: Option<i64> = row.get(14)?;
-    let tag_name: Option<String> = row.get(15)?;
-    Ok((|| {
-        event.set_json_columns(metadata.as_deref(), extra.as_deref()).map_err(StoreError::Internal)?;
-        Ok(UpdateEntry {
-            event,
-            received_at: stored_timestamp(&received_at)?,
-            acknowledged_at: acknowledged_at.as_deref().map(stored_timestamp).transpose()?,
-            tag: tag_id.zip(tag_name).map(|(id, name)| Tag { id, name }),
-        })
-    })())
+    Ok(UpdateEntry {
+        event,
+        received_at: stored_timestamp(text_column(row, 12)?)?,
+        acknowledged_at: optional_text_column(row, 13)?.map(stored_timestamp).transpose()?,
+        tag: tag_id.zip(row.get::<_, Option<String>>(15)?).map(|(id, name)| Tag { id, name }),
+    })
 }
 
 fn text_column<'r>(row: &'r rusqlite::Row<'_>, column: usize) -> StoreResult<&'r str> {
@@ -538,8 +533,8 @@ impl UpdateStore for SqliteStore {
     async fn list_updates(&self) -> StoreResult<Vec<UpdateEntry>> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(SELECT_UPDATES)?;
-            let rows = stmt.query_map([], update_from_row)?;
-            rows.map(|row| row?).collect()
+            let rows = stmt.query_and_then([], update_from_row)?;
+            rows.collect()
         })
         .await
     }
@@ -728,32 +723,20 @@ impl UpdateStore for SqliteStore {
                  ORDER BY id DESC
                  LIMIT ?3",
             )?;
-            let rows = stmt.query_map(params![image, before, limit], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, String>(3)?,
-                    row.get::<_, Option<String>>(4)?,
-                    row.get::<_, Option<String>>(5)?,
-                    row.get::<_, String>(6)?,
-                    row.get::<_, Option<String>>(7)?,
-                ))
-            })?;
-            let mut entries = Vec::new();
-            for row in rows {
-                let (id, hostname, status, digest, created, metadata, received_at, acknowledged_at) = row?;
-                entries.push(HistoryEntry {
-                    id,
-                    hostname,
-                    status,
-                    digest,
-                    created,
-                    metadata: json_object(metadata.as_deref()).map_err(StoreError::Internal)?,
-                    received_at: stored_timestamp(&received_at)?,
-                    acknowledged_at: acknowledged_at.as_deref().map(stored_timestamp).transpose()?,
-                });
-            }
+            let entries = stmt
+                .query_and_then(params![image, before, limit], |row| -> StoreResult<HistoryEntry> {
+                    Ok(HistoryEntry {
+                        id: row.get(0)?,
+                        hostname: row.get(1)?,
+                        status: row.get(2)?,
+                        digest: row.get(3)?,
+                        created: row.get(4)?,
+                        metadata: json_object(optional_text_column(row, 5)?).map_err(StoreError::Internal)?,
+                        received_at: stored_timestamp(text_column(row, 6)?)?,
+                        acknowledged_at: optional_text_column(row, 7)?.map(stored_timestamp).transpose()?,
+                    })
+                })?
+                .collect::<StoreResult<Vec<_>>>()?;
             if entries.is_empty() && before.is_none() {
                 let known =
                     conn.prepare_cached("SELECT 1 FROM updates WHERE image = ?1")?.exists([&image])?;
@@ -773,19 +756,16 @@ impl UpdateStore for SqliteStore {
                    ON latest.id = e.id
                  ORDER BY e.image, e.hostname",
             )?;
-            let rows = stmt.query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, Option<String>>(3)?))
-            })?;
-            let mut hosts = Vec::new();
-            for row in rows {
-                let (image, hostname, last_seen, metadata) = row?;
-                hosts.push(HostReport {
-                    image,
-                    hostname,
-                    last_seen: stored_timestamp(&last_seen)?,
-                    metadata: json_object(metadata.as_deref()).map_err(StoreError::Internal)?,
-                });
-            }
+            let hosts = stmt
+                .query_and_then([], |row| -> StoreResult<HostReport> {
+                    Ok(HostReport {
+                        image: row.get(0)?,
+                        hostname: row.get(1)?,
+                        last_seen: stored_timestamp(text_column(row, 2)?)?,
+                        metadata: json_object(optional_text_column(row, 3)?).map_err(StoreError::Internal)?,
+                    })
+                })?
+                .collect::<StoreResult<Vec<_>>>()?;
             Ok(hosts)
         })
         .await
