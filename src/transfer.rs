@@ -9,8 +9,7 @@ use std::time::SystemTime;
 use rusqlite::Connection;
 use tokio_postgres::{NoTls, Transaction};
 
-use crate::store::postgres::PostgresStore;
-use crate::store::sqlite::SqliteStore;
+use crate::store::{postgres, sqlite};
 use crate::time::Timestamp;
 
 /// How many rows of each table were copied.
@@ -51,6 +50,9 @@ struct EventRow {
     acknowledged_at: Option<Timestamp>,
 }
 
+/// A server that has not answered by then is not going to.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 const UPDATE_TEXT_COLUMNS: &str =
     "image, diun_version, hostname, status, provider, hub_link, mime_type, digest, platform";
 
@@ -58,20 +60,26 @@ pub async fn migrate(from: &Path, to: &str, force: bool) -> Result<Copied, Strin
     if !from.is_file() {
         return Err(format!("{} is not a file", from.display()));
     }
-    // Opening brings both schemas up to date, so both have the same tables.
-    SqliteStore::open(from.to_path_buf()).await?.close().await;
-    drop(PostgresStore::open(to).await?);
-
+    // Both schemas are brought up to date first, on the connections the copy uses, so both
+    // have the same tables.
     let path = from.to_path_buf();
-    let source = tokio::task::spawn_blocking(move || read_sqlite(&path))
-        .await
-        .map_err(|err| format!("reading task failed: {err}"))?
-        .map_err(|err| format!("cannot read {}: {err}", from.display()))?;
+    let sqlite_migrations = sqlite::migrations()?;
+    let source = tokio::task::spawn_blocking(move || {
+        let mut conn = Connection::open(&path).map_err(|err| err.to_string())?;
+        sqlite::run_migrations(&mut conn, &sqlite_migrations)?;
+        read_sqlite(&mut conn).map_err(|err| err.to_string())
+    })
+    .await
+    .map_err(|err| format!("reading task failed: {err}"))?
+    .map_err(|err| format!("cannot read {}: {err}", from.display()))?;
 
-    let (mut client, connection) = tokio_postgres::connect(to, NoTls)
+    let connecting = tokio::time::timeout(CONNECT_TIMEOUT, tokio_postgres::connect(to, NoTls));
+    let (mut client, connection) = connecting
         .await
+        .map_err(|_| "timed out connecting to PostgreSQL".to_string())?
         .map_err(|err| format!("cannot connect to PostgreSQL: {err}"))?;
     let driver = tokio::spawn(connection);
+    postgres::run_migrations(&mut client, &postgres::migrations()?).await?;
     let tx = client.transaction().await.map_err(pg("begin"))?;
     let existing: i64 = tx
         .query_one(
@@ -118,8 +126,7 @@ fn parse_time(text: &str) -> rusqlite::Result<Timestamp> {
     })
 }
 
-fn read_sqlite(path: &Path) -> rusqlite::Result<Snapshot> {
-    let mut conn = Connection::open(path)?;
+fn read_sqlite(conn: &mut Connection) -> rusqlite::Result<Snapshot> {
     let tx = conn.transaction()?;
     let mut snapshot = Snapshot::default();
     {

@@ -219,7 +219,7 @@ impl ErrorSink<tokio_postgres::Error> for LogErrors {
 impl PostgresStore {
     /// Connects, migrates, and starts the pool. Fails within seconds on a bad URL or server.
     pub async fn open(url: &str) -> Result<Self, String> {
-        Self::open_with(url, migrate::from_dir(&MIGRATIONS)?).await
+        Self::open_with(url, migrations()?).await
     }
 
     /// Like [`Self::open`], with another set of migrations (tests of upgrades).
@@ -503,6 +503,11 @@ async fn upsert_rows(client: &Conn, rows: &[Upsert]) -> StoreResult<()> {
         )
         .await?;
     Ok(())
+}
+
+/// The PostgreSQL migrations embedded in the binary.
+pub fn migrations() -> Result<Vec<Migration>, String> {
+    migrate::from_dir(&MIGRATIONS)
 }
 
 /// Applies the pending migrations, each in its own transaction, under an advisory lock so that

@@ -73,7 +73,7 @@ impl From<rusqlite::Error> for StoreError {
 impl SqliteStore {
     /// Opens (creating it and its folder if needed) and migrates the database at `path`.
     pub async fn open(path: PathBuf) -> Result<Self, String> {
-        Self::open_with(path, migrate::from_dir(&MIGRATIONS)?).await
+        Self::open_with(path, migrations()?).await
     }
 
     /// Like [`Self::open`], with another set of migrations (tests of upgrades).
@@ -165,6 +165,11 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
+}
+
+/// The SQLite migrations embedded in the binary.
+pub fn migrations() -> Result<Vec<Migration>, String> {
+    migrate::from_dir(&MIGRATIONS)
 }
 
 /// Applies the pending migrations, each in its own transaction, recorded in `schema_migrations`.
