@@ -93,6 +93,24 @@ async fn hosts_lists_every_host_since_the_image_became_pending(app: &TestApp) {
     let hosts = app.get("/api/hosts").await.json();
     assert_eq!(hosts[NGINX].as_array().unwrap().len(), 1, "only hosts since it became pending again");
     assert_eq!(hosts[NGINX][0]["hostname"], json!("pi"));
+
+    // Acknowledging everything covers every pending event, of every image, in the history too.
+    assert_eq!(app.api("POST", "/api/updates/acknowledge-all", &json!({})).await.status, 200);
+    assert_eq!(app.get("/api/hosts").await.json(), json!({}));
+    let history = app.get("/api/updates/redis:7/history").await.json();
+    assert!(
+        history["events"].as_array().unwrap().iter().all(|e| e["acknowledged_at"].is_string()),
+        "{history}"
+    );
+    app.webhook(&event_from("nas", "sha256:3", "web")).await;
+    let hosts = app.get("/api/hosts").await.json();
+    assert_eq!(hosts.as_object().unwrap().len(), 1, "{hosts}");
+    assert_eq!(hosts[NGINX].as_array().unwrap().len(), 1, "{hosts}");
+    assert_eq!(hosts[NGINX][0]["hostname"], json!("nas"));
+    let history = app.get("/api/updates/docker.io/library/nginx:1.27/history").await.json();
+    let pending =
+        history["events"].as_array().unwrap().iter().filter(|e| e["acknowledged_at"].is_null()).count();
+    assert_eq!(pending, 1, "{history}");
 }
 
 async fn old_history_is_pruned_and_the_current_state_kept(app: &TestApp) {

@@ -738,7 +738,8 @@ impl UpdateStore for PostgresStore {
                     "WITH acked AS (
                          UPDATE updates SET acknowledged_at = $1 WHERE acknowledged_at IS NULL RETURNING image),
                      history AS (
-                         UPDATE events SET acknowledged_at = $1 WHERE acknowledged_at IS NULL)
+                         UPDATE events SET acknowledged_at = $1
+                         WHERE acknowledged_at IS NULL AND image IN (SELECT image FROM acked))
                      SELECT count(*) FROM acked",
                     &[&at.to_system_time()],
                 )
@@ -886,7 +887,10 @@ impl UpdateStore for PostgresStore {
                 .query(
                     "SELECT e.image, e.hostname, e.received_at, e.metadata::text
                      FROM events e
-                     JOIN (SELECT max(id) AS id FROM events WHERE acknowledged_at IS NULL GROUP BY image, hostname) latest
+                     JOIN (SELECT max(p.id) AS id
+                           FROM updates u JOIN events p ON p.image = u.image
+                           WHERE u.acknowledged_at IS NULL AND p.acknowledged_at IS NULL
+                           GROUP BY p.image, p.hostname) latest
                        ON latest.id = e.id
                      ORDER BY e.image COLLATE \"C\", e.hostname COLLATE \"C\"",
                     &[],

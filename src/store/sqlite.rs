@@ -612,10 +612,15 @@ impl UpdateStore for SqliteStore {
     async fn acknowledge_all(&self, at: Timestamp) -> StoreResult<u64> {
         let at = at.to_string();
         self.write(move |conn| {
+            // Events first: the pending `updates` rows lead to the pending events.
+            conn.prepare_cached(
+                "UPDATE events SET acknowledged_at = ?1
+                 WHERE acknowledged_at IS NULL
+                   AND image IN (SELECT image FROM updates WHERE acknowledged_at IS NULL)",
+            )?
+            .execute([&at])?;
             let changed = conn
                 .prepare_cached("UPDATE updates SET acknowledged_at = ?1 WHERE acknowledged_at IS NULL")?
-                .execute([&at])?;
-            conn.prepare_cached("UPDATE events SET acknowledged_at = ?1 WHERE acknowledged_at IS NULL")?
                 .execute([&at])?;
             Ok(changed as u64)
         })
@@ -757,7 +762,11 @@ impl UpdateStore for SqliteStore {
             let mut stmt = conn.prepare_cached(
                 "SELECT e.image, e.hostname, e.received_at, e.metadata
                  FROM events e
-                 JOIN (SELECT MAX(id) AS id FROM events WHERE acknowledged_at IS NULL GROUP BY image, hostname) latest
+                 JOIN (SELECT MAX(p.id) AS id
+                       -- CROSS JOIN keeps this order: from the pending images to their events.
+                       FROM updates u CROSS JOIN events p ON p.image = u.image
+                       WHERE u.acknowledged_at IS NULL AND p.acknowledged_at IS NULL
+                       GROUP BY p.image, p.hostname) latest
                    ON latest.id = e.id
                  ORDER BY e.image, e.hostname",
             )?;
