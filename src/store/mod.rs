@@ -16,6 +16,8 @@ pub mod postgres;
 mod replicas;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(feature = "sqlite")]
+mod wal_writes;
 
 use std::fmt;
 use std::future::Future;

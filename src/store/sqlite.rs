@@ -7,6 +7,7 @@
 //! commit, so an answered write is durable. Reads use a small pool of their own connections
 //! (WAL lets them run beside the writer). Every rusqlite call runs off the async reactor.
 
+use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -14,10 +15,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use include_dir::{Dir, include_dir};
-use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::migrate::{self, Migration};
+use super::wal_writes;
 use super::{Assignment, COUNT_BY_GROUP, GroupCount, StoreError, StoreResult, UpdateStore, sort_tags};
 use crate::listing::{ListedUpdate, Listing};
 use crate::model::{DiunEvent, HistoryEntry, HostReport, Tag, UpdateEntry, json_object};
@@ -88,7 +90,8 @@ impl SqliteStore {
             std::fs::create_dir_all(parent)
                 .map_err(|err| format!("cannot create folder {}: {err}", parent.display()))?;
         }
-        let mut conn = open_connection(&path).map_err(|err| err.to_string())?;
+        wal_writes::register()?;
+        let mut conn = open_connection_with(&path, Some(wal_writes::NAME)).map_err(|err| err.to_string())?;
         run_migrations(&mut conn, migrations)?;
         conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
             .map_err(|err| err.to_string())?;
@@ -158,7 +161,15 @@ impl SqliteStore {
 }
 
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
+    open_connection_with(path, None)
+}
+
+/// `vfs`: the writer's is [`wal_writes`]; readers and the checkpointer never write the WAL.
+fn open_connection_with(path: &Path, vfs: Option<&CStr>) -> rusqlite::Result<Connection> {
+    let conn = match vfs {
+        Some(vfs) => Connection::open_with_flags_and_vfs(path, OpenFlags::default(), vfs)?,
+        None => Connection::open(path)?,
+    };
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
