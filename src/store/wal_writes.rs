@@ -112,14 +112,14 @@ unsafe fn base_methods(
 }
 
 unsafe extern "C" fn open(
-    vfs: *mut ffi::sqlite3_vfs,
+    _vfs: *mut ffi::sqlite3_vfs,
     name: ffi::sqlite3_filename,
     file: *mut ffi::sqlite3_file,
     flags: c_int,
     out_flags: *mut c_int,
 ) -> c_int {
+    // The default VFS is called as itself: it reads its own pAppData and szOsFile.
     let Some(BaseVfs(base)) = BASE.get() else { return ffi::SQLITE_ERROR };
-    let _ = vfs;
     // SAFETY: SQLite hands us szOsFile bytes at `file`, enough for the base VFS's file at the
     // start (for files other than a WAL) or after a WalFile (for a WAL).
     unsafe {
