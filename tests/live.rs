@@ -101,7 +101,14 @@ async fn open_streams_end_when_the_server_stops() {
 async fn a_change_on_one_replica_reaches_the_streams_of_another() {
     let Some(db) = support::TestDb::postgres().await else { return };
     let database = db.database();
-    let replica_a = TestApp::start_with(database.clone(), db, None).await;
+    // Replica A's connections carry a name of their own: other tests run relays on the same
+    // server, and the cut below must hit A's and no other.
+    let relay_name = support::unique("relay");
+    let diun_dashboard::config::Database::Postgres { url } = &database else { unreachable!() };
+    let named = diun_dashboard::config::Database::Postgres {
+        url: diun_dashboard::config::Secret::new(format!("{}&application_name={relay_name}", url.expose())),
+    };
+    let replica_a = TestApp::start_with(named, db, None).await;
     let replica_b = TestApp::start_with(database, support::TestDb::sqlite(), None).await;
     let mut on_b = EventStream::open(&replica_b).await;
     let mut on_a = EventStream::open(&replica_a).await;
@@ -138,10 +145,10 @@ async fn a_change_on_one_replica_reaches_the_streams_of_another() {
     let support::TestDb::Postgres { base_url, .. } = &replica_a.db else { unreachable!() };
     support::run_sql(
         base_url,
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-         WHERE pid = (SELECT pid FROM pg_stat_activity
-                      WHERE query LIKE '%pg_notify%' AND pid <> pg_backend_pid()
-                      ORDER BY query_start DESC LIMIT 1)",
+        &format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE application_name = '{relay_name}' AND query LIKE '%pg_notify%'"
+        ),
     )
     .await;
     on_b.expect(r#"data:{"kind":"update"}"#).await;
