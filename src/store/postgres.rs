@@ -425,6 +425,11 @@ const UPSERT_ONE: &str = "
 /// [`UPSERT_ONE`] for many events: an image sent twice in a batch keeps its last event (as if
 /// upserted one after the other), and every event goes into the history, in arrival order.
 /// The JSON is parsed once, in `input` (a CTE read twice is computed once).
+///
+/// The history rows are read through `upserted`, so they take their ids only once their
+/// image's row is upserted and locked. A data-modifying CTE nobody reads runs after the main
+/// statement: the events of two batches racing for one image then took ids in one order and
+/// the `updates` row in the other, and the listed update was not the newest in the history.
 const UPSERT_MANY: &str = "
     WITH input AS (
         SELECT image, diun_version, hostname, status, provider, hub_link, mime_type, digest, created,
@@ -448,10 +453,11 @@ const UPSERT_MANY: &str = "
             digest = EXCLUDED.digest, created = EXCLUDED.created,
             platform = EXCLUDED.platform, metadata = EXCLUDED.metadata,
             extra = EXCLUDED.extra, received_at = EXCLUDED.received_at,
-            acknowledged_at = NULL)
+            acknowledged_at = NULL
+        RETURNING image)
     INSERT INTO events (image, hostname, status, digest, created, metadata, received_at)
     SELECT image, hostname, status, digest, created, metadata, received_at
-    FROM input
+    FROM input JOIN upserted USING (image)
     ORDER BY position";
 
 async fn upsert_rows(client: &Conn, rows: &[Upsert]) -> StoreResult<()> {
