@@ -163,15 +163,21 @@ async fn oversized_bodies_get_413_chunked_or_not(app: &TestApp) {
     assert!(!response.error().is_empty());
     let response = app.request("POST", "/webhook").body(big.clone()).chunked().send().await;
     assert_eq!(response.status, 413);
-    let response = app
-        .request("POST", "/api/tags")
-        .header("Content-Type", "application/json")
-        .body(big)
-        .chunked()
-        .send()
-        .await;
-    assert_eq!(response.status, 413);
+    // Every route that reads a body caps it the same way.
+    for (method, path) in
+        [("POST", "/api/tags"), ("PUT", "/api/tag-assignments"), ("POST", "/api/updates/acknowledge-by-tag")]
+    {
+        let response = app
+            .request(method, path)
+            .header("Content-Type", "application/json")
+            .body(big.clone())
+            .chunked()
+            .send()
+            .await;
+        assert_eq!(response.status, 413, "{method} {path}");
+    }
     assert_eq!(app.updates().await, json!({}));
+    assert_eq!(app.get("/api/tags").await.json(), json!([]));
 
     // Just under the cap is fine.
     let mut event = docker_event(NGINX);
@@ -564,6 +570,7 @@ async fn the_listing_is_the_stored_entries_in_image_order(app: &TestApp) {
         .map(|entry| (entry.event.image.clone(), serde_json::to_value(entry).unwrap()))
         .collect();
     let plain = app.get("/api/updates").await;
+    assert_eq!(plain.status, 200, "{}", plain.text());
     assert_eq!(plain.json(), Value::Object(expected));
     let mut sorted = images.map(str::to_owned);
     sorted.sort();

@@ -44,6 +44,7 @@ async fn the_listing_is_gzipped_when_accepted(app: &TestApp) {
         app.webhook(&support::docker_event(&format!("reg.example/app{i}:1"))).await;
     }
     let plain = app.get("/api/updates").await;
+    assert_eq!(plain.status, 200);
     assert_eq!(plain.header("content-encoding"), None);
     let gzipped = app.request("GET", "/api/updates").header("Accept-Encoding", "gzip").send().await;
     assert_eq!(gzipped.status, 200);
