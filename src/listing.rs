@@ -9,7 +9,6 @@
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 
 use crate::http::gzip;
 
@@ -37,10 +36,11 @@ pub struct ListedUpdate<'a> {
     pub tag: Option<(i64, &'a str)>,
 }
 
-/// What the compressor is given at a time: a gzip stream pays per call.
-const GZIP_CHUNK: usize = 64 * 1024;
-/// Chunks written and not compressed yet, at most: bounds the memory a slow compressor holds.
-const CHUNKS_IN_FLIGHT: usize = 16;
+/// What a gzip thread is given at a time: each chunk starts without the one before as context
+/// (see [`gzip::ParallelWriter`]), so a larger chunk compresses better.
+const GZIP_CHUNK: usize = 256 * 1024;
+/// Threads compressing a gzip listing, fed chunk by chunk while the rows are still being read.
+const GZIP_THREADS: usize = 2;
 
 /// The size of the last listing body, plain and gzip: the next one is about as large, and a
 /// buffer of that size from the start never grows (growing a few MB copies them each time).
@@ -49,7 +49,7 @@ static LAST_SIZE: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
 /// The listing document being written: `{"<image>": {…}, …}` in the order entries are pushed.
 pub struct Listing {
     text: Vec<u8>,
-    gzip: Option<Compressor>,
+    gzip: Option<gzip::ParallelWriter>,
     entries: usize,
 }
 
@@ -62,7 +62,10 @@ impl Listing {
             last + last / 8 + 64
         };
         let (text, gzip) = if gzip {
-            (Vec::with_capacity(GZIP_CHUNK * 2), Some(Compressor::start(expected(&LAST_SIZE[1]))?))
+            (
+                Vec::with_capacity(GZIP_CHUNK * 2),
+                Some(gzip::ParallelWriter::start(gzip::Effort::Fast, GZIP_THREADS, expected(&LAST_SIZE[1]))?),
+            )
         } else {
             (Vec::with_capacity(expected(&LAST_SIZE[0])), None)
         };
@@ -73,54 +76,30 @@ impl Listing {
 
     /// Adds one image; images must come in the order the API promises (bytewise by name).
     pub fn push(&mut self, entry: &ListedUpdate<'_>) -> io::Result<()> {
-        let out = &mut self.text;
+        self.separate();
+        render(&mut self.text, entry)?;
+        self.compress_full_chunk()
+    }
+
+    /// Adds one image written by [`render`], in the same order as [`Self::push`].
+    pub fn push_rendered(&mut self, member: &[u8]) -> io::Result<()> {
+        self.separate();
+        self.text.extend_from_slice(member);
+        self.compress_full_chunk()
+    }
+
+    fn separate(&mut self) {
         if self.entries > 0 {
-            out.push(b',');
+            self.text.push(b',');
         }
         self.entries += 1;
-        string(out, entry.image);
-        out.extend_from_slice(b":{\"event\":{\"diun_version\":");
-        string(out, entry.diun_version);
-        field(out, "hostname", entry.hostname);
-        field(out, "status", entry.status);
-        field(out, "provider", entry.provider);
-        field(out, "image", entry.image);
-        field(out, "hub_link", entry.hub_link);
-        field(out, "mime_type", entry.mime_type);
-        field(out, "digest", entry.digest);
-        out.extend_from_slice(b",\"created\":");
-        match entry.created {
-            Some(created) => string(out, created),
-            None => out.extend_from_slice(b"null"),
-        }
-        field(out, "platform", entry.platform);
-        out.extend_from_slice(b",\"metadata\":");
-        out.extend_from_slice(entry.metadata.unwrap_or("null").as_bytes());
-        if let Some(members) = entry.extra.map(object_members).filter(|members| !members.is_empty()) {
-            out.push(b',');
-            out.extend_from_slice(members.as_bytes());
-        }
-        out.extend_from_slice(b"},\"received_at\":");
-        timestamp(out, entry.received_at);
-        match entry.acknowledged_at {
-            Some(at) => {
-                out.extend_from_slice(b",\"acknowledged\":true,\"acknowledged_at\":");
-                timestamp(out, at);
-            }
-            None => out.extend_from_slice(b",\"acknowledged\":false,\"acknowledged_at\":null"),
-        }
-        match entry.tag {
-            Some((id, name)) => {
-                write!(out, ",\"tag\":{{\"id\":{id},\"name\":")?;
-                string(out, name);
-                out.extend_from_slice(b"}}");
-            }
-            None => out.extend_from_slice(b",\"tag\":null}"),
-        }
-        if let Some(gzip) = &self.gzip
+    }
+
+    fn compress_full_chunk(&mut self) -> io::Result<()> {
+        if let Some(gzip) = &mut self.gzip
             && self.text.len() >= GZIP_CHUNK
         {
-            gzip.compress(std::mem::replace(&mut self.text, Vec::with_capacity(GZIP_CHUNK * 2)))?;
+            gzip.write_chunk(std::mem::replace(&mut self.text, Vec::with_capacity(GZIP_CHUNK * 2)))?;
         }
         Ok(())
     }
@@ -129,8 +108,8 @@ impl Listing {
     pub fn finish(mut self) -> io::Result<Vec<u8>> {
         self.text.push(b'}');
         let (body, last) = match self.gzip {
-            Some(gzip) => {
-                gzip.compress(self.text)?;
+            Some(mut gzip) => {
+                gzip.write_chunk(self.text)?;
                 (gzip.finish()?, &LAST_SIZE[1])
             }
             None => (self.text, &LAST_SIZE[0]),
@@ -140,35 +119,49 @@ impl Listing {
     }
 }
 
-/// gzip on a thread of its own, fed chunk by chunk while the rows are still being read: on a
-/// machine with a core to spare the compressed listing takes about as long as the plain one.
-struct Compressor {
-    chunks: mpsc::SyncSender<Vec<u8>>,
-    body: mpsc::Receiver<io::Result<Vec<u8>>>,
-}
-
-impl Compressor {
-    fn start(capacity: usize) -> io::Result<Self> {
-        let (chunks, incoming) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
-        let (done, body) = mpsc::sync_channel(1);
-        std::thread::Builder::new().name("listing-gzip".into()).spawn(move || {
-            let mut stream = gzip::writer(gzip::Effort::Fast, capacity);
-            // Ends when the listing is finished or dropped (its sender goes).
-            let compressed =
-                incoming.iter().try_for_each(|chunk| stream.write_all(&chunk)).and_then(|()| stream.finish());
-            let _ = done.send(compressed);
-        })?;
-        Ok(Self { chunks, body })
+/// One image's member of the listing document, `"<image>":{…}`. Apart from [`Listing`] so that
+/// a store can write the members of several parts of its rows at once, on several threads.
+pub fn render(out: &mut Vec<u8>, entry: &ListedUpdate<'_>) -> io::Result<()> {
+    string(out, entry.image);
+    out.extend_from_slice(b":{\"event\":{\"diun_version\":");
+    string(out, entry.diun_version);
+    field(out, "hostname", entry.hostname);
+    field(out, "status", entry.status);
+    field(out, "provider", entry.provider);
+    field(out, "image", entry.image);
+    field(out, "hub_link", entry.hub_link);
+    field(out, "mime_type", entry.mime_type);
+    field(out, "digest", entry.digest);
+    out.extend_from_slice(b",\"created\":");
+    match entry.created {
+        Some(created) => string(out, created),
+        None => out.extend_from_slice(b"null"),
     }
-
-    fn compress(&self, chunk: Vec<u8>) -> io::Result<()> {
-        self.chunks.send(chunk).map_err(|_| io::Error::other("the listing's compressor stopped"))
+    field(out, "platform", entry.platform);
+    out.extend_from_slice(b",\"metadata\":");
+    out.extend_from_slice(entry.metadata.unwrap_or("null").as_bytes());
+    if let Some(members) = entry.extra.map(object_members).filter(|members| !members.is_empty()) {
+        out.push(b',');
+        out.extend_from_slice(members.as_bytes());
     }
-
-    fn finish(self) -> io::Result<Vec<u8>> {
-        drop(self.chunks);
-        self.body.recv().map_err(|_| io::Error::other("the listing's compressor stopped"))?
+    out.extend_from_slice(b"},\"received_at\":");
+    timestamp(out, entry.received_at);
+    match entry.acknowledged_at {
+        Some(at) => {
+            out.extend_from_slice(b",\"acknowledged\":true,\"acknowledged_at\":");
+            timestamp(out, at);
+        }
+        None => out.extend_from_slice(b",\"acknowledged\":false,\"acknowledged_at\":null"),
     }
+    match entry.tag {
+        Some((id, name)) => {
+            write!(out, ",\"tag\":{{\"id\":{id},\"name\":")?;
+            string(out, name);
+            out.extend_from_slice(b"}}");
+        }
+        None => out.extend_from_slice(b",\"tag\":null}"),
+    }
+    Ok(())
 }
 
 fn field(out: &mut Vec<u8>, name: &str, value: &str) {
@@ -290,8 +283,16 @@ mod tests {
             let mut listing = Listing::new(gzip).unwrap();
             // Enough entries to cross several compression chunks.
             let images: Vec<String> = (0..3000).map(|n| format!("registry/image-{n:05}")).collect();
-            for image in &images {
-                listing.push(&ListedUpdate { image, ..entry(&event, metadata.as_deref(), None) }).unwrap();
+            // Every other one written apart, as a store that writes its rows on threads does.
+            for (n, image) in images.iter().enumerate() {
+                let update = ListedUpdate { image, ..entry(&event, metadata.as_deref(), None) };
+                if n % 2 == 0 {
+                    listing.push(&update).unwrap();
+                } else {
+                    let mut member = Vec::new();
+                    render(&mut member, &update).unwrap();
+                    listing.push_rendered(&member).unwrap();
+                }
             }
             listing.finish().unwrap()
         };

@@ -603,8 +603,57 @@ macro_rules! select_updates {
     };
 }
 
-fn listed_image(row: &Row) -> &str {
-    row.try_get(0).unwrap_or_default()
+/// One half of the listed images, written as the listing's members and sorted by image.
+struct RenderedHalf<'r> {
+    text: Vec<u8>,
+    /// Each image and where its member is in `text`, in the listing's (bytewise) order.
+    members: Vec<(&'r str, std::ops::Range<usize>)>,
+}
+
+impl<'r> RenderedHalf<'r> {
+    fn write(rows: &'r [Row], tags: &HashMap<&str, (i64, &'r str)>) -> StoreResult<Self> {
+        let mut text = Vec::with_capacity(rows.len() * 1024);
+        let mut members = Vec::with_capacity(rows.len());
+        for row in rows {
+            let image: &str = row.try_get(0)?;
+            let received_at: SystemTime = row.try_get(12)?;
+            let acknowledged_at: Option<SystemTime> = row.try_get(13)?;
+            let start = text.len();
+            crate::listing::render(
+                &mut text,
+                &ListedUpdate {
+                    image,
+                    diun_version: row.try_get(1)?,
+                    hostname: row.try_get(2)?,
+                    status: row.try_get(3)?,
+                    provider: row.try_get(4)?,
+                    hub_link: row.try_get(5)?,
+                    mime_type: row.try_get(6)?,
+                    digest: row.try_get(7)?,
+                    created: row.try_get(8)?,
+                    platform: row.try_get(9)?,
+                    metadata: row.try_get(10)?,
+                    extra: row.try_get(11)?,
+                    received_at: Timestamp::from_system_time(received_at),
+                    acknowledged_at: acknowledged_at.map(Timestamp::from_system_time),
+                    tag: tags.get(image).copied(),
+                },
+            )?;
+            members.push((image, start..text.len()));
+        }
+        // Names are unique, so the unstable sort gives the one order.
+        members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        Ok(Self { text, members })
+    }
+}
+
+/// [`select_updates`] without the tags, which `write_listing` reads apart.
+macro_rules! select_listed {
+    () => {
+        "SELECT image, diun_version, hostname, status, provider, hub_link, mime_type, digest,
+                created, platform, metadata::text, extra::text, received_at, acknowledged_at
+         FROM updates"
+    };
 }
 
 async fn tag_exists(client: &Conn, tag_id: i64) -> StoreResult<bool> {
@@ -652,48 +701,59 @@ impl UpdateStore for PostgresStore {
     }
 
     async fn write_listing(&self, mut listing: Listing) -> StoreResult<Vec<u8>> {
-        // In two halves on two connections, so that two server processes turn the rows (their
-        // jsonb above all) into text at once; each image is in exactly one half. The halves may
-        // see two commits apart, as two requests would.
+        // The images in two halves on two connections, so that two server processes turn the
+        // rows (their jsonb above all) into text at once; each image is in exactly one half.
+        // The tags come on a third: joined on the server, the rows of every image went into a
+        // hash table (or, with no statistics yet, through one index lookup per tagged image),
+        // which cost more than the halves' scans. The three may see a few commits apart, as
+        // three requests would.
         let half = |half: i32| {
             self.with_client(move |client| async move {
                 // Unordered: ORDER BY … COLLATE "C" sorts every row on the server, past work_mem
                 // on disk for thousands of images, when a bytewise sort here costs a millisecond.
                 Ok(client
-                    .query(concat!(select_updates!(), " WHERE hashtext(u.image) & 1 = $1"), &[&half])
+                    .query(concat!(select_listed!(), " WHERE hashtext(image) & 1 = $1"), &[&half])
                     .await?)
             })
         };
-        let (mut rows, other) = tokio::try_join!(half(0), half(1))?;
-        rows.extend(other);
+        let tags = self.with_client(|client| async move {
+            Ok(client
+                .query(
+                    "SELECT a.image, t.id, t.name FROM tag_assignments a JOIN tags t ON t.id = a.tag_id",
+                    &[],
+                )
+                .await?)
+        });
+        let (first, second, tags) = tokio::try_join!(half(0), half(1), tags)?;
         tokio::task::spawn_blocking(move || {
-            // Each name read once: a comparison that reads both rows' names checks their UTF-8
-            // each time, which cost more than the sort. Names are unique; a row that cannot be
-            // read fails below, not here.
-            let mut ordered: Vec<(&str, &Row)> = rows.iter().map(|row| (listed_image(row), row)).collect();
-            ordered.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            for (_, row) in ordered {
-                let received_at: std::time::SystemTime = row.try_get(12)?;
-                let acknowledged_at: Option<std::time::SystemTime> = row.try_get(13)?;
-                let tag_id: Option<i64> = row.try_get(14)?;
-                let tag_name: Option<&str> = row.try_get(15)?;
-                listing.push(&ListedUpdate {
-                    image: row.try_get(0)?,
-                    diun_version: row.try_get(1)?,
-                    hostname: row.try_get(2)?,
-                    status: row.try_get(3)?,
-                    provider: row.try_get(4)?,
-                    hub_link: row.try_get(5)?,
-                    mime_type: row.try_get(6)?,
-                    digest: row.try_get(7)?,
-                    created: row.try_get(8)?,
-                    platform: row.try_get(9)?,
-                    metadata: row.try_get(10)?,
-                    extra: row.try_get(11)?,
-                    received_at: Timestamp::from_system_time(received_at),
-                    acknowledged_at: acknowledged_at.map(Timestamp::from_system_time),
-                    tag: tag_id.zip(tag_name),
-                })?;
+            let tags = tags
+                .iter()
+                .map(|row| Ok((row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?))))
+                .collect::<StoreResult<HashMap<&str, (i64, &str)>>>()?;
+            // The halves are written on two threads at once, then put in order: writing the
+            // members is most of this side's work, and it waits for nothing but the rows.
+            let (first, second) = std::thread::scope(|scope| {
+                let second = scope.spawn(|| RenderedHalf::write(&second, &tags));
+                let first = RenderedHalf::write(&first, &tags);
+                let second =
+                    second.join().map_err(|_| StoreError::Internal("writing the listing failed".into()));
+                (first, second)
+            });
+            let (first, second) = (first?, second??);
+            let (mut from_first, mut from_second) =
+                (first.members.iter().peekable(), second.members.iter().peekable());
+            loop {
+                let take_first = match (from_first.peek(), from_second.peek()) {
+                    (Some(a), Some(b)) => a.0 < b.0,
+                    (Some(_), None) => true,
+                    (None, Some(_)) => false,
+                    (None, None) => break,
+                };
+                let (half, member) =
+                    if take_first { (&first, from_first.next()) } else { (&second, from_second.next()) };
+                if let Some((_, range)) = member {
+                    listing.push_rendered(&half.text[range.clone()])?;
+                }
             }
             Ok(listing.finish()?)
         })
