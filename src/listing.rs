@@ -39,12 +39,16 @@ pub struct ListedUpdate<'a> {
 /// What a gzip thread is given at a time: each chunk starts without the one before as context
 /// (see [`gzip::ParallelWriter`]), so a larger chunk compresses better.
 const GZIP_CHUNK: usize = 256 * 1024;
-/// Threads compressing a gzip listing, fed chunk by chunk while the rows are still being read.
-const GZIP_THREADS: usize = 2;
 
 /// The size of the last listing body, plain and gzip: the next one is about as large, and a
 /// buffer of that size from the start never grows (growing a few MB copies them each time).
 static LAST_SIZE: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+
+/// The size to reserve for a listing: 1/8 more than last time, as it may have grown since.
+fn expected_size(last: &AtomicUsize) -> usize {
+    let last = last.load(Ordering::Relaxed);
+    last + last / 8 + 64
+}
 
 /// The listing document being written: `{"<image>": {…}, …}` in the order entries are pushed.
 pub struct Listing {
@@ -56,22 +60,29 @@ pub struct Listing {
 impl Listing {
     /// An empty listing, gzip-compressed when `gzip`.
     pub fn new(gzip: bool) -> io::Result<Self> {
-        // 1/8 more than last time: the listing may have grown since.
-        let expected = |last: &AtomicUsize| {
-            let last = last.load(Ordering::Relaxed);
-            last + last / 8 + 64
-        };
         let (text, gzip) = if gzip {
             (
                 Vec::with_capacity(GZIP_CHUNK * 2),
-                Some(gzip::ParallelWriter::start(gzip::Effort::Fast, GZIP_THREADS, expected(&LAST_SIZE[1]))?),
+                Some(gzip::ParallelWriter::start(gzip::Effort::Fast, 1, expected_size(&LAST_SIZE[1]))?),
             )
         } else {
-            (Vec::with_capacity(expected(&LAST_SIZE[0])), None)
+            (Vec::with_capacity(expected_size(&LAST_SIZE[0])), None)
         };
         let mut listing = Self { text, gzip, entries: 0 };
         listing.text.push(b'{');
         Ok(listing)
+    }
+
+    /// Compresses on `threads` threads instead of one, for a store that writes every member
+    /// before it pushes the first: with no reading left to overlap, one compressing thread
+    /// would be all the work left. Does nothing once an image is pushed.
+    pub fn compress_on_threads(&mut self, threads: usize) -> io::Result<()> {
+        if let Some(gzip) = &mut self.gzip
+            && self.entries == 0
+        {
+            *gzip = gzip::ParallelWriter::start(gzip::Effort::Fast, threads, expected_size(&LAST_SIZE[1]))?;
+        }
+        Ok(())
     }
 
     /// Adds one image; images must come in the order the API promises (bytewise by name).
@@ -279,8 +290,9 @@ mod tests {
         assert_eq!(Listing::new(false).unwrap().finish().unwrap(), b"{}");
         let event = sample();
         let metadata = event.metadata_json();
-        let fill = |gzip| {
+        let fill = |gzip, threads| {
             let mut listing = Listing::new(gzip).unwrap();
+            listing.compress_on_threads(threads).unwrap();
             // Enough entries to cross several compression chunks.
             let images: Vec<String> = (0..3000).map(|n| format!("registry/image-{n:05}")).collect();
             // Every other one written apart, as a store that writes its rows on threads does.
@@ -296,10 +308,12 @@ mod tests {
             }
             listing.finish().unwrap()
         };
-        let plain = fill(false);
-        let mut unzipped = Vec::new();
-        flate2::read::GzDecoder::new(&fill(true)[..]).read_to_end(&mut unzipped).unwrap();
-        assert_eq!(unzipped, plain);
+        let plain = fill(false, 1);
+        for threads in [1, 2] {
+            let mut unzipped = Vec::new();
+            flate2::read::GzDecoder::new(&fill(true, threads)[..]).read_to_end(&mut unzipped).unwrap();
+            assert!(unzipped == plain, "{threads} thread(s)");
+        }
         let parsed: serde_json::Map<String, Value> = serde_json::from_slice(&plain).unwrap();
         assert_eq!(parsed.len(), 3000);
     }

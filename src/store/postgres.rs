@@ -740,6 +740,7 @@ impl UpdateStore for PostgresStore {
                 (first, second)
             });
             let (first, second) = (first?, second??);
+            listing.compress_on_threads(2)?;
             let (mut from_first, mut from_second) =
                 (first.members.iter().peekable(), second.members.iter().peekable());
             loop {
