@@ -18,13 +18,30 @@ const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 /// Changes sent in one statement at most.
 const MAX_BATCH: usize = 256;
+/// A notice's payload, at most, in bytes: PostgreSQL refuses one of 8000 or more.
+const MAX_PAYLOAD: usize = 7000;
 
+/// What one replica tells the others. Changes of one kind to several images travel as one
+/// notice (`images`): a burst of webhooks then costs the server and every listener one
+/// notification per few dozen images, not one per image. A replica of an earlier release
+/// reads such a notice as a change to many images (no `image`) and has its dashboards reload.
 #[derive(Serialize, Deserialize)]
 struct Notice {
     origin: String,
     kind: ChangeKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     image: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    images: Vec<String>,
+}
+
+impl Notice {
+    /// The changes this notice stands for, in the order they were made.
+    fn into_changes(self) -> impl Iterator<Item = Change> {
+        let kind = self.kind;
+        let single = self.images.is_empty().then_some(Change { kind, image: self.image });
+        single.into_iter().chain(self.images.into_iter().map(move |image| Change::of_image(kind, image)))
+    }
 }
 
 /// The channel of the replicas that share a schema: replicas of another schema (or tests
@@ -130,20 +147,19 @@ async fn session(
                     let Some(change) = change else { return Ok(()) };
                     // Whatever queued up meanwhile goes out in the same statement: under a burst of
                     // webhooks one round trip and one transaction carry them all.
-                    let mut payloads = vec![payload(origin, change)?];
-                    while payloads.len() < MAX_BATCH
+                    let mut changes = vec![change];
+                    while changes.len() < MAX_BATCH
                         && let Ok(change) = queue.try_recv()
                     {
-                        payloads.push(payload(origin, change)?);
+                        changes.push(change);
                     }
+                    let payloads = payloads(origin, changes)?;
                     client.execute(&notify, &[&channel, &payloads]).await.map_err(|err| err.to_string())?;
                 }
                 notice = notices.recv() => {
                     let Some(payload) = notice else { return Err("connection closed".to_string()) };
                     match serde_json::from_str::<Notice>(&payload) {
-                        Ok(notice) if notice.origin != origin => {
-                            feed.publish(Change { kind: notice.kind, image: notice.image });
-                        }
+                        Ok(notice) if notice.origin != origin => notice.into_changes().for_each(|change| feed.publish(change)),
                         Ok(_) => {}
                         Err(err) => log::debug!("ignoring a malformed change notice: {err}"),
                     }
@@ -157,13 +173,139 @@ async fn session(
 }
 
 fn payload(origin: &str, change: Change) -> Result<String, String> {
-    let notice = Notice { origin: origin.to_string(), kind: change.kind, image: change.image };
+    let notice =
+        Notice { origin: origin.to_string(), kind: change.kind, image: change.image, images: Vec::new() };
     serde_json::to_string(&notice).map_err(|err| err.to_string())
+}
+
+/// The notices for `changes`, in order: a run of changes of one kind to single images shares
+/// one notice while its payload stays within [`MAX_PAYLOAD`]. An image whose name alone would
+/// not fit goes as a change to many images: the other replicas' dashboards reload.
+fn payloads(origin: &str, changes: Vec<Change>) -> Result<Vec<String>, String> {
+    // A notice's size without its images: the origin, the kind and the keys.
+    let bare_size = json_string_len(origin) + 48;
+    let mut notices: Vec<Notice> = Vec::new();
+    let mut last_size = 0;
+    for Change { kind, image } in changes {
+        let size = image.as_deref().map_or(MAX_PAYLOAD, |image| json_string_len(image) + 1);
+        match image {
+            Some(image) if bare_size + size <= MAX_PAYLOAD => match notices.last_mut() {
+                Some(run)
+                    if !run.images.is_empty() && run.kind == kind && last_size + size <= MAX_PAYLOAD =>
+                {
+                    run.images.push(image);
+                    last_size += size;
+                }
+                _ => {
+                    notices.push(Notice {
+                        origin: origin.to_string(),
+                        kind,
+                        image: None,
+                        images: vec![image],
+                    });
+                    last_size = bare_size + size;
+                }
+            },
+            _ => notices.push(Notice { origin: origin.to_string(), kind, image: None, images: Vec::new() }),
+        }
+    }
+    notices.iter().map(|notice| serde_json::to_string(notice).map_err(|err| err.to_string())).collect()
+}
+
+/// The length of `text` as a JSON string, quotes included, escaped the way serde_json does.
+fn json_string_len(text: &str) -> usize {
+    let escaped: usize = text
+        .bytes()
+        .map(|byte| match byte {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum();
+    escaped + 2
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the other replicas hear of `changes`, each notice read as they read it.
+    fn heard(changes: Vec<Change>) -> (Vec<String>, Vec<Change>) {
+        let payloads = payloads("me", changes).unwrap();
+        let heard = payloads
+            .iter()
+            .flat_map(|payload| serde_json::from_str::<Notice>(payload).unwrap().into_changes())
+            .collect();
+        (payloads, heard)
+    }
+
+    #[test]
+    fn runs_of_one_kind_share_a_notice_and_arrive_in_order() {
+        let changes = vec![
+            Change::of_image(ChangeKind::Update, "a:1"),
+            Change::of_image(ChangeKind::Update, "b:1"),
+            Change::of_image(ChangeKind::Acknowledge, "a:1"),
+            Change::of_many(ChangeKind::Tag),
+            Change::of_image(ChangeKind::Update, "c:1"),
+            Change::of_many(ChangeKind::Update),
+        ];
+        let (payloads, heard) = heard(changes.clone());
+        assert_eq!(heard, changes);
+        assert_eq!(payloads.len(), 5, "{payloads:?}");
+    }
+
+    #[test]
+    fn notices_stay_under_postgresql_payload_limit_whatever_the_names() {
+        // Quotes, backslashes and control characters grow when escaped; names near the
+        // longest accepted; enough of them for many notices.
+        let changes: Vec<Change> = (0..600)
+            .map(|i| {
+                let name = format!("reg/\"q\"\\\n\u{1}é-{i}:").repeat(1 + i % 40);
+                Change::of_image(ChangeKind::Update, &name[..name.len().min(crate::model::MAX_IMAGE_LEN)])
+            })
+            .collect();
+        let (payloads, heard) = heard(changes.clone());
+        assert_eq!(heard, changes);
+        assert!(payloads.len() > 10, "{} notices", payloads.len());
+        for payload in &payloads {
+            assert!(payload.len() <= MAX_PAYLOAD, "{} bytes", payload.len());
+        }
+    }
+
+    #[test]
+    fn a_name_too_long_for_a_notice_makes_the_others_reload() {
+        let long = "\u{1}".repeat(2000);
+        let (payloads, heard) = heard(vec![Change::of_image(ChangeKind::Update, long)]);
+        assert_eq!(heard, vec![Change::of_many(ChangeKind::Update)]);
+        assert!(payloads[0].len() <= MAX_PAYLOAD);
+    }
+
+    #[test]
+    fn replicas_of_the_earlier_release_understand_and_are_understood() {
+        /// The notice as the release before grouped notices wrote and read it.
+        #[derive(Serialize, Deserialize)]
+        struct EarlierNotice {
+            origin: String,
+            kind: ChangeKind,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            image: Option<String>,
+        }
+        let earlier =
+            EarlierNotice { origin: "old".into(), kind: ChangeKind::Update, image: Some("a:1".into()) };
+        let notice: Notice = serde_json::from_str(&serde_json::to_string(&earlier).unwrap()).unwrap();
+        assert_eq!(
+            notice.into_changes().collect::<Vec<_>>(),
+            vec![Change::of_image(ChangeKind::Update, "a:1")]
+        );
+        // A grouped notice reads as a change to many images there: its dashboards reload.
+        let changes = vec![
+            Change::of_image(ChangeKind::Acknowledge, "a:1"),
+            Change::of_image(ChangeKind::Acknowledge, "b:1"),
+        ];
+        let payload = &payloads("new", changes).unwrap()[0];
+        let read: EarlierNotice = serde_json::from_str(payload).unwrap();
+        assert_eq!((read.kind, read.image), (ChangeKind::Acknowledge, None));
+    }
 
     #[test]
     fn channels_are_identifiers_that_differ_per_schema() {
