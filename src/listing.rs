@@ -36,8 +36,8 @@ pub struct ListedUpdate<'a> {
     pub tag: Option<(i64, &'a str)>,
 }
 
-/// What a gzip thread is given at a time: each chunk starts without the one before as context
-/// (see [`gzip::ParallelWriter`]), so a larger chunk compresses better.
+/// What a gzip thread is given at a time. On several threads each chunk starts without the
+/// one before as context (see [`gzip::ParallelWriter`]), so a larger chunk compresses better.
 const GZIP_CHUNK: usize = 256 * 1024;
 
 /// The size of the last listing body, plain and gzip: the next one is about as large, and a
@@ -59,30 +59,27 @@ pub struct Listing {
 
 impl Listing {
     /// An empty listing, gzip-compressed when `gzip`.
-    pub fn new(gzip: bool) -> io::Result<Self> {
+    pub fn new(gzip: bool) -> Self {
         let (text, gzip) = if gzip {
             (
                 Vec::with_capacity(GZIP_CHUNK * 2),
-                Some(gzip::ParallelWriter::start(gzip::Effort::Fast, 1, expected_size(&LAST_SIZE[1]))?),
+                Some(gzip::ParallelWriter::new(gzip::Effort::Fast, 1, expected_size(&LAST_SIZE[1]))),
             )
         } else {
             (Vec::with_capacity(expected_size(&LAST_SIZE[0])), None)
         };
         let mut listing = Self { text, gzip, entries: 0 };
         listing.text.push(b'{');
-        Ok(listing)
+        listing
     }
 
     /// Compresses on `threads` threads instead of one, for a store that writes every member
     /// before it pushes the first: with no reading left to overlap, one compressing thread
-    /// would be all the work left. Does nothing once an image is pushed.
-    pub fn compress_on_threads(&mut self, threads: usize) -> io::Result<()> {
-        if let Some(gzip) = &mut self.gzip
-            && self.entries == 0
-        {
-            *gzip = gzip::ParallelWriter::start(gzip::Effort::Fast, threads, expected_size(&LAST_SIZE[1]))?;
+    /// would be all the work left. Does nothing once a chunk has gone to compression.
+    pub fn compress_on_threads(&mut self, threads: usize) {
+        if let Some(gzip) = &mut self.gzip {
+            gzip.set_threads(threads);
         }
-        Ok(())
     }
 
     /// Adds one image; images must come in the order the API promises (bytewise by name).
@@ -256,7 +253,7 @@ mod tests {
         second.image = "ghcr.io/o/app".into();
         second.metadata = None;
         second.created = None;
-        let mut listing = Listing::new(false).unwrap();
+        let mut listing = Listing::new(false);
         listing.push(&entry(&event, metadata.as_deref(), Some(extra))).unwrap();
         let acknowledged_at = Timestamp::from_unix_micros(1_714_557_700_000_001);
         listing
@@ -287,12 +284,12 @@ mod tests {
 
     #[test]
     fn an_empty_listing_is_an_empty_object_and_gzip_decodes_to_the_same_text() {
-        assert_eq!(Listing::new(false).unwrap().finish().unwrap(), b"{}");
+        assert_eq!(Listing::new(false).finish().unwrap(), b"{}");
         let event = sample();
         let metadata = event.metadata_json();
         let fill = |gzip, threads| {
-            let mut listing = Listing::new(gzip).unwrap();
-            listing.compress_on_threads(threads).unwrap();
+            let mut listing = Listing::new(gzip);
+            listing.compress_on_threads(threads);
             // Enough entries to cross several compression chunks.
             let images: Vec<String> = (0..3000).map(|n| format!("registry/image-{n:05}")).collect();
             // Every other one written apart, as a store that writes its rows on threads does.

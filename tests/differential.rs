@@ -393,7 +393,7 @@ impl Backend {
     /// queries, sorted here): it must say what the entries say, in their order.
     async fn check_listing(&self, entries: &[UpdateEntry], step: usize) -> Result<(), TestCaseError> {
         let name = self.name;
-        let listing = Listing::new(false).map_err(|err| fail(format!("{name}: listing: {err}")))?;
+        let listing = Listing::new(false);
         let body =
             self.store.write_listing(listing).await.map_err(|err| fail(format!("{name}: listing: {err}")))?;
         let parsed: Value = serde_json::from_slice(&body)

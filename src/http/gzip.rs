@@ -74,7 +74,10 @@ const CHUNKS_IN_FLIGHT: usize = 16;
 /// before: that costs 2% of the size of a listing of 5,000 images in chunks of 256 KiB (8% in
 /// chunks of 64 KiB), and compressing it takes about half the time on two cores.
 pub struct ParallelWriter {
+    effort: Effort,
+    /// The threads, started with the first chunk; `wanted` of them.
     threads: Vec<Deflater>,
+    wanted: usize,
     sent: usize,
     collected: usize,
     out: Vec<u8>,
@@ -87,14 +90,37 @@ struct Deflater {
 }
 
 impl ParallelWriter {
-    /// A stream on `threads` threads (at least one), writing into a buffer of `capacity` bytes.
-    pub fn start(effort: Effort, threads: usize, capacity: usize) -> io::Result<Self> {
-        let independent_chunks = threads > 1;
-        let threads = (0..threads.max(1))
+    /// A stream on `threads` threads (at least one; started with the first chunk), writing into
+    /// a buffer of `capacity` bytes.
+    pub fn new(effort: Effort, threads: usize, capacity: usize) -> Self {
+        let mut out = Vec::with_capacity(capacity);
+        // ID1 ID2, deflate, no flags, no modification time, no extra flags, unknown OS.
+        out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+        Self {
+            effort,
+            threads: Vec::new(),
+            wanted: threads.max(1),
+            sent: 0,
+            collected: 0,
+            out,
+            crc: Crc::new(),
+        }
+    }
+
+    /// Compresses on `threads` threads instead; does nothing once a chunk has been written.
+    pub fn set_threads(&mut self, threads: usize) {
+        if self.threads.is_empty() {
+            self.wanted = threads.max(1);
+        }
+    }
+
+    fn start_threads(&mut self) -> io::Result<()> {
+        let (effort, independent_chunks) = (self.effort, self.wanted > 1);
+        self.threads = (0..self.wanted)
             .map(|_| {
                 let (chunks, incoming) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
-                // As deep as the chunks that may be in flight: a thread never waits to hand
-                // back what it deflated.
+                // As deep as the chunks that may be in flight: a thread never waits long to
+                // hand back what it deflated (the writer collects beyond that many).
                 let (done, deflated) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
                 std::thread::Builder::new().name("gzip".into()).spawn(move || {
                     let mut deflate = Compress::new(effort.level(), false);
@@ -115,14 +141,14 @@ impl ParallelWriter {
                 Ok(Deflater { chunks, deflated })
             })
             .collect::<io::Result<Vec<_>>>()?;
-        let mut out = Vec::with_capacity(capacity);
-        // ID1 ID2, deflate, no flags, no modification time, no extra flags, unknown OS.
-        out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
-        Ok(Self { threads, sent: 0, collected: 0, out, crc: Crc::new() })
+        Ok(())
     }
 
     /// Compresses the next chunk of the input.
     pub fn write_chunk(&mut self, chunk: Vec<u8>) -> io::Result<()> {
+        if self.threads.is_empty() {
+            self.start_threads()?;
+        }
         let thread = &self.threads[self.sent % self.threads.len()];
         thread.chunks.send(chunk).map_err(|_| stopped())?;
         self.sent += 1;
@@ -225,7 +251,7 @@ mod tests {
             .collect();
         let whole = chunks.concat();
         for threads in [1, 2, 3] {
-            let mut gzip = ParallelWriter::start(Effort::Fast, threads, 0).unwrap();
+            let mut gzip = ParallelWriter::new(Effort::Fast, threads, 0);
             for chunk in &chunks {
                 gzip.write_chunk(chunk.clone()).unwrap();
             }
@@ -241,7 +267,7 @@ mod tests {
 
     #[test]
     fn an_empty_parallel_stream_is_valid_gzip() {
-        let compressed = ParallelWriter::start(Effort::Fast, 2, 0).unwrap().finish().unwrap();
+        let compressed = ParallelWriter::new(Effort::Fast, 2, 0).finish().unwrap();
         let mut restored = Vec::new();
         flate2::read::GzDecoder::new(&compressed[..]).read_to_end(&mut restored).unwrap();
         assert!(restored.is_empty());

@@ -339,11 +339,27 @@ where
 const MAX_UPSERT_BATCH: usize = 256;
 /// Upsert batches running at once; what arrives while all run waits for the next batch.
 const UPSERT_BATCHES_IN_FLIGHT: usize = 4;
-/// Webhooks that start a batch beside those in flight; fewer wait for one to finish. The
-/// server's work per webhook falls steeply with the batch's size (about 100 us of its CPU each
-/// in batches of two, 70 in batches of 16, on the bench machine), so under load a few large
-/// batches beat many small ones; a webhook waits at most for one batch to finish.
+/// Webhooks that start a batch beside those in flight; fewer wait for those to finish, for
+/// [`MAX_SHARED_WAIT`] at most. The server's work per webhook falls steeply with the batch's
+/// size (about 100 us of its CPU each in batches of two, 70 in batches of 16, on the bench
+/// machine), so under load a few large batches beat many small ones.
 const MIN_SHARED_BATCH: usize = 16;
+/// The longest a few webhooks wait to share a batch: a batch held up (a row lock, a slow
+/// server) must not hold up the next.
+const MAX_SHARED_WAIT: Duration = Duration::from_millis(5);
+
+/// A batch's slot, held while it runs; its end, even by a panic, wakes the webhooks waiting
+/// to start the next batch (see [`MIN_SHARED_BATCH`]).
+struct RunningBatch {
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    finished: Arc<Notify>,
+}
+
+impl Drop for RunningBatch {
+    fn drop(&mut self) {
+        self.finished.notify_one();
+    }
+}
 
 /// One webhook's event, ready to be bound, and who waits for it to be committed.
 struct Upsert {
@@ -357,7 +373,8 @@ struct Upsert {
 /// Webhooks that arrive together are committed together: one statement and one commit (one
 /// WAL flush) for a batch, instead of one each, which is what bounds ingest on a server that
 /// flushes its WAL on every commit. A lone webhook goes out at once, alone; while batches run,
-/// the next starts once [`MIN_SHARED_BATCH`] webhooks wait or when one of them finishes. Every
+/// the next starts once [`MIN_SHARED_BATCH`] webhooks wait, once none runs, or after
+/// [`MAX_SHARED_WAIT`]. Every
 /// caller hears back after the commit that holds its event, so an answered webhook is as
 /// durable as before.
 /// Several batches run at once on pooled connections; nothing here is a lock.
@@ -371,6 +388,8 @@ fn start_upsert_batches(
     tokio::spawn(async move {
         while let Some(first) = queue.recv().await {
             let mut batch = vec![first];
+            let waited_enough = tokio::time::sleep(MAX_SHARED_WAIT);
+            tokio::pin!(waited_enough);
             loop {
                 while batch.len() < MAX_UPSERT_BATCH
                     && let Ok(next) = queue.try_recv()
@@ -386,7 +405,9 @@ fn start_upsert_batches(
                         Some(next) => batch.push(next),
                         None => break,
                     },
+                    // Checks again; a wake-up left from earlier only makes it check sooner.
                     () = finished.notified() => {}
+                    () = &mut waited_enough => break,
                 }
             }
             let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { break };
@@ -395,12 +416,11 @@ fn start_upsert_batches(
             {
                 batch.push(next);
             }
-            let (pool, connect_failures, finished) =
-                (pool.clone(), connect_failures.clone(), finished.clone());
+            let running = RunningBatch { _slot: slot, finished: finished.clone() };
+            let (pool, connect_failures) = (pool.clone(), connect_failures.clone());
             tokio::spawn(async move {
                 store_batch(&pool, &connect_failures, batch).await;
-                drop(slot);
-                finished.notify_one();
+                drop(running);
             });
         }
     });
@@ -761,14 +781,18 @@ impl UpdateStore for PostgresStore {
             // The halves are written on two threads at once, then put in order: writing the
             // members is most of this side's work, and it waits for nothing but the rows.
             let (first, second) = std::thread::scope(|scope| {
-                let second = scope.spawn(|| RenderedHalf::write(&second, &tags));
+                let second = std::thread::Builder::new()
+                    .name("listing".into())
+                    .spawn_scoped(scope, || RenderedHalf::write(&second, &tags))
+                    .map_err(|err| StoreError::Internal(format!("cannot start a listing thread: {err}")));
                 let first = RenderedHalf::write(&first, &tags);
-                let second =
-                    second.join().map_err(|_| StoreError::Internal("writing the listing failed".into()));
+                let second = second.and_then(|second| {
+                    second.join().map_err(|_| StoreError::Internal("writing the listing failed".into()))
+                });
                 (first, second)
             });
             let (first, second) = (first?, second??);
-            listing.compress_on_threads(2)?;
+            listing.compress_on_threads(2);
             let (mut from_first, mut from_second) =
                 (first.members.iter().peekable(), second.members.iter().peekable());
             loop {

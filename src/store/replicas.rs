@@ -215,6 +215,12 @@ fn payloads(origin: &str, changes: Vec<Change>) -> Result<Vec<String>, String> {
             _ => notices.push(Notice { origin: origin.to_string(), kind, image: None, images: Vec::new() }),
         }
     }
+    // A notice of one image names it as `image`, which replicas of the earlier release read too.
+    for notice in &mut notices {
+        if notice.images.len() == 1 {
+            notice.image = notice.images.pop();
+        }
+    }
     notices.iter().map(|notice| serde_json::to_string(notice).map_err(|err| err.to_string())).collect()
 }
 
@@ -296,6 +302,10 @@ mod tests {
             #[serde(default, skip_serializing_if = "Option::is_none")]
             image: Option<String>,
         }
+        // A lone change reaches them as precisely as before.
+        let alone = &payloads("new", vec![Change::of_image(ChangeKind::Tag, "a:1")]).unwrap()[0];
+        let read: EarlierNotice = serde_json::from_str(alone).unwrap();
+        assert_eq!((read.kind, read.image.as_deref()), (ChangeKind::Tag, Some("a:1")));
         let earlier =
             EarlierNotice { origin: "old".into(), kind: ChangeKind::Update, image: Some("a:1".into()) };
         let notice: Notice = serde_json::from_str(&serde_json::to_string(&earlier).unwrap()).unwrap();
