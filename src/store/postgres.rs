@@ -638,8 +638,8 @@ fn update_from_row(row: &Row) -> StoreResult<UpdateEntry> {
     })
 }
 
-/// The columns of a listed update, read by [`update_from_row`] and by `write_listing`; a macro
-/// so that each query stays one `&'static str` for the statement cache.
+/// The columns of a listed update with its tag, read by [`update_from_row`]; a macro so that
+/// each query stays one `&'static str` for the statement cache.
 macro_rules! select_updates {
     () => {
         "SELECT u.image, u.diun_version, u.hostname, u.status, u.provider, u.hub_link,

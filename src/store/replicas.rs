@@ -143,7 +143,7 @@ async fn session(
             // Both ways, notices may have been lost meanwhile: dashboards here and on the other
             // replicas reload.
             feed.publish(Change::of_many(ChangeKind::Update));
-            let reload = vec![payload(origin, Change::of_many(ChangeKind::Update))?];
+            let reload = payloads(origin, vec![Change::of_many(ChangeKind::Update)])?;
             client.execute(&notify, &[&channel, &reload]).await.map_err(|err| err.to_string())?;
         }
         loop {
@@ -176,12 +176,6 @@ async fn session(
     .await;
     reader.abort();
     outcome.map_err(|why| Lost { why, after_listening: true })
-}
-
-fn payload(origin: &str, change: Change) -> Result<String, String> {
-    let notice =
-        Notice { origin: origin.to_string(), kind: change.kind, image: change.image, images: Vec::new() };
-    serde_json::to_string(&notice).map_err(|err| err.to_string())
 }
 
 /// The notices for `changes`, in order: a run of changes of one kind to single images shares
