@@ -17,6 +17,9 @@ async fn assets_are_served_with_types_validators_and_gzip(app: &TestApp) {
         assert_eq!(plain.status, 200, "{path}");
         assert!(plain.header("content-type").is_some_and(|ct| ct.starts_with(content_type)), "{path}");
         assert_eq!(plain.header("content-encoding"), None, "{path}: gzip only when accepted");
+        let file = if path == "/" { "/index.html" } else { path };
+        let on_disk = std::fs::read(format!("{}/assets{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        assert!(plain.body == on_disk, "{path}: the embedded file, whole");
         let etag = plain.header("etag").expect("an ETag").to_string();
 
         let gzipped = app.request("GET", path).header("Accept-Encoding", "gzip, br").send().await;

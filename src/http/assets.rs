@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
+use bytes::Bytes;
 use include_dir::{Dir, include_dir};
 use warp::filters::BoxedFilter;
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -30,9 +31,11 @@ async fn serve(tail: Tail, method: Method, headers: HeaderMap) -> Result<Respons
         return Ok(ApiError::method_not_allowed("GET").into_response());
     }
     let prepared = prepared(path, content, content_type);
-    let (body, etag) = match &prepared.gzip {
-        Some((compressed, etag)) if gzip::accepted(&headers) => (compressed.as_slice(), etag),
-        _ => (content, &prepared.etag),
+    // Both forms are shared, not copied: the embedded file is static and the gzip form lives
+    // in the cache for the life of the process.
+    let (body, etag, encoded) = match &prepared.gzip {
+        Some((compressed, etag)) if gzip::accepted(&headers) => (compressed.clone(), etag, true),
+        _ => (Bytes::from_static(content), &prepared.etag, false),
     };
     let fresh = headers
         .get(header::IF_NONE_MATCH)
@@ -41,7 +44,7 @@ async fn serve(tail: Tail, method: Method, headers: HeaderMap) -> Result<Respons
     let mut response = if fresh {
         warp::reply::with_status(warp::reply(), StatusCode::NOT_MODIFIED).into_response()
     } else {
-        let mut response = Response::new(body.to_vec().into());
+        let mut response = Response::new(body.into());
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         response
     };
@@ -50,7 +53,7 @@ async fn serve(tail: Tail, method: Method, headers: HeaderMap) -> Result<Respons
         headers.insert(header::ETAG, value);
     }
     if prepared.gzip.is_some() {
-        if body.as_ptr() != content.as_ptr() {
+        if encoded {
             gzip::mark_encoded(headers);
         } else {
             gzip::mark_negotiated(headers);
@@ -65,12 +68,15 @@ async fn serve(tail: Tail, method: Method, headers: HeaderMap) -> Result<Respons
 /// type compresses and gzip makes it smaller.
 struct Prepared {
     etag: String,
-    gzip: Option<(Vec<u8>, String)>,
+    gzip: Option<(Bytes, String)>,
 }
 
 fn prepared(path: &str, content: &'static [u8], content_type: &str) -> Arc<Prepared> {
     static CACHE: OnceLock<Mutex<HashMap<String, Arc<Prepared>>>> = OnceLock::new();
     let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(known) = cache.get(path) {
+        return Arc::clone(known);
+    }
     let entry = cache.entry(path.to_string()).or_insert_with(|| {
         let hash = fnv1a(content);
         let compressible = content_type.starts_with("text/")
@@ -79,7 +85,7 @@ fn prepared(path: &str, content: &'static [u8], content_type: &str) -> Arc<Prepa
         let gzip = compressible
             .then(|| gzip::compress(content, gzip::Effort::Small))
             .filter(|compressed| compressed.len() < content.len())
-            .map(|compressed| (compressed, format!("\"{hash:016x}-gz\"")));
+            .map(|compressed| (Bytes::from(compressed), format!("\"{hash:016x}-gz\"")));
         Arc::new(Prepared { etag: format!("\"{hash:016x}\""), gzip })
     });
     Arc::clone(entry)
