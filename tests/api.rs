@@ -660,3 +660,33 @@ async fn dashboard_credentials_guard_the_dashboard_and_api_but_not_webhook_or_he
     assert!(right.json().get(NGINX).is_some());
     app.stop().await;
 }
+
+/// Webhooks that arrive together share a transaction on PostgreSQL (one statement, one WAL
+/// flush for many), which is what ingest under load rests on. The rows one transaction writes
+/// all carry its id in `xmin`, so the history tells how many transactions stored it.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_webhooks_share_postgres_transactions() {
+    const WEBHOOKS: i64 = 64;
+    let Some(running) = TestApp::postgres().await else { return };
+    let app = &running;
+    let sends = (0..WEBHOOKS).map(|i| {
+        let event = docker_event(&format!("registry.example/batched{i}:1"));
+        async move { app.webhook(&event).await.status }
+    });
+    assert!(join_all(sends).await.iter().all(|status| *status == 200));
+    let diun_dashboard::config::Database::Postgres { url } = app.db.database() else {
+        unreachable!("a PostgreSQL test app")
+    };
+    let (client, connection) = tokio_postgres::connect(url.expose(), tokio_postgres::NoTls).await.unwrap();
+    let driver = tokio::spawn(connection);
+    let row = client.query_one("SELECT count(*), count(DISTINCT xmin::text) FROM events", &[]).await.unwrap();
+    let (events, transactions): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!(events, WEBHOOKS, "every webhook in the history");
+    eprintln!("{WEBHOOKS} concurrent webhooks were stored by {transactions} transaction(s)");
+    // One each would be 64; batching gives a handful. Half leaves room for a slow client.
+    assert!(transactions <= WEBHOOKS / 2, "{transactions} transactions for {WEBHOOKS} concurrent webhooks");
+    drop(client);
+    let _ = driver.await;
+    running.stop().await;
+}

@@ -344,6 +344,9 @@ const UPSERT_BATCHES_IN_FLIGHT: usize = 4;
 /// size (about 100 us of its CPU each in batches of two, 70 in batches of 16, on the bench
 /// machine), so under load a few large batches beat many small ones.
 const MIN_SHARED_BATCH: usize = 16;
+// The dispatcher adds webhooks that arrive while it waits without looking at the cap: it stops
+// at `MIN_SHARED_BATCH`, which must therefore be within the cap.
+const _: () = assert!(MIN_SHARED_BATCH <= MAX_UPSERT_BATCH);
 /// The longest a few webhooks wait to share a batch: a batch held up (a row lock, a slow
 /// server) must not hold up the next.
 const MAX_SHARED_WAIT: Duration = Duration::from_millis(5);
