@@ -112,6 +112,15 @@ impl TestDb {
         }
     }
 
+    /// The rows of `sql` run in this database (PostgreSQL: in the test's schema).
+    #[cfg(feature = "postgres")]
+    pub async fn query(&self, sql: &str) -> Vec<tokio_postgres::Row> {
+        let Database::Postgres { url } = self.database() else {
+            panic!("SQL is run here on PostgreSQL only");
+        };
+        query_sql(url.expose(), sql).await
+    }
+
     pub async fn drop_schema(&self) {
         #[cfg(feature = "postgres")]
         if let TestDb::Postgres { base_url, schema } = self {
@@ -122,12 +131,33 @@ impl TestDb {
 
 #[cfg(feature = "postgres")]
 pub async fn run_sql(url: &str, sql: &str) {
+    with_client(url, |client| async move {
+        client.batch_execute(sql).await.unwrap_or_else(|err| panic!("{sql}: {err}"));
+    })
+    .await;
+}
+
+/// The rows of one query, on a connection of its own that is closed afterwards.
+#[cfg(feature = "postgres")]
+pub async fn query_sql(url: &str, sql: &str) -> Vec<tokio_postgres::Row> {
+    with_client(url, |client| async move {
+        client.query(sql, &[]).await.unwrap_or_else(|err| panic!("{sql}: {err}"))
+    })
+    .await
+}
+
+#[cfg(feature = "postgres")]
+async fn with_client<T, F: std::future::Future<Output = T>>(
+    url: &str,
+    op: impl FnOnce(tokio_postgres::Client) -> F,
+) -> T {
     let (client, connection) =
         tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect to TEST_DATABASE_URL");
     let driver = tokio::spawn(connection);
-    client.batch_execute(sql).await.unwrap_or_else(|err| panic!("{sql}: {err}"));
-    drop(client);
+    // `op` owns the client, so the connection ends when it is done and the driver returns.
+    let result = op(client).await;
     let _ = driver.await;
+    result
 }
 
 /// A running server, in this process, on a random port.
