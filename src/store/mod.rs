@@ -14,6 +14,8 @@ pub mod migrate;
 pub mod postgres;
 #[cfg(feature = "postgres")]
 mod replicas;
+#[cfg(feature = "postgres")]
+mod shared_batches;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 #[cfg(feature = "sqlite")]

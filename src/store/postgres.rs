@@ -7,18 +7,19 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use bb8::{ErrorSink, Pool, PooledConnection, RunError};
 use bb8_postgres::PostgresConnectionManager;
 use include_dir::{Dir, include_dir};
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
 use super::migrate::{self, Migration};
+use super::shared_batches;
 use super::{Assignment, COUNT_BY_GROUP, GroupCount, StoreError, StoreResult, UpdateStore, sort_tags};
 use crate::listing::{ListedUpdate, Listing};
 use crate::model::{DiunEvent, HistoryEntry, HostReport, Tag, UpdateEntry, json_object};
@@ -335,35 +336,6 @@ where
         .unwrap_or_else(|_| Err(StoreError::Unavailable("the database did not answer in time".into())))
 }
 
-/// Upserts queued for one batch at most.
-const MAX_UPSERT_BATCH: usize = 256;
-/// Upsert batches running at once; what arrives while all run waits for the next batch.
-const UPSERT_BATCHES_IN_FLIGHT: usize = 4;
-/// Webhooks that start a batch beside those in flight; fewer wait for those to finish, for
-/// [`MAX_SHARED_WAIT`] at most. The server's work per webhook falls steeply with the batch's
-/// size (about 100 us of its CPU each in batches of two, 70 in batches of 16, on the bench
-/// machine), so under load a few large batches beat many small ones.
-const MIN_SHARED_BATCH: usize = 16;
-// The dispatcher adds webhooks that arrive while it waits without looking at the cap: it stops
-// at `MIN_SHARED_BATCH`, which must therefore be within the cap.
-const _: () = assert!(MIN_SHARED_BATCH <= MAX_UPSERT_BATCH);
-/// The longest a few webhooks wait to share a batch: a batch held up (a row lock, a slow
-/// server) must not hold up the next.
-const MAX_SHARED_WAIT: Duration = Duration::from_millis(5);
-
-/// A batch's slot, held while it runs; its end, even by a panic, wakes the webhooks waiting
-/// to start the next batch (see [`MIN_SHARED_BATCH`]).
-struct RunningBatch {
-    _slot: tokio::sync::OwnedSemaphorePermit,
-    finished: Arc<Notify>,
-}
-
-impl Drop for RunningBatch {
-    fn drop(&mut self) {
-        self.finished.notify_one();
-    }
-}
-
 /// One webhook's event, ready to be bound, and who waits for it to be committed.
 struct Upsert {
     event: DiunEvent,
@@ -373,61 +345,17 @@ struct Upsert {
     reply: oneshot::Sender<StoreResult<()>>,
 }
 
-/// Webhooks that arrive together are committed together: one statement and one commit (one
-/// WAL flush) for a batch, instead of one each, which is what bounds ingest on a server that
-/// flushes its WAL on every commit. A lone webhook goes out at once, alone; while batches run,
-/// the next starts once [`MIN_SHARED_BATCH`] webhooks wait, once none runs, or after
-/// [`MAX_SHARED_WAIT`]. Every
-/// caller hears back after the commit that holds its event, so an answered webhook is as
-/// durable as before.
-/// Several batches run at once on pooled connections; nothing here is a lock.
+/// Upserts go through [`shared_batches`]: webhooks that arrive together share one statement
+/// and one commit, and every caller hears back after the commit that holds its event, so an
+/// answered webhook is as durable as one stored alone.
 fn start_upsert_batches(
     pool: Pool<Manager>,
     connect_failures: tokio::sync::watch::Receiver<String>,
 ) -> mpsc::UnboundedSender<Upsert> {
-    let (upserts, mut queue) = mpsc::unbounded_channel::<Upsert>();
-    let slots = Arc::new(Semaphore::new(UPSERT_BATCHES_IN_FLIGHT));
-    let finished = Arc::new(Notify::new());
-    tokio::spawn(async move {
-        while let Some(first) = queue.recv().await {
-            let mut batch = vec![first];
-            let waited_enough = tokio::time::sleep(MAX_SHARED_WAIT);
-            tokio::pin!(waited_enough);
-            loop {
-                while batch.len() < MAX_UPSERT_BATCH
-                    && let Ok(next) = queue.try_recv()
-                {
-                    batch.push(next);
-                }
-                let none_in_flight = slots.available_permits() == UPSERT_BATCHES_IN_FLIGHT;
-                if none_in_flight || batch.len() >= MIN_SHARED_BATCH {
-                    break;
-                }
-                tokio::select! {
-                    next = queue.recv() => match next {
-                        Some(next) => batch.push(next),
-                        None => break,
-                    },
-                    // Checks again; a wake-up left from earlier only makes it check sooner.
-                    () = finished.notified() => {}
-                    () = &mut waited_enough => break,
-                }
-            }
-            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { break };
-            while batch.len() < MAX_UPSERT_BATCH
-                && let Ok(next) = queue.try_recv()
-            {
-                batch.push(next);
-            }
-            let running = RunningBatch { _slot: slot, finished: finished.clone() };
-            let (pool, connect_failures) = (pool.clone(), connect_failures.clone());
-            tokio::spawn(async move {
-                store_batch(&pool, &connect_failures, batch).await;
-                drop(running);
-            });
-        }
-    });
-    upserts
+    shared_batches::start(move |batch| {
+        let (pool, connect_failures) = (pool.clone(), connect_failures.clone());
+        async move { store_batch(&pool, &connect_failures, batch).await }
+    })
 }
 
 async fn store_batch(
