@@ -11,7 +11,7 @@ use std::io::{self, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::http::gzip;
-
+use crate::model::{DiunEvent, Tag, UpdateEntry};
 use crate::time::Timestamp;
 
 /// One listed image, borrowed from a database row.
@@ -34,6 +34,33 @@ pub struct ListedUpdate<'a> {
     pub received_at: Timestamp,
     pub acknowledged_at: Option<Timestamp>,
     pub tag: Option<(i64, &'a str)>,
+}
+
+impl ListedUpdate<'_> {
+    /// The row as an owned entry, its JSON parsed: for the callers that need values rather
+    /// than the listing's text (the export, the tests).
+    pub fn to_entry(&self) -> Result<UpdateEntry, String> {
+        let mut event = DiunEvent {
+            image: self.image.to_owned(),
+            diun_version: self.diun_version.to_owned(),
+            hostname: self.hostname.to_owned(),
+            status: self.status.to_owned(),
+            provider: self.provider.to_owned(),
+            hub_link: self.hub_link.to_owned(),
+            mime_type: self.mime_type.to_owned(),
+            digest: self.digest.to_owned(),
+            created: self.created.map(str::to_owned),
+            platform: self.platform.to_owned(),
+            ..DiunEvent::default()
+        };
+        event.set_json_columns(self.metadata, self.extra)?;
+        Ok(UpdateEntry {
+            event,
+            received_at: self.received_at,
+            acknowledged_at: self.acknowledged_at,
+            tag: self.tag.map(|(id, name)| Tag { id, name: name.to_owned() }),
+        })
+    }
 }
 
 /// What a gzip thread is given at a time. On several threads each chunk starts without the

@@ -541,7 +541,16 @@ pub async fn run_migrations(client: &mut Client, migrations: &[Migration]) -> Re
 }
 
 fn update_from_row(row: &Row) -> StoreResult<UpdateEntry> {
-    let mut event = DiunEvent {
+    let tag = row.try_get::<_, Option<i64>>(14)?.zip(row.try_get(15)?);
+    listed_from_row(row, tag)?.to_entry().map_err(StoreError::Internal)
+}
+
+/// The update columns of a row of [`select_updates`] or [`select_listed`], borrowed, with its
+/// tag read by the caller.
+fn listed_from_row<'r>(row: &'r Row, tag: Option<(i64, &'r str)>) -> StoreResult<ListedUpdate<'r>> {
+    let received_at: SystemTime = row.try_get(12)?;
+    let acknowledged_at: Option<SystemTime> = row.try_get(13)?;
+    Ok(ListedUpdate {
         image: row.try_get(0)?,
         diun_version: row.try_get(1)?,
         hostname: row.try_get(2)?,
@@ -552,20 +561,11 @@ fn update_from_row(row: &Row) -> StoreResult<UpdateEntry> {
         digest: row.try_get(7)?,
         created: row.try_get(8)?,
         platform: row.try_get(9)?,
-        ..DiunEvent::default()
-    };
-    let metadata: Option<String> = row.try_get(10)?;
-    let extra: Option<String> = row.try_get(11)?;
-    event.set_json_columns(metadata.as_deref(), extra.as_deref()).map_err(StoreError::Internal)?;
-    let received_at: std::time::SystemTime = row.try_get(12)?;
-    let acknowledged_at: Option<std::time::SystemTime> = row.try_get(13)?;
-    let tag_id: Option<i64> = row.try_get(14)?;
-    let tag_name: Option<String> = row.try_get(15)?;
-    Ok(UpdateEntry {
-        event,
+        metadata: row.try_get(10)?,
+        extra: row.try_get(11)?,
         received_at: Timestamp::from_system_time(received_at),
         acknowledged_at: acknowledged_at.map(Timestamp::from_system_time),
-        tag: tag_id.zip(tag_name).map(|(id, name)| Tag { id, name }),
+        tag,
     })
 }
 
@@ -595,29 +595,8 @@ impl<'r> RenderedHalf<'r> {
         let mut members = Vec::with_capacity(rows.len());
         for row in rows {
             let image: &str = row.try_get(0)?;
-            let received_at: SystemTime = row.try_get(12)?;
-            let acknowledged_at: Option<SystemTime> = row.try_get(13)?;
             let start = text.len();
-            crate::listing::render(
-                &mut text,
-                &ListedUpdate {
-                    image,
-                    diun_version: row.try_get(1)?,
-                    hostname: row.try_get(2)?,
-                    status: row.try_get(3)?,
-                    provider: row.try_get(4)?,
-                    hub_link: row.try_get(5)?,
-                    mime_type: row.try_get(6)?,
-                    digest: row.try_get(7)?,
-                    created: row.try_get(8)?,
-                    platform: row.try_get(9)?,
-                    metadata: row.try_get(10)?,
-                    extra: row.try_get(11)?,
-                    received_at: Timestamp::from_system_time(received_at),
-                    acknowledged_at: acknowledged_at.map(Timestamp::from_system_time),
-                    tag: tags.get(image).copied(),
-                },
-            )?;
+            crate::listing::render(&mut text, &listed_from_row(row, tags.get(image).copied())?)?;
             members.push((image, start..text.len()));
         }
         // Names are unique, so the unstable sort gives the one order.

@@ -440,28 +440,30 @@ const SELECT_UPDATES: &str = "
     ORDER BY u.image";
 
 fn update_from_row(row: &rusqlite::Row<'_>) -> StoreResult<UpdateEntry> {
-    let mut event = DiunEvent {
-        image: row.get(0)?,
-        diun_version: row.get(1)?,
-        hostname: row.get(2)?,
-        status: row.get(3)?,
-        provider: row.get(4)?,
-        hub_link: row.get(5)?,
-        mime_type: row.get(6)?,
-        digest: row.get(7)?,
-        created: row.get(8)?,
-        platform: row.get(9)?,
-        ..DiunEvent::default()
-    };
-    event
-        .set_json_columns(optional_text_column(row, 10)?, optional_text_column(row, 11)?)
-        .map_err(StoreError::Internal)?;
+    listed_from_row(row)?.to_entry().map_err(StoreError::Internal)
+}
+
+/// A row of [`SELECT_UPDATES`], borrowed.
+fn listed_from_row<'r>(row: &'r rusqlite::Row<'_>) -> StoreResult<ListedUpdate<'r>> {
+    let text = |column| text_column(row, column);
+    let optional = |column| optional_text_column(row, column);
     let tag_id: Option<i64> = row.get(14)?;
-    Ok(UpdateEntry {
-        event,
-        received_at: stored_timestamp(text_column(row, 12)?)?,
-        acknowledged_at: optional_text_column(row, 13)?.map(stored_timestamp).transpose()?,
-        tag: tag_id.zip(row.get::<_, Option<String>>(15)?).map(|(id, name)| Tag { id, name }),
+    Ok(ListedUpdate {
+        image: text(0)?,
+        diun_version: text(1)?,
+        hostname: text(2)?,
+        status: text(3)?,
+        provider: text(4)?,
+        hub_link: text(5)?,
+        mime_type: text(6)?,
+        digest: text(7)?,
+        created: optional(8)?,
+        platform: text(9)?,
+        metadata: optional(10)?,
+        extra: optional(11)?,
+        received_at: stored_timestamp(text(12)?)?,
+        acknowledged_at: optional(13)?.map(stored_timestamp).transpose()?,
+        tag: tag_id.zip(optional(15)?),
     })
 }
 
@@ -560,26 +562,7 @@ impl UpdateStore for SqliteStore {
             let mut stmt = conn.prepare_cached(SELECT_UPDATES)?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
-                let text = |column| text_column(row, column);
-                let optional = |column| optional_text_column(row, column);
-                let tag_id: Option<i64> = row.get(14)?;
-                listing.push(&ListedUpdate {
-                    image: text(0)?,
-                    diun_version: text(1)?,
-                    hostname: text(2)?,
-                    status: text(3)?,
-                    provider: text(4)?,
-                    hub_link: text(5)?,
-                    mime_type: text(6)?,
-                    digest: text(7)?,
-                    created: optional(8)?,
-                    platform: text(9)?,
-                    metadata: optional(10)?,
-                    extra: optional(11)?,
-                    received_at: stored_timestamp(text(12)?)?,
-                    acknowledged_at: optional(13)?.map(stored_timestamp).transpose()?,
-                    tag: tag_id.zip(optional(15)?),
-                })?;
+                listing.push(&listed_from_row(row)?)?;
             }
             Ok(listing.finish()?)
         })
