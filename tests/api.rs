@@ -1,4 +1,5 @@
-//! The HTTP contract of SPEC §4, run on every compiled backend.
+//! The HTTP contract of SPEC §4, run on every compiled backend; at the end, what PostgreSQL
+//! alone must show of it (webhooks sharing transactions).
 
 mod support;
 

@@ -15,7 +15,7 @@ use super::body::read_capped;
 use super::error::{ApiError, respond};
 use super::guard::check_mutation;
 use super::gzip;
-use super::{AppState, is_read, json_reply, no_content};
+use super::{AppState, is_read, json_reply, no_content, only_reads};
 use crate::listing::Listing;
 use crate::store::{Assignment, UpdateStore};
 use crate::time::Timestamp;
@@ -24,8 +24,8 @@ const MAX_TAG_NAME: usize = 100;
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub async fn healthz(state: AppState, method: Method) -> Response {
-    if !is_read(&method) {
-        return respond(Err::<Response, _>(ApiError::method_not_allowed("GET")));
+    if let Err(wrong_method) = only_reads(&method) {
+        return respond(Err::<Response, _>(wrong_method));
     }
     let backend = state.store.backend();
     let problem = match tokio::time::timeout(HEALTH_TIMEOUT, state.store.ping()).await {
@@ -51,9 +51,7 @@ pub async fn healthz(state: AppState, method: Method) -> Response {
 pub async fn updates(state: AppState, method: Method, headers: HeaderMap) -> Response {
     respond(
         async {
-            if !is_read(&method) {
-                return Err(ApiError::method_not_allowed("GET"));
-            }
+            only_reads(&method)?;
             let gzip = gzip::accepted(&headers);
             let body = state.store.write_listing(Listing::new(gzip)).await?;
             let mut response = Response::new(body.into());

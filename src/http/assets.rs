@@ -12,8 +12,7 @@ use warp::path::Tail;
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
-use super::error::ApiError;
-use super::{gzip, is_read};
+use super::{gzip, only_reads};
 
 static ASSETS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/assets");
 
@@ -27,8 +26,8 @@ async fn serve(tail: Tail, method: Method, headers: HeaderMap) -> Result<Respons
         other => other,
     };
     let (content, content_type) = find(path).ok_or_else(warp::reject::not_found)?;
-    if !is_read(&method) {
-        return Ok(ApiError::method_not_allowed("GET").into_response());
+    if let Err(wrong_method) = only_reads(&method) {
+        return Ok(wrong_method.into_response());
     }
     let prepared = prepared(path, content, content_type);
     // Both forms are shared, not copied: the embedded file is static and the gzip form lives

@@ -5,7 +5,7 @@ use warp::http::{Method, StatusCode};
 use warp::reply::Response;
 
 use super::error::{ApiError, respond};
-use super::{AppState, is_read, json_reply};
+use super::{AppState, json_reply, only_reads};
 use crate::model::{HistoryEntry, HostReport, decode_image_path};
 use crate::store::UpdateStore;
 
@@ -25,9 +25,7 @@ pub async fn history(raw_image: String, query: String, state: AppState, method: 
     respond(
         async {
             let image = decode_image_path(&raw_image).map_err(ApiError::bad_request)?;
-            if !is_read(&method) {
-                return Err(ApiError::method_not_allowed("GET"));
-            }
+            only_reads(&method)?;
             let (before, limit) = page(&query)?;
             let events = state
                 .store
@@ -70,9 +68,7 @@ fn page(query: &str) -> Result<(Option<i64>, u32), ApiError> {
 pub async fn hosts(state: AppState, method: Method) -> Response {
     respond(
         async {
-            if !is_read(&method) {
-                return Err(ApiError::method_not_allowed("GET"));
-            }
+            only_reads(&method)?;
             let reports = state.store.pending_hosts().await?;
             Ok(json_reply(StatusCode::OK, &ByImage(&reports)))
         }

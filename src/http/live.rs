@@ -10,8 +10,7 @@ use warp::http::{HeaderValue, Method};
 use warp::reply::{Reply, Response};
 use warp::sse::Event;
 
-use super::error::ApiError;
-use super::{AppState, is_read};
+use super::{AppState, only_reads};
 
 /// Comments sent on an idle stream, so proxies and browsers keep it open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -19,8 +18,8 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const RETRY: Duration = Duration::from_secs(3);
 
 pub async fn stream(state: AppState, method: Method) -> Response {
-    if !is_read(&method) {
-        return ApiError::method_not_allowed("GET").into_response();
+    if let Err(wrong_method) = only_reads(&method) {
+        return wrong_method.into_response();
     }
     let hello = Event::default().event("hello").retry(RETRY).data("{}");
     let events = stream::once(async { Ok::<_, Infallible>(hello) }).chain(changes(state));

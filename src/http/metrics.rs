@@ -13,7 +13,7 @@ use warp::http::{HeaderValue, Method, StatusCode, header};
 use warp::reply::Response;
 
 use super::error::{ApiError, respond};
-use super::{AppState, is_read, json_reply};
+use super::{AppState, json_reply, only_reads};
 use crate::model::Tag;
 use crate::store::{GroupCount, UpdateStore};
 
@@ -152,9 +152,7 @@ async fn summarize(state: &AppState) -> Result<Summary, ApiError> {
 pub async fn summary(state: AppState, method: Method) -> Response {
     respond(
         async {
-            if !is_read(&method) {
-                return Err(ApiError::method_not_allowed("GET"));
-            }
+            only_reads(&method)?;
             let summary = summarize(&state).await?;
             Ok(json_reply(
                 StatusCode::OK,
@@ -173,9 +171,7 @@ pub async fn summary(state: AppState, method: Method) -> Response {
 pub async fn metrics(state: AppState, method: Method) -> Response {
     respond(
         async {
-            if !is_read(&method) {
-                return Err(ApiError::method_not_allowed("GET"));
-            }
+            only_reads(&method)?;
             let summary = summarize(&state).await?;
             let mut response = Response::new(render(&summary).into());
             response.headers_mut().insert(

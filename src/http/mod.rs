@@ -180,6 +180,11 @@ fn is_read(method: &Method) -> bool {
     method == Method::GET || method == Method::HEAD
 }
 
+/// The 405 of a route that only reads.
+fn only_reads(method: &Method) -> Result<(), ApiError> {
+    if is_read(method) { Ok(()) } else { Err(ApiError::method_not_allowed("GET")) }
+}
+
 fn json_reply(status: StatusCode, value: &impl serde::Serialize) -> Response {
     warp::reply::with_status(warp::reply::json(value), status).into_response()
 }
