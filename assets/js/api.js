@@ -44,6 +44,8 @@ async function request(method, path, body) {
 export const api = {
   updates: () => request("GET", "api/updates"),
   tags: () => request("GET", "api/tags"),
+  /** {total, pending, acknowledged, groups}: what a hidden tab's title needs, without the listing. */
+  summary: () => request("GET", "api/summary"),
   /** {image: [{hostname, last_seen, metadata}]}: every host that reported each pending image. */
   hosts: () => request("GET", "api/hosts"),
   /** One page of an image's events, newest first: {image, events, next_before}. */

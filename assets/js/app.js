@@ -45,7 +45,7 @@
 
 import { api } from "./api.js";
 import { state, subscribe, setSnapshot, snapshotToken, view, isNew, markSeen, baselineSeen } from "./state.js";
-import { renderSummary, renderGroups, summarize, diunSnippet } from "./render.js";
+import { renderSummary, renderGroups, summarize, diunSnippet, showPendingInTitle } from "./render.js";
 import { createActions } from "./actions.js";
 import { initDragAndDrop } from "./dnd.js";
 import { openMoveMenu, closeMenu, isMenuOpen } from "./menu.js";
@@ -60,6 +60,7 @@ const POLL_MS = 3000;
 const SAFETY_POLL_MS = 60000;
 const REFETCH_MS = 150;
 const HIDDEN_GRACE_MS = 10000;
+const HIDDEN_POLL_MS = 30000;
 const SEEN_AFTER_MS = 6000;
 
 const $ = (id) => document.getElementById(id);
@@ -159,9 +160,11 @@ function watchNewCards() {
 // ---- Keeping up with the server ---------------------------------------------------------------
 // The change stream (live.js) says when something changed; each change refetches everything
 // (coalesced over 150 ms). While the stream is not open — it broke, or a buffering proxy holds it
-// back — the page polls every 3 s instead. A hidden tab stops both (the stream after a short grace,
-// so flipping between tabs does not reconnect) and catches up when it is shown again; toasts for
-// what arrived meanwhile wait until then.
+// back — the page polls every 3 s instead, and so it does after a failed fetch until one succeeds.
+// A hidden tab stops both (the stream after a short grace, so flipping between tabs does not
+// reconnect; browsers allow only a few connections per server, and every tab's stream holds one)
+// and only fetches the pending count every 30 s, for its title in the tab strip. It catches up when
+// it is shown again; toasts for what arrived meanwhile wait until then.
 
 let pollTimer = 0;
 let pollSlow = false;
@@ -228,13 +231,34 @@ function announceArrivals(updates) {
   toast(arrived.length === 1 ? "New image update" : `${arrived.length} new image updates`, `${names}${more}${host ? ` on ${host}` : ""}`);
 }
 
-/** The next poll: every 3 s without a stream, a slow safety check with one, none while hidden. */
+/**
+ * The next poll: every 3 s without a stream or after a failed fetch, else a slow safety check;
+ * while hidden, only the title's count.
+ */
 function schedule() {
   clearTimeout(pollTimer);
   pollTimer = 0;
-  if (document.hidden) return;
-  pollSlow = stream.isOpen();
+  if (document.hidden) {
+    pollTimer = setTimeout(pollTitle, HIDDEN_POLL_MS);
+    return;
+  }
+  pollSlow = stream.isOpen() && lastFetchOk !== false;
   pollTimer = setTimeout(poll, pollSlow ? SAFETY_POLL_MS : POLL_MS);
+}
+
+/**
+ * A hidden tab's check: the pending count for its title. A failure shows nothing here (nobody
+ * sees this tab); the full fetch when it is shown again reports it.
+ */
+function pollTitle() {
+  pollTimer = 0;
+  api
+    .summary()
+    .then(({ pending }) => showPendingInTitle(pending))
+    .catch(() => {})
+    .finally(() => {
+      if (!pollTimer && !inflight) schedule();
+    });
 }
 
 /** Fetch updates, tags and hosts now (or join the fetch already running). */
@@ -296,8 +320,7 @@ async function refresh() {
 document.addEventListener("visibilitychange", () => {
   clearTimeout(hiddenTimer);
   if (document.hidden) {
-    clearTimeout(pollTimer);
-    pollTimer = 0;
+    schedule();
     hiddenTimer = setTimeout(() => {
       stream.pause();
       showLive();
@@ -401,7 +424,8 @@ newGroup.addEventListener("submit", async (e) => {
     newGroupName.focus();
     return;
   }
-  const existing = view().tags.find((t) => t.name.toLowerCase() === name.toLowerCase());
+  // Names are unique as written: "Prod" and "prod" are two groups, on the server as here.
+  const existing = view().tags.find((t) => t.name === name);
   if (existing) {
     // Same answer the server would give (409), without a failing request.
     const message = `A group named “${existing.name}” already exists.`;

@@ -34,13 +34,28 @@ function keepAtMost(host, count) {
   while (host.children.length > count) host.firstElementChild.remove();
 }
 
+/** Keys of banners the user closed: not shown again until their trouble clears (`clearError`). */
+const dismissedKeys = new Set();
+
 /**
- * Show an error banner. A `key` replaces an earlier banner with the same key (the poller uses one
- * so a long outage shows one message, not one per attempt).
+ * Show an error banner. A `key` names one trouble (the poller uses one), shown in one banner for as
+ * long as it lasts: repeating it updates that banner's text in place rather than adding a banner or
+ * announcing it to screen readers again, and once the user closes it, it stays closed until the
+ * trouble clears.
  */
 export function showError(message, { key = null, title = "Something went wrong" } = {}) {
   const host = document.getElementById("errors");
-  if (key) clearError(key);
+  if (key) {
+    if (dismissedKeys.has(key)) return;
+    const shown = [...host.querySelectorAll(".alert")].find((el) => el.dataset.key === key);
+    if (shown) {
+      for (const [selector, text] of [[".alert-title", title], [".alert-text", message]]) {
+        const el = shown.querySelector(selector);
+        if (el.textContent !== text) el.textContent = text;
+      }
+      return;
+    }
+  }
   const box = notice({
     className: "alert",
     testid: "error-banner",
@@ -49,7 +64,10 @@ export function showError(message, { key = null, title = "Something went wrong" 
     text: message,
     closeLabel: "Dismiss error",
     closeTestid: "error-dismiss",
-    onClose: () => box.remove(),
+    onClose: () => {
+      box.remove();
+      if (key) dismissedKeys.add(key);
+    },
   });
   box.setAttribute("role", "alert");
   if (key) box.dataset.key = key;
@@ -58,6 +76,7 @@ export function showError(message, { key = null, title = "Something went wrong" 
 }
 
 export function clearError(key) {
+  dismissedKeys.delete(key);
   for (const el of document.querySelectorAll("#errors .alert")) if (el.dataset.key === key) el.remove();
 }
 

@@ -45,6 +45,12 @@ function setText(id, text) {
   return el;
 }
 
+/** The tab title, with the pending count when there is one: what a tab strip shows of the page. */
+export function showPendingInTitle(pending) {
+  const title = pending > 0 ? `Diun Dashboard (${pending})` : "Diun Dashboard";
+  if (document.title !== title) document.title = title;
+}
+
 export function renderSummary({ view, summary, loaded, filters }) {
   if (!loaded) return;
   const { total, pending, acknowledged } = summary;
@@ -56,8 +62,7 @@ export function renderSummary({ view, summary, loaded, filters }) {
   pendingStat.toggleAttribute("data-zero", pending === 0);
   setText("stat-acknowledged", acknowledged);
   setText("stat-groups", view.tags.length);
-  const title = pending > 0 ? `Diun Dashboard (${pending})` : "Diun Dashboard";
-  if (document.title !== title) document.title = title;
+  showPendingInTitle(pending);
   document.getElementById("dismiss-all").disabled = pending === 0;
 
   // The group filter lists the groups; a deleted group's filter falls back to "all".
