@@ -18,7 +18,7 @@ pub fn check_mutation(method: &Method, headers: &HeaderMap) -> Result<(), ApiErr
     }
     match headers.get(header::ORIGIN) {
         Some(origin) if !is_same_origin(origin.to_str().unwrap_or("null"), headers) => {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "cross-origin request refused"));
+            return Err(ApiError::new(StatusCode::FORBIDDEN, cross_origin_refusal(origin, headers)));
         }
         // Browsers that omit Origin still say where a request comes from.
         None if headers.get("sec-fetch-site").is_some_and(|site| site == "cross-site") => {
@@ -43,19 +43,48 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Whether `origin` names the host this request was sent to: its `Host`, or the
-/// `X-Forwarded-Host` a reverse proxy set (a cross-site page cannot set that header without a
-/// preflight, which this service never grants).
+/// Why a request from another origin is refused. The commonest cause is not an attack but a
+/// reverse proxy that sends the service its own upstream address as `Host` (nginx does unless
+/// told otherwise), so the message says which host was compared and how to fix that.
+fn cross_origin_refusal(origin: &header::HeaderValue, headers: &HeaderMap) -> String {
+    let origin = String::from_utf8_lossy(origin.as_bytes());
+    let served = served_hosts(headers).collect::<Vec<_>>().join(", ");
+    let message = format!(
+        "cross-origin request refused: Origin {origin:?} is not this server ({served:?}); behind a reverse \
+         proxy, pass the original host on (nginx: proxy_set_header Host $host;)"
+    );
+    log::warn!("{message}");
+    message
+}
+
+/// The hosts this request was sent to: its `Host`, and those a reverse proxy named in
+/// `X-Forwarded-Host` or in `Forwarded`'s `host=` (RFC 7239). A cross-site page cannot set either
+/// header without a preflight, which this service never grants.
+fn served_hosts(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    let listed = |name: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+    };
+    let forwarded = listed("forwarded").flat_map(|element| {
+        element.split(';').filter_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            key.eq_ignore_ascii_case("host").then(|| value.trim_matches('"'))
+        })
+    });
+    listed(header::HOST.as_str()).chain(listed("x-forwarded-host")).chain(forwarded).map(str::trim)
+}
+
+/// Whether `origin` names one of the hosts this request was sent to ([`served_hosts`]).
 fn is_same_origin(origin: &str, headers: &HeaderMap) -> bool {
     let Some((scheme, authority)) = origin.split_once("://") else {
         return false; // "null" and other opaque origins
     };
     let scheme = scheme.to_ascii_lowercase();
     let origin_authority = normalize_authority(authority, &scheme);
-    let hosts = [header::HOST.as_str(), "x-forwarded-host"];
-    hosts.iter().filter_map(|name| headers.get(*name)).filter_map(|v| v.to_str().ok()).any(|value| {
-        value.split(',').any(|host| normalize_authority(host.trim(), &scheme) == origin_authority)
-    })
+    served_hosts(headers).any(|host| normalize_authority(host, &scheme) == origin_authority)
 }
 
 /// Lower-cases and drops the scheme's default port, so `Example.com:443` equals `example.com`.
@@ -97,6 +126,28 @@ mod tests {
             ("origin", "https://dash.example"),
         ]);
         assert!(check_mutation(&Method::DELETE, &h).is_ok());
+        let h = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("forwarded", r#"for=192.0.2.1;proto=https, for=10.0.0.1;Host="dash.example";proto=https"#),
+            ("origin", "https://dash.example"),
+        ]);
+        assert!(check_mutation(&Method::DELETE, &h).is_ok());
+        let h = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("forwarded", "for=192.0.2.1;proto=https;by=dash.example"),
+            ("origin", "https://dash.example"),
+        ]);
+        assert!(check_mutation(&Method::DELETE, &h).is_err(), "only host= names the served host");
+    }
+
+    #[test]
+    fn a_refusal_says_which_host_was_compared_and_how_a_proxy_passes_the_right_one() {
+        let h = headers(&[("host", "127.0.0.1:8080"), ("origin", "https://dash.example")]);
+        let refused = check_mutation(&Method::PATCH, &h).unwrap_err();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        for needle in ["https://dash.example", "127.0.0.1:8080", "proxy_set_header Host $host"] {
+            assert!(refused.message().contains(needle), "{needle:?} missing from {:?}", refused.message());
+        }
     }
 
     #[test]
