@@ -78,7 +78,8 @@ impl Config {
                 path: PathBuf::from(non_empty("DB_PATH").unwrap_or_else(|| "diun.db".into())),
             },
         };
-        let webhook_secret = lookup("WEBHOOK_SECRET").filter(|s| !s.is_empty()).map(Secret::new);
+        let webhook_secret =
+            lookup("WEBHOOK_SECRET").filter(|s| !s.is_empty()).map(sendable_secret).transpose()?;
         let dashboard_credentials = match (non_empty("DASHBOARD_USERNAME"), lookup("DASHBOARD_PASSWORD")) {
             (Some(username), Some(password)) if !password.is_empty() => {
                 if username.contains(':') {
@@ -104,6 +105,19 @@ impl Config {
         };
         Ok(Self { listen, database, webhook_secret, dashboard_credentials, history_days })
     }
+}
+
+/// The webhook secret, if DIUN can send it: an HTTP header value cannot begin or end with
+/// whitespace (parsers strip it) nor hold control characters, so a secret with either could never
+/// match and every webhook would be refused. A trailing newline from a file is the usual cause.
+fn sendable_secret(secret: String) -> Result<Secret, String> {
+    if secret.trim() != secret || secret.chars().any(|c| c.is_control() && c != '\t') {
+        return Err("WEBHOOK_SECRET begins or ends with whitespace or holds a control character, which \
+             an HTTP header cannot carry: no webhook could match it; remove them (a trailing newline \
+             from a file is the usual cause)"
+            .into());
+    }
+    Ok(Secret::new(secret))
 }
 
 /// The address the `healthcheck` subcommand should call: the listen address, with a wildcard
@@ -187,6 +201,19 @@ mod tests {
         let printed = format!("{config:?}");
         for secret in ["hunter2", "s3cr3t-token", "pa55w0rd"] {
             assert!(!printed.contains(secret), "{printed}");
+        }
+    }
+
+    #[test]
+    fn a_webhook_secret_no_header_can_carry_is_refused() {
+        for secret in ["s3cr3t\n", " s3cr3t", "s3cr3t\t", "   ", "s3c\r\nr3t", "s3c\u{7f}r3t"] {
+            let err = config(&[("WEBHOOK_SECRET", secret)]).unwrap_err();
+            assert!(err.contains("WEBHOOK_SECRET"), "{secret:?}: {err}");
+            assert!(!err.contains("s3c"), "the error shows the secret: {err}");
+        }
+        for secret in ["s3cr3t", "Bearer s3cr3t", "s3c\tr3t", "sécret"] {
+            let config = config(&[("WEBHOOK_SECRET", secret)]).unwrap();
+            assert_eq!(config.webhook_secret.map(|s| s.expose().to_string()).as_deref(), Some(secret));
         }
     }
 
