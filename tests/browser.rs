@@ -343,6 +343,18 @@ impl Page {
         (value[0].as_str().map(str::to_string), value[1].as_str().map(str::to_string))
     }
 
+    /// Keyboard focus is on a usable control, not fallen back to `<body>` (where a keyboard user
+    /// starts again from the top) nor left on a disabled control.
+    async fn assert_focus_kept(&self, when: &str) {
+        let lost = self
+            .execute(
+                "const a = document.activeElement; return !a || a === document.body || a.disabled === true;",
+                vec![],
+            )
+            .await;
+        assert_eq!(lost, json!(false), "focus was lost {when}: {:?}", self.focus().await);
+    }
+
     async fn live_status(&self, attr: &str) -> Option<String> {
         self.by_testid("live-status").await.attr(attr).await
     }
@@ -553,6 +565,22 @@ async fn cards_show_what_diun_reported() {
     let untagged = page.section("untagged").await;
     assert_eq!(untagged.get("group-count").await.text_content().await, "6");
     page.assert_no_horizontal_scroll("1440 px").await;
+    // A card redrawn while its link has keyboard focus (acknowledged elsewhere, here) keeps the
+    // focus on its link.
+    page.execute(
+        r#"[...document.querySelectorAll('[data-testid="card"]')].find((c) => c.dataset.image === arguments[0])
+             .querySelector('[data-testid="hub-link"]').focus();"#,
+        vec![json!(NGINX)],
+    )
+    .await;
+    assert_eq!(page.focus().await, (Some("hub-link".to_string()), Some(NGINX.to_string())));
+    page.acknowledge(NGINX).await;
+    page.wait_state(NGINX, "acknowledged").await;
+    assert_eq!(
+        page.focus().await,
+        (Some("hub-link".to_string()), Some(NGINX.to_string())),
+        "the redrawn card's link lost the focus"
+    );
     page.assert_no_console_errors().await;
 }
 
@@ -764,6 +792,7 @@ async fn dismissing_a_group_and_dismissing_all() {
         assert_eq!(page.card_info(image).await.unwrap()["state"], "pending", "{image}");
     }
     assert!(!page.section(&prod).await.get("group-dismiss").await.enabled().await, "nothing left to dismiss");
+    page.assert_focus_kept("after dismissing a group").await;
 
     // Dismiss all: a dialog asks; Cancel keeps everything.
     let dismiss_all = page.by_testid("dismiss-all").await;
@@ -799,6 +828,7 @@ async fn dismissing_a_group_and_dismissing_all() {
     assert_eq!(page.by_testid("pending-badge").await.text_content().await, "0");
     assert_eq!(page.by_testid("stat-acknowledged").await.text_content().await, "5");
     assert!(!page.by_testid("dismiss-all").await.enabled().await, "nothing left to dismiss");
+    page.assert_focus_kept("after dismissing everything").await;
     page.assert_no_console_errors().await;
 }
 

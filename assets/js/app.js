@@ -106,9 +106,14 @@ function renderNow() {
   renderSummary({ view: v, summary, loaded: state.loaded, filters: state.filters });
   renderGroups(root, { view: v, summary, filters: state.filters, confirm: state.confirm, loaded: state.loaded, isNew, endpoint });
 
-  if (focusKey && (!active.isConnected || document.activeElement === document.body)) {
-    const target = findByFocusKey(focusKey) || findByFocusKey(fallbackKey);
-    if (target && !target.disabled) target.focus({ preventScroll: true });
+  // The focused control was redrawn, or it is now disabled (say, "dismiss" with nothing left to
+  // dismiss): its new self if usable, else its fallback, else the updates region, never <body>,
+  // where a keyboard user would have to start again from the top.
+  const now = document.activeElement;
+  const hadFocus = active && active !== document.body;
+  if (hadFocus && (!active.isConnected || !now || now === document.body || now.disabled)) {
+    const target = [findByFocusKey(focusKey), findByFocusKey(fallbackKey)].find((el) => el && !el.disabled);
+    (target || root).focus({ preventScroll: true });
   }
   watchNewCards();
 }

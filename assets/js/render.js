@@ -130,6 +130,7 @@ function card(item, fresh) {
           target: "_blank",
           rel: "noopener noreferrer",
           "data-testid": "hub-link",
+          "data-focus-key": `hub:${image}`,
           title: `Open ${name} on the registry (new tab)`,
         },
         registrySpan,
