@@ -1068,6 +1068,37 @@ async fn every_host_reporting_an_image_is_on_its_card() {
 
 /// The history dialog: newest first, in runs of one digest (the current one marked), a page at a
 /// time; Esc closes it and gives the focus back to the card's History button.
+/// An acknowledgement covers every pending report of the image, older pages' included: an open
+/// history that loaded them shows them all acknowledged, not only the newest page it reloads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn an_acknowledgement_settles_every_loaded_page_of_an_open_history() {
+    let Some(page) = Page::start(1280, 1000).await else { return };
+    for i in 0..53 {
+        page.webhook(&docker(NGINX, if i % 2 == 0 { "nas" } else { "edge" }, "web", "")).await;
+    }
+    page.open().await;
+    page.card(NGINX).await.get("history-open").await.click().await;
+    page.wait_until("the first page of history", async || {
+        (page.find_all(&testid("history-event")).await.len() == 50).then_some(())
+    })
+    .await;
+    page.wait_for(&testid("history-more")).await.click().await;
+    page.wait_until("the older events", async || {
+        (page.find_all(&testid("history-event")).await.len() == 53).then_some(())
+    })
+    .await;
+    page.acknowledge(NGINX).await;
+    page.wait_until("every loaded report to show as acknowledged", async || {
+        let groups = page.history_groups().await;
+        let events: Vec<&Value> =
+            groups.iter().flat_map(|g| g["events"].as_array().unwrap().iter()).collect();
+        (events.len() == 53 && events.iter().all(|event| event["acknowledged"] == "true")).then_some(())
+    })
+    .await;
+    page.assert_no_console_errors().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn history_dialog_lists_reports_by_digest_a_page_at_a_time() {

@@ -273,6 +273,11 @@ export function historyEntry(entry) {
   if (sig === open.entrySig) return;
   open.entrySig = sig;
   open.currentDigest = entry?.event?.digest || null;
+  if (entry?.acknowledged_at) {
+    // An acknowledgement covers every pending report of the image, those on older pages loaded
+    // here too; the reload below fetches only the newest page.
+    for (const event of open.events) if (!event.acknowledged_at) event.acknowledged_at = entry.acknowledged_at;
+  }
   render();
   clearTimeout(refreshTimer);
   refreshTimer = setTimeout(function again() {
