@@ -1427,6 +1427,39 @@ async fn api_errors_show_a_banner_and_roll_back() {
         .await;
     assert!(page.find(&testid("error-banner")).await.is_none(), "creating OPS beside ops was refused");
     assert_eq!(page.api("DELETE", &format!("/api/tags/{created}"), None).await.status, 204);
+    input.clear().await;
+
+    // The name's limit is the server's, 100 characters, emoji counting one each (an input's
+    // maxlength would count two, and cut such a name at 50). Typed through the DevTools protocol:
+    // chromedriver's keys cannot type emoji, and text set by script ignores maxlength.
+    let type_name = async |name: &str| {
+        input.clear().await;
+        input.click().await;
+        page.cdp("Input.insertText", json!({ "text": name })).await;
+    };
+    type_name(&"a".repeat(101)).await;
+    page.by_testid("new-group-submit").await.click().await;
+    page.wait_until("the length hint", async || {
+        let hint = page.execute("return document.getElementById('new-group-hint').textContent", vec![]).await;
+        hint.as_str().is_some_and(|hint| hint.contains("100 characters")).then_some(())
+    })
+    .await;
+    assert_eq!(page.api("GET", "/api/tags", None).await.json().as_array().unwrap().len(), 1);
+    assert!(page.find(&testid("error-banner")).await.is_none(), "said without a failing request");
+    let emoji = "😀".repeat(100);
+    type_name(&emoji).await;
+    page.by_testid("new-group-submit").await.click().await;
+    let created = page
+        .wait_until("the group of 100 emoji to be created", async || {
+            let tags = page.api("GET", "/api/tags", None).await.json();
+            tags.as_array()
+                .unwrap()
+                .iter()
+                .find(|tag| tag["name"] == json!(emoji))
+                .map(|tag| tag["id"].clone())
+        })
+        .await;
+    assert_eq!(page.api("DELETE", &format!("/api/tags/{created}"), None).await.status, 204);
 
     // The server goes away: the poller says so (within a poll or two) and the live status turns
     // offline; an action meanwhile fails visibly and is rolled back.

@@ -62,6 +62,9 @@ const REFETCH_MS = 150;
 const HIDDEN_GRACE_MS = 10000;
 const HIDDEN_POLL_MS = 30000;
 const SEEN_AFTER_MS = 6000;
+// The server's limit, in characters; the input's maxlength would count UTF-16 units instead and
+// cut a name of emoji at half the length.
+const MAX_GROUP_NAME = 100;
 
 const $ = (id) => document.getElementById(id);
 const root = $("updates");
@@ -426,6 +429,11 @@ newGroup.addEventListener("submit", async (e) => {
   const name = newGroupName.value.trim();
   if (!name) {
     groupHint("Enter a name for the group.");
+    newGroupName.focus();
+    return;
+  }
+  if ([...name].length > MAX_GROUP_NAME) {
+    groupHint(`A group name has at most ${MAX_GROUP_NAME} characters.`);
     newGroupName.focus();
     return;
   }
