@@ -1676,6 +1676,15 @@ async fn theme_toggle_cycles_and_is_remembered() {
     page.reload().await;
     page.wait_loaded().await;
     assert_eq!(mode().await, "system");
+
+    // In system mode the page follows the system's scheme; an explicit choice overrides it.
+    let dark_system = json!({ "features": [{ "name": "prefers-color-scheme", "value": "dark" }] });
+    page.cdp("Emulation.setEmulatedMedia", dark_system).await;
+    page.wait_until("the system's dark scheme", async || (background().await == dark).then_some(())).await;
+    page.by_testid("theme-toggle").await.click().await;
+    assert_eq!(mode().await, "light");
+    page.wait_until("the light theme on a dark system", async || (background().await == light).then_some(()))
+        .await;
     page.assert_no_console_errors().await;
 }
 
