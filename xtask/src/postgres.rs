@@ -74,12 +74,24 @@ pub fn provide() -> Result<TestDatabase, String> {
     }
     match find_bindir() {
         Some(bin) => throwaway_cluster(&bin),
+        // The scratch database on a local server is made with psql: say so rather than ask for
+        // the server that is already there.
+        None if !system::on_path("psql") && server_answers_on_localhost() => {
+            Err("PostgreSQL answers on localhost:5432, but psql, which makes the tests' scratch database \
+             there, is missing: install it (`sudo apt-get install -y postgresql-client`) or set DATABASE_URL"
+                .into())
+        }
         None => Err(
             "PostgreSQL is needed for the tests: set DATABASE_URL=postgres://user@host/db, start a server \
              on localhost:5432, or install it (`sudo apt-get install -y postgresql`)"
                 .into(),
         ),
     }
+}
+
+fn server_answers_on_localhost() -> bool {
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], 5432));
+    std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(1)).is_ok()
 }
 
 fn psql(user: &str, database: &str, sql: &str) -> Result<String, String> {
