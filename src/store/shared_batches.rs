@@ -33,12 +33,15 @@ const MAX_SHARED_WAIT: Duration = Duration::from_millis(5);
 /// A batch's slot, held while it runs; its end, even by a panic, wakes the items waiting to
 /// start the next batch (see [`MIN_SHARED_BATCH`]).
 struct RunningBatch {
-    _slot: tokio::sync::OwnedSemaphorePermit,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
     finished: Arc<Notify>,
 }
 
 impl Drop for RunningBatch {
     fn drop(&mut self) {
+        // The slot first: a dispatcher woken on another thread before it is free would find this
+        // batch still running, and wait out MAX_SHARED_WAIT for nothing.
+        drop(self.slot.take());
         self.finished.notify_one();
     }
 }
@@ -86,7 +89,7 @@ where
             {
                 batch.push(next);
             }
-            let running = RunningBatch { _slot: slot, finished: finished.clone() };
+            let running = RunningBatch { slot: Some(slot), finished: finished.clone() };
             let batch = run(batch);
             tokio::spawn(async move {
                 batch.await;
