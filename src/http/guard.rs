@@ -51,7 +51,7 @@ fn cross_origin_refusal(origin: &header::HeaderValue, headers: &HeaderMap) -> St
     let served = served_hosts(headers).collect::<Vec<_>>().join(", ");
     let message = format!(
         "cross-origin request refused: Origin {origin:?} is not this server ({served:?}); behind a reverse \
-         proxy, pass the original host on (nginx: proxy_set_header Host $host;)"
+         proxy, pass the original host on (nginx: proxy_set_header Host $http_host;)"
     );
     log::warn!("{message}");
     message
@@ -145,7 +145,7 @@ mod tests {
         let h = headers(&[("host", "127.0.0.1:8080"), ("origin", "https://dash.example")]);
         let refused = check_mutation(&Method::PATCH, &h).unwrap_err();
         assert_eq!(refused.status(), StatusCode::FORBIDDEN);
-        for needle in ["https://dash.example", "127.0.0.1:8080", "proxy_set_header Host $host"] {
+        for needle in ["https://dash.example", "127.0.0.1:8080", "proxy_set_header Host $http_host"] {
             assert!(refused.message().contains(needle), "{needle:?} missing from {:?}", refused.message());
         }
     }
