@@ -111,7 +111,10 @@ impl Config {
 /// whitespace (parsers strip it) nor hold control characters, so a secret with either could never
 /// match and every webhook would be refused. A trailing newline from a file is the usual cause.
 fn sendable_secret(secret: String) -> Result<Secret, String> {
-    if secret.trim() != secret || secret.chars().any(|c| c.is_control() && c != '\t') {
+    let header_space = |c: char| c == ' ' || c == '\t';
+    if secret.trim_matches(header_space) != secret
+        || secret.chars().any(|c| c.is_ascii_control() && c != '\t')
+    {
         return Err("WEBHOOK_SECRET begins or ends with whitespace or holds a control character, which \
              an HTTP header cannot carry: no webhook could match it; remove them (a trailing newline \
              from a file is the usual cause)"
@@ -211,7 +214,8 @@ mod tests {
             assert!(err.contains("WEBHOOK_SECRET"), "{secret:?}: {err}");
             assert!(!err.contains("s3c"), "the error shows the secret: {err}");
         }
-        for secret in ["s3cr3t", "Bearer s3cr3t", "s3c\tr3t", "sécret"] {
+        // Beyond ASCII, HTTP carries the bytes as they are.
+        for secret in ["s3cr3t", "Bearer s3cr3t", "s3c\tr3t", "sécret", "s3cr3t\u{a0}", "s3c\u{85}r3t"] {
             let config = config(&[("WEBHOOK_SECRET", secret)]).unwrap();
             assert_eq!(config.webhook_secret.map(|s| s.expose().to_string()).as_deref(), Some(secret));
         }
