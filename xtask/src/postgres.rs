@@ -76,7 +76,7 @@ pub fn provide() -> Result<TestDatabase, String> {
         Some(bin) => throwaway_cluster(&bin),
         // The scratch database on a local server is made with psql: say so rather than ask for
         // the server that is already there.
-        None if !system::on_path("psql") && server_answers_on_localhost() => {
+        None if !cluster_only && !system::on_path("psql") && server_answers_on_localhost() => {
             Err("PostgreSQL answers on localhost:5432, but psql, which makes the tests' scratch database \
              there, is missing: install it (`sudo apt-get install -y postgresql-client`) or set DATABASE_URL"
                 .into())
