@@ -262,7 +262,8 @@ function pollTitle() {
   pollTimer = 0;
   api
     .summary()
-    .then(({ pending }) => showPendingInTitle(pending))
+    // Shown again meanwhile, the page's own fetch (newer) has set the title.
+    .then(({ pending }) => document.hidden && showPendingInTitle(pending))
     .catch(() => {})
     .finally(() => {
       if (!pollTimer && !inflight) schedule();

@@ -22,7 +22,7 @@ const list = $("history-list");
 const foot = $("history-foot");
 const more = $("history-more");
 
-let open = null; // { image, currentDigest, events: [], nextBefore, loaded, busy, restoreFocus }
+let open = null; // { image, currentDigest, acknowledgedAt, events: [], nextBefore, loaded, busy, restoreFocus }
 let generation = 0;
 let refreshTimer = 0;
 
@@ -180,6 +180,22 @@ function merge(events) {
   const byId = new Map(open.events.map((e) => [e.id, e]));
   for (const event of events) if (event && Number.isFinite(event.id)) byId.set(event.id, event);
   open.events = [...byId.values()].sort((a, b) => b.id - a.id);
+  markAcknowledged();
+}
+
+/**
+ * The image's acknowledgement covers every report received before it that was still pending, so
+ * those are marked on every loaded page, whatever a fetch brings back: the reload after an
+ * acknowledgement fetches only the newest page, and an older page asked for meanwhile may have been
+ * read before the acknowledgement was made.
+ */
+function markAcknowledged() {
+  const at = open.acknowledgedAt;
+  if (!at) return;
+  const time = Date.parse(at);
+  for (const event of open.events) {
+    if (!event.acknowledged_at && Date.parse(event.received_at) <= time) event.acknowledged_at = at;
+  }
 }
 
 /** Fetch a page; `before` null = the newest. Returns false when it failed (the error is shown). */
@@ -245,6 +261,7 @@ export function openHistory(image, entry, restoreFocus) {
     image,
     currentDigest: entry?.event?.digest || null,
     entrySig: entrySig(entry),
+    acknowledgedAt: entry?.acknowledged_at || null,
     events: [],
     nextBefore: null,
     loaded: false,
@@ -273,11 +290,8 @@ export function historyEntry(entry) {
   if (sig === open.entrySig) return;
   open.entrySig = sig;
   open.currentDigest = entry?.event?.digest || null;
-  if (entry?.acknowledged_at) {
-    // An acknowledgement covers every pending report of the image, those on older pages loaded
-    // here too; the reload below fetches only the newest page.
-    for (const event of open.events) if (!event.acknowledged_at) event.acknowledged_at = entry.acknowledged_at;
-  }
+  open.acknowledgedAt = entry?.acknowledged_at || null;
+  markAcknowledged();
   render();
   clearTimeout(refreshTimer);
   refreshTimer = setTimeout(function again() {
