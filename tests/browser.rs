@@ -812,12 +812,30 @@ async fn dismissing_a_group_and_dismissing_all() {
     page.wait_gone(&testid("confirm-dialog")).await;
     assert_eq!(page.updates().await[PROMETHEUS]["acknowledged"], false);
 
-    // Confirmed, everything is acknowledged.
+    // A report that arrives while the dialog is open was never seen: confirming asks again, saying
+    // so, and dismisses nothing yet.
+    const KUMA: &str = "docker.io/louislam/uptime-kuma:1.23.13";
     dismiss_all.click().await;
     page.wait_for(&testid("confirm-dialog")).await;
+    page.webhook(&docker(KUMA, "nas", "uptime-kuma", "")).await;
+    page.wait_title("Diun Dashboard (4)").await;
+    page.by_testid("confirm-ok").await.click().await;
+    page.wait_until("the dialog to ask again", async || {
+        let text = page.execute("return document.getElementById('confirm-text').textContent", vec![]).await;
+        let open = page.by_testid("confirm-dialog").await.attr("open").await.is_some();
+        (open && text.as_str().is_some_and(|text| text.contains("1 new update arrived while this was open")))
+            .then_some(())
+    })
+    .await;
+    let text = page.execute("return document.getElementById('confirm-text').textContent", vec![]).await;
+    assert!(text.as_str().unwrap().contains("all 4 pending updates"), "{text}");
+    assert_eq!(page.updates().await[KUMA]["acknowledged"], false, "dismissed before it was seen");
+    assert_eq!(page.updates().await[PROMETHEUS]["acknowledged"], false);
+
+    // Confirmed again, everything is acknowledged.
     page.by_testid("confirm-ok").await.click().await;
     page.wait_gone(&testid("confirm-dialog")).await;
-    for image in [PROMETHEUS, JELLYFIN, BUILDER] {
+    for image in [PROMETHEUS, JELLYFIN, BUILDER, KUMA] {
         page.wait_state(image, "acknowledged").await;
     }
     page.wait_title("Diun Dashboard").await;
@@ -826,7 +844,7 @@ async fn dismissing_a_group_and_dismissing_all() {
     })
     .await;
     assert_eq!(page.by_testid("pending-badge").await.text_content().await, "0");
-    assert_eq!(page.by_testid("stat-acknowledged").await.text_content().await, "5");
+    assert_eq!(page.by_testid("stat-acknowledged").await.text_content().await, "6");
     assert!(!page.by_testid("dismiss-all").await.enabled().await, "nothing left to dismiss");
     page.assert_focus_kept("after dismissing everything").await;
     page.assert_no_console_errors().await;

@@ -358,15 +358,33 @@ $("refresh").addEventListener("click", async () => {
   announce("Refreshed");
 });
 
+/** Each pending image and when it was reported: what "Dismiss all" put before the user. */
+function pendingReports() {
+  const pending = Object.entries(view().updates).filter(([, entry]) => !entry.acknowledged);
+  return new Map(pending.map(([image, entry]) => [image, entry.received_at]));
+}
+
 $("dismiss-all").addEventListener("click", async () => {
-  const pending = summarize(view()).pending;
-  if (!pending) return;
-  const ok = await confirmDialog({
-    title: "Dismiss all updates?",
-    text: `This acknowledges all ${pending} pending update${pending === 1 ? "" : "s"}. An image becomes pending again when DIUN reports it anew.`,
-    confirmLabel: "Dismiss all",
-  });
-  if (ok) actions.acknowledgeAll();
+  let shown = pendingReports();
+  let arrived = 0;
+  while (shown.size) {
+    const count = shown.size;
+    const news = arrived ? `${arrived} new update${arrived === 1 ? "" : "s"} arrived while this was open. ` : "";
+    const ok = await confirmDialog({
+      title: "Dismiss all updates?",
+      text: `${news}This acknowledges all ${count} pending update${count === 1 ? "" : "s"}. An image becomes pending again when DIUN reports it anew.`,
+      confirmLabel: "Dismiss all",
+    });
+    if (!ok) return;
+    // Reports that came in behind the dialog were never seen: ask again rather than dismiss them.
+    const now = pendingReports();
+    arrived = [...now].filter(([image, at]) => shown.get(image) !== at).length;
+    if (!arrived) {
+      actions.acknowledgeAll();
+      return;
+    }
+    shown = now;
+  }
 });
 
 $("confirm-dialog").addEventListener("click", (e) => {
