@@ -150,16 +150,7 @@ async fn session(
             tokio::select! {
                 change = queue.recv() => {
                     let Some(change) = change else { return Ok(()) };
-                    // Whatever queues up meanwhile goes out in the same statement: under a burst of
-                    // webhooks one round trip and one transaction carry them all.
-                    tokio::time::sleep(GATHER).await;
-                    let mut changes = vec![change];
-                    while changes.len() < MAX_BATCH
-                        && let Ok(change) = queue.try_recv()
-                    {
-                        changes.push(change);
-                    }
-                    let payloads = payloads(origin, changes)?;
+                    let payloads = payloads(origin, gathered(change, queue).await)?;
                     client.execute(&notify, &[&channel, &payloads]).await.map_err(|err| err.to_string())?;
                 }
                 notice = notices.recv() => {
@@ -176,6 +167,19 @@ async fn session(
     .await;
     reader.abort();
     outcome.map_err(|why| Lost { why, after_listening: true })
+}
+
+/// `first` and what queues up behind it within [`GATHER`], in order, [`MAX_BATCH`] at most: under
+/// a burst of webhooks one round trip and one transaction carry them all.
+async fn gathered(first: Change, queue: &mut mpsc::UnboundedReceiver<Change>) -> Vec<Change> {
+    tokio::time::sleep(GATHER).await;
+    let mut changes = vec![first];
+    while changes.len() < MAX_BATCH
+        && let Ok(change) = queue.try_recv()
+    {
+        changes.push(change);
+    }
+    changes
 }
 
 /// The notices for `changes`, in order: a run of changes of one kind to single images shares
@@ -234,6 +238,34 @@ fn json_string_len(text: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On tokio's paused clock: time moves only when every task waits, so the instants are exact.
+    #[tokio::test(start_paused = true)]
+    async fn changes_gather_for_a_few_milliseconds_and_go_in_order() {
+        let (changes, mut queue) = mpsc::unbounded_channel();
+        let image = |i: usize| Change::of_image(ChangeKind::Update, format!("registry.example/app{i}:1"));
+        let started = tokio::time::Instant::now();
+        let sender = tokio::spawn(async move {
+            for i in 1..=3 {
+                tokio::time::sleep(GATHER / 5).await; // whole milliseconds: the timers' grain
+                changes.send(image(i)).unwrap();
+            }
+            tokio::time::sleep(GATHER).await;
+            changes.send(image(4)).unwrap();
+            for i in 5..5 + MAX_BATCH + 10 {
+                changes.send(image(i)).unwrap();
+            }
+        });
+        let first = gathered(image(0), &mut queue).await;
+        assert_eq!(started.elapsed(), GATHER, "sent after the gathering time, not before nor later");
+        assert_eq!(first, (0..=3).map(image).collect::<Vec<_>>(), "what came within it, in order");
+        sender.await.unwrap();
+        let next = queue.recv().await.unwrap();
+        let second = gathered(next, &mut queue).await;
+        assert_eq!(second, (4..4 + MAX_BATCH).map(image).collect::<Vec<_>>(), "at most MAX_BATCH");
+        let rest = gathered(queue.recv().await.unwrap(), &mut queue).await;
+        assert_eq!(rest, (4 + MAX_BATCH..5 + MAX_BATCH + 10).map(image).collect::<Vec<_>>());
+    }
 
     /// What the other replicas hear of `changes`, each notice read as they read it.
     fn heard(changes: Vec<Change>) -> (Vec<String>, Vec<Change>) {
