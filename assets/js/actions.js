@@ -5,10 +5,10 @@ import { api } from "./api.js";
 import { addOverlay, commitOverlay, dropOverlay, view } from "./state.js";
 import { showError, announce } from "./feedback.js";
 import { parseImage } from "./image.js";
+import { plural } from "./words.js";
 
 const nowIso = () => new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
 const shortName = (image) => parseImage(image).name;
-const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 function acknowledgeEntry(entry) {
   if (entry && !entry.acknowledged) {

@@ -55,6 +55,7 @@ import { parseImage, versionLabel } from "./image.js";
 import { tick } from "./time.js";
 import { connectStream } from "./live.js";
 import { openHistory, historyEntry, historyImage } from "./history.js";
+import { plural } from "./words.js";
 
 const POLL_MS = 3000;
 const SAFETY_POLL_MS = 60000;
@@ -369,10 +370,10 @@ $("dismiss-all").addEventListener("click", async () => {
   let arrived = 0;
   while (shown.size) {
     const count = shown.size;
-    const news = arrived ? `${arrived} new update${arrived === 1 ? "" : "s"} arrived while this was open. ` : "";
+    const news = arrived ? `${plural(arrived, "new update")} arrived while this was open. ` : "";
     const ok = await confirmDialog({
       title: "Dismiss all updates?",
-      text: `${news}This acknowledges all ${count} pending update${count === 1 ? "" : "s"}. An image becomes pending again when DIUN reports it anew.`,
+      text: `${news}This acknowledges all ${plural(count, "pending update")}. An image becomes pending again when DIUN reports it anew.`,
       confirmLabel: "Dismiss all",
     });
     if (!ok) return;

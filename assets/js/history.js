@@ -8,6 +8,7 @@ import { h } from "./dom.js";
 import { glyph } from "./icons.js";
 import { parseImage, versionLabel, placeSummary, shortDigest } from "./image.js";
 import { timeElement } from "./time.js";
+import { plural } from "./words.js";
 
 const PAGE = 50;
 const REFRESH_MS = 150;
@@ -26,7 +27,6 @@ let open = null; // { image, currentDigest, acknowledgedAt, events: [], nextBefo
 let generation = 0;
 let refreshTimer = 0;
 
-const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 // ---- Rendering -------------------------------------------------------------------------------
 

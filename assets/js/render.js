@@ -7,6 +7,7 @@ import { serviceIcon, glyph, gripGlyph } from "./icons.js";
 import { timeElement } from "./time.js";
 import { hostsOf, knownHosts } from "./hosts.js";
 import { h, breakable } from "./dom.js";
+import { plural } from "./words.js";
 
 const cardCache = new Map(); // image -> { sig, el }
 const sectionCache = new Map(); // section key -> { el, headSig, head, list, placeholder }
@@ -56,7 +57,7 @@ export function renderSummary({ view, summary, loaded, filters }) {
   const { total, pending, acknowledged } = summary;
   const badge = setText("pending-badge", pending);
   badge.dataset.count = String(pending);
-  badge.title = `${pending} pending update${pending === 1 ? "" : "s"}`;
+  badge.title = plural(pending, "pending update");
   setText("stat-total", total);
   const pendingStat = setText("stat-pending", pending);
   pendingStat.toggleAttribute("data-zero", pending === 0);
@@ -303,7 +304,7 @@ function confirmRow(kind, group, pendingCount) {
   const danger = kind === "delete";
   const text =
     kind === "dismiss"
-      ? `Dismiss ${pendingCount} pending update${pendingCount === 1 ? "" : "s"}?`
+      ? `Dismiss ${plural(pendingCount, "pending update")}?`
       : group.id === null
         ? ""
         : "Delete this group? Its updates become untagged.";
@@ -344,7 +345,7 @@ function sectionHead(group, shown, all, confirm) {
   const count = h("span", {
     class: "badge",
     "data-testid": "group-count",
-    title: shown === all.length ? `${all.length} update${all.length === 1 ? "" : "s"}` : `${shown} of ${all.length} shown`,
+    title: shown === all.length ? plural(all.length, "update") : `${shown} of ${all.length} shown`,
     text: shown === all.length ? String(all.length) : `${shown}/${all.length}`,
   });
   const title = h(
