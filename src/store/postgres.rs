@@ -594,10 +594,11 @@ impl<'r> RenderedHalf<'r> {
         let mut text = Vec::with_capacity(rows.len() * 1024);
         let mut members = Vec::with_capacity(rows.len());
         for row in rows {
-            let image: &str = row.try_get(0)?;
+            let listed = listed_from_row(row, None)?;
+            let listed = ListedUpdate { tag: tags.get(listed.image).copied(), ..listed };
             let start = text.len();
-            crate::listing::render(&mut text, &listed_from_row(row, tags.get(image).copied())?)?;
-            members.push((image, start..text.len()));
+            crate::listing::render(&mut text, &listed)?;
+            members.push((listed.image, start..text.len()));
         }
         // Names are unique, so the unstable sort gives the one order.
         members.sort_unstable_by(|a, b| a.0.cmp(b.0));
