@@ -358,6 +358,22 @@ impl Page {
     async fn live_status(&self, attr: &str) -> Option<String> {
         self.by_testid("live-status").await.attr(attr).await
     }
+
+    /// Waits for the live-status indicator's `attr` (`data-state` or `data-transport`) to read
+    /// `value`.
+    async fn wait_live_status(&self, attr: &str, value: &str) {
+        self.wait_until(&format!("the live status's {attr} to be {value:?}"), async || {
+            (self.live_status(attr).await.as_deref() == Some(value)).then_some(())
+        })
+        .await
+    }
+
+    /// No console errors but those of requests that failed (which a test made fail).
+    async fn assert_no_console_errors_besides_failed_requests(&self) {
+        let errors: Vec<_> =
+            self.console_errors().await.into_iter().filter(|entry| entry.source != "network").collect();
+        assert!(errors.is_empty(), "console errors besides failed requests: {errors:#?}");
+    }
 }
 
 fn card_css(image: &str) -> String {
@@ -1487,11 +1503,7 @@ async fn api_errors_show_a_banner_and_roll_back() {
     assert!(!banner.text_content().await.is_empty());
     page.execute(r#"document.querySelector('#errors .alert[data-key="poll"]').dataset.first = "";"#, vec![])
         .await;
-    page.wait_until("live status offline", async || {
-        (page.by_testid("live-status").await.attr("data-state").await.as_deref() == Some("offline"))
-            .then_some(())
-    })
-    .await;
+    page.wait_live_status("data-state", "offline").await;
     page.card(HASS).await.get("ack").await.click().await;
     page.wait_until("a second banner for the failed acknowledgement", async || {
         (page.find_all(&testid("error-banner")).await.len() >= 2).then_some(())
@@ -1514,7 +1526,7 @@ async fn api_errors_show_a_banner_and_roll_back() {
         json!([0, 0]),
         "the closed outage banner came back"
     );
-    assert_eq!(page.by_testid("live-status").await.attr("data-state").await.as_deref(), Some("offline"));
+    assert_eq!(page.live_status("data-state").await.as_deref(), Some("offline"));
 
     // Back on the same address: the outage banner clears by itself.
     let mut env = Page::env(&page.db);
@@ -1525,11 +1537,7 @@ async fn api_errors_show_a_banner_and_roll_back() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("restart the service");
-    page.wait_until("the status to be live again", async || {
-        (page.by_testid("live-status").await.attr("data-state").await.as_deref() == Some("live"))
-            .then_some(())
-    })
-    .await;
+    page.wait_live_status("data-state", "live").await;
     page.wait_until("the outage banner to clear", async || {
         let mut texts = Vec::new();
         for banner in page.find_all(&testid("error-banner")).await {
@@ -1541,9 +1549,7 @@ async fn api_errors_show_a_banner_and_roll_back() {
     let _ = restarted.kill().await;
 
     // The only console errors are the failed requests themselves.
-    let errors: Vec<_> =
-        page.console_errors().await.into_iter().filter(|entry| entry.source != "network").collect();
-    assert!(errors.is_empty(), "console errors besides failed requests: {errors:#?}");
+    page.assert_no_console_errors_besides_failed_requests().await;
 }
 
 /// With the change stream open, the page only polls once a minute, as a safety net. A fetch that
@@ -1557,10 +1563,7 @@ async fn a_failed_fetch_is_retried_soon_while_the_stream_is_open() {
     seed(&page, &varied_events()[..1]).await;
     page.open().await;
     page.card(NGINX).await;
-    page.wait_until("the change stream to be open", async || {
-        (page.live_status("data-transport").await.as_deref() == Some("stream")).then_some(())
-    })
-    .await;
+    page.wait_live_status("data-transport", "stream").await;
     page.cdp("Network.enable", json!({})).await;
     page.cdp("Network.setBlockedURLs", json!({ "urls": ["*/api/updates"] })).await;
     // The stream announces the webhook; the refetch it starts fails.
@@ -1572,9 +1575,7 @@ async fn a_failed_fetch_is_retried_soon_while_the_stream_is_open() {
     page.wait_gone(&testid("error-banner")).await;
     page.card(HASS).await;
     assert_eq!(page.live_status("data-state").await.as_deref(), Some("live"));
-    let errors: Vec<_> =
-        page.console_errors().await.into_iter().filter(|entry| entry.source != "network").collect();
-    assert!(errors.is_empty(), "console errors besides failed requests: {errors:#?}");
+    page.assert_no_console_errors_besides_failed_requests().await;
 }
 
 /// Before any page script: the hidden tab's grace before its stream closes (10 s) and its title
@@ -1608,18 +1609,12 @@ async fn a_hidden_tab_keeps_the_pending_count_in_its_title() {
     page.open().await;
     page.wait_title("Diun Dashboard (1)").await;
     page.execute(SET_HIDDEN, vec![json!(true)]).await;
-    page.wait_until("the stream to close in the hidden tab", async || {
-        (page.live_status("data-state").await.as_deref() == Some("paused")).then_some(())
-    })
-    .await;
+    page.wait_live_status("data-state", "paused").await;
     page.webhook(&docker(HASS, "pi", "homeassistant", "")).await;
     page.wait_title("Diun Dashboard (2)").await;
     page.execute(SET_HIDDEN, vec![json!(false)]).await;
     page.card(HASS).await;
-    page.wait_until("the stream to reopen", async || {
-        (page.live_status("data-state").await.as_deref() == Some("live")).then_some(())
-    })
-    .await;
+    page.wait_live_status("data-state", "live").await;
     page.assert_no_console_errors().await;
 }
 
@@ -1647,9 +1642,7 @@ async fn moving_to_a_group_deleted_meanwhile_is_not_silent() {
     assert!(text.contains("nginx"), "the banner says what failed: {text:?}");
     page.wait_in_section(NGINX, "untagged").await;
     assert!(page.updates().await[NGINX]["tag"].is_null());
-    let errors: Vec<_> =
-        page.console_errors().await.into_iter().filter(|entry| entry.source != "network").collect();
-    assert!(errors.is_empty(), "console errors besides failed requests: {errors:#?}");
+    page.assert_no_console_errors_besides_failed_requests().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
