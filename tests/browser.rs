@@ -1645,6 +1645,55 @@ async fn moving_to_a_group_deleted_meanwhile_is_not_silent() {
     page.assert_no_console_errors_besides_failed_requests().await;
 }
 
+/// Holds the page's first `tag-assignments` request back for 800 ms before it is sent, and counts
+/// the answered ones, so that a test can make two moves race.
+const FIRST_MOVE_HELD_BACK: &str = r#"
+(() => {
+  const realFetch = window.fetch;
+  let first = true;
+  window.movesAnswered = 0;
+  window.fetch = async function (input, init) {
+    if (!String(input).includes("api/tag-assignments")) return realFetch.call(this, input, init);
+    const delay = first ? 800 : 0;
+    first = false;
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    try {
+      return await realFetch.call(this, input, init);
+    } finally {
+      window.movesAnswered += 1;
+    }
+  };
+})();
+"#;
+
+/// A card moved twice in quick succession ends up where it was moved last, also when the first
+/// request is slow to leave: the page sends a card's moves one after the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn two_quick_moves_of_a_card_end_where_it_was_moved_last() {
+    let Some(page) = Page::start(1280, 1000).await else { return };
+    seed(&page, &varied_events()[..2]).await;
+    let (first, last) =
+        (page.create_tag("first").await.to_string(), page.create_tag("last").await.to_string());
+    page.open().await;
+    page.section(&last).await;
+    page.execute(FIRST_MOVE_HELD_BACK, vec![]).await;
+
+    for target in [&first, &last] {
+        page.card(NGINX).await.get("move-menu").await.click().await;
+        page.wait_for(&format!(r#"{}[data-tag-id="{target}"]"#, testid("move-option"))).await.click().await;
+        page.wait_gone(&testid("move-options")).await;
+        page.wait_in_section(NGINX, target).await;
+    }
+    page.wait_until("both moves to be answered", async || {
+        (page.execute("return window.movesAnswered", vec![]).await == json!(2)).then_some(())
+    })
+    .await;
+    assert_eq!(page.updates().await[NGINX]["tag"]["name"], "last", "the server kept the first move");
+    page.wait_in_section(NGINX, &last).await;
+    page.assert_no_console_errors().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn theme_toggle_cycles_and_is_remembered() {

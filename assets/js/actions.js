@@ -19,6 +19,19 @@ function acknowledgeEntry(entry) {
 
 /** refresh(): fetch a new snapshot (returns a promise). */
 export function createActions(refresh) {
+  // A card's moves reach the server one after the other: two sent together (a quick drag, then
+  // the menu) may be handled in either order, and the card would stay where it went first.
+  const lastMove = new Map();
+  function afterEarlierMoves(image, call) {
+    const move = (lastMove.get(image) ?? Promise.resolve()).catch(() => {}).then(call);
+    lastMove.set(image, move);
+    const forget = () => {
+      if (lastMove.get(image) === move) lastMove.delete(image);
+    };
+    move.then(forget, forget);
+    return move;
+  }
+
   async function optimistic(apply, call, { failure, success }) {
     const id = addOverlay(apply);
     try {
@@ -99,7 +112,7 @@ export function createActions(refresh) {
         (v) => {
           if (v.updates[image]) v.updates[image].tag = tag ? { id: tag.id, name: tag.name } : null;
         },
-        () => (tag ? api.assign(image, tag.id) : api.unassign(image)),
+        () => afterEarlierMoves(image, () => (tag ? api.assign(image, tag.id) : api.unassign(image))),
         { failure: `Could not move ${shortName(image)} to ${target}`, success: `Moved ${shortName(image)} to ${target}` },
       );
     },
