@@ -109,3 +109,48 @@ async fn a_lost_database_answers_503_quickly_and_the_service_recovers_by_itself(
 async fn answer(response: impl std::future::Future<Output = support::Response>) -> support::Response {
     tokio::time::timeout(Duration::from_secs(15), response).await.expect("the request hung")
 }
+
+/// The server closing every connection (a restart, a failover, an idle-connection killer):
+/// the pooled connections it closed are not handed out again, so not one webhook is refused
+/// afterwards. DIUN sends each notification once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_the_server_closed_are_not_handed_out() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let Database::Postgres { url } = db.database() else { unreachable!() };
+    let name = support::unique("closed");
+    let named = format!("{}&application_name={name}", url.expose());
+    let app = TestApp::start_with(Database::Postgres { url: Secret::new(named) }, db, None).await;
+
+    // Many requests at once, so that the pool holds several connections.
+    let reads = (0..25).map(|_| app.get("/api/updates"));
+    for read in futures_util::future::join_all(reads).await {
+        assert_eq!(read.status, 200);
+    }
+    assert_eq!(app.webhook(&docker_event("before:1")).await.status, 200);
+
+    let ours = format!("FROM pg_stat_activity WHERE application_name = '{name}'");
+    let terminated =
+        support::query_sql(url.expose(), &format!("SELECT pg_terminate_backend(pid) {ours}")).await;
+    assert!(terminated.len() > 1, "the pool held more than one connection");
+    let mut gone = false;
+    for _ in 0..100 {
+        let left: i64 = support::query_sql(url.expose(), &format!("SELECT count(*) {ours}")).await[0].get(0);
+        if left == 0 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the terminated server processes did not exit");
+    // Time for the service to read that its connections were closed (far more than needed).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    for n in 0..30 {
+        let image = format!("after-{n}:1");
+        let stored = app.webhook(&docker_event(&image)).await;
+        assert_eq!(stored.status, 200, "webhook {n} after the restart: {}", stored.text());
+    }
+    assert_eq!(app.get("/api/updates").await.status, 200);
+    assert_eq!(app.updates().await.as_object().unwrap().len(), 31);
+    app.stop().await;
+}

@@ -47,8 +47,16 @@ impl bb8::ManageConnection for Manager {
         Ok(Conn { client: connected?, statements: Mutex::default() })
     }
 
+    /// Runs on every checkout, so without a round trip: a connection the server has closed
+    /// (a restart, `pg_terminate_backend`, an idle timeout) has lost its driver task by then.
+    /// Handed out, it would fail its request, and DIUN does not send a webhook twice.
     async fn is_valid(&self, conn: &mut Conn) -> Result<(), tokio_postgres::Error> {
-        self.inner.is_valid(&mut conn.client).await
+        if conn.client.is_closed() {
+            // tokio-postgres has no public constructor for its "closed" error; on a closed
+            // client any query returns it at once, without I/O.
+            return conn.client.simple_query("").await.map(drop);
+        }
+        Ok(())
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
@@ -264,8 +272,8 @@ impl PostgresStore {
             .connection_timeout(CHECKOUT_TIMEOUT)
             // A refused connection is reported at once: waiting would only delay the 503.
             .retry_connection(false)
-            // Closed connections are detected without a round trip (`has_broken`).
-            .test_on_check_out(false)
+            // `is_valid` costs no round trip: see there.
+            .test_on_check_out(true)
             .error_sink(Box::new(LogErrors))
             .build_unchecked(Manager {
                 inner: PostgresConnectionManager::new(config.clone(), NoTls),
