@@ -42,10 +42,16 @@ pub struct DiunEvent {
 impl DiunEvent {
     /// Parses a webhook body; the message is meant for the sender.
     pub fn from_json(body: &[u8]) -> Result<Self, String> {
-        let event: Self = serde_json::from_slice(body).map_err(|err| {
+        let mut event: Self = serde_json::from_slice(body).map_err(|err| {
             if err.is_data() { format!("invalid DIUN event: {err}") } else { format!("invalid JSON: {err}") }
         })?;
         event.validate()?;
+        // jsonb has no negative zero: stored alike on every backend, the event lists alike and
+        // a SQLite database moved to PostgreSQL compares equal to its copy.
+        if let Some(metadata) = &mut event.metadata {
+            map_without_negative_zero(metadata);
+        }
+        map_without_negative_zero(&mut event.extra);
         Ok(event)
     }
 
@@ -151,6 +157,22 @@ fn value_has_nul(value: &Value) -> bool {
     }
 }
 
+/// Turns every `-0.0` in `map` into `0.0`.
+pub fn map_without_negative_zero(map: &mut Map<String, Value>) {
+    map.values_mut().for_each(without_negative_zero);
+}
+
+fn without_negative_zero(value: &mut Value) {
+    match value {
+        Value::Number(number) if number.as_f64().is_some_and(|n| n == 0.0 && n.is_sign_negative()) => {
+            *value = Value::from(0.0);
+        }
+        Value::Array(items) => items.iter_mut().for_each(without_negative_zero),
+        Value::Object(map) => map_without_negative_zero(map),
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {}
+    }
+}
+
 fn string_or_null<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     Ok(Option::<String>::deserialize(deserializer)?.unwrap_or_default())
 }
@@ -221,6 +243,15 @@ pub fn json_object(text: Option<&str>) -> Result<Option<Map<String, Value>>, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn negative_zeros_are_stored_as_zero_wherever_they_are() {
+        let body = br#"{"image": "i:1", "metadata": {"a": -0.0, "b": [1, {"c": -0}], "d": -1.5, "e": "-0.0"},
+            "unknown": -0.0, "nested": {"list": [-0.0, 0]}}"#;
+        let event = DiunEvent::from_json(body).unwrap();
+        assert_eq!(event.metadata_json().unwrap(), r#"{"a":0.0,"b":[1,{"c":0.0}],"d":-1.5,"e":"-0.0"}"#);
+        assert_eq!(event.extra_json().unwrap(), r#"{"nested":{"list":[0.0,0]},"unknown":0.0}"#);
+    }
 
     #[test]
     fn images_are_bounded_and_free_of_nul() {

@@ -173,10 +173,16 @@ fn read_sqlite(conn: &mut Connection) -> rusqlite::Result<Snapshot> {
     Ok(snapshot)
 }
 
-/// JSON columns compared as values, not text: PostgreSQL's jsonb spaces and orders keys its way.
+/// JSON columns compared as values, not text: PostgreSQL's jsonb spaces and orders keys its way,
+/// and has no negative zero (which databases written before intake dropped it may hold).
 fn normalize_json(snapshot: &mut Snapshot) {
     let canonical = |text: &mut Option<String>| {
-        if let Some(value) = text.as_deref().and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()) {
+        if let Some(mut value) =
+            text.as_deref().and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+        {
+            if let serde_json::Value::Object(map) = &mut value {
+                crate::model::map_without_negative_zero(map);
+            }
             *text = Some(value.to_string());
         }
     };

@@ -110,3 +110,35 @@ async fn a_sqlite_deployment_moves_to_postgres_with_identical_api_output() {
     assert_eq!(code, Some(2), "usage error");
     db.drop_schema().await;
 }
+
+/// A negative zero in stored JSON (intake keeps none since it turns them into zeros, but older
+/// databases may hold them): jsonb has none, and the copy still counts as equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_negative_zero_stored_by_an_older_release_does_not_stop_the_move() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let Database::Postgres { url } = db.database() else { unreachable!() };
+    let url = url.expose().to_string();
+    let dir = TempDir::new();
+    let path = dir.0.join("diun.db");
+    let sqlite = SqliteStore::open(path.clone()).await.unwrap();
+    let event = DiunEvent::from_json(docker_event("zero:1").to_string().as_bytes()).unwrap();
+    sqlite.upsert_event(event, Timestamp::now()).await.unwrap();
+    sqlite.close().await;
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        r#"UPDATE updates SET metadata = '{"x":-0.0}', extra = '{"y":[-0.0]}';
+           UPDATE events SET metadata = '{"x":-0.0}';"#,
+    )
+    .unwrap();
+    drop(conn);
+
+    let from = path.display().to_string();
+    let (code, stdout, stderr) = run(&["migrate", "--from", &from, "--to", &url], &[], LIMIT).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let postgres = PostgresStore::open(&url).await.unwrap();
+    let listed = serde_json::to_value(postgres.list_updates().await.unwrap()).unwrap();
+    assert_eq!(listed[0]["event"]["metadata"].to_string(), r#"{"x":0.0}"#);
+    assert_eq!(listed[0]["event"]["y"].to_string(), "[0.0]");
+    drop(postgres);
+    db.drop_schema().await;
+}
