@@ -441,12 +441,15 @@ async fn unknown_paths_are_404_and_wrong_methods_405_as_json(app: &TestApp) {
         assert_eq!(response.status, 404, "{path}");
         assert!(!response.error().is_empty());
     }
-    for (method, path) in
-        [("DELETE", "/api/updates"), ("POST", "/api/updates"), ("PUT", "/api/tags"), ("PATCH", "/healthz")]
-    {
+    for (method, path, allow) in [
+        ("DELETE", "/api/updates", "GET, HEAD"),
+        ("POST", "/api/updates", "GET, HEAD"),
+        ("PUT", "/api/tags", "GET, HEAD, POST"),
+        ("PATCH", "/healthz", "GET, HEAD"),
+    ] {
         let response = app.request(method, path).send().await;
         assert_eq!(response.status, 405, "{method} {path}");
-        assert!(response.header("allow").is_some());
+        assert_eq!(response.header("allow"), Some(allow), "{method} {path}");
         assert!(!response.error().is_empty());
     }
 }

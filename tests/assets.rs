@@ -35,6 +35,9 @@ async fn assets_are_served_with_types_validators_and_gzip(app: &TestApp) {
         let revalidated = app.request("GET", path).header("If-None-Match", &etag).send().await;
         assert_eq!(revalidated.status, 304, "{path}");
         assert!(revalidated.body.is_empty());
+        let weakly =
+            app.request("GET", path).header("If-None-Match", &format!("\"x\", W/{etag}")).send().await;
+        assert_eq!(weakly.status, 304, "{path}: If-None-Match compares weakly");
         let stale = app.request("GET", path).header("If-None-Match", "\"other\"").send().await;
         assert_eq!(stale.status, 200);
     }

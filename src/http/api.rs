@@ -157,7 +157,7 @@ where
                 return Ok(json_reply(StatusCode::OK, &state.store.list_tags().await?));
             }
             if method != Method::POST {
-                return Err(ApiError::method_not_allowed("GET, POST"));
+                return Err(ApiError::method_not_allowed("GET, HEAD, POST"));
             }
             check_mutation(&method, &headers)?;
             let NewTag { name } = json_body(&headers, body).await?;

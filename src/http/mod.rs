@@ -182,7 +182,7 @@ fn is_read(method: &Method) -> bool {
 
 /// The 405 of a route that only reads.
 fn only_reads(method: &Method) -> Result<(), ApiError> {
-    if is_read(method) { Ok(()) } else { Err(ApiError::method_not_allowed("GET")) }
+    if is_read(method) { Ok(()) } else { Err(ApiError::method_not_allowed("GET, HEAD")) }
 }
 
 fn json_reply(status: StatusCode, value: &impl serde::Serialize) -> Response {
