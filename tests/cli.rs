@@ -152,6 +152,24 @@ async fn answered_webhooks_survive_kill_9_on_postgres() {
     }
 }
 
+/// A start on a database migrated before logs only its own lines: no "already exists,
+/// skipping" notice from the server at every start.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_restart_on_postgres_logs_no_server_notices() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let env = db.env();
+    for start in ["first", "second"] {
+        let mut service = Service::start(&env).await;
+        service.signal("TERM");
+        assert_eq!(service.wait(LIMIT).await, Some(0), "{}", service.log());
+        let log = service.log();
+        assert!(log.contains("Using PostgreSQL database"), "{log}");
+        assert!(!log.contains("NOTICE"), "{start} start: {log}");
+    }
+    db.drop_schema().await;
+}
+
 #[cfg(feature = "sqlite")]
 #[tokio::test]
 async fn a_file_that_is_not_a_database_is_a_clear_start_up_error() {

@@ -512,12 +512,18 @@ pub async fn run_migrations(client: &mut Client, migrations: &[Migration]) -> Re
         .await
         .map_err(|err| fail("cannot take the migration lock", err))?;
     client
+        // Not `CREATE TABLE IF NOT EXISTS`: its "already exists, skipping" notice would be
+        // logged at every start. Looked up where CREATE TABLE would put it, as that does.
         .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                 version    BIGINT PRIMARY KEY,
-                 name       TEXT NOT NULL,
-                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-             )",
+            "DO $$ BEGIN
+                 IF to_regclass(quote_ident(current_schema()) || '.schema_migrations') IS NULL THEN
+                     CREATE TABLE schema_migrations (
+                         version    BIGINT PRIMARY KEY,
+                         name       TEXT NOT NULL,
+                         applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+                     );
+                 END IF;
+             END $$",
         )
         .await
         .map_err(|err| fail("cannot create schema_migrations", err))?;
