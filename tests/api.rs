@@ -282,6 +282,20 @@ async fn acknowledge_all_counts_newly_acknowledged(app: &TestApp) {
         app.webhook(&docker_event(image)).await;
     }
     app.request("PATCH", "/api/updates/a%3A1").send().await;
+    // Its body is checked like any other route's, and a refused one acknowledges nothing.
+    for (body, status) in
+        [("garbage".to_string(), 400), ("[]".into(), 400), ("{".into(), 400), (" ".repeat(1 << 21), 413)]
+    {
+        let refused = app
+            .request("POST", "/api/updates/acknowledge-all")
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await;
+        assert_eq!(refused.status, status, "{}", refused.text());
+        assert!(!refused.error().is_empty());
+    }
+    assert_eq!(app.updates().await["b:1"]["acknowledged"], json!(false));
     let response = app.api("POST", "/api/updates/acknowledge-all", &json!({})).await;
     assert_eq!(response.status, 200, "{}", response.text());
     assert_eq!(response.json(), json!({ "count": 2 }));

@@ -96,13 +96,28 @@ pub fn decode_image(raw: &str) -> Result<String, ApiError> {
     crate::model::decode_image_path(raw).map_err(ApiError::bad_request)
 }
 
-pub async fn acknowledge_all(state: AppState, method: Method, headers: HeaderMap) -> Response {
+pub async fn acknowledge_all<S, B>(state: AppState, method: Method, headers: HeaderMap, body: S) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
     respond(
         async {
             if method != Method::POST {
                 return Err(ApiError::method_not_allowed("POST"));
             }
             check_mutation(&method, &headers)?;
+            // It takes no input, but what is sent is checked as on every other route: no body
+            // or `{}`, capped like the others.
+            let body = read_capped(&headers, body).await?;
+            if !body.trim_ascii().is_empty() {
+                serde_json::from_slice::<std::collections::HashMap<String, serde::de::IgnoredAny>>(&body)
+                    .map_err(|err| {
+                        ApiError::bad_request(format!(
+                            "invalid request: expected no body or a JSON object: {err}"
+                        ))
+                    })?;
+            }
             let count = state.store.acknowledge_all(Timestamp::now()).await?;
             Ok(json_reply(StatusCode::OK, &serde_json::json!({ "count": count })))
         }

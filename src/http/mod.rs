@@ -86,6 +86,7 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let acknowledge_all = warp::path!("api" / "updates" / "acknowledge-all")
         .and(state.clone())
         .and(request)
+        .and(warp::body::stream())
         .then(api::acknowledge_all);
     let acknowledge_by_tag = warp::path!("api" / "updates" / "acknowledge-by-tag")
         .and(state.clone())
