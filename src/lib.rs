@@ -4,6 +4,7 @@
 pub mod changes;
 pub mod config;
 pub mod http;
+pub mod json_text;
 pub mod listing;
 pub mod model;
 pub mod retention;

@@ -11,6 +11,7 @@ use std::io::{self, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::http::gzip;
+use crate::json_text;
 use crate::model::{DiunEvent, Tag, UpdateEntry};
 use crate::time::Timestamp;
 
@@ -110,9 +111,9 @@ impl Listing {
     }
 
     /// Adds one image; images must come in the order the API promises (bytewise by name).
-    pub fn push(&mut self, entry: &ListedUpdate<'_>) -> io::Result<()> {
+    pub fn push(&mut self, entry: &ListedUpdate<'_>, json: StoredJson) -> io::Result<()> {
         self.separate();
-        render(&mut self.text, entry)?;
+        render(&mut self.text, entry, json)?;
         self.compress_full_chunk()
     }
 
@@ -154,9 +155,19 @@ impl Listing {
     }
 }
 
+/// Who wrote a row's stored JSON objects (`metadata`, `extra`), which decides how they are
+/// copied into the listing.
+#[derive(Clone, Copy, Debug)]
+pub enum StoredJson {
+    /// serde_json (SQLite's text columns): copied as they are.
+    Serde,
+    /// PostgreSQL's `jsonb` output: rewritten to serde_json's bytes by [`crate::json_text`].
+    Jsonb,
+}
+
 /// One image's member of the listing document, `"<image>":{…}`. Apart from [`Listing`] so that
 /// a store can write the members of several parts of its rows at once, on several threads.
-pub fn render(out: &mut Vec<u8>, entry: &ListedUpdate<'_>) -> io::Result<()> {
+pub fn render(out: &mut Vec<u8>, entry: &ListedUpdate<'_>, json: StoredJson) -> io::Result<()> {
     string(out, entry.image);
     out.extend_from_slice(b":{\"event\":{\"diun_version\":");
     string(out, entry.diun_version);
@@ -174,10 +185,30 @@ pub fn render(out: &mut Vec<u8>, entry: &ListedUpdate<'_>) -> io::Result<()> {
     }
     field(out, "platform", entry.platform);
     out.extend_from_slice(b",\"metadata\":");
-    out.extend_from_slice(entry.metadata.unwrap_or("null").as_bytes());
-    if let Some(members) = entry.extra.map(object_members).filter(|members| !members.is_empty()) {
-        out.push(b',');
-        out.extend_from_slice(members.as_bytes());
+    match (entry.metadata, json) {
+        (None, _) => out.extend_from_slice(b"null"),
+        (Some(metadata), StoredJson::Serde) => out.extend_from_slice(metadata.as_bytes()),
+        (Some(metadata), StoredJson::Jsonb) => {
+            json_text::write_as_serde(out, metadata).map_err(io::Error::other)?
+        }
+    }
+    match (entry.extra, json) {
+        (None, _) => {}
+        (Some(extra), StoredJson::Serde) => {
+            let members = object_members(extra);
+            if !members.is_empty() {
+                out.push(b',');
+                out.extend_from_slice(members.as_bytes());
+            }
+        }
+        (Some(extra), StoredJson::Jsonb) => {
+            out.push(b',');
+            json_text::write_members_as_serde(out, extra).map_err(io::Error::other)?;
+            if out.last() == Some(&b',') {
+                // An empty object: no members after all.
+                out.pop();
+            }
+        }
     }
     out.extend_from_slice(b"},\"received_at\":");
     timestamp(out, entry.received_at);
@@ -281,14 +312,17 @@ mod tests {
         second.metadata = None;
         second.created = None;
         let mut listing = Listing::new(false);
-        listing.push(&entry(&event, metadata.as_deref(), Some(extra))).unwrap();
+        listing.push(&entry(&event, metadata.as_deref(), Some(extra)), StoredJson::Serde).unwrap();
         let acknowledged_at = Timestamp::from_unix_micros(1_714_557_700_000_001);
         listing
-            .push(&ListedUpdate {
-                acknowledged_at: Some(acknowledged_at),
-                tag: Some((7, "home \"lab\"")),
-                ..entry(&second, None, Some("{}"))
-            })
+            .push(
+                &ListedUpdate {
+                    acknowledged_at: Some(acknowledged_at),
+                    tag: Some((7, "home \"lab\"")),
+                    ..entry(&second, None, Some("{}"))
+                },
+                StoredJson::Jsonb,
+            )
             .unwrap();
         let body: Value = serde_json::from_slice(&listing.finish().unwrap()).unwrap();
 
@@ -323,10 +357,10 @@ mod tests {
             for (n, image) in images.iter().enumerate() {
                 let update = ListedUpdate { image, ..entry(&event, metadata.as_deref(), None) };
                 if n % 2 == 0 {
-                    listing.push(&update).unwrap();
+                    listing.push(&update, StoredJson::Serde).unwrap();
                 } else {
                     let mut member = Vec::new();
-                    render(&mut member, &update).unwrap();
+                    render(&mut member, &update, StoredJson::Serde).unwrap();
                     listing.push_rendered(&member).unwrap();
                 }
             }
@@ -340,6 +374,31 @@ mod tests {
         }
         let parsed: serde_json::Map<String, Value> = serde_json::from_slice(&plain).unwrap();
         assert_eq!(parsed.len(), 3000);
+    }
+
+    /// The same values, stored as serde_json writes them (SQLite) or as jsonb prints them
+    /// (PostgreSQL), list as the same bytes.
+    #[test]
+    fn jsonb_rows_list_the_bytes_serde_rows_list() {
+        let mut event = sample();
+        event.extra =
+            serde_json::from_str(r#"{"future_field": [1, 2.5, null], "another": {"x": true, "ab": "c"}}"#)
+                .unwrap();
+        let (serde_metadata, serde_extra) = (event.metadata_json(), event.extra_json());
+        let as_serde_wrote = entry(&event, serde_metadata.as_deref(), serde_extra.as_deref());
+        // As PostgreSQL prints them: shorter keys first, blanks after colons and commas.
+        let metadata = r#"{"ctn_names": "web", "ünïcode": "😀\u0001"}"#;
+        let extra = r#"{"another": {"x": true, "ab": "c"}, "future_field": [1, 2.5, null]}"#;
+        assert_eq!(
+            serde_json::from_str::<Value>(metadata).unwrap(),
+            serde_json::to_value(&event.metadata).unwrap(),
+            "the sample's metadata, printed as jsonb prints it"
+        );
+        let as_jsonb_printed = entry(&event, Some(metadata), Some(extra));
+        let (mut serde, mut jsonb) = (Vec::new(), Vec::new());
+        render(&mut serde, &as_serde_wrote, StoredJson::Serde).unwrap();
+        render(&mut jsonb, &as_jsonb_printed, StoredJson::Jsonb).unwrap();
+        assert_eq!(String::from_utf8(jsonb).unwrap(), String::from_utf8(serde).unwrap());
     }
 
     #[test]

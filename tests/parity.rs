@@ -1,18 +1,50 @@
 //! One scripted sequence of API calls on SQLite and on PostgreSQL: every answer must be the
-//! same, ids and timestamps aside (SPEC §5).
+//! same, byte for byte, ids and timestamps aside (SPEC §5).
 #![cfg(all(feature = "sqlite", feature = "postgres"))]
 
 mod support;
 
 use serde_json::{Value, json};
-use support::{TestApp, docker_event, mask};
+use support::{TestApp, docker_event};
 
-/// Every call of the script, with the answer it got: (call, status, masked body).
-async fn run_script(app: &TestApp) -> Vec<(String, u16, Value)> {
+/// The body's text with the values that differ between runs (ids, timestamps) replaced by
+/// markers; everything else, key order and blanks included, stays as it was sent.
+fn mask_text(raw: &str) -> String {
+    const VARYING: [(&str, bool); 6] = [
+        ("\"received_at\":\"", true),
+        ("\"acknowledged_at\":\"", true),
+        ("\"last_seen\":\"", true),
+        ("\"id\":", false),
+        ("\"tag_id\":", false),
+        ("\"next_before\":", false),
+    ];
+    let (mut masked, mut rest) = (String::new(), raw);
+    while let Some((at, key, is_time)) = VARYING
+        .iter()
+        .filter_map(|&(key, is_time)| rest.find(key).map(|at| (at, key, is_time)))
+        .min_by_key(|&(at, ..)| at)
+    {
+        masked.push_str(&rest[..at + key.len()]);
+        rest = &rest[at + key.len()..];
+        let end = if is_time {
+            rest.find('"').expect("a closed timestamp string")
+        } else {
+            rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())
+        };
+        if end > 0 {
+            masked.push_str(if is_time { "<time>" } else { "<id>" });
+        }
+        rest = &rest[end..];
+    }
+    masked.push_str(rest);
+    masked
+}
+
+/// Every call of the script, with the answer it got: (call, status, masked body text).
+async fn run_script(app: &TestApp) -> Vec<(String, u16, String)> {
     let mut transcript = Vec::new();
     let mut step = |call: String, response: support::Response| {
-        let body = if response.body.is_empty() { Value::Null } else { response.json() };
-        transcript.push((call, response.status, mask(&body)));
+        transcript.push((call, response.status, mask_text(&response.text())));
     };
     let images = [
         "docker.io/library/nginx:1.27",
@@ -34,6 +66,15 @@ async fn run_script(app: &TestApp) -> Vec<(String, u16, Value)> {
         }
         event["extra_number"] = json!(1.5e3);
         event["unicode"] = json!("😀 \u{7f} tab\t");
+        // Metadata beyond DIUN's strings, as a file provider's user-defined keys may be:
+        // numbers, nesting, escapes; jsonb prints all of it its own way.
+        if i % 3 == 1 {
+            event["metadata"] = json!({
+                "z_last": "\"quoted\" \\ \u{1}\n", "a": 1, "nested": { "k2": [0.5, 1e300, -0.0, true, null], "k": {} },
+                "big": 123_456_789_012_345_678_901_234_567_890.0_f64, "é": "ü", "": "empty key",
+            });
+            event["zz_unknown"] = json!({ "b": 1, "a": [2, { "y": null, "x": "1" }] });
+        }
         step(format!("webhook {image}"), app.webhook(&event).await);
     }
     for name in ["beta", "Alpha", "gamma", "alpha", "Ärger", "zulu", "_under", "10", "9"] {

@@ -611,7 +611,7 @@ impl<'r> RenderedHalf<'r> {
             let listed = listed_from_row(row, None)?;
             let listed = ListedUpdate { tag: tags.get(listed.image).copied(), ..listed };
             let start = text.len();
-            crate::listing::render(&mut text, &listed)?;
+            crate::listing::render(&mut text, &listed, crate::listing::StoredJson::Jsonb)?;
             members.push((listed.image, start..text.len()));
         }
         // Names are unique, so the unstable sort gives the one order.

@@ -562,7 +562,7 @@ impl UpdateStore for SqliteStore {
             let mut stmt = conn.prepare_cached(SELECT_UPDATES)?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
-                listing.push(&listed_from_row(row)?)?;
+                listing.push(&listed_from_row(row)?, crate::listing::StoredJson::Serde)?;
             }
             Ok(listing.finish()?)
         })

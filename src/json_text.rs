@@ -1,0 +1,312 @@
+//! JSON text as PostgreSQL prints `jsonb`, rewritten to the bytes serde_json writes for the
+//! same value.
+//!
+//! SQLite keeps an event's JSON objects as serde_json wrote them: no blanks, keys in byte order.
+//! `jsonb` prints its own way: `", "` and `": "`, keys shortest first, numbers as `numeric`
+//! prints them (`1e300` as 301 digits). The listing copies stored text instead of parsing it
+//! (for thousands of images that parse was most of the listing's time), so PostgreSQL's text is
+//! rewritten here in one pass, and both backends list the same bytes (SPEC §5).
+
+/// Appends `text` (valid JSON) to `out` as `serde_json::to_writer` writes the parsed value.
+pub fn write_as_serde(out: &mut Vec<u8>, text: &str) -> Result<(), String> {
+    let start = out.len();
+    let mut rewrite = Rewrite { text: text.as_bytes(), at: 0 };
+    let rewritten = rewrite.value(out).and_then(|()| {
+        rewrite.skip_blanks();
+        if rewrite.at == rewrite.text.len() { Ok(()) } else { Err(Unusual) }
+    });
+    if rewritten.is_err() {
+        // Escaped keys (which sort by their unescaped bytes) and anything unexpected: parsed
+        // and written whole. Slower, and rare.
+        out.truncate(start);
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|err| format!("stored JSON is invalid: {err}"))?;
+        serde_json::to_writer(&mut *out, &value).map_err(|err| err.to_string())?;
+    }
+    Ok(())
+}
+
+/// [`write_as_serde`] for an object whose members are spliced into another: without its braces.
+pub fn write_members_as_serde(out: &mut Vec<u8>, object: &str) -> Result<(), String> {
+    let start = out.len();
+    write_as_serde(out, object)?;
+    if out.get(start) != Some(&b'{') || out.last() != Some(&b'}') {
+        out.truncate(start);
+        return Err("stored JSON is not an object".into());
+    }
+    out.pop();
+    out.remove(start);
+    Ok(())
+}
+
+/// The text is not in the shape this rewrite handles; the caller parses it instead.
+struct Unusual;
+
+struct Rewrite<'a> {
+    text: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Rewrite<'a> {
+    fn skip_blanks(&mut self) {
+        while matches!(self.text.get(self.at), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.at += 1;
+        }
+    }
+
+    fn value(&mut self, out: &mut Vec<u8>) -> Result<(), Unusual> {
+        self.skip_blanks();
+        match self.text.get(self.at) {
+            Some(b'{') => self.object(out),
+            Some(b'[') => self.array(out),
+            // jsonb escapes exactly the characters serde_json escapes, the same way.
+            Some(b'"') => {
+                out.extend_from_slice(self.string()?);
+                Ok(())
+            }
+            Some(b't' | b'f' | b'n') => {
+                let start = self.at;
+                while self.text.get(self.at).is_some_and(u8::is_ascii_alphabetic) {
+                    self.at += 1;
+                }
+                out.extend_from_slice(&self.text[start..self.at]);
+                Ok(())
+            }
+            Some(_) => self.number(out),
+            None => Err(Unusual),
+        }
+    }
+
+    /// A string with its quotes, as it stands in the text.
+    fn string(&mut self) -> Result<&'a [u8], Unusual> {
+        let start = self.at;
+        self.at += 1;
+        loop {
+            match self.text.get(self.at) {
+                Some(b'"') => {
+                    self.at += 1;
+                    return Ok(&self.text[start..self.at]);
+                }
+                Some(b'\\') => self.at += 2,
+                Some(_) => self.at += 1,
+                None => return Err(Unusual),
+            }
+        }
+    }
+
+    fn number(&mut self, out: &mut Vec<u8>) -> Result<(), Unusual> {
+        let start = self.at;
+        while matches!(self.text.get(self.at), Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')) {
+            self.at += 1;
+        }
+        let token = &self.text[start..self.at];
+        let digits = token.strip_prefix(b"-").unwrap_or(token);
+        // Up to 18 digits always fit an i64, which serde_json prints as it is.
+        if !digits.is_empty() && digits.len() <= 18 && digits.iter().all(u8::is_ascii_digit) && token != b"-0"
+        {
+            out.extend_from_slice(token);
+            return Ok(());
+        }
+        let number: serde_json::Number = serde_json::from_slice(token).map_err(|_| Unusual)?;
+        serde_json::to_writer(&mut *out, &number).map_err(|_| Unusual)
+    }
+
+    fn array(&mut self, out: &mut Vec<u8>) -> Result<(), Unusual> {
+        self.at += 1;
+        out.push(b'[');
+        self.skip_blanks();
+        if self.text.get(self.at) == Some(&b']') {
+            self.at += 1;
+            out.push(b']');
+            return Ok(());
+        }
+        loop {
+            self.value(out)?;
+            self.skip_blanks();
+            match self.text.get(self.at) {
+                Some(b',') => out.push(b','),
+                Some(b']') => {
+                    self.at += 1;
+                    out.push(b']');
+                    return Ok(());
+                }
+                _ => return Err(Unusual),
+            }
+            self.at += 1;
+        }
+    }
+
+    fn object(&mut self, out: &mut Vec<u8>) -> Result<(), Unusual> {
+        self.at += 1;
+        // Each member's key as it stands, and where its rewritten value lies in `values`.
+        let mut members: Vec<(&'a [u8], std::ops::Range<usize>)> = Vec::new();
+        let mut values = Vec::new();
+        self.skip_blanks();
+        if self.text.get(self.at) == Some(&b'}') {
+            self.at += 1;
+            out.extend_from_slice(b"{}");
+            return Ok(());
+        }
+        loop {
+            self.skip_blanks();
+            if self.text.get(self.at) != Some(&b'"') {
+                return Err(Unusual);
+            }
+            let key = self.string()?;
+            if key.contains(&b'\\') {
+                return Err(Unusual);
+            }
+            self.skip_blanks();
+            if self.text.get(self.at) != Some(&b':') {
+                return Err(Unusual);
+            }
+            self.at += 1;
+            let start = values.len();
+            self.value(&mut values)?;
+            members.push((key, start..values.len()));
+            self.skip_blanks();
+            match self.text.get(self.at) {
+                Some(b',') => self.at += 1,
+                Some(b'}') => {
+                    self.at += 1;
+                    break;
+                }
+                _ => return Err(Unusual),
+            }
+        }
+        // Without escapes a key's text between its quotes is its bytes: serde_json's map order.
+        let unquoted = |key: &'a [u8]| &key[1..key.len() - 1];
+        members.sort_unstable_by(|a, b| unquoted(a.0).cmp(unquoted(b.0)));
+        if members.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+            // A repeated key (which jsonb never prints): the parse decides which one stays.
+            return Err(Unusual);
+        }
+        out.push(b'{');
+        for (i, (key, value)) in members.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(key);
+            out.push(b':');
+            out.extend_from_slice(&values[value]);
+        }
+        out.push(b'}');
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::{Map, Value, json};
+
+    use super::*;
+
+    fn rewritten(text: &str) -> String {
+        let mut out = Vec::new();
+        write_as_serde(&mut out, text).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// `value` printed the way PostgreSQL prints jsonb: `", "` and `": "`, keys by length and
+    /// then bytes.
+    fn as_jsonb_prints(value: &Value) -> String {
+        match value {
+            Value::Object(map) => {
+                let mut members: Vec<(&String, &Value)> = map.iter().collect();
+                members.sort_by(|a, b| (a.0.len(), a.0.as_bytes()).cmp(&(b.0.len(), b.0.as_bytes())));
+                let members: Vec<String> = members
+                    .into_iter()
+                    .map(|(key, value)| format!("{}: {}", Value::from(key.as_str()), as_jsonb_prints(value)))
+                    .collect();
+                format!("{{{}}}", members.join(", "))
+            }
+            Value::Array(items) => {
+                format!("[{}]", items.iter().map(as_jsonb_prints).collect::<Vec<_>>().join(", "))
+            }
+            other => other.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_docker_event_metadata_comes_out_as_serde_writes_it() {
+        let printed = r#"{"ctn_id": "abc123", "ctn_size": "0B", "ctn_names": "web", "ctn_state": "running", "ctn_status": "Up 2 hours", "ctn_command": "nginx -g 'daemon off;'", "ctn_createdat": "2024-05-14 18:21:39 +0000 UTC"}"#;
+        let value: Value = serde_json::from_str(printed).unwrap();
+        assert_eq!(rewritten(printed), value.to_string());
+    }
+
+    #[test]
+    fn numbers_come_out_as_serde_writes_the_value_jsonb_printed() {
+        let big = format!("15{}", "0".repeat(299));
+        for (printed, serde) in [
+            ("1.5", "1.5"),
+            ("100.0", "100.0"),
+            ("-1.25", "-1.25"),
+            ("0", "0"),
+            ("0.0", "0.0"),
+            ("-7", "-7"),
+            ("123456789012345678", "123456789012345678"),
+            ("12345678901234567890", "12345678901234567890"),
+            ("123456789012345680000000000000", "1.2345678901234568e+29"),
+            (big.as_str(), "1.5e+300"),
+            ("0.0000001", "1e-7"),
+        ] {
+            assert_eq!(
+                rewritten(&format!("{{\"n\": {printed}}}")),
+                format!("{{\"n\":{serde}}}"),
+                "{printed}"
+            );
+            let expected = serde_json::from_str::<Value>(printed).unwrap().to_string();
+            assert_eq!(serde, expected, "the table is serde_json's own output for {printed}");
+        }
+    }
+
+    #[test]
+    fn escaped_keys_and_repeated_keys_go_through_the_parser() {
+        let printed = r#"{"b\"q": 1, "a": {"\u00e9": [true, null]}, "a\\": 2}"#;
+        let value: Value = serde_json::from_str(printed).unwrap();
+        assert_eq!(rewritten(printed), value.to_string());
+        assert_eq!(rewritten(r#"{"k": 1, "k": 2}"#), r#"{"k":2}"#);
+    }
+
+    #[test]
+    fn members_are_spliced_without_braces() {
+        let mut out = b"{\"image\":\"x\"".to_vec();
+        out.push(b',');
+        write_members_as_serde(&mut out, r#"{"zeta": 1, "alpha": [1, 2]}"#).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), r#"{"image":"x","alpha":[1,2],"zeta":1"#);
+        let mut out = Vec::new();
+        write_members_as_serde(&mut out, "{}").unwrap();
+        assert!(out.is_empty());
+        assert!(write_members_as_serde(&mut out, "[1]").is_err());
+        assert!(out.is_empty(), "nothing is left behind");
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (-1e6f64..1e6).prop_map(Value::from),
+            "\\PC{0,12}".prop_map(Value::from),
+            "[\\x01-\\x1f\"\\\\/\u{7f}\u{2028}é😀a]{0,6}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z_é😀 ]{0,8}", inner, 0..8)
+                    .prop_map(|map| Value::Object(map.into_iter().collect::<Map<String, Value>>())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Whatever the value, its jsonb-style text comes out as serde_json writes the value.
+        #[test]
+        fn jsonb_style_text_comes_out_as_serde_writes_the_value(value in json_value()) {
+            let object = json!({ "v": value });
+            prop_assert_eq!(rewritten(&as_jsonb_prints(&object)), object.to_string());
+        }
+    }
+}
