@@ -1645,6 +1645,37 @@ async fn moving_to_a_group_deleted_meanwhile_is_not_silent() {
     page.assert_no_console_errors_besides_failed_requests().await;
 }
 
+/// Counts the cards put into a section's list from now on (a moved card counts as put in).
+const COUNT_CARDS_PUT_IN: &str = r#"
+const list = arguments[0];
+window.cardsPutIn = 0;
+new MutationObserver((records) => {
+  for (const record of records) window.cardsPutIn += record.addedNodes.length;
+}).observe(list, { childList: true });
+"#;
+
+/// A changed card replaces its old self where it stands: the cards after it stay put. Moving
+/// each of them one place on was thousands of DOM moves (seconds) in a long section.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_changed_card_does_not_move_the_cards_after_it() {
+    let Some(page) = Page::start(1280, 1000).await else { return };
+    let events: Vec<Value> =
+        (0..30).map(|n| docker(&format!("reg.example/app{n:02}:1"), "nas", "app", "")).collect();
+    seed(&page, &events).await;
+    page.open().await;
+    let first = page.images().await.first().cloned().expect("cards");
+    let list = page.section("untagged").await.get("group-cards").await;
+    page.execute(COUNT_CARDS_PUT_IN, vec![list.json()]).await;
+
+    page.acknowledge(&first).await;
+    page.wait_state(&first, "acknowledged").await;
+    let put_in = page.execute("return window.cardsPutIn", vec![]).await;
+    assert_eq!(put_in, json!(1), "only the acknowledged card is put in anew");
+    assert_eq!(page.images().await.len(), 30);
+    page.assert_no_console_errors().await;
+}
+
 /// Holds the page's first `tag-assignments` request back for 800 ms before it is sent, and counts
 /// the answered ones, so that a test can make two moves race.
 const FIRST_MOVE_HELD_BACK: &str = r#"

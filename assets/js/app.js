@@ -410,7 +410,13 @@ function readFilters() {
   requestRender();
 }
 
-search.addEventListener("input", readFilters);
+// Typing is read once it pauses: with thousands of cards, a redraw per keystroke lags the typing.
+const SEARCH_SETTLE_MS = 120;
+let searchSettling = 0;
+search.addEventListener("input", () => {
+  clearTimeout(searchSettling);
+  searchSettling = setTimeout(readFilters, SEARCH_SETTLE_MS);
+});
 for (const select of [statusSelect, groupSelect, hostSelect, sortSelect]) select.addEventListener("change", readFilters);
 $("filters").addEventListener("submit", (e) => e.preventDefault());
 

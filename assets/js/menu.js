@@ -14,6 +14,7 @@ export function closeMenu({ focusTrigger = false } = {}) {
   const { trigger, menu, onClose } = open;
   open = null;
   menu.remove();
+  trigger.closest(".card")?.classList.remove("has-open-menu");
   trigger.setAttribute("aria-expanded", "false");
   if (focusTrigger && trigger.isConnected) trigger.focus();
   onClose();
@@ -103,6 +104,7 @@ export function openMoveMenu(trigger, { groups, current, onSelect, onClose }) {
     e.stopPropagation();
   });
 
+  trigger.closest(".card")?.classList.add("has-open-menu");
   trigger.after(menu);
   trigger.setAttribute("aria-expanded", "true");
   trigger.setAttribute("aria-controls", menu.id);

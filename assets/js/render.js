@@ -17,10 +17,16 @@ let uid = 0;
 
 /** Put exactly `nodes`, in order, into `parent`, moving only what is out of place. */
 function reconcile(parent, nodes) {
-  nodes.forEach((node, i) => {
-    if (parent.children[i] !== node) parent.insertBefore(node, parent.children[i] || null);
-  });
-  while (parent.children.length > nodes.length) parent.lastElementChild.remove();
+  // What goes goes first, then each node is moved only where it is out of place: a changed card
+  // is a new element, and inserting it before its old self would shift every later sibling (a
+  // few thousand moves in a long section).
+  const wanted = new Set(nodes);
+  for (const child of [...parent.children]) if (!wanted.has(child)) child.remove();
+  let cursor = parent.firstElementChild;
+  for (const node of nodes) {
+    if (node === cursor) cursor = cursor.nextElementSibling;
+    else parent.insertBefore(node, cursor);
+  }
 }
 
 export function sectionKeyOf(entry, tagKeys) {

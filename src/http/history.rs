@@ -1,11 +1,11 @@
 //! `GET /api/updates/{image}/history` and `GET /api/hosts`: what the history table knows.
 
 use serde::Serialize;
-use warp::http::{Method, StatusCode};
+use warp::http::{HeaderMap, Method, StatusCode};
 use warp::reply::Response;
 
 use super::error::{ApiError, respond};
-use super::{AppState, json_reply, only_reads};
+use super::{AppState, json_reply, json_reply_negotiated, only_reads};
 use crate::model::{HistoryEntry, HostReport, decode_image_path};
 use crate::store::UpdateStore;
 
@@ -65,12 +65,12 @@ fn page(query: &str) -> Result<(Option<i64>, u32), ApiError> {
 
 /// Every host that reported each pending image since it became pending:
 /// `{"<image>": [{"hostname": …, "last_seen": …, "metadata": …}]}`.
-pub async fn hosts(state: AppState, method: Method) -> Response {
+pub async fn hosts(state: AppState, method: Method, headers: HeaderMap) -> Response {
     respond(
         async {
             only_reads(&method)?;
             let reports = state.store.pending_hosts().await?;
-            Ok(json_reply(StatusCode::OK, &ByImage(&reports)))
+            json_reply_negotiated(&headers, &ByImage(&reports))
         }
         .await,
     )

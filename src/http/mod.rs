@@ -105,7 +105,7 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(state.clone())
         .and(warp::method())
         .then(history::history);
-    let hosts = warp::path!("api" / "hosts").and(state.clone()).and(warp::method()).then(history::hosts);
+    let hosts = warp::path!("api" / "hosts").and(state.clone()).and(request).then(history::hosts);
     let update = warp::path!("api" / "updates" / ..)
         .and(warp::path::tail())
         .and(state.clone())
@@ -188,6 +188,25 @@ fn only_reads(method: &Method) -> Result<(), ApiError> {
 
 fn json_reply(status: StatusCode, value: &impl serde::Serialize) -> Response {
     warp::reply::with_status(warp::reply::json(value), status).into_response()
+}
+
+/// A 200 with `value` as JSON, gzip-compressed when the request accepts it: for answers that
+/// grow with the number of images (`/api/hosts` passes 1 MB at 5,000).
+fn json_reply_negotiated(headers: &HeaderMap, value: &impl serde::Serialize) -> Result<Response, ApiError> {
+    let text = serde_json::to_vec(value).map_err(|err| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot write the answer: {err}"))
+    })?;
+    let compress = gzip::accepted(headers);
+    let body = if compress { gzip::compress(&text, gzip::Effort::Fast) } else { text };
+    let mut response = Response::new(body.into());
+    let headers = response.headers_mut();
+    headers.insert(warp::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if compress {
+        gzip::mark_encoded(headers);
+    } else {
+        gzip::mark_negotiated(headers);
+    }
+    Ok(response)
 }
 
 fn no_content() -> Response {
