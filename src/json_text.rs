@@ -47,6 +47,13 @@ struct Rewrite<'a> {
     at: usize,
 }
 
+/// A member's value: as it stands in the text (strings, literals, small integers: most of
+/// what DIUN sends), or rewritten into the object's own buffer.
+enum Piece<'a> {
+    AsIs(&'a [u8]),
+    Rewritten(std::ops::Range<usize>),
+}
+
 impl<'a> Rewrite<'a> {
     fn skip_blanks(&mut self) {
         while matches!(self.text.get(self.at), Some(b' ' | b'\n' | b'\r' | b'\t')) {
@@ -55,26 +62,46 @@ impl<'a> Rewrite<'a> {
     }
 
     fn value(&mut self, out: &mut Vec<u8>) -> Result<(), Unusual> {
+        match self.piece(out)? {
+            Piece::AsIs(text) => out.extend_from_slice(text),
+            Piece::Rewritten(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Reads one value; what needs rewriting is rewritten at the end of `rewritten`.
+    fn piece(&mut self, rewritten: &mut Vec<u8>) -> Result<Piece<'a>, Unusual> {
         self.skip_blanks();
+        let start = rewritten.len();
         match self.text.get(self.at) {
-            Some(b'{') => self.object(out),
-            Some(b'[') => self.array(out),
+            Some(b'{') => self.object(rewritten)?,
+            Some(b'[') => self.array(rewritten)?,
             // jsonb escapes exactly the characters serde_json escapes, the same way.
-            Some(b'"') => {
-                out.extend_from_slice(self.string()?);
-                Ok(())
-            }
+            Some(b'"') => return self.string().map(Piece::AsIs),
             Some(b't' | b'f' | b'n') => {
                 let start = self.at;
                 while self.text.get(self.at).is_some_and(u8::is_ascii_alphabetic) {
                     self.at += 1;
                 }
-                out.extend_from_slice(&self.text[start..self.at]);
-                Ok(())
+                return Ok(Piece::AsIs(&self.text[start..self.at]));
             }
-            Some(_) => self.number(out),
-            None => Err(Unusual),
+            Some(_) => {
+                let token = self.number_token();
+                let digits = token.strip_prefix(b"-").unwrap_or(token);
+                // Up to 18 digits always fit an i64, which serde_json prints as it is.
+                if !digits.is_empty()
+                    && digits.len() <= 18
+                    && digits.iter().all(u8::is_ascii_digit)
+                    && token != b"-0"
+                {
+                    return Ok(Piece::AsIs(token));
+                }
+                let number: serde_json::Number = serde_json::from_slice(token).map_err(|_| Unusual)?;
+                serde_json::to_writer(&mut *rewritten, &number).map_err(|_| Unusual)?;
+            }
+            None => return Err(Unusual),
         }
+        Ok(Piece::Rewritten(start..rewritten.len()))
     }
 
     /// A string with its quotes, as it stands in the text.
@@ -82,33 +109,23 @@ impl<'a> Rewrite<'a> {
         let start = self.at;
         self.at += 1;
         loop {
-            match self.text.get(self.at) {
-                Some(b'"') => {
-                    self.at += 1;
-                    return Ok(&self.text[start..self.at]);
-                }
-                Some(b'\\') => self.at += 2,
-                Some(_) => self.at += 1,
-                None => return Err(Unusual),
+            let rest = self.text.get(self.at..).ok_or(Unusual)?;
+            let stop = memchr::memchr2(b'"', b'\\', rest).ok_or(Unusual)?;
+            self.at += stop;
+            if self.text[self.at] == b'"' {
+                self.at += 1;
+                return Ok(&self.text[start..self.at]);
             }
+            self.at += 2;
         }
     }
 
-    fn number(&mut self, out: &mut Vec<u8>) -> Result<(), Unusual> {
+    fn number_token(&mut self) -> &'a [u8] {
         let start = self.at;
         while matches!(self.text.get(self.at), Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')) {
             self.at += 1;
         }
-        let token = &self.text[start..self.at];
-        let digits = token.strip_prefix(b"-").unwrap_or(token);
-        // Up to 18 digits always fit an i64, which serde_json prints as it is.
-        if !digits.is_empty() && digits.len() <= 18 && digits.iter().all(u8::is_ascii_digit) && token != b"-0"
-        {
-            out.extend_from_slice(token);
-            return Ok(());
-        }
-        let number: serde_json::Number = serde_json::from_slice(token).map_err(|_| Unusual)?;
-        serde_json::to_writer(&mut *out, &number).map_err(|_| Unusual)
+        &self.text[start..self.at]
     }
 
     fn array(&mut self, out: &mut Vec<u8>) -> Result<(), Unusual> {
@@ -138,15 +155,15 @@ impl<'a> Rewrite<'a> {
 
     fn object(&mut self, out: &mut Vec<u8>) -> Result<(), Unusual> {
         self.at += 1;
-        // Each member's key as it stands, and where its rewritten value lies in `values`.
-        let mut members: Vec<(&'a [u8], std::ops::Range<usize>)> = Vec::new();
-        let mut values = Vec::new();
         self.skip_blanks();
         if self.text.get(self.at) == Some(&b'}') {
             self.at += 1;
             out.extend_from_slice(b"{}");
             return Ok(());
         }
+        // Each member's key as it stands, and its value.
+        let mut members: Vec<(&'a [u8], Piece<'a>)> = Vec::with_capacity(8);
+        let mut rewritten = Vec::new();
         loop {
             self.skip_blanks();
             if self.text.get(self.at) != Some(&b'"') {
@@ -161,9 +178,8 @@ impl<'a> Rewrite<'a> {
                 return Err(Unusual);
             }
             self.at += 1;
-            let start = values.len();
-            self.value(&mut values)?;
-            members.push((key, start..values.len()));
+            let piece = self.piece(&mut rewritten)?;
+            members.push((key, piece));
             self.skip_blanks();
             match self.text.get(self.at) {
                 Some(b',') => self.at += 1,
@@ -182,13 +198,16 @@ impl<'a> Rewrite<'a> {
             return Err(Unusual);
         }
         out.push(b'{');
-        for (i, (key, value)) in members.into_iter().enumerate() {
+        for (i, (key, piece)) in members.into_iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
             out.extend_from_slice(key);
             out.push(b':');
-            out.extend_from_slice(&values[value]);
+            out.extend_from_slice(match piece {
+                Piece::AsIs(text) => text,
+                Piece::Rewritten(range) => &rewritten[range],
+            });
         }
         out.push(b'}');
         Ok(())
