@@ -237,7 +237,11 @@ function announceArrivals(updates) {
   const names = arrived.slice(0, 3).map(label).join(", ");
   const more = arrived.length > 3 ? ` and ${arrived.length - 3} more` : "";
   const host = arrived.length === 1 ? updates[arrived[0]].event?.hostname : "";
-  toast(arrived.length === 1 ? "New image update" : `${arrived.length} new image updates`, `${names}${more}${host ? ` on ${host}` : ""}`);
+  // A new image goes to the top of its group, which may be far down a long page.
+  toast(arrived.length === 1 ? "New image update" : `${arrived.length} new image updates`, `${names}${more}${host ? ` on ${host}` : ""}`, {
+    label: "Show",
+    run: () => showCard(arrived[0]),
+  });
 }
 
 /**
@@ -420,13 +424,34 @@ search.addEventListener("input", () => {
 for (const select of [statusSelect, groupSelect, hostSelect, sortSelect]) select.addEventListener("change", readFilters);
 $("filters").addEventListener("submit", (e) => e.preventDefault());
 
-function clearFilters() {
+function resetFilters() {
+  clearTimeout(searchSettling);
   search.value = "";
   statusSelect.value = "all";
   groupSelect.value = "all";
   hostSelect.value = "all";
   readFilters();
+}
+
+function clearFilters() {
+  resetFilters();
   search.focus();
+}
+
+/** Scrolls an image's card into view and puts focus on it, clearing filters that hide it. */
+function showCard(image) {
+  const cardOf = () => [...document.querySelectorAll('[data-testid="card"]')].find((card) => card.dataset.image === image);
+  if (!cardOf()) {
+    resetFilters();
+    renderNow();
+  }
+  const card = cardOf();
+  if (!card) return; // gone meanwhile, or the page holds still for an open menu or a drag
+  card.scrollIntoView({ block: "center" });
+  const button = [...card.querySelectorAll("[data-focus-key]")].find((el) =>
+    [`ack:${image}`, `move:${image}`].includes(el.dataset.focusKey),
+  );
+  button?.focus({ preventScroll: true });
 }
 
 document.addEventListener("keydown", (e) => {

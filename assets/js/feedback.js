@@ -5,8 +5,11 @@ import { glyph } from "./icons.js";
 
 const TOAST_MS = 5000;
 
-/** A box with an icon, a title, a text and a close button: the shape of banners and toasts. */
-function notice({ className, testid, icon, title, text, closeLabel, closeTestid, onClose }) {
+/**
+ * A box with an icon, a title, a text, an optional action button and a close button: the shape
+ * of banners and toasts.
+ */
+function notice({ className, testid, icon, title, text, action = null, closeLabel, closeTestid, onClose }) {
   const box = document.createElement("div");
   box.className = className;
   box.dataset.testid = testid;
@@ -26,7 +29,20 @@ function notice({ className, testid, icon, title, text, closeLabel, closeTestid,
   close.dataset.testid = closeTestid;
   close.append(glyph("x"));
   close.addEventListener("click", onClose);
-  box.append(glyph(icon), body, close);
+  box.append(glyph(icon), body);
+  if (action) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "btn btn-outline btn-sm";
+    button.textContent = action.label;
+    button.dataset.testid = `${testid}-action`;
+    button.addEventListener("click", () => {
+      onClose();
+      action.run();
+    });
+    box.append(button);
+  }
+  box.append(close);
   return box;
 }
 
@@ -80,8 +96,11 @@ export function clearError(key) {
   for (const el of document.querySelectorAll("#errors .alert")) if (el.dataset.key === key) el.remove();
 }
 
-/** A toast that closes itself after 5 s (held open while its close button has focus). */
-export function toast(title, text) {
+/**
+ * A toast that closes itself after 5 s (held open while one of its buttons has focus).
+ * action: { label, run } for a button that does something about it, or null.
+ */
+export function toast(title, text, action = null) {
   const host = document.getElementById("toasts");
   let timer = 0;
   const close = () => {
@@ -98,6 +117,7 @@ export function toast(title, text) {
     icon: "bell",
     title,
     text,
+    action,
     closeLabel: "Close notification",
     closeTestid: "toast-close",
     onClose: close,
