@@ -1013,7 +1013,8 @@ async fn a_webhook_shows_up_live_with_a_toast() {
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn the_toast_shows_where_a_new_card_is() {
     let Some(page) = Page::start(1280, 800).await else { return };
-    let grouped: Vec<Value> = (0..24).map(|n| docker(&format!("reg.example/app{n:02}:1"), "nas", "app", "")).collect();
+    let grouped: Vec<Value> =
+        (0..24).map(|n| docker(&format!("reg.example/app{n:02}:1"), "nas", "app", "")).collect();
     seed(&page, &grouped).await;
     let prod = page.create_tag("prod").await;
     for event in &grouped {
@@ -1021,7 +1022,8 @@ async fn the_toast_shows_where_a_new_card_is() {
     }
     page.open().await;
     let in_view = async |image: &str| {
-        let script = "const r = arguments[0].getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight;";
+        let script =
+            "const r = arguments[0].getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight;";
         page.execute(script, vec![page.card(image).await.json()]).await == json!(true)
     };
     let focus_in = async |image: &str| {
@@ -1029,13 +1031,15 @@ async fn the_toast_shows_where_a_new_card_is() {
         page.execute(script, vec![]).await == json!(image)
     };
 
-    for (image, filtered) in [("docker.io/louislam/uptime-kuma:1", false), ("ghcr.io/home/assistant:2", true)] {
+    for (image, filtered) in [("docker.io/louislam/uptime-kuma:1", false), ("ghcr.io/home/assistant:2", true)]
+    {
         if filtered {
             // A search that hides the new card: "Show" clears it.
             let search = page.by_testid("search").await;
             search.click().await;
             search.send_keys("app0").await;
-            page.wait_until("the search to apply", async || (page.images().await.len() == 10).then_some(())).await;
+            page.wait_until("the search to apply", async || (page.images().await.len() == 10).then_some(()))
+                .await;
         }
         page.webhook(&docker(image, "nas", "app", "")).await;
         let toast = page.wait_for(&testid("toast")).await;
@@ -1044,7 +1048,8 @@ async fn the_toast_shows_where_a_new_card_is() {
             assert!(!in_view(image).await, "the new card starts off screen, under the group of 24");
         }
         toast.get("toast-action").await.click().await;
-        page.wait_until("the new card to be scrolled into view", async || in_view(image).await.then_some(())).await;
+        page.wait_until("the new card to be scrolled into view", async || in_view(image).await.then_some(()))
+            .await;
         assert!(focus_in(image).await, "focus is on the new card");
         page.wait_gone(&testid("toast")).await;
     }
