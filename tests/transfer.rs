@@ -67,14 +67,30 @@ async fn seed(store: &SqliteStore) {
     store.acknowledge("redis:7".into(), Timestamp::from_unix_micros(t0 + 10_000_000)).await.unwrap();
 }
 
+/// A SQLite database to move and an empty PostgreSQL schema to move it to.
+struct Move {
+    db: TestDb,
+    url: String,
+    dir: TempDir,
+    path: std::path::PathBuf,
+    sqlite: SqliteStore,
+}
+
+impl Move {
+    async fn prepare() -> Option<Self> {
+        let db = TestDb::postgres().await?;
+        let Database::Postgres { url } = db.database() else { unreachable!() };
+        let url = url.expose().to_string();
+        let dir = TempDir::new();
+        let path = dir.0.join("diun.db");
+        let sqlite = SqliteStore::open(path.clone()).await.unwrap();
+        Some(Self { db, url, dir, path, sqlite })
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sqlite_deployment_moves_to_postgres_with_identical_api_output() {
-    let Some(db) = TestDb::postgres().await else { return };
-    let Database::Postgres { url } = db.database() else { unreachable!() };
-    let url = url.expose().to_string();
-    let dir = TempDir::new();
-    let path = dir.0.join("diun.db");
-    let sqlite = SqliteStore::open(path.clone()).await.unwrap();
+    let Some(Move { db, url, dir: _dir, path, sqlite }) = Move::prepare().await else { return };
     seed(&sqlite).await;
     let before = api_view(&sqlite).await;
     sqlite.close().await;
@@ -115,12 +131,7 @@ async fn a_sqlite_deployment_moves_to_postgres_with_identical_api_output() {
 /// databases may hold them): jsonb has none, and the copy still counts as equal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_negative_zero_stored_by_an_older_release_does_not_stop_the_move() {
-    let Some(db) = TestDb::postgres().await else { return };
-    let Database::Postgres { url } = db.database() else { unreachable!() };
-    let url = url.expose().to_string();
-    let dir = TempDir::new();
-    let path = dir.0.join("diun.db");
-    let sqlite = SqliteStore::open(path.clone()).await.unwrap();
+    let Some(Move { db, url, dir: _dir, path, sqlite }) = Move::prepare().await else { return };
     let event = DiunEvent::from_json(docker_event("zero:1").to_string().as_bytes()).unwrap();
     sqlite.upsert_event(event, Timestamp::now()).await.unwrap();
     sqlite.close().await;
