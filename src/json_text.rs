@@ -79,11 +79,12 @@ impl<'a> Rewrite<'a> {
             // jsonb escapes exactly the characters serde_json escapes, the same way.
             Some(b'"') => return self.string().map(Piece::AsIs),
             Some(b't' | b'f' | b'n') => {
-                let start = self.at;
-                while self.text.get(self.at).is_some_and(u8::is_ascii_alphabetic) {
-                    self.at += 1;
-                }
-                return Ok(Piece::AsIs(&self.text[start..self.at]));
+                let rest = &self.text[self.at..];
+                let literal =
+                    [&b"true"[..], b"false", b"null"].into_iter().find(|literal| rest.starts_with(literal));
+                let literal = literal.ok_or(Unusual)?;
+                self.at += literal.len();
+                return Ok(Piece::AsIs(literal));
             }
             Some(_) => {
                 let token = self.number_token();
@@ -320,7 +321,54 @@ mod tests {
         })
     }
 
+    /// A number's text as PostgreSQL's `numeric` prints what it read: the same value in plain
+    /// digits, no exponent (`1.5e+300` as 301 digits, `1e-7` as `0.0000001`).
+    fn as_numeric_prints(text: &str) -> String {
+        let (sign, unsigned) = text.strip_prefix('-').map_or(("", text), |rest| ("-", rest));
+        let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+            Some((mantissa, exponent)) => (mantissa, exponent.parse::<i64>().unwrap()),
+            None => return text.to_string(),
+        };
+        let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let digits = format!("{whole}{fraction}");
+        let point = whole.len() as i64 + exponent;
+        let plain = if point >= digits.len() as i64 {
+            format!("{digits}{}", "0".repeat((point - digits.len() as i64) as usize))
+        } else if point <= 0 {
+            format!("0.{}{digits}", "0".repeat((-point) as usize))
+        } else {
+            format!("{}.{}", &digits[..point as usize], &digits[point as usize..])
+        };
+        format!("{sign}{plain}")
+    }
+
+    #[test]
+    fn numeric_prints_as_postgresql_does() {
+        for (serde, numeric) in [
+            ("1.5e+300", format!("15{}", "0".repeat(299))),
+            ("1e-7", "0.0000001".into()),
+            ("-2.5e-3", "-0.0025".into()),
+            ("12.5", "12.5".into()),
+            ("1.25e+2", "125".into()),
+        ] {
+            assert_eq!(as_numeric_prints(serde), numeric);
+        }
+    }
+
     proptest! {
+        /// Whatever number an event holds, once intake has stored it as jsonb keeps it, the text
+        /// PostgreSQL prints for it comes out as serde_json writes it (as SQLite stored it).
+        #[test]
+        fn numbers_list_alike_on_both_backends(x in any::<f64>().prop_filter("finite", |x| x.is_finite())) {
+            let mut stored = serde_json::Map::new();
+            stored.insert("n".into(), Value::from(x));
+            crate::model::map_numbers_as_jsonb_keeps_them(&mut stored);
+            let as_sqlite_lists = Value::Object(stored.clone()).to_string();
+            let number = stored["n"].to_string();
+            let as_postgresql_prints = format!("{{\"n\": {}}}", as_numeric_prints(&number));
+            prop_assert_eq!(rewritten(&as_postgresql_prints), as_sqlite_lists);
+        }
+
         /// Whatever the value, its jsonb-style text comes out as serde_json writes the value.
         #[test]
         fn jsonb_style_text_comes_out_as_serde_writes_the_value(value in json_value()) {

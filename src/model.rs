@@ -46,12 +46,12 @@ impl DiunEvent {
             if err.is_data() { format!("invalid DIUN event: {err}") } else { format!("invalid JSON: {err}") }
         })?;
         event.validate()?;
-        // jsonb has no negative zero: stored alike on every backend, the event lists alike and
-        // a SQLite database moved to PostgreSQL compares equal to its copy.
+        // Numbers as jsonb keeps them, so that they are stored alike on every backend, the
+        // event lists alike and a SQLite database moved to PostgreSQL compares equal to its copy.
         if let Some(metadata) = &mut event.metadata {
-            map_without_negative_zero(metadata);
+            map_numbers_as_jsonb_keeps_them(metadata);
         }
-        map_without_negative_zero(&mut event.extra);
+        map_numbers_as_jsonb_keeps_them(&mut event.extra);
         Ok(event)
     }
 
@@ -157,18 +157,34 @@ fn value_has_nul(value: &Value) -> bool {
     }
 }
 
-/// Turns every `-0.0` in `map` into `0.0`.
-pub fn map_without_negative_zero(map: &mut Map<String, Value>) {
-    map.values_mut().for_each(without_negative_zero);
+/// Every number in `map` as it comes back out of PostgreSQL's `jsonb` (a `numeric`, printed
+/// in plain digits) and then serde_json: `-0.0` as `0.0` (numeric has no negative zero), and a
+/// whole float of 1e16 or more that fits a 64-bit integer as that integer (serde_json prints
+/// the float `1e16`, numeric prints `10000000000000000`, which serde_json reads as an integer).
+pub fn map_numbers_as_jsonb_keeps_them(map: &mut Map<String, Value>) {
+    map.values_mut().for_each(number_as_jsonb_keeps_it);
 }
 
-fn without_negative_zero(value: &mut Value) {
+fn number_as_jsonb_keeps_it(value: &mut Value) {
+    // 2^64 and -2^63, exactly representable: the bounds of u64 and i64 as floats.
+    const U64_END: f64 = 18_446_744_073_709_551_616.0;
+    const I64_MIN: f64 = -9_223_372_036_854_775_808.0;
     match value {
-        Value::Number(number) if number.as_f64().is_some_and(|n| n == 0.0 && n.is_sign_negative()) => {
-            *value = Value::from(0.0);
+        Value::Number(number) if number.is_f64() => {
+            let Some(x) = number.as_f64() else { return };
+            if x == 0.0 && x.is_sign_negative() {
+                *value = Value::from(0.0);
+            } else if x.fract() == 0.0 && x.abs() >= 1e16 {
+                // Exact casts: x is whole and within range.
+                if x > 0.0 && x < U64_END {
+                    *value = Value::from(x as u64);
+                } else if x < 0.0 && x >= I64_MIN {
+                    *value = Value::from(x as i64);
+                }
+            }
         }
-        Value::Array(items) => items.iter_mut().for_each(without_negative_zero),
-        Value::Object(map) => map_without_negative_zero(map),
+        Value::Array(items) => items.iter_mut().for_each(number_as_jsonb_keeps_it),
+        Value::Object(map) => map_numbers_as_jsonb_keeps_them(map),
         Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {}
     }
 }
@@ -243,6 +259,17 @@ pub fn json_object(text: Option<&str>) -> Result<Option<Map<String, Value>>, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_floats_of_1e16_and_more_are_stored_as_the_integers_jsonb_gives_back() {
+        let body = br#"{"image": "i:1", "metadata": {"a": 1e16, "b": -1.5e16, "c": 1.8446744073709550e19,
+            "d": 1e20, "e": -1e19, "f": 1e15, "g": 12.5e16, "h": 9007199254740993, "i": [1e17]}}"#;
+        let event = DiunEvent::from_json(body).unwrap();
+        assert_eq!(
+            event.metadata_json().unwrap(),
+            r#"{"a":10000000000000000,"b":-15000000000000000,"c":18446744073709549568,"d":1e+20,"e":-1e+19,"f":1000000000000000.0,"g":125000000000000000,"h":9007199254740993,"i":[100000000000000000]}"#
+        );
+    }
 
     #[test]
     fn negative_zeros_are_stored_as_zero_wherever_they_are() {

@@ -174,14 +174,14 @@ fn read_sqlite(conn: &mut Connection) -> rusqlite::Result<Snapshot> {
 }
 
 /// JSON columns compared as values, not text: PostgreSQL's jsonb spaces and orders keys its way,
-/// and has no negative zero (which databases written before intake dropped it may hold).
+/// and keeps numbers its way (which databases written before intake did the same may hold).
 fn normalize_json(snapshot: &mut Snapshot) {
     let canonical = |text: &mut Option<String>| {
         if let Some(mut value) =
             text.as_deref().and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
         {
             if let serde_json::Value::Object(map) = &mut value {
-                crate::model::map_without_negative_zero(map);
+                crate::model::map_numbers_as_jsonb_keeps_them(map);
             }
             *text = Some(value.to_string());
         }

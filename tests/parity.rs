@@ -71,7 +71,7 @@ async fn run_script(app: &TestApp) -> Vec<(String, u16, String)> {
         if i % 3 == 1 {
             event["metadata"] = json!({
                 "z_last": "\"quoted\" \\ \u{1}\n", "a": 1, "nested": { "k2": [0.5, 1e300, -0.0, true, null], "k": {} },
-                "big": 123_456_789_012_345_678_901_234_567_890.0_f64, "é": "ü", "": "empty key",
+                "big": 123_456_789_012_345_678_901_234_567_890.0_f64, "whole": 1e16, "whole_below": -1.5e16, "é": "ü", "": "empty key",
             });
             event["zz_unknown"] = json!({ "b": 1, "a": [2, { "y": null, "x": "1" }] });
         }
