@@ -176,9 +176,9 @@ fn number_as_jsonb_keeps_it(value: &mut Value) {
                 *value = Value::from(0.0);
             } else if x.fract() == 0.0 && x.abs() >= 1e16 {
                 // Exact casts: x is whole and within range.
-                if x > 0.0 && x < U64_END {
+                if (0.0..U64_END).contains(&x) {
                     *value = Value::from(x as u64);
-                } else if x < 0.0 && x >= I64_MIN {
+                } else if (I64_MIN..0.0).contains(&x) {
                     *value = Value::from(x as i64);
                 }
             }
