@@ -1726,8 +1726,8 @@ async fn a_changed_card_does_not_move_the_cards_after_it() {
     page.assert_no_console_errors().await;
 }
 
-/// Holds the page's first `tag-assignments` request back for 800 ms before it is sent, and counts
-/// the answered ones, so that a test can make two moves race.
+/// Holds the page's first `tag-assignments` request back until `releaseFirstMove()` (or 10 s), and
+/// counts the answered ones, so that a test can make two moves race.
 const FIRST_MOVE_HELD_BACK: &str = r#"
 (() => {
   const realFetch = window.fetch;
@@ -1735,9 +1735,13 @@ const FIRST_MOVE_HELD_BACK: &str = r#"
   window.movesAnswered = 0;
   window.fetch = async function (input, init) {
     if (!String(input).includes("api/tag-assignments")) return realFetch.call(this, input, init);
-    const delay = first ? 800 : 0;
-    first = false;
-    await new Promise((resolve) => setTimeout(resolve, delay));
+    if (first) {
+      first = false;
+      await new Promise((resolve) => {
+        window.releaseFirstMove = resolve;
+        setTimeout(resolve, 10000);
+      });
+    }
     try {
       return await realFetch.call(this, input, init);
     } finally {
@@ -1766,6 +1770,15 @@ async fn two_quick_moves_of_a_card_end_where_it_was_moved_last() {
         page.wait_gone(&testid("move-options")).await;
         page.wait_in_section(NGINX, target).await;
     }
+    // Sent together, the second move is answered while the first is held; sent one after the
+    // other, it waits for the first. Give it a second either way, then let the first go.
+    for _ in 0..20 {
+        if page.execute("return window.movesAnswered", vec![]).await != json!(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    page.execute("window.releaseFirstMove()", vec![]).await;
     page.wait_until("both moves to be answered", async || {
         (page.execute("return window.movesAnswered", vec![]).await == json!(2)).then_some(())
     })
