@@ -441,17 +441,26 @@ function clearFilters() {
 /** Scrolls an image's card into view and puts focus on it, clearing filters that hide it. */
 function showCard(image) {
   const cardOf = () => [...document.querySelectorAll('[data-testid="card"]')].find((card) => card.dataset.image === image);
-  if (!cardOf()) {
+  if (!cardOf() && view().updates[image]) {
     resetFilters();
     renderNow();
   }
   const card = cardOf();
-  if (!card) return; // gone meanwhile, or the page holds still for an open menu or a drag
-  card.scrollIntoView({ block: "center" });
+  if (!card) {
+    // Gone meanwhile, or the page holds still for an open menu or a drag; the toast's button,
+    // which had focus, is gone too.
+    root.focus({ preventScroll: true });
+    return;
+  }
+  const reveal = () => cardOf()?.scrollIntoView({ block: "center" });
+  reveal();
   const button = [...card.querySelectorAll("[data-focus-key]")].find((el) =>
     [`ack:${image}`, `move:${image}`].includes(el.dataset.focusKey),
   );
   button?.focus({ preventScroll: true });
+  // Cards never drawn are laid out at a guessed height (content-visibility); once those around
+  // the card are drawn, it may have moved.
+  requestAnimationFrame(() => requestAnimationFrame(reveal));
 }
 
 document.addEventListener("keydown", (e) => {
