@@ -111,8 +111,9 @@ async fn answer(response: impl std::future::Future<Output = support::Response>) 
 }
 
 /// The server closing every connection (a restart, a failover, an idle-connection killer):
-/// the pooled connections it closed are not handed out again, so not one webhook is refused
-/// afterwards. DIUN sends each notification once.
+/// once the service has read that they were closed (at once, in practice), the pooled
+/// connections are not handed out again, so no webhook after that is refused. DIUN sends each
+/// notification once. (A request already on a connection when it closes still fails.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_the_server_closed_are_not_handed_out() {
     let Some(db) = TestDb::postgres().await else { return };

@@ -43,7 +43,7 @@ async fn serve(tail: Tail, method: Method, headers: HeaderMap) -> Result<Respons
         .is_some_and(|tags| {
             tags.split(',')
                 .map(str::trim)
-                .any(|tag| tag.trim_start_matches("W/") == etag.as_str() || tag == "*")
+                .any(|tag| tag.strip_prefix("W/").unwrap_or(tag) == etag.as_str() || tag == "*")
         });
     let mut response = if fresh {
         warp::reply::with_status(warp::reply(), StatusCode::NOT_MODIFIED).into_response()

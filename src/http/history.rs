@@ -70,16 +70,16 @@ pub async fn hosts(state: AppState, method: Method, headers: HeaderMap) -> Respo
         async {
             only_reads(&method)?;
             let reports = state.store.pending_hosts().await?;
-            json_reply_negotiated(&headers, &ByImage(&reports))
+            json_reply_negotiated(&headers, ByImage(reports)).await
         }
         .await,
     )
 }
 
 /// Reports ordered by image, serialized as one array per image, without regrouping them.
-struct ByImage<'a>(&'a [HostReport]);
+struct ByImage(Vec<HostReport>);
 
-impl Serialize for ByImage<'_> {
+impl Serialize for ByImage {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer
             .collect_map(self.0.chunk_by(|a, b| a.image == b.image).map(|hosts| (&hosts[0].image, hosts)))

@@ -191,13 +191,21 @@ fn json_reply(status: StatusCode, value: &impl serde::Serialize) -> Response {
 }
 
 /// A 200 with `value` as JSON, gzip-compressed when the request accepts it: for answers that
-/// grow with the number of images (`/api/hosts` passes 1 MB at 5,000).
-fn json_reply_negotiated(headers: &HeaderMap, value: &impl serde::Serialize) -> Result<Response, ApiError> {
-    let text = serde_json::to_vec(value).map_err(|err| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot write the answer: {err}"))
-    })?;
+/// grow with the number of images (`/api/hosts` passes 1 MB at 5,000). Written off the reactor,
+/// as the listing is: that many milliseconds there would hold up webhooks.
+async fn json_reply_negotiated(
+    headers: &HeaderMap,
+    value: impl serde::Serialize + Send + 'static,
+) -> Result<Response, ApiError> {
+    let internal = |what: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, what);
     let compress = gzip::accepted(headers);
-    let body = if compress { gzip::compress(&text, gzip::Effort::Fast) } else { text };
+    let body = tokio::task::spawn_blocking(move || {
+        let text = serde_json::to_vec(&value).map_err(|err| format!("cannot write the answer: {err}"))?;
+        Ok::<_, String>(if compress { gzip::compress(&text, gzip::Effort::Fast) } else { text })
+    })
+    .await
+    .map_err(|err| internal(format!("writing the answer failed: {err}")))?
+    .map_err(internal)?;
     let mut response = Response::new(body.into());
     let headers = response.headers_mut();
     headers.insert(warp::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
