@@ -6,8 +6,7 @@ use bytes::Buf;
 use futures_util::Stream;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use warp::http::header::CONTENT_TYPE;
-use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use warp::http::{HeaderMap, Method, StatusCode};
 use warp::path::Tail;
 use warp::reply::Response;
 
@@ -15,7 +14,7 @@ use super::body::read_capped;
 use super::error::{ApiError, respond};
 use super::guard::check_mutation;
 use super::gzip;
-use super::{AppState, is_read, json_reply, no_content, only_reads};
+use super::{AppState, is_read, json_reply, negotiated_json, no_content, only_reads};
 use crate::listing::Listing;
 use crate::store::{Assignment, UpdateStore};
 use crate::time::Timestamp;
@@ -54,15 +53,7 @@ pub async fn updates(state: AppState, method: Method, headers: HeaderMap) -> Res
             only_reads(&method)?;
             let gzip = gzip::accepted(&headers);
             let body = state.store.write_listing(Listing::new(gzip)).await?;
-            let mut response = Response::new(body.into());
-            let headers = response.headers_mut();
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            if gzip {
-                gzip::mark_encoded(headers);
-            } else {
-                gzip::mark_negotiated(headers);
-            }
-            Ok(response)
+            Ok(negotiated_json(body, gzip))
         }
         .await,
     )

@@ -206,15 +206,20 @@ async fn json_reply_negotiated(
     .await
     .map_err(|err| internal(format!("writing the answer failed: {err}")))?
     .map_err(internal)?;
+    Ok(negotiated_json(body, compress))
+}
+
+/// A 200 with a JSON body whose encoding followed `Accept-Encoding`: gzip when `gzip`.
+fn negotiated_json(body: Vec<u8>, gzip: bool) -> Response {
     let mut response = Response::new(body.into());
     let headers = response.headers_mut();
     headers.insert(warp::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if compress {
+    if gzip {
         gzip::mark_encoded(headers);
     } else {
         gzip::mark_negotiated(headers);
     }
-    Ok(response)
+    response
 }
 
 fn no_content() -> Response {
