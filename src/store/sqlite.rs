@@ -156,7 +156,11 @@ impl SqliteStore {
         self.jobs
             .send(Message::Write(job))
             .map_err(|_| StoreError::Unavailable("the database is closed".into()))?;
-        answer.await.map_err(|_| StoreError::Internal("the database writer stopped".into()))?
+        let (result, op) =
+            answer.await.map_err(|_| StoreError::Internal("the database writer stopped".into()))?;
+        // Freed here, where it was allocated: see `WriteJob::finish`.
+        drop(op);
+        result
     }
 }
 
@@ -240,8 +244,11 @@ trait PendingWrite: Send {
 struct WriteJob<T, F> {
     op: F,
     result: Option<StoreResult<T>>,
-    reply: oneshot::Sender<StoreResult<T>>,
+    reply: oneshot::Sender<Answer<T, F>>,
 }
+
+/// A write's result, and the write itself handed back with it (see `WriteJob::finish`).
+type Answer<T, F> = (StoreResult<T>, F);
 
 impl<T: Send, F: Fn(&Connection) -> StoreResult<T> + Send> PendingWrite for WriteJob<T, F> {
     fn run(&mut self, conn: &Connection) -> bool {
@@ -256,8 +263,11 @@ impl<T: Send, F: Fn(&Connection) -> StoreResult<T> + Send> PendingWrite for Writ
             Ok(()) => self.result.unwrap_or_else(|| Err(StoreError::Internal("write never ran".into()))),
             Err(err) => Err(err),
         };
+        // The write goes back with its answer, so that what it captured (the webhook's strings)
+        // is freed on the thread that allocated it. Freed here, each of a dozen allocations
+        // took a lock on another thread's malloc arena and contended with that thread.
         // The caller may have gone away (client disconnected); the write stands regardless.
-        let _ = self.reply.send(answer);
+        let _ = self.reply.send((answer, self.op));
     }
 }
 
@@ -796,9 +806,9 @@ impl UpdateStore for SqliteStore {
 mod tests {
     use super::*;
 
-    fn job<T: Send + 'static>(
-        op: impl Fn(&Connection) -> StoreResult<T> + Send + 'static,
-    ) -> (Box<dyn PendingWrite>, oneshot::Receiver<StoreResult<T>>) {
+    fn job<T: Send + 'static, F: Fn(&Connection) -> StoreResult<T> + Send + 'static>(
+        op: F,
+    ) -> (Box<dyn PendingWrite>, oneshot::Receiver<Answer<T, F>>) {
         let (reply, answer) = oneshot::channel();
         (Box::new(WriteJob { op, result: None, reply }), answer)
     }
@@ -832,9 +842,9 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(kept, [1, 3]);
-        assert_eq!(first_answer.blocking_recv().unwrap(), Ok(()));
-        assert!(matches!(failing_answer.blocking_recv().unwrap(), Err(StoreError::Internal(_))));
-        assert_eq!(last_answer.blocking_recv().unwrap(), Ok(()));
+        assert_eq!(first_answer.blocking_recv().unwrap().0, Ok(()));
+        assert!(matches!(failing_answer.blocking_recv().unwrap().0, Err(StoreError::Internal(_))));
+        assert_eq!(last_answer.blocking_recv().unwrap().0, Ok(()));
         assert!(conn.is_autocommit(), "the transaction is over");
     }
 
@@ -894,7 +904,7 @@ mod tests {
         let count: i64 = conn.query_row("SELECT count(*) FROM t", [], |row| row.get(0)).unwrap();
         assert_eq!(count, 5);
         for answer in answers {
-            assert_eq!(answer.blocking_recv().unwrap(), Ok(()));
+            assert_eq!(answer.blocking_recv().unwrap().0, Ok(()));
         }
     }
 }
