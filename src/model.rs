@@ -140,8 +140,28 @@ pub fn decode_image_path(raw: &str) -> Result<String, String> {
 
 /// A JSON object as text, without copying it first.
 fn object_json(map: &Map<String, Value>) -> String {
-    // Serializing string keys and JSON values into a String cannot fail.
-    serde_json::to_string(map).unwrap_or_else(|_| "{}".to_string())
+    // Sized up front: grown from serde_json's 128 bytes, DIUN's metadata took three
+    // reallocations on every webhook.
+    let mut text = Vec::with_capacity(json_size_hint(map));
+    // Serializing string keys and JSON values into memory cannot fail.
+    if serde_json::to_writer(&mut text, map).is_err() {
+        return "{}".to_string();
+    }
+    // serde_json writes valid UTF-8.
+    String::from_utf8(text).unwrap_or_else(|_| "{}".to_string())
+}
+
+/// About the length of `map` as JSON text: exact for strings without escapes.
+fn json_size_hint(map: &Map<String, Value>) -> usize {
+    fn value_size(value: &Value) -> usize {
+        match value {
+            Value::String(text) => text.len() + 2,
+            Value::Object(map) => json_size_hint(map),
+            Value::Array(items) => items.iter().map(|item| value_size(item) + 1).sum::<usize>() + 2,
+            Value::Null | Value::Bool(_) | Value::Number(_) => 24,
+        }
+    }
+    map.iter().map(|(key, value)| key.len() + 4 + value_size(value)).sum::<usize>() + 2
 }
 
 fn map_has_nul(map: &Map<String, Value>) -> bool {
