@@ -6,6 +6,7 @@ pub mod config;
 pub mod http;
 pub mod json_text;
 pub mod listing;
+pub mod logging;
 pub mod model;
 pub mod retention;
 pub mod server;

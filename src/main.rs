@@ -39,7 +39,7 @@ ENVIRONMENT:
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    let code = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         [] => serve(),
         ["healthcheck"] => healthcheck(),
         ["migrate", options @ ..] => migrate(options),
@@ -55,11 +55,14 @@ fn main() -> ExitCode {
             eprint!("error: unknown arguments {other:?}\n\n{USAGE}");
             ExitCode::from(2)
         }
-    }
+    };
+    // The last lines may still be gathered (see `logging`).
+    diun_dashboard::logging::flush();
+    code
 }
 
 fn serve() -> ExitCode {
-    init_logging();
+    diun_dashboard::logging::init();
     let outcome = Config::from_env().and_then(|config| {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -98,6 +101,8 @@ async fn run(config: Config) -> Result<(), String> {
         log::info!("The dashboard and /api require HTTP Basic authentication as {username:?}");
         state = state.with_dashboard_credentials(username, password);
     }
+    // The start-up lines are out before anything is served (see `logging`).
+    diun_dashboard::logging::flush();
     let pruning = config.history_days.map(|days| diun_dashboard::retention::spawn(Arc::clone(&store), days));
     diun_dashboard::serve(listener, state, shutdown_signal()).await;
     if let Some(pruning) = pruning {
@@ -131,7 +136,7 @@ async fn shutdown_signal() {
 
 /// `migrate --from <sqlite file> --to <postgres url> [--force]` (`--to` defaults to DATABASE_URL).
 fn migrate(options: &[&str]) -> ExitCode {
-    init_logging();
+    diun_dashboard::logging::init();
     let mut from = None;
     let mut to = std::env::var("DATABASE_URL").ok().filter(|url| !url.is_empty());
     let mut force = false;
@@ -218,20 +223,4 @@ fn healthcheck() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// `RUST_LOG` (default `info`), one line per record with a UTC timestamp.
-fn init_logging() {
-    use std::io::Write as _;
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format(|buf, record| {
-            let now = diun_dashboard::time::Timestamp::now().to_string();
-            let target = record.target();
-            if target.starts_with("diun_dashboard") {
-                writeln!(buf, "{} {:<5} {}", &now[..23], record.level(), record.args())
-            } else {
-                writeln!(buf, "{} {:<5} {target}: {}", &now[..23], record.level(), record.args())
-            }
-        })
-        .init();
 }
