@@ -151,16 +151,12 @@ impl SqliteStore {
         &self,
         op: impl Fn(&Connection) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
-        let (reply, answer) = oneshot::channel();
-        let job = Box::new(WriteJob { op, result: None, reply });
+        let (job, answer) = WriteJob::new(op);
         self.jobs
             .send(Message::Write(job))
             .map_err(|_| StoreError::Unavailable("the database is closed".into()))?;
-        let (result, op) =
-            answer.await.map_err(|_| StoreError::Internal("the database writer stopped".into()))?;
-        // Freed here, where it was allocated: see `WriteJob::finish`.
-        drop(op);
-        result
+        let done = answer.await.map_err(|_| StoreError::Internal("the database writer stopped".into()))?;
+        (*done).answer()
     }
 }
 
@@ -241,14 +237,28 @@ trait PendingWrite: Send {
     fn finish(self: Box<Self>, commit: StoreResult<()>);
 }
 
+/// A write, and its answer once it has run. The job itself goes back to the caller, so that
+/// it and what it captured (the webhook's strings) are freed on the thread that allocated
+/// them: freed on the writer, each of a dozen allocations per webhook took the lock of
+/// another thread's malloc arena and contended with that thread.
 struct WriteJob<T, F> {
     op: F,
     result: Option<StoreResult<T>>,
-    reply: oneshot::Sender<Answer<T, F>>,
+    /// Taken when the job is sent back.
+    reply: Option<oneshot::Sender<Box<WriteJob<T, F>>>>,
 }
 
-/// A write's result, and the write itself handed back with it (see `WriteJob::finish`).
-type Answer<T, F> = (StoreResult<T>, F);
+impl<T, F> WriteJob<T, F> {
+    fn new(op: F) -> (Box<Self>, oneshot::Receiver<Box<Self>>) {
+        let (reply, answer) = oneshot::channel();
+        (Box::new(WriteJob { op, result: None, reply: Some(reply) }), answer)
+    }
+
+    /// The write's own result, or the commit's error that `finish` put in its place.
+    fn answer(self) -> StoreResult<T> {
+        self.result.unwrap_or_else(|| Err(StoreError::Internal("write never ran".into())))
+    }
+}
 
 impl<T: Send, F: Fn(&Connection) -> StoreResult<T> + Send> PendingWrite for WriteJob<T, F> {
     fn run(&mut self, conn: &Connection) -> bool {
@@ -258,16 +268,14 @@ impl<T: Send, F: Fn(&Connection) -> StoreResult<T> + Send> PendingWrite for Writ
         ok
     }
 
-    fn finish(self: Box<Self>, commit: StoreResult<()>) {
-        let answer = match commit {
-            Ok(()) => self.result.unwrap_or_else(|| Err(StoreError::Internal("write never ran".into()))),
-            Err(err) => Err(err),
-        };
-        // The write goes back with its answer, so that what it captured (the webhook's strings)
-        // is freed on the thread that allocated it. Freed here, each of a dozen allocations
-        // took a lock on another thread's malloc arena and contended with that thread.
+    fn finish(mut self: Box<Self>, commit: StoreResult<()>) {
+        if let Err(err) = commit {
+            self.result = Some(Err(err));
+        }
         // The caller may have gone away (client disconnected); the write stands regardless.
-        let _ = self.reply.send((answer, self.op));
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(self);
+        }
     }
 }
 
@@ -806,11 +814,17 @@ impl UpdateStore for SqliteStore {
 mod tests {
     use super::*;
 
+    type Done<T, F> = oneshot::Receiver<Box<WriteJob<T, F>>>;
+
     fn job<T: Send + 'static, F: Fn(&Connection) -> StoreResult<T> + Send + 'static>(
         op: F,
-    ) -> (Box<dyn PendingWrite>, oneshot::Receiver<Answer<T, F>>) {
-        let (reply, answer) = oneshot::channel();
-        (Box::new(WriteJob { op, result: None, reply }), answer)
+    ) -> (Box<dyn PendingWrite>, Done<T, F>) {
+        let (job, done) = WriteJob::new(op);
+        (job, done)
+    }
+
+    fn answer_of<T, F>(done: Done<T, F>) -> StoreResult<T> {
+        (*done.blocking_recv().expect("the job comes back")).answer()
     }
 
     fn insert(conn: &Connection, x: i64) -> StoreResult<()> {
@@ -842,9 +856,9 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(kept, [1, 3]);
-        assert_eq!(first_answer.blocking_recv().unwrap().0, Ok(()));
-        assert!(matches!(failing_answer.blocking_recv().unwrap().0, Err(StoreError::Internal(_))));
-        assert_eq!(last_answer.blocking_recv().unwrap().0, Ok(()));
+        assert_eq!(answer_of(first_answer), Ok(()));
+        assert!(matches!(answer_of(failing_answer), Err(StoreError::Internal(_))));
+        assert_eq!(answer_of(last_answer), Ok(()));
         assert!(conn.is_autocommit(), "the transaction is over");
     }
 
@@ -904,7 +918,7 @@ mod tests {
         let count: i64 = conn.query_row("SELECT count(*) FROM t", [], |row| row.get(0)).unwrap();
         assert_eq!(count, 5);
         for answer in answers {
-            assert_eq!(answer.blocking_recv().unwrap().0, Ok(()));
+            assert_eq!(answer_of(answer), Ok(()));
         }
     }
 }
