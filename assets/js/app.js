@@ -50,7 +50,7 @@ import { createActions } from "./actions.js";
 import { initDragAndDrop } from "./dnd.js";
 import { openMoveMenu, closeMenu, isMenuOpen } from "./menu.js";
 import { initTheme } from "./theme.js";
-import { showError, clearError, toast, announce, confirmDialog } from "./feedback.js";
+import { showError, clearError, toast, announce, confirmDialog, focusNewestToast, TOAST_KEY } from "./feedback.js";
 import { parseImage, versionLabel } from "./image.js";
 import { tick } from "./time.js";
 import { connectStream } from "./live.js";
@@ -463,11 +463,16 @@ function showCard(image) {
   requestAnimationFrame(() => requestAnimationFrame(reveal));
 }
 
+// Single-key shortcuts, as on GitHub: "/" searches, TOAST_KEY reaches the newest toast. Not
+// while typing, with a modifier held, or under an open dialog.
 document.addEventListener("keydown", (e) => {
   const typing = e.target.closest?.("input, select, textarea, [contenteditable]");
-  if (e.key === "/" && !typing && !e.ctrlKey && !e.metaKey && !e.altKey && !document.querySelector("dialog[open]")) {
+  if (typing || e.ctrlKey || e.metaKey || e.altKey || document.querySelector("dialog[open]")) return;
+  if (e.key === "/") {
     e.preventDefault();
     search.focus();
+  } else if (e.key.toLowerCase() === TOAST_KEY && focusNewestToast()) {
+    e.preventDefault();
   }
 });
 

@@ -96,8 +96,13 @@ export function clearError(key) {
   for (const el of document.querySelectorAll("#errors .alert")) if (el.dataset.key === key) el.remove();
 }
 
+/** The key that takes keyboard focus to the newest toast (see `focusNewestToast`). */
+export const TOAST_KEY = "n";
+
 /**
- * A toast that closes itself after 5 s (held open while one of its buttons has focus).
+ * A toast that closes itself after 5 s, held open while one of its buttons has focus or the
+ * pointer. Toasts come last in the page, after every card, so the keyboard reaches the newest
+ * one with TOAST_KEY (`focusNewestToast`), which screen readers hear with the toast.
  * action: { label, run } for a button that does something about it, or null.
  */
 export function toast(title, text, action = null) {
@@ -124,9 +129,27 @@ export function toast(title, text, action = null) {
   });
   el.addEventListener("focusin", () => clearTimeout(timer));
   el.addEventListener("focusout", arm);
+  // Only the toast's buttons take the pointer (the rest lets clicks through to the page).
+  el.addEventListener("pointerover", () => clearTimeout(timer));
+  el.addEventListener("pointerout", (e) => {
+    if (!el.contains(e.relatedTarget) && !el.contains(document.activeElement)) arm();
+  });
+  const hint = document.createElement("span");
+  hint.className = "sr-only";
+  hint.textContent = `Press ${TOAST_KEY.toUpperCase()} to reach it.`;
+  el.querySelector(".toast-body").append(hint);
+  const first = el.querySelector("button");
+  first.setAttribute("aria-keyshortcuts", TOAST_KEY.toUpperCase());
   host.append(el);
   keepAtMost(host, 3);
   arm();
+}
+
+/** Focuses the newest toast's first button; false when there is no toast. */
+export function focusNewestToast() {
+  const button = document.querySelector("#toasts .toast:last-child button");
+  button?.focus();
+  return Boolean(button);
 }
 
 export function announce(message) {
