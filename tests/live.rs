@@ -52,17 +52,45 @@ impl EventStream {
 async fn every_change_is_announced_on_the_stream(app: &TestApp) {
     let mut events = EventStream::open(app).await;
     assert_eq!(app.webhook(&docker_event("nginx:1")).await.status, 200);
-    events.expect(r#"data:{"kind":"update","image":"nginx:1"}"#).await;
+    events.expect(r#"data:{"kind":"update","image":"nginx:1","seq":1}"#).await;
     assert_eq!(app.request("PATCH", "/api/updates/nginx%3A1").send().await.status, 204);
-    events.expect(r#"data:{"kind":"acknowledge","image":"nginx:1"}"#).await;
+    events.expect(r#"data:{"kind":"acknowledge","image":"nginx:1","seq":2}"#).await;
     let tag = app.create_tag("prod").await;
-    events.expect(r#"data:{"kind":"tag"}"#).await;
+    events.expect(r#"data:{"kind":"tag","seq":3}"#).await;
     app.api("PUT", "/api/tag-assignments", &json!({ "image": "nginx:1", "tag_id": tag })).await;
-    events.expect(r#"data:{"kind":"tag","image":"nginx:1"}"#).await;
+    events.expect(r#"data:{"kind":"tag","image":"nginx:1","seq":4}"#).await;
     app.webhook(&docker_event("redis:7")).await;
     app.api("POST", "/api/updates/acknowledge-all", &json!({})).await;
-    events.expect(r#"data:{"kind":"update","image":"redis:7"}"#).await;
-    events.expect(r#"data:{"kind":"acknowledge"}"#).await;
+    events.expect(r#"data:{"kind":"update","image":"redis:7","seq":5}"#).await;
+    events.expect(r#"data:{"kind":"acknowledge","seq":6}"#).await;
+}
+
+/// The reads a dashboard refreshes from say how far the stream's numbering had come when they
+/// began (`X-Change-Seq: <epoch>/<n>`, the epoch `hello` named), so a page can tell which
+/// notices they already include.
+async fn reads_say_which_changes_they_include(app: &TestApp) {
+    let mut events = EventStream::open(app).await;
+    let hello = events.expect("\n\n").await;
+    let epoch = hello
+        .split(r#"data:{"epoch":""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("hello names no epoch: {hello:?}"))
+        .to_string();
+    let marks = async || {
+        let mut marks = Vec::new();
+        for path in ["/api/updates", "/api/tags", "/api/hosts"] {
+            let response = app.request("GET", path).send().await;
+            assert_eq!(response.status, 200, "{path}");
+            marks.push(response.header("x-change-seq").map(str::to_string));
+        }
+        marks
+    };
+    assert_eq!(marks().await, vec![Some(format!("{epoch}/0")); 3]);
+    app.webhook(&docker_event("nginx:1")).await;
+    app.create_tag("prod").await;
+    events.expect(r#""seq":2}"#).await;
+    assert_eq!(marks().await, vec![Some(format!("{epoch}/2")); 3]);
 }
 
 async fn failed_writes_announce_nothing(app: &TestApp) {
@@ -80,7 +108,11 @@ async fn failed_writes_announce_nothing(app: &TestApp) {
     assert_eq!(before_marker.matches("event:change").count(), 1, "{before_marker}");
 }
 
-on_every_backend!(every_change_is_announced_on_the_stream, failed_writes_announce_nothing);
+on_every_backend!(
+    every_change_is_announced_on_the_stream,
+    failed_writes_announce_nothing,
+    reads_say_which_changes_they_include
+);
 
 /// An open stream must not hold up a graceful shutdown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,7 +161,7 @@ async fn a_change_on_one_replica_reaches_the_streams_of_another() {
     assert!(reached, "the webhook on replica A never reached replica B's stream");
 
     assert_eq!(replica_b.request("PATCH", "/api/updates/shared%3A1").send().await.status, 204);
-    on_a.expect(r#"data:{"kind":"acknowledge","image":"shared:1"}"#).await;
+    on_a.expect(r#"data:{"kind":"acknowledge","image":"shared:1","seq":"#).await;
     // A marker sent after everything else: what came before it on B has arrived.
     replica_a.webhook(&docker_event("marker:1")).await;
     let on_b_before_marker = on_b.expect(r#""image":"marker:1""#).await;
@@ -151,7 +183,7 @@ async fn a_change_on_one_replica_reaches_the_streams_of_another() {
         ),
     )
     .await;
-    on_b.expect(r#"data:{"kind":"update"}"#).await;
+    on_b.expect(r#"data:{"kind":"update","seq":"#).await;
     let mut restored = false;
     for _ in 0..50 {
         assert_eq!(replica_a.webhook(&docker_event("after-cut:1")).await.status, 200);

@@ -14,7 +14,7 @@ use super::body::read_capped;
 use super::error::{ApiError, respond};
 use super::guard::check_mutation;
 use super::gzip;
-use super::{AppState, is_read, json_reply, negotiated_json, no_content, only_reads};
+use super::{AppState, is_read, json_reply, negotiated_json, no_content, only_reads, with_change_mark};
 use crate::listing::Listing;
 use crate::store::{Assignment, UpdateStore};
 use crate::time::Timestamp;
@@ -52,8 +52,9 @@ pub async fn updates(state: AppState, method: Method, headers: HeaderMap) -> Res
         async {
             only_reads(&method)?;
             let gzip = gzip::accepted(&headers);
+            let mark = state.store.changes().mark();
             let body = state.store.write_listing(Listing::new(gzip)).await?;
-            Ok(negotiated_json(body, gzip))
+            Ok(with_change_mark(negotiated_json(body, gzip), mark))
         }
         .await,
     )
@@ -160,7 +161,9 @@ where
     respond(
         async {
             if is_read(&method) {
-                return Ok(json_reply(StatusCode::OK, &state.store.list_tags().await?));
+                let mark = state.store.changes().mark();
+                let tags = state.store.list_tags().await?;
+                return Ok(with_change_mark(json_reply(StatusCode::OK, &tags), mark));
             }
             if method != Method::POST {
                 return Err(ApiError::method_not_allowed("GET, HEAD, POST"));

@@ -5,7 +5,7 @@ use warp::http::{HeaderMap, Method, StatusCode};
 use warp::reply::Response;
 
 use super::error::{ApiError, respond};
-use super::{AppState, json_reply, json_reply_negotiated, only_reads};
+use super::{AppState, json_reply, json_reply_negotiated, only_reads, with_change_mark};
 use crate::model::{HistoryEntry, HostReport, decode_image_path};
 use crate::store::UpdateStore;
 
@@ -69,8 +69,9 @@ pub async fn hosts(state: AppState, method: Method, headers: HeaderMap) -> Respo
     respond(
         async {
             only_reads(&method)?;
+            let mark = state.store.changes().mark();
             let reports = state.store.pending_hosts().await?;
-            json_reply_negotiated(&headers, ByImage(reports)).await
+            Ok(with_change_mark(json_reply_negotiated(&headers, ByImage(reports)).await?, mark))
         }
         .await,
     )

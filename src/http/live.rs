@@ -11,6 +11,15 @@ use warp::reply::{Reply, Response};
 use warp::sse::Event;
 
 use super::{AppState, only_reads};
+use crate::changes::{ChangeKind, Numbered};
+
+#[derive(serde::Serialize)]
+struct ChangeEvent<'a> {
+    kind: ChangeKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<&'a str>,
+    seq: u64,
+}
 
 /// Comments sent on an idle stream, so proxies and browsers keep it open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -21,8 +30,14 @@ pub async fn stream(state: AppState, method: Method) -> Response {
     if let Err(wrong_method) = only_reads(&method) {
         return wrong_method.into_response();
     }
-    let hello = Event::default().event("hello").retry(RETRY).data("{}");
-    let events = stream::once(async { Ok::<_, Infallible>(hello) }).chain(changes(state));
+    // Subscribed before `hello` is sent, so that nothing published after it is missed.
+    let changes = changes(&state);
+    let hello = Event::default()
+        .event("hello")
+        .retry(RETRY)
+        .json_data(serde_json::json!({ "epoch": state.store.changes().epoch() }))
+        .unwrap_or_else(|_| Event::default().event("hello").retry(RETRY).data("{}"));
+    let events = stream::once(async { Ok::<_, Infallible>(hello) }).chain(changes);
     let mut response =
         warp::sse::reply(warp::sse::keep_alive().interval(KEEP_ALIVE).stream(events)).into_response();
     // nginx buffers responses by default, which would hold events back.
@@ -30,16 +45,20 @@ pub async fn stream(state: AppState, method: Method) -> Response {
     response
 }
 
-/// `change` events with `{"kind": …, "image": …}`; `resync` when this stream fell behind and
-/// the client should reload everything. Ends when the server shuts down.
-fn changes(state: AppState) -> impl Stream<Item = Result<Event, Infallible>> {
+/// `change` events with `{"kind": …, "image": …, "seq": …}` (`seq` numbers changes within the
+/// epoch `hello` named; see `changes`); `resync` when this stream fell behind and the client
+/// should reload everything. Ends when the server shuts down.
+fn changes(state: &AppState) -> impl Stream<Item = Result<Event, Infallible>> + use<> {
     let changes = state.store.changes().subscribe();
     let stopping = state.stopping();
     stream::unfold((changes, stopping), |(mut changes, mut stopping)| async move {
         let event = tokio::select! {
             _ = stopping.wait_for(|stopping| *stopping) => return None,
             received = changes.recv() => match received {
-                Ok(change) => Event::default().event("change").json_data(&change).ok()?,
+                Ok(Numbered { seq, change }) => {
+                    let data = ChangeEvent { kind: change.kind, image: change.image.as_deref(), seq };
+                    Event::default().event("change").json_data(&data).ok()?
+                }
                 Err(RecvError::Lagged(missed)) => Event::default().event("resync").data(missed.to_string()),
                 Err(RecvError::Closed) => return None,
             },

@@ -186,6 +186,16 @@ fn only_reads(method: &Method) -> Result<(), ApiError> {
     if is_read(method) { Ok(()) } else { Err(ApiError::method_not_allowed("GET, HEAD")) }
 }
 
+/// `X-Change-Seq: <epoch>/<n>` on the reads a dashboard refreshes from: `mark` is
+/// [`crate::changes::ChangeFeed::mark`], taken before the read began, so every change numbered
+/// up to `n` is in the answer (see `changes`).
+fn with_change_mark(mut response: Response, mark: String) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&mark) {
+        response.headers_mut().insert(HeaderName::from_static("x-change-seq"), value);
+    }
+    response
+}
+
 fn json_reply(status: StatusCode, value: &impl serde::Serialize) -> Response {
     warp::reply::with_status(warp::reply::json(value), status).into_response()
 }
