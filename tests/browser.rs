@@ -1057,8 +1057,10 @@ async fn the_toast_shows_where_a_new_card_is() {
                 .await;
             page.execute("document.activeElement.blur()", vec![]).await;
             let key = |kind: &str| json!({ "type": kind, "value": "n" });
-            page.perform(json!([{ "type": "key", "id": "keyboard", "actions": [key("keyDown"), key("keyUp")] }]))
-                .await;
+            page.perform(
+                json!([{ "type": "key", "id": "keyboard", "actions": [key("keyDown"), key("keyUp")] }]),
+            )
+            .await;
             assert_eq!(page.active().await.attr("data-testid").await.as_deref(), Some("toast-action"));
             page.active().await.send_keys(keys::ENTER).await;
         } else {
@@ -1071,6 +1073,110 @@ async fn the_toast_shows_where_a_new_card_is() {
     }
     assert_eq!(page.by_testid("search").await.prop("value").await, "");
     page.assert_no_console_errors().await;
+}
+
+/// An action refreshes the page itself; the change stream's notice of that same change, arriving
+/// while or after that refresh runs, costs no second fetch of the listing. Other changes still do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn an_action_fetches_the_listing_once() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    seed(&page, &varied_events()[..3]).await;
+    page.open().await;
+    page.wait_title("Diun Dashboard (3)").await;
+    let listing_fetches = async || {
+        let script = "return performance.getEntriesByType('resource')
+            .filter((e) => new URL(e.name).pathname.endsWith('/api/updates')).length;";
+        page.execute(script, vec![]).await.as_u64().unwrap()
+    };
+    // A stream of the test's own, to know when the page has had the notice too.
+    page.execute(
+        "window.seen = []; const s = new EventSource('api/stream');
+         s.addEventListener('hello', () => { window.streamOpen = true; });
+         s.addEventListener('change', (e) => seen.push(JSON.parse(e.data)));",
+        vec![],
+    )
+    .await;
+    page.wait_until("the test's stream to open", async || {
+        (page.execute("return window.streamOpen === true", vec![]).await == json!(true)).then_some(())
+    })
+    .await;
+    // The page's stream opens after its first fetch and fetches once more (for what changed in
+    // between): let that settle first.
+    page.wait_live_status("data-transport", "stream").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = listing_fetches().await;
+
+    page.card(HASS).await.get("ack").await.click().await;
+    page.wait_state(HASS, "acknowledged").await;
+    page.wait_until("the acknowledgement's notice", async || {
+        let script = "return seen.some((c) => c.kind === 'acknowledge' && Number.isInteger(c.seq))";
+        (page.execute(script, vec![]).await == json!(true)).then_some(())
+    })
+    .await;
+    // Room for the refetch such a notice used to start (150 ms after it).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(listing_fetches().await, before + 1, "the action's own refresh only");
+
+    page.webhook(&docker("ghcr.io/example/fresh:1", "nas", "fresh", "")).await;
+    page.card("ghcr.io/example/fresh:1").await;
+    assert_eq!(listing_fetches().await, before + 2, "a change from elsewhere is fetched");
+    page.assert_no_console_errors().await;
+}
+
+/// The rules of sync.js, one case at a time: which notices a snapshot already includes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn notices_already_in_the_page_are_not_fetched_for() {
+    let Some(page) = Page::start(800, 600).await else { return };
+    page.open().await;
+    let outcome = page
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+            import("./js/sync.js").then(({ Coverage, commonMark, parseMark }) => {
+              const results = {};
+              const c = new Coverage();
+              c.streamOpened("e1");
+              c.fetchStarted();
+              c.fetchDone({ epoch: "e1", seq: 5 });
+              results.coveredNotice = c.notice({ kind: "update", seq: 5 });
+              results.newerNotice = c.notice({ kind: "update", seq: 6 });
+              c.fetchStarted();
+              results.duringFetch = c.notice({ kind: "tag", seq: 7 });
+              c.fetchDone({ epoch: "e1", seq: 7 });
+              results.behindAfterCoveringFetch = c.behind;
+              c.notice({ kind: "tag", seq: 8 });
+              c.fetchDone({ epoch: "e2", seq: 100 });
+              results.behindAfterOtherEpoch = c.behind;
+              c.fetchStarted();
+              c.notice({ kind: "resync" });
+              c.fetchDone({ epoch: "e1", seq: 100 });
+              results.behindAfterResync = c.behind;
+              const noticed = c.fetchStarted();
+              c.fetchFailed(noticed);
+              results.behindAfterFailure = c.behind;
+              c.streamOpened("e3");
+              results.oldEpochNotice = c.notice({ kind: "update", seq: 1 });
+              results.mark = parseMark("e1/42");
+              results.badMark = parseMark("42");
+              results.common = commonMark([parseMark("e1/9"), parseMark("e1/7"), parseMark("e1/8")]);
+              results.mixed = commonMark([parseMark("e1/9"), parseMark("e2/7")]);
+              results.missing = commonMark([parseMark("e1/9"), null]);
+              done(results);
+            }, (err) => done({ error: String(err) }));"#,
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        outcome,
+        json!({
+            "coveredNotice": false, "newerNotice": true, "duringFetch": true,
+            "behindAfterCoveringFetch": false, "behindAfterOtherEpoch": true,
+            "behindAfterResync": true, "behindAfterFailure": true, "oldEpochNotice": true,
+            "mark": { "epoch": "e1", "seq": 42 }, "badMark": null,
+            "common": { "epoch": "e1", "seq": 7 }, "mixed": null, "missing": null,
+        })
+    );
 }
 
 /// Where the change stream cannot be had (a buffering proxy, an old browser), the page polls.

@@ -10,7 +10,8 @@ export class ApiError extends Error {
   }
 }
 
-async function request(method, path, body) {
+/** The parsed JSON answer; with `withMark`, {data, mark} with the X-Change-Seq header too. */
+async function request(method, path, body, withMark = false) {
   const init = { method, headers: { Accept: "application/json" }, cache: "no-store" };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
@@ -33,16 +34,25 @@ async function request(method, path, body) {
     throw new ApiError(message, res.status);
   }
   const text = res.status === 204 ? "" : await res.text();
-  if (!text) return null;
+  let data = null;
   try {
-    return JSON.parse(text);
+    if (text) data = JSON.parse(text);
   } catch {
     throw new ApiError("The server sent a reply that is not JSON.", res.status);
   }
+  return withMark ? { data, mark: res.headers.get("X-Change-Seq") } : data;
 }
 
 export const api = {
   updates: () => request("GET", "api/updates"),
+  /** The page's snapshot, each part with its change mark: {updates, tags, hosts, marks}. */
+  snapshot: async () => {
+    const parts = await Promise.all(
+      ["api/updates", "api/tags", "api/hosts"].map((path) => request("GET", path, undefined, true)),
+    );
+    const [updates, tags, hosts] = parts.map((part) => part.data);
+    return { updates, tags, hosts, marks: parts.map((part) => part.mark) };
+  },
   tags: () => request("GET", "api/tags"),
   /** {total, pending, acknowledged, groups}: what a hidden tab's title needs, without the listing. */
   summary: () => request("GET", "api/summary"),

@@ -54,6 +54,7 @@ import { showError, clearError, toast, announce, confirmDialog, focusNewestToast
 import { parseImage, versionLabel } from "./image.js";
 import { tick } from "./time.js";
 import { connectStream } from "./live.js";
+import { Coverage, commonMark, parseMark } from "./sync.js";
 import { openHistory, historyEntry, historyImage } from "./history.js";
 import { plural } from "./words.js";
 
@@ -168,7 +169,7 @@ function watchNewCards() {
 
 // ---- Keeping up with the server ---------------------------------------------------------------
 // The change stream (live.js) says when something changed; each change refetches everything
-// (coalesced over 150 ms). While the stream is not open — it broke, or a buffering proxy holds it
+// (coalesced over 150 ms), unless the last fetch already included it (sync.js). While the stream is not open — it broke, or a buffering proxy holds it
 // back — the page polls every 3 s instead, and so it does after a failed fetch until one succeeds.
 // A hidden tab stops both (the stream after a short grace, so flipping between tabs does not
 // reconnect; browsers allow only a few connections per server, and every tab's stream holds one)
@@ -185,13 +186,20 @@ let lastFetchOk = null; // null until the first answer
 let streamFailed = false;
 let hiddenTimer = 0;
 
+// Which notices are already in the page (sync.js): an action's refresh includes its own change,
+// and the notice of it then costs no second fetch.
+const coverage = new Coverage();
+
 const stream = connectStream("api/stream", {
-  onOpen() {
+  onOpen(epoch) {
     streamFailed = false;
     showLive();
+    coverage.streamOpened(epoch);
     refetchSoon(); // whatever changed while it was not open
   },
-  onChange: refetchSoon,
+  onChange(change) {
+    if (coverage.notice(change)) refetchSoon();
+  },
   onDown(wasOpen) {
     streamFailed = true;
     showLive();
@@ -281,8 +289,11 @@ function poll() {
   clearTimeout(pollTimer);
   pollTimer = 0;
   const token = snapshotToken();
-  inflight = Promise.all([api.updates(), api.tags(), api.hosts()])
-    .then(([updates, tags, hosts]) => {
+  const noticed = coverage.fetchStarted();
+  inflight = api
+    .snapshot()
+    .then(({ updates, tags, hosts, marks }) => {
+      coverage.fetchDone(commonMark(marks.map(parseMark)));
       updates = updates || {};
       if (!previous) {
         baselineSeen(updates);
@@ -299,18 +310,18 @@ function poll() {
       lastFetchOk = true;
     })
     .catch((err) => {
+      coverage.fetchFailed(noticed);
       showError(`${err.message} Retrying every few seconds.`, { key: "poll", title: "Could not load updates" });
       lastFetchOk = false;
     })
     .finally(() => {
       inflight = null;
       showLive();
-      if (again) {
-        again = false;
-        poll();
-      } else {
-        schedule();
-      }
+      // Notices that came during this fetch may be in it already.
+      const behind = again && coverage.behind;
+      again = false;
+      if (behind) poll();
+      else schedule();
     });
   return inflight;
 }
@@ -321,7 +332,7 @@ function refetchSoon() {
   refetchTimer = setTimeout(() => {
     refetchTimer = 0;
     if (inflight) again = true;
-    else poll();
+    else if (coverage.behind) poll();
   }, REFETCH_MS);
 }
 

@@ -10,8 +10,9 @@ const RETRY_MAX_MS = 60000;
 
 /**
  * url: relative, so the page also works under a sub-path.
- * onOpen(): the stream is open (again): anything may have changed meanwhile.
- * onChange(change): {kind: "update"|"acknowledge"|"tag", image?} or {kind: "resync"}.
+ * onOpen(epoch): the stream is open (again): anything may have changed meanwhile. `epoch` names
+ *   the server process that numbers the changes (see sync.js), or is null.
+ * onChange(change): {kind: "update"|"acknowledge"|"tag", image?, seq?} or {kind: "resync"}.
  * onDown(wasOpen): the stream broke or could not open.
  * Returns { isOpen(), pause(), resume() }.
  */
@@ -34,11 +35,11 @@ export function connectStream(url, { onOpen, onChange, onDown }) {
     retryTimer = 0;
     const es = new EventSource(url);
     source = es;
-    es.addEventListener("hello", () => {
+    es.addEventListener("hello", (e) => {
       retryMs = RETRY_MIN_MS;
       if (!open) {
         open = true;
-        onOpen();
+        onOpen(parse(e.data).epoch ?? null);
       }
     });
     es.addEventListener("change", (e) => onChange(parse(e.data)));
