@@ -8,7 +8,8 @@
 //! a few hundred writes a second, and a quiet log reads exactly as it did.
 //!
 //! Warnings and errors are written at once, with whatever was gathered before them, and so
-//! are the start-up lines (`run` flushes once it listens). The price: a process killed with
+//! are the start-up lines (`run` flushes once it listens) and the lines before a panic's
+//! message. The price: a process killed with
 //! SIGKILL (or aborted) loses the info lines of its last few milliseconds. Every orderly exit
 //! calls [`flush`].
 
@@ -34,17 +35,27 @@ pub fn init() {
     let sink = Arc::clone(STDERR.get_or_init(|| Gathering::start(io::stderr(), GATHER)));
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format(|buf, record| {
-            URGENT.set(record.level() <= log::Level::Warn);
             let now = crate::time::Timestamp::now().to_string();
             let target = record.target();
-            if target.starts_with("diun_dashboard") {
+            let written = if target.starts_with("diun_dashboard") {
                 writeln!(buf, "{} {:<5} {}", &now[..23], record.level(), record.args())
             } else {
                 writeln!(buf, "{} {:<5} {target}: {}", &now[..23], record.level(), record.args())
-            }
+            };
+            // Last: formatting the arguments could log, and set it for its own record.
+            URGENT.set(record.level() <= log::Level::Warn);
+            written
         })
         .target(env_logger::Target::Pipe(Box::new(SharedSink(sink))))
         .init();
+    // A panic's message goes straight to stderr: the lines that led to it go first.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |panic| {
+        if let Some(sink) = STDERR.get() {
+            sink.write_pending_unless_busy();
+        }
+        report(panic);
+    }));
 }
 
 /// Writes every gathered line now. Call before the process exits.
@@ -124,6 +135,18 @@ impl<W: Write + Send + 'static> Gathering<W> {
     /// Writes what is gathered, if anything.
     pub fn write_pending(&self) {
         let mut state = self.lock();
+        state.write_pending();
+    }
+
+    /// [`Self::write_pending`], unless this or another thread holds the sink (a panic hook must
+    /// not wait for it: the panic may have come from inside it).
+    pub fn write_pending_unless_busy(&self) {
+        let state = match self.state.try_lock() {
+            Ok(state) => state,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
+        let mut state = state;
         state.write_pending();
     }
 
@@ -218,6 +241,24 @@ mod tests {
         assert_eq!(out.text(), "first\nsecond\nwarning\n");
         sink.push(b"third\n", false);
         assert_eq!(out.text(), "first\nsecond\nwarning\n", "the log is still busy");
+    }
+
+    #[test]
+    fn a_flush_that_must_not_wait_skips_a_held_sink() {
+        let out = Shared::default();
+        let sink = Gathering::start(out.clone(), Duration::from_secs(3600));
+        sink.push(b"first\n", false);
+        sink.push(b"second\n", false);
+        let held = sink.lock();
+        sink.write_pending_unless_busy();
+        drop(held);
+        assert_eq!(out.text(), "first\n");
+        // The gathering thread takes the lock for a moment when it is woken: try again then.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while out.text() == "first\n" && Instant::now() < deadline {
+            sink.write_pending_unless_busy();
+        }
+        assert_eq!(out.text(), "first\nsecond\n");
     }
 
     #[test]
