@@ -1053,8 +1053,6 @@ async fn the_toast_shows_where_a_new_card_is() {
             page.by_testid("search").await.send_keys("n").await;
             assert_eq!(page.active().await.attr("data-testid").await.as_deref(), Some("search"));
             page.by_testid("search").await.send_keys("\u{E003}").await; // backspace
-            page.wait_until("the search to apply", async || (page.images().await.len() == 10).then_some(()))
-                .await;
             page.execute("document.activeElement.blur()", vec![]).await;
             let key = |kind: &str| json!({ "type": kind, "value": "n" });
             page.perform(
@@ -1072,6 +1070,53 @@ async fn the_toast_shows_where_a_new_card_is() {
         page.wait_gone(&testid("toast")).await;
     }
     assert_eq!(page.by_testid("search").await.prop("value").await, "");
+    page.assert_no_console_errors().await;
+}
+
+/// "N" takes focus to the newest toast and Escape closes it, focus going back where it was. The
+/// single-key shortcuts can be turned off in the footer (WCAG 2.1.4), and stay off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn single_key_shortcuts_reach_toasts_and_can_be_turned_off() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    seed(&page, &varied_events()[..1]).await;
+    page.open().await;
+    page.wait_title("Diun Dashboard (1)").await;
+    let press = async |key: &str| {
+        let action = |kind: &str| json!({ "type": kind, "value": key });
+        page.perform(
+            json!([{ "type": "key", "id": "keyboard", "actions": [action("keyDown"), action("keyUp")] }]),
+        )
+        .await;
+    };
+    let focus_refresh = async || {
+        page.execute("document.querySelector('[data-testid=refresh]').focus()", vec![]).await;
+    };
+    let active = async || page.active().await.attr("data-testid").await;
+
+    focus_refresh().await;
+    page.webhook(&varied_events()[1]).await;
+    page.wait_for(&testid("toast")).await;
+    press("n").await;
+    assert_eq!(active().await.as_deref(), Some("toast-action"));
+    page.active().await.send_keys(keys::ESCAPE).await;
+    page.wait_gone(&testid("toast")).await;
+    assert_eq!(active().await.as_deref(), Some("refresh"), "focus goes back where it was");
+
+    let toggle = page.by_testid("shortcuts-toggle").await;
+    assert_eq!(toggle.attr("aria-pressed").await.as_deref(), Some("true"));
+    toggle.click().await;
+    assert_eq!(toggle.attr("aria-pressed").await.as_deref(), Some("false"));
+    page.reload().await;
+    page.wait_title("Diun Dashboard (2)").await;
+    let toggle = page.by_testid("shortcuts-toggle").await;
+    assert_eq!(toggle.attr("aria-pressed").await.as_deref(), Some("false"), "remembered");
+    focus_refresh().await;
+    page.webhook(&varied_events()[2]).await;
+    page.wait_for(&testid("toast")).await;
+    press("n").await;
+    press("/").await;
+    assert_eq!(active().await.as_deref(), Some("refresh"), "no shortcut while they are off");
     page.assert_no_console_errors().await;
 }
 

@@ -57,6 +57,7 @@ import { connectStream } from "./live.js";
 import { Coverage, commonMark, parseMark } from "./sync.js";
 import { openHistory, historyEntry, historyImage } from "./history.js";
 import { plural } from "./words.js";
+import { load, save } from "./storage.js";
 
 const POLL_MS = 3000;
 const SAFETY_POLL_MS = 60000;
@@ -475,14 +476,31 @@ function showCard(image) {
 }
 
 // Single-key shortcuts, as on GitHub: "/" searches, TOAST_KEY reaches the newest toast. Not
-// while typing, with a modifier held, or under an open dialog.
+// while typing, with a modifier held, in a menu or an inline confirmation, under an open
+// dialog, or once turned off in the footer (WCAG 2.1.4: speech input can set them off).
+const shortcutsToggle = $("shortcuts-toggle");
+let shortcutsOn = load("shortcuts", true) !== false;
+
+function showShortcuts() {
+  shortcutsToggle.setAttribute("aria-pressed", String(shortcutsOn));
+  shortcutsToggle.textContent = shortcutsOn ? "Single-key shortcuts on" : "Single-key shortcuts off";
+  $("shortcuts-help").toggleAttribute("data-off", !shortcutsOn);
+}
+
+shortcutsToggle.addEventListener("click", () => {
+  shortcutsOn = !shortcutsOn;
+  save("shortcuts", shortcutsOn);
+  showShortcuts();
+});
+showShortcuts();
+
 document.addEventListener("keydown", (e) => {
-  const typing = e.target.closest?.("input, select, textarea, [contenteditable]");
-  if (typing || e.ctrlKey || e.metaKey || e.altKey || document.querySelector("dialog[open]")) return;
+  if (!shortcutsOn || e.ctrlKey || e.metaKey || e.altKey || document.querySelector("dialog[open]")) return;
+  if (e.target.closest?.("input, select, textarea, [contenteditable], [role='menu'], .confirm-inline")) return;
   if (e.key === "/") {
     e.preventDefault();
     search.focus();
-  } else if (e.key.toLowerCase() === TOAST_KEY && focusNewestToast()) {
+  } else if (e.key?.toLowerCase() === TOAST_KEY && focusNewestToast()) {
     e.preventDefault();
   }
 });

@@ -99,10 +99,13 @@ export function clearError(key) {
 /** The key that takes keyboard focus to the newest toast (see `focusNewestToast`). */
 export const TOAST_KEY = "n";
 
+/** Where focus was before `focusNewestToast` took it to each toast, to go back there. */
+const cameFrom = new WeakMap();
+
 /**
  * A toast that closes itself after 5 s, held open while one of its buttons has focus or the
  * pointer. Toasts come last in the page, after every card, so the keyboard reaches the newest
- * one with TOAST_KEY (`focusNewestToast`), which screen readers hear with the toast.
+ * one with TOAST_KEY (`focusNewestToast`); Escape closes it, and focus goes back to where it was.
  * action: { label, run } for a button that does something about it, or null.
  */
 export function toast(title, text, action = null) {
@@ -110,7 +113,9 @@ export function toast(title, text, action = null) {
   let timer = 0;
   const close = () => {
     clearTimeout(timer);
+    const back = el.contains(document.activeElement) ? cameFrom.get(el) : null;
     el.remove();
+    if (back?.isConnected) back.focus({ preventScroll: true });
   };
   const arm = () => {
     clearTimeout(timer);
@@ -134,12 +139,9 @@ export function toast(title, text, action = null) {
   el.addEventListener("pointerout", (e) => {
     if (!el.contains(e.relatedTarget) && !el.contains(document.activeElement)) arm();
   });
-  const hint = document.createElement("span");
-  hint.className = "sr-only";
-  hint.textContent = `Press ${TOAST_KEY.toUpperCase()} to reach it.`;
-  el.querySelector(".toast-body").append(hint);
-  const first = el.querySelector("button");
-  first.setAttribute("aria-keyshortcuts", TOAST_KEY.toUpperCase());
+  el.addEventListener("keydown", (e) => {
+    if (e.key === "Escape") close();
+  });
   host.append(el);
   keepAtMost(host, 3);
   arm();
@@ -147,9 +149,13 @@ export function toast(title, text, action = null) {
 
 /** Focuses the newest toast's first button; false when there is no toast. */
 export function focusNewestToast() {
-  const button = document.querySelector("#toasts .toast:last-child button");
-  button?.focus();
-  return Boolean(button);
+  const toast = document.querySelector("#toasts .toast:last-child");
+  if (!toast) return false;
+  if (document.activeElement && document.activeElement !== document.body) {
+    cameFrom.set(toast, document.activeElement);
+  }
+  toast.querySelector("button").focus();
+  return true;
 }
 
 export function announce(message) {
