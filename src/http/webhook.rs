@@ -64,7 +64,8 @@ where
             printable(&event.hostname)
         )
     });
-    if let Err(err) = state.store.upsert_event(event, Timestamp::now()).await {
+    let received_at = Timestamp::now();
+    if let Err(err) = state.write(|store| async move { store.upsert_event(event, received_at).await }).await {
         count_webhook(status, WebhookResult::Failed);
         return Err(err.into());
     }
