@@ -1054,11 +1054,7 @@ async fn the_toast_shows_where_a_new_card_is() {
             assert_eq!(page.active().await.attr("data-testid").await.as_deref(), Some("search"));
             page.by_testid("search").await.send_keys("\u{E003}").await; // backspace
             page.execute("document.activeElement.blur()", vec![]).await;
-            let key = |kind: &str| json!({ "type": kind, "value": "n" });
-            page.perform(
-                json!([{ "type": "key", "id": "keyboard", "actions": [key("keyDown"), key("keyUp")] }]),
-            )
-            .await;
+            page.press("n").await;
             assert_eq!(page.active().await.attr("data-testid").await.as_deref(), Some("toast-action"));
             page.active().await.send_keys(keys::ENTER).await;
         } else {
@@ -1082,13 +1078,6 @@ async fn single_key_shortcuts_reach_toasts_and_can_be_turned_off() {
     seed(&page, &varied_events()[..1]).await;
     page.open().await;
     page.wait_title("Diun Dashboard (1)").await;
-    let press = async |key: &str| {
-        let action = |kind: &str| json!({ "type": kind, "value": key });
-        page.perform(
-            json!([{ "type": "key", "id": "keyboard", "actions": [action("keyDown"), action("keyUp")] }]),
-        )
-        .await;
-    };
     let focus_refresh = async || {
         page.execute("document.querySelector('[data-testid=refresh]').focus()", vec![]).await;
     };
@@ -1097,7 +1086,7 @@ async fn single_key_shortcuts_reach_toasts_and_can_be_turned_off() {
     focus_refresh().await;
     page.webhook(&varied_events()[1]).await;
     page.wait_for(&testid("toast")).await;
-    press("n").await;
+    page.press("n").await;
     assert_eq!(active().await.as_deref(), Some("toast-action"));
     page.active().await.send_keys(keys::ESCAPE).await;
     page.wait_gone(&testid("toast")).await;
@@ -1114,8 +1103,8 @@ async fn single_key_shortcuts_reach_toasts_and_can_be_turned_off() {
     focus_refresh().await;
     page.webhook(&varied_events()[2]).await;
     page.wait_for(&testid("toast")).await;
-    press("n").await;
-    press("/").await;
+    page.press("n").await;
+    page.press("/").await;
     assert_eq!(active().await.as_deref(), Some("refresh"), "no shortcut while they are off");
     page.assert_no_console_errors().await;
 }

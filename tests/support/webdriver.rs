@@ -424,6 +424,16 @@ impl Session {
         self.cmd("DELETE", "/actions", None).await;
     }
 
+    /// Presses and releases `key` wherever focus is (the page itself when nothing has it),
+    /// unlike `Element::send_keys`, which focuses its element first.
+    pub async fn press(&self, key: &str) {
+        let action = |kind: &str| json!({ "type": kind, "value": key });
+        self.perform(
+            json!([{ "type": "key", "id": "keyboard", "actions": [action("keyDown"), action("keyUp")] }]),
+        )
+        .await;
+    }
+
     /// Presses on `from` (at a point that is not one of its controls), moves in several steps
     /// onto the middle of `to` and releases there. A touch pointer is held still first, as a
     /// long press; a mouse moves right away. Both must be on screen.
