@@ -197,3 +197,30 @@ async fn a_change_on_one_replica_reaches_the_streams_of_another() {
     replica_b.stop().await;
     replica_a.stop().await;
 }
+
+/// hyper drops a request's future when its client goes away. A write dropped after it was
+/// handed to the database still commits, and must still be announced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_caller_went_away_is_still_announced() {
+    use diun_dashboard::changes::{Change, ChangeKind};
+    use diun_dashboard::store::{Store, UpdateStore};
+    use futures_util::FutureExt;
+
+    let dir = support::TempDir::new();
+    let database = diun_dashboard::config::Database::Sqlite { path: dir.0.join("diun.db") };
+    let store = Store::open(&database).await.expect("open the store");
+    let mut changes = store.changes().subscribe();
+    let event = diun_dashboard::model::DiunEvent::from_json(docker_event("left:1").to_string().as_bytes())
+        .expect("a valid event");
+    // Polled once, which queues the write, then dropped.
+    let polled = store.upsert_event(event, diun_dashboard::time::Timestamp::now()).now_or_never();
+    assert!(polled.is_none(), "the write was still waiting for its commit when it was dropped");
+    let announced = tokio::time::timeout(Duration::from_secs(10), changes.recv())
+        .await
+        .expect("the change was announced")
+        .expect("the feed is open");
+    assert_eq!(announced.change, Change::of_image(ChangeKind::Update, "left:1"));
+    let updates = store.list_updates().await.expect("list");
+    assert_eq!(updates.iter().map(|entry| entry.event.image.as_str()).collect::<Vec<_>>(), ["left:1"]);
+    store.close().await;
+}

@@ -69,11 +69,7 @@ pub async fn update(tail: Tail, state: AppState, method: Method, headers: Header
                 return Err(ApiError::method_not_allowed("PATCH"));
             }
             check_mutation(&method, &headers)?;
-            let acknowledged = image.clone();
-            let found = state
-                .write(|store| async move { store.acknowledge(acknowledged, Timestamp::now()).await })
-                .await?;
-            if found {
+            if state.store.acknowledge(image.clone(), Timestamp::now()).await? {
                 Ok(no_content())
             } else {
                 Err(ApiError::not_found(format!("no update for image {image:?}")))
@@ -114,8 +110,7 @@ where
                         ))
                     })?;
             }
-            let count =
-                state.write(|store| async move { store.acknowledge_all(Timestamp::now()).await }).await?;
+            let count = state.store.acknowledge_all(Timestamp::now()).await?;
             Ok(json_reply(StatusCode::OK, &serde_json::json!({ "count": count })))
         }
         .await,
@@ -144,10 +139,7 @@ where
             }
             check_mutation(&method, &headers)?;
             let TagRef { tag_id } = json_body(&headers, body).await?;
-            match state
-                .write(|store| async move { store.acknowledge_by_tag(tag_id, Timestamp::now()).await })
-                .await?
-            {
+            match state.store.acknowledge_by_tag(tag_id, Timestamp::now()).await? {
                 Some(count) => Ok(json_reply(StatusCode::OK, &serde_json::json!({ "count": count }))),
                 None => Err(unknown_tag(tag_id)),
             }
@@ -179,7 +171,7 @@ where
             check_mutation(&method, &headers)?;
             let NewTag { name } = json_body(&headers, body).await?;
             let name = valid_tag_name(&name)?;
-            let tag = state.write(|store| async move { store.create_tag(name).await }).await?;
+            let tag = state.store.create_tag(name).await?;
             Ok(json_reply(StatusCode::CREATED, &tag))
         }
         .await,
@@ -210,11 +202,7 @@ pub async fn tag(id: String, state: AppState, method: Method, headers: HeaderMap
             let tag_id = id
                 .parse::<i64>()
                 .map_err(|_| ApiError::bad_request(format!("tag id must be an integer, not {id:?}")))?;
-            if state.write(|store| async move { store.delete_tag(tag_id).await }).await? {
-                Ok(no_content())
-            } else {
-                Err(unknown_tag(tag_id))
-            }
+            if state.store.delete_tag(tag_id).await? { Ok(no_content()) } else { Err(unknown_tag(tag_id)) }
         }
         .await,
     )
@@ -242,8 +230,7 @@ where
                 check_mutation(&method, &headers)?;
                 let AssignmentRequest { image, tag_id } = json_body(&headers, body).await?;
                 valid_image(&image)?;
-                let assigned = image.clone();
-                match state.write(|store| async move { store.assign_tag(assigned, tag_id).await }).await? {
+                match state.store.assign_tag(image.clone(), tag_id).await? {
                     Assignment::Assigned => Ok(no_content()),
                     Assignment::UnknownTag => Err(unknown_tag(tag_id)),
                     Assignment::UnknownImage => {
@@ -254,7 +241,7 @@ where
                 check_mutation(&method, &headers)?;
                 let ImageRef { image } = json_body(&headers, body).await?;
                 valid_image(&image)?;
-                state.write(|store| async move { store.unassign_tag(image).await }).await?;
+                state.store.unassign_tag(image).await?;
                 Ok(no_content())
             } else {
                 Err(ApiError::method_not_allowed("PUT, DELETE"))

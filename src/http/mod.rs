@@ -12,7 +12,6 @@ pub(crate) mod gzip;
 mod history;
 mod live;
 mod metrics;
-mod to_the_end;
 mod webhook;
 
 pub use webhook::stored as webhook_stored;
@@ -59,16 +58,6 @@ impl AppState {
 
     fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
         self.stopping.subscribe()
-    }
-
-    /// Runs a store write (and its announcement) to its end even if the request is dropped
-    /// meanwhile; see `to_the_end`.
-    fn write<T, W>(&self, write: impl FnOnce(Arc<Store>) -> W) -> to_the_end::ToTheEnd<W>
-    where
-        W: std::future::Future<Output = T> + Send + 'static,
-        T: Send + 'static,
-    {
-        to_the_end::to_the_end(write(Arc::clone(&self.store)))
     }
 
     /// Requires HTTP Basic credentials for the dashboard and `/api`.

@@ -64,8 +64,7 @@ where
             printable(&event.hostname)
         )
     });
-    let received_at = Timestamp::now();
-    if let Err(err) = state.write(|store| async move { store.upsert_event(event, received_at).await }).await {
+    if let Err(err) = state.store.upsert_event(event, Timestamp::now()).await {
         count_webhook(status, WebhookResult::Failed);
         return Err(err.into());
     }

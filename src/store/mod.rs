@@ -18,11 +18,13 @@ mod replicas;
 mod shared_batches;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+mod to_the_end;
 #[cfg(feature = "sqlite")]
 mod wal_writes;
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 
 use crate::changes::{Change, ChangeFeed, ChangeKind};
 use crate::config::Database;
@@ -148,8 +150,8 @@ pub fn sort_tags(tags: &mut [Tag]) {
 
 /// Forwards a call to the backend in use.
 macro_rules! dispatch {
-    ($self:ident, $store:ident => $call:expr) => {
-        match &$self.backend {
+    ($shared:expr, $store:ident => $call:expr) => {
+        match &$shared.backend {
             #[cfg(feature = "sqlite")]
             Backend::Sqlite($store) => $call,
             #[cfg(feature = "postgres")]
@@ -159,7 +161,10 @@ macro_rules! dispatch {
 }
 
 /// The store the server runs on: the backend in use, and the feed its writes are announced on.
-pub struct Store {
+/// Shared with the writes it finishes after their caller went away (see `to_the_end`).
+pub struct Store(Arc<Shared>);
+
+struct Shared {
     backend: Backend,
     changes: ChangeFeed,
 }
@@ -192,19 +197,31 @@ impl Store {
                 #[allow(unreachable_patterns)]
                 other => return Err(missing_feature_message(other)),
             };
-        Ok(Self { backend, changes })
+        Ok(Self(Arc::new(Shared { backend, changes })))
     }
 
     /// Every successful write is announced here.
     pub fn changes(&self) -> &ChangeFeed {
-        &self.changes
+        &self.0.changes
     }
 
     /// Finishes queued writes and closes the database cleanly.
     pub async fn close(&self) {
-        dispatch!(self, store => store.close().await)
+        dispatch!(self.0, store => store.close().await)
     }
 
+    /// Runs `write`, a write and its announcement, to its end even if the caller's future is
+    /// dropped meanwhile.
+    fn to_the_end<T, W>(&self, write: impl FnOnce(Arc<Shared>) -> W) -> to_the_end::ToTheEnd<W>
+    where
+        W: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        to_the_end::to_the_end(write(Arc::clone(&self.0)))
+    }
+}
+
+impl Shared {
     /// Announces `change` once `written` has succeeded.
     fn announce<T>(
         &self,
@@ -235,60 +252,84 @@ fn missing_feature_message(database: &Database) -> String {
 
 impl UpdateStore for Store {
     fn backend(&self) -> &'static str {
-        dispatch!(self, s => s.backend())
+        dispatch!(self.0, s => s.backend())
     }
     async fn ping(&self) -> StoreResult<()> {
-        dispatch!(self, s => s.ping().await)
+        dispatch!(self.0, s => s.ping().await)
     }
     async fn upsert_event(&self, event: DiunEvent, received_at: Timestamp) -> StoreResult<()> {
         let change = Change::of_image(ChangeKind::Update, event.image.clone());
-        let written = dispatch!(self, s => s.upsert_event(event, received_at).await);
-        self.announce(written, |()| Some(change))
+        self.to_the_end(|store| async move {
+            let written = dispatch!(store, s => s.upsert_event(event, received_at).await);
+            store.announce(written, |()| Some(change))
+        })
+        .await
     }
     async fn list_updates(&self) -> StoreResult<Vec<UpdateEntry>> {
-        dispatch!(self, s => s.list_updates().await)
+        dispatch!(self.0, s => s.list_updates().await)
     }
     async fn write_listing(&self, listing: Listing) -> StoreResult<Vec<u8>> {
-        dispatch!(self, s => s.write_listing(listing).await)
+        dispatch!(self.0, s => s.write_listing(listing).await)
     }
     async fn count_by_group(&self) -> StoreResult<Vec<GroupCount>> {
-        dispatch!(self, s => s.count_by_group().await)
+        dispatch!(self.0, s => s.count_by_group().await)
     }
     async fn acknowledge(&self, image: String, at: Timestamp) -> StoreResult<bool> {
         let change = Change::of_image(ChangeKind::Acknowledge, image.clone());
-        let written = dispatch!(self, s => s.acknowledge(image, at).await);
-        self.announce(written, |found| found.then_some(change))
+        self.to_the_end(|store| async move {
+            let written = dispatch!(store, s => s.acknowledge(image, at).await);
+            store.announce(written, |found| found.then_some(change))
+        })
+        .await
     }
     async fn acknowledge_all(&self, at: Timestamp) -> StoreResult<u64> {
-        let written = dispatch!(self, s => s.acknowledge_all(at).await);
-        self.announce(written, |count| (*count > 0).then(|| Change::of_many(ChangeKind::Acknowledge)))
+        self.to_the_end(|store| async move {
+            let written = dispatch!(store, s => s.acknowledge_all(at).await);
+            store.announce(written, |count| (*count > 0).then(|| Change::of_many(ChangeKind::Acknowledge)))
+        })
+        .await
     }
     async fn acknowledge_by_tag(&self, tag_id: i64, at: Timestamp) -> StoreResult<Option<u64>> {
-        let written = dispatch!(self, s => s.acknowledge_by_tag(tag_id, at).await);
-        self.announce(written, |count| {
-            count.is_some_and(|n| n > 0).then(|| Change::of_many(ChangeKind::Acknowledge))
+        self.to_the_end(|store| async move {
+            let written = dispatch!(store, s => s.acknowledge_by_tag(tag_id, at).await);
+            store.announce(written, |count| {
+                count.is_some_and(|n| n > 0).then(|| Change::of_many(ChangeKind::Acknowledge))
+            })
         })
+        .await
     }
     async fn list_tags(&self) -> StoreResult<Vec<Tag>> {
-        dispatch!(self, s => s.list_tags().await)
+        dispatch!(self.0, s => s.list_tags().await)
     }
     async fn create_tag(&self, name: String) -> StoreResult<Tag> {
-        let written = dispatch!(self, s => s.create_tag(name).await);
-        self.announce(written, |_| Some(Change::of_many(ChangeKind::Tag)))
+        self.to_the_end(|store| async move {
+            let written = dispatch!(store, s => s.create_tag(name).await);
+            store.announce(written, |_| Some(Change::of_many(ChangeKind::Tag)))
+        })
+        .await
     }
     async fn delete_tag(&self, tag_id: i64) -> StoreResult<bool> {
-        let written = dispatch!(self, s => s.delete_tag(tag_id).await);
-        self.announce(written, |found| found.then(|| Change::of_many(ChangeKind::Tag)))
+        self.to_the_end(|store| async move {
+            let written = dispatch!(store, s => s.delete_tag(tag_id).await);
+            store.announce(written, |found| found.then(|| Change::of_many(ChangeKind::Tag)))
+        })
+        .await
     }
     async fn assign_tag(&self, image: String, tag_id: i64) -> StoreResult<Assignment> {
         let change = Change::of_image(ChangeKind::Tag, image.clone());
-        let written = dispatch!(self, s => s.assign_tag(image, tag_id).await);
-        self.announce(written, |outcome| (*outcome == Assignment::Assigned).then_some(change))
+        self.to_the_end(|store| async move {
+            let written = dispatch!(store, s => s.assign_tag(image, tag_id).await);
+            store.announce(written, |outcome| (*outcome == Assignment::Assigned).then_some(change))
+        })
+        .await
     }
     async fn unassign_tag(&self, image: String) -> StoreResult<()> {
         let change = Change::of_image(ChangeKind::Tag, image.clone());
-        let written = dispatch!(self, s => s.unassign_tag(image).await);
-        self.announce(written, |()| Some(change))
+        self.to_the_end(|store| async move {
+            let written = dispatch!(store, s => s.unassign_tag(image).await);
+            store.announce(written, |()| Some(change))
+        })
+        .await
     }
     async fn history(
         &self,
@@ -296,12 +337,12 @@ impl UpdateStore for Store {
         before: Option<i64>,
         limit: u32,
     ) -> StoreResult<Option<Vec<HistoryEntry>>> {
-        dispatch!(self, s => s.history(image, before, limit).await)
+        dispatch!(self.0, s => s.history(image, before, limit).await)
     }
     async fn pending_hosts(&self) -> StoreResult<Vec<HostReport>> {
-        dispatch!(self, s => s.pending_hosts().await)
+        dispatch!(self.0, s => s.pending_hosts().await)
     }
     async fn prune_history(&self, older_than: Timestamp, limit: u32) -> StoreResult<u64> {
-        dispatch!(self, s => s.prune_history(older_than, limit).await)
+        dispatch!(self.0, s => s.prune_history(older_than, limit).await)
     }
 }

@@ -1,10 +1,10 @@
-//! Store writes that run to their end even when the request is dropped.
+//! Store writes that run to their end even when their caller's future is dropped.
 //!
 //! hyper drops a request's future when its client goes away. A write already handed to the
-//! database is committed regardless, but `Store::announce`, which tells open dashboards about
-//! it, runs in the same future after the write: dropped there, the change was stored and never
-//! announced, and dashboards missed it until their next poll. Wrapped in [`ToTheEnd`], the rest
-//! of a dropped write goes on in a task of its own.
+//! database is committed regardless, but the announcement that tells open dashboards about it
+//! (`Store::announce`) comes after the write in the same future: dropped there, the change was
+//! stored and never announced, and dashboards missed it until their next poll. Wrapped in
+//! [`ToTheEnd`], the rest of a dropped write goes on in a task of its own.
 
 use std::future::Future;
 use std::pin::Pin;
