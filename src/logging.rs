@@ -9,9 +9,8 @@
 //!
 //! Warnings and errors are written at once, with whatever was gathered before them, and so
 //! are the start-up lines (`run` flushes once it listens) and the lines before a panic's
-//! message. The price: a process killed with
-//! SIGKILL (or aborted) loses the info lines of its last few milliseconds. Every orderly exit
-//! calls [`flush`].
+//! message. The price: a process killed with SIGKILL (or aborted) loses the info lines of its
+//! last few milliseconds. Every orderly exit calls [`flush`].
 
 use std::cell::Cell;
 use std::io::{self, Write};
@@ -31,7 +30,6 @@ thread_local! {
 
 /// Installs the logger. Call once, before anything logs.
 pub fn init() {
-    use std::io::Write as _;
     let sink = Arc::clone(STDERR.get_or_init(|| Gathering::start(io::stderr(), GATHER)));
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format(|buf, record| {
@@ -141,12 +139,11 @@ impl<W: Write + Send + 'static> Gathering<W> {
     /// [`Self::write_pending`], unless this or another thread holds the sink (a panic hook must
     /// not wait for it: the panic may have come from inside it).
     pub fn write_pending_unless_busy(&self) {
-        let state = match self.state.try_lock() {
+        let mut state = match self.state.try_lock() {
             Ok(state) => state,
             Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return,
         };
-        let mut state = state;
         state.write_pending();
     }
 
@@ -209,19 +206,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_line_on_a_quiet_log_is_written_at_once() {
+    /// A sink that gathers for an hour (only flushes write), after its first line: "first".
+    fn busy_log() -> (Shared, Arc<Gathering<Shared>>) {
         let out = Shared::default();
         let sink = Gathering::start(out.clone(), Duration::from_secs(3600));
         sink.push(b"first\n", false);
+        (out, sink)
+    }
+
+    #[test]
+    fn a_line_on_a_quiet_log_is_written_at_once() {
+        let (out, _sink) = busy_log();
         assert_eq!(out.text(), "first\n");
     }
 
     #[test]
     fn lines_right_after_a_write_are_gathered_in_order_until_flushed() {
-        let out = Shared::default();
-        let sink = Gathering::start(out.clone(), Duration::from_secs(3600));
-        sink.push(b"first\n", false);
+        let (out, sink) = busy_log();
         sink.push(b"second\n", false);
         sink.push(b"third\n", false);
         assert_eq!(out.text(), "first\n", "the busy log holds lines back");
@@ -233,9 +234,7 @@ mod tests {
 
     #[test]
     fn an_urgent_line_is_written_at_once_after_the_gathered_ones() {
-        let out = Shared::default();
-        let sink = Gathering::start(out.clone(), Duration::from_secs(3600));
-        sink.push(b"first\n", false);
+        let (out, sink) = busy_log();
         sink.push(b"second\n", false);
         sink.push(b"warning\n", true);
         assert_eq!(out.text(), "first\nsecond\nwarning\n");
@@ -245,9 +244,7 @@ mod tests {
 
     #[test]
     fn a_flush_that_must_not_wait_skips_a_held_sink() {
-        let out = Shared::default();
-        let sink = Gathering::start(out.clone(), Duration::from_secs(3600));
-        sink.push(b"first\n", false);
+        let (out, sink) = busy_log();
         sink.push(b"second\n", false);
         let held = sink.lock();
         sink.write_pending_unless_busy();

@@ -32,11 +32,11 @@ pub async fn stream(state: AppState, method: Method) -> Response {
     }
     // Subscribed before `hello` is sent, so that nothing published after it is missed.
     let changes = changes(&state);
+    // The epoch is hex digits and dashes: nothing in it needs escaping.
     let hello = Event::default()
         .event("hello")
         .retry(RETRY)
-        .json_data(serde_json::json!({ "epoch": state.store.changes().epoch() }))
-        .unwrap_or_else(|_| Event::default().event("hello").retry(RETRY).data("{}"));
+        .data(format!(r#"{{"epoch":"{}"}}"#, state.store.changes().epoch()));
     let events = stream::once(async { Ok::<_, Infallible>(hello) }).chain(changes);
     let mut response =
         warp::sse::reply(warp::sse::keep_alive().interval(KEEP_ALIVE).stream(events)).into_response();
