@@ -44,8 +44,10 @@ async function request(method, path, body, withMark = false) {
 }
 
 export const api = {
-  updates: () => request("GET", "api/updates"),
-  /** The page's snapshot, each part with its change mark: {updates, tags, hosts, marks}. */
+  /**
+   * The page's snapshot, each part with its change mark: {updates, tags, hosts, marks}. `hosts`
+   * is {image: [{hostname, last_seen, metadata}]}: every host that reported each pending image.
+   */
   snapshot: async () => {
     const parts = await Promise.all(
       ["api/updates", "api/tags", "api/hosts"].map((path) => request("GET", path, undefined, true)),
@@ -53,11 +55,8 @@ export const api = {
     const [updates, tags, hosts] = parts.map((part) => part.data);
     return { updates, tags, hosts, marks: parts.map((part) => part.mark) };
   },
-  tags: () => request("GET", "api/tags"),
   /** {total, pending, acknowledged, groups}: what a hidden tab's title needs, without the listing. */
   summary: () => request("GET", "api/summary"),
-  /** {image: [{hostname, last_seen, metadata}]}: every host that reported each pending image. */
-  hosts: () => request("GET", "api/hosts"),
   /** One page of an image's events, newest first: {image, events, next_before}. */
   history: (image, { before = null, limit = 50 } = {}) => {
     const page = before === null ? `limit=${limit}` : `limit=${limit}&before=${encodeURIComponent(before)}`;

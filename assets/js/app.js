@@ -170,8 +170,9 @@ function watchNewCards() {
 
 // ---- Keeping up with the server ---------------------------------------------------------------
 // The change stream (live.js) says when something changed; each change refetches everything
-// (coalesced over 150 ms), unless the last fetch already included it (sync.js). While the stream is not open — it broke, or a buffering proxy holds it
-// back — the page polls every 3 s instead, and so it does after a failed fetch until one succeeds.
+// (coalesced over 150 ms), unless the last fetch already included it (sync.js). While the stream
+// is not open — it broke, or a buffering proxy holds it back — the page polls every 3 s instead,
+// and so it does after a failed fetch until one succeeds.
 // A hidden tab stops both (the stream after a short grace, so flipping between tabs does not
 // reconnect; browsers allow only a few connections per server, and every tab's stream holds one)
 // and only fetches the pending count every 30 s, for its title in the tab strip. It catches up when
