@@ -200,6 +200,7 @@ async fn a_change_on_one_replica_reaches_the_streams_of_another() {
 
 /// hyper drops a request's future when its client goes away. A write dropped after it was
 /// handed to the database still commits, and must still be announced.
+#[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_whose_caller_went_away_is_still_announced() {
     use diun_dashboard::changes::{Change, ChangeKind};
