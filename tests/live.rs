@@ -213,9 +213,14 @@ async fn a_write_whose_caller_went_away_is_still_announced() {
     let mut changes = store.changes().subscribe();
     let event = diun_dashboard::model::DiunEvent::from_json(docker_event("left:1").to_string().as_bytes())
         .expect("a valid event");
+    // Another connection holds the write lock, so the write cannot commit before it is
+    // dropped however the threads are scheduled; the store's busy timeout waits it out.
+    let blocker = rusqlite::Connection::open(dir.0.join("diun.db")).expect("a second connection");
+    blocker.execute_batch("BEGIN IMMEDIATE").expect("take the write lock");
     // Polled once, which queues the write, then dropped.
     let polled = store.upsert_event(event, diun_dashboard::time::Timestamp::now()).now_or_never();
     assert!(polled.is_none(), "the write was still waiting for its commit when it was dropped");
+    blocker.execute_batch("ROLLBACK").expect("let the write lock go");
     let announced = tokio::time::timeout(Duration::from_secs(10), changes.recv())
         .await
         .expect("the change was announced")
