@@ -9,6 +9,8 @@ compile_error!(
      `--features sqlite` or `--features postgres`"
 );
 
+#[cfg(feature = "sqlite")]
+mod checkpoints;
 pub mod migrate;
 #[cfg(feature = "postgres")]
 pub mod postgres;

@@ -9,6 +9,7 @@
 
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -18,6 +19,7 @@ use include_dir::{Dir, include_dir};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
+use super::checkpoints::{self, Checkpointer};
 use super::migrate::{self, Migration};
 use super::wal_writes;
 use super::{Assignment, COUNT_BY_GROUP, GroupCount, StoreError, StoreResult, UpdateStore, sort_tags};
@@ -33,20 +35,6 @@ const MAX_IDLE_READERS: usize = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Prepared statements kept per connection: every statement this module runs fits.
 const STATEMENT_CACHE: usize = 64;
-/// How long the checkpointer lets commits gather before it copies them into the database file:
-/// a page written by many commits meanwhile is copied once.
-const CHECKPOINT_DELAY: Duration = Duration::from_millis(100);
-/// WAL size (pages) at which the writer checkpoints itself: under a steady stream of writes the
-/// checkpointer never catches up with the very last commit, and the WAL can only start over
-/// once a checkpoint has copied all of it. That checkpoint's fsyncs stall every queued write,
-/// so it should be rare: at 30,000 pages (120 MB of WAL) it came about once a second in the
-/// ingest benchmark's flood, at 8,000 ten times as often (20.5k -> 25.8k webhooks/s).
-const WRITER_CHECKPOINT_PAGES: u32 = 30_000;
-/// After this long without commits the checkpointer empties the WAL file, so that a flood does
-/// not leave its WAL on disk. (`journal_size_limit` would cut it back on every restart, and
-/// regrowing it cost a fifth of the ingest rate.)
-const IDLE_BEFORE_TRUNCATE: Duration = Duration::from_secs(5);
-
 pub struct SqliteStore {
     path: Arc<PathBuf>,
     readers: Arc<Mutex<Vec<Connection>>>,
@@ -93,13 +81,12 @@ impl SqliteStore {
         wal_writes::register()?;
         let mut conn = open_connection_with(&path, Some(wal_writes::NAME)).map_err(|err| err.to_string())?;
         run_migrations(&mut conn, migrations)?;
-        conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
-            .map_err(|err| err.to_string())?;
+        let wal_frames = checkpoints::watch_wal_size(&mut conn).map_err(|err| err.to_string())?;
         let checkpointer = Checkpointer::start(&path)?;
         let (jobs, queue) = mpsc::channel();
         let writer = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_loop(conn, queue, checkpointer))
+            .spawn(move || write_loop(conn, queue, checkpointer, &wal_frames))
             .map_err(|err| format!("cannot start the writer thread: {err}"))?;
         Ok(Self {
             path: Arc::new(path),
@@ -160,7 +147,7 @@ impl SqliteStore {
     }
 }
 
-fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+pub(super) fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     open_connection_with(path, None)
 }
 
@@ -279,7 +266,12 @@ impl<T: Send, F: Fn(&Connection) -> StoreResult<T> + Send> PendingWrite for Writ
     }
 }
 
-fn write_loop(conn: Connection, queue: mpsc::Receiver<Message>, checkpointer: Checkpointer) {
+fn write_loop(
+    conn: Connection,
+    queue: mpsc::Receiver<Message>,
+    checkpointer: Checkpointer,
+    wal_frames: &AtomicI32,
+) {
     let mut open = true;
     while open {
         let mut batch = match queue.recv() {
@@ -303,7 +295,8 @@ fn write_loop(conn: Connection, queue: mpsc::Receiver<Message>, checkpointer: Ch
         for job in batch {
             job.finish(commit.clone());
         }
-        checkpointer.nudge();
+        // After the answers: a checkpoint here delays the next batch, not this one.
+        checkpointer.after_commit(&conn, wal_frames.load(Ordering::Relaxed));
     }
     // The writer's connection closes last, so SQLite's final checkpoint empties the WAL.
     checkpointer.stop();
@@ -382,70 +375,6 @@ fn run_batch(
         let _ = conn.execute_batch("ROLLBACK");
     }
     outcome
-}
-
-/// Copies committed WAL pages into the database file on a thread of its own, so that the
-/// writer never waits for that copy and its fsync (which used to stall every webhook queued
-/// behind it). SQLite allows one checkpointer beside the writer; a passive checkpoint never
-/// blocks either of them, and commits stay exactly as durable as before.
-struct Checkpointer {
-    nudges: Option<mpsc::SyncSender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Checkpointer {
-    fn start(path: &Path) -> Result<Self, String> {
-        Self::start_with(path, CHECKPOINT_DELAY, IDLE_BEFORE_TRUNCATE)
-    }
-
-    fn start_with(path: &Path, delay: Duration, idle_before_truncate: Duration) -> Result<Self, String> {
-        let conn = open_connection(path).map_err(|err| err.to_string())?;
-        let (nudges, nudged) = mpsc::sync_channel(1);
-        let checkpoint = move |mode: &str| {
-            let checkpoint = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()));
-            if let Err(err) = checkpoint {
-                log::warn!("SQLite checkpoint failed (the writer will retry): {err}");
-            }
-        };
-        let thread = std::thread::Builder::new()
-            .name("sqlite-checkpoint".into())
-            .spawn(move || {
-                let mut wal_in_use = false;
-                loop {
-                    match nudged.recv_timeout(idle_before_truncate) {
-                        Ok(()) => {
-                            std::thread::sleep(delay);
-                            while nudged.try_recv().is_ok() {}
-                            checkpoint("PASSIVE");
-                            wal_in_use = true;
-                        }
-                        // Holds new writes back while it runs, which costs nothing when idle.
-                        Err(mpsc::RecvTimeoutError::Timeout) if wal_in_use => {
-                            checkpoint("TRUNCATE");
-                            wal_in_use = false;
-                        }
-                        Err(mpsc::RecvTimeoutError::Timeout) => {}
-                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                    }
-                }
-            })
-            .map_err(|err| format!("cannot start the checkpoint thread: {err}"))?;
-        Ok(Self { nudges: Some(nudges), thread: Some(thread) })
-    }
-
-    /// Something was committed; a nudge while one is pending is the same nudge.
-    fn nudge(&self) {
-        if let Some(nudges) = &self.nudges {
-            let _ = nudges.try_send(());
-        }
-    }
-
-    fn stop(mut self) {
-        self.nudges = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 const SELECT_UPDATES: &str = "
@@ -860,49 +789,6 @@ mod tests {
         assert!(matches!(answer_of(failing_answer), Err(StoreError::Internal(_))));
         assert_eq!(answer_of(last_answer), Ok(()));
         assert!(conn.is_autocommit(), "the transaction is over");
-    }
-
-    #[test]
-    fn the_wal_is_emptied_once_writes_stop() {
-        let dir = std::env::temp_dir().join(format!("diun-dashboard-wal-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("db.sqlite");
-        let writer = open_connection(&path).unwrap();
-        writer.execute_batch("PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (x BLOB)").unwrap();
-        let checkpointer =
-            Checkpointer::start_with(&path, Duration::from_millis(1), Duration::from_millis(50)).unwrap();
-        writer.execute("INSERT INTO t VALUES (zeroblob(100000))", []).unwrap();
-        let wal = dir.join("db.sqlite-wal");
-        assert!(std::fs::metadata(&wal).unwrap().len() > 100_000);
-        checkpointer.nudge();
-        let emptied = (0..200).any(|_| {
-            std::thread::sleep(Duration::from_millis(25));
-            std::fs::metadata(&wal).unwrap().len() == 0
-        });
-        checkpointer.stop();
-        drop(writer);
-        let _ = std::fs::remove_dir_all(&dir);
-        assert!(emptied, "the WAL file was not truncated within 5 s of the last commit");
-    }
-
-    #[test]
-    fn the_wal_is_kept_while_writes_may_still_come() {
-        // Cutting the WAL after every checkpoint made it regrow under load: only idleness may.
-        let dir = std::env::temp_dir().join(format!("diun-dashboard-wal-kept-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("db.sqlite");
-        let writer = open_connection(&path).unwrap();
-        writer.execute_batch("PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (x BLOB)").unwrap();
-        let checkpointer =
-            Checkpointer::start_with(&path, Duration::from_millis(1), Duration::from_secs(60)).unwrap();
-        writer.execute("INSERT INTO t VALUES (zeroblob(100000))", []).unwrap();
-        checkpointer.nudge();
-        std::thread::sleep(Duration::from_millis(300));
-        let wal = std::fs::metadata(dir.join("db.sqlite-wal")).unwrap().len();
-        checkpointer.stop();
-        drop(writer);
-        let _ = std::fs::remove_dir_all(&dir);
-        assert!(wal > 100_000, "the WAL was cut back to {wal} bytes after a passive checkpoint");
     }
 
     #[test]

@@ -1,0 +1,384 @@
+//! When SQLite's write-ahead log is copied into the database file, and by whom.
+//!
+//! A thread of its own (the checkpointer) copies committed WAL pages into the database file,
+//! so that the writer never waits for that copy: SQLite allows one checkpoint beside the
+//! writer, and a passive checkpoint blocks neither of them.
+//!
+//! But the WAL can only start over from its beginning once a checkpoint has copied all of it,
+//! and under a steady stream of writes the checkpointer never catches up with the very last
+//! commit. So, once the WAL holds [`Limits::recycle_at`] frames, someone must copy the rest
+//! while no commit comes in: the writer itself, between two batches. That checkpoint ends
+//! with two fsyncs, and every queued webhook waits for them: with the database file's pages
+//! left for the kernel to write whenever it liked, the last fsync found tens of megabytes to
+//! write and took 40–60 ms, and the whole stall over 100 ms, once a second in the ingest
+//! benchmark's flood. Instead the writer now asks the checkpointer to hurry: to copy without
+//! its usual delay and to fsync the database file after each pass, until what is left is
+//! short ([`Limits::short_tail`]). Only then does the writer copy that rest, in a few
+//! milliseconds. [`Limits::force_at`] bounds the WAL should the checkpointer not get there.
+
+use std::ffi::c_int;
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::sqlite::open_connection;
+
+/// How long the checkpointer lets commits gather before it copies them into the database file:
+/// a page written by many commits meanwhile is copied once.
+const CHECKPOINT_DELAY: Duration = Duration::from_millis(100);
+/// After this long without commits the checkpointer empties the WAL file, so that a flood does
+/// not leave its WAL on disk. (`journal_size_limit` would cut it back on every restart, and
+/// regrowing it cost a fifth of the ingest rate.)
+const IDLE_BEFORE_TRUNCATE: Duration = Duration::from_secs(5);
+
+/// WAL sizes, in frames (a page and a 24-byte header each).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// From this size on, the WAL is brought to its end so that it can start over. In the
+    /// ingest benchmark's flood it then started over at 28,000–58,000 frames (115–240 MB),
+    /// every second or two. Recycling far more often cost the rate: at 8,000 frames, when the
+    /// writer still copied it all, 20.5k against 25.8k webhooks/s at 30,000.
+    pub recycle_at: i32,
+    /// Frames left uncopied that the writer copies itself, between two batches: 1,000–2,500
+    /// took it 6–27 ms, where the whole WAL's rest took it over 100 ms.
+    pub short_tail: i32,
+    /// From this size on the writer copies whatever is left, however long that takes.
+    pub force_at: i32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { recycle_at: 24_000, short_tail: 1_500, force_at: 60_000 }
+    }
+}
+
+/// What the writer and the checkpointer tell each other.
+#[derive(Default)]
+struct Progress {
+    /// The last frame known to be copied into the database file, or past the WAL's end after
+    /// it started over (the writer then treats nothing as copied).
+    backfilled: AtomicI32,
+    /// Set by the writer: copy at once, and make the database file durable after each pass.
+    hurry: AtomicBool,
+}
+
+/// The outcome of one `PRAGMA wal_checkpoint`.
+struct Pass {
+    /// Another checkpoint was running, so this one did nothing.
+    busy: bool,
+    /// Frames in the WAL, and the last of them copied.
+    frames: i32,
+    backfilled: i32,
+}
+
+fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<Pass> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+        Ok(Pass { busy: row.get::<_, i32>(0)? != 0, frames: row.get(1)?, backfilled: row.get(2)? })
+    })
+}
+
+/// The checkpointer thread, and the writer's side of the WAL's recycling.
+pub struct Checkpointer {
+    progress: Arc<Progress>,
+    limits: Limits,
+    nudges: Option<mpsc::SyncSender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// Starts the checkpointer thread on its own connection to the database at `path`.
+    pub fn start(path: &Path) -> Result<Self, String> {
+        Self::start_with(path, Limits::default(), CHECKPOINT_DELAY, IDLE_BEFORE_TRUNCATE)
+    }
+
+    fn start_with(
+        path: &Path,
+        limits: Limits,
+        delay: Duration,
+        idle_before_truncate: Duration,
+    ) -> Result<Self, String> {
+        let conn = open_connection(path).map_err(|err| err.to_string())?;
+        // fsync works on the file, whichever descriptor wrote its pages.
+        let database_file = File::open(path)
+            .map_err(|err| format!("cannot open {} for its fsyncs: {err}", path.display()))?;
+        let progress = Arc::new(Progress::default());
+        let (nudges, nudged) = mpsc::sync_channel(1);
+        let shared = Arc::clone(&progress);
+        let thread = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                let mut wal_in_use = false;
+                loop {
+                    match nudged.recv_timeout(idle_before_truncate) {
+                        Ok(()) => {
+                            if !shared.hurry.load(Ordering::Relaxed) {
+                                // Cut short when the writer asks to hurry (or, rarely, by a
+                                // spurious wake-up: then this pass just comes early).
+                                std::thread::park_timeout(delay);
+                            }
+                            while nudged.try_recv().is_ok() {}
+                            copy_pass(&conn, &database_file, &shared, limits);
+                            wal_in_use = true;
+                        }
+                        // Holds new writes back while it runs, which costs nothing when idle.
+                        Err(mpsc::RecvTimeoutError::Timeout) if wal_in_use => {
+                            if let Err(err) = checkpoint(&conn, "TRUNCATE") {
+                                log::warn!("SQLite checkpoint failed (the next one will retry): {err}");
+                            }
+                            wal_in_use = false;
+                        }
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            })
+            .map_err(|err| format!("cannot start the checkpoint thread: {err}"))?;
+        Ok(Self { progress, limits, nudges: Some(nudges), thread: Some(thread) })
+    }
+
+    /// The writer's part, after each batch is answered; `wal_frames` is the WAL's size after
+    /// that batch's commit ([`WalSize`]).
+    pub fn after_commit(&self, writer: &Connection, wal_frames: i32) {
+        let backfilled = self.progress.backfilled.load(Ordering::Relaxed);
+        match writers_move(self.limits, wal_frames, backfilled) {
+            WritersMove::Nothing => {}
+            WritersMove::Hurry => {
+                if !self.progress.hurry.swap(true, Ordering::Relaxed)
+                    && let Some(thread) = &self.thread
+                {
+                    thread.thread().unpark();
+                }
+            }
+            WritersMove::Checkpoint => match checkpoint(writer, "PASSIVE") {
+                // Finished: the next batch's transaction starts the WAL over.
+                Ok(pass) if !pass.busy => {
+                    self.progress.backfilled.store(pass.backfilled, Ordering::Relaxed);
+                    self.progress.hurry.store(false, Ordering::Relaxed);
+                }
+                // The checkpointer is in a pass; the next batch tries again.
+                Ok(_) => {}
+                Err(err) => log::warn!("SQLite checkpoint failed (the next batch will retry): {err}"),
+            },
+        }
+        self.nudge();
+    }
+
+    /// Something was committed; a nudge while one is pending is the same nudge.
+    pub fn nudge(&self) {
+        if let Some(nudges) = &self.nudges {
+            let _ = nudges.try_send(());
+        }
+    }
+
+    pub fn stop(mut self) {
+        self.nudges = None;
+        if let Some(thread) = self.thread.take() {
+            // A pass it was waiting to make runs now; then it sees the writer is gone.
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum WritersMove {
+    Nothing,
+    /// Ask the checkpointer to catch up.
+    Hurry,
+    /// Copy what is left of the WAL now.
+    Checkpoint,
+}
+
+/// What the writer does about a WAL of `wal_frames` frames, of which the first `backfilled`
+/// were copied as far as it knows.
+fn writers_move(limits: Limits, wal_frames: i32, backfilled: i32) -> WritersMove {
+    if wal_frames < limits.recycle_at {
+        return WritersMove::Nothing;
+    }
+    // Past the end: copied before the WAL started over, so none of this WAL is known copied.
+    let uncopied = if backfilled > wal_frames { wal_frames } else { wal_frames - backfilled };
+    if uncopied <= limits.short_tail || wal_frames >= limits.force_at {
+        WritersMove::Checkpoint
+    } else {
+        WritersMove::Hurry
+    }
+}
+
+/// One passive checkpoint by the checkpointer thread.
+fn copy_pass(conn: &Connection, database_file: &File, progress: &Progress, limits: Limits) {
+    let pass = match checkpoint(conn, "PASSIVE") {
+        Ok(pass) if !pass.busy => pass,
+        // The writer is finishing the WAL itself.
+        Ok(_) => return,
+        Err(err) => {
+            log::warn!("SQLite checkpoint failed (the next one will retry): {err}");
+            return;
+        }
+    };
+    let before = progress.backfilled.load(Ordering::Relaxed);
+    let copied = if pass.backfilled >= before { pass.backfilled - before } else { pass.backfilled };
+    // SQLite fsyncs the database file only in a checkpoint that reaches the WAL's end: the
+    // writer's, which would otherwise find every page copied since the last one to write.
+    if copied > 0
+        && progress.hurry.load(Ordering::Relaxed)
+        && let Err(err) = database_file.sync_data()
+    {
+        log::warn!("fsync of the SQLite database file failed (the writer's checkpoint will retry): {err}");
+    }
+    if copied <= limits.short_tail {
+        progress.hurry.store(false, Ordering::Relaxed);
+    }
+    // Published after the fsync, so that the writer's checkpoint does not wait for it.
+    debug_assert!(pass.backfilled <= pass.frames);
+    progress.backfilled.store(pass.backfilled, Ordering::Relaxed);
+}
+
+/// The WAL's size in frames after each commit of `conn`, from SQLite's WAL hook. Setting the
+/// hook turns SQLite's own automatic checkpoints off for that connection, which is the point.
+pub fn watch_wal_size(conn: &mut Connection) -> rusqlite::Result<Arc<AtomicI32>> {
+    let frames = Arc::new(AtomicI32::new(0));
+    let recorded = Arc::clone(&frames);
+    conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: c_int| {
+        recorded.store(pages, Ordering::Relaxed);
+        Ok(())
+    }))?;
+    Ok(frames)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits { recycle_at: 100, short_tail: 10, force_at: 1_000 };
+
+    /// A scratch folder, removed on drop.
+    struct Scratch(std::path::PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!("diun-dashboard-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn the_writer_copies_only_a_short_tail_itself() {
+        assert_eq!(writers_move(LIMITS, 99, 0), WritersMove::Nothing);
+        assert_eq!(writers_move(LIMITS, 100, 0), WritersMove::Hurry);
+        assert_eq!(writers_move(LIMITS, 500, 489), WritersMove::Hurry);
+        assert_eq!(writers_move(LIMITS, 500, 490), WritersMove::Checkpoint);
+        assert_eq!(writers_move(LIMITS, 1_000, 0), WritersMove::Checkpoint);
+        // What was copied of the WAL before it started over says nothing about this one.
+        assert_eq!(writers_move(LIMITS, 200, 50_000), WritersMove::Hurry);
+    }
+
+    /// A writer connection to a new database at `path`, with its WAL size watched.
+    fn writer(path: &Path) -> (Connection, Arc<AtomicI32>) {
+        let mut writer = open_connection(path).unwrap();
+        writer.execute_batch("CREATE TABLE t (x BLOB)").unwrap();
+        let wal_frames = watch_wal_size(&mut writer).unwrap();
+        (writer, wal_frames)
+    }
+
+    #[test]
+    fn the_writer_starts_the_wal_over_under_a_steady_stream_of_writes() {
+        let scratch = Scratch::new("wal-recycled");
+        let path = scratch.0.join("db.sqlite");
+        let (writer, wal_frames) = writer(&path);
+        // With commits back to back, the checkpointer never copies the very last one: only
+        // the writer's own checkpoint lets the WAL start over. Every tail counts as short here.
+        let limits = Limits { recycle_at: 100, short_tail: i32::MAX, force_at: i32::MAX };
+        let checkpointer =
+            Checkpointer::start_with(&path, limits, Duration::from_millis(1), Duration::from_secs(60))
+                .unwrap();
+        let (mut largest, mut started_over) = (0, false);
+        for _ in 0..10_000 {
+            writer.execute("INSERT INTO t VALUES (zeroblob(100))", []).unwrap();
+            let frames = wal_frames.load(Ordering::Relaxed);
+            started_over = frames < largest;
+            if started_over {
+                break;
+            }
+            largest = frames;
+            checkpointer.after_commit(&writer, frames);
+        }
+        checkpointer.stop();
+        assert!(started_over, "the WAL grew to {largest} frames and never started over");
+    }
+
+    #[test]
+    fn a_hurried_checkpointer_copies_at_once() {
+        let scratch = Scratch::new("wal-hurried");
+        let path = scratch.0.join("db.sqlite");
+        let (writer, wal_frames) = writer(&path);
+        // Left alone, it would wait a minute after each commit before it copied anything.
+        let checkpointer =
+            Checkpointer::start_with(&path, LIMITS, Duration::from_secs(60), Duration::from_secs(60))
+                .unwrap();
+        writer.execute("INSERT INTO t VALUES (zeroblob(100))", []).unwrap();
+        checkpointer.after_commit(&writer, wal_frames.load(Ordering::Relaxed));
+        // Now (or soon) in that minute's wait, which the writer's request must cut short.
+        std::thread::sleep(Duration::from_millis(50));
+        while wal_frames.load(Ordering::Relaxed) < LIMITS.recycle_at + LIMITS.short_tail {
+            writer.execute("INSERT INTO t VALUES (zeroblob(100))", []).unwrap();
+        }
+        checkpointer.after_commit(&writer, wal_frames.load(Ordering::Relaxed));
+        let copied = (0..400).any(|_| {
+            std::thread::sleep(Duration::from_millis(25));
+            checkpointer.progress.backfilled.load(Ordering::Relaxed) > 0
+        });
+        checkpointer.stop();
+        assert!(copied, "the checkpointer copied nothing within 10 s of being asked to hurry");
+    }
+
+    #[test]
+    fn the_wal_is_emptied_once_writes_stop() {
+        let scratch = Scratch::new("wal-emptied");
+        let path = scratch.0.join("db.sqlite");
+        let writer = open_connection(&path).unwrap();
+        writer.execute_batch("PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (x BLOB)").unwrap();
+        let checkpointer =
+            Checkpointer::start_with(&path, LIMITS, Duration::from_millis(1), Duration::from_millis(50))
+                .unwrap();
+        writer.execute("INSERT INTO t VALUES (zeroblob(100000))", []).unwrap();
+        let wal = scratch.0.join("db.sqlite-wal");
+        assert!(std::fs::metadata(&wal).unwrap().len() > 100_000);
+        checkpointer.nudge();
+        let emptied = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(25));
+            std::fs::metadata(&wal).unwrap().len() == 0
+        });
+        checkpointer.stop();
+        assert!(emptied, "the WAL file was not truncated within 5 s of the last commit");
+    }
+
+    #[test]
+    fn the_wal_is_kept_while_writes_may_still_come() {
+        // Cutting the WAL after every checkpoint made it regrow under load: only idleness may.
+        let scratch = Scratch::new("wal-kept");
+        let path = scratch.0.join("db.sqlite");
+        let writer = open_connection(&path).unwrap();
+        writer.execute_batch("PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (x BLOB)").unwrap();
+        let checkpointer =
+            Checkpointer::start_with(&path, LIMITS, Duration::from_millis(1), Duration::from_secs(60))
+                .unwrap();
+        writer.execute("INSERT INTO t VALUES (zeroblob(100000))", []).unwrap();
+        checkpointer.nudge();
+        std::thread::sleep(Duration::from_millis(300));
+        let wal = std::fs::metadata(scratch.0.join("db.sqlite-wal")).unwrap().len();
+        checkpointer.stop();
+        assert!(wal > 100_000, "the WAL was cut back to {wal} bytes after a passive checkpoint");
+    }
+}
