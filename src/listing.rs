@@ -1,6 +1,6 @@
 //! `GET /api/updates` written straight from the rows a store reads.
 //!
-//! Going through [`UpdateEntry`](crate::model::UpdateEntry) would parse every stored metadata
+//! Going through [`UpdateEntry`] would parse every stored metadata
 //! object into a map and write it out again, and copy every column into its own `String`: for
 //! thousands of images that was most of the listing's time. Here each row's columns are
 //! borrowed from the database's buffers and the stored JSON objects (written by serde_json, or

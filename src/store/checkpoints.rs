@@ -12,14 +12,15 @@
 //! left for the kernel to write whenever it liked, the last fsync found tens of megabytes to
 //! write and took 40–60 ms, and the whole stall over 100 ms, once a second in the ingest
 //! benchmark's flood. Instead the writer now asks the checkpointer to hurry: to copy without
-//! its usual delay and to fsync the database file after each pass, until what is left is
-//! short ([`Limits::short_tail`]). Only then does the writer copy that rest, in a few
-//! milliseconds. [`Limits::force_at`] bounds the WAL should the checkpointer not get there.
+//! its usual delay and to fsync the database file after each pass, until a pass finds little
+//! to copy ([`Limits::short_tail`]). Then the checkpointer steps back and the writer copies
+//! that rest, in 7–30 ms ([`Phase`]). [`Limits::force_at`] bounds the WAL should the
+//! checkpointer not get there.
 
 use std::ffi::c_int;
 use std::fs::File;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -40,12 +41,14 @@ const IDLE_BEFORE_TRUNCATE: Duration = Duration::from_secs(5);
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     /// From this size on, the WAL is brought to its end so that it can start over. In the
-    /// ingest benchmark's flood it then started over at 28,000–58,000 frames (115–240 MB),
-    /// every second or two. Recycling far more often cost the rate: at 8,000 frames, when the
-    /// writer still copied it all, 20.5k against 25.8k webhooks/s at 30,000.
+    /// ingest benchmark's flood the checkpointer then needed 3–8 passes of 15–100 ms to get
+    /// near the end, and the WAL started over at 30,000–60,000 frames (125–250 MB), every
+    /// second or two. Recycling far more often cost the rate: at 8,000 frames, when the writer
+    /// still copied it all, 20.5k against 25.8k webhooks/s at 30,000.
     pub recycle_at: i32,
-    /// Frames left uncopied that the writer copies itself, between two batches: 1,000–2,500
-    /// took it 6–27 ms, where the whole WAL's rest took it over 100 ms.
+    /// A pass that copied no more than this hands the rest to the writer, and the writer
+    /// copies no more than this unless forced: 1,000–2,500 frames took it 7–30 ms, where the
+    /// whole WAL's rest took it over 100 ms.
     pub short_tail: i32,
     /// From this size on the writer copies whatever is left, however long that takes.
     pub force_at: i32,
@@ -53,7 +56,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { recycle_at: 24_000, short_tail: 1_500, force_at: 60_000 }
+        Limits { recycle_at: 16_000, short_tail: 2_500, force_at: 60_000 }
     }
 }
 
@@ -63,8 +66,37 @@ struct Progress {
     /// The last frame known to be copied into the database file, or past the WAL's end after
     /// it started over (the writer then treats nothing as copied).
     backfilled: AtomicI32,
-    /// Set by the writer: copy at once, and make the database file durable after each pass.
-    hurry: AtomicBool,
+    /// A [`Phase`].
+    phase: AtomicU8,
+}
+
+impl Progress {
+    fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Relaxed) {
+            1 => Phase::Hurrying,
+            2 => Phase::WritersTurn,
+            _ => Phase::Steady,
+        }
+    }
+
+    fn set_phase(&self, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::Relaxed);
+    }
+}
+
+/// Where the recycling of the WAL stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Phase {
+    /// The checkpointer copies [`CHECKPOINT_DELAY`] after commits.
+    Steady = 0,
+    /// Asked by the writer: the checkpointer copies pass after pass, and makes the database
+    /// file durable after each.
+    Hurrying = 1,
+    /// The checkpointer's last pass left a short tail: the writer copies it between two
+    /// batches, while the checkpointer waits as when steady (a pass of its own would hold the
+    /// lock the writer's checkpoint needs).
+    WritersTurn = 2,
 }
 
 /// The outcome of one `PRAGMA wal_checkpoint`.
@@ -116,7 +148,7 @@ impl Checkpointer {
                 loop {
                     match nudged.recv_timeout(idle_before_truncate) {
                         Ok(()) => {
-                            if !shared.hurry.load(Ordering::Relaxed) {
+                            if shared.phase() != Phase::Hurrying {
                                 // Cut short when the writer asks to hurry (or, rarely, by a
                                 // spurious wake-up: then this pass just comes early).
                                 std::thread::park_timeout(delay);
@@ -142,15 +174,16 @@ impl Checkpointer {
     }
 
     /// The writer's part, after each batch is answered; `wal_frames` is the WAL's size after
-    /// that batch's commit ([`WalSize`]).
+    /// that batch's commit ([`watch_wal_size`]).
     pub fn after_commit(&self, writer: &Connection, wal_frames: i32) {
         let backfilled = self.progress.backfilled.load(Ordering::Relaxed);
-        match writers_move(self.limits, wal_frames, backfilled) {
+        match writers_move(self.limits, wal_frames, backfilled, self.progress.phase()) {
             WritersMove::Nothing => {}
+            // The WAL started over without the writer (the checkpointer caught up in a lull).
+            WritersMove::Settle => self.progress.set_phase(Phase::Steady),
             WritersMove::Hurry => {
-                if !self.progress.hurry.swap(true, Ordering::Relaxed)
-                    && let Some(thread) = &self.thread
-                {
+                self.progress.set_phase(Phase::Hurrying);
+                if let Some(thread) = &self.thread {
                     thread.thread().unpark();
                 }
             }
@@ -158,7 +191,7 @@ impl Checkpointer {
                 // Finished: the next batch's transaction starts the WAL over.
                 Ok(pass) if !pass.busy => {
                     self.progress.backfilled.store(pass.backfilled, Ordering::Relaxed);
-                    self.progress.hurry.store(false, Ordering::Relaxed);
+                    self.progress.set_phase(Phase::Steady);
                 }
                 // The checkpointer is in a pass; the next batch tries again.
                 Ok(_) => {}
@@ -188,6 +221,8 @@ impl Checkpointer {
 #[derive(Debug, PartialEq, Eq)]
 enum WritersMove {
     Nothing,
+    /// Back to [`Phase::Steady`].
+    Settle,
     /// Ask the checkpointer to catch up.
     Hurry,
     /// Copy what is left of the WAL now.
@@ -196,16 +231,18 @@ enum WritersMove {
 
 /// What the writer does about a WAL of `wal_frames` frames, of which the first `backfilled`
 /// were copied as far as it knows.
-fn writers_move(limits: Limits, wal_frames: i32, backfilled: i32) -> WritersMove {
+fn writers_move(limits: Limits, wal_frames: i32, backfilled: i32, phase: Phase) -> WritersMove {
     if wal_frames < limits.recycle_at {
-        return WritersMove::Nothing;
+        return if phase == Phase::Steady { WritersMove::Nothing } else { WritersMove::Settle };
     }
     // Past the end: copied before the WAL started over, so none of this WAL is known copied.
     let uncopied = if backfilled > wal_frames { wal_frames } else { wal_frames - backfilled };
-    if uncopied <= limits.short_tail || wal_frames >= limits.force_at {
+    if phase == Phase::WritersTurn || uncopied <= limits.short_tail || wal_frames >= limits.force_at {
         WritersMove::Checkpoint
-    } else {
+    } else if phase == Phase::Steady {
         WritersMove::Hurry
+    } else {
+        WritersMove::Nothing
     }
 }
 
@@ -222,20 +259,23 @@ fn copy_pass(conn: &Connection, database_file: &File, progress: &Progress, limit
     };
     let before = progress.backfilled.load(Ordering::Relaxed);
     let copied = if pass.backfilled >= before { pass.backfilled - before } else { pass.backfilled };
+    let hurrying = progress.phase() == Phase::Hurrying;
     // SQLite fsyncs the database file only in a checkpoint that reaches the WAL's end: the
     // writer's, which would otherwise find every page copied since the last one to write.
-    if copied > 0
-        && progress.hurry.load(Ordering::Relaxed)
+    if hurrying
+        && copied > 0
         && let Err(err) = database_file.sync_data()
     {
         log::warn!("fsync of the SQLite database file failed (the writer's checkpoint will retry): {err}");
     }
-    if copied <= limits.short_tail {
-        progress.hurry.store(false, Ordering::Relaxed);
-    }
     // Published after the fsync, so that the writer's checkpoint does not wait for it.
     debug_assert!(pass.backfilled <= pass.frames);
     progress.backfilled.store(pass.backfilled, Ordering::Relaxed);
+    // A pass copies what came during the last one: once that is short, further passes would
+    // not shorten it much, and only the writer can copy the very last commit.
+    if hurrying && copied <= limits.short_tail {
+        progress.set_phase(Phase::WritersTurn);
+    }
 }
 
 /// The WAL's size in frames after each commit of `conn`, from SQLite's WAL hook. Setting the
@@ -275,13 +315,19 @@ mod tests {
 
     #[test]
     fn the_writer_copies_only_a_short_tail_itself() {
-        assert_eq!(writers_move(LIMITS, 99, 0), WritersMove::Nothing);
-        assert_eq!(writers_move(LIMITS, 100, 0), WritersMove::Hurry);
-        assert_eq!(writers_move(LIMITS, 500, 489), WritersMove::Hurry);
-        assert_eq!(writers_move(LIMITS, 500, 490), WritersMove::Checkpoint);
-        assert_eq!(writers_move(LIMITS, 1_000, 0), WritersMove::Checkpoint);
+        use Phase::*;
+        assert_eq!(writers_move(LIMITS, 99, 0, Steady), WritersMove::Nothing);
+        assert_eq!(writers_move(LIMITS, 99, 0, Hurrying), WritersMove::Settle);
+        assert_eq!(writers_move(LIMITS, 99, 0, WritersTurn), WritersMove::Settle);
+        assert_eq!(writers_move(LIMITS, 100, 0, Steady), WritersMove::Hurry);
+        assert_eq!(writers_move(LIMITS, 500, 489, Steady), WritersMove::Hurry);
+        assert_eq!(writers_move(LIMITS, 500, 489, Hurrying), WritersMove::Nothing);
+        assert_eq!(writers_move(LIMITS, 500, 0, WritersTurn), WritersMove::Checkpoint);
+        assert_eq!(writers_move(LIMITS, 500, 490, Steady), WritersMove::Checkpoint);
+        assert_eq!(writers_move(LIMITS, 500, 490, Hurrying), WritersMove::Checkpoint);
+        assert_eq!(writers_move(LIMITS, 1_000, 0, Hurrying), WritersMove::Checkpoint);
         // What was copied of the WAL before it started over says nothing about this one.
-        assert_eq!(writers_move(LIMITS, 200, 50_000), WritersMove::Hurry);
+        assert_eq!(writers_move(LIMITS, 200, 50_000, Steady), WritersMove::Hurry);
     }
 
     /// A writer connection to a new database at `path`, with its WAL size watched.
