@@ -103,15 +103,20 @@ enum Phase {
 struct Pass {
     /// Another checkpoint was running, so this one did nothing.
     busy: bool,
-    /// Frames in the WAL, and the last of them copied.
-    frames: i32,
+    /// The last frame of the WAL copied into the database file.
     backfilled: i32,
 }
 
 fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<Pass> {
     conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
-        Ok(Pass { busy: row.get::<_, i32>(0)? != 0, frames: row.get(1)?, backfilled: row.get(2)? })
+        Ok(Pass { busy: row.get::<_, i32>(0)? != 0, backfilled: row.get(2)? })
     })
+}
+
+/// Frames from `earlier` up to `later`; all of `later` when `earlier` lies past it, that is
+/// before the WAL started over.
+fn frames_since(later: i32, earlier: i32) -> i32 {
+    if earlier > later { later } else { later - earlier }
 }
 
 /// The checkpointer thread, and the writer's side of the WAL's recycling.
@@ -202,7 +207,7 @@ impl Checkpointer {
     }
 
     /// Something was committed; a nudge while one is pending is the same nudge.
-    pub fn nudge(&self) {
+    fn nudge(&self) {
         if let Some(nudges) = &self.nudges {
             let _ = nudges.try_send(());
         }
@@ -235,8 +240,7 @@ fn writers_move(limits: Limits, wal_frames: i32, backfilled: i32, phase: Phase) 
     if wal_frames < limits.recycle_at {
         return if phase == Phase::Steady { WritersMove::Nothing } else { WritersMove::Settle };
     }
-    // Past the end: copied before the WAL started over, so none of this WAL is known copied.
-    let uncopied = if backfilled > wal_frames { wal_frames } else { wal_frames - backfilled };
+    let uncopied = frames_since(wal_frames, backfilled);
     if phase == Phase::WritersTurn || uncopied <= limits.short_tail || wal_frames >= limits.force_at {
         WritersMove::Checkpoint
     } else if phase == Phase::Steady {
@@ -258,7 +262,7 @@ fn copy_pass(conn: &Connection, database_file: &File, progress: &Progress, limit
         }
     };
     let before = progress.backfilled.load(Ordering::Relaxed);
-    let copied = if pass.backfilled >= before { pass.backfilled - before } else { pass.backfilled };
+    let copied = frames_since(pass.backfilled, before);
     let hurrying = progress.phase() == Phase::Hurrying;
     // SQLite fsyncs the database file only in a checkpoint that reaches the WAL's end: the
     // writer's, which would otherwise find every page copied since the last one to write.
@@ -269,7 +273,6 @@ fn copy_pass(conn: &Connection, database_file: &File, progress: &Progress, limit
         log::warn!("fsync of the SQLite database file failed (the writer's checkpoint will retry): {err}");
     }
     // Published after the fsync, so that the writer's checkpoint does not wait for it.
-    debug_assert!(pass.backfilled <= pass.frames);
     progress.backfilled.store(pass.backfilled, Ordering::Relaxed);
     // A pass copies what came during the last one: once that is short, further passes would
     // not shorten it much, and only the writer can copy the very last commit.
