@@ -121,6 +121,8 @@ fn frames_since(later: i32, earlier: i32) -> i32 {
 
 /// The checkpointer thread, and the writer's side of the WAL's recycling.
 pub struct Checkpointer {
+    /// The writer's WAL size after its last commit ([`watch_wal_size`]).
+    wal_frames: Arc<AtomicI32>,
     progress: Arc<Progress>,
     limits: Limits,
     nudges: Option<mpsc::SyncSender<()>>,
@@ -128,17 +130,20 @@ pub struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Starts the checkpointer thread on its own connection to the database at `path`.
-    pub fn start(path: &Path) -> Result<Self, String> {
-        Self::start_with(path, Limits::default(), CHECKPOINT_DELAY, IDLE_BEFORE_TRUNCATE)
+    /// Starts the checkpointer thread on its own connection to the database at `path`, and
+    /// takes over the checkpoints of `writer`, the connection that writes it.
+    pub fn start(path: &Path, writer: &mut Connection) -> Result<Self, String> {
+        Self::start_with(path, writer, Limits::default(), CHECKPOINT_DELAY, IDLE_BEFORE_TRUNCATE)
     }
 
     fn start_with(
         path: &Path,
+        writer: &mut Connection,
         limits: Limits,
         delay: Duration,
         idle_before_truncate: Duration,
     ) -> Result<Self, String> {
+        let wal_frames = watch_wal_size(writer).map_err(|err| err.to_string())?;
         let conn = open_connection(path).map_err(|err| err.to_string())?;
         // fsync works on the file, whichever descriptor wrote its pages.
         let database_file = File::open(path)
@@ -175,12 +180,12 @@ impl Checkpointer {
                 }
             })
             .map_err(|err| format!("cannot start the checkpoint thread: {err}"))?;
-        Ok(Self { progress, limits, nudges: Some(nudges), thread: Some(thread) })
+        Ok(Self { wal_frames, progress, limits, nudges: Some(nudges), thread: Some(thread) })
     }
 
-    /// The writer's part, after each batch is answered; `wal_frames` is the WAL's size after
-    /// that batch's commit ([`watch_wal_size`]).
-    pub fn after_commit(&self, writer: &Connection, wal_frames: i32) {
+    /// The writer's part, after each batch is answered.
+    pub fn after_commit(&self, writer: &Connection) {
+        let wal_frames = self.wal_frames.load(Ordering::Relaxed);
         let backfilled = self.progress.backfilled.load(Ordering::Relaxed);
         match writers_move(self.limits, wal_frames, backfilled, self.progress.phase()) {
             WritersMove::Nothing => {}
@@ -283,7 +288,7 @@ fn copy_pass(conn: &Connection, database_file: &File, progress: &Progress, limit
 
 /// The WAL's size in frames after each commit of `conn`, from SQLite's WAL hook. Setting the
 /// hook turns SQLite's own automatic checkpoints off for that connection, which is the point.
-pub fn watch_wal_size(conn: &mut Connection) -> rusqlite::Result<Arc<AtomicI32>> {
+fn watch_wal_size(conn: &mut Connection) -> rusqlite::Result<Arc<AtomicI32>> {
     let frames = Arc::new(AtomicI32::new(0));
     let recorded = Arc::clone(&frames);
     conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: c_int| {
@@ -333,75 +338,81 @@ mod tests {
         assert_eq!(writers_move(LIMITS, 200, 50_000, Steady), WritersMove::Hurry);
     }
 
-    /// A writer connection to a new database at `path`, with its WAL size watched.
-    fn writer(path: &Path) -> (Connection, Arc<AtomicI32>) {
-        let mut writer = open_connection(path).unwrap();
+    /// A new database in a scratch folder, its writer, and a checkpointer for it.
+    fn start(
+        name: &str,
+        limits: Limits,
+        delay: Duration,
+        idle_before_truncate: Duration,
+    ) -> (Scratch, Connection, Checkpointer) {
+        let scratch = Scratch::new(name);
+        let path = scratch.0.join("db.sqlite");
+        let mut writer = open_connection(&path).unwrap();
         writer.execute_batch("CREATE TABLE t (x BLOB)").unwrap();
-        let wal_frames = watch_wal_size(&mut writer).unwrap();
-        (writer, wal_frames)
+        let checkpointer =
+            Checkpointer::start_with(&path, &mut writer, limits, delay, idle_before_truncate).unwrap();
+        (scratch, writer, checkpointer)
+    }
+
+    fn write(writer: &Connection, bytes: i64) {
+        writer.execute("INSERT INTO t VALUES (zeroblob(?1))", [bytes]).unwrap();
     }
 
     #[test]
     fn the_writer_starts_the_wal_over_under_a_steady_stream_of_writes() {
-        let scratch = Scratch::new("wal-recycled");
-        let path = scratch.0.join("db.sqlite");
-        let (writer, wal_frames) = writer(&path);
         // With commits back to back, the checkpointer never copies the very last one: only
         // the writer's own checkpoint lets the WAL start over. Every tail counts as short here.
         let limits = Limits { recycle_at: 100, short_tail: i32::MAX, force_at: i32::MAX };
-        let checkpointer =
-            Checkpointer::start_with(&path, limits, Duration::from_millis(1), Duration::from_secs(60))
-                .unwrap();
+        let (_scratch, writer, checkpointer) =
+            start("wal-recycled", limits, Duration::from_millis(1), Duration::from_secs(60));
         let (mut largest, mut started_over) = (0, false);
         for _ in 0..10_000 {
-            writer.execute("INSERT INTO t VALUES (zeroblob(100))", []).unwrap();
-            let frames = wal_frames.load(Ordering::Relaxed);
+            write(&writer, 100);
+            let frames = checkpointer.wal_frames.load(Ordering::Relaxed);
             started_over = frames < largest;
             if started_over {
                 break;
             }
             largest = frames;
-            checkpointer.after_commit(&writer, frames);
+            checkpointer.after_commit(&writer);
         }
         checkpointer.stop();
         assert!(started_over, "the WAL grew to {largest} frames and never started over");
     }
 
     #[test]
-    fn a_hurried_checkpointer_copies_at_once() {
-        let scratch = Scratch::new("wal-hurried");
-        let path = scratch.0.join("db.sqlite");
-        let (writer, wal_frames) = writer(&path);
+    fn a_hurried_checkpointer_copies_at_once_then_leaves_the_rest_to_the_writer() {
         // Left alone, it would wait a minute after each commit before it copied anything.
-        let checkpointer =
-            Checkpointer::start_with(&path, LIMITS, Duration::from_secs(60), Duration::from_secs(60))
-                .unwrap();
-        writer.execute("INSERT INTO t VALUES (zeroblob(100))", []).unwrap();
-        checkpointer.after_commit(&writer, wal_frames.load(Ordering::Relaxed));
+        let (_scratch, writer, checkpointer) =
+            start("wal-hurried", LIMITS, Duration::from_secs(60), Duration::from_secs(60));
+        write(&writer, 100);
+        checkpointer.after_commit(&writer);
         // Now (or soon) in that minute's wait, which the writer's request must cut short.
         std::thread::sleep(Duration::from_millis(50));
-        while wal_frames.load(Ordering::Relaxed) < LIMITS.recycle_at + LIMITS.short_tail {
-            writer.execute("INSERT INTO t VALUES (zeroblob(100))", []).unwrap();
+        while checkpointer.wal_frames.load(Ordering::Relaxed) < LIMITS.recycle_at + LIMITS.short_tail {
+            write(&writer, 100);
         }
-        checkpointer.after_commit(&writer, wal_frames.load(Ordering::Relaxed));
-        let copied = (0..400).any(|_| {
-            std::thread::sleep(Duration::from_millis(25));
-            checkpointer.progress.backfilled.load(Ordering::Relaxed) > 0
-        });
+        checkpointer.after_commit(&writer);
+        let eventually = |done: &dyn Fn() -> bool| {
+            (0..400).any(|_| {
+                std::thread::sleep(Duration::from_millis(25));
+                done()
+            })
+        };
+        let copied = eventually(&|| checkpointer.progress.backfilled.load(Ordering::Relaxed) > 0);
+        // The next pass finds nothing new to copy: short enough for the writer.
+        checkpointer.nudge();
+        let stepped_back = eventually(&|| checkpointer.progress.phase() == Phase::WritersTurn);
         checkpointer.stop();
         assert!(copied, "the checkpointer copied nothing within 10 s of being asked to hurry");
+        assert!(stepped_back, "the checkpointer kept the WAL's last stretch from the writer");
     }
 
     #[test]
     fn the_wal_is_emptied_once_writes_stop() {
-        let scratch = Scratch::new("wal-emptied");
-        let path = scratch.0.join("db.sqlite");
-        let writer = open_connection(&path).unwrap();
-        writer.execute_batch("PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (x BLOB)").unwrap();
-        let checkpointer =
-            Checkpointer::start_with(&path, LIMITS, Duration::from_millis(1), Duration::from_millis(50))
-                .unwrap();
-        writer.execute("INSERT INTO t VALUES (zeroblob(100000))", []).unwrap();
+        let (scratch, writer, checkpointer) =
+            start("wal-emptied", LIMITS, Duration::from_millis(1), Duration::from_millis(50));
+        write(&writer, 100_000);
         let wal = scratch.0.join("db.sqlite-wal");
         assert!(std::fs::metadata(&wal).unwrap().len() > 100_000);
         checkpointer.nudge();
@@ -416,14 +427,9 @@ mod tests {
     #[test]
     fn the_wal_is_kept_while_writes_may_still_come() {
         // Cutting the WAL after every checkpoint made it regrow under load: only idleness may.
-        let scratch = Scratch::new("wal-kept");
-        let path = scratch.0.join("db.sqlite");
-        let writer = open_connection(&path).unwrap();
-        writer.execute_batch("PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (x BLOB)").unwrap();
-        let checkpointer =
-            Checkpointer::start_with(&path, LIMITS, Duration::from_millis(1), Duration::from_secs(60))
-                .unwrap();
-        writer.execute("INSERT INTO t VALUES (zeroblob(100000))", []).unwrap();
+        let (scratch, writer, checkpointer) =
+            start("wal-kept", LIMITS, Duration::from_millis(1), Duration::from_secs(60));
+        write(&writer, 100_000);
         checkpointer.nudge();
         std::thread::sleep(Duration::from_millis(300));
         let wal = std::fs::metadata(scratch.0.join("db.sqlite-wal")).unwrap().len();

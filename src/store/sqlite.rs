@@ -9,7 +9,6 @@
 
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -19,7 +18,7 @@ use include_dir::{Dir, include_dir};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use super::checkpoints::{self, Checkpointer};
+use super::checkpoints::Checkpointer;
 use super::migrate::{self, Migration};
 use super::wal_writes;
 use super::{Assignment, COUNT_BY_GROUP, GroupCount, StoreError, StoreResult, UpdateStore, sort_tags};
@@ -81,12 +80,11 @@ impl SqliteStore {
         wal_writes::register()?;
         let mut conn = open_connection_with(&path, Some(wal_writes::NAME)).map_err(|err| err.to_string())?;
         run_migrations(&mut conn, migrations)?;
-        let wal_frames = checkpoints::watch_wal_size(&mut conn).map_err(|err| err.to_string())?;
-        let checkpointer = Checkpointer::start(&path)?;
+        let checkpointer = Checkpointer::start(&path, &mut conn)?;
         let (jobs, queue) = mpsc::channel();
         let writer = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_loop(conn, queue, checkpointer, &wal_frames))
+            .spawn(move || write_loop(conn, queue, checkpointer))
             .map_err(|err| format!("cannot start the writer thread: {err}"))?;
         Ok(Self {
             path: Arc::new(path),
@@ -266,12 +264,7 @@ impl<T: Send, F: Fn(&Connection) -> StoreResult<T> + Send> PendingWrite for Writ
     }
 }
 
-fn write_loop(
-    conn: Connection,
-    queue: mpsc::Receiver<Message>,
-    checkpointer: Checkpointer,
-    wal_frames: &AtomicI32,
-) {
+fn write_loop(conn: Connection, queue: mpsc::Receiver<Message>, checkpointer: Checkpointer) {
     let mut open = true;
     while open {
         let mut batch = match queue.recv() {
@@ -296,7 +289,7 @@ fn write_loop(
             job.finish(commit.clone());
         }
         // After the answers: a checkpoint here delays the next batch, not this one.
-        checkpointer.after_commit(&conn, wal_frames.load(Ordering::Relaxed));
+        checkpointer.after_commit(&conn);
     }
     // The writer's connection closes last, so SQLite's final checkpoint empties the WAL.
     checkpointer.stop();
