@@ -240,8 +240,33 @@ fn field(out: &mut Vec<u8>, name: &str, value: &str) {
 
 /// A JSON string, escaped the way serde_json escapes it.
 fn string(out: &mut Vec<u8>, text: &str) {
+    // Nearly every stored text needs no escape; copied whole, the listing's strings took a
+    // tenth of the time serde_json's byte-by-byte writer took.
+    if !needs_escape(text.as_bytes()) {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+        return;
+    }
     // Writing into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, text);
+}
+
+/// Whether JSON needs any byte of `text` escaped: quotes, backslashes and control characters,
+/// the bytes serde_json escapes. Eight bytes at a time: each test below sets a byte's high bit
+/// exactly when some byte of the word is below 0x20 or equal to the byte tested for.
+fn needs_escape(text: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+    let below = |word: u64, limit: u8| word.wrapping_sub(ONES * u64::from(limit)) & !word;
+    let equal = |word: u64, byte: u8| below(word ^ (ONES * u64::from(byte)), 1);
+    let (words, rest) = text.as_chunks::<8>();
+    let found = words.iter().fold(0, |found, word| {
+        let word = u64::from_ne_bytes(*word);
+        found | below(word, 0x20) | equal(word, b'"') | equal(word, b'\\')
+    });
+    found & HIGH_BITS != 0 || rest.iter().any(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\')
 }
 
 fn timestamp(out: &mut Vec<u8>, at: Timestamp) {
@@ -407,5 +432,29 @@ mod tests {
         assert_eq!(object_members(" { \"a\": 1 } "), "\"a\": 1");
         assert_eq!(object_members("{}"), "");
         assert_eq!(object_members("{ }"), "");
+    }
+
+    #[test]
+    fn every_byte_that_needs_an_escape_is_found_wherever_it_is() {
+        for byte in 0u8..0x80 {
+            for at in 0..17 {
+                let mut text = vec![b'a'; 17];
+                text[at] = byte;
+                let text = String::from_utf8(text).unwrap();
+                let mut out = Vec::new();
+                string(&mut out, &text);
+                assert_eq!(out, serde_json::to_vec(&text).unwrap(), "byte {byte:#x} at {at}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the text, the listing writes it exactly as serde_json does.
+        #[test]
+        fn strings_are_written_as_serde_writes_them(text in "([ -~]|[\\x00-\\x1f]|\\PC)*") {
+            let mut out = Vec::new();
+            string(&mut out, &text);
+            proptest::prop_assert_eq!(out, serde_json::to_vec(&text).unwrap());
+        }
     }
 }

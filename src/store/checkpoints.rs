@@ -301,25 +301,9 @@ fn watch_wal_size(conn: &mut Connection) -> rusqlite::Result<Arc<AtomicI32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::scratch::Scratch;
 
     const LIMITS: Limits = Limits { recycle_at: 100, short_tail: 10, force_at: 1_000 };
-
-    /// A scratch folder, removed on drop.
-    struct Scratch(std::path::PathBuf);
-
-    impl Scratch {
-        fn new(name: &str) -> Self {
-            let dir = std::env::temp_dir().join(format!("diun-dashboard-{name}-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            Scratch(dir)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 
     #[test]
     fn the_writer_copies_only_a_short_tail_itself() {
@@ -346,7 +330,7 @@ mod tests {
         idle_before_truncate: Duration,
     ) -> (Scratch, Connection, Checkpointer) {
         let scratch = Scratch::new(name);
-        let path = scratch.0.join("db.sqlite");
+        let path = scratch.path().join("db.sqlite");
         let mut writer = open_connection(&path).unwrap();
         writer.execute_batch("CREATE TABLE t (x BLOB)").unwrap();
         let checkpointer =
@@ -413,7 +397,7 @@ mod tests {
         let (scratch, writer, checkpointer) =
             start("wal-emptied", LIMITS, Duration::from_millis(1), Duration::from_millis(50));
         write(&writer, 100_000);
-        let wal = scratch.0.join("db.sqlite-wal");
+        let wal = scratch.path().join("db.sqlite-wal");
         assert!(std::fs::metadata(&wal).unwrap().len() > 100_000);
         checkpointer.nudge();
         let emptied = (0..200).any(|_| {
@@ -432,7 +416,7 @@ mod tests {
         write(&writer, 100_000);
         checkpointer.nudge();
         std::thread::sleep(Duration::from_millis(300));
-        let wal = std::fs::metadata(scratch.0.join("db.sqlite-wal")).unwrap().len();
+        let wal = std::fs::metadata(scratch.path().join("db.sqlite-wal")).unwrap().len();
         checkpointer.stop();
         assert!(wal > 100_000, "the WAL was cut back to {wal} bytes after a passive checkpoint");
     }

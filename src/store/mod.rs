@@ -16,6 +16,8 @@ pub mod migrate;
 pub mod postgres;
 #[cfg(feature = "postgres")]
 mod replicas;
+#[cfg(all(test, feature = "sqlite"))]
+mod scratch;
 #[cfg(feature = "postgres")]
 mod shared_batches;
 #[cfg(feature = "sqlite")]
