@@ -240,8 +240,8 @@ fn field(out: &mut Vec<u8>, name: &str, value: &str) {
 
 /// A JSON string, escaped the way serde_json escapes it.
 fn string(out: &mut Vec<u8>, text: &str) {
-    // Nearly every stored text needs no escape; copied whole, the listing's strings took a
-    // tenth of the time serde_json's byte-by-byte writer took.
+    // Nearly every stored text needs no escape, and is copied whole: serde_json's writer looks
+    // at one byte at a time, 8.5% of a 5,000-image SQLite listing's time (6% after).
     if !needs_escape(text.as_bytes()) {
         out.reserve(text.len() + 2);
         out.push(b'"');

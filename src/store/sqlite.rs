@@ -156,6 +156,9 @@ pub(super) fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
 /// whenever another one committed, so a listing after any webhook read every page of `updates`
 /// again with a `pread` each, about an eighth of its time (24 ms against 21 ms for 5,000
 /// images, BENCHMARKS.md section 23). Mapped, those pages are read where the kernel keeps them.
+/// The price of a mapping: a disk error while a reader touches a mapped page ends the process
+/// (SIGBUS) where a `pread` would have failed one request. The writer and the checkpointer,
+/// which own every write, do not map the file.
 fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     let conn = open_connection(path)?;
     conn.pragma_update(None, "mmap_size", READER_MMAP)?;
