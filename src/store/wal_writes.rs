@@ -366,11 +366,12 @@ unsafe extern "C" fn device_characteristics(file: *mut ffi::sqlite3_file) -> c_i
 
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
 
     use rusqlite::{Connection, OpenFlags};
 
     use super::*;
+    use crate::store::scratch::Scratch;
 
     /// A frame header for page `page`; `db_size` is set only in a commit frame.
     fn header(page: u8, db_size: u8) -> Vec<u8> {
@@ -439,14 +440,6 @@ mod tests {
         assert!(!gather.commit_page_next, "after a failed commit header, its page is not written through");
     }
 
-    /// A fresh folder of its own per test (removed first, left behind for a look if it fails).
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("diun-dashboard-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     fn writer(path: &Path) -> Connection {
         register().unwrap();
         let conn = Connection::open_with_flags_and_vfs(path, OpenFlags::default(), NAME).unwrap();
@@ -474,7 +467,8 @@ mod tests {
 
     #[test]
     fn every_commit_is_in_the_file_when_it_returns() {
-        let dir = scratch("every-commit");
+        let scratch = Scratch::new("every-commit");
+        let dir = scratch.path();
         let conn = writer(&dir.join("db"));
         let reader = Connection::open(dir.join("db")).unwrap();
         for batch in 0..20 {
@@ -486,12 +480,13 @@ mod tests {
             tx.commit().unwrap();
             assert_eq!(count(&reader), (batch + 1) * 50);
         }
-        assert_eq!(count(&after_crash(&dir)), 1000);
+        assert_eq!(count(&after_crash(dir)), 1000);
     }
 
     #[test]
     fn a_transaction_that_spills_and_rewrites_frames_survives_a_crash() {
-        let dir = scratch("spill");
+        let scratch = Scratch::new("spill");
+        let dir = scratch.path();
         let conn = writer(&dir.join("db"));
         // A tiny cache makes SQLite write frames before the commit and, when a page written
         // that way changes again, overwrite its frame and rewrite the checksums after it.
@@ -503,7 +498,7 @@ mod tests {
         }
         tx.execute("UPDATE t SET body = 'z' WHERE id % 3 = 0", []).unwrap();
         tx.commit().unwrap();
-        let recovered = after_crash(&dir);
+        let recovered = after_crash(dir);
         assert_eq!(count(&recovered), 2000);
         let changed: i64 =
             recovered.query_row("SELECT count(*) FROM t WHERE body = 'z'", [], |row| row.get(0)).unwrap();
@@ -514,7 +509,8 @@ mod tests {
 
     #[test]
     fn an_uncommitted_transaction_is_not_seen() {
-        let dir = scratch("uncommitted");
+        let scratch = Scratch::new("uncommitted");
+        let dir = scratch.path();
         let conn = writer(&dir.join("db"));
         conn.execute("INSERT INTO t (body) VALUES ('kept')", []).unwrap();
         let tx = conn.unchecked_transaction().unwrap();
@@ -522,6 +518,6 @@ mod tests {
         let reader = Connection::open(dir.join("db")).unwrap();
         assert_eq!(count(&reader), 1);
         tx.rollback().unwrap();
-        assert_eq!(count(&after_crash(&dir)), 1);
+        assert_eq!(count(&after_crash(dir)), 1);
     }
 }
