@@ -198,7 +198,7 @@ fn healthcheck() -> ExitCode {
     };
     let address = config::local_address(config.listen);
     let check = || -> std::io::Result<String> {
-        let timeout = Duration::from_secs(5);
+        let timeout = diun_dashboard::http::HEALTHCHECK_WAIT;
         let mut stream = TcpStream::connect_timeout(&address, timeout)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;

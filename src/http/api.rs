@@ -20,11 +20,14 @@ use crate::store::{Assignment, UpdateStore};
 use crate::time::Timestamp;
 
 const MAX_TAG_NAME: usize = 100;
-/// The check's own limit, a backstop after the store's (PostgreSQL gives up connecting, or
-/// waiting for a free connection, after 3 s) so that the store's reason is the one reported; and
-/// under the 5 s the `healthcheck` command and the container's HEALTHCHECK wait. At 3 s it raced
-/// the store's limits, and on a loaded machine reported a bare timeout instead of the reason.
+/// The check's own limit, a backstop after the store's (PostgreSQL's limits to connect and to
+/// wait for a free connection) so that the store's reason is the one reported, and under
+/// [`HEALTHCHECK_WAIT`]. At 3 s, the store's own limits, it raced them, and on a loaded
+/// machine reported a bare timeout instead of the reason.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long the `healthcheck` command waits for `/healthz` (the container's HEALTHCHECK and
+/// compose's healthcheck give it 5 s too).
+pub const HEALTHCHECK_WAIT: Duration = Duration::from_secs(5);
 
 pub async fn healthz(state: AppState, method: Method) -> Response {
     if let Err(wrong_method) = only_reads(&method) {
@@ -283,6 +286,14 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn the_health_check_waits_for_the_stores_reason_and_answers_before_the_healthcheck_gives_up() {
+        use crate::store::postgres::{CHECKOUT_TIMEOUT, CONNECT_TIMEOUT};
+        assert!(HEALTH_TIMEOUT > CONNECT_TIMEOUT.max(CHECKOUT_TIMEOUT));
+        assert!(HEALTH_TIMEOUT < HEALTHCHECK_WAIT);
+    }
 
     #[test]
     fn images_decode_from_encoded_and_plain_paths() {

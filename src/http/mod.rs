@@ -24,6 +24,7 @@ use warp::http::header::{HeaderMap, HeaderName, HeaderValue};
 use warp::http::{Method, StatusCode};
 use warp::reply::{Reply, Response};
 
+pub use api::HEALTHCHECK_WAIT;
 pub use body::MAX_BODY;
 pub use error::ApiError;
 

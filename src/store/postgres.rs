@@ -154,9 +154,9 @@ impl Conn {
 const MAX_CONNECTIONS: u32 = 25;
 const MIN_IDLE: u32 = 5;
 const MAX_LIFETIME: Duration = Duration::from_secs(5 * 60);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a request waits for a free connection before answering 503.
-const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Upper bound for one operation, connection checkout included.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Serializes migrations of replicas starting at once (an arbitrary, fixed key).
