@@ -588,7 +588,7 @@ fn listed_from_row<'r>(row: &'r Row, tag: Option<(i64, &'r str)>) -> StoreResult
 macro_rules! select_updates {
     () => {
         "SELECT u.image, u.diun_version, u.hostname, u.status, u.provider, u.hub_link,
-                u.mime_type, u.digest, u.created, u.platform, u.metadata::text,
+                u.mime_type, u.digest, u.created, u.platform, u.metadata_text,
                 u.extra::text, u.received_at, u.acknowledged_at, t.id, t.name
          FROM updates u
          LEFT JOIN tag_assignments a ON a.image = u.image
@@ -624,7 +624,7 @@ impl<'r> RenderedHalf<'r> {
 macro_rules! select_listed {
     () => {
         "SELECT image, diun_version, hostname, status, provider, hub_link, mime_type, digest,
-                created, platform, metadata::text, extra::text, received_at, acknowledged_at
+                created, platform, metadata_text, extra::text, received_at, acknowledged_at
          FROM updates"
     };
 }

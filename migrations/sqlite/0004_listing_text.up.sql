@@ -1,0 +1,3 @@
+-- Nothing to change here: PostgreSQL's 0004 keeps a text copy of jsonb `metadata` for the
+-- listing, and SQLite stores `metadata` as text already. The migration exists so that both
+-- backends keep one numbering.
