@@ -101,26 +101,40 @@ impl Listing {
         listing
     }
 
-    /// Compresses on `threads` threads instead of one, for a store that writes every member
-    /// before it pushes the first: with no reading left to overlap, one compressing thread
-    /// would be all the work left. Does nothing once a chunk has gone to compression.
-    pub fn compress_on_threads(&mut self, threads: usize) {
-        if let Some(gzip) = &mut self.gzip {
-            gzip.set_threads(threads);
-        }
+    /// The listing, nothing pushed to it yet, as consecutive parts holding `members[i]` images
+    /// each, for a store that has read every row before it writes the first: each part can
+    /// then be written and compressed on a thread of its own. [`join_parts`] makes the body.
+    pub fn into_parts(self, members: &[usize]) -> Vec<ListingPart> {
+        let members = if members.is_empty() { &[0][..] } else { members };
+        let gzip = self.gzip.is_some();
+        // The plain text of the whole listing, as large as last time's.
+        let whole = expected_size(&LAST_SIZE[0]);
+        let mut first = Some(self.text);
+        let mut before = self.entries;
+        members
+            .iter()
+            .enumerate()
+            .map(|(index, &count)| {
+                let share = whole / members.len().max(1);
+                // The first part is the body itself when it is not compressed.
+                let text = match first.take() {
+                    Some(mut text) => {
+                        text.reserve(if gzip { share } else { whole });
+                        text
+                    }
+                    None => Vec::with_capacity(share),
+                };
+                let part = ListingPart { text, gzip, before, last: index + 1 == members.len() };
+                before += count;
+                part
+            })
+            .collect()
     }
 
     /// Adds one image; images must come in the order the API promises (bytewise by name).
     pub fn push(&mut self, entry: &ListedUpdate<'_>, json: StoredJson) -> io::Result<()> {
         self.separate();
         render(&mut self.text, entry, json)?;
-        self.compress_full_chunk()
-    }
-
-    /// Adds one image written by [`render`], in the same order as [`Self::push`].
-    pub fn push_rendered(&mut self, member: &[u8]) -> io::Result<()> {
-        self.separate();
-        self.text.extend_from_slice(member);
         self.compress_full_chunk()
     }
 
@@ -153,6 +167,92 @@ impl Listing {
         last.store(body.len(), Ordering::Relaxed);
         Ok(body)
     }
+}
+
+/// Consecutive members of a listing, written apart from it on a thread of their own and
+/// compressed there when the listing is gzip: see [`Listing::into_parts`].
+pub struct ListingPart {
+    text: Vec<u8>,
+    gzip: bool,
+    /// Members of the listing before this part's next one.
+    before: usize,
+    /// Whether the listing ends with this part.
+    last: bool,
+}
+
+impl ListingPart {
+    /// Adds one image written by [`render`]; images must come in the listing's order.
+    pub fn push_rendered(&mut self, member: &[u8]) {
+        if self.before > 0 {
+            self.text.push(b',');
+        }
+        self.before += 1;
+        self.text.extend_from_slice(member);
+    }
+
+    /// The part as it goes into the body: compressed, when the listing is, on this thread.
+    pub fn finish(mut self) -> io::Result<FinishedPart> {
+        if self.last {
+            self.text.push(b'}');
+        }
+        Ok(FinishedPart {
+            length: self.text.len(),
+            bytes: match self.gzip {
+                true => Finished::Deflated(gzip::Piece::deflate(&self.text, gzip::Effort::Fast)?),
+                false => Finished::Plain(self.text),
+            },
+        })
+    }
+}
+
+/// A [`ListingPart`] ready to be joined with the others by [`join_parts`].
+pub struct FinishedPart {
+    /// Bytes before compression.
+    length: usize,
+    bytes: Finished,
+}
+
+enum Finished {
+    Plain(Vec<u8>),
+    Deflated(gzip::Piece),
+}
+
+/// The body of a listing written in parts ([`Listing::into_parts`]), from the parts in order.
+pub fn join_parts(parts: Vec<FinishedPart>) -> Vec<u8> {
+    let length = parts.iter().map(|part| part.length).sum();
+    let mut plain = Vec::new();
+    let mut pieces = Vec::new();
+    for part in parts {
+        match part.bytes {
+            Finished::Plain(text) if plain.is_empty() => plain = text,
+            Finished::Plain(text) => plain.extend_from_slice(&text),
+            Finished::Deflated(piece) => pieces.push(piece),
+        }
+    }
+    LAST_SIZE[0].store(length, Ordering::Relaxed);
+    if pieces.is_empty() {
+        return plain;
+    }
+    let body = gzip::join_pieces(&pieces);
+    LAST_SIZE[1].store(body.len(), Ordering::Relaxed);
+    body
+}
+
+/// How many of the first `k` items of the merged order of `a` and `b` (both sorted by `key`,
+/// no key in both) come from `a` and from `b`.
+pub fn merged_split<T>(a: &[T], b: &[T], k: usize, key: impl Fn(&T) -> &str) -> (usize, usize) {
+    let k = k.min(a.len() + b.len());
+    let (mut low, mut high) = (k.saturating_sub(b.len()), k.min(a.len()));
+    while low < high {
+        let from_a = (low + high) / 2;
+        // Too few from `a` when its next item comes before the last one taken from `b`.
+        if key(&a[from_a]) < key(&b[k - from_a - 1]) {
+            low = from_a + 1;
+        } else {
+            high = from_a;
+        }
+    }
+    (low, k - low)
 }
 
 /// Who wrote a row's stored JSON objects (`metadata`, `extra`), which decides how they are
@@ -370,33 +470,53 @@ mod tests {
 
     #[test]
     fn an_empty_listing_is_an_empty_object_and_gzip_decodes_to_the_same_text() {
+        let unzip = |body: &[u8]| {
+            let mut unzipped = Vec::new();
+            flate2::read::GzDecoder::new(body).read_to_end(&mut unzipped).unwrap();
+            unzipped
+        };
         assert_eq!(Listing::new(false).finish().unwrap(), b"{}");
+        assert_eq!(unzip(&Listing::new(true).finish().unwrap()), b"{}");
         let event = sample();
         let metadata = event.metadata_json();
-        let fill = |gzip, threads| {
+        // Enough entries to cross several compression chunks.
+        let images: Vec<String> = (0..3000).map(|n| format!("registry/image-{n:05}")).collect();
+        let updates =
+            || images.iter().map(|image| ListedUpdate { image, ..entry(&event, metadata.as_deref(), None) });
+        // Pushed one by one, as SQLite's rows are read.
+        let pushed = |gzip| {
             let mut listing = Listing::new(gzip);
-            listing.compress_on_threads(threads);
-            // Enough entries to cross several compression chunks.
-            let images: Vec<String> = (0..3000).map(|n| format!("registry/image-{n:05}")).collect();
-            // Every other one written apart, as a store that writes its rows on threads does.
-            for (n, image) in images.iter().enumerate() {
-                let update = ListedUpdate { image, ..entry(&event, metadata.as_deref(), None) };
-                if n % 2 == 0 {
-                    listing.push(&update, StoredJson::Serde).unwrap();
-                } else {
-                    let mut member = Vec::new();
-                    render(&mut member, &update, StoredJson::Serde).unwrap();
-                    listing.push_rendered(&member).unwrap();
-                }
+            for update in updates() {
+                listing.push(&update, StoredJson::Serde).unwrap();
             }
             listing.finish().unwrap()
         };
-        let plain = fill(false, 1);
-        for threads in [1, 2] {
-            let mut unzipped = Vec::new();
-            flate2::read::GzDecoder::new(&fill(true, threads)[..]).read_to_end(&mut unzipped).unwrap();
-            assert!(unzipped == plain, "{threads} thread(s)");
+        // Written in parts, as PostgreSQL's are on threads of their own.
+        let in_parts = |gzip, members: &[usize]| {
+            let mut updates = updates();
+            let parts = Listing::new(gzip).into_parts(members).into_iter().zip(members);
+            let finished = parts
+                .map(|(mut part, &count)| {
+                    for update in updates.by_ref().take(count) {
+                        let mut member = Vec::new();
+                        render(&mut member, &update, StoredJson::Serde).unwrap();
+                        part.push_rendered(&member);
+                    }
+                    part.finish().unwrap()
+                })
+                .collect();
+            join_parts(finished)
+        };
+        let plain = pushed(false);
+        assert!(unzip(&pushed(true)) == plain);
+        for members in [&[3000][..], &[1500, 1500], &[0, 1000, 2000], &[1000, 2000, 0]] {
+            assert!(in_parts(false, members) == plain, "{members:?}");
+            assert!(unzip(&in_parts(true, members)) == plain, "{members:?}, gzip");
         }
+        // No parts asked for: one, empty.
+        let parts = Listing::new(false).into_parts(&[]);
+        assert_eq!(join_parts(parts.into_iter().map(|part| part.finish().unwrap()).collect()), b"{}");
+        assert_eq!(unzip(&in_parts(true, &[0, 0])), b"{}");
         let parsed: serde_json::Map<String, Value> = serde_json::from_slice(&plain).unwrap();
         assert_eq!(parsed.len(), 3000);
     }
@@ -449,6 +569,24 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Cut anywhere, the merged order of two sorted runs splits into a front taken from the
+        /// start of each run, holding exactly the first items.
+        #[test]
+        fn a_merge_splits_where_its_first_items_end(
+            names in proptest::collection::btree_set("[a-c]{0,4}", 0..40),
+            in_a in proptest::collection::vec(proptest::bool::ANY, 40),
+            k in 0usize..45,
+        ) {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for (name, to_a) in names.iter().zip(&in_a) {
+                if *to_a { a.push(name.as_str()) } else { b.push(name.as_str()) }
+            }
+            let (i, j) = merged_split(&a, &b, k, |name| name);
+            let front: std::collections::BTreeSet<&str> = a[..i].iter().chain(&b[..j]).copied().collect();
+            let first: std::collections::BTreeSet<&str> = names.iter().map(String::as_str).take(k).collect();
+            proptest::prop_assert_eq!(front, first);
+        }
+
         /// Whatever the text, the listing writes it exactly as serde_json does.
         #[test]
         fn strings_are_written_as_serde_writes_them(text in "([ -~]|[\\x00-\\x1f]|\\PC)*") {

@@ -89,13 +89,54 @@ struct Deflater {
     deflated: mpsc::Receiver<io::Result<(Vec<u8>, Crc)>>,
 }
 
+/// A gzip member's header: ID1 ID2, deflate, no flags, no modification time, no extra flags,
+/// unknown OS.
+const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+
+/// Closes a deflate stream made of sync-flushed pieces (an empty final block with fixed codes)
+/// and writes the gzip trailer.
+fn close(out: &mut Vec<u8>, crc: &Crc) {
+    out.extend_from_slice(&[0x03, 0x00]);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out.extend_from_slice(&crc.amount().to_le_bytes());
+}
+
+/// A run of input deflated alone and sync-flushed, with its CRC: [`join_pieces`] makes one
+/// gzip stream of consecutive pieces deflated on different threads.
+pub struct Piece {
+    deflated: Vec<u8>,
+    crc: Crc,
+}
+
+impl Piece {
+    pub fn deflate(input: &[u8], effort: Effort) -> io::Result<Self> {
+        let mut crc = Crc::new();
+        crc.update(input);
+        let deflated = deflate_sync_flushed(&mut Compress::new(effort.level(), false), input)?;
+        Ok(Self { deflated, crc })
+    }
+}
+
+/// The gzip stream of the pieces' inputs, in order.
+pub fn join_pieces(pieces: &[Piece]) -> Vec<u8> {
+    let size = pieces.iter().map(|piece| piece.deflated.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(HEADER.len() + size + 10);
+    out.extend_from_slice(&HEADER);
+    let mut crc = Crc::new();
+    for piece in pieces {
+        out.extend_from_slice(&piece.deflated);
+        crc.combine(&piece.crc);
+    }
+    close(&mut out, &crc);
+    out
+}
+
 impl ParallelWriter {
     /// A stream on `threads` threads (at least one; started with the first chunk), writing into
     /// a buffer of `capacity` bytes.
     pub fn new(effort: Effort, threads: usize, capacity: usize) -> Self {
         let mut out = Vec::with_capacity(capacity);
-        // ID1 ID2, deflate, no flags, no modification time, no extra flags, unknown OS.
-        out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+        out.extend_from_slice(&HEADER);
         Self {
             effort,
             threads: Vec::new(),
@@ -104,13 +145,6 @@ impl ParallelWriter {
             collected: 0,
             out,
             crc: Crc::new(),
-        }
-    }
-
-    /// Compresses on `threads` threads instead; does nothing once a chunk has been written.
-    pub fn set_threads(&mut self, threads: usize) {
-        if self.threads.is_empty() {
-            self.wanted = threads.max(1);
         }
     }
 
@@ -163,10 +197,7 @@ impl ParallelWriter {
         while self.collected < self.sent {
             self.collect_one()?;
         }
-        // An empty final block with fixed codes closes the deflate stream; then the trailer.
-        self.out.extend_from_slice(&[0x03, 0x00]);
-        self.out.extend_from_slice(&self.crc.sum().to_le_bytes());
-        self.out.extend_from_slice(&self.crc.amount().to_le_bytes());
+        close(&mut self.out, &self.crc);
         Ok(self.out)
     }
 
@@ -263,6 +294,18 @@ mod tests {
             assert!(restored == whole, "{threads} thread(s): {} of {} bytes", restored.len(), whole.len());
             assert!(compressed.len() < whole.len() / 2, "{threads} thread(s): {} bytes", compressed.len());
         }
+    }
+
+    #[test]
+    fn pieces_deflated_apart_join_into_one_gzip_stream() {
+        let inputs: [&[u8]; 5] = [b"{", b"", &b"\"app\":{\"tag\":null},".repeat(5000), b"x", b"}"];
+        let pieces: Vec<Piece> =
+            inputs.iter().map(|input| Piece::deflate(input, Effort::Fast).unwrap()).collect();
+        let compressed = join_pieces(&pieces);
+        let mut restored = Vec::new();
+        flate2::read::GzDecoder::new(&compressed[..]).read_to_end(&mut restored).unwrap();
+        assert!(restored == inputs.concat(), "{} of {} bytes", restored.len(), inputs.concat().len());
+        assert!(compressed.len() < restored.len() / 10, "{} bytes", compressed.len());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::ops::Range;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -21,7 +22,7 @@ use tokio_postgres::{Client, NoTls, Row, Statement};
 use super::migrate::{self, Migration};
 use super::shared_batches;
 use super::{Assignment, COUNT_BY_GROUP, GroupCount, StoreError, StoreResult, UpdateStore, sort_tags};
-use crate::listing::{ListedUpdate, Listing};
+use crate::listing::{ListedUpdate, Listing, ListingPart};
 use crate::model::{DiunEvent, HistoryEntry, HostReport, Tag, UpdateEntry, json_object};
 use crate::time::Timestamp;
 
@@ -600,7 +601,7 @@ macro_rules! select_updates {
 struct RenderedHalf<'r> {
     text: Vec<u8>,
     /// Each image and where its member is in `text`, in the listing's (bytewise) order.
-    members: Vec<(&'r str, std::ops::Range<usize>)>,
+    members: Vec<(&'r str, Range<usize>)>,
 }
 
 impl<'r> RenderedHalf<'r> {
@@ -617,6 +618,50 @@ impl<'r> RenderedHalf<'r> {
         // Names are unique, so the unstable sort gives the one order.
         members.sort_unstable_by(|a, b| a.0.cmp(b.0));
         Ok(Self { text, members })
+    }
+}
+
+/// Runs `here` on this thread and `there` on a thread of its own, at once.
+fn side_by_side<A, B: Send>(
+    here: impl FnOnce() -> A,
+    there: impl FnOnce() -> B + Send,
+) -> (A, StoreResult<B>) {
+    std::thread::scope(|scope| {
+        let there = std::thread::Builder::new().name("listing".into()).spawn_scoped(scope, there);
+        let here = here();
+        let there = match there {
+            Ok(thread) => {
+                thread.join().map_err(|_| StoreError::Internal("writing the listing failed".into()))
+            }
+            Err(err) => Err(StoreError::Internal(format!("cannot start a listing thread: {err}"))),
+        };
+        (here, there)
+    })
+}
+
+/// Writes the members of `a` and `b` (each sorted by image, each a slice of its half's
+/// members) into `part`, merged in image order.
+fn merge_into(
+    part: &mut ListingPart,
+    (a_half, a): (&RenderedHalf<'_>, &[(&str, Range<usize>)]),
+    (b_half, b): (&RenderedHalf<'_>, &[(&str, Range<usize>)]),
+) {
+    let (mut a, mut b) = (a.iter().peekable(), b.iter().peekable());
+    loop {
+        let take_a = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => x.0 < y.0,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return,
+        };
+        let member = if take_a {
+            a.next().map(|m| &a_half.text[m.1.clone()])
+        } else {
+            b.next().map(|m| &b_half.text[m.1.clone()])
+        };
+        if let Some(member) = member {
+            part.push_rendered(member);
+        }
     }
 }
 
@@ -673,9 +718,9 @@ impl UpdateStore for PostgresStore {
         .await
     }
 
-    async fn write_listing(&self, mut listing: Listing) -> StoreResult<Vec<u8>> {
-        // The images in two halves on two connections, so that two server processes turn the
-        // rows (their jsonb above all) into text at once; each image is in exactly one half.
+    async fn write_listing(&self, listing: Listing) -> StoreResult<Vec<u8>> {
+        // The images in two halves on two connections, so that two server processes read and
+        // send the rows at once; each image is in exactly one half.
         // The tags come on a third: joined on the server, the rows of every image went into a
         // hash table (or, with no statistics yet, through one index lookup per tagged image),
         // which cost more than the halves' scans. The three may see a few commits apart, as
@@ -705,35 +750,33 @@ impl UpdateStore for PostgresStore {
                 .collect::<StoreResult<HashMap<&str, (i64, &str)>>>()?;
             // The halves are written on two threads at once, then put in order: writing the
             // members is most of this side's work, and it waits for nothing but the rows.
-            let (first, second) = std::thread::scope(|scope| {
-                let second = std::thread::Builder::new()
-                    .name("listing".into())
-                    .spawn_scoped(scope, || RenderedHalf::write(&second, &tags))
-                    .map_err(|err| StoreError::Internal(format!("cannot start a listing thread: {err}")));
-                let first = RenderedHalf::write(&first, &tags);
-                let second = second.and_then(|second| {
-                    second.join().map_err(|_| StoreError::Internal("writing the listing failed".into()))
-                });
-                (first, second)
-            });
+            let (first, second) =
+                side_by_side(|| RenderedHalf::write(&first, &tags), || RenderedHalf::write(&second, &tags));
             let (first, second) = (first?, second??);
-            listing.compress_on_threads(2);
-            let (mut from_first, mut from_second) =
-                (first.members.iter().peekable(), second.members.iter().peekable());
-            loop {
-                let take_first = match (from_first.peek(), from_second.peek()) {
-                    (Some(a), Some(b)) => a.0 < b.0,
-                    (Some(_), None) => true,
-                    (None, Some(_)) => false,
-                    (None, None) => break,
-                };
-                let (half, member) =
-                    if take_first { (&first, from_first.next()) } else { (&second, from_second.next()) };
-                if let Some((_, range)) = member {
-                    listing.push_rendered(&half.text[range.clone()])?;
-                }
-            }
-            Ok(listing.finish()?)
+            // The merged order cut in two equal parts, each merged and (for gzip) compressed on
+            // a thread of its own: done on one, merging and compressing took as long as
+            // writing the members on two.
+            let count = first.members.len() + second.members.len();
+            let front = count / 2;
+            let (i, j) =
+                crate::listing::merged_split(&first.members, &second.members, front, |member| member.0);
+            let mut parts = listing.into_parts(&[front, count - front]).into_iter();
+            let (Some(front_part), Some(back_part)) = (parts.next(), parts.next()) else {
+                return Err(StoreError::Internal("the listing came in the wrong number of parts".into()));
+            };
+            let (front_part, back_part) = side_by_side(
+                || {
+                    let mut part = front_part;
+                    merge_into(&mut part, (&first, &first.members[..i]), (&second, &second.members[..j]));
+                    part.finish()
+                },
+                || {
+                    let mut part = back_part;
+                    merge_into(&mut part, (&first, &first.members[i..]), (&second, &second.members[j..]));
+                    part.finish()
+                },
+            );
+            Ok(crate::listing::join_parts(vec![front_part?, back_part??]))
         })
         .await
         .map_err(|err| StoreError::Internal(format!("the listing task failed: {err}")))?
