@@ -64,8 +64,9 @@ impl ListedUpdate<'_> {
     }
 }
 
-/// What a gzip thread is given at a time. On several threads each chunk starts without the
-/// one before as context (see [`gzip::ParallelWriter`]), so a larger chunk compresses better.
+/// What the gzip thread of a listing written row by row is given at a time: a hand-off per
+/// chunk costs nothing next to compressing it, and the last chunk is all that is left to
+/// compress once the rows are read.
 const GZIP_CHUNK: usize = 256 * 1024;
 
 /// The size of the last listing body, plain and gzip: the next one is about as large, and a
@@ -81,7 +82,7 @@ fn expected_size(last: &AtomicUsize) -> usize {
 /// The listing document being written: `{"<image>": {…}, …}` in the order entries are pushed.
 pub struct Listing {
     text: Vec<u8>,
-    gzip: Option<gzip::ParallelWriter>,
+    gzip: Option<gzip::BackgroundWriter>,
     entries: usize,
 }
 
@@ -91,7 +92,7 @@ impl Listing {
         let (text, gzip) = if gzip {
             (
                 Vec::with_capacity(GZIP_CHUNK * 2),
-                Some(gzip::ParallelWriter::new(gzip::Effort::Fast, 1, expected_size(&LAST_SIZE[1]))),
+                Some(gzip::BackgroundWriter::new(gzip::Effort::Fast, expected_size(&LAST_SIZE[1]))),
             )
         } else {
             (Vec::with_capacity(expected_size(&LAST_SIZE[0])), None)
@@ -266,7 +267,7 @@ pub enum StoredJson {
 }
 
 /// One image's member of the listing document, `"<image>":{…}`. Apart from [`Listing`] so that
-/// a store can write the members of several parts of its rows at once, on several threads.
+/// a store can write members on threads of its own (see [`Listing::into_parts`]).
 pub fn render(out: &mut Vec<u8>, entry: &ListedUpdate<'_>, json: StoredJson) -> io::Result<()> {
     string(out, entry.image);
     out.extend_from_slice(b":{\"event\":{\"diun_version\":");

@@ -63,21 +63,17 @@ pub fn compress(data: &[u8], effort: Effort) -> Vec<u8> {
     gzip.finish().unwrap_or_default()
 }
 
-/// Chunks given to the threads and not collected yet, at most: bounds the memory held.
+/// Chunks given to the thread and not collected yet, at most: bounds the memory held.
 const CHUNKS_IN_FLIGHT: usize = 16;
 
-/// A gzip stream compressed chunk by chunk on threads of its own, fed while the input is still
-/// being produced. Every chunk ends with a sync flush (on a byte boundary, the stream left
-/// open), so the pieces joined in order are one deflate stream, and their CRCs combine into
-/// the stream's. On one thread the chunks continue one another and lose nothing. On several,
-/// each chunk is deflated alone, the way pigz does it, and cannot refer back into the one
-/// before: that costs 2% of the size of a listing of 5,000 images in chunks of 256 KiB (8% in
-/// chunks of 64 KiB), and compressing it takes about half the time on two cores.
-pub struct ParallelWriter {
+/// A gzip stream compressed chunk by chunk on a thread of its own, fed while the input is
+/// still being produced (a listing's rows read). Every chunk ends with a sync flush, on a byte
+/// boundary with the stream left open, and continues the one before, so nothing is lost to
+/// the cuts.
+pub struct BackgroundWriter {
     effort: Effort,
-    /// The threads, started with the first chunk; `wanted` of them.
-    threads: Vec<Deflater>,
-    wanted: usize,
+    /// The thread, started with the first chunk.
+    thread: Option<Deflater>,
     sent: usize,
     collected: usize,
     out: Vec<u8>,
@@ -131,59 +127,39 @@ pub fn join_pieces(pieces: &[Piece]) -> Vec<u8> {
     out
 }
 
-impl ParallelWriter {
-    /// A stream on `threads` threads (at least one; started with the first chunk), writing into
-    /// a buffer of `capacity` bytes.
-    pub fn new(effort: Effort, threads: usize, capacity: usize) -> Self {
+impl BackgroundWriter {
+    /// A stream writing into a buffer of `capacity` bytes; its thread starts with the first
+    /// chunk.
+    pub fn new(effort: Effort, capacity: usize) -> Self {
         let mut out = Vec::with_capacity(capacity);
         out.extend_from_slice(&HEADER);
-        Self {
-            effort,
-            threads: Vec::new(),
-            wanted: threads.max(1),
-            sent: 0,
-            collected: 0,
-            out,
-            crc: Crc::new(),
-        }
+        Self { effort, thread: None, sent: 0, collected: 0, out, crc: Crc::new() }
     }
 
-    fn start_threads(&mut self) -> io::Result<()> {
-        let (effort, independent_chunks) = (self.effort, self.wanted > 1);
-        self.threads = (0..self.wanted)
-            .map(|_| {
-                let (chunks, incoming) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
-                // As deep as the chunks that may be in flight: a thread never waits long to
-                // hand back what it deflated (the writer collects beyond that many).
-                let (done, deflated) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
-                std::thread::Builder::new().name("gzip".into()).spawn(move || {
-                    let mut deflate = Compress::new(effort.level(), false);
-                    for chunk in incoming {
-                        let mut crc = Crc::new();
-                        crc.update(&chunk);
-                        if independent_chunks {
-                            deflate.reset();
-                        }
-                        if done
-                            .send(deflate_sync_flushed(&mut deflate, &chunk).map(|out| (out, crc)))
-                            .is_err()
-                        {
-                            break;
-                        }
-                    }
-                })?;
-                Ok(Deflater { chunks, deflated })
-            })
-            .collect::<io::Result<Vec<_>>>()?;
-        Ok(())
+    fn start_thread(effort: Effort) -> io::Result<Deflater> {
+        let (chunks, incoming) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
+        // As deep as the chunks that may be in flight: the thread never waits long to hand
+        // back what it deflated (the writer collects beyond that many).
+        let (done, deflated) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+        std::thread::Builder::new().name("gzip".into()).spawn(move || {
+            let mut deflate = Compress::new(effort.level(), false);
+            for chunk in incoming {
+                let mut crc = Crc::new();
+                crc.update(&chunk);
+                if done.send(deflate_sync_flushed(&mut deflate, &chunk).map(|out| (out, crc))).is_err() {
+                    break;
+                }
+            }
+        })?;
+        Ok(Deflater { chunks, deflated })
     }
 
     /// Compresses the next chunk of the input.
     pub fn write_chunk(&mut self, chunk: Vec<u8>) -> io::Result<()> {
-        if self.threads.is_empty() {
-            self.start_threads()?;
-        }
-        let thread = &self.threads[self.sent % self.threads.len()];
+        let thread = match &mut self.thread {
+            Some(thread) => thread,
+            None => self.thread.insert(Self::start_thread(self.effort)?),
+        };
         thread.chunks.send(chunk).map_err(|_| stopped())?;
         self.sent += 1;
         while self.sent - self.collected > CHUNKS_IN_FLIGHT {
@@ -201,9 +177,9 @@ impl ParallelWriter {
         Ok(self.out)
     }
 
-    /// Appends the oldest chunk not collected yet; chunks went round the threads in order.
+    /// Appends the oldest chunk not collected yet.
     fn collect_one(&mut self) -> io::Result<()> {
-        let thread = &self.threads[self.collected % self.threads.len()];
+        let thread = self.thread.as_ref().ok_or_else(stopped)?;
         let (deflated, crc) = thread.deflated.recv().map_err(|_| stopped())??;
         self.out.extend_from_slice(&deflated);
         self.crc.combine(&crc);
@@ -270,8 +246,9 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_compressed_in_chunks_on_several_threads_is_one_gzip_stream() {
-        // Chunks of every size class: empty, tiny, and larger than the output first reserved.
+    fn a_stream_compressed_in_chunks_on_a_thread_is_one_gzip_stream() {
+        // Chunks of every size class: empty, tiny, and larger than the output first reserved;
+        // more of them than may be in flight.
         let chunks: Vec<Vec<u8>> = (0..40)
             .map(|i: usize| match i % 4 {
                 0 => Vec::new(),
@@ -281,19 +258,17 @@ mod tests {
             })
             .collect();
         let whole = chunks.concat();
-        for threads in [1, 2, 3] {
-            let mut gzip = ParallelWriter::new(Effort::Fast, threads, 0);
-            for chunk in &chunks {
-                gzip.write_chunk(chunk.clone()).unwrap();
-            }
-            let compressed = gzip.finish().unwrap();
-            // GzDecoder checks the CRC and the length in the trailer, and stops at the end of
-            // the first member: a stream closed early or joined wrongly decodes to less.
-            let mut restored = Vec::new();
-            flate2::read::GzDecoder::new(&compressed[..]).read_to_end(&mut restored).unwrap();
-            assert!(restored == whole, "{threads} thread(s): {} of {} bytes", restored.len(), whole.len());
-            assert!(compressed.len() < whole.len() / 2, "{threads} thread(s): {} bytes", compressed.len());
+        let mut gzip = BackgroundWriter::new(Effort::Fast, 0);
+        for chunk in &chunks {
+            gzip.write_chunk(chunk.clone()).unwrap();
         }
+        let compressed = gzip.finish().unwrap();
+        // GzDecoder checks the CRC and the length in the trailer, and stops at the end of the
+        // first member: a stream closed early or joined wrongly decodes to less.
+        let mut restored = Vec::new();
+        flate2::read::GzDecoder::new(&compressed[..]).read_to_end(&mut restored).unwrap();
+        assert!(restored == whole, "{} of {} bytes", restored.len(), whole.len());
+        assert!(compressed.len() < whole.len() / 2, "{} bytes", compressed.len());
     }
 
     #[test]
@@ -309,8 +284,8 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_parallel_stream_is_valid_gzip() {
-        let compressed = ParallelWriter::new(Effort::Fast, 2, 0).finish().unwrap();
+    fn an_empty_background_stream_is_valid_gzip() {
+        let compressed = BackgroundWriter::new(Effort::Fast, 0).finish().unwrap();
         let mut restored = Vec::new();
         flate2::read::GzDecoder::new(&compressed[..]).read_to_end(&mut restored).unwrap();
         assert!(restored.is_empty());
