@@ -102,34 +102,31 @@ impl Listing {
         listing
     }
 
-    /// The listing, nothing pushed to it yet, as consecutive parts holding `members[i]` images
-    /// each, for a store that has read every row before it writes the first: each part can
-    /// then be written and compressed on a thread of its own. [`join_parts`] makes the body.
-    pub fn into_parts(self, members: &[usize]) -> Vec<ListingPart> {
-        let members = if members.is_empty() { &[0][..] } else { members };
+    /// The listing, nothing pushed to it yet, as `N` consecutive parts holding `members[i]`
+    /// images each, for a store that has read every row before it writes the first: each part
+    /// can then be written and compressed on a thread of its own. [`join_parts`] makes the
+    /// body.
+    pub fn into_parts<const N: usize>(self, members: [usize; N]) -> [ListingPart; N] {
+        const { assert!(N > 0, "a listing has at least one part: its braces") };
+        debug_assert_eq!(self.entries, 0, "into_parts takes a listing nothing was pushed to");
         let gzip = self.gzip.is_some();
         // The plain text of the whole listing, as large as last time's.
         let whole = expected_size(&LAST_SIZE[0]);
         let mut first = Some(self.text);
-        let mut before = self.entries;
-        members
-            .iter()
-            .enumerate()
-            .map(|(index, &count)| {
-                let share = whole / members.len().max(1);
-                // The first part is the body itself when it is not compressed.
-                let text = match first.take() {
-                    Some(mut text) => {
-                        text.reserve(if gzip { share } else { whole });
-                        text
-                    }
-                    None => Vec::with_capacity(share),
-                };
-                let part = ListingPart { text, gzip, before, last: index + 1 == members.len() };
-                before += count;
-                part
-            })
-            .collect()
+        let mut before = 0;
+        std::array::from_fn(|index| {
+            // The first part holds the opening brace; uncompressed, it becomes the body.
+            let text = match first.take() {
+                Some(mut text) => {
+                    text.reserve(if gzip { whole / N } else { whole });
+                    text
+                }
+                None => Vec::with_capacity(whole / N),
+            };
+            let part = ListingPart { text, gzip, before, last: index + 1 == N };
+            before += members[index];
+            part
+        })
     }
 
     /// Adds one image; images must come in the order the API promises (bytewise by name).
@@ -493,11 +490,14 @@ mod tests {
             listing.finish().unwrap()
         };
         // Written in parts, as PostgreSQL's are on threads of their own.
-        let in_parts = |gzip, members: &[usize]| {
-            let mut updates = updates();
+        fn in_parts<'u, const N: usize>(
+            gzip: bool,
+            members: [usize; N],
+            mut updates: impl Iterator<Item = ListedUpdate<'u>>,
+        ) -> Vec<u8> {
             let parts = Listing::new(gzip).into_parts(members).into_iter().zip(members);
             let finished = parts
-                .map(|(mut part, &count)| {
+                .map(|(mut part, count)| {
                     for update in updates.by_ref().take(count) {
                         let mut member = Vec::new();
                         render(&mut member, &update, StoredJson::Serde).unwrap();
@@ -507,17 +507,21 @@ mod tests {
                 })
                 .collect();
             join_parts(finished)
-        };
+        }
         let plain = pushed(false);
         assert!(unzip(&pushed(true)) == plain);
-        for members in [&[3000][..], &[1500, 1500], &[0, 1000, 2000], &[1000, 2000, 0]] {
-            assert!(in_parts(false, members) == plain, "{members:?}");
-            assert!(unzip(&in_parts(true, members)) == plain, "{members:?}, gzip");
+        for gzip in [false, true] {
+            let check = |body: Vec<u8>, members: &str| {
+                let body = if gzip { unzip(&body) } else { body };
+                assert!(body == plain, "parts {members}, gzip {gzip}");
+            };
+            check(in_parts(gzip, [3000], updates()), "3000");
+            check(in_parts(gzip, [1500, 1500], updates()), "1500, 1500");
+            check(in_parts(gzip, [0, 1000, 2000], updates()), "0, 1000, 2000");
+            check(in_parts(gzip, [1000, 2000, 0], updates()), "1000, 2000, 0");
         }
-        // No parts asked for: one, empty.
-        let parts = Listing::new(false).into_parts(&[]);
-        assert_eq!(join_parts(parts.into_iter().map(|part| part.finish().unwrap()).collect()), b"{}");
-        assert_eq!(unzip(&in_parts(true, &[0, 0])), b"{}");
+        assert_eq!(in_parts(false, [0, 0], std::iter::empty()), b"{}");
+        assert_eq!(unzip(&in_parts(true, [0, 0], std::iter::empty())), b"{}");
         let parsed: serde_json::Map<String, Value> = serde_json::from_slice(&plain).unwrap();
         assert_eq!(parsed.len(), 3000);
     }

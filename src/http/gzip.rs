@@ -76,13 +76,15 @@ pub struct BackgroundWriter {
     thread: Option<Deflater>,
     sent: usize,
     collected: usize,
+    /// Reserved for `out` with the first chunk: a writer that gets none allocates nothing.
+    capacity: usize,
     out: Vec<u8>,
     crc: Crc,
 }
 
 struct Deflater {
     chunks: mpsc::SyncSender<Vec<u8>>,
-    deflated: mpsc::Receiver<io::Result<(Vec<u8>, Crc)>>,
+    deflated: mpsc::Receiver<io::Result<Piece>>,
 }
 
 /// A gzip member's header: ID1 ID2, deflate, no flags, no modification time, no extra flags,
@@ -105,11 +107,22 @@ pub struct Piece {
 }
 
 impl Piece {
+    /// `input` deflated from scratch.
     pub fn deflate(input: &[u8], effort: Effort) -> io::Result<Self> {
+        Self::continuing(&mut Compress::new(effort.level(), false), input)
+    }
+
+    /// `input` deflated by `deflate`, which may refer back into what it deflated before.
+    fn continuing(deflate: &mut Compress, input: &[u8]) -> io::Result<Self> {
         let mut crc = Crc::new();
         crc.update(input);
-        let deflated = deflate_sync_flushed(&mut Compress::new(effort.level(), false), input)?;
-        Ok(Self { deflated, crc })
+        Ok(Self { deflated: deflate_sync_flushed(deflate, input)?, crc })
+    }
+
+    /// Appends the piece to a stream whose CRC so far is `crc`.
+    fn append_to(&self, out: &mut Vec<u8>, crc: &mut Crc) {
+        out.extend_from_slice(&self.deflated);
+        crc.combine(&self.crc);
     }
 }
 
@@ -120,8 +133,7 @@ pub fn join_pieces(pieces: &[Piece]) -> Vec<u8> {
     out.extend_from_slice(&HEADER);
     let mut crc = Crc::new();
     for piece in pieces {
-        out.extend_from_slice(&piece.deflated);
-        crc.combine(&piece.crc);
+        piece.append_to(&mut out, &mut crc);
     }
     close(&mut out, &crc);
     out
@@ -131,9 +143,7 @@ impl BackgroundWriter {
     /// A stream writing into a buffer of `capacity` bytes; its thread starts with the first
     /// chunk.
     pub fn new(effort: Effort, capacity: usize) -> Self {
-        let mut out = Vec::with_capacity(capacity);
-        out.extend_from_slice(&HEADER);
-        Self { effort, thread: None, sent: 0, collected: 0, out, crc: Crc::new() }
+        Self { effort, thread: None, sent: 0, collected: 0, capacity, out: HEADER.to_vec(), crc: Crc::new() }
     }
 
     fn start_thread(effort: Effort) -> io::Result<Deflater> {
@@ -144,9 +154,7 @@ impl BackgroundWriter {
         std::thread::Builder::new().name("gzip".into()).spawn(move || {
             let mut deflate = Compress::new(effort.level(), false);
             for chunk in incoming {
-                let mut crc = Crc::new();
-                crc.update(&chunk);
-                if done.send(deflate_sync_flushed(&mut deflate, &chunk).map(|out| (out, crc))).is_err() {
+                if done.send(Piece::continuing(&mut deflate, &chunk)).is_err() {
                     break;
                 }
             }
@@ -158,7 +166,10 @@ impl BackgroundWriter {
     pub fn write_chunk(&mut self, chunk: Vec<u8>) -> io::Result<()> {
         let thread = match &mut self.thread {
             Some(thread) => thread,
-            None => self.thread.insert(Self::start_thread(self.effort)?),
+            None => {
+                self.out.reserve(self.capacity);
+                self.thread.insert(Self::start_thread(self.effort)?)
+            }
         };
         thread.chunks.send(chunk).map_err(|_| stopped())?;
         self.sent += 1;
@@ -180,9 +191,7 @@ impl BackgroundWriter {
     /// Appends the oldest chunk not collected yet.
     fn collect_one(&mut self) -> io::Result<()> {
         let thread = self.thread.as_ref().ok_or_else(stopped)?;
-        let (deflated, crc) = thread.deflated.recv().map_err(|_| stopped())??;
-        self.out.extend_from_slice(&deflated);
-        self.crc.combine(&crc);
+        thread.deflated.recv().map_err(|_| stopped())??.append_to(&mut self.out, &mut self.crc);
         self.collected += 1;
         Ok(())
     }
@@ -269,6 +278,24 @@ mod tests {
         flate2::read::GzDecoder::new(&compressed[..]).read_to_end(&mut restored).unwrap();
         assert!(restored == whole, "{} of {} bytes", restored.len(), whole.len());
         assert!(compressed.len() < whole.len() / 2, "{} bytes", compressed.len());
+    }
+
+    #[test]
+    fn each_chunk_continues_the_one_before() {
+        // 16 KiB that do not compress, sent 40 times: alone, every chunk would take 16 KiB; as
+        // a continuation, each but the first refers back to the one before.
+        let block: Vec<u8> = (0..16 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let mut gzip = BackgroundWriter::new(Effort::Fast, 0);
+        for _ in 0..40 {
+            gzip.write_chunk(block.clone()).unwrap();
+        }
+        let compressed = gzip.finish().unwrap();
+        assert!(
+            compressed.len() < 4 * block.len(),
+            "{} bytes for 40 chunks of {}",
+            compressed.len(),
+            block.len()
+        );
     }
 
     #[test]

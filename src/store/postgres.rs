@@ -22,7 +22,7 @@ use tokio_postgres::{Client, NoTls, Row, Statement};
 use super::migrate::{self, Migration};
 use super::shared_batches;
 use super::{Assignment, COUNT_BY_GROUP, GroupCount, StoreError, StoreResult, UpdateStore, sort_tags};
-use crate::listing::{ListedUpdate, Listing, ListingPart};
+use crate::listing::{FinishedPart, ListedUpdate, Listing, ListingPart};
 use crate::model::{DiunEvent, HistoryEntry, HostReport, Tag, UpdateEntry, json_object};
 use crate::time::Timestamp;
 
@@ -639,20 +639,22 @@ fn side_by_side<A, B: Send>(
     })
 }
 
-/// Writes the members of `a` and `b` (each sorted by image, each a slice of its half's
-/// members) into `part`, merged in image order.
-fn merge_into(
-    part: &mut ListingPart,
-    (a_half, a): (&RenderedHalf<'_>, &[(&str, Range<usize>)]),
-    (b_half, b): (&RenderedHalf<'_>, &[(&str, Range<usize>)]),
-) {
+/// One half's members (sorted by image), or a run of them.
+type Members<'h, 'r> = (&'h RenderedHalf<'r>, &'h [(&'r str, Range<usize>)]);
+
+/// `part` with the members of `a` and `b` merged in image order, finished.
+fn merged_part(
+    mut part: ListingPart,
+    (a_half, a): Members<'_, '_>,
+    (b_half, b): Members<'_, '_>,
+) -> std::io::Result<FinishedPart> {
     let (mut a, mut b) = (a.iter().peekable(), b.iter().peekable());
     loop {
         let take_a = match (a.peek(), b.peek()) {
             (Some(x), Some(y)) => x.0 < y.0,
             (Some(_), None) => true,
             (None, Some(_)) => false,
-            (None, None) => return,
+            (None, None) => return part.finish(),
         };
         let member = if take_a {
             a.next().map(|m| &a_half.text[m.1.clone()])
@@ -758,22 +760,23 @@ impl UpdateStore for PostgresStore {
             // writing the members on two.
             let count = first.members.len() + second.members.len();
             let front = count / 2;
-            let (i, j) =
+            let (front_from_first, front_from_second) =
                 crate::listing::merged_split(&first.members, &second.members, front, |member| member.0);
-            let mut parts = listing.into_parts(&[front, count - front]).into_iter();
-            let (Some(front_part), Some(back_part)) = (parts.next(), parts.next()) else {
-                return Err(StoreError::Internal("the listing came in the wrong number of parts".into()));
-            };
+            let [front_part, back_part] = listing.into_parts([front, count - front]);
             let (front_part, back_part) = side_by_side(
                 || {
-                    let mut part = front_part;
-                    merge_into(&mut part, (&first, &first.members[..i]), (&second, &second.members[..j]));
-                    part.finish()
+                    merged_part(
+                        front_part,
+                        (&first, &first.members[..front_from_first]),
+                        (&second, &second.members[..front_from_second]),
+                    )
                 },
                 || {
-                    let mut part = back_part;
-                    merge_into(&mut part, (&first, &first.members[i..]), (&second, &second.members[j..]));
-                    part.finish()
+                    merged_part(
+                        back_part,
+                        (&first, &first.members[front_from_first..]),
+                        (&second, &second.members[front_from_second..]),
+                    )
                 },
             );
             Ok(crate::listing::join_parts(vec![front_part?, back_part??]))
