@@ -467,7 +467,7 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_listing_is_an_empty_object_and_gzip_decodes_to_the_same_text() {
+    fn a_listing_is_the_same_pushed_row_by_row_or_written_in_parts_plain_or_gzip() {
         let unzip = |body: &[u8]| {
             let mut unzipped = Vec::new();
             flate2::read::GzDecoder::new(body).read_to_end(&mut unzipped).unwrap();

@@ -390,7 +390,8 @@ impl Backend {
     }
 
     /// `GET /api/updates` is written from the rows by its own code (on PostgreSQL from two half
-    /// queries, sorted here): it must say what the entries say, in their order.
+    /// queries, sorted here): it must say what the entries say, in their order, and its gzip
+    /// form (on PostgreSQL two parts compressed apart) must decode to the same bytes.
     async fn check_listing(&self, entries: &[UpdateEntry], step: usize) -> Result<(), TestCaseError> {
         let name = self.name;
         let listing = Listing::new(false);
@@ -408,6 +409,20 @@ impl Backend {
         let order: Vec<&str> = entries.iter().map(|entry| entry.event.image.as_str()).collect();
         if support::top_level_keys(&body) != order {
             return Err(fail(format!("{name} after step {step}: the listing's images are out of order")));
+        }
+        let gzip = self
+            .store
+            .write_listing(Listing::new(true))
+            .await
+            .map_err(|err| fail(format!("{name}: gzip listing: {err}")))?;
+        let mut unzipped = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gzip[..]), &mut unzipped).map_err(
+            |err| fail(format!("{name} after step {step}: the gzip listing does not decode: {err}")),
+        )?;
+        if unzipped != body {
+            return Err(fail(format!(
+                "{name} after step {step}: the gzip listing differs from the plain one"
+            )));
         }
         Ok(())
     }

@@ -99,8 +99,10 @@ fn close(out: &mut Vec<u8>, crc: &Crc) {
     out.extend_from_slice(&crc.amount().to_le_bytes());
 }
 
-/// A run of input deflated alone and sync-flushed, with its CRC: [`join_pieces`] makes one
-/// gzip stream of consecutive pieces deflated on different threads.
+/// A run of input deflated and sync-flushed (ending on a byte boundary, the stream left open),
+/// with its CRC: consecutive pieces make one deflate stream, whether each was deflated from
+/// scratch on a thread of its own ([`join_pieces`]) or continued the one before
+/// ([`BackgroundWriter`]).
 pub struct Piece {
     deflated: Vec<u8>,
     crc: Crc,
