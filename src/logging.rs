@@ -12,10 +12,12 @@
 //! message. The price: a process killed with SIGKILL (or aborted) loses the info lines of its
 //! last few milliseconds. Every orderly exit calls [`flush`].
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::io::{self, Write};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
+
+use log::{Level, Log, Metadata, Record};
 
 /// How long lines may wait to be written together once the log is busy.
 pub const GATHER: Duration = Duration::from_millis(5);
@@ -23,29 +25,20 @@ pub const GATHER: Duration = Duration::from_millis(5);
 static STDERR: OnceLock<Arc<Gathering<io::Stderr>>> = OnceLock::new();
 
 thread_local! {
-    /// Set by the format closure for the record env_logger is about to write on this thread:
-    /// env_logger formats a record and writes it in one call, so the two cannot be separated.
-    static URGENT: Cell<bool> = const { Cell::new(false) };
+    /// Each thread's line being formatted: a line costs no allocation once this has grown.
+    static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Installs the logger. Call once, before anything logs.
 pub fn init() {
     let sink = Arc::clone(STDERR.get_or_init(|| Gathering::start(io::stderr(), GATHER)));
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format(|buf, record| {
-            let now = crate::time::Timestamp::now().to_string();
-            let target = record.target();
-            let written = if target.starts_with("diun_dashboard") {
-                writeln!(buf, "{} {:<5} {}", &now[..23], record.level(), record.args())
-            } else {
-                writeln!(buf, "{} {:<5} {target}: {}", &now[..23], record.level(), record.args())
-            };
-            // Last: formatting the arguments could log, and set it for its own record.
-            URGENT.set(record.level() <= log::Level::Warn);
-            written
-        })
-        .target(env_logger::Target::Pipe(Box::new(SharedSink(sink))))
-        .init();
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
+    let filter = env_filter::Builder::new().parse(&spec).build();
+    log::set_max_level(filter.filter());
+    if log::set_boxed_logger(Box::new(Logger { filter, sink })).is_err() {
+        // Only a second call gets here; the first logger stays, which is what it asked for.
+        return;
+    }
     // A panic's message goes straight to stderr: the lines that led to it go first.
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |panic| {
@@ -63,19 +56,66 @@ pub fn flush() {
     }
 }
 
-/// env_logger's `Pipe` target owns its writer; the process-wide sink is shared with [`flush`].
-struct SharedSink(Arc<Gathering<io::Stderr>>);
+/// `RUST_LOG`'s filter (env_logger's syntax, from the crate it uses) in front of the gathering
+/// sink. Our own formatting rather than env_logger's: the `update received` line is written
+/// tens of thousands of times a second under a flood, and env_logger's formatter, its
+/// timestamp `String` and its target's lock cost about a microsecond of it each time.
+struct Logger {
+    filter: env_filter::Filter,
+    sink: Arc<Gathering<io::Stderr>>,
+}
 
-impl Write for SharedSink {
-    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
-        self.0.push(line, URGENT.get());
-        Ok(line.len())
+impl Log for Logger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        self.filter.enabled(metadata)
     }
 
-    /// env_logger flushes after every record; the gathering thread decides when to write.
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+    fn log(&self, record: &Record<'_>) {
+        if !self.filter.matches(record) {
+            return;
+        }
+        let urgent = record.level() <= Level::Warn;
+        LINE.with(|line| match line.try_borrow_mut() {
+            Ok(mut line) => {
+                line.clear();
+                format_line(&mut line, crate::time::Timestamp::now(), record);
+                self.sink.push(&line, urgent);
+            }
+            // A value being formatted for this thread's line logged a line of its own.
+            Err(_) => {
+                let mut line = Vec::new();
+                format_line(&mut line, crate::time::Timestamp::now(), record);
+                self.sink.push(&line, urgent);
+            }
+        });
     }
+
+    fn flush(&self) {
+        self.sink.write_pending();
+    }
+}
+
+/// `2026-12-04T19:17:43.287 INFO  message`, with the target before the message when it is
+/// not this crate (`WARN  hyper::proto: message`).
+fn format_line(line: &mut Vec<u8>, now: crate::time::Timestamp, record: &Record<'_>) {
+    now.write_rfc3339(line);
+    // Milliseconds are enough for a log; the rest of the canonical text goes.
+    line.truncate(23);
+    line.extend_from_slice(match record.level() {
+        Level::Error => b" ERROR ",
+        Level::Warn => b" WARN  ",
+        Level::Info => b" INFO  ",
+        Level::Debug => b" DEBUG ",
+        Level::Trace => b" TRACE ",
+    });
+    let target = record.target();
+    if !target.starts_with("diun_dashboard") {
+        line.extend_from_slice(target.as_bytes());
+        line.extend_from_slice(b": ");
+    }
+    // Writing into a Vec fails only if a value's own formatting does; its line is cut there.
+    let _ = line.write_fmt(*record.args());
+    line.push(b'\n');
 }
 
 /// Writes to `out` at once while writes are rare, and gathers them while they are not.
@@ -212,6 +252,38 @@ mod tests {
         let sink = Gathering::start(out.clone(), Duration::from_secs(3600));
         sink.push(b"first\n", false);
         (out, sink)
+    }
+
+    fn formatted(level: Level, target: &str, args: std::fmt::Arguments<'_>) -> String {
+        let mut line = Vec::new();
+        let at = crate::time::Timestamp::from_unix_micros(1_764_875_863_287_654);
+        format_line(&mut line, at, &Record::builder().level(level).target(target).args(args).build());
+        String::from_utf8(line).unwrap()
+    }
+
+    #[test]
+    fn a_line_has_the_time_to_the_millisecond_the_padded_level_and_the_message() {
+        let image = "nginx:1";
+        assert_eq!(
+            formatted(
+                Level::Info,
+                "diun_dashboard::http::webhook",
+                format_args!("update received: {image:?}")
+            ),
+            "2025-12-04T19:17:43.287 INFO  update received: \"nginx:1\"\n"
+        );
+        assert_eq!(
+            formatted(Level::Error, "diun_dashboard", format_args!("x")),
+            "2025-12-04T19:17:43.287 ERROR x\n"
+        );
+    }
+
+    #[test]
+    fn another_crates_line_names_its_target() {
+        assert_eq!(
+            formatted(Level::Warn, "hyper::proto::h1", format_args!("bad request")),
+            "2025-12-04T19:17:43.287 WARN  hyper::proto::h1: bad request\n"
+        );
     }
 
     #[test]
