@@ -381,8 +381,6 @@ fn object_members(object: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Read;
-
     use serde_json::{Value, json};
 
     use super::*;
@@ -468,11 +466,7 @@ mod tests {
 
     #[test]
     fn a_listing_is_the_same_pushed_row_by_row_or_written_in_parts_plain_or_gzip() {
-        let unzip = |body: &[u8]| {
-            let mut unzipped = Vec::new();
-            flate2::read::GzDecoder::new(body).read_to_end(&mut unzipped).unwrap();
-            unzipped
-        };
+        let unzip = gzip::gunzip;
         assert_eq!(Listing::new(false).finish().unwrap(), b"{}");
         assert_eq!(unzip(&Listing::new(true).finish().unwrap()), b"{}");
         let event = sample();

@@ -229,10 +229,18 @@ pub fn mark_negotiated(headers: &mut HeaderMap) {
     headers.append(VARY, HeaderValue::from_static("accept-encoding"));
 }
 
+/// A gzip body decoded, for tests. `GzDecoder` checks the CRC and the length in the trailer,
+/// and stops at the end of the first member: a stream closed early or joined wrongly decodes
+/// to less, or fails.
+#[cfg(test)]
+pub fn gunzip(body: &[u8]) -> Vec<u8> {
+    let mut restored = Vec::new();
+    io::Read::read_to_end(&mut flate2::read::GzDecoder::new(body), &mut restored).unwrap();
+    restored
+}
+
 #[cfg(test)]
 mod tests {
-    use std::io::Read;
-
     use super::*;
 
     fn accepts(value: &str) -> bool {
@@ -274,10 +282,7 @@ mod tests {
             gzip.write_chunk(chunk.clone()).unwrap();
         }
         let compressed = gzip.finish().unwrap();
-        // GzDecoder checks the CRC and the length in the trailer, and stops at the end of the
-        // first member: a stream closed early or joined wrongly decodes to less.
-        let mut restored = Vec::new();
-        flate2::read::GzDecoder::new(&compressed[..]).read_to_end(&mut restored).unwrap();
+        let restored = gunzip(&compressed);
         assert!(restored == whole, "{} of {} bytes", restored.len(), whole.len());
         assert!(compressed.len() < whole.len() / 2, "{} bytes", compressed.len());
     }
@@ -306,8 +311,7 @@ mod tests {
         let pieces: Vec<Piece> =
             inputs.iter().map(|input| Piece::deflate(input, Effort::Fast).unwrap()).collect();
         let compressed = join_pieces(&pieces);
-        let mut restored = Vec::new();
-        flate2::read::GzDecoder::new(&compressed[..]).read_to_end(&mut restored).unwrap();
+        let restored = gunzip(&compressed);
         assert!(restored == inputs.concat(), "{} of {} bytes", restored.len(), inputs.concat().len());
         assert!(compressed.len() < restored.len() / 10, "{} bytes", compressed.len());
     }
@@ -315,8 +319,7 @@ mod tests {
     #[test]
     fn an_empty_background_stream_is_valid_gzip() {
         let compressed = BackgroundWriter::new(Effort::Fast, 0).finish().unwrap();
-        let mut restored = Vec::new();
-        flate2::read::GzDecoder::new(&compressed[..]).read_to_end(&mut restored).unwrap();
+        let restored = gunzip(&compressed);
         assert!(restored.is_empty());
     }
 
@@ -326,9 +329,7 @@ mod tests {
         for effort in [Effort::Fast, Effort::Small] {
             let compressed = compress(&data, effort);
             assert!(compressed.len() < data.len() / 10, "{effort:?}: {} bytes", compressed.len());
-            let mut restored = Vec::new();
-            flate2::read::GzDecoder::new(&compressed[..]).read_to_end(&mut restored).unwrap();
-            assert_eq!(restored, data);
+            assert_eq!(gunzip(&compressed), data);
         }
     }
 }

@@ -645,25 +645,31 @@ type Members<'h, 'r> = (&'h RenderedHalf<'r>, &'h [(&'r str, Range<usize>)]);
 /// `part` with the members of `a` and `b` merged in image order, finished.
 fn merged_part(
     mut part: ListingPart,
-    (a_half, a): Members<'_, '_>,
-    (b_half, b): Members<'_, '_>,
+    (a_half, mut a): Members<'_, '_>,
+    (b_half, mut b): Members<'_, '_>,
 ) -> std::io::Result<FinishedPart> {
-    let (mut a, mut b) = (a.iter().peekable(), b.iter().peekable());
     loop {
-        let take_a = match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) => x.0 < y.0,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (None, None) => return part.finish(),
+        let (half, range) = match (a, b) {
+            ([x, a_rest @ ..], [y, b_rest @ ..]) => {
+                if x.0 < y.0 {
+                    a = a_rest;
+                    (a_half, &x.1)
+                } else {
+                    b = b_rest;
+                    (b_half, &y.1)
+                }
+            }
+            ([x, rest @ ..], []) => {
+                a = rest;
+                (a_half, &x.1)
+            }
+            ([], [y, rest @ ..]) => {
+                b = rest;
+                (b_half, &y.1)
+            }
+            ([], []) => return part.finish(),
         };
-        let member = if take_a {
-            a.next().map(|m| &a_half.text[m.1.clone()])
-        } else {
-            b.next().map(|m| &b_half.text[m.1.clone()])
-        };
-        if let Some(member) = member {
-            part.push_rendered(member);
-        }
+        part.push_rendered(&half.text[range.clone()]);
     }
 }
 
