@@ -34,7 +34,7 @@ pub fn init() {
     let sink = Arc::clone(STDERR.get_or_init(|| Gathering::start(io::stderr(), GATHER)));
     let filter = filter_from(std::env::var("RUST_LOG"));
     let max_level = filter.filter();
-    if log::set_boxed_logger(Box::new(Logger { filter, sink })).is_err() {
+    if log::set_boxed_logger(Box::new(filtered(filter, sink))).is_err() {
         // A logger was installed before (a second call): it stays, with its own level.
         return;
     }
@@ -56,6 +56,15 @@ fn filter_from(rust_log: Result<String, std::env::VarError>) -> env_filter::Filt
     env_filter::Builder::new().parse(&spec).build()
 }
 
+/// The logger [`init`] installs: `RUST_LOG`'s filter (env_filter's own wrapper) in front of
+/// our lines.
+fn filtered<W: Write + Send + 'static>(
+    filter: env_filter::Filter,
+    sink: Arc<Gathering<W>>,
+) -> env_filter::FilteredLog<Logger<W>> {
+    env_filter::FilteredLog::new(Logger { sink }, filter)
+}
+
 /// Writes every gathered line now. Call before the process exits.
 pub fn flush() {
     if let Some(sink) = STDERR.get() {
@@ -63,25 +72,22 @@ pub fn flush() {
     }
 }
 
-/// `RUST_LOG`'s filter (env_logger's syntax, from the crate it uses) in front of the gathering
-/// sink. Our own formatting rather than env_logger's: the `update received` line is written
+/// Writes each line it is given into the gathering sink; [`filtered`] puts `RUST_LOG`'s filter
+/// in front of it. Our own formatting rather than env_logger's: the `update received` line is written
 /// tens of thousands of times a second under a flood. Alone, on one thread, a line costs
 /// about 70 ns less than through env_logger (its formatter, its timestamp `String` and the
 /// lock of its target, a second lock before the sink's); BENCHMARKS.md section 25.
 struct Logger<W> {
-    filter: env_filter::Filter,
     sink: Arc<Gathering<W>>,
 }
 
 impl<W: Write + Send + 'static> Log for Logger<W> {
-    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        self.filter.enabled(metadata)
+    /// Everything: the filter in front decides.
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
     }
 
     fn log(&self, record: &Record<'_>) {
-        if !self.filter.matches(record) {
-            return;
-        }
         let urgent = record.level() <= Level::Warn;
         let write = |line: &mut Vec<u8>| {
             format_line(line, crate::time::Timestamp::now(), record);
@@ -108,7 +114,7 @@ impl<W: Write + Send + 'static> Log for Logger<W> {
 }
 
 /// `2026-12-04T19:17:43.287 INFO  message`, with the target before the message when it is
-/// not this crate (`WARN  hyper::proto: message`).
+/// not this crate (`WARN  hyper::proto: message`). `line` must be empty.
 fn format_line(line: &mut Vec<u8>, now: crate::time::Timestamp, record: &Record<'_>) {
     now.write_rfc3339(line);
     // Milliseconds are enough for a log; the rest of the canonical text goes.
@@ -332,7 +338,7 @@ mod tests {
     #[test]
     fn a_line_logged_while_another_is_formatted_is_written_too() {
         let (out, sink) = busy_log();
-        let logger = Logger { filter: filter_from(Ok("info".into())), sink };
+        let logger = Logger { sink };
         let outer = LogsWhileFormatted(&logger);
         logger.log(&record(Level::Warn, "diun_dashboard", format_args!("{outer}")));
         assert_eq!(messages(&out), ["first", "INFO  inner", "WARN  outer"]);
@@ -350,9 +356,36 @@ mod tests {
     #[test]
     fn a_value_that_fails_to_format_ends_its_line_there() {
         let (out, sink) = busy_log();
-        let logger = Logger { filter: filter_from(Ok("info".into())), sink };
+        let logger = Logger { sink };
         logger.log(&record(Level::Error, "diun_dashboard", format_args!("a {Fails} b")));
         assert_eq!(messages(&out), ["first", "ERROR a "]);
+    }
+
+    /// What [`init`] installs keeps a module's debug lines and drops another's.
+    #[test]
+    fn the_installed_logger_writes_what_rust_log_lets_through() {
+        let (out, sink) = busy_log();
+        let logger = filtered(filter_from(Ok("warn,diun_dashboard::http=debug".into())), sink);
+        let debug = |target| Metadata::builder().level(Level::Debug).target(target).build();
+        assert!(logger.enabled(&debug("diun_dashboard::http::webhook")));
+        assert!(!logger.enabled(&debug("diun_dashboard::store")));
+        assert!(!logger.enabled(&debug("hyper::proto")));
+        for target in ["hyper::proto", "diun_dashboard::http::webhook", "diun_dashboard::store"] {
+            logger.log(&record(Level::Debug, target, format_args!("from {target}")));
+        }
+        logger.log(&record(Level::Warn, "diun_dashboard", format_args!("done")));
+        assert_eq!(messages(&out), ["first", "DEBUG from diun_dashboard::http::webhook", "WARN  done"]);
+    }
+
+    /// Info lines wait to be written together on a busy log; a warning takes them out with it.
+    #[test]
+    fn info_lines_wait_on_a_busy_log_and_warnings_do_not() {
+        let (out, sink) = busy_log();
+        let logger = Logger { sink };
+        logger.log(&record(Level::Info, "diun_dashboard", format_args!("gathered")));
+        assert_eq!(messages(&out), ["first"]);
+        logger.log(&record(Level::Warn, "diun_dashboard", format_args!("urgent")));
+        assert_eq!(messages(&out), ["first", "INFO  gathered", "WARN  urgent"]);
     }
 
     #[test]
