@@ -415,10 +415,9 @@ impl Backend {
             .write_listing(Listing::new(true))
             .await
             .map_err(|err| fail(format!("{name}: gzip listing: {err}")))?;
-        let mut unzipped = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gzip[..]), &mut unzipped).map_err(
-            |err| fail(format!("{name} after step {step}: the gzip listing does not decode: {err}")),
-        )?;
+        let unzipped = support::gunzip(&gzip).map_err(|err| {
+            fail(format!("{name} after step {step}: the gzip listing does not decode: {err}"))
+        })?;
         if unzipped != body {
             return Err(fail(format!(
                 "{name} after step {step}: the gzip listing differs from the plain one"

@@ -18,6 +18,14 @@ use tokio::sync::oneshot;
 
 pub use http::Response;
 
+/// A gzip body decoded. `GzDecoder` checks the CRC and the length in the trailer: a stream
+/// closed early or joined wrongly fails or decodes to less.
+pub fn gunzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(body), &mut unzipped)?;
+    Ok(unzipped)
+}
+
 /// A unique name for scratch files and schemas of this process.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
