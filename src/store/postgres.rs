@@ -17,7 +17,7 @@ use include_dir::{Dir, include_dir};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, Row, Statement};
+use tokio_postgres::{Client, NoTls, Row, Statement, Transaction};
 
 use super::migrate::{self, Migration};
 use super::shared_batches;
@@ -45,7 +45,7 @@ impl bb8::ManageConnection for Manager {
         if let Err(err) = &connected {
             self.failures.send_replace(describe(err));
         }
-        Ok(Conn { client: connected?, statements: Mutex::default() })
+        Ok(Conn { client: connected?, statements: Statements::default() })
     }
 
     /// Runs on every checkout, so without a round trip: a connection the server has closed
@@ -71,8 +71,7 @@ impl bb8::ManageConnection for Manager {
 /// query itself. The query methods shadow `Client`'s; anything else goes to the client.
 pub struct Conn {
     client: Client,
-    /// Keyed by the text's address and length: every query here is a `&'static str`.
-    statements: Mutex<HashMap<(usize, usize), Statement>>,
+    statements: Statements,
 }
 
 impl std::ops::Deref for Conn {
@@ -85,22 +84,47 @@ impl std::ops::Deref for Conn {
 
 type Params<'a> = [&'a (dyn ToSql + Sync)];
 
-impl Conn {
-    async fn prepared(&self, sql: &'static str) -> Result<Statement, tokio_postgres::Error> {
-        let key = (sql.as_ptr() as usize, sql.len());
-        let cached = self.statements.lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned();
-        match cached {
-            Some(statement) => Ok(statement),
-            None => {
-                let statement = self.client.prepare(sql).await?;
-                self.statements.lock().unwrap_or_else(PoisonError::into_inner).insert(key, statement.clone());
-                Ok(statement)
-            }
-        }
-    }
+/// A connection's prepared statements, keyed by the text's address and length: every query
+/// here is a `&'static str`.
+#[derive(Default)]
+struct Statements(Mutex<HashMap<(usize, usize), Statement>>);
 
-    /// Runs `query` with `sql` prepared; a statement the server no longer accepts (its
-    /// tables were changed under it) is forgotten, so the next call prepares it anew.
+impl Statements {
+    /// Runs `query` with `sql` prepared (by `prepare`, the first time); a statement the server
+    /// no longer accepts (its tables were changed under it) is forgotten, so the next call
+    /// prepares it anew.
+    async fn run<T, P, Q>(
+        &self,
+        sql: &'static str,
+        prepare: impl FnOnce(&'static str) -> P,
+        query: impl FnOnce(Statement) -> Q,
+    ) -> Result<T, tokio_postgres::Error>
+    where
+        P: Future<Output = Result<Statement, tokio_postgres::Error>>,
+        Q: Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        let key = (sql.as_ptr() as usize, sql.len());
+        let cached = self.0.lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned();
+        let statement = match cached {
+            Some(statement) => statement,
+            None => {
+                let statement = prepare(sql).await?;
+                self.0.lock().unwrap_or_else(PoisonError::into_inner).insert(key, statement.clone());
+                statement
+            }
+        };
+        let result = query(statement).await;
+        if let Err(err) = &result
+            && matches!(err.code(), Some(code) if *code == SqlState::FEATURE_NOT_SUPPORTED
+                || *code == SqlState::INVALID_SQL_STATEMENT_NAME)
+        {
+            self.0.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        }
+        result
+    }
+}
+
+impl Conn {
     async fn cached<T, Q>(
         &self,
         sql: &'static str,
@@ -109,14 +133,7 @@ impl Conn {
     where
         Q: Future<Output = Result<T, tokio_postgres::Error>>,
     {
-        let result = query(self.prepared(sql).await?).await;
-        if let Err(err) = &result
-            && matches!(err.code(), Some(code) if *code == SqlState::FEATURE_NOT_SUPPORTED
-                || *code == SqlState::INVALID_SQL_STATEMENT_NAME)
-        {
-            self.statements.lock().unwrap_or_else(PoisonError::into_inner).clear();
-        }
-        result
+        self.statements.run(sql, |sql| self.client.prepare(sql), query).await
     }
 
     pub async fn execute(
@@ -149,6 +166,38 @@ impl Conn {
         params: &Params<'_>,
     ) -> Result<Option<Row>, tokio_postgres::Error> {
         self.cached(sql, |statement| async move { self.client.query_opt(&statement, params).await }).await
+    }
+
+    /// A transaction whose queries use this connection's prepared statements too. Dropped
+    /// without [`CachedTransaction::commit`] (an error, a timeout), it is rolled back.
+    async fn transaction(&mut self) -> Result<CachedTransaction<'_>, tokio_postgres::Error> {
+        let Conn { client, statements } = self;
+        Ok(CachedTransaction { tx: client.transaction().await?, statements })
+    }
+}
+
+struct CachedTransaction<'a> {
+    tx: Transaction<'a>,
+    statements: &'a Statements,
+}
+
+impl CachedTransaction<'_> {
+    async fn execute(&self, sql: &'static str, params: &Params<'_>) -> Result<u64, tokio_postgres::Error> {
+        let tx = &self.tx;
+        self.statements
+            .run(sql, |sql| tx.prepare(sql), |statement| async move { tx.execute(&statement, params).await })
+            .await
+    }
+
+    async fn query(&self, sql: &'static str, params: &Params<'_>) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let tx = &self.tx;
+        self.statements
+            .run(sql, |sql| tx.prepare(sql), |statement| async move { tx.query(&statement, params).await })
+            .await
+    }
+
+    async fn commit(self) -> Result<(), tokio_postgres::Error> {
+        self.tx.commit().await
     }
 }
 
@@ -448,7 +497,30 @@ const UPSERT_MANY: &str = "
     FROM input JOIN upserted USING (image)
     ORDER BY position";
 
+/// Attempts at a batch that the server fails to break a deadlock or a serialization conflict
+/// with another transaction: that one then goes through, and this one can after it.
+const CONFLICT_ATTEMPTS: u32 = 3;
+
 async fn upsert_rows(client: &Conn, rows: &[Upsert]) -> StoreResult<()> {
+    let mut attempt = 1;
+    loop {
+        match upsert_once(client, rows).await {
+            Err(err) if attempt < CONFLICT_ATTEMPTS && is_conflict(&err) => {
+                log::warn!("storing {} webhook(s) again: {}", rows.len(), describe(&err));
+                attempt += 1;
+            }
+            stored => return stored.map_err(StoreError::from),
+        }
+    }
+}
+
+fn is_conflict(err: &tokio_postgres::Error) -> bool {
+    err.code().is_some_and(|code| {
+        *code == SqlState::T_R_DEADLOCK_DETECTED || *code == SqlState::T_R_SERIALIZATION_FAILURE
+    })
+}
+
+async fn upsert_once(client: &Conn, rows: &[Upsert]) -> Result<(), tokio_postgres::Error> {
     if let [one] = rows {
         let event = &one.event;
         client
@@ -682,6 +754,23 @@ macro_rules! select_listed {
     };
 }
 
+/// Marks the pending history of the images `acked` returned as acknowledged at `at`. A statement
+/// of its own, in the acknowledgement's transaction: a statement sees only what was committed
+/// when it started, and the acknowledgement's first statement may have waited for a webhook's
+/// upsert of one of these images to commit. This one sees that webhook's event, and the rows the
+/// first statement locked keep later upserts of these images out until the commit.
+async fn acknowledge_history(tx: &CachedTransaction<'_>, acked: &[Row], at: SystemTime) -> StoreResult<()> {
+    let images = acked.iter().map(|row| row.try_get(0)).collect::<Result<Vec<&str>, _>>()?;
+    if !images.is_empty() {
+        tx.execute(
+            "UPDATE events SET acknowledged_at = $1 WHERE acknowledged_at IS NULL AND image = ANY($2)",
+            &[&at, &images],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 async fn tag_exists(client: &Conn, tag_id: i64) -> StoreResult<bool> {
     Ok(client.query_opt("SELECT 1 FROM tags WHERE id = $1", &[&tag_id]).await?.is_some())
 }
@@ -808,65 +897,67 @@ impl UpdateStore for PostgresStore {
     }
 
     async fn acknowledge(&self, image: String, at: Timestamp) -> StoreResult<bool> {
-        self.with_client(|client| async move {
-            let changed: i64 = client
-                .query_one(
-                    "WITH acked AS (
-                         UPDATE updates SET acknowledged_at = COALESCE(acknowledged_at, $2)
-                         WHERE image = $1 RETURNING image),
-                     history AS (
-                         UPDATE events SET acknowledged_at = $2
-                         WHERE acknowledged_at IS NULL AND image IN (SELECT image FROM acked))
-                     SELECT count(*) FROM acked",
-                    &[&image, &at.to_system_time()],
+        let at = at.to_system_time();
+        self.with_client(|mut conn| async move {
+            let tx = conn.transaction().await?;
+            let acked = tx
+                .query(
+                    "UPDATE updates SET acknowledged_at = COALESCE(acknowledged_at, $2)
+                     WHERE image = $1 RETURNING image",
+                    &[&image, &at],
                 )
-                .await?
-                .try_get(0)?;
-            Ok(changed > 0)
+                .await?;
+            acknowledge_history(&tx, &acked, at).await?;
+            tx.commit().await?;
+            Ok(!acked.is_empty())
         })
         .await
     }
 
     async fn acknowledge_all(&self, at: Timestamp) -> StoreResult<u64> {
-        self.with_client(|client| async move {
-            let changed: i64 = client
-                .query_one(
-                    "WITH acked AS (
-                         UPDATE updates SET acknowledged_at = $1 WHERE acknowledged_at IS NULL RETURNING image),
-                     history AS (
-                         UPDATE events SET acknowledged_at = $1
-                         WHERE acknowledged_at IS NULL AND image IN (SELECT image FROM acked))
-                     SELECT count(*) FROM acked",
-                    &[&at.to_system_time()],
+        let at = at.to_system_time();
+        self.with_client(|mut conn| async move {
+            let tx = conn.transaction().await?;
+            // Locked in image order, the order a batch of upserts locks its rows in: in any
+            // other order the two could deadlock, and the server would fail one of them.
+            let acked = tx
+                .query(
+                    "UPDATE updates SET acknowledged_at = $1
+                     WHERE image IN (SELECT image FROM updates WHERE acknowledged_at IS NULL
+                                     ORDER BY image FOR UPDATE)
+                     RETURNING image",
+                    &[&at],
                 )
-                .await?
-                .try_get(0)?;
-            Ok(changed.unsigned_abs())
+                .await?;
+            acknowledge_history(&tx, &acked, at).await?;
+            tx.commit().await?;
+            Ok(acked.len() as u64)
         })
         .await
     }
 
     async fn acknowledge_by_tag(&self, tag_id: i64, at: Timestamp) -> StoreResult<Option<u64>> {
-        self.with_client(|client| async move {
-            if !tag_exists(&client, tag_id).await? {
+        let at = at.to_system_time();
+        self.with_client(|mut conn| async move {
+            let tx = conn.transaction().await?;
+            // The tag cannot be deleted before the commit: an answer never counts the images of
+            // a tag that was gone by then.
+            if tx.query("SELECT 1 FROM tags WHERE id = $1 FOR KEY SHARE", &[&tag_id]).await?.is_empty() {
                 return Ok(None);
             }
-            let changed: i64 = client
-                .query_one(
-                    "WITH tagged AS (SELECT image FROM tag_assignments WHERE tag_id = $1),
-                     acked AS (
-                         UPDATE updates SET acknowledged_at = $2
-                         WHERE acknowledged_at IS NULL AND image IN (SELECT image FROM tagged)
-                         RETURNING image),
-                     history AS (
-                         UPDATE events SET acknowledged_at = $2
-                         WHERE acknowledged_at IS NULL AND image IN (SELECT image FROM tagged))
-                     SELECT count(*) FROM acked",
-                    &[&tag_id, &at.to_system_time()],
+            let acked = tx
+                .query(
+                    "UPDATE updates SET acknowledged_at = $2
+                     WHERE image IN (SELECT u.image FROM updates u JOIN tag_assignments t USING (image)
+                                     WHERE t.tag_id = $1 AND u.acknowledged_at IS NULL
+                                     ORDER BY u.image FOR UPDATE OF u)
+                     RETURNING image",
+                    &[&tag_id, &at],
                 )
-                .await?
-                .try_get(0)?;
-            Ok(Some(changed.unsigned_abs()))
+                .await?;
+            acknowledge_history(&tx, &acked, at).await?;
+            tx.commit().await?;
+            Ok(Some(acked.len() as u64))
         })
         .await
     }

@@ -1,0 +1,130 @@
+//! PostgreSQL: what the service's transactions do to each other and to another client's. A test
+//! connection holds row locks so that the service's statements queue behind it in a known
+//! order; `pg_blocking_pids` tells when they wait, so no sleep decides an interleaving.
+#![cfg(feature = "postgres")]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diun_dashboard::config::Database;
+use diun_dashboard::model::DiunEvent;
+use diun_dashboard::store::{Store, UpdateStore};
+use diun_dashboard::time::Timestamp;
+use serde_json::json;
+use support::{TestApp, docker_event};
+
+fn event_of(image: &str, host: &str) -> DiunEvent {
+    let mut event = docker_event(image);
+    event["hostname"] = json!(host);
+    DiunEvent::from_json(event.to_string().as_bytes()).unwrap()
+}
+
+/// A connection of the test's own to the app's schema.
+async fn connect(app: &TestApp) -> tokio_postgres::Client {
+    let Database::Postgres { url } = app.db.database() else { unreachable!("a PostgreSQL app") };
+    let (client, connection) =
+        tokio_postgres::connect(url.expose(), tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    client
+}
+
+/// Waits until `count` server processes wait on `holder`: on a lock it holds, or queued behind
+/// a process that does (a second waiter for a row waits on the first).
+async fn until_blocked(observer: &tokio_postgres::Client, holder: i32, count: i64) {
+    const WAITING: &str = "
+        WITH direct AS (SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)))
+        SELECT count(*) FROM pg_stat_activity
+        WHERE pg_blocking_pids(pid) && (ARRAY(SELECT pid FROM direct) || $1)";
+    for _ in 0..500 {
+        let row = observer.query_one(WAITING, &[&holder]).await.unwrap();
+        if row.get::<_, i64>(0) >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{count} statement(s) never waited on the test's locks");
+}
+
+async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
+    client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0)
+}
+
+/// An acknowledgement that waited for a webhook's upsert of the same image covers that
+/// webhook's event too, as if the two had run one after the other: a statement sees only what
+/// was committed when it started, so the history is marked by a statement of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_behind_an_upsert_covers_its_event() {
+    let Some(app) = TestApp::postgres().await else { return };
+    app.store.upsert_event(event_of("x:1", "nas"), Timestamp::now()).await.unwrap();
+    let (holder, observer) = (connect(&app).await, connect(&app).await);
+    let holder_pid = backend_pid(&holder).await;
+    holder.batch_execute("BEGIN; SELECT 1 FROM updates WHERE image = 'x:1' FOR UPDATE").await.unwrap();
+
+    let store = Arc::clone(&app.store);
+    let upsert =
+        tokio::spawn(async move { store.upsert_event(event_of("x:1", "pi"), Timestamp::now()).await });
+    until_blocked(&observer, holder_pid, 1).await;
+    let store = Arc::clone(&app.store);
+    let acknowledge = tokio::spawn(async move { store.acknowledge("x:1".into(), Timestamp::now()).await });
+    until_blocked(&observer, holder_pid, 2).await;
+    holder.batch_execute("COMMIT").await.unwrap();
+
+    upsert.await.unwrap().expect("the webhook is stored");
+    assert!(acknowledge.await.unwrap().expect("the acknowledgement goes through"));
+    let history = app.store.history("x:1".into(), None, 10).await.unwrap().unwrap();
+    let pending: Vec<&str> =
+        history.iter().filter(|e| e.acknowledged_at.is_none()).map(|e| e.hostname.as_str()).collect();
+    assert_eq!(pending, Vec::<&str>::new(), "events left pending under an acknowledged update");
+
+    // The image's next webhook makes it pending again, reported by that host alone.
+    app.store.upsert_event(event_of("x:1", "vps"), Timestamp::now()).await.unwrap();
+    let hosts = app.get("/api/hosts").await.json();
+    let reported: Vec<&str> =
+        hosts["x:1"].as_array().unwrap().iter().map(|h| h["hostname"].as_str().unwrap()).collect();
+    assert_eq!(reported, ["vps"], "{hosts}");
+    app.stop().await;
+}
+
+/// A batch of upserts that the server fails to break a deadlock goes again, and its webhooks
+/// are stored: DIUN does not send them twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_chosen_to_break_a_deadlock_goes_again() {
+    let Some(app) = TestApp::postgres().await else { return };
+    for image in ["a:1", "b:1", "c:1"] {
+        app.store.upsert_event(event_of(image, "nas"), Timestamp::now()).await.unwrap();
+    }
+    let (holder, observer) = (connect(&app).await, connect(&app).await);
+    let holder_pid = backend_pid(&holder).await;
+    holder
+        .batch_execute("BEGIN; SELECT 1 FROM updates WHERE image IN ('b:1', 'c:1') FOR UPDATE")
+        .await
+        .unwrap();
+
+    // c:1 waits on the test's lock, in a batch of its own; a:1 and b:1, sent together while it
+    // runs, share the next batch, which locks a:1 and then waits for b:1.
+    let upsert = |image: &'static str, store: Arc<Store>| async move {
+        store.upsert_event(event_of(image, "pi"), Timestamp::now()).await
+    };
+    let waiting = tokio::spawn(upsert("c:1", Arc::clone(&app.store)));
+    until_blocked(&observer, holder_pid, 1).await;
+    let (first, second) = (upsert("a:1", Arc::clone(&app.store)), upsert("b:1", Arc::clone(&app.store)));
+    let pair = tokio::spawn(async move { tokio::join!(first, second) });
+    until_blocked(&observer, holder_pid, 2).await;
+
+    // Taking a:1 now closes the cycle. The batch has waited longer, so its deadlock check runs
+    // first and the server fails it.
+    holder.query("SELECT 1 FROM updates WHERE image = 'a:1' FOR UPDATE", &[]).await.expect("a:1 locked");
+    holder.batch_execute("COMMIT").await.unwrap();
+
+    waiting.await.unwrap().expect("c:1 stored");
+    let (a, b) = pair.await.unwrap();
+    a.expect("a:1 stored");
+    b.expect("b:1 stored");
+    let updates = app.updates().await;
+    for image in ["a:1", "b:1", "c:1"] {
+        assert_eq!(updates[image]["event"]["hostname"], json!("pi"), "{image}: {updates}");
+    }
+    app.stop().await;
+}
