@@ -28,7 +28,7 @@ pub struct Config {
     pub webhook_secret: Option<Secret>,
     /// `DASHBOARD_USERNAME` and `DASHBOARD_PASSWORD`: HTTP Basic auth for the dashboard and `/api`.
     pub dashboard_credentials: Option<(String, Secret)>,
-    /// `HISTORY_DAYS`: how long webhook history is kept; `None` keeps it forever (`0`).
+    /// `HISTORY_DAYS`: how long acknowledged webhook history is kept; `None` keeps it forever (`0`).
     pub history_days: Option<u32>,
 }
 

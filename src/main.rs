@@ -31,7 +31,7 @@ ENVIRONMENT:
     DATABASE_URL    postgres://… to use PostgreSQL; unset to use SQLite
     DB_PATH         SQLite file (default diun.db)
     WEBHOOK_SECRET  when set, POST /webhook needs `Authorization: <secret>`
-    HISTORY_DAYS    days of webhook history kept (default 180, 0 = forever)
+    HISTORY_DAYS    days of acknowledged webhook history kept (default 180, 0 = forever)
     DASHBOARD_USERNAME, DASHBOARD_PASSWORD
                     when set, the dashboard and /api need these (HTTP Basic)
     RUST_LOG        log filter (default info)

@@ -1,5 +1,5 @@
-//! Deletes webhook history older than `HISTORY_DAYS`, in the background: never on a request's
-//! path, and never racing with shutdown (the task is simply dropped).
+//! Deletes acknowledged webhook history older than `HISTORY_DAYS`, in the background: never on
+//! a request's path, and never racing with shutdown (the task is simply dropped).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,9 +26,12 @@ pub fn spawn(store: Arc<Store>, days: u32) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// One pass: deletes what was received more than `days` before `now`.
+/// One pass: deletes the acknowledged history received more than `days` before `now`.
 pub async fn prune(store: &Store, days: u32, now: Timestamp) -> u64 {
-    let cutoff = Timestamp::from_unix_micros(now.unix_micros() - i64::from(days) * MICROS_PER_DAY);
+    // Saturating, and never before 1970: a large HISTORY_DAYS keeps everything, instead of
+    // overflowing into a cutoff after `now` that would delete everything.
+    let age = i64::from(days).saturating_mul(MICROS_PER_DAY);
+    let cutoff = Timestamp::from_unix_micros(now.unix_micros().saturating_sub(age).max(0));
     let mut pruned = 0;
     let outcome = loop {
         match store.prune_history(cutoff, SLICE).await {
@@ -42,7 +45,7 @@ pub async fn prune(store: &Store, days: u32, now: Timestamp) -> u64 {
         }
     };
     if pruned > 0 {
-        log::info!("history: deleted {pruned} event(s) older than {days} days");
+        log::info!("history: deleted {pruned} acknowledged event(s) older than {days} days");
     }
     if let Err(err) = outcome {
         log::warn!("history: pruning failed, will try again: {err}");

@@ -113,13 +113,26 @@ async fn hosts_lists_every_host_since_the_image_became_pending(app: &TestApp) {
     assert_eq!(pending, 1, "{history}");
 }
 
+fn event_of(image: &str, host: &str) -> DiunEvent {
+    let mut event = docker_event(image);
+    event["hostname"] = json!(host);
+    DiunEvent::from_json(event.to_string().as_bytes()).unwrap()
+}
+
+const DAY: i64 = 86_400_000_000;
+
+fn days_ago(now: Timestamp, days: i64) -> Timestamp {
+    Timestamp::from_unix_micros(now.unix_micros() - days * DAY)
+}
+
 async fn old_history_is_pruned_and_the_current_state_kept(app: &TestApp) {
-    let day = 86_400_000_000i64;
     let now = Timestamp::now();
-    for (image, age_days) in [("old:1", 200), ("old:1", 190), ("recent:1", 10), ("old:1", 5)] {
-        let event = DiunEvent::from_json(docker_event(image).to_string().as_bytes()).unwrap();
-        let received = Timestamp::from_unix_micros(now.unix_micros() - age_days * day);
-        app.store.upsert_event(event, received).await.unwrap();
+    for (image, age_days) in [("old:1", 200), ("old:1", 190)] {
+        app.store.upsert_event(event_of(image, "nas"), days_ago(now, age_days)).await.unwrap();
+    }
+    assert!(app.store.acknowledge("old:1".into(), days_ago(now, 185)).await.unwrap());
+    for (image, age_days) in [("recent:1", 10), ("old:1", 5)] {
+        app.store.upsert_event(event_of(image, "nas"), days_ago(now, age_days)).await.unwrap();
     }
     let pruned = diun_dashboard::retention::prune(&app.store, 180, now).await;
     assert_eq!(pruned, 2);
@@ -127,6 +140,42 @@ async fn old_history_is_pruned_and_the_current_state_kept(app: &TestApp) {
     assert_eq!(old.len(), 1, "only the event of 5 days ago is left");
     assert!(app.updates().await.get("old:1").is_some(), "the update itself stays");
     assert_eq!(diun_dashboard::retention::prune(&app.store, 180, now).await, 0);
+}
+
+/// An update left pending longer than the history is kept still lists every host that reported
+/// it: its pending events are the card's hosts, and only go once acknowledged.
+async fn pending_history_is_kept_however_old(app: &TestApp) {
+    let now = Timestamp::now();
+    for (host, age_days) in [("nas", 200), ("pi", 190)] {
+        app.store.upsert_event(event_of("old:1", host), days_ago(now, age_days)).await.unwrap();
+    }
+    assert_eq!(diun_dashboard::retention::prune(&app.store, 180, now).await, 0);
+    let hosts = app.get("/api/hosts").await.json();
+    let reported: Vec<&str> =
+        hosts["old:1"].as_array().unwrap().iter().map(|h| h["hostname"].as_str().unwrap()).collect();
+    assert_eq!(reported, ["nas", "pi"], "{hosts}");
+    assert_eq!(app.store.history("old:1".into(), None, 10).await.unwrap().unwrap().len(), 2);
+
+    assert!(app.store.acknowledge("old:1".into(), now).await.unwrap());
+    assert_eq!(diun_dashboard::retention::prune(&app.store, 180, now).await, 2);
+}
+
+/// HISTORY_DAYS takes any `u32`; days beyond the calendar keep everything rather than
+/// overflowing (in a debug build, a panic that stopped pruning; in a release build, a cutoff
+/// after today that deleted everything).
+async fn any_number_of_days_keeps_what_is_younger(app: &TestApp) {
+    let now = Timestamp::now();
+    app.store.upsert_event(event_of("a:1", "nas"), days_ago(now, 1)).await.unwrap();
+    assert!(app.store.acknowledge("a:1".into(), now).await.unwrap());
+    for days in [999_999_999, u32::MAX] {
+        assert_eq!(diun_dashboard::retention::prune(&app.store, days, now).await, 0, "{days} days");
+    }
+    assert_eq!(app.store.history("a:1".into(), None, 10).await.unwrap().unwrap().len(), 1);
+    assert_eq!(
+        diun_dashboard::retention::prune(&app.store, 1, Timestamp::from_unix_micros(now.unix_micros() + DAY))
+            .await,
+        1
+    );
 }
 
 /// A backlog goes in slices: each call deletes at most its limit, oldest or not.
@@ -137,6 +186,7 @@ async fn pruning_deletes_at_most_the_limit_per_call(app: &TestApp) {
         let received = Timestamp::from_unix_micros(now.unix_micros() - 1_000_000);
         app.store.upsert_event(event, received).await.unwrap();
     }
+    assert_eq!(app.store.acknowledge_all(now).await.unwrap(), 2);
     let deleted: Vec<u64> = [
         app.store.prune_history(now, 2).await.unwrap(),
         app.store.prune_history(now, 2).await.unwrap(),
@@ -152,4 +202,6 @@ on_every_backend!(
     history_answers_404_400_and_405,
     hosts_lists_every_host_since_the_image_became_pending,
     old_history_is_pruned_and_the_current_state_kept,
+    pending_history_is_kept_however_old,
+    any_number_of_days_keeps_what_is_younger,
 );

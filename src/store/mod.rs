@@ -139,7 +139,9 @@ pub trait UpdateStore: Send + Sync {
     /// For every image, each host that reported it since it last became pending, ordered by
     /// image and host (bytewise).
     fn pending_hosts(&self) -> impl Future<Output = StoreResult<Vec<HostReport>>> + Send;
-    /// Deletes at most `limit` events received before `older_than`; returns how many went.
+    /// Deletes at most `limit` acknowledged events received before `older_than`; returns how
+    /// many went. Pending events stay, however old: they are the hosts an update's card lists
+    /// (every host that reported it since it last became pending), not history yet.
     fn prune_history(
         &self,
         older_than: Timestamp,

@@ -1104,7 +1104,8 @@ impl UpdateStore for PostgresStore {
             Ok(client
                 .execute(
                     "DELETE FROM events WHERE id IN
-                         (SELECT id FROM events WHERE received_at < $1 LIMIT $2)",
+                         (SELECT id FROM events WHERE received_at < $1 AND acknowledged_at IS NOT NULL
+                          LIMIT $2)",
                     &[&older_than.to_system_time(), &i64::from(limit)],
                 )
                 .await?)

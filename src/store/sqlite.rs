@@ -740,7 +740,8 @@ impl UpdateStore for SqliteStore {
         self.write(move |conn| {
             Ok(conn
                 .prepare_cached(
-                    "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE received_at < ?1 LIMIT ?2)",
+                    "DELETE FROM events WHERE id IN (SELECT id FROM events
+                     WHERE received_at < ?1 AND acknowledged_at IS NOT NULL LIMIT ?2)",
                 )?
                 .execute(params![cutoff, limit])? as u64)
         })
