@@ -59,7 +59,11 @@ async fn history_lists_every_webhook_newest_first_with_pages(app: &TestApp) {
 
 async fn history_answers_404_400_and_405(app: &TestApp) {
     assert_eq!(app.get("/api/updates/nope%3A1/history").await.status, 404);
+    assert_eq!(app.get("/api/updates/nope%3A1/history?before=5").await.status, 404, "a page of nothing");
     app.webhook(&docker_event(NGINX)).await;
+    let past_the_end = app.get(&format!("{HISTORY}?before=1")).await;
+    assert_eq!(past_the_end.status, 200, "a known image's page past its oldest event");
+    assert_eq!(past_the_end.json()["events"], json!([]));
     for bad in ["limit=0", "limit=1000", "before=x"] {
         let response = app.get(&format!("{HISTORY}?{bad}")).await;
         assert_eq!(response.status, 400, "{bad}");

@@ -1059,7 +1059,7 @@ impl UpdateStore for PostgresStore {
                     acknowledged_at: acknowledged_at.map(Timestamp::from_system_time),
                 });
             }
-            if entries.is_empty() && before.is_none() {
+            if entries.is_empty() {
                 let known = client.query_opt("SELECT 1 FROM updates WHERE image = $1", &[&image]).await?.is_some();
                 return Ok(known.then_some(entries));
             }

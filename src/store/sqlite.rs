@@ -697,7 +697,7 @@ impl UpdateStore for SqliteStore {
                     })
                 })?
                 .collect::<StoreResult<Vec<_>>>()?;
-            if entries.is_empty() && before.is_none() {
+            if entries.is_empty() {
                 let known =
                     conn.prepare_cached("SELECT 1 FROM updates WHERE image = ?1")?.exists([&image])?;
                 return Ok(known.then_some(entries));
