@@ -21,6 +21,15 @@ pub struct Copied {
     pub events: usize,
 }
 
+/// The highest id SQLite's AUTOINCREMENT has handed out per table (`sqlite_sequence`), deleted
+/// rows' included: PostgreSQL's identities continue after them, so that a deleted tag's id is
+/// never handed out again, on either side of the move.
+#[derive(Debug, Clone, Copy)]
+struct HighestIds {
+    tags: i64,
+    events: i64,
+}
+
 /// The source tables, read in one read transaction.
 #[derive(Debug, Default, PartialEq)]
 struct Snapshot {
@@ -64,7 +73,7 @@ pub async fn migrate(from: &Path, to: &str, force: bool) -> Result<Copied, Strin
     // have the same tables.
     let path = from.to_path_buf();
     let sqlite_migrations = sqlite::migrations()?;
-    let source = tokio::task::spawn_blocking(move || {
+    let (source, highest) = tokio::task::spawn_blocking(move || {
         let mut conn = Connection::open(&path).map_err(|err| err.to_string())?;
         sqlite::run_migrations(&mut conn, &sqlite_migrations)?;
         read_sqlite(&mut conn).map_err(|err| err.to_string())
@@ -97,7 +106,7 @@ pub async fn migrate(from: &Path, to: &str, force: bool) -> Result<Copied, Strin
     tx.batch_execute("TRUNCATE tag_assignments, events, updates, tags RESTART IDENTITY")
         .await
         .map_err(pg("empty the target"))?;
-    write_postgres(&tx, &source).await?;
+    write_postgres(&tx, &source, highest).await?;
     let copied = read_postgres(&tx).await?;
     if copied != source {
         return Err("the copy differs from the source; nothing was written".into());
@@ -126,7 +135,7 @@ fn parse_time(text: &str) -> rusqlite::Result<Timestamp> {
     })
 }
 
-fn read_sqlite(conn: &mut Connection) -> rusqlite::Result<Snapshot> {
+fn read_sqlite(conn: &mut Connection) -> rusqlite::Result<(Snapshot, HighestIds)> {
     let tx = conn.transaction()?;
     let mut snapshot = Snapshot::default();
     {
@@ -169,8 +178,14 @@ fn read_sqlite(conn: &mut Connection) -> rusqlite::Result<Snapshot> {
             });
         }
     }
+    let highest = |table: &str| -> rusqlite::Result<i64> {
+        tx.query_row("SELECT COALESCE(max(seq), 0) FROM sqlite_sequence WHERE name = ?1", [table], |row| {
+            row.get(0)
+        })
+    };
+    let highest = HighestIds { tags: highest("tags")?, events: highest("events")? };
     normalize_json(&mut snapshot);
-    Ok(snapshot)
+    Ok((snapshot, highest))
 }
 
 /// JSON columns compared as values, not text: PostgreSQL's jsonb spaces and orders keys its way,
@@ -195,7 +210,7 @@ fn normalize_json(snapshot: &mut Snapshot) {
     }
 }
 
-async fn write_postgres(tx: &Transaction<'_>, source: &Snapshot) -> Result<(), String> {
+async fn write_postgres(tx: &Transaction<'_>, source: &Snapshot, highest: HighestIds) -> Result<(), String> {
     let insert_tag =
         tx.prepare("INSERT INTO tags (id, name) VALUES ($1, $2)").await.map_err(pg("prepare"))?;
     for (id, name) in &source.tags {
@@ -244,12 +259,16 @@ async fn write_postgres(tx: &Transaction<'_>, source: &Snapshot) -> Result<(), S
         .await
         .map_err(pg("copy history"))?;
     }
-    // New rows continue after the copied ids.
-    tx.batch_execute(
-        "SELECT setval(pg_get_serial_sequence('tags', 'id'), COALESCE((SELECT max(id) FROM tags), 0) + 1, false);
-         SELECT setval(pg_get_serial_sequence('events', 'id'), COALESCE((SELECT max(id) FROM events), 0) + 1, false);",
+    // New rows continue after every id SQLite handed out, deleted rows' included.
+    tx.execute(
+        "SELECT setval(pg_get_serial_sequence('tags', 'id'),
+                       GREATEST(COALESCE((SELECT max(id) FROM tags), 0), $1) + 1, false),
+                setval(pg_get_serial_sequence('events', 'id'),
+                       GREATEST(COALESCE((SELECT max(id) FROM events), 0), $2) + 1, false)",
+        &[&highest.tags, &highest.events],
     )
     .await
+    .map(drop)
     .map_err(pg("move the id sequences"))
 }
 
