@@ -79,17 +79,19 @@ async fn relay(
     mut queue: mpsc::UnboundedReceiver<Change>,
 ) {
     let mut retry = RETRY_MIN;
-    let mut listened_before = false;
+    // After any failed attempt, the first attempt's included: the service already answers
+    // while the relay retries, and the other replicas' notices of that time are lost.
+    let mut notices_missed = false;
     loop {
-        let lost = match session(&config, &channel, &origin, &feed, &mut queue, listened_before).await {
+        let lost = match session(&config, &channel, &origin, &feed, &mut queue, notices_missed).await {
             Ok(()) => return,
             Err(lost) => lost,
         };
+        notices_missed = true;
         if lost.after_listening {
             // A session that worked starts the back-off over: one outage a week must not
             // leave every later reconnect waiting the longest delay.
             retry = RETRY_MIN;
-            listened_before = true;
         }
         log::warn!("replica change sharing interrupted ({}); retrying in {} s", lost.why, retry.as_secs());
         tokio::time::sleep(retry).await;
@@ -110,7 +112,7 @@ async fn session(
     origin: &str,
     feed: &ChangeFeed,
     queue: &mut mpsc::UnboundedReceiver<Change>,
-    reconnected: bool,
+    notices_missed: bool,
 ) -> Result<(), Lost> {
     let lost_early = |err: tokio_postgres::Error| Lost { why: err.to_string(), after_listening: false };
     let (client, mut connection) = config.connect(NoTls).await.map_err(lost_early)?;
@@ -138,7 +140,7 @@ async fn session(
         }
     };
     let outcome = async {
-        if reconnected {
+        if notices_missed {
             log::info!("replica change sharing restored");
             // Both ways, notices may have been lost meanwhile: dashboards here and on the other
             // replicas reload.
