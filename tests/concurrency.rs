@@ -128,3 +128,27 @@ async fn a_batch_chosen_to_break_a_deadlock_goes_again() {
     }
     app.stop().await;
 }
+
+/// A webhook whose statement cannot finish in time hears 503, and then nothing of it is stored
+/// (its statement is cancelled on the server): an answer never contradicts the database. It
+/// used to hear 503 while its statement, still waiting on a row lock, committed once the lock
+/// went, stored and never announced. Takes about ten seconds: the service's time limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_answered_503_is_not_stored_later() {
+    let Some(app) = TestApp::postgres().await else { return };
+    let mut event = docker_event("late:1");
+    event["digest"] = json!("sha256:before");
+    assert_eq!(app.webhook(&event).await.status, 200);
+    let holder = connect(&app).await;
+    holder.batch_execute("BEGIN; SELECT 1 FROM updates WHERE image = 'late:1' FOR UPDATE").await.unwrap();
+
+    event["digest"] = json!("sha256:after");
+    let answered = app.webhook(&event).await;
+    assert_eq!(answered.status, 503, "{}", answered.text());
+    holder.batch_execute("COMMIT").await.unwrap();
+    // Whatever was still running on the server has the lock now, and time to finish.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let updates = app.updates().await;
+    assert_eq!(updates["late:1"]["event"]["digest"], json!("sha256:before"), "{updates}");
+    app.stop().await;
+}

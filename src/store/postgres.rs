@@ -421,16 +421,12 @@ async fn store_batch(
     failures: &tokio::sync::watch::Receiver<String>,
     batch: Vec<Upsert>,
 ) {
-    let rows = &batch;
-    let stored = with_client(pool, failures, |client| async move { upsert_rows(&client, rows).await }).await;
+    let stored = upsert_in_time(pool, failures, &batch).await;
     match stored {
         // One row failing fails its statement: each goes again alone, so only it fails.
         Err(StoreError::Internal(_)) if batch.len() > 1 => {
             for upsert in batch {
-                let row = std::slice::from_ref(&upsert);
-                let stored =
-                    with_client(pool, failures, |client| async move { upsert_rows(&client, row).await })
-                        .await;
+                let stored = upsert_in_time(pool, failures, std::slice::from_ref(&upsert)).await;
                 let _ = upsert.reply.send(stored);
             }
         }
@@ -440,6 +436,39 @@ async fn store_batch(
             }
         }
     }
+}
+
+/// What [`upsert_in_time`] keeps of [`OPERATION_TIMEOUT`] to cancel a late statement and hear
+/// how it ended.
+const CANCEL_GRACE: Duration = Duration::from_secs(1);
+
+/// Upserts `rows` within [`OPERATION_TIMEOUT`], and answers only what is true. A statement still
+/// running near the end (behind a row lock, on a stalled server) is cancelled on the server and
+/// then awaited: it ends cancelled, or committed if it got there first. Dropping it instead
+/// would not stop the server, which could commit the rows after their webhooks heard 503.
+async fn upsert_in_time(
+    pool: &Pool<Manager>,
+    failures: &tokio::sync::watch::Receiver<String>,
+    rows: &[Upsert],
+) -> StoreResult<()> {
+    let deadline = tokio::time::Instant::now() + OPERATION_TIMEOUT - CANCEL_GRACE;
+    with_client(pool, failures, |client| async move {
+        let statement = upsert_rows(&client, rows);
+        tokio::pin!(statement);
+        match tokio::time::timeout_at(deadline, &mut statement).await {
+            Ok(stored) => stored,
+            Err(_) => {
+                if let Err(err) = client.cancel_token().cancel_query(NoTls).await {
+                    log::warn!("cannot cancel a late upsert: {}", describe(&err));
+                }
+                // Any error here means a rollback: cancelled, most likely.
+                statement.await.map_err(|_| {
+                    StoreError::Unavailable("the database did not answer in time; nothing was stored".into())
+                })
+            }
+        }
+    })
+    .await
 }
 
 const UPSERT_ONE: &str = "
@@ -798,11 +827,10 @@ impl UpdateStore for PostgresStore {
             reply,
         };
         self.upserts.send(upsert).map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
-        match tokio::time::timeout(OPERATION_TIMEOUT, answer).await {
-            Ok(Ok(stored)) => stored,
-            Ok(Err(_)) => Err(StoreError::Internal("the upsert task stopped".into())),
-            Err(_) => Err(StoreError::Unavailable("the database did not answer in time".into())),
-        }
+        // No clock of its own: every step of a batch is bounded (see `store_batch`), and a
+        // caller that gave up first would answer 503 for an event its batch still commits,
+        // stored but never announced.
+        answer.await.unwrap_or_else(|_| Err(StoreError::Internal("the upsert task stopped".into())))
     }
 
     async fn list_updates(&self) -> StoreResult<Vec<UpdateEntry>> {
