@@ -67,3 +67,20 @@ async fn the_listing_is_gzipped_when_accepted(app: &TestApp) {
 }
 
 on_every_backend!(assets_are_served_with_types_validators_and_gzip, the_listing_is_gzipped_when_accepted);
+
+/// Safari before 16.4 (an older iPad kept as a wall panel, say) cannot parse a regular
+/// expression with a lookbehind, and one module it cannot parse stops the whole page.
+#[test]
+fn the_scripts_use_no_regex_lookbehind() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/js");
+    let mut read = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for lookbehind in ["(?<=", "(?<!"] {
+            assert!(!text.contains(lookbehind), "{}: a lookbehind {lookbehind}", path.display());
+        }
+        read += 1;
+    }
+    assert!(read > 10, "the scripts were not found in {dir}");
+}

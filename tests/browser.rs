@@ -1824,6 +1824,115 @@ async fn a_hidden_tab_keeps_the_pending_count_in_its_title() {
     page.assert_no_console_errors().await;
 }
 
+/// "Dismiss all" confirmed right after a report arrived, before the page has heard of it (here
+/// it polls, 3 s apart): it asks again instead of dismissing what nobody saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn dismiss_all_never_dismisses_a_report_the_page_has_not_shown() {
+    const KUMA: &str = "docker.io/louislam/uptime-kuma:1.23.13";
+    let Some(page) = Page::start(1280, 900).await else { return };
+    page.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": "delete window.EventSource;" }))
+        .await;
+    seed(&page, &varied_events()[..2]).await;
+    page.open().await;
+    page.wait_title("Diun Dashboard (2)").await;
+    page.by_testid("dismiss-all").await.click().await;
+    page.wait_for(&testid("confirm-dialog")).await;
+    page.webhook(&docker(KUMA, "nas", "uptime-kuma", "")).await;
+    page.by_testid("confirm-ok").await.click().await;
+    page.wait_until("the dialog to ask again", async || {
+        let text = page.execute("return document.getElementById('confirm-text').textContent", vec![]).await;
+        let open = page.by_testid("confirm-dialog").await.attr("open").await.is_some();
+        (open && text.as_str().is_some_and(|text| text.contains("1 new update arrived while this was open")))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(page.updates().await[KUMA]["acknowledged"], false, "dismissed before it was shown");
+    page.assert_no_console_errors().await;
+}
+
+/// From the keyboard alone: "Create group" keeps the focus where the key was pressed (a disabled
+/// button drops it to the page, and the user started again from the top), and a group's inline
+/// confirmation puts it on Cancel, so that a doubled Enter does not delete the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn groups_are_made_and_kept_from_the_keyboard() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    seed(&page, &varied_events()[..1]).await;
+    page.open().await;
+    page.by_testid("new-group-name").await.send_keys("media").await;
+    let submit = page.by_testid("new-group-submit").await;
+    page.execute("arguments[0].focus()", vec![submit.json()]).await;
+    submit.send_keys(keys::ENTER).await;
+    page.wait_for(&format!("{}:not([data-tag-id=untagged])", testid("group"))).await;
+    let tags = page.api("GET", "/api/tags", None).await.json();
+    let media =
+        tags.as_array().unwrap().iter().find(|t| t["name"] == "media").expect("the group")["id"].to_string();
+    page.section(&media).await;
+    page.wait_until("the focus back on the button", async || {
+        (page.focus().await.0.as_deref() == Some("new-group-submit")).then_some(())
+    })
+    .await;
+
+    let delete = page.section(&media).await.get("group-delete").await;
+    page.execute("arguments[0].focus()", vec![delete.json()]).await;
+    delete.send_keys(keys::ENTER).await;
+    page.wait_until("the focus on Cancel", async || {
+        (page.focus().await.0.as_deref() == Some("group-delete-cancel")).then_some(())
+    })
+    .await;
+    page.active().await.send_keys(keys::ENTER).await;
+    page.wait_gone(&testid("group-delete-cancel")).await;
+    page.section(&media).await;
+    page.assert_no_console_errors().await;
+}
+
+/// Before any page script: the tab is hidden from the start, as one opened in the background.
+const HIDDEN_FROM_START: &str = r#"
+Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" });
+"#;
+
+/// A tab opened in the background (a middle-click, a restored session) closes its stream after
+/// the same grace as one hidden later: it used to keep it until it had been shown once, each
+/// such tab fetching the listing on every change and holding one of the browser's few
+/// connections to the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_tab_opened_in_the_background_closes_its_stream() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    page.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": HIDDEN_TIMERS_SHORT })).await;
+    page.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": HIDDEN_FROM_START })).await;
+    seed(&page, &varied_events()[..1]).await;
+    page.goto(&page.url("/")).await;
+    page.wait_live_status("data-state", "paused").await;
+    page.wait_title("Diun Dashboard (1)").await;
+    page.execute(SET_HIDDEN, vec![json!(false)]).await;
+    page.wait_live_status("data-state", "live").await;
+    page.card(NGINX).await;
+    page.assert_no_console_errors().await;
+}
+
+/// Image names are keys of plain objects in the page's state: one named `__proto__` set the
+/// object's prototype instead, and its card and counts went missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn an_image_named_like_an_object_property_has_its_card() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    let names = ["__proto__", "constructor", "toString", NGINX];
+    for name in names {
+        page.webhook(&docker(name, "nas", "app", "")).await;
+    }
+    page.open().await;
+    let mut shown = page.images().await;
+    shown.sort();
+    let mut expected: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+    expected.sort();
+    assert_eq!(shown, expected);
+    page.wait_title("Diun Dashboard (4)").await;
+    page.assert_no_console_errors().await;
+}
+
 /// A group deleted elsewhere while this page's "Move to…" menu is open (the page holds its DOM
 /// still while a menu is open, so the menu still offers it): picking it must say that the move
 /// did not happen, not close the menu silently (SPEC §7: never a silent failure).

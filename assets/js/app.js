@@ -344,7 +344,7 @@ async function refresh() {
   return poll();
 }
 
-document.addEventListener("visibilitychange", () => {
+function followVisibility() {
   clearTimeout(hiddenTimer);
   if (document.hidden) {
     schedule();
@@ -357,7 +357,11 @@ document.addEventListener("visibilitychange", () => {
     stream.resume();
     poll();
   }
-});
+}
+document.addEventListener("visibilitychange", followVisibility);
+// A tab opened in the background (a middle-click, a restored session) is hidden from the start,
+// with no visibilitychange until it is first shown.
+if (document.hidden) followVisibility();
 
 const actions = createActions(refresh);
 
@@ -395,6 +399,8 @@ $("dismiss-all").addEventListener("click", async () => {
     });
     if (!ok) return;
     // Reports that came in behind the dialog were never seen: ask again rather than dismiss them.
+    // The page's own listing may not have them yet (a notice on its way, a poll 3 s apart).
+    await refresh();
     const now = pendingReports();
     arrived = [...now].filter(([image, at]) => shown.get(image) !== at).length;
     if (!arrived) {
@@ -543,6 +549,8 @@ newGroup.addEventListener("submit", async (e) => {
     return;
   }
   const submit = newGroup.querySelector('[type="submit"]');
+  // A disabled button loses the focus to the page: a keyboard user who pressed it gets it back.
+  const pressed = document.activeElement === submit;
   submit.disabled = true;
   try {
     await actions.createGroup(name);
@@ -552,6 +560,7 @@ newGroup.addEventListener("submit", async (e) => {
     groupHint(err.message);
   } finally {
     submit.disabled = false;
+    if (pressed && (document.activeElement === document.body || !document.activeElement)) submit.focus();
   }
 });
 
@@ -600,7 +609,8 @@ root.addEventListener("click", (e) => {
     case "group-dismiss":
     case "group-delete": {
       const kind = btn.dataset.action.slice("group-".length);
-      setConfirm({ key, kind }, `group-${kind}-confirm:${key}`);
+      // Focus on Cancel, as in the "Dismiss all" dialog: a held or doubled Enter must not confirm.
+      setConfirm({ key, kind }, `group-${kind}-cancel:${key}`);
       break;
     }
     case "group-dismiss-cancel":

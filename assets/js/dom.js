@@ -14,6 +14,9 @@ export function h(tag, attrs = {}, ...children) {
 
 /** Text with line-break opportunities after "/" and "-", so long names wrap at sensible places. */
 export function breakable(text) {
-  return text.split(/(?<=[/-])/).flatMap((part, i) => (i ? [document.createElement("wbr"), part] : [part]));
+  // Each part ends after a "/" or "-" (or at the end). Not a split on a lookbehind: Safari before
+  // 16.4 cannot parse one, and one regular expression it cannot parse stops the whole page.
+  const parts = text.match(/[^/-]*[/-]|[^/-]+$/g) ?? [text];
+  return parts.flatMap((part, i) => (i ? [document.createElement("wbr"), part] : [part]));
 }
 

@@ -73,7 +73,9 @@ export function setSnapshot(updates, tags, hosts, token) {
  * hosts is read-only (overlays do not touch it).
  */
 export function view() {
-  const updates = {};
+  // No prototype: an image may be named "__proto__", which on a plain object would set the
+  // prototype instead of adding an entry.
+  const updates = Object.create(null);
   for (const [image, entry] of Object.entries(state.server.updates)) updates[image] = { ...entry };
   const result = { updates, tags: state.server.tags.map((t) => ({ ...t })), hosts: state.server.hosts };
   for (const overlay of overlays.values()) overlay.apply(result);
@@ -84,8 +86,9 @@ export function view() {
 // An update is "new" until the user has had it on screen: we remember image → received_at.
 
 const firstVisit = !has("seen");
-let seen = load("seen", {});
-if (!seen || typeof seen !== "object") seen = {};
+// Keyed by image: no prototype, as in view().
+const stored = load("seen", null);
+const seen = Object.assign(Object.create(null), stored && typeof stored === "object" ? stored : {});
 
 export function isNew(image, entry) {
   return !entry.acknowledged && seen[image] !== entry.received_at;
