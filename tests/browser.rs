@@ -93,6 +93,11 @@ impl Page {
         assert_eq!(response.status, 204, "{}", response.text());
     }
 
+    /// Runs `script` in every document this page loads, before the page's own scripts.
+    async fn before_scripts(&self, script: &str) {
+        self.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": script })).await;
+    }
+
     /// Loads the dashboard and waits for its first snapshot to be drawn.
     async fn open(&self) {
         self.goto(&self.url("/")).await;
@@ -1218,8 +1223,7 @@ async fn notices_already_in_the_page_are_not_fetched_for() {
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn without_the_change_stream_polling_keeps_the_page_live() {
     let Some(page) = Page::start(1280, 900).await else { return };
-    page.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": "delete window.EventSource;" }))
-        .await;
+    page.before_scripts(NO_EVENT_SOURCE).await;
     seed(&page, &varied_events()[..1]).await;
     page.open().await;
     assert_eq!(page.execute("return 'EventSource' in window", vec![]).await, false);
@@ -1487,7 +1491,7 @@ const STREAM_ONLY: &str = r#"
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn a_webhook_reaches_the_page_through_the_change_stream() {
     let Some(page) = Page::start(1280, 900).await else { return };
-    page.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": STREAM_ONLY })).await;
+    page.before_scripts(STREAM_ONLY).await;
     seed(&page, &varied_events()[..1]).await;
     page.open().await;
     page.wait_until("the change stream to be open", async || {
@@ -1810,7 +1814,7 @@ document.dispatchEvent(new Event("visibilitychange"));
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn a_hidden_tab_keeps_the_pending_count_in_its_title() {
     let Some(page) = Page::start(1280, 900).await else { return };
-    page.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": HIDDEN_TIMERS_SHORT })).await;
+    page.before_scripts(HIDDEN_TIMERS_SHORT).await;
     seed(&page, &varied_events()[..1]).await;
     page.open().await;
     page.wait_title("Diun Dashboard (1)").await;
@@ -1831,8 +1835,7 @@ async fn a_hidden_tab_keeps_the_pending_count_in_its_title() {
 async fn dismiss_all_never_dismisses_a_report_the_page_has_not_shown() {
     const KUMA: &str = "docker.io/louislam/uptime-kuma:1.23.13";
     let Some(page) = Page::start(1280, 900).await else { return };
-    page.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": "delete window.EventSource;" }))
-        .await;
+    page.before_scripts(NO_EVENT_SOURCE).await;
     seed(&page, &varied_events()[..2]).await;
     page.open().await;
     page.wait_title("Diun Dashboard (2)").await;
@@ -1887,6 +1890,9 @@ async fn groups_are_made_and_kept_from_the_keyboard() {
     page.assert_no_console_errors().await;
 }
 
+/// Before any page script: no change stream, so the page polls (every 3 s).
+const NO_EVENT_SOURCE: &str = "delete window.EventSource;";
+
 /// Before any page script: the tab is hidden from the start, as one opened in the background.
 const HIDDEN_FROM_START: &str = r#"
 Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
@@ -1901,8 +1907,8 @@ Object.defineProperty(document, "visibilityState", { configurable: true, get: ()
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn a_tab_opened_in_the_background_closes_its_stream() {
     let Some(page) = Page::start(1280, 900).await else { return };
-    page.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": HIDDEN_TIMERS_SHORT })).await;
-    page.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": HIDDEN_FROM_START })).await;
+    page.before_scripts(HIDDEN_TIMERS_SHORT).await;
+    page.before_scripts(HIDDEN_FROM_START).await;
     seed(&page, &varied_events()[..1]).await;
     page.goto(&page.url("/")).await;
     page.wait_live_status("data-state", "paused").await;
