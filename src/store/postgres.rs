@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -45,7 +46,11 @@ impl bb8::ManageConnection for Manager {
         if let Err(err) = &connected {
             self.failures.send_replace(describe(err));
         }
-        Ok(Conn { client: connected?, statements: Statements::default() })
+        Ok(Conn {
+            client: connected?,
+            statements: Statements::default(),
+            cancel_sent: AtomicBool::new(false),
+        })
     }
 
     /// Runs on every checkout, so without a round trip: a connection the server has closed
@@ -61,7 +66,9 @@ impl bb8::ManageConnection for Manager {
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        self.inner.has_broken(&mut conn.client)
+        // A cancel can reach the server after the statement it was meant for has ended, and
+        // would then stop the next request's statement on this connection.
+        *conn.cancel_sent.get_mut() || self.inner.has_broken(&mut conn.client)
     }
 }
 
@@ -72,6 +79,8 @@ impl bb8::ManageConnection for Manager {
 pub struct Conn {
     client: Client,
     statements: Statements,
+    /// A cancel request was sent for this connection: it is not handed out again.
+    cancel_sent: AtomicBool,
 }
 
 impl std::ops::Deref for Conn {
@@ -171,7 +180,7 @@ impl Conn {
     /// A transaction whose queries use this connection's prepared statements too. Dropped
     /// without [`CachedTransaction::commit`] (an error, a timeout), it is rolled back.
     async fn transaction(&mut self) -> Result<CachedTransaction<'_>, tokio_postgres::Error> {
-        let Conn { client, statements } = self;
+        let Conn { client, statements, .. } = self;
         Ok(CachedTransaction { tx: client.transaction().await?, statements })
     }
 }
@@ -421,12 +430,15 @@ async fn store_batch(
     failures: &tokio::sync::watch::Receiver<String>,
     batch: Vec<Upsert>,
 ) {
-    let stored = upsert_in_time(pool, failures, &batch).await;
+    // One deadline for the batch and the retries of its rows alone: its webhooks hear back
+    // within it, whatever the retries.
+    let deadline = tokio::time::Instant::now() + OPERATION_TIMEOUT - CANCEL_GRACE;
+    let stored = upsert_in_time(pool, failures, &batch, deadline).await;
     match stored {
         // One row failing fails its statement: each goes again alone, so only it fails.
         Err(StoreError::Internal(_)) if batch.len() > 1 => {
             for upsert in batch {
-                let stored = upsert_in_time(pool, failures, std::slice::from_ref(&upsert)).await;
+                let stored = upsert_in_time(pool, failures, std::slice::from_ref(&upsert), deadline).await;
                 let _ = upsert.reply.send(stored);
             }
         }
@@ -438,32 +450,43 @@ async fn store_batch(
     }
 }
 
-/// What [`upsert_in_time`] keeps of [`OPERATION_TIMEOUT`] to cancel a late statement and hear
-/// how it ended.
+/// What a batch keeps of [`OPERATION_TIMEOUT`] to cancel a late statement and hear how it ended.
 const CANCEL_GRACE: Duration = Duration::from_secs(1);
 
-/// Upserts `rows` within [`OPERATION_TIMEOUT`], and answers only what is true. A statement still
-/// running near the end (behind a row lock, on a stalled server) is cancelled on the server and
-/// then awaited: it ends cancelled, or committed if it got there first. Dropping it instead
-/// would not stop the server, which could commit the rows after their webhooks heard 503.
+/// Upserts `rows` by `deadline`, and answers what is true where it can. A statement still
+/// running at the deadline (behind a row lock, on a slow server) is cancelled on the server and
+/// then awaited: it ends cancelled (nothing stored, 503) or committed if it got there first.
+/// Dropping it instead would not stop the server, which could commit the rows after their
+/// webhooks heard 503. Only a server that does not even answer the cancel within
+/// [`CANCEL_GRACE`] leaves the outcome unknown (the pool's own time limit answers then).
 async fn upsert_in_time(
     pool: &Pool<Manager>,
     failures: &tokio::sync::watch::Receiver<String>,
     rows: &[Upsert],
+    deadline: tokio::time::Instant,
 ) -> StoreResult<()> {
-    let deadline = tokio::time::Instant::now() + OPERATION_TIMEOUT - CANCEL_GRACE;
+    if tokio::time::Instant::now() >= deadline {
+        return Err(StoreError::Unavailable(
+            "the database did not answer in time; nothing was stored".into(),
+        ));
+    }
     with_client(pool, failures, |client| async move {
-        let statement = upsert_rows(&client, rows);
+        let statement = upsert_rows(&client, rows, deadline);
         tokio::pin!(statement);
         match tokio::time::timeout_at(deadline, &mut statement).await {
             Ok(stored) => stored,
             Err(_) => {
+                client.cancel_sent.store(true, Ordering::Relaxed);
                 if let Err(err) = client.cancel_token().cancel_query(NoTls).await {
                     log::warn!("cannot cancel a late upsert: {}", describe(&err));
                 }
-                // Any error here means a rollback: cancelled, most likely.
-                statement.await.map_err(|_| {
-                    StoreError::Unavailable("the database did not answer in time; nothing was stored".into())
+                statement.await.map_err(|err| match err {
+                    StoreError::Unavailable(why) if why.contains(SqlState::QUERY_CANCELED.code()) => {
+                        StoreError::Unavailable(
+                            "the database did not answer in time; nothing was stored".into(),
+                        )
+                    }
+                    other => other,
                 })
             }
         }
@@ -530,11 +553,16 @@ const UPSERT_MANY: &str = "
 /// with another transaction: that one then goes through, and this one can after it.
 const CONFLICT_ATTEMPTS: u32 = 3;
 
-async fn upsert_rows(client: &Conn, rows: &[Upsert]) -> StoreResult<()> {
+async fn upsert_rows(client: &Conn, rows: &[Upsert], deadline: tokio::time::Instant) -> StoreResult<()> {
     let mut attempt = 1;
     loop {
         match upsert_once(client, rows).await {
-            Err(err) if attempt < CONFLICT_ATTEMPTS && is_conflict(&err) => {
+            // Not after the deadline: a cancel sent meanwhile would miss a new attempt.
+            Err(err)
+                if attempt < CONFLICT_ATTEMPTS
+                    && is_conflict(&err)
+                    && tokio::time::Instant::now() < deadline =>
+            {
                 log::warn!("storing {} webhook(s) again: {}", rows.len(), describe(&err));
                 attempt += 1;
             }
@@ -952,7 +980,7 @@ impl UpdateStore for PostgresStore {
                 .query(
                     "UPDATE updates SET acknowledged_at = $1
                      WHERE image IN (SELECT image FROM updates WHERE acknowledged_at IS NULL
-                                     ORDER BY image FOR UPDATE)
+                                     ORDER BY image FOR NO KEY UPDATE)
                      RETURNING image",
                     &[&at],
                 )
@@ -978,7 +1006,7 @@ impl UpdateStore for PostgresStore {
                     "UPDATE updates SET acknowledged_at = $2
                      WHERE image IN (SELECT u.image FROM updates u JOIN tag_assignments t USING (image)
                                      WHERE t.tag_id = $1 AND u.acknowledged_at IS NULL
-                                     ORDER BY u.image FOR UPDATE OF u)
+                                     ORDER BY u.image FOR NO KEY UPDATE OF u)
                      RETURNING image",
                     &[&tag_id, &at],
                 )
