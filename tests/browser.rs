@@ -1911,8 +1911,10 @@ async fn a_tab_opened_in_the_background_closes_its_stream() {
     page.before_scripts(HIDDEN_FROM_START).await;
     seed(&page, &varied_events()[..1]).await;
     page.goto(&page.url("/")).await;
-    page.wait_live_status("data-state", "paused").await;
     page.wait_title("Diun Dashboard (1)").await;
+    // Past the (shortened) grace: paused for good, not only until the stream's hello arrives.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(page.live_status("data-state").await.as_deref(), Some("paused"));
     page.execute(SET_HIDDEN, vec![json!(false)]).await;
     page.wait_live_status("data-state", "live").await;
     page.card(NGINX).await;

@@ -9,17 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use diun_dashboard::config::Database;
-use diun_dashboard::model::DiunEvent;
 use diun_dashboard::store::{Store, UpdateStore};
 use diun_dashboard::time::Timestamp;
 use serde_json::json;
 use support::{TestApp, docker_event};
-
-fn event_of(image: &str, host: &str) -> DiunEvent {
-    let mut event = docker_event(image);
-    event["hostname"] = json!(host);
-    DiunEvent::from_json(event.to_string().as_bytes()).unwrap()
-}
 
 /// A connection of the test's own to the app's schema.
 async fn connect(app: &TestApp) -> tokio_postgres::Client {
@@ -57,14 +50,15 @@ async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledgement_behind_an_upsert_covers_its_event() {
     let Some(app) = TestApp::postgres().await else { return };
-    app.store.upsert_event(event_of("x:1", "nas"), Timestamp::now()).await.unwrap();
+    app.store.upsert_event(support::event_from_host("x:1", "nas"), Timestamp::now()).await.unwrap();
     let (holder, observer) = (connect(&app).await, connect(&app).await);
     let holder_pid = backend_pid(&holder).await;
     holder.batch_execute("BEGIN; SELECT 1 FROM updates WHERE image = 'x:1' FOR UPDATE").await.unwrap();
 
     let store = Arc::clone(&app.store);
-    let upsert =
-        tokio::spawn(async move { store.upsert_event(event_of("x:1", "pi"), Timestamp::now()).await });
+    let upsert = tokio::spawn(async move {
+        store.upsert_event(support::event_from_host("x:1", "pi"), Timestamp::now()).await
+    });
     until_blocked(&observer, holder_pid, 1).await;
     let store = Arc::clone(&app.store);
     let acknowledge = tokio::spawn(async move { store.acknowledge("x:1".into(), Timestamp::now()).await });
@@ -79,7 +73,7 @@ async fn an_acknowledgement_behind_an_upsert_covers_its_event() {
     assert_eq!(pending, Vec::<&str>::new(), "events left pending under an acknowledged update");
 
     // The image's next webhook makes it pending again, reported by that host alone.
-    app.store.upsert_event(event_of("x:1", "vps"), Timestamp::now()).await.unwrap();
+    app.store.upsert_event(support::event_from_host("x:1", "vps"), Timestamp::now()).await.unwrap();
     let hosts = app.get("/api/hosts").await.json();
     let reported: Vec<&str> =
         hosts["x:1"].as_array().unwrap().iter().map(|h| h["hostname"].as_str().unwrap()).collect();
@@ -93,7 +87,7 @@ async fn an_acknowledgement_behind_an_upsert_covers_its_event() {
 async fn a_batch_chosen_to_break_a_deadlock_goes_again() {
     let Some(app) = TestApp::postgres().await else { return };
     for image in ["a:1", "b:1", "c:1"] {
-        app.store.upsert_event(event_of(image, "nas"), Timestamp::now()).await.unwrap();
+        app.store.upsert_event(support::event_from_host(image, "nas"), Timestamp::now()).await.unwrap();
     }
     let (holder, observer) = (connect(&app).await, connect(&app).await);
     let holder_pid = backend_pid(&holder).await;
@@ -105,7 +99,7 @@ async fn a_batch_chosen_to_break_a_deadlock_goes_again() {
     // c:1 waits on the test's lock, in a batch of its own; a:1 and b:1, sent together while it
     // runs, share the next batch, which locks a:1 and then waits for b:1.
     let upsert = |image: &'static str, store: Arc<Store>| async move {
-        store.upsert_event(event_of(image, "pi"), Timestamp::now()).await
+        store.upsert_event(support::event_from_host(image, "pi"), Timestamp::now()).await
     };
     let waiting = tokio::spawn(upsert("c:1", Arc::clone(&app.store)));
     until_blocked(&observer, holder_pid, 1).await;

@@ -117,12 +117,6 @@ async fn hosts_lists_every_host_since_the_image_became_pending(app: &TestApp) {
     assert_eq!(pending, 1, "{history}");
 }
 
-fn event_of(image: &str, host: &str) -> DiunEvent {
-    let mut event = docker_event(image);
-    event["hostname"] = json!(host);
-    DiunEvent::from_json(event.to_string().as_bytes()).unwrap()
-}
-
 const DAY: i64 = 86_400_000_000;
 
 fn days_ago(now: Timestamp, days: i64) -> Timestamp {
@@ -132,11 +126,17 @@ fn days_ago(now: Timestamp, days: i64) -> Timestamp {
 async fn old_history_is_pruned_and_the_current_state_kept(app: &TestApp) {
     let now = Timestamp::now();
     for (image, age_days) in [("old:1", 200), ("old:1", 190)] {
-        app.store.upsert_event(event_of(image, "nas"), days_ago(now, age_days)).await.unwrap();
+        app.store
+            .upsert_event(support::event_from_host(image, "nas"), days_ago(now, age_days))
+            .await
+            .unwrap();
     }
     assert!(app.store.acknowledge("old:1".into(), days_ago(now, 185)).await.unwrap());
     for (image, age_days) in [("recent:1", 10), ("old:1", 5)] {
-        app.store.upsert_event(event_of(image, "nas"), days_ago(now, age_days)).await.unwrap();
+        app.store
+            .upsert_event(support::event_from_host(image, "nas"), days_ago(now, age_days))
+            .await
+            .unwrap();
     }
     let pruned = diun_dashboard::retention::prune(&app.store, 180, now).await;
     assert_eq!(pruned, 2);
@@ -151,7 +151,10 @@ async fn old_history_is_pruned_and_the_current_state_kept(app: &TestApp) {
 async fn pending_history_is_kept_however_old(app: &TestApp) {
     let now = Timestamp::now();
     for (host, age_days) in [("nas", 200), ("pi", 190)] {
-        app.store.upsert_event(event_of("old:1", host), days_ago(now, age_days)).await.unwrap();
+        app.store
+            .upsert_event(support::event_from_host("old:1", host), days_ago(now, age_days))
+            .await
+            .unwrap();
     }
     assert_eq!(diun_dashboard::retention::prune(&app.store, 180, now).await, 0);
     let hosts = app.get("/api/hosts").await.json();
@@ -169,7 +172,7 @@ async fn pending_history_is_kept_however_old(app: &TestApp) {
 /// after today that deleted everything).
 async fn any_number_of_days_keeps_what_is_younger(app: &TestApp) {
     let now = Timestamp::now();
-    app.store.upsert_event(event_of("a:1", "nas"), days_ago(now, 1)).await.unwrap();
+    app.store.upsert_event(support::event_from_host("a:1", "nas"), days_ago(now, 1)).await.unwrap();
     assert!(app.store.acknowledge("a:1".into(), now).await.unwrap());
     for days in [999_999_999, u32::MAX] {
         assert_eq!(diun_dashboard::retention::prune(&app.store, days, now).await, 0, "{days} days");

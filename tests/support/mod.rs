@@ -258,6 +258,13 @@ impl TestApp {
     }
 }
 
+/// [`docker_event`] from `host`, parsed as the webhook parses it, for calls on the store.
+pub fn event_from_host(image: &str, host: &str) -> diun_dashboard::model::DiunEvent {
+    let mut event = docker_event(image);
+    event["hostname"] = json!(host);
+    diun_dashboard::model::DiunEvent::from_json(event.to_string().as_bytes()).expect("a valid event")
+}
+
 /// A DIUN event as `docker` provider sends it.
 pub fn docker_event(image: &str) -> Value {
     json!({
