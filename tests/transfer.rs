@@ -157,3 +157,29 @@ async fn numbers_stored_by_an_older_release_do_not_stop_the_move() {
     drop(postgres);
     db.drop_schema().await;
 }
+
+/// History pruned in SQLite up to its newest event: after the move, a new event's id still comes
+/// after every id SQLite handed out (the `before` cursors of the history pages rely on ids never
+/// coming back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_ids_continue_after_the_pruned_ones() {
+    let Some(Move { db, url, dir: _dir, path, sqlite }) = Move::prepare().await else { return };
+    for host in ["nas", "pi", "vps"] {
+        sqlite.upsert_event(support::event_from_host("a:1", host), Timestamp::now()).await.unwrap();
+    }
+    sqlite.close().await;
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("DELETE FROM events WHERE id > 1").unwrap();
+    drop(conn);
+
+    let from = path.display().to_string();
+    let (code, stdout, stderr) = run(&["migrate", "--from", &from, "--to", &url], &[], LIMIT).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let postgres = PostgresStore::open(&url).await.unwrap();
+    postgres.upsert_event(support::event_from_host("a:1", "nas"), Timestamp::now()).await.unwrap();
+    let history = postgres.history("a:1".into(), None, 10).await.unwrap().unwrap();
+    let ids: Vec<i64> = history.iter().map(|event| event.id).collect();
+    assert_eq!(ids, [4, 1], "ids 2 and 3 were handed out by SQLite");
+    drop(postgres);
+    db.drop_schema().await;
+}
