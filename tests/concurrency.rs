@@ -146,3 +146,29 @@ async fn a_webhook_answered_503_is_not_stored_later() {
     assert_eq!(updates["late:1"]["event"]["digest"], json!("sha256:before"), "{updates}");
     app.stop().await;
 }
+
+/// Dismissing a group holds the group until it commits: a deletion of the group meanwhile waits,
+/// so the answer never counts the images of a group that was already gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dismissing_a_group_holds_off_its_deletion() {
+    let Some(app) = TestApp::postgres().await else { return };
+    app.store.upsert_event(support::event_from_host("x:1", "nas"), Timestamp::now()).await.unwrap();
+    let tag = app.store.create_tag("prod".into()).await.unwrap().id;
+    app.store.assign_tag("x:1".into(), tag).await.unwrap();
+    let (holder, observer) = (connect(&app).await, connect(&app).await);
+    let holder_pid = backend_pid(&holder).await;
+    holder.batch_execute("BEGIN; SELECT 1 FROM updates WHERE image = 'x:1' FOR UPDATE").await.unwrap();
+
+    let store = Arc::clone(&app.store);
+    let dismiss = tokio::spawn(async move { store.acknowledge_by_tag(tag, Timestamp::now()).await });
+    until_blocked(&observer, holder_pid, 1).await;
+    let store = Arc::clone(&app.store);
+    let delete = tokio::spawn(async move { store.delete_tag(tag).await });
+    until_blocked(&observer, holder_pid, 2).await;
+    holder.batch_execute("COMMIT").await.unwrap();
+
+    assert_eq!(dismiss.await.unwrap().unwrap(), Some(1), "the group's one image, dismissed");
+    assert!(delete.await.unwrap().unwrap(), "the group is deleted after that");
+    assert_eq!(app.updates().await["x:1"]["acknowledged"], json!(true));
+    app.stop().await;
+}
