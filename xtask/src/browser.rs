@@ -4,6 +4,11 @@ use std::path::Path;
 
 use crate::system::{self, cargo};
 
+pub fn ensure_chromium() -> Result<(), String> {
+    system::ensure_package("chromium", "chromium")?;
+    system::ensure_package("chromium-driver", "chromedriver")
+}
+
 pub fn run(root: &Path, env: &[(&str, String)]) -> Result<(), String> {
     if !root.join("tests/browser.rs").is_file() {
         let why = "tests/browser.rs does not exist yet";
@@ -13,8 +18,7 @@ pub fn run(root: &Path, env: &[(&str, String)]) -> Result<(), String> {
         println!("skipped: {why}");
         return Ok(());
     }
-    system::ensure_package("chromium", "chromium")?;
-    system::ensure_package("chromium-driver", "chromedriver")?;
+    ensure_chromium()?;
     let mut env = env.to_vec();
     env.push(("CHROMEDRIVER", "chromedriver".to_string()));
     // A wait that times out panics inside the WebDriver client; the backtrace names the test line.
@@ -31,8 +35,7 @@ pub fn run(root: &Path, env: &[(&str, String)]) -> Result<(), String> {
 /// test `screenshot_for_the_readme` seeds a realistic set and writes it. `pngquant`, when
 /// installed, shrinks it further.
 pub fn screenshot(root: &Path) -> Result<(), String> {
-    system::ensure_package("chromium", "chromium")?;
-    system::ensure_package("chromium-driver", "chromedriver")?;
+    ensure_chromium()?;
     let out = root.join("docs/screenshot.png");
     let env = [("CHROMEDRIVER", "chromedriver".to_string()), ("SCREENSHOT_OUT", out.display().to_string())];
     cargo(

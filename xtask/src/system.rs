@@ -51,12 +51,18 @@ pub fn ensure_package(package: &str, provides: &str) -> Result<(), String> {
     if on_path(provides) {
         return Ok(());
     }
+    install_package(package, &format!("`{provides}` is missing"))
+}
+
+/// Installs a Debian package with apt when running as root, else stops with the one command
+/// that would; `why` says what its absence broke.
+pub fn install_package(package: &str, why: &str) -> Result<(), String> {
     if !is_root() || !on_path("apt-get") {
         return Err(format!(
-            "`{provides}` is missing: install it with `sudo apt-get install -y {package}` and run again"
+            "{why}: install it with `sudo apt-get update && sudo apt-get install -y {package}` and run again"
         ));
     }
-    println!("`{provides}` is missing; installing the Debian package {package}");
+    println!("{why}; installing the Debian package {package}");
     run(command("apt-get", &["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
     run(command("apt-get", &["install", "-y", "-q", "--no-install-recommends", package])
         .env("DEBIAN_FRONTEND", "noninteractive"))
