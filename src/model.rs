@@ -43,7 +43,14 @@ impl DiunEvent {
     /// Parses a webhook body; the message is meant for the sender.
     pub fn from_json(body: &[u8]) -> Result<Self, String> {
         let mut event: Self = serde_json::from_slice(body).map_err(|err| {
-            if err.is_data() { format!("invalid DIUN event: {err}") } else { format!("invalid JSON: {err}") }
+            if err.is_data() {
+                format!("invalid DIUN event: {err}")
+            } else if err.to_string().starts_with("number out of range") {
+                // Valid JSON, but beyond a double: no backend could keep it as a number.
+                format!("a number is too large to store: {err}")
+            } else {
+                format!("invalid JSON: {err}")
+            }
         })?;
         event.validate()?;
         // Numbers as jsonb keeps them, so that they are stored alike on every backend, the

@@ -145,6 +145,10 @@ async fn bad_webhook_bodies_get_400_and_store_nothing(app: &TestApp) {
         assert_eq!(response.status, 400, "{:?} → {}", String::from_utf8_lossy(&body), response.text());
         assert!(!response.error().is_empty());
     }
+    // Valid JSON, but a number no backend can keep: said so, rather than "invalid JSON".
+    let huge = app.request("POST", "/webhook").body(r#"{"image":"e:1","future":1e400}"#).send().await;
+    assert_eq!(huge.status, 400);
+    assert!(huge.error().starts_with("a number is too large to store"), "{}", huge.text());
     assert_eq!(app.updates().await, json!({}));
 }
 
@@ -398,8 +402,15 @@ async fn deleting_a_tag_untags_its_images_and_keeps_them(app: &TestApp) {
     assert_eq!(updates[NGINX]["event"]["image"], json!(NGINX));
     assert_eq!(app.get("/api/tags").await.json(), json!([]));
     assert_eq!(app.request("DELETE", &format!("/api/tags/{tag}")).send().await.status, 404);
-    assert_eq!(app.request("DELETE", "/api/tags/abc").send().await.status, 400);
-    assert_eq!(app.request("DELETE", "/api/tags/99999999999999999999999").send().await.status, 400);
+    for malformed in ["abc", "+1", "%31", "1.0", "", "-"] {
+        let response = app.request("DELETE", &format!("/api/tags/{malformed}")).send().await;
+        // An empty id is no route at all.
+        let expected = if malformed.is_empty() { 405 } else { 400 };
+        assert_eq!(response.status, expected, "{malformed:?}: {}", response.text());
+    }
+    // Numeric but beyond any id: no such tag, like any other unknown one.
+    assert_eq!(app.request("DELETE", "/api/tags/99999999999999999999999").send().await.status, 404);
+    assert_eq!(app.request("DELETE", "/api/tags/-3").send().await.status, 404);
     assert_eq!(app.request("GET", "/api/tags/1").send().await.status, 405);
 }
 
@@ -465,6 +476,14 @@ async fn unknown_paths_are_404_and_wrong_methods_405_as_json(app: &TestApp) {
         assert_eq!(response.status, 405, "{method} {path}");
         assert_eq!(response.header("allow"), Some(allow), "{method} {path}");
         assert!(!response.error().is_empty());
+    }
+    // The method is checked before the image is decoded.
+    for (method, path, allow) in
+        [("GET", "/api/updates/bad%FF", "PATCH"), ("POST", "/api/updates/bad%FF/history", "GET, HEAD")]
+    {
+        let response = app.request(method, path).send().await;
+        assert_eq!(response.status, 405, "{method} {path}: {}", response.text());
+        assert_eq!(response.header("allow"), Some(allow), "{method} {path}");
     }
 }
 

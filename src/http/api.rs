@@ -71,10 +71,11 @@ pub async fn updates(state: AppState, method: Method, headers: HeaderMap) -> Res
 pub async fn update(tail: Tail, state: AppState, method: Method, headers: HeaderMap) -> Response {
     respond(
         async {
-            let image = decode_image(tail.as_str())?;
+            // The method first: a known path with the wrong method is a 405 whatever its image.
             if method != Method::PATCH {
                 return Err(ApiError::method_not_allowed("PATCH"));
             }
+            let image = decode_image(tail.as_str())?;
             check_mutation(&method, &headers)?;
             if state.store.acknowledge(image.clone(), Timestamp::now()).await? {
                 Ok(no_content())
@@ -206,9 +207,7 @@ pub async fn tag(id: String, state: AppState, method: Method, headers: HeaderMap
                 return Err(ApiError::method_not_allowed("DELETE"));
             }
             check_mutation(&method, &headers)?;
-            let tag_id = id
-                .parse::<i64>()
-                .map_err(|_| ApiError::bad_request(format!("tag id must be an integer, not {id:?}")))?;
+            let tag_id = parse_tag_id(&id)?;
             if state.store.delete_tag(tag_id).await? { Ok(no_content()) } else { Err(unknown_tag(tag_id)) }
         }
         .await,
@@ -261,6 +260,16 @@ where
 /// The same bounds as a webhook's image: PostgreSQL cannot even compare text holding U+0000.
 fn valid_image(image: &str) -> Result<(), ApiError> {
     crate::model::check_image(image).map_err(ApiError::bad_request)
+}
+
+/// A tag id as it appears in the path: digits only (Rust's parser would take `+1` for 1), and a
+/// number too large to be any tag's id is an unknown tag rather than a malformed request.
+fn parse_tag_id(id: &str) -> Result<i64, ApiError> {
+    let digits = id.strip_prefix('-').unwrap_or(id);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::bad_request(format!("tag id must be an integer, not {id:?}")));
+    }
+    id.parse::<i64>().map_err(|_| ApiError::not_found(format!("no tag with id {id}")))
 }
 
 fn unknown_tag(tag_id: i64) -> ApiError {

@@ -24,8 +24,9 @@ struct HistoryPage {
 pub async fn history(raw_image: String, query: String, state: AppState, method: Method) -> Response {
     respond(
         async {
-            let image = decode_image_path(&raw_image).map_err(ApiError::bad_request)?;
+            // The method first: a known path with the wrong method is a 405 whatever its image.
             only_reads(&method)?;
+            let image = decode_image_path(&raw_image).map_err(ApiError::bad_request)?;
             let (before, limit) = page(&query)?;
             let events = state
                 .store
