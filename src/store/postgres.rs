@@ -34,7 +34,7 @@ static MIGRATIONS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/migrations/p
 /// hear at once that the database is down.
 struct Manager {
     inner: PostgresConnectionManager<NoTls>,
-    failures: tokio::sync::watch::Sender<String>,
+    failures: tokio::sync::watch::Sender<()>,
 }
 
 impl bb8::ManageConnection for Manager {
@@ -43,8 +43,8 @@ impl bb8::ManageConnection for Manager {
 
     async fn connect(&self) -> Result<Conn, tokio_postgres::Error> {
         let connected = self.inner.connect().await;
-        if let Err(err) = &connected {
-            self.failures.send_replace(describe(err));
+        if connected.is_err() {
+            self.failures.send_replace(());
         }
         Ok(Conn {
             client: connected?,
@@ -223,7 +223,7 @@ const MIGRATION_LOCK: i64 = 0x0D10_DA5B;
 
 pub struct PostgresStore {
     pool: Pool<Manager>,
-    connect_failures: tokio::sync::watch::Receiver<String>,
+    connect_failures: tokio::sync::watch::Receiver<()>,
     config: tokio_postgres::Config,
     /// The LISTEN/NOTIFY channel of the replicas sharing this schema.
     channel: String,
@@ -323,7 +323,7 @@ impl PostgresStore {
         migrated?;
         let channel = super::replicas::channel_for(schema?.as_deref().unwrap_or("public"));
 
-        let (failures, connect_failures) = tokio::sync::watch::channel(String::new());
+        let (failures, connect_failures) = tokio::sync::watch::channel(());
         let pool = Pool::builder()
             .max_size(MAX_CONNECTIONS)
             .min_idle(MIN_IDLE)
@@ -373,7 +373,7 @@ impl PostgresStore {
 /// [`PostgresStore::with_client`], for the upsert batches too.
 async fn with_client<T, F, Fut>(
     pool: &Pool<Manager>,
-    connect_failures: &tokio::sync::watch::Receiver<String>,
+    connect_failures: &tokio::sync::watch::Receiver<()>,
     op: F,
 ) -> StoreResult<T>
 where
@@ -390,10 +390,11 @@ where
                 }
                 RunError::User(err) => StoreError::from(err),
             })?,
-            // A connection attempt failed while this request waited: the database is down.
+            // A connection attempt failed while this request waited: the database is down. Why
+            // is logged by the pool's error sink; the driver's text (a refused password, the
+            // server's view of our address) is not for the client, and /healthz has no login.
             Ok(()) = failures.changed() => {
-                let why = failures.borrow_and_update().clone();
-                return Err(StoreError::Unavailable(format!("cannot connect: {why}")));
+                return Err(StoreError::Unavailable("cannot connect to the database; see the server log".into()));
             }
         };
         op(client).await
@@ -417,7 +418,7 @@ struct Upsert {
 /// answered webhook is as durable as one stored alone.
 fn start_upsert_batches(
     pool: Pool<Manager>,
-    connect_failures: tokio::sync::watch::Receiver<String>,
+    connect_failures: tokio::sync::watch::Receiver<()>,
 ) -> mpsc::UnboundedSender<Upsert> {
     shared_batches::start(move |batch| {
         let (pool, connect_failures) = (pool.clone(), connect_failures.clone());
@@ -425,11 +426,7 @@ fn start_upsert_batches(
     })
 }
 
-async fn store_batch(
-    pool: &Pool<Manager>,
-    failures: &tokio::sync::watch::Receiver<String>,
-    batch: Vec<Upsert>,
-) {
+async fn store_batch(pool: &Pool<Manager>, failures: &tokio::sync::watch::Receiver<()>, batch: Vec<Upsert>) {
     // One deadline for the batch and the retries of its rows alone: its webhooks hear back
     // within it, whatever the retries.
     let deadline = tokio::time::Instant::now() + OPERATION_TIMEOUT - CANCEL_GRACE;
@@ -461,7 +458,7 @@ const CANCEL_GRACE: Duration = Duration::from_secs(1);
 /// [`CANCEL_GRACE`] leaves the outcome unknown (the pool's own time limit answers then).
 async fn upsert_in_time(
     pool: &Pool<Manager>,
-    failures: &tokio::sync::watch::Receiver<String>,
+    failures: &tokio::sync::watch::Receiver<()>,
     rows: &[Upsert],
     deadline: tokio::time::Instant,
 ) -> StoreResult<()> {
