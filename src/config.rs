@@ -137,10 +137,12 @@ pub fn local_address(listen: SocketAddr) -> SocketAddr {
 fn listen_address(bind: Option<&str>, port: Option<&str>) -> Result<SocketAddr, String> {
     let port = match port {
         None => DEFAULT_PORT,
+        // Not 0: the OS would pick a port nobody knows, the healthcheck included.
         Some(text) => text
             .trim()
-            .parse::<u16>()
-            .map_err(|_| format!("PORT must be a number from 0 to 65535, not {text:?}"))?,
+            .parse::<std::num::NonZeroU16>()
+            .map_err(|_| format!("PORT must be a number from 1 to 65535, not {text:?}"))?
+            .get(),
     };
     let bind = bind.unwrap_or("0.0.0.0").trim();
     let ip: IpAddr = bind
@@ -188,6 +190,7 @@ mod tests {
     fn bad_port_and_bind_are_refused() {
         assert!(config(&[("PORT", "http")]).unwrap_err().contains("PORT"));
         assert!(config(&[("PORT", "70000")]).is_err());
+        assert!(config(&[("PORT", "0")]).unwrap_err().contains("from 1 to 65535"));
         assert!(config(&[("BIND", "localhost")]).unwrap_err().contains("BIND"));
         assert_eq!(config(&[("BIND", "::1"), ("PORT", "9")]).unwrap().listen, "[::1]:9".parse().unwrap());
     }

@@ -73,9 +73,19 @@ fn serve() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            log::error!("{message}");
+            fatal(&message);
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A failure that ends the process is printed even when `RUST_LOG` turns errors off: a failed
+/// start must never be silent.
+fn fatal(message: &str) {
+    if log::log_enabled!(log::Level::Error) {
+        log::error!("{message}");
+    } else {
+        eprintln!("error: {message}");
     }
 }
 
@@ -162,7 +172,7 @@ fn migrate(options: &[&str]) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(message) => {
-            log::error!("{message}");
+            fatal(&message);
             ExitCode::FAILURE
         }
     }

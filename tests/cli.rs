@@ -40,6 +40,16 @@ async fn bad_configuration_exits_non_zero_with_one_clear_line() {
     }
 }
 
+#[tokio::test]
+async fn a_failed_start_is_printed_even_with_the_log_turned_off() {
+    for rust_log in ["off", "diun_dashboard=off"] {
+        let env = [("RUST_LOG", rust_log.to_string()), ("PORT", "0".to_string())];
+        let (code, _, stderr) = run(&[], &env, LIMIT).await;
+        assert_eq!(code, Some(1), "{rust_log}: {stderr}");
+        assert_eq!(stderr.trim(), "error: PORT must be a number from 1 to 65535, not \"0\"", "{rust_log}");
+    }
+}
+
 #[cfg(feature = "sqlite")]
 #[tokio::test]
 async fn sqlite_start_up_logs_the_path_creates_its_folder_and_stops_cleanly_on_sigterm() {
