@@ -90,6 +90,11 @@ pub async fn migrate(from: &Path, to: &str, force: bool) -> Result<Copied, Strin
     let driver = tokio::spawn(connection);
     postgres::run_migrations(&mut client, &postgres::migrations()?).await?;
     let tx = client.transaction().await.map_err(pg("begin"))?;
+    // Locked before they are counted: a running dashboard's commit then either counts or waits
+    // until the copy is done, and is never emptied away by the TRUNCATE below unasked.
+    tx.batch_execute("LOCK TABLE tag_assignments, events, updates, tags IN ACCESS EXCLUSIVE MODE")
+        .await
+        .map_err(pg("lock the target"))?;
     let existing: i64 = tx
         .query_one(
             "SELECT (SELECT count(*) FROM updates) + (SELECT count(*) FROM tags) + (SELECT count(*) FROM events)",

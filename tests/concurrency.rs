@@ -12,7 +12,7 @@ use diun_dashboard::config::Database;
 use diun_dashboard::store::{Store, UpdateStore};
 use diun_dashboard::time::Timestamp;
 use serde_json::json;
-use support::{TestApp, docker_event};
+use support::{TestApp, backend_pid, docker_event, until_blocked};
 
 /// A connection of the test's own to the app's schema.
 async fn connect(app: &TestApp) -> tokio_postgres::Client {
@@ -21,27 +21,6 @@ async fn connect(app: &TestApp) -> tokio_postgres::Client {
         tokio_postgres::connect(url.expose(), tokio_postgres::NoTls).await.expect("connect");
     tokio::spawn(connection);
     client
-}
-
-/// Waits until `count` server processes wait on `holder`: on a lock it holds, or queued behind
-/// a process that does (a second waiter for a row waits on the first).
-async fn until_blocked(observer: &tokio_postgres::Client, holder: i32, count: i64) {
-    const WAITING: &str = "
-        WITH direct AS (SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)))
-        SELECT count(*) FROM pg_stat_activity
-        WHERE pg_blocking_pids(pid) && (ARRAY(SELECT pid FROM direct) || $1)";
-    for _ in 0..500 {
-        let row = observer.query_one(WAITING, &[&holder]).await.unwrap();
-        if row.get::<_, i64>(0) >= count {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{count} statement(s) never waited on the test's locks");
-}
-
-async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
-    client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0)
 }
 
 /// An acknowledgement that waited for a webhook's upsert of the same image covers that

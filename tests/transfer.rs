@@ -13,7 +13,7 @@ use diun_dashboard::store::sqlite::SqliteStore;
 use diun_dashboard::time::Timestamp;
 use serde_json::{Value, json};
 use support::process::run;
-use support::{TempDir, TestDb, docker_event};
+use support::{TempDir, TestDb, backend_pid, docker_event, until_blocked};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -127,6 +127,37 @@ async fn a_sqlite_deployment_moves_to_postgres_with_identical_api_output() {
     assert_eq!(code, Some(1), "{stderr}");
     let (code, _, _) = run(&["migrate", "--to", &url], &[], LIMIT).await;
     assert_eq!(code, Some(2), "usage error");
+    db.drop_schema().await;
+}
+
+/// A row a running dashboard commits while `migrate` starts is not wiped without `--force`:
+/// the target is locked before its rows are counted, so the count waits for that commit and
+/// sees the row. (Counted first, the target looked empty and the TRUNCATE after the commit
+/// deleted the row.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_committed_while_migrate_starts_is_not_wiped() {
+    let Some(Move { db, url, dir: _dir, path, sqlite }) = Move::prepare().await else { return };
+    seed(&sqlite).await;
+    sqlite.close().await;
+    drop(PostgresStore::open(&url).await.unwrap());
+    let (writer, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let (observer, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    writer.batch_execute("BEGIN; INSERT INTO tags (name) VALUES ('live')").await.unwrap();
+
+    let from = path.display().to_string();
+    let target = url.clone();
+    let migrating =
+        tokio::spawn(async move { run(&["migrate", "--from", &from, "--to", &target], &[], LIMIT).await });
+    until_blocked(&observer, backend_pid(&writer).await, 1).await;
+    writer.batch_execute("COMMIT").await.unwrap();
+
+    let (code, _, stderr) = migrating.await.unwrap();
+    assert_eq!(code, Some(1), "the target holds a row now: {stderr}");
+    assert!(stderr.contains("--force"), "{stderr}");
+    let live = observer.query("SELECT name FROM tags", &[]).await.unwrap();
+    assert_eq!(live.iter().map(|row| row.get::<_, String>(0)).collect::<Vec<_>>(), ["live"]);
     db.drop_schema().await;
 }
 

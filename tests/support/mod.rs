@@ -154,6 +154,29 @@ pub async fn query_sql(url: &str, sql: &str) -> Vec<tokio_postgres::Row> {
     .await
 }
 
+/// Waits until `count` server processes wait on `holder`: on a lock it holds, or queued behind
+/// a process that does (a second waiter for a row waits on the first).
+#[cfg(feature = "postgres")]
+pub async fn until_blocked(observer: &tokio_postgres::Client, holder: i32, count: i64) {
+    const WAITING: &str = "
+        WITH direct AS (SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)))
+        SELECT count(*) FROM pg_stat_activity
+        WHERE pg_blocking_pids(pid) && (ARRAY(SELECT pid FROM direct) || $1)";
+    for _ in 0..500 {
+        let row = observer.query_one(WAITING, &[&holder]).await.unwrap();
+        if row.get::<_, i64>(0) >= count {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{count} statement(s) never waited on the test's locks");
+}
+
+#[cfg(feature = "postgres")]
+pub async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
+    client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0)
+}
+
 #[cfg(feature = "postgres")]
 async fn with_client<T, F: std::future::Future<Output = T>>(
     url: &str,
