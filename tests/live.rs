@@ -194,8 +194,47 @@ async fn a_change_on_one_replica_reaches_the_streams_of_another() {
         }
     }
     assert!(restored, "sharing between the replicas did not come back after the cut");
+
+    // A notice this release cannot read (a later release's, say) makes the dashboards reload
+    // rather than miss whatever it told.
+    let support::TestDb::Postgres { base_url, schema } = &replica_a.db else { unreachable!() };
+    let channel = diun_dashboard::store::replicas::channel_for(schema);
+    support::run_sql(base_url, &format!("SELECT pg_notify('{channel}', '{{\"from\":\"the future\"}}')"))
+        .await;
+    on_b.expect(r#"data:{"kind":"update","seq":"#).await;
     replica_b.stop().await;
     replica_a.stop().await;
+}
+
+/// A webhook answered just before a replica is stopped (a rolling deploy) still reaches the
+/// other replicas' dashboards: shutdown sends the relay's queue before the process exits.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_answered_just_before_shutdown_reaches_the_other_replicas() {
+    use support::process::Service;
+    let Some(db) = support::TestDb::postgres().await else { return };
+    let database = db.database();
+    let replica_a = Service::start(&db.env()).await;
+    let replica_b = TestApp::start_with(database, support::TestDb::sqlite(), None).await;
+    let mut on_b = EventStream::open(&replica_b).await;
+    let webhook =
+        |image: &str| replica_a.request("POST", "/webhook").body(docker_event(image).to_string()).send();
+    let mut reached = false;
+    for _ in 0..50 {
+        assert_eq!(webhook("warm:1").await.status, 200);
+        let wait = tokio::time::timeout(Duration::from_millis(200), on_b.expect(r#""image":"warm:1""#));
+        if wait.await.is_ok() {
+            reached = true;
+            break;
+        }
+    }
+    assert!(reached, "the replicas never started sharing");
+
+    assert_eq!(webhook("last:1").await.status, 200);
+    replica_a.signal("TERM");
+    on_b.expect(r#""kind":"update","image":"last:1""#).await;
+    replica_b.stop().await;
+    db.drop_schema().await;
 }
 
 /// hyper drops a request's future when its client goes away. A write dropped after it was

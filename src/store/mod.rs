@@ -15,7 +15,7 @@ pub mod migrate;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "postgres")]
-mod replicas;
+pub mod replicas;
 #[cfg(all(test, feature = "sqlite"))]
 mod scratch;
 #[cfg(feature = "postgres")]

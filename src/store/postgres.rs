@@ -228,7 +228,7 @@ pub struct PostgresStore {
     /// The LISTEN/NOTIFY channel of the replicas sharing this schema.
     channel: String,
     /// Where this replica's changes go to reach the others, once sharing has started.
-    replicas: Option<tokio::sync::mpsc::UnboundedSender<crate::changes::Change>>,
+    replicas: Option<super::replicas::Relay>,
     /// Webhooks' events on their way to be committed together (see [`start_upsert_batches`]).
     upserts: mpsc::UnboundedSender<Upsert>,
 }
@@ -301,7 +301,13 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("diun-dashboard");
         }
-        config.keepalives_idle(Duration::from_secs(30));
+        // A dead peer (its host gone, a partition) is noticed within a minute, not the OS's
+        // default of about eleven: above all by the replicas' relay, which waits on its
+        // connection for notices and would hear none meanwhile.
+        config
+            .keepalives_idle(Duration::from_secs(30))
+            .keepalives_interval(Duration::from_secs(10))
+            .keepalives_retries(3);
 
         let connecting = config.connect(NoTls);
         let (mut client, connection) =
@@ -351,11 +357,14 @@ impl PostgresStore {
 
     pub fn share(&self, change: &crate::changes::Change) {
         if let Some(replicas) = &self.replicas {
-            let _ = replicas.send(change.clone());
+            replicas.send(change.clone());
         }
     }
 
     pub async fn close(&self) {
+        if let Some(replicas) = &self.replicas {
+            replicas.close().await;
+        }
         // Dropping the pool closes its connections; nothing is buffered on this side.
         log::debug!("closing PostgreSQL pool: {:?}", self.pool.state());
     }

@@ -5,11 +5,12 @@
 //! listens for the others'. It reconnects by itself; after a reconnect the dashboards are told
 //! to reload, since changes may have been missed meanwhile.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::future::poll_fn;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_postgres::{AsyncMessage, Config, NoTls};
 
 use crate::changes::{Change, ChangeFeed, ChangeKind};
@@ -25,6 +26,12 @@ const MAX_BATCH: usize = 256;
 const GATHER: Duration = Duration::from_millis(5);
 /// A notice's payload, at most, in bytes: PostgreSQL refuses one of 8000 or more.
 const MAX_PAYLOAD: usize = 7000;
+/// How long the server may take to take a notice. A connection that went half-open (the
+/// server's host gone, packets dropped) would otherwise hold the relay, and the notices it
+/// should hear, for as long as TCP retransmits: about a quarter of an hour.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the changes still queued to be sent.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// What one replica tells the others. Changes of one kind to several images travel as one
 /// notice (`images`): a burst of webhooks then costs the server and every listener one
@@ -58,17 +65,45 @@ pub fn channel_for(schema: &str) -> String {
     format!("diun_changes_{hash:016x}")
 }
 
-/// Starts the relay; changes sent on the returned sender go to the other replicas, and theirs
-/// are published on `feed`. The task ends when the sender is dropped.
-pub fn start(config: Config, channel: String, feed: ChangeFeed) -> mpsc::UnboundedSender<Change> {
+/// This replica's end of the sharing: [`Relay::send`] queues a change for the other replicas,
+/// and theirs are published on the feed given to [`start`].
+pub struct Relay {
+    outgoing: mpsc::UnboundedSender<Change>,
+    closing: watch::Sender<bool>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Relay {
+    pub fn send(&self, change: Change) {
+        let _ = self.outgoing.send(change);
+    }
+
+    /// Sends what is still queued, for [`CLOSE_WAIT`] at most: a webhook answered during
+    /// shutdown reaches the other replicas' dashboards too, not only their next poll.
+    pub async fn close(&self) {
+        self.closing.send_replace(true);
+        let task = self.task.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(task) = task
+            && tokio::time::timeout(CLOSE_WAIT, task).await.is_err()
+        {
+            log::warn!(
+                "changes not sent to the other replicas within {CLOSE_WAIT:?} of shutdown were dropped"
+            );
+        }
+    }
+}
+
+/// Starts the relay.
+pub fn start(config: Config, channel: String, feed: ChangeFeed) -> Relay {
     let (outgoing, queue) = mpsc::unbounded_channel();
+    let (closing, closed) = watch::channel(false);
     let origin = format!(
         "{}-{}",
         std::process::id(),
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
     );
-    tokio::spawn(relay(config, channel, origin, feed, queue));
-    outgoing
+    let task = tokio::spawn(relay(config, channel, origin, feed, queue, closed));
+    Relay { outgoing, closing, task: Mutex::new(Some(task)) }
 }
 
 async fn relay(
@@ -77,16 +112,21 @@ async fn relay(
     origin: String,
     feed: ChangeFeed,
     mut queue: mpsc::UnboundedReceiver<Change>,
+    mut closed: watch::Receiver<bool>,
 ) {
     let mut retry = RETRY_MIN;
     // After any failed attempt, the first attempt's included: the service already answers
     // while the relay retries, and the other replicas' notices of that time are lost.
     let mut notices_missed = false;
     loop {
-        let lost = match session(&config, &channel, &origin, &feed, &mut queue, notices_missed).await {
+        let attempt = session(&config, &channel, &origin, &feed, &mut queue, &mut closed, notices_missed);
+        let lost = match attempt.await {
             Ok(()) => return,
             Err(lost) => lost,
         };
+        if *closed.borrow() {
+            return;
+        }
         notices_missed = true;
         if lost.after_listening {
             // A session that worked starts the back-off over: one outage a week must not
@@ -94,9 +134,17 @@ async fn relay(
             retry = RETRY_MIN;
         }
         log::warn!("replica change sharing interrupted ({}); retrying in {} s", lost.why, retry.as_secs());
-        tokio::time::sleep(retry).await;
+        tokio::select! {
+            () = tokio::time::sleep(retry) => {}
+            () = closing(&mut closed) => return,
+        }
         retry = (retry * 2).min(RETRY_MAX);
     }
+}
+
+/// Ends once this replica shuts down (or its [`Relay`] is gone).
+async fn closing(closed: &mut watch::Receiver<bool>) {
+    let _ = closed.wait_for(|closed| *closed).await;
 }
 
 /// Why a session ended, and whether it had got as far as listening.
@@ -112,6 +160,7 @@ async fn session(
     origin: &str,
     feed: &ChangeFeed,
     queue: &mut mpsc::UnboundedReceiver<Change>,
+    closed: &mut watch::Receiver<bool>,
     notices_missed: bool,
 ) -> Result<(), Lost> {
     let lost_early = |err: tokio_postgres::Error| Lost { why: err.to_string(), after_listening: false };
@@ -139,29 +188,49 @@ async fn session(
             return Err(lost_early(err));
         }
     };
+    let send = |changes: Vec<Change>| async {
+        let payloads = payloads(origin, changes)?;
+        match tokio::time::timeout(SEND_TIMEOUT, client.execute(&notify, &[&channel, &payloads])).await {
+            Ok(sent) => sent.map(drop).map_err(|err| err.to_string()),
+            Err(_) => Err(format!("the server took no notice within {SEND_TIMEOUT:?}")),
+        }
+    };
     let outcome = async {
         if notices_missed {
             log::info!("replica change sharing restored");
             // Both ways, notices may have been lost meanwhile: dashboards here and on the other
             // replicas reload.
             feed.publish(Change::of_many(ChangeKind::Update));
-            let reload = payloads(origin, vec![Change::of_many(ChangeKind::Update)])?;
-            client.execute(&notify, &[&channel, &reload]).await.map_err(|err| err.to_string())?;
+            send(vec![Change::of_many(ChangeKind::Update)]).await?;
         }
         loop {
             tokio::select! {
                 change = queue.recv() => {
                     let Some(change) = change else { return Ok(()) };
-                    let payloads = payloads(origin, gathered(change, queue).await)?;
-                    client.execute(&notify, &[&channel, &payloads]).await.map_err(|err| err.to_string())?;
+                    send(gathered(change, queue).await).await?;
                 }
                 notice = notices.recv() => {
                     let Some(payload) = notice else { return Err("connection closed".to_string()) };
                     match serde_json::from_str::<Notice>(&payload) {
                         Ok(notice) if notice.origin != origin => notice.into_changes().for_each(|change| feed.publish(change)),
                         Ok(_) => {}
-                        Err(err) => log::debug!("ignoring a malformed change notice: {err}"),
+                        // A later release's notice, say: what changed is unknown, so the
+                        // dashboards here reload rather than miss it.
+                        Err(err) => {
+                            log::debug!("a change notice this release cannot read ({err}): dashboards reload");
+                            feed.publish(Change::of_many(ChangeKind::Update));
+                        }
                     }
+                }
+                () = closing(closed) => {
+                    let mut last = Vec::new();
+                    while let Ok(change) = queue.try_recv() {
+                        last.push(change);
+                    }
+                    for changes in last.chunks(MAX_BATCH) {
+                        send(changes.to_vec()).await?;
+                    }
+                    return Ok(());
                 }
             }
         }
