@@ -18,14 +18,13 @@
 //! checkpointer not get there.
 
 use std::ffi::c_int;
-use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, ffi};
 
 use super::sqlite::open_connection;
 
@@ -36,6 +35,9 @@ const CHECKPOINT_DELAY: Duration = Duration::from_millis(100);
 /// not leave its WAL on disk. (`journal_size_limit` would cut it back on every restart, and
 /// regrowing it cost a fifth of the ingest rate.)
 const IDLE_BEFORE_TRUNCATE: Duration = Duration::from_secs(5);
+/// How long emptying the WAL waits for readers still on it. It holds new writes back while it
+/// waits, and it is tried again at the next idle moment anyway.
+const TRUNCATE_WAIT: Duration = Duration::from_millis(100);
 
 /// WAL sizes, in frames (a page and a 24-byte header each).
 #[derive(Clone, Copy, Debug)]
@@ -145,9 +147,8 @@ impl Checkpointer {
     ) -> Result<Self, String> {
         let wal_frames = watch_wal_size(writer).map_err(|err| err.to_string())?;
         let conn = open_connection(path).map_err(|err| err.to_string())?;
-        // fsync works on the file, whichever descriptor wrote its pages.
-        let database_file = File::open(path)
-            .map_err(|err| format!("cannot open {} for its fsyncs: {err}", path.display()))?;
+        // Only the TRUNCATE waits on others: a PASSIVE pass never does.
+        conn.busy_timeout(TRUNCATE_WAIT).map_err(|err| err.to_string())?;
         let progress = Arc::new(Progress::default());
         let (nudges, nudged) = mpsc::sync_channel(1);
         let shared = Arc::clone(&progress);
@@ -164,15 +165,22 @@ impl Checkpointer {
                                 std::thread::park_timeout(delay);
                             }
                             while nudged.try_recv().is_ok() {}
-                            copy_pass(&conn, &database_file, &shared, limits);
+                            copy_pass(&conn, &shared, limits);
                             wal_in_use = true;
                         }
                         // Holds new writes back while it runs, which costs nothing when idle.
+                        // One that a reader kept from the WAL's end, or that failed, is tried
+                        // again at the next idle moment: an idle service keeps no flood's WAL.
                         Err(mpsc::RecvTimeoutError::Timeout) if wal_in_use => {
-                            if let Err(err) = checkpoint(&conn, "TRUNCATE") {
-                                log::warn!("SQLite checkpoint failed (the next one will retry): {err}");
-                            }
-                            wal_in_use = false;
+                            wal_in_use = match checkpoint(&conn, "TRUNCATE") {
+                                Ok(pass) => pass.busy,
+                                Err(err) => {
+                                    log::warn!(
+                                        "SQLite checkpoint failed (the next idle moment retries): {err}"
+                                    );
+                                    true
+                                }
+                            };
                         }
                         Err(mpsc::RecvTimeoutError::Timeout) => {}
                         Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -256,7 +264,7 @@ fn writers_move(limits: Limits, wal_frames: i32, backfilled: i32, phase: Phase) 
 }
 
 /// One passive checkpoint by the checkpointer thread.
-fn copy_pass(conn: &Connection, database_file: &File, progress: &Progress, limits: Limits) {
+fn copy_pass(conn: &Connection, progress: &Progress, limits: Limits) {
     let pass = match checkpoint(conn, "PASSIVE") {
         Ok(pass) if !pass.busy => pass,
         // The writer is finishing the WAL itself.
@@ -273,7 +281,7 @@ fn copy_pass(conn: &Connection, database_file: &File, progress: &Progress, limit
     // writer's, which would otherwise find every page copied since the last one to write.
     if hurrying
         && copied > 0
-        && let Err(err) = database_file.sync_data()
+        && let Err(err) = sync_database_file(conn)
     {
         log::warn!("fsync of the SQLite database file failed (the writer's checkpoint will retry): {err}");
     }
@@ -283,6 +291,34 @@ fn copy_pass(conn: &Connection, database_file: &File, progress: &Progress, limit
     // not shorten it much, and only the writer can copy the very last commit.
     if hurrying && copied <= limits.short_tail {
         progress.set_phase(Phase::WritersTurn);
+    }
+}
+
+/// fsyncs the database file through SQLite's own handle on it. A descriptor of our own would
+/// be wrong: closing it drops every POSIX lock this process holds on the file (the writer's
+/// and the readers'), and another process could then take the database over.
+fn sync_database_file(conn: &Connection) -> Result<(), String> {
+    let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
+    // SAFETY: `conn` is open and used by this thread alone; SQLITE_FCNTL_FILE_POINTER writes
+    // the main database's file object into `file`, which lives as long as the connection.
+    let rc = unsafe {
+        ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_FILE_POINTER,
+            (&raw mut file).cast(),
+        )
+    };
+    // SAFETY: a non-null `file` is SQLite's open file object, its methods set while it is open.
+    let sync = (rc == ffi::SQLITE_OK && !file.is_null())
+        .then(|| unsafe { (*file).pMethods.as_ref() })
+        .flatten()
+        .and_then(|methods| methods.xSync)
+        .ok_or_else(|| format!("SQLite has no database file to sync (error {rc})"))?;
+    // SAFETY: as above; xSync is called on the file it belongs to, on the connection's thread.
+    match unsafe { sync(file, ffi::SQLITE_SYNC_NORMAL | ffi::SQLITE_SYNC_DATAONLY) } {
+        ffi::SQLITE_OK => Ok(()),
+        code => Err(format!("SQLite error {code}")),
     }
 }
 
@@ -406,6 +442,38 @@ mod tests {
         });
         checkpointer.stop();
         assert!(emptied, "the WAL file was not truncated within 5 s of the last commit");
+    }
+
+    #[test]
+    fn a_wal_a_reader_kept_from_emptying_is_emptied_once_the_reader_is_done() {
+        let (scratch, writer, checkpointer) =
+            start("wal-reader", LIMITS, Duration::from_millis(1), Duration::from_millis(50));
+        write(&writer, 100_000);
+        // A read transaction on the WAL's snapshot, held across several idle moments.
+        let reader = open_connection(&scratch.path().join("db.sqlite")).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        reader.query_row("SELECT count(*) FROM t", [], |row| row.get::<_, i64>(0)).unwrap();
+        checkpointer.nudge();
+        std::thread::sleep(Duration::from_millis(500));
+        let wal = scratch.path().join("db.sqlite-wal");
+        assert!(std::fs::metadata(&wal).unwrap().len() > 0, "emptied under a reader");
+        reader.execute_batch("COMMIT").unwrap();
+        let emptied = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(25));
+            std::fs::metadata(&wal).unwrap().len() == 0
+        });
+        checkpointer.stop();
+        assert!(emptied, "the WAL file was not truncated within 5 s of its reader leaving");
+    }
+
+    #[test]
+    fn the_database_file_is_synced_through_sqlites_own_handle() {
+        let (scratch, writer, checkpointer) =
+            start("db-synced", LIMITS, Duration::from_secs(60), Duration::from_secs(60));
+        checkpointer.stop();
+        drop(writer);
+        let conn = open_connection(&scratch.path().join("db.sqlite")).unwrap();
+        assert_eq!(sync_database_file(&conn), Ok(()));
     }
 
     #[test]
