@@ -383,6 +383,9 @@ fn run_batch(
     if outcome.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
+    if outcome.is_err() && conn.is_autocommit() {
+        super::wal_writes::discard_uncommitted(conn);
+    }
     outcome
 }
 

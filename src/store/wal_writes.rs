@@ -117,6 +117,12 @@ impl Gather {
         rc
     }
 
+    /// Forgets what is pending: frames of a transaction that rolled back.
+    fn discard(&mut self) {
+        self.pending.clear();
+        self.commit_page_next = false;
+    }
+
     /// Writes what is pending, in one call.
     fn flush(&mut self, out: &mut impl FnMut(&[u8], i64) -> c_int) -> c_int {
         if self.pending.is_empty() {
@@ -130,6 +136,42 @@ impl Gather {
 
 fn is_commit_header(data: &[u8]) -> bool {
     data.len() == FRAME_HEADER && data[4..8] != [0; 4]
+}
+
+/// Forgets the WAL frames still gathered for `conn` once its transaction has rolled back.
+///
+/// SQLite's rollback makes no call on the WAL file, so frames the transaction wrote early (a
+/// cache spill) would stay gathered. Another process may then take the write lock and commit
+/// its own frames at those same offsets; our next flush would write the stale frames over
+/// them, with a valid checksum chain, and the database would be corrupt. Call it only when no
+/// transaction is open on `conn`: everything gathered then belongs to one that rolled back.
+pub fn discard_uncommitted(conn: &rusqlite::Connection) {
+    if let Some(wal) = wal_file(conn) {
+        // SAFETY: see wal_file; no call on the file runs meanwhile (this thread owns `conn`).
+        unsafe { (*wal).gather.discard() }
+    }
+}
+
+/// `conn`'s WAL file, when it is open and one of ours.
+fn wal_file(conn: &rusqlite::Connection) -> Option<*mut WalFile> {
+    let mut file: *mut ffi::sqlite3_file = ptr::null_mut();
+    // SAFETY: `conn` is open and used by this thread alone. SQLITE_FCNTL_JOURNAL_POINTER writes
+    // the pager's WAL file object (its rollback journal's outside WAL mode) into `file`,
+    // without calling into the file.
+    let rc = unsafe {
+        ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_JOURNAL_POINTER,
+            (&raw mut file).cast(),
+        )
+    };
+    // SAFETY: a non-null `file` is an open file object of `conn`, or one whose pMethods is
+    // null; only a WalFile opened by open() has WAL_METHODS.
+    let ours = rc == ffi::SQLITE_OK
+        && !file.is_null()
+        && unsafe { ptr::eq((*file).pMethods, &raw const WAL_METHODS) };
+    ours.then(|| file.cast::<WalFile>())
 }
 
 /// Where the default VFS's file lives inside the memory SQLite gives us (`szOsFile` bytes).
@@ -505,6 +547,45 @@ mod tests {
         assert_eq!(changed, 667);
         let check: String = recovered.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
         assert_eq!(check, "ok");
+    }
+
+    #[test]
+    fn frames_of_a_rolled_back_transaction_do_not_overwrite_another_writers_commit() {
+        let scratch = Scratch::new("rolled-back");
+        let dir = scratch.path();
+        let conn = writer(&dir.join("db"));
+        // With page 1 out of the WAL, the rollback reloads it from the database file: no call
+        // on the WAL then writes what is gathered while this connection holds the lock.
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+        conn.execute("INSERT INTO t (body) VALUES ('first')", []).unwrap();
+        // A tiny cache makes the transaction write frames before it ends, and they are gathered.
+        conn.execute_batch("PRAGMA cache_size = 4").unwrap();
+        let tx = conn.unchecked_transaction().unwrap();
+        for i in 0..50 {
+            tx.execute("INSERT INTO t (body) VALUES (?1)", [format!("{i}{}", "n".repeat(500))]).unwrap();
+        }
+        tx.rollback().unwrap();
+        // SAFETY: the writer's WAL, on this thread, between calls.
+        let gathered = wal_file(&conn).map(|wal| unsafe { (*wal).gather.pending.len() });
+        assert!(gathered.is_some_and(|len| len > 0), "the rollback left nothing gathered: {gathered:?}");
+        discard_uncommitted(&conn);
+        // Another process's connection (the default VFS) commits at the same WAL offsets.
+        let other = Connection::open(dir.join("db")).unwrap();
+        other.execute("INSERT INTO t (body) VALUES ('second')", []).unwrap();
+        drop(other);
+        // The writer's next call on its WAL (a read) would flush what it still gathered.
+        assert_eq!(count(&conn), 2);
+        let recovered = after_crash(dir);
+        let check: String = recovered.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
+        assert_eq!(check, "ok");
+        let bodies: Vec<String> = recovered
+            .prepare("SELECT body FROM t ORDER BY id")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(bodies, ["first", "second"]);
     }
 
     #[test]
