@@ -394,13 +394,16 @@ async fn tags_are_listed_by_name_case_insensitively(app: &TestApp) {
 async fn deleting_a_tag_untags_its_images_and_keeps_them(app: &TestApp) {
     app.webhook(&docker_event(NGINX)).await;
     let tag = app.create_tag("prod").await;
-    app.api("PUT", "/api/tag-assignments", &json!({ "image": NGINX, "tag_id": tag })).await;
+    let assigned = app.api("PUT", "/api/tag-assignments", &json!({ "image": NGINX, "tag_id": tag })).await;
+    assert_eq!(assigned.status, 204);
     let response = app.request("DELETE", &format!("/api/tags/{tag}")).send().await;
     assert_eq!(response.status, 204);
     let updates = app.updates().await;
     assert_eq!(updates[NGINX]["tag"], Value::Null);
     assert_eq!(updates[NGINX]["event"]["image"], json!(NGINX));
     assert_eq!(app.get("/api/tags").await.json(), json!([]));
+    // The assignment went with its tag: the listing's LEFT JOIN would hide one left behind.
+    assert_eq!(app.db.count_rows("tag_assignments").await, 0);
     assert_eq!(app.request("DELETE", &format!("/api/tags/{tag}")).send().await.status, 404);
     for malformed in ["abc", "+1", "%31", "1.0", "", "-"] {
         let response = app.request("DELETE", &format!("/api/tags/{malformed}")).send().await;
@@ -489,24 +492,38 @@ async fn unknown_paths_are_404_and_wrong_methods_405_as_json(app: &TestApp) {
 
 async fn cross_site_requests_are_refused(app: &TestApp) {
     app.webhook(&docker_event(NGINX)).await;
+    app.webhook(&docker_event("redis:7")).await;
     let tag = app.create_tag("prod").await;
+    let assigned =
+        app.api("PUT", "/api/tag-assignments", &json!({ "image": "redis:7", "tag_id": tag })).await;
+    assert_eq!(assigned.status, 204);
     let foreign = "http://evil.example";
+    // Every route that changes something, each refused on its own.
     let attempts = [
         app.request("PATCH", &format!("/api/updates/{}", encode(NGINX))).header("Origin", foreign),
         app.request("POST", "/api/updates/acknowledge-all")
             .header("Origin", foreign)
             .header("Content-Type", "application/json"),
+        app.request("POST", "/api/updates/acknowledge-by-tag")
+            .header("Sec-Fetch-Site", "cross-site")
+            .json(&json!({ "tag_id": tag })),
+        app.request("POST", "/api/tags").header("Origin", foreign).json(&json!({ "name": "evil" })),
         app.request("DELETE", &format!("/api/tags/{tag}")).header("Origin", foreign),
         app.request("PUT", "/api/tag-assignments")
             .header("Origin", "null")
             .json(&json!({ "image": NGINX, "tag_id": tag })),
+        app.request("DELETE", "/api/tag-assignments")
+            .header("Origin", foreign)
+            .json(&json!({ "image": "redis:7" })),
     ];
     for attempt in attempts {
         let response = attempt.send().await;
         assert_eq!(response.status, 403, "{}", response.text());
+        assert!(!response.error().is_empty(), "{}", response.text());
     }
     for (method, path, content_type) in [
         ("POST", "/api/updates/acknowledge-all", "text/plain"),
+        ("POST", "/api/updates/acknowledge-by-tag", "text/plain"),
         ("POST", "/api/tags", "application/x-www-form-urlencoded"),
         ("PUT", "/api/tag-assignments", "multipart/form-data; boundary=x"),
     ] {
@@ -517,6 +534,8 @@ async fn cross_site_requests_are_refused(app: &TestApp) {
     let updates = app.updates().await;
     assert_eq!(updates[NGINX]["acknowledged"], json!(false), "nothing changed");
     assert_eq!(updates[NGINX]["tag"], Value::Null);
+    assert_eq!(updates["redis:7"]["acknowledged"], json!(false));
+    assert_eq!(updates["redis:7"]["tag"]["id"], json!(tag));
     assert_eq!(app.get("/api/tags").await.json().as_array().unwrap().len(), 1);
 
     let own_origin = format!("http://{}", app.addr);

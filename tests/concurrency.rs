@@ -87,8 +87,27 @@ async fn a_batch_chosen_to_break_a_deadlock_goes_again() {
     until_blocked(&observer, holder_pid, 2).await;
 
     // Taking a:1 now closes the cycle. The batch has waited longer, so its deadlock check runs
-    // first and the server fails it.
-    holder.query("SELECT 1 FROM updates WHERE image = 'a:1' FOR UPDATE", &[]).await.expect("a:1 locked");
+    // first and the server fails it. The holder waits for a:1 meanwhile, which shows the batch
+    // held it: with a:1 and b:1 in batches of their own there would be no cycle to break.
+    let taking_a = tokio::spawn(async move {
+        holder.query("SELECT 1 FROM updates WHERE image = 'a:1' FOR UPDATE", &[]).await.expect("a:1 locked");
+        holder
+    });
+    let blocked = async {
+        while observer
+            .query_one("SELECT cardinality(pg_blocking_pids($1))", &[&holder_pid])
+            .await
+            .unwrap()
+            .get::<_, i32>(0)
+            == 0
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), blocked)
+        .await
+        .expect("the holder never waited for the batch's lock on a:1");
+    let holder = taking_a.await.unwrap();
     holder.batch_execute("COMMIT").await.unwrap();
 
     waiting.await.unwrap().expect("c:1 stored");

@@ -264,7 +264,7 @@ impl SmallDisk {
                     Err(err) => err.to_string(),
                 };
                 assert!(
-                    std::env::var("CI").as_deref() != Ok("true"),
+                    !support::in_ci(),
                     "cannot mount a small tmpfs under CI=true ({why}): run the tests as root"
                 );
                 eprintln!("skipped: cannot mount a small tmpfs to fill ({why}); run as root");

@@ -757,6 +757,24 @@ mod tests {
     use super::*;
     use crate::store::scratch::Scratch;
 
+    /// SPEC §5's settings, on every kind of connection the store opens.
+    #[test]
+    fn every_connection_runs_in_wal_mode_with_normal_sync_and_foreign_keys() {
+        let scratch = Scratch::new("pragmas");
+        let path = scratch.path().join("db.sqlite");
+        super::super::wal_writes::register().unwrap();
+        let writer = open_connection_with(&path, Some(super::super::wal_writes::NAME)).unwrap();
+        for conn in [writer, open_reader(&path).unwrap(), open_connection(&path).unwrap()] {
+            use rusqlite::types::Value::{Integer, Text};
+            let pragma = |name: &str| {
+                conn.pragma_query_value(None, name, |row| row.get::<_, rusqlite::types::Value>(0)).unwrap()
+            };
+            assert_eq!(pragma("journal_mode"), Text("wal".into()));
+            assert_eq!(pragma("synchronous"), Integer(1), "NORMAL");
+            assert_eq!(pragma("foreign_keys"), Integer(1));
+        }
+    }
+
     type Done<T, F> = oneshot::Receiver<Box<WriteJob<T, F>>>;
 
     fn job<T: Send + 'static, F: Fn(&Connection) -> StoreResult<T> + Send + 'static>(

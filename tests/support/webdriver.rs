@@ -39,7 +39,7 @@ pub fn chromedriver() -> Option<String> {
     let path = std::env::var("CHROMEDRIVER").ok().filter(|path| !path.is_empty());
     if path.is_none() {
         assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
+            !super::in_ci(),
             "CHROMEDRIVER is not set under CI=true: browser tests cannot be skipped (run `cargo xtask test`)"
         );
         eprintln!(

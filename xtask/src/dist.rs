@@ -34,7 +34,7 @@ impl Binary {
 }
 
 pub fn run(root: &Path) -> Result<(), String> {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let ci = crate::system::in_ci();
     let mut binaries = Vec::new();
     for (name, args) in docker::cargo_commands() {
         let target_dir = root.join("target/dist").join(&name);

@@ -64,7 +64,7 @@ fn cargo_args(features: &str) -> Vec<String> {
 
 /// Lints the container files; `Err` lists every problem found.
 pub fn lint(root: &Path) -> Result<(), String> {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let ci = crate::system::in_ci();
     let mut problems = Vec::new();
     let mut unavailable = Vec::new();
 

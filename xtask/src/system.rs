@@ -70,7 +70,8 @@ pub fn install_package(package: &str, why: &str) -> Result<(), String> {
 
 /// Whether the run is CI's, where nothing may be skipped.
 pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|value| value == "true")
+    // CI=1 and CI=woodpecker mean CI as much as CI=true does; only CI=false (or 0) does not.
+    std::env::var("CI").is_ok_and(|value| !value.is_empty() && value != "false" && value != "0")
 }
 
 /// A named sequence of checks, reported one line each at the end.
