@@ -726,6 +726,13 @@ async fn groups_are_created_and_cards_moved_by_drag_and_menu() {
     page.wait_api("prometheus assigned to production", |u| u[PROMETHEUS]["tag"]["name"] == "production")
         .await;
 
+    // Focus moved elsewhere without a pointer (a script here, a screen reader's own navigation
+    // in life) closes the menu, which would otherwise hold the page's redraws.
+    page.card(NGINX).await.get("move-menu").await.click().await;
+    page.wait_for(&testid("move-options")).await;
+    page.execute("document.querySelector('[data-testid=search]').focus()", vec![]).await;
+    page.wait_gone(&testid("move-options")).await;
+
     // Everything stays where it was put after a reload.
     page.reload().await;
     page.wait_loaded().await;
@@ -814,6 +821,9 @@ async fn dismissing_a_group_and_dismissing_all() {
     }
     assert!(!page.section(&prod).await.get("group-dismiss").await.enabled().await, "nothing left to dismiss");
     page.assert_focus_kept("after dismissing a group").await;
+    let (control, image) = page.focus().await;
+    assert_eq!(control.as_deref(), Some("move-menu"), "focus goes to a card of the group: {image:?}");
+    assert!(matches!(image.as_deref(), Some(NGINX | HASS)), "a card of the group: {image:?}");
 
     // Dismiss all: a dialog asks; Cancel keeps everything.
     let dismiss_all = page.by_testid("dismiss-all").await;
@@ -1010,6 +1020,56 @@ async fn a_webhook_shows_up_live_with_a_toast() {
     page.wait_title("Diun Dashboard (3)").await;
     page.wait_for(&testid("toast")).await;
     page.assert_no_console_errors().await;
+}
+
+/// Acknowledged from the keyboard under the Pending filter, a card leaves the view: focus goes to
+/// the next card's Acknowledge, not back to the top of the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn acknowledging_under_the_pending_filter_keeps_the_keyboard_in_place() {
+    let Some(page) = Page::start(1280, 1200).await else { return };
+    seed(&page, &varied_events()).await;
+    page.open().await;
+    page.choose("filter-status", "pending").await;
+    let order = "return [...document.querySelectorAll('[data-testid=\"card\"]')].map(c => c.dataset.image)";
+    let shown = page.execute(order, vec![]).await;
+    let (first, second) = (shown[0].as_str().unwrap().to_string(), shown[1].as_str().unwrap().to_string());
+    let ack = page.card(&first).await.get("ack").await;
+    page.execute("arguments[0].focus()", vec![ack.json()]).await;
+    ack.send_keys(keys::ENTER).await;
+    page.wait_gone(&card_css(&first)).await;
+    page.wait_until("focus on the next card's Acknowledge", async || {
+        (page.focus().await == (Some("ack".to_string()), Some(second.clone()))).then_some(())
+    })
+    .await;
+}
+
+/// Two tabs keep the "Just in" marks of both: a tab saving its own copy of them erased what the
+/// other had marked seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn seen_marks_of_another_tab_are_kept() {
+    let Some(page) = Page::start(1280, 1200).await else { return };
+    seed(&page, &varied_events()[..2]).await;
+    page.open().await;
+    // Another tab (same origin, same storage) marks an image seen after this one loaded.
+    let other_tab = r#"const key = "diun-dashboard:seen";
+        const marks = JSON.parse(localStorage.getItem(key));
+        marks["from:other-tab"] = "2099-01-01T00:00:00.000000Z";
+        localStorage.setItem(key, JSON.stringify(marks));"#;
+    page.execute(other_tab, vec![]).await;
+    // This tab then marks a new card seen, and saves.
+    const KUMA: &str = "docker.io/louislam/uptime-kuma:1.23.13";
+    page.webhook(&docker(KUMA, "nas", "uptime-kuma", "")).await;
+    page.card(KUMA).await;
+    let read = "return JSON.parse(localStorage.getItem('diun-dashboard:seen'))";
+    let marks = page
+        .wait_until("this tab to mark the new card seen", async || {
+            let marks = page.execute(read, vec![]).await;
+            marks.get(KUMA).is_some().then_some(marks)
+        })
+        .await;
+    assert_eq!(marks["from:other-tab"], json!("2099-01-01T00:00:00.000000Z"), "{marks:#}");
 }
 
 /// A new image's card goes to the top of its group, which may be far down a long page: the
@@ -1615,6 +1675,58 @@ async fn the_empty_state_explains_how_to_point_diun_here() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_failure_is_said_in_view_and_a_refresh_by_hand_shows_it_again() {
+    // One card a row, so that the list is longer than the window.
+    let Some(page) = Page::start(480, 640).await else { return };
+    seed(&page, &varied_events()).await;
+    page.open().await;
+    page.card(NGINX).await;
+    page.cdp("Network.enable", json!({})).await;
+    page.cdp("Network.setBlockedURLs", json!({ "urls": ["*/api/updates*"] })).await;
+
+    // An acknowledgement that fails far down the list: its banner is in view, not at the top of
+    // the page, off-screen.
+    let order = "return [...document.querySelectorAll('[data-testid=\"card\"]')].map(c => c.dataset.image)";
+    let shown = page.execute(order, vec![]).await;
+    let last = shown.as_array().and_then(|cards| cards.last()).and_then(Value::as_str).unwrap().to_string();
+    page.execute("window.scrollTo(0, document.body.scrollHeight)", vec![]).await;
+    page.card(&last).await.get("ack").await.click().await;
+    let banner = page.wait_for(&testid("error-banner")).await;
+    let scrolled = page.execute("return scrollY", vec![]).await;
+    assert!(scrolled.as_f64().is_some_and(|y| y > 100.0), "the page is not scrolled down: {scrolled}");
+    let in_view =
+        "const box = arguments[0].getBoundingClientRect(); return box.top >= 0 && box.bottom <= innerHeight;";
+    assert_eq!(page.execute(in_view, vec![banner.json()]).await, json!(true), "the banner is off-screen");
+    // The action's own refresh failed too: a banner each.
+    while let Some(close) = page.find(&testid("error-dismiss")).await {
+        close.click().await;
+    }
+    page.wait_gone(&testid("error-banner")).await;
+
+    // A refresh that fails shows its banner; closed, a refresh by hand shows it again.
+    page.by_testid("refresh").await.click().await;
+    page.wait_for(&testid("error-banner")).await;
+    page.by_testid("error-dismiss").await.click().await;
+    page.wait_gone(&testid("error-banner")).await;
+    page.by_testid("refresh").await.click().await;
+    let banner = page.wait_for(&testid("error-banner")).await;
+    assert!(banner.text_content().await.contains("Could not load updates"));
+    page.wait_until("the failure to be announced", async || {
+        (page.wait_for("#announcer").await.text_content().await == "Refresh failed").then_some(())
+    })
+    .await;
+
+    page.cdp("Network.setBlockedURLs", json!({ "urls": [] })).await;
+    page.by_testid("refresh").await.click().await;
+    page.wait_gone(&testid("error-banner")).await;
+    page.wait_until("the refresh to be announced", async || {
+        (page.wait_for("#announcer").await.text_content().await == "Refreshed").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn api_errors_show_a_banner_and_roll_back() {
     let Some(mut page) = Page::start(1280, 1200).await else { return };
     seed(&page, &varied_events()[..2]).await;
@@ -1884,6 +1996,16 @@ async fn groups_are_made_and_kept_from_the_keyboard() {
         (page.focus().await.0.as_deref() == Some("group-delete-cancel")).then_some(())
     })
     .await;
+    // What a screen reader says there: the group's name, and the question.
+    let told = page
+        .execute(
+            "const b = document.activeElement; \
+             return [b.closest('[role=group]').getAttribute('aria-label'), \
+                     document.getElementById(b.getAttribute('aria-describedby'))?.textContent];",
+            vec![],
+        )
+        .await;
+    assert_eq!(told, json!(["Delete group media", "Delete this group? Its updates become untagged."]));
     page.active().await.send_keys(keys::ENTER).await;
     page.wait_gone(&testid("group-delete-cancel")).await;
     page.section(&media).await;

@@ -10,9 +10,29 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * How long a request may take, its body included. One that never ends (a proxy or a network that
+ * accepts the connection and never answers) would hold every later refetch behind it while the
+ * page still said "Live".
+ */
+const REQUEST_TIMEOUT_MS = 30_000;
+
+/** Why a request got no answer, as the ApiError the callers show. */
+function unanswered(err) {
+  if (err?.name === "TimeoutError") {
+    return new ApiError(`The dashboard server did not answer within ${REQUEST_TIMEOUT_MS / 1000} s.`, 0);
+  }
+  return new ApiError("Cannot reach the dashboard server. Is it running?", 0);
+}
+
 /** The parsed JSON answer; with `withMark`, {data, mark} with the X-Change-Seq header too. */
 async function request(method, path, body, withMark = false) {
-  const init = { method, headers: { Accept: "application/json" }, cache: "no-store" };
+  const init = {
+    method,
+    headers: { Accept: "application/json" },
+    cache: "no-store",
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+  };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -20,8 +40,8 @@ async function request(method, path, body, withMark = false) {
   let res;
   try {
     res = await fetch(path, init);
-  } catch {
-    throw new ApiError("Cannot reach the dashboard server. Is it running?", 0);
+  } catch (err) {
+    throw unanswered(err);
   }
   if (!res.ok) {
     let message = `The server answered ${res.status}${res.statusText ? ` ${res.statusText}` : ""}.`;
@@ -33,7 +53,12 @@ async function request(method, path, body, withMark = false) {
     }
     throw new ApiError(message, res.status);
   }
-  const text = res.status === 204 ? "" : await res.text();
+  let text = "";
+  try {
+    if (res.status !== 204) text = await res.text();
+  } catch (err) {
+    throw unanswered(err);
+  }
   let data = null;
   try {
     if (text) data = JSON.parse(text);

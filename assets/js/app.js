@@ -96,6 +96,29 @@ function findByFocusKey(key) {
   return null;
 }
 
+/**
+ * Where focus goes when the focused control is gone and so is its stand-in (a card acknowledged
+ * under the Pending filter, a group with nothing left to dismiss): the next card's controls, then
+ * the previous ones', then the group's own, so that a keyboard user carries on from where they
+ * were instead of from the top of the list.
+ */
+function nearbyFocusKeys(active) {
+  const card = active?.closest?.('[data-testid="card"]');
+  const section = active?.closest?.('[data-testid="group"]');
+  const cards = [...root.querySelectorAll('[data-testid="card"]')];
+  let order = [];
+  if (card) {
+    const at = cards.indexOf(card);
+    order = [...cards.slice(at + 1), ...cards.slice(0, at).reverse()];
+  } else if (section) {
+    order = cards.filter((other) => section.contains(other));
+  }
+  const keys = order.slice(0, 8).flatMap((other) => [`ack:${other.dataset.image}`, `move:${other.dataset.image}`]);
+  const groupKey = section?.dataset.tagId;
+  if (groupKey) keys.push(`group-dismiss:${groupKey}`, `group-delete:${groupKey}`);
+  return keys;
+}
+
 function renderNow() {
   // A drag or an open menu holds the DOM still; the latest state is drawn when it ends.
   if (dragging || isMenuOpen()) {
@@ -106,6 +129,7 @@ function renderNow() {
   const active = document.activeElement;
   const focusKey = active?.dataset?.focusKey;
   const fallbackKey = active?.dataset?.focusFallback;
+  const nearby = active && active !== document.body ? nearbyFocusKeys(active) : [];
 
   const v = view();
   const summary = summarize(v);
@@ -113,12 +137,12 @@ function renderNow() {
   renderGroups(root, { view: v, summary, filters: state.filters, confirm: state.confirm, loaded: state.loaded, isNew, endpoint });
 
   // The focused control was redrawn, or it is now disabled (say, "dismiss" with nothing left to
-  // dismiss): its new self if usable, else its fallback, else the updates region, never <body>,
-  // where a keyboard user would have to start again from the top.
+  // dismiss): its new self if usable, else its fallback, else the nearest control, else the
+  // updates region, never <body>, where a keyboard user would have to start again from the top.
   const now = document.activeElement;
   const hadFocus = active && active !== document.body;
   if (hadFocus && (!active.isConnected || !now || now === document.body || now.disabled)) {
-    const target = [findByFocusKey(focusKey), findByFocusKey(fallbackKey)].find((el) => el && !el.disabled);
+    const target = [focusKey, fallbackKey, ...nearby].map(findByFocusKey).find((el) => el && !el.disabled);
     (target || root).focus({ preventScroll: true });
   }
   watchNewCards();
@@ -285,7 +309,7 @@ function pollTitle() {
     });
 }
 
-/** Fetch updates, tags and hosts now (or join the fetch already running). */
+/** Fetch updates, tags and hosts now (or join the fetch already running); true once it got them. */
 function poll() {
   if (inflight) return inflight;
   clearTimeout(pollTimer);
@@ -310,11 +334,13 @@ function poll() {
       if (open && Object.hasOwn(updates, open)) historyEntry(updates[open]);
       clearError("poll");
       lastFetchOk = true;
+      return true;
     })
     .catch((err) => {
       coverage.fetchFailed(noticed);
       showError(`${err.message} Retrying every few seconds.`, { key: "poll", title: "Could not load updates" });
       lastFetchOk = false;
+      return false;
     })
     .finally(() => {
       inflight = null;
@@ -372,12 +398,15 @@ initTheme($("theme-toggle"));
 $("refresh").addEventListener("click", async () => {
   const btn = $("refresh");
   btn.classList.add("refreshing");
+  // Asked for by hand, a failure is shown again even if its banner was closed.
+  clearError("poll");
+  let ok = false;
   try {
-    await refresh();
+    ok = await refresh();
   } finally {
     btn.classList.remove("refreshing");
   }
-  announce("Refreshed");
+  announce(ok ? "Refreshed" : "Refresh failed");
 });
 
 /** Each pending image and when it was reported: what "Dismiss all" put before the user. */

@@ -104,6 +104,13 @@ export function openMoveMenu(trigger, { groups, current, onSelect, onClose }) {
     e.stopPropagation();
   });
 
+  // Focus gone elsewhere (a click that is no pointerdown, a screen reader's own navigation): an
+  // open menu holds the page's redraws, so it must not stay open behind the user's back.
+  menu.addEventListener("focusout", (e) => {
+    const to = e.relatedTarget;
+    if (to && !menu.contains(to) && !trigger.contains(to)) closeMenu();
+  });
+
   trigger.closest(".card")?.classList.add("has-open-menu");
   trigger.after(menu);
   trigger.setAttribute("aria-expanded", "true");
@@ -125,4 +132,8 @@ export function openMoveMenu(trigger, { groups, current, onSelect, onClose }) {
 // Clicking anywhere else closes the menu.
 document.addEventListener("pointerdown", (e) => {
   if (open && !open.menu.contains(e.target) && !open.trigger.contains(e.target)) closeMenu();
+});
+// So does leaving the tab (a phone locked with the menu open): coming back, the page is current.
+document.addEventListener("visibilitychange", () => {
+  if (document.hidden) closeMenu();
 });

@@ -314,10 +314,14 @@ function confirmRow(kind, group, pendingCount) {
       : group.id === null
         ? ""
         : "Delete this group? Its updates become untagged.";
+  // Focus lands on Cancel: the buttons carry the question, and the row names the group, so that
+  // a screen reader says what is being confirmed.
+  const questionId = `group-${kind}-question-${group.key}`;
+  const what = kind === "dismiss" ? `Dismiss updates in ${group.name}` : `Delete group ${group.name}`;
   return h(
     "div",
-    { class: `confirm-inline${danger ? " is-danger" : ""}`, role: "group", "aria-label": `Confirm ${kind}`, "data-testid": `group-${kind}-confirm-row` },
-    h("span", { text }),
+    { class: `confirm-inline${danger ? " is-danger" : ""}`, role: "group", "aria-label": what, "data-testid": `group-${kind}-confirm-row` },
+    h("span", { id: questionId, text }),
     h(
       "button",
       {
@@ -327,6 +331,7 @@ function confirmRow(kind, group, pendingCount) {
         "data-testid": `group-${kind}-confirm`,
         "data-focus-key": `group-${kind}-confirm:${group.key}`,
         "data-focus-fallback": `group-${kind}:${group.key}`,
+        "aria-describedby": questionId,
       },
       "Confirm",
     ),
@@ -339,6 +344,7 @@ function confirmRow(kind, group, pendingCount) {
         "data-testid": `group-${kind}-cancel`,
         "data-focus-key": `group-${kind}-cancel:${group.key}`,
         "data-focus-fallback": `group-${kind}:${group.key}`,
+        "aria-describedby": questionId,
       },
       "Cancel",
     ),

@@ -97,6 +97,21 @@ export function isNew(image, entry) {
 export function markSeen(image, receivedAt) {
   if (seen[image] === receivedAt) return;
   seen[image] = receivedAt;
+  saveSeen();
+}
+
+/**
+ * Saves the marks with those another tab saved meanwhile: each tab holds its own copy, and saving
+ * it whole erased the other's, whose cards were "Just in" again on the next visit. Per image, the
+ * later report's mark wins (RFC 3339 in UTC, one format: compared as text).
+ */
+function saveSeen() {
+  const theirs = load("seen", null);
+  if (theirs && typeof theirs === "object") {
+    for (const [image, at] of Object.entries(theirs)) {
+      if (typeof at === "string" && !(typeof seen[image] === "string" && seen[image] >= at)) seen[image] = at;
+    }
+  }
   save("seen", seen);
 }
 
