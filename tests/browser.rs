@@ -1134,6 +1134,32 @@ async fn the_toast_shows_where_a_new_card_is() {
     page.assert_no_console_errors().await;
 }
 
+/// A DIUN scan reports image after image, each found by its own refetch: one toast counts them
+/// (and is announced once), rather than a toast each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_burst_of_arrivals_shares_one_toast() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    seed(&page, &varied_events()[..1]).await;
+    page.open().await;
+    for n in 0..3 {
+        let image = format!("reg.example/burst{n}:1");
+        page.webhook(&docker(&image, "nas", "app", "")).await;
+        page.card(&image).await;
+    }
+    let text = page
+        .wait_until("one toast counting the three", async || {
+            let toasts = page.find_all(&testid("toast")).await;
+            let text = toasts.first()?.text_content().await;
+            (toasts.len() == 1 && text.contains("3 new image updates")).then_some(text)
+        })
+        .await;
+    for n in 0..3 {
+        assert!(text.contains(&format!("burst{n}")), "{text}");
+    }
+    page.assert_no_console_errors().await;
+}
+
 /// "N" takes focus to the newest toast and Escape closes it, focus going back where it was. The
 /// single-key shortcuts can be turned off in the footer (WCAG 2.1.4), and stay off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -262,20 +262,39 @@ function label(image) {
   return `${parsed.name}:${versionLabel(parsed)}`;
 }
 
+/**
+ * The arrivals of the current burst and their toast. A DIUN scan reports image after image over a
+ * few seconds, and each refetch found one or two more: a toast (and a screen-reader announcement)
+ * each, three stacked. Arrivals within BURST_MS of the last join the burst's toast instead.
+ */
+let burst = null;
+const BURST_MS = 4000;
+
 function announceArrivals(updates) {
   if (!previous) return;
   const arrived = Object.entries(updates)
     .filter(([image, entry]) => !previous[image] || previous[image].received_at !== entry.received_at)
     .map(([image]) => image);
   if (!arrived.length) return;
-  const names = arrived.slice(0, 3).map(label).join(", ");
-  const more = arrived.length > 3 ? ` and ${arrived.length - 3} more` : "";
-  const host = arrived.length === 1 ? updates[arrived[0]].event?.hostname : "";
+  const now = Date.now();
+  if (burst?.toast.open && now - burst.last < BURST_MS) {
+    for (const image of arrived) if (!burst.images.includes(image)) burst.images.push(image);
+  } else {
+    burst = { images: [...arrived], toast: null };
+  }
+  burst.last = now;
+  const { images } = burst;
+  const names = images.slice(0, 3).map(label).join(", ");
+  const more = images.length > 3 ? ` and ${images.length - 3} more` : "";
+  const host = images.length === 1 ? updates[images[0]]?.event?.hostname : "";
+  const title = images.length === 1 ? "New image update" : `${images.length} new image updates`;
+  const text = `${names}${more}${host ? ` on ${host}` : ""}`;
+  if (burst.toast) {
+    burst.toast.update(title, text);
+    return;
+  }
   // A new image goes to the top of its group, which may be far down a long page.
-  toast(arrived.length === 1 ? "New image update" : `${arrived.length} new image updates`, `${names}${more}${host ? ` on ${host}` : ""}`, {
-    label: "Show",
-    run: () => showCard(arrived[0]),
-  });
+  burst.toast = toast(title, text, { label: "Show", run: () => showCard(images[0]) });
 }
 
 /**

@@ -108,6 +108,7 @@ const cameFrom = new WeakMap();
  * one with TOAST_KEY (`focusNewestToast`); Escape closes it, and focus goes back to where it was.
  * action: { label, run } for a button that does something about it, or null.
  */
+/** Shows a toast; the handle returned can tell whether it is still shown and change its words. */
 export function toast(title, text, action = null) {
   const host = document.getElementById("toasts");
   let timer = 0;
@@ -145,6 +146,18 @@ export function toast(title, text, action = null) {
   host.append(el);
   keepAtMost(host, 3);
   arm();
+  return {
+    /** Still on screen: not closed, nor pushed out by newer toasts. */
+    get open() {
+      return el.isConnected;
+    },
+    /** New words for this toast, its time on screen started over; not announced again. */
+    update(newTitle, newText) {
+      el.querySelector(".toast-title").textContent = newTitle;
+      el.querySelector(".toast-text").textContent = newText;
+      if (!el.contains(document.activeElement) && !el.matches(":hover")) arm();
+    },
+  };
 }
 
 /** Focuses the newest toast's first button; false when there is no toast. */
