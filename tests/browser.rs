@@ -1685,6 +1685,9 @@ async fn the_empty_state_explains_how_to_point_diun_here() {
     for needle in ["notif:", "webhook:", &format!("endpoint: {endpoint}"), "method: POST", "authorization"] {
         assert!(snippet.contains(needle), "the snippet lacks {needle:?}: {snippet}");
     }
+    // Opened on 127.0.0.1, the page says that a containerised DIUN cannot use that address.
+    let hint = empty.get("loopback-hint").await.text_content().await;
+    assert!(hint.contains("cannot reach") && hint.contains("diun-dashboard:8080"), "{hint}");
     assert!(page.find(&testid("card")).await.is_none());
     assert_eq!(page.by_testid("pending-badge").await.text_content().await, "0");
     assert_eq!(page.title().await, "Diun Dashboard");

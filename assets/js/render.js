@@ -504,8 +504,22 @@ function empty(endpoint) {
       h("code", { text: "WEBHOOK_SECRET" }),
       ".",
     ),
+    isLoopback(endpoint) &&
+      h(
+        "p",
+        { "data-testid": "loopback-hint" },
+        "This page is open on this machine's own address, which DIUN in a container cannot reach: use the name or address DIUN sees the dashboard by, such as ",
+        h("code", { text: "http://diun-dashboard:8080/webhook" }),
+        " on a shared Docker network.",
+      ),
   );
   return emptyState;
+}
+
+/** Whether `url` names this machine itself (localhost, 127.0.0.0/8, ::1). */
+function isLoopback(url) {
+  const host = new URL(url).hostname;
+  return host === "localhost" || host.endsWith(".localhost") || host === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 function nothingMatches() {
