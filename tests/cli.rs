@@ -168,15 +168,65 @@ async fn answered_webhooks_survive_kill_9_on_postgres() {
 #[tokio::test]
 async fn a_restart_on_postgres_logs_no_server_notices() {
     let Some(db) = TestDb::postgres().await else { return };
-    let env = db.env();
+    // With a password in the URL (the test server trusts, so it is never asked for): a start
+    // that works does not print it either.
+    let env: Vec<_> = db
+        .env()
+        .into_iter()
+        .map(|(key, url)| (key, url.replacen("://postgres@", "://postgres:s3cret-pw@", 1)))
+        .collect();
+    assert!(env[0].1.contains("s3cret-pw"), "the test's URL has no user to give a password: {env:?}");
     for start in ["first", "second"] {
         let mut service = Service::start(&env).await;
         service.signal("TERM");
         assert_eq!(service.wait(LIMIT).await, Some(0), "{}", service.log());
         let log = service.log();
         assert!(log.contains("Using PostgreSQL database"), "{log}");
+        assert!(log.contains(&format!("Listening on http://{}", service.addr)), "{log}");
         assert!(!log.contains("NOTICE"), "{start} start: {log}");
+        assert!(!log.contains("s3cret-pw"), "{start} start printed the password: {log}");
     }
+    db.drop_schema().await;
+}
+
+/// A server that takes the connection and never answers (a firewall's tarpit, a hung host) is
+/// a start-up error within seconds too, not a hang.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_postgres_that_never_answers_is_a_clear_start_up_error() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            connections.push(socket);
+        }
+    });
+    let url = format!("postgres://diun@127.0.0.1:{port}/diun");
+    // `run` fails the test past LIMIT.
+    let (code, _, stderr) =
+        run(&[], &[("DATABASE_URL", url), ("PORT", free_port().to_string())], LIMIT).await;
+    held.abort();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("timed out connecting"), "{stderr}");
+    assert_eq!(stderr.lines().filter(|l| l.contains("ERROR")).count(), 1, "{stderr}");
+}
+
+/// A database migrated by a newer release is refused at start-up with one clear line.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_postgres_schema_from_a_newer_release_is_a_clear_start_up_error() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let mut service = Service::start(&db.env()).await;
+    service.signal("TERM");
+    assert_eq!(service.wait(LIMIT).await, Some(0), "{}", service.log());
+    db.query("INSERT INTO schema_migrations (version, name) VALUES (9999, 'from_the_future')").await;
+    let mut env = db.env();
+    env.push(("PORT", free_port().to_string()));
+    let (code, _, stderr) = run(&[], &env, LIMIT).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("newer diun-dashboard"), "{stderr}");
+    assert_eq!(stderr.lines().filter(|l| l.contains("ERROR")).count(), 1, "{stderr}");
     db.drop_schema().await;
 }
 

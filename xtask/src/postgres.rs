@@ -196,7 +196,11 @@ fn throwaway_cluster(bin: &Path) -> Result<TestDatabase, String> {
         .and_then(|listener| listener.local_addr())
         .map_err(|err| format!("cannot find a free port: {err}"))?
         .port();
-    let options = format!("-c listen_addresses=127.0.0.1 -p {port} -k {socket_dir} -c fsync=off");
+    // Every test's app keeps a pool of its own (up to 25 connections): on a machine with many
+    // cores, tests run side by side would exceed the default 100.
+    let options = format!(
+        "-c listen_addresses=127.0.0.1 -p {port} -k {socket_dir} -c fsync=off -c max_connections=400"
+    );
     let log = dir.join("server.log").to_string_lossy().into_owned();
     system::run(&mut postgres_tool(
         &bin.join("pg_ctl"),
