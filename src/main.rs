@@ -142,6 +142,8 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+    // Shutdown may take up to the grace period: the log says why the service is still there.
+    log::info!("stopping: finishing the requests in flight");
 }
 
 /// `migrate --from <sqlite file> --to <postgres url> [--force]` (`--to` defaults to DATABASE_URL).

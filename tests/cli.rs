@@ -104,9 +104,10 @@ async fn in_flight_requests_finish_after_sigterm() {
     );
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(&body.as_bytes()[..10]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Connections are accepted in order: once this is answered, the slow one is in flight.
+    assert_eq!(service.request("GET", "/healthz").send().await.status, 200);
     service.signal("TERM");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    service.wait_for_log("stopping: finishing the requests in flight").await;
     stream.write_all(&body.as_bytes()[10..]).await.unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await.unwrap();

@@ -214,7 +214,7 @@ async fn sigterm_during_load_finishes_in_flight_requests_and_exits_0(db: &TestDb
     // Connections are accepted in order: once this is answered, the slow ones are in flight.
     assert_eq!(service.request("GET", "/healthz").send().await.status, 200);
     service.signal("TERM");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    service.wait_for_log("stopping: finishing the requests in flight").await;
     for (i, (mut stream, rest)) in slow.into_iter().enumerate() {
         stream.write_all(&rest).await.expect("the server still reads an in-flight request");
         let mut answer = String::new();

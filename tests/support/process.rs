@@ -85,6 +85,17 @@ impl Service {
         self.log.lock().unwrap().clone()
     }
 
+    /// Waits until the log holds `needle` (at most 20 s).
+    pub async fn wait_for_log(&self, needle: &str) {
+        for _ in 0..1000 {
+            if self.log().contains(needle) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("no {needle:?} in the log within 20 s:\n{}", self.log());
+    }
+
     pub fn request(&self, method: &str, path: &str) -> Request {
         Request::new(self.addr, method, path)
     }
