@@ -190,6 +190,26 @@ async fn a_restart_on_postgres_logs_no_server_notices() {
     db.drop_schema().await;
 }
 
+/// A replica that starts while another holds the migration lock says that it waits for it, and
+/// starts once the lock is free.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_start_behind_another_replicas_migration_says_it_waits() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let diun_dashboard::config::Database::Postgres { url } = db.database() else { unreachable!() };
+    let (holder, connection) = tokio_postgres::connect(url.expose(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let lock = diun_dashboard::store::postgres::MIGRATION_LOCK;
+    holder.execute("SELECT pg_advisory_lock($1)", &[&lock]).await.unwrap();
+    let mut service = Service::spawn(&db.env());
+    service.wait_for_log("holds the migration lock of this database; waiting for it").await;
+    holder.execute("SELECT pg_advisory_unlock($1)", &[&lock]).await.unwrap();
+    service.wait_healthy().await;
+    service.signal("TERM");
+    assert_eq!(service.wait(LIMIT).await, Some(0), "{}", service.log());
+    db.drop_schema().await;
+}
+
 /// A server that takes the connection and never answers (a firewall's tarpit, a hung host) is
 /// a start-up error within seconds too, not a hang.
 #[cfg(feature = "postgres")]

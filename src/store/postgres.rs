@@ -219,7 +219,7 @@ pub(crate) const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Upper bound for one operation, connection checkout included.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Serializes migrations of replicas starting at once (an arbitrary, fixed key).
-const MIGRATION_LOCK: i64 = 0x0D10_DA5B;
+pub const MIGRATION_LOCK: i64 = 0x0D10_DA5B;
 
 pub struct PostgresStore {
     pool: Pool<Manager>,
@@ -643,10 +643,19 @@ pub fn migrations() -> Result<Vec<Migration>, String> {
 /// replicas starting together migrate once.
 pub async fn run_migrations(client: &mut Client, migrations: &[Migration]) -> Result<(), String> {
     let fail = |what: &str, err: tokio_postgres::Error| format!("{what}: {}", describe(&err));
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+    let free: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await
-        .map_err(|err| fail("cannot take the migration lock", err))?;
+        .map_err(|err| fail("cannot take the migration lock", err))?
+        .get(0);
+    if !free {
+        // The wait counts against the start-up limit, whose error alone would not say why.
+        log::info!("another diun-dashboard holds the migration lock of this database; waiting for it");
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(|err| fail("cannot take the migration lock", err))?;
+    }
     client
         // Not `CREATE TABLE IF NOT EXISTS`: its "already exists, skipping" notice would be
         // logged at every start. Looked up where CREATE TABLE would put it, as that does.
