@@ -148,6 +148,27 @@ async fn a_webhook_answered_503_is_not_stored_later() {
     app.stop().await;
 }
 
+/// A request that ran out of time with its statement still waiting on the server does not give
+/// that connection back to the pool: a later request handed it would queue behind the abandoned
+/// statement, and a cancel meant for the later one would stop the abandoned one instead. Takes
+/// about ten seconds: the service's time limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_left_mid_statement_is_not_handed_out_again() {
+    let Some(app) = TestApp::postgres().await else { return };
+    app.store.upsert_event(support::event_from_host("x:1", "nas"), Timestamp::now()).await.unwrap();
+    let holder = connect(&app).await;
+    holder.batch_execute("BEGIN; SELECT 1 FROM updates WHERE image = 'x:1' FOR UPDATE").await.unwrap();
+    let answered = app.request("PATCH", "/api/updates/x%3A1").send().await;
+    assert_eq!(answered.status, 503, "{}", answered.text());
+    // The abandoned UPDATE still waits on the row: every pooled connection in turn must answer.
+    for n in 0..40 {
+        let tags = app.get("/api/tags").await;
+        assert_eq!(tags.status, 200, "request {n} got the abandoned connection: {}", tags.text());
+    }
+    holder.batch_execute("COMMIT").await.unwrap();
+    app.stop().await;
+}
+
 /// Dismissing a group holds the group until it commits: a deletion of the group meanwhile waits,
 /// so the answer never counts the images of a group that was already gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

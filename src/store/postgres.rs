@@ -50,6 +50,7 @@ impl bb8::ManageConnection for Manager {
             client: connected?,
             statements: Statements::default(),
             cancel_sent: AtomicBool::new(false),
+            unfinished: AtomicBool::new(false),
         })
     }
 
@@ -67,8 +68,11 @@ impl bb8::ManageConnection for Manager {
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
         // A cancel can reach the server after the statement it was meant for has ended, and
-        // would then stop the next request's statement on this connection.
-        *conn.cancel_sent.get_mut() || self.inner.has_broken(&mut conn.client)
+        // would then stop the next request's statement on this connection. An exchange left
+        // unfinished (its request timed out, or its client went away) still runs on the
+        // server: the next request would queue behind it, and a cancel meant for that request
+        // would stop the abandoned statement instead.
+        *conn.cancel_sent.get_mut() || *conn.unfinished.get_mut() || self.inner.has_broken(&mut conn.client)
     }
 }
 
@@ -81,6 +85,18 @@ pub struct Conn {
     statements: Statements,
     /// A cancel request was sent for this connection: it is not handed out again.
     cancel_sent: AtomicBool,
+    /// An exchange with the server was started and has not finished (see [`finished`]).
+    unfinished: AtomicBool,
+}
+
+/// Runs one exchange with the server, the connection marked while it is unfinished. Dropped
+/// midway (a timeout, a client gone), the exchange leaves the mark, and the pool discards the
+/// connection rather than hand it out behind a statement still running.
+async fn finished<T>(unfinished: &AtomicBool, exchange: impl Future<Output = T>) -> T {
+    unfinished.store(true, Ordering::Relaxed);
+    let outcome = exchange.await;
+    unfinished.store(false, Ordering::Relaxed);
+    outcome
 }
 
 impl std::ops::Deref for Conn {
@@ -142,7 +158,12 @@ impl Conn {
     where
         Q: Future<Output = Result<T, tokio_postgres::Error>>,
     {
-        self.statements.run(sql, |sql| self.client.prepare(sql), query).await
+        finished(&self.unfinished, self.statements.run(sql, |sql| self.client.prepare(sql), query)).await
+    }
+
+    /// A round trip that needs no statement: the health check's.
+    pub async fn ping(&self) -> Result<(), tokio_postgres::Error> {
+        finished(&self.unfinished, self.client.simple_query("SELECT 1")).await.map(drop)
     }
 
     pub async fn execute(
@@ -180,33 +201,33 @@ impl Conn {
     /// A transaction whose queries use this connection's prepared statements too. Dropped
     /// without [`CachedTransaction::commit`] (an error, a timeout), it is rolled back.
     async fn transaction(&mut self) -> Result<CachedTransaction<'_>, tokio_postgres::Error> {
-        let Conn { client, statements, .. } = self;
-        Ok(CachedTransaction { tx: client.transaction().await?, statements })
+        let Conn { client, statements, unfinished, .. } = self;
+        let tx = finished(unfinished, client.transaction()).await?;
+        Ok(CachedTransaction { tx, statements, unfinished })
     }
 }
 
 struct CachedTransaction<'a> {
     tx: Transaction<'a>,
     statements: &'a Statements,
+    unfinished: &'a AtomicBool,
 }
 
 impl CachedTransaction<'_> {
     async fn execute(&self, sql: &'static str, params: &Params<'_>) -> Result<u64, tokio_postgres::Error> {
         let tx = &self.tx;
-        self.statements
-            .run(sql, |sql| tx.prepare(sql), |statement| async move { tx.execute(&statement, params).await })
-            .await
+        let run = |statement: Statement| async move { tx.execute(&statement, params).await };
+        finished(self.unfinished, self.statements.run(sql, |sql| tx.prepare(sql), run)).await
     }
 
     async fn query(&self, sql: &'static str, params: &Params<'_>) -> Result<Vec<Row>, tokio_postgres::Error> {
         let tx = &self.tx;
-        self.statements
-            .run(sql, |sql| tx.prepare(sql), |statement| async move { tx.query(&statement, params).await })
-            .await
+        let run = |statement: Statement| async move { tx.query(&statement, params).await };
+        finished(self.unfinished, self.statements.run(sql, |sql| tx.prepare(sql), run)).await
     }
 
     async fn commit(self) -> Result<(), tokio_postgres::Error> {
-        self.tx.commit().await
+        finished(self.unfinished, self.tx.commit()).await
     }
 }
 
@@ -853,11 +874,7 @@ impl UpdateStore for PostgresStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.with_client(|client| async move {
-            client.simple_query("SELECT 1").await?;
-            Ok(())
-        })
-        .await
+        self.with_client(|client| async move { Ok(client.ping().await?) }).await
     }
 
     async fn upsert_event(&self, event: DiunEvent, received_at: Timestamp) -> StoreResult<()> {
