@@ -210,6 +210,29 @@ async fn a_start_behind_another_replicas_migration_says_it_waits() {
     db.drop_schema().await;
 }
 
+/// A database that takes no writes (a standby, or read-only by default) is refused at start-up
+/// with one clear line, rather than answering /healthz while every webhook fails.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_read_only_postgres_is_a_clear_start_up_error() {
+    let Some(db) = TestDb::postgres().await else { return };
+    // Migrated before: nothing at start-up would need a write.
+    let mut service = Service::start(&db.env()).await;
+    service.signal("TERM");
+    assert_eq!(service.wait(LIMIT).await, Some(0), "{}", service.log());
+    let diun_dashboard::config::Database::Postgres { url } = db.database() else { unreachable!() };
+    // The test URL sets the schema through `options`; read-only is added to the same value.
+    let read_only =
+        url.expose().replacen("options=", "options=-c%20default_transaction_read_only%3Don%20", 1);
+    assert_ne!(read_only, url.expose(), "the test URL has no options to extend");
+    let env = [("DATABASE_URL", read_only), ("PORT", free_port().to_string())];
+    let (code, _, stderr) = run(&[], &env, LIMIT).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("does not allow writes"), "{stderr}");
+    assert_eq!(stderr.lines().filter(|l| l.contains("ERROR")).count(), 1, "{stderr}");
+    db.drop_schema().await;
+}
+
 /// A server that takes the connection and never answers (a firewall's tarpit, a hung host) is
 /// a start-up error within seconds too, not a hang.
 #[cfg(feature = "postgres")]

@@ -329,6 +329,16 @@ impl PostgresStore {
             .keepalives_idle(Duration::from_secs(30))
             .keepalives_interval(Duration::from_secs(10))
             .keepalives_retries(3);
+        // Keepalives stop while sent data waits for its acknowledgement: a server gone silently
+        // (a failover by DNS, a partition) would hold a request's connection for TCP's quarter
+        // of an hour of retransmissions.
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(Duration::from_secs(30));
+        }
+        // Every replica writes: a standby (or a read-only default) is refused at start-up, where
+        // it says so, rather than answering /healthz while every webhook fails; with several
+        // hosts in the URL, the primary is the one taken.
+        config.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
 
         let connecting = config.connect(NoTls);
         let (mut client, connection) =
