@@ -44,6 +44,10 @@ async fn history_lists_every_webhook_newest_first_with_pages(app: &TestApp) {
         second["events"].as_array().unwrap().iter().map(|e| e["hostname"].as_str().unwrap()).collect();
     assert_eq!(rest, ["nas"]);
     assert_eq!(second["next_before"], Value::Null);
+    // A last page that is exactly full is said to be the last.
+    let exact = app.get(&format!("{HISTORY}?limit=3")).await.json();
+    assert_eq!(exact["events"].as_array().unwrap().len(), 3);
+    assert_eq!(exact["next_before"], Value::Null, "{exact}");
 
     assert_eq!(
         app.request("PATCH", "/api/updates/docker.io%2Flibrary%2Fnginx%3A1.27").send().await.status,

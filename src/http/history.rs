@@ -28,12 +28,16 @@ pub async fn history(raw_image: String, query: String, state: AppState, method: 
             only_reads(&method)?;
             let image = decode_image_path(&raw_image).map_err(ApiError::bad_request)?;
             let (before, limit) = page(&query)?;
-            let events = state
+            // One more than the page: a page that is exactly the last one says so (no cursor to
+            // an empty page).
+            let mut events = state
                 .store
-                .history(image.clone(), before, limit)
+                .history(image.clone(), before, limit + 1)
                 .await?
                 .ok_or_else(|| ApiError::not_found(format!("no update for image {image:?}")))?;
-            let next_before = (events.len() == limit as usize).then(|| events.last().map(|e| e.id)).flatten();
+            let more = events.len() > limit as usize;
+            events.truncate(limit as usize);
+            let next_before = more.then(|| events.last().map(|e| e.id)).flatten();
             Ok(json_reply(StatusCode::OK, &HistoryPage { image, events, next_before }))
         }
         .await,
