@@ -169,6 +169,25 @@ async fn a_connection_left_mid_statement_is_not_handed_out_again() {
     app.stop().await;
 }
 
+/// A lock_timeout set by the DBA is a passing trouble, like any other wait that ran out: 503,
+/// not the 500 of a fault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dbas_lock_timeout_is_answered_503() {
+    let Some(db) = support::TestDb::postgres().await else { return };
+    let Database::Postgres { url } = db.database() else { unreachable!("a PostgreSQL database") };
+    let url = url.expose().replacen("options=", "options=-c%20lock_timeout%3D200%20", 1);
+    let database = Database::Postgres { url: diun_dashboard::config::Secret::new(url) };
+    let app = TestApp::start_with(database, db, None).await;
+    app.store.upsert_event(support::event_from_host("x:1", "nas"), Timestamp::now()).await.unwrap();
+    let holder = connect(&app).await;
+    holder.batch_execute("BEGIN; SELECT 1 FROM updates WHERE image = 'x:1' FOR UPDATE").await.unwrap();
+    let answered = app.request("PATCH", "/api/updates/x%3A1").send().await;
+    assert_eq!(answered.status, 503, "{}", answered.text());
+    assert!(answered.error().contains("55P03"), "{}", answered.text());
+    holder.batch_execute("COMMIT").await.unwrap();
+    app.stop().await;
+}
+
 /// Dismissing a group holds the group until it commits: a deletion of the group meanwhile waits,
 /// so the answer never counts the images of a group that was already gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

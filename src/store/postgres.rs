@@ -257,20 +257,29 @@ pub struct PostgresStore {
 impl From<tokio_postgres::Error> for StoreError {
     fn from(err: tokio_postgres::Error) -> Self {
         let unavailable = match err.code() {
-            // No server answer at all: connection refused, reset or closed.
-            None => true,
+            // No server answer at all: connection refused, reset or closed. A code-less error
+            // of the client's own (a value it cannot decode) is a fault, not an outage.
+            None => {
+                err.is_closed()
+                    || std::error::Error::source(&err).is_some_and(|cause| cause.is::<std::io::Error>())
+            }
             Some(code) => {
-                code.code().starts_with("08")
+                // Connection trouble (08), insufficient resources (53: disk, memory, too many
+                // connections), the system's own errors (58, I/O): they pass.
+                ["08", "53", "58"].iter().any(|class| code.code().starts_with(class))
                     || [
                         SqlState::ADMIN_SHUTDOWN,
                         SqlState::CRASH_SHUTDOWN,
                         SqlState::CANNOT_CONNECT_NOW,
-                        SqlState::TOO_MANY_CONNECTIONS,
                         SqlState::QUERY_CANCELED,
                         SqlState::READ_ONLY_SQL_TRANSACTION,
-                        SqlState::DISK_FULL,
                         SqlState::T_R_SERIALIZATION_FAILURE,
                         SqlState::T_R_DEADLOCK_DETECTED,
+                        // A DBA's lock_timeout, idle_session_timeout and
+                        // idle_in_transaction_session_timeout.
+                        SqlState::LOCK_NOT_AVAILABLE,
+                        SqlState::IDLE_SESSION_TIMEOUT,
+                        SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
                     ]
                     .contains(code)
             }
