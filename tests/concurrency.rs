@@ -156,16 +156,26 @@ async fn a_webhook_answered_503_is_not_stored_later() {
 async fn a_connection_left_mid_statement_is_not_handed_out_again() {
     let Some(app) = TestApp::postgres().await else { return };
     app.store.upsert_event(support::event_from_host("x:1", "nas"), Timestamp::now()).await.unwrap();
-    let holder = connect(&app).await;
+    let tag = app.store.create_tag("prod".into()).await.unwrap().id;
+    let (holder, observer) = (connect(&app).await, connect(&app).await);
     holder.batch_execute("BEGIN; SELECT 1 FROM updates WHERE image = 'x:1' FOR UPDATE").await.unwrap();
-    let answered = app.request("PATCH", "/api/updates/x%3A1").send().await;
+    // The assignment's foreign-key check waits on the row past the service's time limit.
+    let answered = app.api("PUT", "/api/tag-assignments", &json!({ "image": "x:1", "tag_id": tag })).await;
     assert_eq!(answered.status, 503, "{}", answered.text());
-    // The abandoned UPDATE still waits on the row: every pooled connection in turn must answer.
+    // Every pooled connection in turn must answer: none is the one behind the abandoned INSERT.
     for n in 0..40 {
         let tags = app.get("/api/tags").await;
         assert_eq!(tags.status, 200, "request {n} got the abandoned connection: {}", tags.text());
     }
     holder.batch_execute("COMMIT").await.unwrap();
+    // The abandoned INSERT was cancelled, not left to commit once the row was free: taking the
+    // row waits for it if it still runs.
+    observer
+        .batch_execute("BEGIN; SELECT 1 FROM updates WHERE image = 'x:1' FOR UPDATE; COMMIT")
+        .await
+        .unwrap();
+    let assigned: i64 = observer.query_one("SELECT count(*) FROM tag_assignments", &[]).await.unwrap().get(0);
+    assert_eq!(assigned, 0, "the write answered 503 was stored");
     app.stop().await;
 }
 

@@ -72,7 +72,25 @@ impl bb8::ManageConnection for Manager {
         // unfinished (its request timed out, or its client went away) still runs on the
         // server: the next request would queue behind it, and a cancel meant for that request
         // would stop the abandoned statement instead.
-        *conn.cancel_sent.get_mut() || *conn.unfinished.get_mut() || self.inner.has_broken(&mut conn.client)
+        let unfinished = *conn.unfinished.get_mut();
+        if unfinished && !*conn.cancel_sent.get_mut() {
+            cancel_abandoned(&conn.client);
+        }
+        *conn.cancel_sent.get_mut() || unfinished || self.inner.has_broken(&mut conn.client)
+    }
+}
+
+/// Stops the statement a discarded connection left running. Waiting on a lock, the server does
+/// not notice the closed socket: an abandoned write (its client already answered 503) would
+/// commit once the lock went, unannounced, and hold a server process until then.
+fn cancel_abandoned(client: &Client) {
+    let token = client.cancel_token();
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            if let Err(err) = token.cancel_query(NoTls).await {
+                log::warn!("cannot cancel an abandoned statement: {}", describe(&err));
+            }
+        });
     }
 }
 
@@ -341,8 +359,11 @@ impl PostgresStore {
         // Keepalives stop while sent data waits for its acknowledgement: a server gone silently
         // (a failover by DNS, a partition) would hold a request's connection for TCP's quarter
         // of an hour of retransmissions.
+        // Past the keepalives' own verdict (30 s idle, then 3 probes 10 s apart): Linux lets
+        // this timeout decide for keepalive probes too, and a shorter one would close a healthy
+        // idle connection on one lost probe.
         if config.get_tcp_user_timeout().is_none() {
-            config.tcp_user_timeout(Duration::from_secs(30));
+            config.tcp_user_timeout(Duration::from_secs(75));
         }
         // Every replica writes: a standby (or a read-only default) is refused at start-up, where
         // it says so, rather than answering /healthz while every webhook fails; with several
