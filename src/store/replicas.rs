@@ -125,6 +125,7 @@ async fn relay(
             Err(lost) => lost,
         };
         if *closed.borrow() {
+            report_dropped(&mut queue);
             return;
         }
         notices_missed = true;
@@ -136,9 +137,23 @@ async fn relay(
         log::warn!("replica change sharing interrupted ({}); retrying in {} s", lost.why, retry.as_secs());
         tokio::select! {
             () = tokio::time::sleep(retry) => {}
-            () = closing(&mut closed) => return,
+            () = closing(&mut closed) => {
+                report_dropped(&mut queue);
+                return;
+            }
         }
         retry = (retry * 2).min(RETRY_MAX);
+    }
+}
+
+/// At shutdown without a session to the server: the changes still queued cannot be sent.
+fn report_dropped(queue: &mut mpsc::UnboundedReceiver<Change>) {
+    let mut dropped = 0;
+    while queue.try_recv().is_ok() {
+        dropped += 1;
+    }
+    if dropped > 0 {
+        log::warn!("{dropped} change(s) not sent to the other replicas: no connection at shutdown");
     }
 }
 

@@ -11,8 +11,10 @@
 //!   SQLite publishes a commit to other connections (in shared memory) only after writing that
 //!   page, so readers, the checkpointer and crash recovery never find a committed frame
 //!   missing, and a commit is on its way to the disk exactly when it was before;
-//! - any other call on the WAL file (read, sync, size, truncate, file control, close) writes
-//!   the buffer first, so SQLite never sees the file differ from what it wrote.
+//! - any other call on the WAL file (read, sync, size, truncate, file control) writes the
+//!   buffer first, so SQLite never sees the file differ from what it wrote; a rollback
+//!   ([`discard_uncommitted`]) and closing the file drop it, as it then holds only frames of a
+//!   transaction that did not commit.
 //!
 //! Frames still in the buffer belong to a transaction that has not committed; losing them in a
 //! crash loses nothing SQLite would keep. Database files, journals and the rest go straight to
@@ -308,12 +310,14 @@ unsafe extern "C" fn write(
 unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
     // SAFETY: SQLite passes a WalFile opened by open() and never uses it after xClose.
     unsafe {
-        let flushed = flush(file);
+        // What is still gathered can only be a transaction's that did not commit (a commit
+        // always writes everything out): not written, as in `discard_uncommitted`.
+        (*file.cast::<WalFile>()).gather.discard();
         let (base, methods) = base_methods(file);
         let closed = methods.xClose.map_or(ffi::SQLITE_OK, |close| close(base));
         ptr::drop_in_place(file.cast::<WalFile>());
         (*file).pMethods = ptr::null();
-        if flushed != ffi::SQLITE_OK { flushed } else { closed }
+        closed
     }
 }
 
