@@ -31,7 +31,8 @@ async function request(method, path, body, withMark = false) {
     method,
     headers: { Accept: "application/json" },
     cache: "no-store",
-    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    // Browsers before AbortSignal.timeout (Safari 16, Chrome 103) wait as long as they wait.
+    signal: AbortSignal.timeout?.(REQUEST_TIMEOUT_MS),
   };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";

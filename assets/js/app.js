@@ -71,6 +71,15 @@ const MAX_GROUP_NAME = 100;
 
 const $ = (id) => document.getElementById(id);
 const root = $("updates");
+
+// The sticky error banners' height, for the page's scroll padding (app.css): a control that
+// takes focus is not scrolled in underneath them.
+if (window.ResizeObserver) {
+  new ResizeObserver(([entry]) => {
+    const height = Math.ceil(entry.target.getBoundingClientRect().height);
+    document.documentElement.style.setProperty("--errors-height", `${height}px`);
+  }).observe($("errors"));
+}
 const endpoint = new URL("webhook", location.href).href;
 
 // ---- Rendering -------------------------------------------------------------------------------
@@ -142,8 +151,13 @@ function renderNow() {
   const now = document.activeElement;
   const hadFocus = active && active !== document.body;
   if (hadFocus && (!active.isConnected || !now || now === document.body || now.disabled)) {
-    const target = [focusKey, fallbackKey, ...nearby].map(findByFocusKey).find((el) => el && !el.disabled);
-    (target || root).focus({ preventScroll: true });
+    const usable = (keys) => keys.map(findByFocusKey).find((el) => el && !el.disabled);
+    const own = usable([focusKey, fallbackKey]);
+    const near = own ? null : usable(nearby);
+    // The control's own stand-in is where it was; a nearby one may be elsewhere on the page (a
+    // deleted group's cards, now in Untagged), so it is scrolled to.
+    if (near) near.focus();
+    else (own || root).focus({ preventScroll: true });
   }
   watchNewCards();
 }

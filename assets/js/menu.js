@@ -135,5 +135,5 @@ document.addEventListener("pointerdown", (e) => {
 });
 // So does leaving the tab (a phone locked with the menu open): coming back, the page is current.
 document.addEventListener("visibilitychange", () => {
-  if (document.hidden) closeMenu();
+  if (document.hidden) closeMenu({ focusTrigger: true });
 });
