@@ -67,8 +67,8 @@ fn project_root() -> PathBuf {
 
 fn test(root: &Path) -> Result<(), String> {
     let mut steps = Step::list();
-    // What the later steps need from the system, found or installed before the long builds.
-    let database = postgres::provide()?;
+    // Chromium is found or installed before the long builds. PostgreSQL only after the lints:
+    // a throwaway server started now would run through them, and outlive a Ctrl-C.
     browser::ensure_chromium()?;
     steps.run("rustfmt", || cargo(root, &["fmt", "--all", "--", "--check"], &[]))?;
     for (name, flags) in FEATURE_SETS {
@@ -81,6 +81,7 @@ fn test(root: &Path) -> Result<(), String> {
     steps.run("a build without any backend is refused", || no_backend_is_a_compile_error(root))?;
     steps.run("container files lint", || docker::lint(root))?;
 
+    let database = postgres::provide()?;
     let env = [("TEST_DATABASE_URL", database.url())];
     for (name, flags) in FEATURE_SETS {
         let mut args = vec!["test", "--workspace", "--locked"];
