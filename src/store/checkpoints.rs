@@ -298,23 +298,12 @@ fn copy_pass(conn: &Connection, progress: &Progress, limits: Limits) {
 /// be wrong: closing it drops every POSIX lock this process holds on the file (the writer's
 /// and the readers'), and another process could then take the database over.
 fn sync_database_file(conn: &Connection) -> Result<(), String> {
-    let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
-    // SAFETY: `conn` is open and used by this thread alone; SQLITE_FCNTL_FILE_POINTER writes
-    // the main database's file object into `file`, which lives as long as the connection.
-    let rc = unsafe {
-        ffi::sqlite3_file_control(
-            conn.handle(),
-            c"main".as_ptr(),
-            ffi::SQLITE_FCNTL_FILE_POINTER,
-            (&raw mut file).cast(),
-        )
-    };
-    // SAFETY: a non-null `file` is SQLite's open file object, its methods set while it is open.
-    let sync = (rc == ffi::SQLITE_OK && !file.is_null())
-        .then(|| unsafe { (*file).pMethods.as_ref() })
-        .flatten()
+    let file = super::wal_writes::file_object(conn, ffi::SQLITE_FCNTL_FILE_POINTER)
+        .ok_or("SQLite has no database file to sync")?;
+    // SAFETY: `file` is SQLite's open file object, its methods set while it is open.
+    let sync = unsafe { (*file).pMethods.as_ref() }
         .and_then(|methods| methods.xSync)
-        .ok_or_else(|| format!("SQLite has no database file to sync (error {rc})"))?;
+        .ok_or("SQLite's database file has no sync method")?;
     // SAFETY: as above; xSync is called on the file it belongs to, on the connection's thread.
     match unsafe { sync(file, ffi::SQLITE_SYNC_NORMAL | ffi::SQLITE_SYNC_DATAONLY) } {
         ffi::SQLITE_OK => Ok(()),

@@ -156,24 +156,23 @@ pub fn discard_uncommitted(conn: &rusqlite::Connection) {
 
 /// `conn`'s WAL file, when it is open and one of ours.
 fn wal_file(conn: &rusqlite::Connection) -> Option<*mut WalFile> {
-    let mut file: *mut ffi::sqlite3_file = ptr::null_mut();
-    // SAFETY: `conn` is open and used by this thread alone. SQLITE_FCNTL_JOURNAL_POINTER writes
-    // the pager's WAL file object (its rollback journal's outside WAL mode) into `file`,
-    // without calling into the file.
-    let rc = unsafe {
-        ffi::sqlite3_file_control(
-            conn.handle(),
-            c"main".as_ptr(),
-            ffi::SQLITE_FCNTL_JOURNAL_POINTER,
-            (&raw mut file).cast(),
-        )
-    };
-    // SAFETY: a non-null `file` is an open file object of `conn`, or one whose pMethods is
-    // null; only a WalFile opened by open() has WAL_METHODS.
-    let ours = rc == ffi::SQLITE_OK
-        && !file.is_null()
-        && unsafe { ptr::eq((*file).pMethods, &raw const WAL_METHODS) };
+    // SQLITE_FCNTL_JOURNAL_POINTER: the pager's WAL file (its rollback journal's outside WAL).
+    let file = file_object(conn, ffi::SQLITE_FCNTL_JOURNAL_POINTER)?;
+    // SAFETY: `file` is an open file object of `conn`, or one whose pMethods is null; only a
+    // WalFile opened by open() has WAL_METHODS.
+    let ours = unsafe { ptr::eq((*file).pMethods, &raw const WAL_METHODS) };
     ours.then(|| file.cast::<WalFile>())
+}
+
+/// One of the main database's file objects (`op` is SQLITE_FCNTL_FILE_POINTER or
+/// SQLITE_FCNTL_JOURNAL_POINTER): SQLite hands out its pointer without calling into the file.
+/// It lives as long as `conn`, and only `conn`'s thread may use it.
+pub(super) fn file_object(conn: &rusqlite::Connection, op: c_int) -> Option<*mut ffi::sqlite3_file> {
+    let mut file: *mut ffi::sqlite3_file = ptr::null_mut();
+    // SAFETY: `conn` is open and used by this thread alone; both ops write a pointer to `file`.
+    let rc =
+        unsafe { ffi::sqlite3_file_control(conn.handle(), c"main".as_ptr(), op, (&raw mut file).cast()) };
+    (rc == ffi::SQLITE_OK && !file.is_null()).then_some(file)
 }
 
 /// Where the default VFS's file lives inside the memory SQLite gives us (`szOsFile` bytes).
