@@ -11,6 +11,23 @@ use support::{TestDb, docker_event};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
+/// Starts the binary with `env` and expects SPEC §3's failed start: exit 1, one error line
+/// that says `expected`.
+async fn fails_to_start(env: &[(&str, String)], expected: &str) {
+    let (code, _, stderr) = run(&[], env, LIMIT).await;
+    assert_eq!(code, Some(1), "{env:?}: {stderr}");
+    assert!(stderr.contains(expected), "{env:?}: {stderr}");
+    assert_eq!(stderr.lines().filter(|l| l.contains("ERROR")).count(), 1, "{stderr}");
+}
+
+/// Starts the service on `db` once and stops it: the database is migrated afterwards.
+#[cfg(feature = "postgres")]
+async fn start_and_stop(db: &TestDb) {
+    let mut service = Service::start(&db.env()).await;
+    service.signal("TERM");
+    assert_eq!(service.wait(LIMIT).await, Some(0), "{}", service.log());
+}
+
 #[tokio::test]
 async fn version_and_help_are_printed() {
     let (code, stdout, _) = run(&["--version"], &[], LIMIT).await;
@@ -33,10 +50,7 @@ async fn bad_configuration_exits_non_zero_with_one_clear_line() {
         (vec![("BIND", "not-an-ip".to_string())], "BIND"),
         (vec![("DATABASE_URL", "mysql://root@localhost/x".to_string())], "PostgreSQL URL"),
     ] {
-        let (code, _, stderr) = run(&[], &env, LIMIT).await;
-        assert_eq!(code, Some(1), "{env:?}: {stderr}");
-        assert!(stderr.contains(expected), "{env:?}: {stderr}");
-        assert_eq!(stderr.lines().filter(|l| l.contains("ERROR")).count(), 1, "{stderr}");
+        fails_to_start(&env, expected).await;
     }
 }
 
@@ -217,19 +231,17 @@ async fn a_start_behind_another_replicas_migration_says_it_waits() {
 async fn a_read_only_postgres_is_a_clear_start_up_error() {
     let Some(db) = TestDb::postgres().await else { return };
     // Migrated before: nothing at start-up would need a write.
-    let mut service = Service::start(&db.env()).await;
-    service.signal("TERM");
-    assert_eq!(service.wait(LIMIT).await, Some(0), "{}", service.log());
+    start_and_stop(&db).await;
     let diun_dashboard::config::Database::Postgres { url } = db.database() else { unreachable!() };
     // The test URL sets the schema through `options`; read-only is added to the same value.
     let read_only =
         url.expose().replacen("options=", "options=-c%20default_transaction_read_only%3Don%20", 1);
     assert_ne!(read_only, url.expose(), "the test URL has no options to extend");
-    let env = [("DATABASE_URL", read_only), ("PORT", free_port().to_string())];
-    let (code, _, stderr) = run(&[], &env, LIMIT).await;
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("does not allow writes"), "{stderr}");
-    assert_eq!(stderr.lines().filter(|l| l.contains("ERROR")).count(), 1, "{stderr}");
+    fails_to_start(
+        &[("DATABASE_URL", read_only), ("PORT", free_port().to_string())],
+        "does not allow writes",
+    )
+    .await;
     db.drop_schema().await;
 }
 
@@ -248,12 +260,8 @@ async fn a_postgres_that_never_answers_is_a_clear_start_up_error() {
     });
     let url = format!("postgres://diun@127.0.0.1:{port}/diun");
     // `run` fails the test past LIMIT.
-    let (code, _, stderr) =
-        run(&[], &[("DATABASE_URL", url), ("PORT", free_port().to_string())], LIMIT).await;
+    fails_to_start(&[("DATABASE_URL", url), ("PORT", free_port().to_string())], "timed out connecting").await;
     held.abort();
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("timed out connecting"), "{stderr}");
-    assert_eq!(stderr.lines().filter(|l| l.contains("ERROR")).count(), 1, "{stderr}");
 }
 
 /// A database migrated by a newer release is refused at start-up with one clear line.
@@ -261,16 +269,11 @@ async fn a_postgres_that_never_answers_is_a_clear_start_up_error() {
 #[tokio::test]
 async fn a_postgres_schema_from_a_newer_release_is_a_clear_start_up_error() {
     let Some(db) = TestDb::postgres().await else { return };
-    let mut service = Service::start(&db.env()).await;
-    service.signal("TERM");
-    assert_eq!(service.wait(LIMIT).await, Some(0), "{}", service.log());
+    start_and_stop(&db).await;
     db.query("INSERT INTO schema_migrations (version, name) VALUES (9999, 'from_the_future')").await;
     let mut env = db.env();
     env.push(("PORT", free_port().to_string()));
-    let (code, _, stderr) = run(&[], &env, LIMIT).await;
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("newer diun-dashboard"), "{stderr}");
-    assert_eq!(stderr.lines().filter(|l| l.contains("ERROR")).count(), 1, "{stderr}");
+    fails_to_start(&env, "newer diun-dashboard").await;
     db.drop_schema().await;
 }
 

@@ -23,6 +23,15 @@ async fn connect(app: &TestApp) -> tokio_postgres::Client {
     client
 }
 
+/// A connection of the test's own that holds `image`'s `updates` row (FOR UPDATE) until it
+/// commits: the service's statements on that row queue behind it.
+async fn hold_row(app: &TestApp, image: &str) -> tokio_postgres::Client {
+    let holder = connect(app).await;
+    let lock = format!("BEGIN; SELECT 1 FROM updates WHERE image = '{image}' FOR UPDATE");
+    holder.batch_execute(&lock).await.unwrap();
+    holder
+}
+
 /// An acknowledgement that waited for a webhook's upsert of the same image covers that
 /// webhook's event too, as if the two had run one after the other: a statement sees only what
 /// was committed when it started, so the history is marked by a statement of its own.
@@ -30,9 +39,8 @@ async fn connect(app: &TestApp) -> tokio_postgres::Client {
 async fn an_acknowledgement_behind_an_upsert_covers_its_event() {
     let Some(app) = TestApp::postgres().await else { return };
     app.store.upsert_event(support::event_from_host("x:1", "nas"), Timestamp::now()).await.unwrap();
-    let (holder, observer) = (connect(&app).await, connect(&app).await);
+    let (holder, observer) = (hold_row(&app, "x:1").await, connect(&app).await);
     let holder_pid = backend_pid(&holder).await;
-    holder.batch_execute("BEGIN; SELECT 1 FROM updates WHERE image = 'x:1' FOR UPDATE").await.unwrap();
 
     let store = Arc::clone(&app.store);
     let upsert = tokio::spawn(async move {
@@ -131,8 +139,7 @@ async fn a_webhook_answered_503_is_not_stored_later() {
     let mut event = docker_event("late:1");
     event["digest"] = json!("sha256:before");
     assert_eq!(app.webhook(&event).await.status, 200);
-    let holder = connect(&app).await;
-    holder.batch_execute("BEGIN; SELECT 1 FROM updates WHERE image = 'late:1' FOR UPDATE").await.unwrap();
+    let holder = hold_row(&app, "late:1").await;
 
     event["digest"] = json!("sha256:after");
     let answered = app.webhook(&event).await;
@@ -157,8 +164,7 @@ async fn a_connection_left_mid_statement_is_not_handed_out_again() {
     let Some(app) = TestApp::postgres().await else { return };
     app.store.upsert_event(support::event_from_host("x:1", "nas"), Timestamp::now()).await.unwrap();
     let tag = app.store.create_tag("prod".into()).await.unwrap().id;
-    let (holder, observer) = (connect(&app).await, connect(&app).await);
-    holder.batch_execute("BEGIN; SELECT 1 FROM updates WHERE image = 'x:1' FOR UPDATE").await.unwrap();
+    let (holder, observer) = (hold_row(&app, "x:1").await, connect(&app).await);
     // The assignment's foreign-key check waits on the row past the service's time limit.
     let answered = app.api("PUT", "/api/tag-assignments", &json!({ "image": "x:1", "tag_id": tag })).await;
     assert_eq!(answered.status, 503, "{}", answered.text());
@@ -189,8 +195,7 @@ async fn a_dbas_lock_timeout_is_answered_503() {
     let database = Database::Postgres { url: diun_dashboard::config::Secret::new(url) };
     let app = TestApp::start_with(database, db, None).await;
     app.store.upsert_event(support::event_from_host("x:1", "nas"), Timestamp::now()).await.unwrap();
-    let holder = connect(&app).await;
-    holder.batch_execute("BEGIN; SELECT 1 FROM updates WHERE image = 'x:1' FOR UPDATE").await.unwrap();
+    let holder = hold_row(&app, "x:1").await;
     let answered = app.request("PATCH", "/api/updates/x%3A1").send().await;
     assert_eq!(answered.status, 503, "{}", answered.text());
     assert!(answered.error().contains("55P03"), "{}", answered.text());
@@ -206,9 +211,8 @@ async fn dismissing_a_group_holds_off_its_deletion() {
     app.store.upsert_event(support::event_from_host("x:1", "nas"), Timestamp::now()).await.unwrap();
     let tag = app.store.create_tag("prod".into()).await.unwrap().id;
     app.store.assign_tag("x:1".into(), tag).await.unwrap();
-    let (holder, observer) = (connect(&app).await, connect(&app).await);
+    let (holder, observer) = (hold_row(&app, "x:1").await, connect(&app).await);
     let holder_pid = backend_pid(&holder).await;
-    holder.batch_execute("BEGIN; SELECT 1 FROM updates WHERE image = 'x:1' FOR UPDATE").await.unwrap();
 
     let store = Arc::clone(&app.store);
     let dismiss = tokio::spawn(async move { store.acknowledge_by_tag(tag, Timestamp::now()).await });

@@ -417,6 +417,14 @@ mod tests {
         assert!(stepped_back, "the checkpointer kept the WAL's last stretch from the writer");
     }
 
+    /// Whether the file at `wal` is cut to nothing within 5 s.
+    fn emptied_within_5_s(wal: &Path) -> bool {
+        (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(25));
+            std::fs::metadata(wal).unwrap().len() == 0
+        })
+    }
+
     #[test]
     fn the_wal_is_emptied_once_writes_stop() {
         let (scratch, writer, checkpointer) =
@@ -425,10 +433,7 @@ mod tests {
         let wal = scratch.path().join("db.sqlite-wal");
         assert!(std::fs::metadata(&wal).unwrap().len() > 100_000);
         checkpointer.nudge();
-        let emptied = (0..200).any(|_| {
-            std::thread::sleep(Duration::from_millis(25));
-            std::fs::metadata(&wal).unwrap().len() == 0
-        });
+        let emptied = emptied_within_5_s(&wal);
         checkpointer.stop();
         assert!(emptied, "the WAL file was not truncated within 5 s of the last commit");
     }
@@ -447,10 +452,7 @@ mod tests {
         let wal = scratch.path().join("db.sqlite-wal");
         assert!(std::fs::metadata(&wal).unwrap().len() > 0, "emptied under a reader");
         reader.execute_batch("COMMIT").unwrap();
-        let emptied = (0..200).any(|_| {
-            std::thread::sleep(Duration::from_millis(25));
-            std::fs::metadata(&wal).unwrap().len() == 0
-        });
+        let emptied = emptied_within_5_s(&wal);
         checkpointer.stop();
         assert!(emptied, "the WAL file was not truncated within 5 s of its reader leaving");
     }
