@@ -72,11 +72,12 @@ impl bb8::ManageConnection for Manager {
         // unfinished (its request timed out, or its client went away) still runs on the
         // server: the next request would queue behind it, and a cancel meant for that request
         // would stop the abandoned statement instead.
-        let unfinished = *conn.unfinished.get_mut();
-        if unfinished && !*conn.cancel_sent.get_mut() {
+        if *conn.unfinished.get_mut() && !*conn.cancel_sent.get_mut() {
             cancel_abandoned(&conn.client);
+            // Once: asked again about this connection, the pool must not cancel again.
+            *conn.cancel_sent.get_mut() = true;
         }
-        *conn.cancel_sent.get_mut() || unfinished || self.inner.has_broken(&mut conn.client)
+        *conn.cancel_sent.get_mut() || self.inner.has_broken(&mut conn.client)
     }
 }
 

@@ -552,16 +552,14 @@ mod tests {
         assert_eq!(check, "ok");
     }
 
-    #[test]
-    fn frames_of_a_rolled_back_transaction_do_not_overwrite_another_writers_commit() {
-        let scratch = Scratch::new("rolled-back");
-        let dir = scratch.path();
+    /// A writer on a new database in `dir` with one committed row ('first'), whose next
+    /// transaction wrote frames early (a tiny cache) and rolled back: they are still gathered.
+    fn rolled_back_with_frames_gathered(dir: &Path) -> Connection {
         let conn = writer(&dir.join("db"));
         // With page 1 out of the WAL, the rollback reloads it from the database file: no call
         // on the WAL then writes what is gathered while this connection holds the lock.
         conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
         conn.execute("INSERT INTO t (body) VALUES ('first')", []).unwrap();
-        // A tiny cache makes the transaction write frames before it ends, and they are gathered.
         conn.execute_batch("PRAGMA cache_size = 4").unwrap();
         let tx = conn.unchecked_transaction().unwrap();
         for i in 0..50 {
@@ -571,13 +569,20 @@ mod tests {
         // SAFETY: the writer's WAL, on this thread, between calls.
         let gathered = wal_file(&conn).map(|wal| unsafe { (*wal).gather.pending.len() });
         assert!(gathered.is_some_and(|len| len > 0), "the rollback left nothing gathered: {gathered:?}");
-        discard_uncommitted(&conn);
-        // Another process's connection (the default VFS) commits at the same WAL offsets.
+        conn
+    }
+
+    /// Another process's connection (the default VFS) commits 'second' at the WAL offsets the
+    /// rolled-back frames were meant for. Kept open, it keeps the WAL from being checkpointed
+    /// away when the writer closes.
+    fn another_writer_commits(dir: &Path) -> Connection {
         let other = Connection::open(dir.join("db")).unwrap();
         other.execute("INSERT INTO t (body) VALUES ('second')", []).unwrap();
-        drop(other);
-        // The writer's next call on its WAL (a read) would flush what it still gathered.
-        assert_eq!(count(&conn), 2);
+        other
+    }
+
+    /// What a crash now would leave is sound and holds exactly 'first' and 'second'.
+    fn assert_both_commits_survive(dir: &Path) {
         let recovered = after_crash(dir);
         let check: String = recovered.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
         assert_eq!(check, "ok");
@@ -589,6 +594,30 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(bodies, ["first", "second"]);
+    }
+
+    #[test]
+    fn frames_of_a_rolled_back_transaction_do_not_overwrite_another_writers_commit() {
+        let scratch = Scratch::new("rolled-back");
+        let dir = scratch.path();
+        let conn = rolled_back_with_frames_gathered(dir);
+        discard_uncommitted(&conn);
+        drop(another_writer_commits(dir));
+        // The writer's next call on its WAL (a read) would flush what it still gathered.
+        assert_eq!(count(&conn), 2);
+        assert_both_commits_survive(dir);
+    }
+
+    #[test]
+    fn closing_the_wal_does_not_write_a_rolled_back_transactions_frames() {
+        let scratch = Scratch::new("closed-after-rollback");
+        let dir = scratch.path();
+        let conn = rolled_back_with_frames_gathered(dir);
+        let other = another_writer_commits(dir);
+        // Closed without a call that would have dropped them first.
+        drop(conn);
+        assert_both_commits_survive(dir);
+        drop(other);
     }
 
     #[test]
