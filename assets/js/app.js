@@ -114,15 +114,21 @@ function findByFocusKey(key) {
 function nearbyFocusKeys(active) {
   const card = active?.closest?.('[data-testid="card"]');
   const section = active?.closest?.('[data-testid="group"]');
-  const cards = [...root.querySelectorAll('[data-testid="card"]')];
-  let order = [];
-  if (card) {
-    const at = cards.indexOf(card);
-    order = [...cards.slice(at + 1), ...cards.slice(0, at).reverse()];
-  } else if (section) {
-    order = cards.filter((other) => section.contains(other));
-  }
-  const keys = order.slice(0, 8).flatMap((other) => [`ack:${other.dataset.image}`, `move:${other.dataset.image}`]);
+  // Read from the focused card's siblings, a few each way: this runs before every render, and
+  // thousands of cards must not be gathered for it.
+  const siblings = (from, step) => {
+    const found = [];
+    for (let el = from && step(from); el && found.length < 4; el = step(el)) found.push(el);
+    return found;
+  };
+  const next = (el) => el.nextElementSibling;
+  const first = card ? null : section?.querySelector('[data-testid="card"]');
+  const order = card
+    ? [...siblings(card, next), ...siblings(card, (el) => el.previousElementSibling)]
+    : first
+      ? [first, ...siblings(first, next)]
+      : [];
+  const keys = order.flatMap((other) => [`ack:${other.dataset.image}`, `move:${other.dataset.image}`]);
   const groupKey = section?.dataset.tagId;
   if (groupKey) keys.push(`group-dismiss:${groupKey}`, `group-delete:${groupKey}`);
   return keys;
