@@ -227,3 +227,39 @@ async fn dismissing_a_group_holds_off_its_deletion() {
     assert_eq!(app.updates().await["x:1"]["acknowledged"], json!(true));
     app.stop().await;
 }
+
+/// A listing reads the database at one moment. Its parts are read on three connections; a
+/// commit that lands between their reads shows in all of them or in none, never an image as
+/// it was beside its tag as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_reads_one_moment() {
+    let Some(app) = TestApp::postgres().await else { return };
+    assert_eq!(app.webhook(&docker_event("x:1")).await.status, 200);
+    let tag = app.create_tag("prod").await;
+    let assigned = app.api("PUT", "/api/tag-assignments", &json!({ "image": "x:1", "tag_id": tag })).await;
+    assert_eq!(assigned.status, 204);
+    let before = app.updates().await["x:1"].clone();
+    assert_eq!(before["tag"], json!({ "id": tag, "name": "prod" }));
+
+    // The holder's `tags` lock stops the listing's read of the assignments, not its reads of
+    // the images; its change, committed while that read waits, moves both.
+    let (holder, observer) = (connect(&app).await, connect(&app).await);
+    holder
+        .batch_execute(
+            "BEGIN; LOCK TABLE tags IN ACCESS EXCLUSIVE MODE;
+             DELETE FROM tag_assignments WHERE image = 'x:1';
+             UPDATE updates SET hostname = 'moved' WHERE image = 'x:1'",
+        )
+        .await
+        .unwrap();
+    let holder_pid = backend_pid(&holder).await;
+    let listing = tokio::spawn(app.request("GET", "/api/updates").send());
+    until_blocked(&observer, holder_pid, 1).await;
+    holder.batch_execute("COMMIT").await.unwrap();
+
+    let listing = listing.await.unwrap();
+    assert_eq!(listing.status, 200, "{}", listing.text());
+    assert_eq!(listing.json()["x:1"], before, "the listing shows the moment before the commit");
+    let after = app.updates().await["x:1"].clone();
+    assert_eq!((&after["event"]["hostname"], &after["tag"]), (&json!("moved"), &serde_json::Value::Null));
+}

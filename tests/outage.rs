@@ -8,26 +8,39 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use diun_dashboard::config::{Database, Secret};
 
 use support::{TestApp, TestDb, docker_event};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinSet;
 
-/// A TCP proxy that can be cut (listener closed, every connection dropped) and restored.
+/// A TCP proxy that can be cut (listener closed, every connection dropped) and restored, or
+/// capped: past the cap it closes new connections at once, as a server at its
+/// `max_connections` refuses them.
 struct Proxy {
     listen: SocketAddr,
     upstream: SocketAddr,
     tasks: Arc<Mutex<JoinSet<()>>>,
+    open: Arc<AtomicUsize>,
+    cap: Arc<AtomicUsize>,
+    refused: Arc<Notify>,
 }
 
 impl Proxy {
     async fn start(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy = Self { listen: listener.local_addr().unwrap(), upstream, tasks: Arc::default() };
+        let proxy = Self {
+            listen: listener.local_addr().unwrap(),
+            upstream,
+            tasks: Arc::default(),
+            open: Arc::default(),
+            cap: Arc::new(AtomicUsize::new(usize::MAX)),
+            refused: Arc::default(),
+        };
         proxy.serve(listener).await;
         proxy
     }
@@ -35,14 +48,23 @@ impl Proxy {
     async fn serve(&self, listener: TcpListener) {
         let upstream = self.upstream;
         let tasks = Arc::clone(&self.tasks);
+        let (open, cap, refused) = (Arc::clone(&self.open), Arc::clone(&self.cap), Arc::clone(&self.refused));
         let accept = async move {
             let connections = Arc::new(Mutex::new(JoinSet::new()));
             loop {
                 let Ok((mut client, _)) = listener.accept().await else { break };
+                if open.load(Ordering::SeqCst) >= cap.load(Ordering::SeqCst) {
+                    drop(client);
+                    refused.notify_one();
+                    continue;
+                }
+                open.fetch_add(1, Ordering::SeqCst);
+                let open = Arc::clone(&open);
                 connections.lock().await.spawn(async move {
                     if let Ok(mut server) = TcpStream::connect(upstream).await {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                     }
+                    open.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         };
@@ -55,6 +77,11 @@ impl Proxy {
         self.tasks.lock().await.shutdown().await;
     }
 
+    /// Refuses new connections from now on, while those open stay.
+    fn refuse_more(&self) {
+        self.cap.store(self.open.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
     async fn restore(&self) {
         let listener = TcpListener::bind(self.listen).await.expect("rebind the proxy port");
         self.serve(listener).await;
@@ -63,14 +90,7 @@ impl Proxy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_database_answers_503_quickly_and_the_service_recovers_by_itself() {
-    let Some(db) = TestDb::postgres().await else { return };
-    let Database::Postgres { url } = db.database() else { unreachable!() };
-    let config: tokio_postgres::Config = url.expose().parse().unwrap();
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], port))).await;
-    let proxied = url.expose().replacen(&format!(":{port}/"), &format!(":{}/", proxy.listen.port()), 1);
-    assert_ne!(proxied, url.expose(), "the URL must name a port to proxy it");
-    let app = TestApp::start_with(Database::Postgres { url: Secret::new(proxied) }, db, None).await;
+    let Some((app, proxy)) = behind_a_proxy().await else { return };
 
     assert_eq!(app.webhook(&docker_event("before:1")).await.status, 200);
     proxy.cut().await;
@@ -108,6 +128,45 @@ async fn a_lost_database_answers_503_quickly_and_the_service_recovers_by_itself(
     let updates = app.updates().await;
     assert_eq!(updates.as_object().unwrap().keys().collect::<Vec<_>>(), ["after:1", "before:1"]);
     assert_eq!(updates["before:1"]["event"], docker_event("before:1"));
+    app.stop().await;
+}
+
+/// The app on a fresh schema, its database reached through a [`Proxy`].
+async fn behind_a_proxy() -> Option<(TestApp, Proxy)> {
+    let db = TestDb::postgres().await?;
+    let Database::Postgres { url } = db.database() else { unreachable!() };
+    let config: tokio_postgres::Config = url.expose().parse().unwrap();
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], port))).await;
+    let proxied = url.expose().replacen(&format!(":{port}/"), &format!(":{}/", proxy.listen.port()), 1);
+    assert_ne!(proxied, url.expose(), "the URL must name a port to proxy it");
+    let app = TestApp::start_with(Database::Postgres { url: Secret::new(proxied) }, db, None).await;
+    Some((app, proxy))
+}
+
+/// A server that takes no more connections (its `max_connections`, a role's limit) while every
+/// pooled one is busy: requests wait for one of those to come back instead of failing. A
+/// refused attempt to grow the pool does not mean the database is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_wait_for_the_pool_when_the_server_takes_no_more_connections() {
+    let Some((app, proxy)) = behind_a_proxy().await else { return };
+    assert_eq!(app.webhook(&docker_event("x:1")).await.status, 200);
+    let Database::Postgres { url } = app.db.database() else { unreachable!() };
+    let (holder, connection) = tokio_postgres::connect(url.expose(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    holder.batch_execute("BEGIN; SELECT 1 FROM updates WHERE image = 'x:1' FOR UPDATE").await.unwrap();
+
+    // More acknowledgements than the pool has connections (five idle at most so far): those
+    // that got one wait on the holder's row lock, the others for the pool, which cannot grow.
+    proxy.refuse_more();
+    let acknowledgements: Vec<_> =
+        (0..8).map(|_| tokio::spawn(app.request("PATCH", "/api/updates/x%3A1").send())).collect();
+    proxy.refused.notified().await;
+    holder.batch_execute("COMMIT").await.unwrap();
+    for acknowledged in acknowledgements {
+        let acknowledged = answer(async { acknowledged.await.unwrap() }).await;
+        assert_eq!(acknowledged.status, 204, "{}", acknowledged.text());
+    }
     app.stop().await;
 }
 

@@ -18,7 +18,7 @@ use include_dir::{Dir, include_dir};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, Row, Statement, Transaction};
+use tokio_postgres::{Client, IsolationLevel, NoTls, Row, Statement, Transaction};
 
 use super::migrate::{self, Migration};
 use super::shared_batches;
@@ -224,6 +224,31 @@ impl Conn {
         let tx = finished(unfinished, client.transaction()).await?;
         Ok(CachedTransaction { tx, statements, unfinished })
     }
+
+    /// A read-only transaction that sees the database at one moment: `snapshot`'s, exported by
+    /// another such transaction (which must still be open), or else its first query's.
+    async fn snapshot_transaction(
+        &mut self,
+        snapshot: Option<&str>,
+    ) -> Result<CachedTransaction<'_>, tokio_postgres::Error> {
+        let Conn { client, statements, unfinished, .. } = self;
+        let begin = async {
+            let tx = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await?;
+            if let Some(snapshot) = snapshot {
+                // A utility statement: it takes no parameters.
+                tx.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{}'", snapshot.replace('\'', "''")))
+                    .await?;
+            }
+            Ok(tx)
+        };
+        let tx = finished(unfinished, begin).await?;
+        Ok(CachedTransaction { tx, statements, unfinished })
+    }
 }
 
 struct CachedTransaction<'a> {
@@ -245,6 +270,12 @@ impl CachedTransaction<'_> {
         finished(self.unfinished, self.statements.run(sql, |sql| tx.prepare(sql), run)).await
     }
 
+    async fn query_one(&self, sql: &'static str, params: &Params<'_>) -> Result<Row, tokio_postgres::Error> {
+        let tx = &self.tx;
+        let run = |statement: Statement| async move { tx.query_one(&statement, params).await };
+        finished(self.unfinished, self.statements.run(sql, |sql| tx.prepare(sql), run)).await
+    }
+
     async fn commit(self) -> Result<(), tokio_postgres::Error> {
         finished(self.unfinished, self.tx.commit()).await
     }
@@ -252,6 +283,9 @@ impl CachedTransaction<'_> {
 
 const MAX_CONNECTIONS: u32 = 25;
 const MIN_IDLE: u32 = 5;
+/// Listings reading at once, three connections each (see [`PostgresStore::read_listing`]):
+/// never more than half the pool, and more than the two cores can write anyway.
+const LISTINGS_AT_ONCE: usize = 4;
 const MAX_LIFETIME: Duration = Duration::from_secs(5 * 60);
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a request waits for a free connection before answering 503.
@@ -271,6 +305,8 @@ pub struct PostgresStore {
     replicas: Option<super::replicas::Relay>,
     /// Webhooks' events on their way to be committed together (see [`start_upsert_batches`]).
     upserts: mpsc::UnboundedSender<Upsert>,
+    /// Turns to read a listing: [`LISTINGS_AT_ONCE`] of them.
+    listings: tokio::sync::Semaphore,
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -407,7 +443,8 @@ impl PostgresStore {
                 failures,
             });
         let upserts = start_upsert_batches(pool.clone(), connect_failures.clone());
-        Ok(Self { pool, connect_failures, config, channel, replicas: None, upserts })
+        let listings = tokio::sync::Semaphore::new(LISTINGS_AT_ONCE);
+        Ok(Self { pool, connect_failures, config, channel, replicas: None, upserts, listings })
     }
 
     /// Shares changes with the other replicas on this database: theirs are published on
@@ -451,28 +488,48 @@ where
     F: FnOnce(PooledConnection<'static, Manager>) -> Fut,
     Fut: Future<Output = StoreResult<T>>,
 {
-    let work = async {
-        let mut failures = connect_failures.clone();
-        failures.mark_unchanged();
-        let client = tokio::select! {
-            got = pool.get_owned() => got.map_err(|err| match err {
+    in_time(async { op(checkout(pool, connect_failures).await?).await }).await
+}
+
+/// Bounds one operation, its connections' checkouts included.
+async fn in_time<T>(operation: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    tokio::time::timeout(OPERATION_TIMEOUT, operation)
+        .await
+        .unwrap_or_else(|_| Err(StoreError::Unavailable("the database did not answer in time".into())))
+}
+
+/// A connection from the pool, or an answer as soon as it is clear none will come.
+async fn checkout(
+    pool: &Pool<Manager>,
+    connect_failures: &tokio::sync::watch::Receiver<()>,
+) -> StoreResult<PooledConnection<'static, Manager>> {
+    let mut failures = connect_failures.clone();
+    failures.mark_unchanged();
+    let got = pool.get_owned();
+    tokio::pin!(got);
+    loop {
+        tokio::select! {
+            got = &mut got => return got.map_err(|err| match err {
                 RunError::TimedOut => {
                     StoreError::Unavailable("no database connection became free in time".into())
                 }
                 RunError::User(err) => StoreError::from(err),
-            })?,
-            // A connection attempt failed while this request waited: the database is down. Why
-            // is logged by the pool's error sink; the driver's text (a refused password, the
-            // server's view of our address) is not for the client, and /healthz has no login.
+            }),
+            // A connection attempt failed while this request waited. With none open, the
+            // database is down: say so now. Why is logged by the pool's error sink; the
+            // driver's text (a refused password, the server's view of our address) is not for
+            // the client, and /healthz has no login. With connections open, the server refused
+            // one more (its `max_connections`, a role's connection limit): one of those comes
+            // back to the pool soon.
             Ok(()) = failures.changed() => {
-                return Err(StoreError::Unavailable("cannot connect to the database; see the server log".into()));
+                if pool.state().connections == 0 {
+                    return Err(StoreError::Unavailable(
+                        "cannot connect to the database; see the server log".into(),
+                    ));
+                }
             }
-        };
-        op(client).await
-    };
-    tokio::time::timeout(OPERATION_TIMEOUT, work)
-        .await
-        .unwrap_or_else(|_| Err(StoreError::Unavailable("the database did not answer in time".into())))
+        }
+    }
 }
 
 /// One webhook's event, ready to be bound, and who waits for it to be committed.
@@ -909,6 +966,47 @@ async fn tag_exists(client: &Conn, tag_id: i64) -> StoreResult<bool> {
     Ok(client.query_opt("SELECT 1 FROM tags WHERE id = $1", &[&tag_id]).await?.is_some())
 }
 
+impl PostgresStore {
+    /// The listing's rows: the images in two halves, read on two connections so that two
+    /// server processes read and send them at once (each image is in exactly one half), and
+    /// the tag assignments on a third: joined on the server, the rows of every image went into
+    /// a hash table (or, with no statistics yet, through one index lookup per tagged image),
+    /// which cost more than the halves' scans. The three read one snapshot, exported by the
+    /// first: read at three moments, a webhook's batch could be half in the listing, or an
+    /// image shown with an assignment it never had at that point.
+    async fn read_listing(&self) -> StoreResult<(Vec<Row>, Vec<Row>, Vec<Row>)> {
+        // Unordered: ORDER BY … COLLATE "C" sorts every row on the server, past work_mem on
+        // disk for thousands of images, when a bytewise sort here costs a millisecond.
+        const HALF: &str = concat!(select_listed!(), " WHERE hashtext(image) & 1 = $1");
+        const TAGS: &str =
+            "SELECT a.image, t.id, t.name FROM tag_assignments a JOIN tags t ON t.id = a.tag_id";
+        in_time(async {
+            // A listing holds some of its connections while it waits for the rest: enough
+            // listings at once could hold the whole pool, each waiting for the others until
+            // the checkout timeout.
+            let _turn = self
+                .listings
+                .acquire()
+                .await
+                .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
+            let checkout = || checkout(&self.pool, &self.connect_failures);
+            let (mut lead, mut other, mut tagged) = tokio::try_join!(checkout(), checkout(), checkout())?;
+            let lead = lead.snapshot_transaction(None).await?;
+            let snapshot: String = lead.query_one("SELECT pg_export_snapshot()", &[]).await?.try_get(0)?;
+            // The exporting transaction stays open until both have imported its snapshot.
+            let (other, tagged) = tokio::try_join!(
+                other.snapshot_transaction(Some(&snapshot)),
+                tagged.snapshot_transaction(Some(&snapshot))
+            )?;
+            let rows =
+                tokio::try_join!(lead.query(HALF, &[&0]), other.query(HALF, &[&1]), tagged.query(TAGS, &[]))?;
+            tokio::try_join!(lead.commit(), other.commit(), tagged.commit())?;
+            Ok(rows)
+        })
+        .await
+    }
+}
+
 impl UpdateStore for PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
@@ -945,30 +1043,7 @@ impl UpdateStore for PostgresStore {
     }
 
     async fn write_listing(&self, listing: Listing) -> StoreResult<Vec<u8>> {
-        // The images in two halves on two connections, so that two server processes read and
-        // send the rows at once; each image is in exactly one half.
-        // The tags come on a third: joined on the server, the rows of every image went into a
-        // hash table (or, with no statistics yet, through one index lookup per tagged image),
-        // which cost more than the halves' scans. The three may see a few commits apart, as
-        // three requests would.
-        let half = |half: i32| {
-            self.with_client(move |client| async move {
-                // Unordered: ORDER BY … COLLATE "C" sorts every row on the server, past work_mem
-                // on disk for thousands of images, when a bytewise sort here costs a millisecond.
-                Ok(client
-                    .query(concat!(select_listed!(), " WHERE hashtext(image) & 1 = $1"), &[&half])
-                    .await?)
-            })
-        };
-        let tags = self.with_client(|client| async move {
-            Ok(client
-                .query(
-                    "SELECT a.image, t.id, t.name FROM tag_assignments a JOIN tags t ON t.id = a.tag_id",
-                    &[],
-                )
-                .await?)
-        });
-        let (first, second, tags) = tokio::try_join!(half(0), half(1), tags)?;
+        let (first, second, tags) = self.read_listing().await?;
         tokio::task::spawn_blocking(move || {
             let tags = tags
                 .iter()
