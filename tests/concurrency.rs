@@ -17,10 +17,7 @@ use support::{TestApp, backend_pid, docker_event, until_blocked};
 /// A connection of the test's own to the app's schema.
 async fn connect(app: &TestApp) -> tokio_postgres::Client {
     let Database::Postgres { url } = app.db.database() else { unreachable!("a PostgreSQL app") };
-    let (client, connection) =
-        tokio_postgres::connect(url.expose(), tokio_postgres::NoTls).await.expect("connect");
-    tokio::spawn(connection);
-    client
+    support::connect(url.expose()).await
 }
 
 /// A connection of the test's own that holds `image`'s `updates` row (FOR UPDATE) until it
@@ -262,4 +259,26 @@ async fn a_listing_reads_one_moment() {
     assert_eq!(listing.json()["x:1"], before, "the listing shows the moment before the commit");
     let after = app.updates().await["x:1"].clone();
     assert_eq!((&after["event"]["hostname"], &after["tag"]), (&json!("moved"), &serde_json::Value::Null));
+    app.stop().await;
+}
+
+/// A listing's reads end their transactions as they finish: one still waiting for a table
+/// (another client's `LOCK`, a migration's `ALTER TABLE`) does not keep the tables the others
+/// read locked, so that client's next lock is not stuck behind the listing, in a cycle through
+/// the service that the server's deadlock detector cannot see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_waiting_for_one_table_holds_no_other() {
+    let Some(app) = TestApp::postgres().await else { return };
+    assert_eq!(app.webhook(&docker_event("x:1")).await.status, 200);
+    let (holder, observer) = (connect(&app).await, connect(&app).await);
+    holder.batch_execute("BEGIN; LOCK TABLE tags IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let holder_pid = backend_pid(&holder).await;
+    let listing = tokio::spawn(app.request("GET", "/api/updates").send());
+    until_blocked(&observer, holder_pid, 1).await;
+
+    holder.batch_execute("LOCK TABLE updates IN ACCESS EXCLUSIVE MODE; COMMIT").await.unwrap();
+    let listing = listing.await.unwrap();
+    assert_eq!(listing.status, 200, "{}", listing.text());
+    assert_eq!(listing.json()["x:1"]["event"], docker_event("x:1"));
+    app.stop().await;
 }

@@ -14,20 +14,21 @@ use std::time::Duration;
 use diun_dashboard::config::{Database, Secret};
 
 use support::{TestApp, TestDb, docker_event};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
 /// A TCP proxy that can be cut (listener closed, every connection dropped) and restored, or
-/// capped: past the cap it closes new connections at once, as a server at its
-/// `max_connections` refuses them.
+/// capped: past the cap it answers new connections as PostgreSQL at its `max_connections`
+/// does.
 struct Proxy {
     listen: SocketAddr,
     upstream: SocketAddr,
     tasks: Arc<Mutex<JoinSet<()>>>,
     open: Arc<AtomicUsize>,
     cap: Arc<AtomicUsize>,
-    refused: Arc<Notify>,
+    refused: Arc<AtomicUsize>,
 }
 
 impl Proxy {
@@ -54,8 +55,8 @@ impl Proxy {
             loop {
                 let Ok((mut client, _)) = listener.accept().await else { break };
                 if open.load(Ordering::SeqCst) >= cap.load(Ordering::SeqCst) {
-                    drop(client);
-                    refused.notify_one();
+                    refuse(client).await;
+                    refused.fetch_add(1, Ordering::SeqCst);
                     continue;
                 }
                 open.fetch_add(1, Ordering::SeqCst);
@@ -90,7 +91,7 @@ impl Proxy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_database_answers_503_quickly_and_the_service_recovers_by_itself() {
-    let Some((app, proxy)) = behind_a_proxy().await else { return };
+    let Some((app, proxy)) = behind_a_proxy("lost").await else { return };
 
     assert_eq!(app.webhook(&docker_event("before:1")).await.status, 200);
     proxy.cut().await;
@@ -131,8 +132,41 @@ async fn a_lost_database_answers_503_quickly_and_the_service_recovers_by_itself(
     app.stop().await;
 }
 
-/// The app on a fresh schema, its database reached through a [`Proxy`].
-async fn behind_a_proxy() -> Option<(TestApp, Proxy)> {
+/// Answers a connection as PostgreSQL at its connection limit: the startup packet read, then
+/// `FATAL 53300`.
+async fn refuse(mut client: TcpStream) {
+    const SSL_REQUEST: [u8; 4] = 80877103u32.to_be_bytes();
+    loop {
+        let Ok(length) = client.read_u32().await else { return };
+        let mut body = vec![0; (length as usize).saturating_sub(4)];
+        if client.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        if body != SSL_REQUEST {
+            break;
+        }
+        if client.write_all(b"N").await.is_err() {
+            return;
+        }
+    }
+    let mut fields = Vec::new();
+    for (kind, value) in
+        [(b'S', "FATAL"), (b'V', "FATAL"), (b'C', "53300"), (b'M', "sorry, too many clients already")]
+    {
+        fields.push(kind);
+        fields.extend_from_slice(value.as_bytes());
+        fields.push(0);
+    }
+    fields.push(0);
+    let mut message = vec![b'E'];
+    message.extend_from_slice(&(fields.len() as u32 + 4).to_be_bytes());
+    message.extend_from_slice(&fields);
+    let _ = client.write_all(&message).await;
+}
+
+/// The app on a fresh schema, its database reached through a [`Proxy`], its connections
+/// named `application_name`.
+async fn behind_a_proxy(application_name: &str) -> Option<(TestApp, Proxy)> {
     let db = TestDb::postgres().await?;
     let Database::Postgres { url } = db.database() else { unreachable!() };
     let config: tokio_postgres::Config = url.expose().parse().unwrap();
@@ -140,7 +174,8 @@ async fn behind_a_proxy() -> Option<(TestApp, Proxy)> {
     let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], port))).await;
     let proxied = url.expose().replacen(&format!(":{port}/"), &format!(":{}/", proxy.listen.port()), 1);
     assert_ne!(proxied, url.expose(), "the URL must name a port to proxy it");
-    let app = TestApp::start_with(Database::Postgres { url: Secret::new(proxied) }, db, None).await;
+    let named = format!("{proxied}&application_name={application_name}");
+    let app = TestApp::start_with(Database::Postgres { url: Secret::new(named) }, db, None).await;
     Some((app, proxy))
 }
 
@@ -149,19 +184,40 @@ async fn behind_a_proxy() -> Option<(TestApp, Proxy)> {
 /// refused attempt to grow the pool does not mean the database is down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_wait_for_the_pool_when_the_server_takes_no_more_connections() {
-    let Some((app, proxy)) = behind_a_proxy().await else { return };
+    let name = support::unique("full");
+    let Some((app, proxy)) = behind_a_proxy(&name).await else { return };
     assert_eq!(app.webhook(&docker_event("x:1")).await.status, 200);
     let Database::Postgres { url } = app.db.database() else { unreachable!() };
-    let (holder, connection) = tokio_postgres::connect(url.expose(), tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
+    let observer = support::connect(url.expose()).await;
+    let holder = support::connect(url.expose()).await;
     holder.batch_execute("BEGIN; SELECT 1 FROM updates WHERE image = 'x:1' FOR UPDATE").await.unwrap();
 
-    // More acknowledgements than the pool has connections (five idle at most so far): those
-    // that got one wait on the holder's row lock, the others for the pool, which cannot grow.
+    // More acknowledgements than the pool has connections (five idle, one more at most, after
+    // one webhook): those that get one wait on the holder's row lock, the others for the pool,
+    // which cannot grow. Background refills refused meanwhile count too, one at most before the
+    // acknowledgements take the idle connections; so two refusals once every pooled connection
+    // waits on the lock include a waiting acknowledgement's.
     proxy.refuse_more();
     let acknowledgements: Vec<_> =
         (0..8).map(|_| tokio::spawn(app.request("PATCH", "/api/updates/x%3A1").send())).collect();
-    proxy.refused.notified().await;
+    // Waiting on a lock: on the holder's, or queued behind another acknowledgement. Idle: a
+    // pooled connection, not the replicas' relay (LISTEN, then pg_notify), which is not.
+    const POOL_BUSY: &str = "
+        SELECT count(*) FILTER (WHERE wait_event_type = 'Lock'),
+               count(*) FILTER (WHERE state = 'idle' AND query NOT LIKE 'LISTEN%'
+                                      AND query NOT LIKE '%pg_notify(%')
+        FROM pg_stat_activity WHERE application_name = $1";
+    let mut waiting = false;
+    for _ in 0..500 {
+        let busy = observer.query_one(POOL_BUSY, &[&name]).await.unwrap();
+        let (blocked, idle): (i64, i64) = (busy.get(0), busy.get(1));
+        if blocked > 0 && idle == 0 && proxy.refused.load(Ordering::SeqCst) >= 2 {
+            waiting = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(waiting, "the acknowledgements never filled the pool");
     holder.batch_execute("COMMIT").await.unwrap();
     for acknowledged in acknowledgements {
         let acknowledged = answer(async { acknowledged.await.unwrap() }).await;

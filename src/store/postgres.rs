@@ -43,7 +43,11 @@ impl bb8::ManageConnection for Manager {
 
     async fn connect(&self) -> Result<Conn, tokio_postgres::Error> {
         let connected = self.inner.connect().await;
-        if connected.is_err() {
+        if let Err(err) = &connected
+            // A server at its connection limit (`max_connections`, a role's limit) is up: the
+            // pool cannot grow, and whoever waits gets one of its connections back soon.
+            && err.code() != Some(&SqlState::TOO_MANY_CONNECTIONS)
+        {
             self.failures.send_replace(());
         }
         Ok(Conn {
@@ -279,12 +283,23 @@ impl CachedTransaction<'_> {
     async fn commit(self) -> Result<(), tokio_postgres::Error> {
         finished(self.unfinished, self.tx.commit()).await
     }
+
+    /// A read-only transaction's last step: its query, then the commit at once.
+    async fn query_then_commit(
+        self,
+        sql: &'static str,
+        params: &Params<'_>,
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let rows = self.query(sql, params).await?;
+        self.commit().await?;
+        Ok(rows)
+    }
 }
 
 const MAX_CONNECTIONS: u32 = 25;
 const MIN_IDLE: u32 = 5;
-/// Listings reading at once, three connections each (see [`PostgresStore::read_listing`]):
-/// never more than half the pool, and more than the two cores can write anyway.
+/// Listings gathering their three connections at once (see [`PostgresStore::read_listing`]):
+/// while they wait, they hold a third of the pool at most.
 const LISTINGS_AT_ONCE: usize = 4;
 const MAX_LIFETIME: Duration = Duration::from_secs(5 * 60);
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -305,7 +320,7 @@ pub struct PostgresStore {
     replicas: Option<super::replicas::Relay>,
     /// Webhooks' events on their way to be committed together (see [`start_upsert_batches`]).
     upserts: mpsc::UnboundedSender<Upsert>,
-    /// Turns to read a listing: [`LISTINGS_AT_ONCE`] of them.
+    /// Turns to gather a listing's connections: [`LISTINGS_AT_ONCE`] of them.
     listings: tokio::sync::Semaphore,
 }
 
@@ -505,29 +520,17 @@ async fn checkout(
 ) -> StoreResult<PooledConnection<'static, Manager>> {
     let mut failures = connect_failures.clone();
     failures.mark_unchanged();
-    let got = pool.get_owned();
-    tokio::pin!(got);
-    loop {
-        tokio::select! {
-            got = &mut got => return got.map_err(|err| match err {
-                RunError::TimedOut => {
-                    StoreError::Unavailable("no database connection became free in time".into())
-                }
-                RunError::User(err) => StoreError::from(err),
-            }),
-            // A connection attempt failed while this request waited. With none open, the
-            // database is down: say so now. Why is logged by the pool's error sink; the
-            // driver's text (a refused password, the server's view of our address) is not for
-            // the client, and /healthz has no login. With connections open, the server refused
-            // one more (its `max_connections`, a role's connection limit): one of those comes
-            // back to the pool soon.
-            Ok(()) = failures.changed() => {
-                if pool.state().connections == 0 {
-                    return Err(StoreError::Unavailable(
-                        "cannot connect to the database; see the server log".into(),
-                    ));
-                }
-            }
+    tokio::select! {
+        got = pool.get_owned() => got.map_err(|err| match err {
+            RunError::TimedOut => StoreError::Unavailable("no database connection became free in time".into()),
+            RunError::User(err) => StoreError::from(err),
+        }),
+        // A connection attempt failed while this request waited: the database is down (see
+        // `Manager::connect` for the one failure that does not count). Why is logged by the
+        // pool's error sink; the driver's text (a refused password, the server's view of our
+        // address) is not for the client, and /healthz has no login.
+        Ok(()) = failures.changed() => {
+            Err(StoreError::Unavailable("cannot connect to the database; see the server log".into()))
         }
     }
 }
@@ -984,24 +987,35 @@ impl PostgresStore {
             // A listing holds some of its connections while it waits for the rest: enough
             // listings at once could hold the whole pool, each waiting for the others until
             // the checkout timeout.
-            let _turn = self
+            let turn = self
                 .listings
                 .acquire()
                 .await
                 .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
             let checkout = || checkout(&self.pool, &self.connect_failures);
             let (mut lead, mut other, mut tagged) = tokio::try_join!(checkout(), checkout(), checkout())?;
+            // A listing that holds its three connections finishes: the next may gather its own.
+            drop(turn);
             let lead = lead.snapshot_transaction(None).await?;
             let snapshot: String = lead.query_one("SELECT pg_export_snapshot()", &[]).await?.try_get(0)?;
-            // The exporting transaction stays open until both have imported its snapshot.
+            // The exporting transaction stays open until both have imported its snapshot; it
+            // can fail only if the lead's session ended meanwhile (killed, timed out): a
+            // passing failure, as a lost connection is.
             let (other, tagged) = tokio::try_join!(
                 other.snapshot_transaction(Some(&snapshot)),
                 tagged.snapshot_transaction(Some(&snapshot))
-            )?;
-            let rows =
-                tokio::try_join!(lead.query(HALF, &[&0]), other.query(HALF, &[&1]), tagged.query(TAGS, &[]))?;
-            tokio::try_join!(lead.commit(), other.commit(), tagged.commit())?;
-            Ok(rows)
+            )
+            .map_err(|err| {
+                StoreError::Unavailable(format!("cannot share the listing's snapshot: {}", describe(&err)))
+            })?;
+            // Each ends as soon as it has read: a transaction idle while another still reads
+            // would keep its table's lock, and a DBA's `ALTER TABLE` queued between them would
+            // wait on it where the server's deadlock detector cannot see the cycle.
+            Ok(tokio::try_join!(
+                lead.query_then_commit(HALF, &[&0]),
+                other.query_then_commit(HALF, &[&1]),
+                tagged.query_then_commit(TAGS, &[])
+            )?)
         })
         .await
     }

@@ -199,6 +199,14 @@ pub async fn until_blocked(observer: &tokio_postgres::Client, holder: i32, count
     panic!("{count} statement(s) never waited on the test's locks");
 }
 
+/// A connection of the test's own, its driver running in the background.
+#[cfg(feature = "postgres")]
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    client
+}
+
 #[cfg(feature = "postgres")]
 pub async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
     client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0)
