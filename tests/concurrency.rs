@@ -252,6 +252,14 @@ async fn a_listing_reads_one_moment() {
     let holder_pid = backend_pid(&holder).await;
     let listing = tokio::spawn(app.request("GET", "/api/updates").send());
     until_blocked(&observer, holder_pid, 1).await;
+    // On three connections, the waiting one has not read the images (on one, it would have,
+    // and would still hold `updates`: one transaction reads all at one moment anyway).
+    const HOLDS_UPDATES: &str = "
+        SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+        WHERE c.relname = 'updates' AND l.granted
+          AND l.pid IN (SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)))";
+    let holds_updates: i64 = observer.query_one(HOLDS_UPDATES, &[&holder_pid]).await.unwrap().get(0);
+    assert_eq!(holds_updates, 0, "the listing read its parts on three connections");
     holder.batch_execute("COMMIT").await.unwrap();
 
     let listing = listing.await.unwrap();

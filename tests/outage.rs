@@ -200,17 +200,9 @@ async fn requests_wait_for_the_pool_when_the_server_takes_no_more_connections() 
     proxy.refuse_more();
     let acknowledgements: Vec<_> =
         (0..8).map(|_| tokio::spawn(app.request("PATCH", "/api/updates/x%3A1").send())).collect();
-    // Waiting on a lock: on the holder's, or queued behind another acknowledgement. Idle: a
-    // pooled connection, not the replicas' relay (LISTEN, then pg_notify), which is not.
-    const POOL_BUSY: &str = "
-        SELECT count(*) FILTER (WHERE wait_event_type = 'Lock'),
-               count(*) FILTER (WHERE state = 'idle' AND query NOT LIKE 'LISTEN%'
-                                      AND query NOT LIKE '%pg_notify(%')
-        FROM pg_stat_activity WHERE application_name = $1";
     let mut waiting = false;
     for _ in 0..500 {
-        let busy = observer.query_one(POOL_BUSY, &[&name]).await.unwrap();
-        let (blocked, idle): (i64, i64) = (busy.get(0), busy.get(1));
+        let (blocked, idle) = pool_use(&observer, &name).await;
         if blocked > 0 && idle == 0 && proxy.refused.load(Ordering::SeqCst) >= 2 {
             waiting = true;
             break;
@@ -222,6 +214,61 @@ async fn requests_wait_for_the_pool_when_the_server_takes_no_more_connections() 
     for acknowledged in acknowledgements {
         let acknowledged = answer(async { acknowledged.await.unwrap() }).await;
         assert_eq!(acknowledged.status, 204, "{}", acknowledged.text());
+    }
+    app.stop().await;
+}
+
+/// The app's server processes named `application_name`: how many wait on a lock (the
+/// holder's, or queued behind another that does), and how many pooled ones are idle (the
+/// replicas' relay, LISTEN then pg_notify, is not pooled).
+async fn pool_use(observer: &tokio_postgres::Client, application_name: &str) -> (i64, i64) {
+    const POOL_USE: &str = "
+        SELECT count(*) FILTER (WHERE wait_event_type = 'Lock'),
+               count(*) FILTER (WHERE state = 'idle' AND query NOT LIKE 'LISTEN%'
+                                      AND query NOT LIKE '%pg_notify(%')
+        FROM pg_stat_activity WHERE application_name = $1";
+    let counts = observer.query_one(POOL_USE, &[&application_name]).await.unwrap();
+    (counts.get(0), counts.get(1))
+}
+
+/// With the server at its connection limit and one pooled connection left, a listing reads on
+/// that one: waiting for two more while holding it would wait for requests that wait in turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_reads_on_one_connection_when_no_more_are_free() {
+    let name = support::unique("last");
+    let Some((app, proxy)) = behind_a_proxy(&name).await else { return };
+    assert_eq!(app.webhook(&docker_event("x:1")).await.status, 200);
+    assert_eq!(app.webhook(&docker_event("y:1")).await.status, 200);
+    let Database::Postgres { url } = app.db.database() else { unreachable!() };
+    let observer = support::connect(url.expose()).await;
+    let holder = support::connect(url.expose()).await;
+    holder.batch_execute("BEGIN; SELECT 1 FROM updates WHERE image = 'x:1' FOR UPDATE").await.unwrap();
+
+    // Acknowledgements that wait on the holder's lock, one by one, until one pooled
+    // connection is idle.
+    proxy.refuse_more();
+    let mut acknowledgements = Vec::new();
+    let mut left = pool_use(&observer, &name).await;
+    for _ in 0..500 {
+        if left.1 <= 1 {
+            break;
+        }
+        let waiting = left.0;
+        acknowledgements.push(tokio::spawn(app.request("PATCH", "/api/updates/x%3A1").send()));
+        while left.0 == waiting {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            left = pool_use(&observer, &name).await;
+        }
+    }
+    assert_eq!(left.1, 1, "one pooled connection is left idle");
+
+    let listing = answer(app.get("/api/updates")).await;
+    assert_eq!(listing.status, 200, "{}", listing.text());
+    let listed = listing.json();
+    assert_eq!(listed.as_object().unwrap().keys().collect::<Vec<_>>(), ["x:1", "y:1"]);
+    holder.batch_execute("COMMIT").await.unwrap();
+    for acknowledged in acknowledgements {
+        assert_eq!(answer(async { acknowledged.await.unwrap() }).await.status, 204);
     }
     app.stop().await;
 }

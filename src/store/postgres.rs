@@ -298,8 +298,8 @@ impl CachedTransaction<'_> {
 
 const MAX_CONNECTIONS: u32 = 25;
 const MIN_IDLE: u32 = 5;
-/// Listings gathering their three connections at once (see [`PostgresStore::read_listing`]):
-/// while they wait, they hold a third of the pool at most.
+/// Listings gathering three connections at once (see [`PostgresStore::read_listing`]): while
+/// they wait, they hold a third of the pool at most.
 const LISTINGS_AT_ONCE: usize = 4;
 const MAX_LIFETIME: Duration = Duration::from_secs(5 * 60);
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -947,6 +947,13 @@ macro_rules! select_listed {
          FROM updates"
     };
 }
+/// One half of the listing's images, by the hash of their names. Unordered: ORDER BY …
+/// COLLATE "C" sorts every row on the server, past work_mem on disk for thousands of images,
+/// when a bytewise sort here costs a millisecond.
+const LISTED_HALF: &str = concat!(select_listed!(), " WHERE hashtext(image) & 1 = $1");
+/// The listing's tag assignments.
+const LISTED_TAGS: &str =
+    "SELECT a.image, t.id, t.name FROM tag_assignments a JOIN tags t ON t.id = a.tag_id";
 
 /// Marks the pending history of the images `acked` returned as acknowledged at `at`. A statement
 /// of its own, in the acknowledgement's transaction: a statement sees only what was committed
@@ -978,25 +985,32 @@ impl PostgresStore {
     /// first: read at three moments, a webhook's batch could be half in the listing, or an
     /// image shown with an assignment it never had at that point.
     async fn read_listing(&self) -> StoreResult<(Vec<Row>, Vec<Row>, Vec<Row>)> {
-        // Unordered: ORDER BY … COLLATE "C" sorts every row on the server, past work_mem on
-        // disk for thousands of images, when a bytewise sort here costs a millisecond.
-        const HALF: &str = concat!(select_listed!(), " WHERE hashtext(image) & 1 = $1");
-        const TAGS: &str =
-            "SELECT a.image, t.id, t.name FROM tag_assignments a JOIN tags t ON t.id = a.tag_id";
-        in_time(async {
-            // A listing holds some of its connections while it waits for the rest: enough
-            // listings at once could hold the whole pool, each waiting for the others until
-            // the checkout timeout.
-            let turn = self
-                .listings
-                .acquire()
-                .await
-                .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
+        // Boxed: the two ways to read, each holding its queries' futures, make a future too
+        // large for a runtime thread's stack in a debug build.
+        in_time(Box::pin(async {
             let checkout = || checkout(&self.pool, &self.connect_failures);
-            let (mut lead, mut other, mut tagged) = tokio::try_join!(checkout(), checkout(), checkout())?;
-            // A listing that holds its three connections finishes: the next may gather its own.
-            drop(turn);
+            let mut lead = checkout().await?;
+            // Two more only when the pool holds them idle, and for a few listings at a time:
+            // a listing waiting for connections while it holds one could, with the server at
+            // its connection limit or enough listings at once, wait for the others until the
+            // checkout timeout. Otherwise the three queries go one after another on the lead.
+            let helpers = match self.listings.try_acquire() {
+                Ok(_turn) if self.pool.state().idle_connections >= 2 => {
+                    Some(tokio::try_join!(checkout(), checkout())?)
+                }
+                _ => None,
+            };
             let lead = lead.snapshot_transaction(None).await?;
+            let Some((mut other, mut tagged)) = helpers else {
+                // Sent together; the server runs them in turn.
+                let rows = tokio::try_join!(
+                    lead.query(LISTED_HALF, &[&0]),
+                    lead.query(LISTED_HALF, &[&1]),
+                    lead.query(LISTED_TAGS, &[])
+                )?;
+                lead.commit().await?;
+                return Ok(rows);
+            };
             let snapshot: String = lead.query_one("SELECT pg_export_snapshot()", &[]).await?.try_get(0)?;
             // The exporting transaction stays open until both have imported its snapshot; it
             // can fail only if the lead's session ended meanwhile (killed, timed out): a
@@ -1012,11 +1026,11 @@ impl PostgresStore {
             // would keep its table's lock, and a DBA's `ALTER TABLE` queued between them would
             // wait on it where the server's deadlock detector cannot see the cycle.
             Ok(tokio::try_join!(
-                lead.query_then_commit(HALF, &[&0]),
-                other.query_then_commit(HALF, &[&1]),
-                tagged.query_then_commit(TAGS, &[])
+                lead.query_then_commit(LISTED_HALF, &[&0]),
+                other.query_then_commit(LISTED_HALF, &[&1]),
+                tagged.query_then_commit(LISTED_TAGS, &[])
             )?)
-        })
+        }))
         .await
     }
 }
