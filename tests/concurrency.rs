@@ -20,6 +20,20 @@ async fn connect(app: &TestApp) -> tokio_postgres::Client {
     support::connect(url.expose()).await
 }
 
+/// Waits until the app's pool holds three idle connections (it opens them in the background
+/// after start-up), so that a listing reads on three.
+async fn until_three_idle(app: &TestApp, observer: &tokio_postgres::Client) {
+    const IDLE: &str = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle'";
+    let name = app.db.schema().expect("a PostgreSQL app");
+    for _ in 0..500 {
+        if observer.query_one(IDLE, &[&name]).await.unwrap().get::<_, i64>(0) >= 3 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the pool never held three idle connections");
+}
+
 /// A connection of the test's own that holds `image`'s `updates` row (FOR UPDATE) until it
 /// commits: the service's statements on that row queue behind it.
 async fn hold_row(app: &TestApp, image: &str) -> tokio_postgres::Client {
@@ -250,6 +264,7 @@ async fn a_listing_reads_one_moment() {
         .await
         .unwrap();
     let holder_pid = backend_pid(&holder).await;
+    until_three_idle(&app, &observer).await;
     let listing = tokio::spawn(app.request("GET", "/api/updates").send());
     until_blocked(&observer, holder_pid, 1).await;
     // On three connections, the waiting one has not read the images (on one, it would have,
@@ -281,6 +296,9 @@ async fn a_listing_waiting_for_one_table_holds_no_other() {
     let (holder, observer) = (connect(&app).await, connect(&app).await);
     holder.batch_execute("BEGIN; LOCK TABLE tags IN ACCESS EXCLUSIVE MODE").await.unwrap();
     let holder_pid = backend_pid(&holder).await;
+    // On one connection, the listing's transaction would hold `updates` while it waits, and
+    // the server would break the cycle as a deadlock.
+    until_three_idle(&app, &observer).await;
     let listing = tokio::spawn(app.request("GET", "/api/updates").send());
     until_blocked(&observer, holder_pid, 1).await;
 

@@ -83,6 +83,11 @@ impl Proxy {
         self.cap.store(self.open.load(Ordering::SeqCst), Ordering::SeqCst);
     }
 
+    /// Takes new connections again.
+    fn accept_more(&self) {
+        self.cap.store(usize::MAX, Ordering::SeqCst);
+    }
+
     async fn restore(&self) {
         let listener = TcpListener::bind(self.listen).await.expect("rebind the proxy port");
         self.serve(listener).await;
@@ -194,9 +199,9 @@ async fn requests_wait_for_the_pool_when_the_server_takes_no_more_connections() 
 
     // More acknowledgements than the pool has connections (five idle, one more at most, after
     // one webhook): those that get one wait on the holder's row lock, the others for the pool,
-    // which cannot grow. Background refills refused meanwhile count too, one at most before the
-    // acknowledgements take the idle connections; so two refusals once every pooled connection
-    // waits on the lock include a waiting acknowledgement's.
+    // which cannot grow. Each waiting one starts an attempt to connect or waits behind one
+    // pending, which is refused after it started waiting; background refills are refused too,
+    // and only once every pooled connection waits on the lock are none of them idle.
     proxy.refuse_more();
     let acknowledgements: Vec<_> =
         (0..8).map(|_| tokio::spawn(app.request("PATCH", "/api/updates/x%3A1").send())).collect();
@@ -231,6 +236,36 @@ async fn pool_use(observer: &tokio_postgres::Client, application_name: &str) -> 
     (counts.get(0), counts.get(1))
 }
 
+/// With the server taking no more connections, acknowledgements of `x:1` (whose row the
+/// caller holds) started one by one until a single pooled connection is left idle.
+async fn all_but_one_connection_waiting(
+    app: &TestApp,
+    proxy: &Proxy,
+    observer: &tokio_postgres::Client,
+    application_name: &str,
+) -> Vec<tokio::task::JoinHandle<support::Response>> {
+    proxy.refuse_more();
+    let mut acknowledgements = Vec::new();
+    let mut left = pool_use(observer, application_name).await;
+    for _ in 0..500 {
+        if left.1 <= 1 {
+            break;
+        }
+        let waiting = left.0;
+        acknowledgements.push(tokio::spawn(app.request("PATCH", "/api/updates/x%3A1").send()));
+        for _ in 0..500 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            left = pool_use(observer, application_name).await;
+            if left.0 > waiting {
+                break;
+            }
+        }
+        assert!(left.0 > waiting, "an acknowledgement never waited on the lock");
+    }
+    assert_eq!(left.1, 1, "one pooled connection is left idle");
+    acknowledgements
+}
+
 /// With the server at its connection limit and one pooled connection left, a listing reads on
 /// that one: waiting for two more while holding it would wait for requests that wait in turn.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,23 +279,7 @@ async fn a_listing_reads_on_one_connection_when_no_more_are_free() {
     let holder = support::connect(url.expose()).await;
     holder.batch_execute("BEGIN; SELECT 1 FROM updates WHERE image = 'x:1' FOR UPDATE").await.unwrap();
 
-    // Acknowledgements that wait on the holder's lock, one by one, until one pooled
-    // connection is idle.
-    proxy.refuse_more();
-    let mut acknowledgements = Vec::new();
-    let mut left = pool_use(&observer, &name).await;
-    for _ in 0..500 {
-        if left.1 <= 1 {
-            break;
-        }
-        let waiting = left.0;
-        acknowledgements.push(tokio::spawn(app.request("PATCH", "/api/updates/x%3A1").send()));
-        while left.0 == waiting {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            left = pool_use(&observer, &name).await;
-        }
-    }
-    assert_eq!(left.1, 1, "one pooled connection is left idle");
+    let acknowledgements = all_but_one_connection_waiting(&app, &proxy, &observer, &name).await;
 
     let listing = answer(app.get("/api/updates")).await;
     assert_eq!(listing.status, 200, "{}", listing.text());
@@ -270,6 +289,68 @@ async fn a_listing_reads_on_one_connection_when_no_more_are_free() {
     for acknowledged in acknowledgements {
         assert_eq!(answer(async { acknowledged.await.unwrap() }).await.status, 204);
     }
+    app.stop().await;
+}
+
+/// A listing on one connection given up while one of its pipelined queries still runs: the
+/// connection is not handed out again behind that query, though the others had finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_given_up_on_one_connection_leaves_it_out_of_the_pool() {
+    let name = support::unique("given_up");
+    let Some((app, proxy)) = behind_a_proxy(&name).await else { return };
+    assert_eq!(app.webhook(&docker_event("x:1")).await.status, 200);
+    let Database::Postgres { url } = app.db.database() else { unreachable!() };
+    let observer = support::connect(url.expose()).await;
+    let (holder, tags_holder) = (support::connect(url.expose()).await, support::connect(url.expose()).await);
+    holder.batch_execute("BEGIN; SELECT 1 FROM updates WHERE image = 'x:1' FOR UPDATE").await.unwrap();
+    let acknowledgements = all_but_one_connection_waiting(&app, &proxy, &observer, &name).await;
+    // A first listing on that connection prepares the three queries there: unprepared, the
+    // assignments' query would wait for the lock while being prepared, and the halves behind it.
+    assert_eq!(app.get("/api/updates").await.status, 200);
+
+    // The images are read; the assignments wait for the `tags` lock past the listing's time.
+    tags_holder.batch_execute("BEGIN; LOCK TABLE tags IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let listing = answer(app.get("/api/updates")).await;
+    assert_eq!(listing.status, 503, "{}", listing.text());
+
+    // The one pooled connection, handed out again, would hold the next request behind the
+    // abandoned query until the `tags` lock went.
+    proxy.accept_more();
+    let history = answer(app.get("/api/updates/x%3A1/history")).await;
+    assert_eq!(history.status, 200, "{}", history.text());
+    tags_holder.batch_execute("COMMIT").await.unwrap();
+    holder.batch_execute("COMMIT").await.unwrap();
+    // Started before the listing, they waited on the row lock past their own time.
+    for acknowledged in acknowledgements {
+        assert_eq!(answer(async { acknowledged.await.unwrap() }).await.status, 503);
+    }
+    app.stop().await;
+}
+
+/// A server at its connection limit with none of its connections the service's: nothing will
+/// come back to the pool, so requests hear it at once instead of waiting out the checkout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_server_with_none_of_our_connections_is_answered_at_once() {
+    let name = support::unique("none_ours");
+    let Some((app, proxy)) = behind_a_proxy(&name).await else { return };
+    assert_eq!(app.webhook(&docker_event("x:1")).await.status, 200);
+    let Database::Postgres { url } = app.db.database() else { unreachable!() };
+    let observer = support::connect(url.expose()).await;
+    proxy.cap.store(0, Ordering::SeqCst);
+    let ours = format!("FROM pg_stat_activity WHERE application_name = '{name}'");
+    observer.batch_execute(&format!("SELECT pg_terminate_backend(pid) {ours}")).await.unwrap();
+
+    // The first requests may still be handed a connection whose end the service has not read.
+    let mut said = String::new();
+    for _ in 0..10 {
+        let health = answer(app.get("/healthz")).await;
+        assert_eq!(health.status, 503, "{}", health.text());
+        said = health.error();
+        if said.contains("takes no more connections") {
+            break;
+        }
+    }
+    assert!(said.contains("takes no more connections"), "{said}");
     app.stop().await;
 }
 

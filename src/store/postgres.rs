@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -31,11 +31,17 @@ static MIGRATIONS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/migrations/p
 
 /// bb8-postgres' manager, plus a signal on every failed connection attempt: bb8's `get()`
 /// waits out its whole timeout when the database refuses connections, and a request should
-/// hear at once that the database is down.
+/// hear at once that the database is down. The signal says whether the server was only full.
 struct Manager {
     inner: PostgresConnectionManager<NoTls>,
-    failures: tokio::sync::watch::Sender<()>,
+    failures: Failures,
 }
+
+/// Sends, on each failed connection attempt, whether the server said it was at its connection
+/// limit (`max_connections`, a role's or database's limit: SQLSTATE 53300). That server is up:
+/// whoever waits gets one of the pool's connections back soon, if the pool holds any.
+type Failures = tokio::sync::watch::Sender<bool>;
+type FailureSignal = tokio::sync::watch::Receiver<bool>;
 
 impl bb8::ManageConnection for Manager {
     type Connection = Conn;
@@ -43,18 +49,14 @@ impl bb8::ManageConnection for Manager {
 
     async fn connect(&self) -> Result<Conn, tokio_postgres::Error> {
         let connected = self.inner.connect().await;
-        if let Err(err) = &connected
-            // A server at its connection limit (`max_connections`, a role's limit) is up: the
-            // pool cannot grow, and whoever waits gets one of its connections back soon.
-            && err.code() != Some(&SqlState::TOO_MANY_CONNECTIONS)
-        {
-            self.failures.send_replace(());
+        if let Err(err) = &connected {
+            self.failures.send_replace(err.code() == Some(&SqlState::TOO_MANY_CONNECTIONS));
         }
         Ok(Conn {
             client: connected?,
             statements: Statements::default(),
             cancel_sent: AtomicBool::new(false),
-            unfinished: AtomicBool::new(false),
+            unfinished: AtomicUsize::new(0),
         })
     }
 
@@ -76,7 +78,7 @@ impl bb8::ManageConnection for Manager {
         // unfinished (its request timed out, or its client went away) still runs on the
         // server: the next request would queue behind it, and a cancel meant for that request
         // would stop the abandoned statement instead.
-        if *conn.unfinished.get_mut() && !*conn.cancel_sent.get_mut() {
+        if *conn.unfinished.get_mut() > 0 && !*conn.cancel_sent.get_mut() {
             cancel_abandoned(&conn.client);
             // Once: asked again about this connection, the pool must not cancel again.
             *conn.cancel_sent.get_mut() = true;
@@ -108,17 +110,18 @@ pub struct Conn {
     statements: Statements,
     /// A cancel request was sent for this connection: it is not handed out again.
     cancel_sent: AtomicBool,
-    /// An exchange with the server was started and has not finished (see [`finished`]).
-    unfinished: AtomicBool,
+    /// Exchanges with the server started and not finished (see [`finished`]); several when
+    /// queries are pipelined.
+    unfinished: AtomicUsize,
 }
 
 /// Runs one exchange with the server, the connection marked while it is unfinished. Dropped
 /// midway (a timeout, a client gone), the exchange leaves the mark, and the pool discards the
 /// connection rather than hand it out behind a statement still running.
-async fn finished<T>(unfinished: &AtomicBool, exchange: impl Future<Output = T>) -> T {
-    unfinished.store(true, Ordering::Relaxed);
+async fn finished<T>(unfinished: &AtomicUsize, exchange: impl Future<Output = T>) -> T {
+    unfinished.fetch_add(1, Ordering::Relaxed);
     let outcome = exchange.await;
-    unfinished.store(false, Ordering::Relaxed);
+    unfinished.fetch_sub(1, Ordering::Relaxed);
     outcome
 }
 
@@ -258,7 +261,7 @@ impl Conn {
 struct CachedTransaction<'a> {
     tx: Transaction<'a>,
     statements: &'a Statements,
-    unfinished: &'a AtomicBool,
+    unfinished: &'a AtomicUsize,
 }
 
 impl CachedTransaction<'_> {
@@ -298,9 +301,6 @@ impl CachedTransaction<'_> {
 
 const MAX_CONNECTIONS: u32 = 25;
 const MIN_IDLE: u32 = 5;
-/// Listings gathering three connections at once (see [`PostgresStore::read_listing`]): while
-/// they wait, they hold a third of the pool at most.
-const LISTINGS_AT_ONCE: usize = 4;
 const MAX_LIFETIME: Duration = Duration::from_secs(5 * 60);
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a request waits for a free connection before answering 503.
@@ -312,7 +312,7 @@ pub const MIGRATION_LOCK: i64 = 0x0D10_DA5B;
 
 pub struct PostgresStore {
     pool: Pool<Manager>,
-    connect_failures: tokio::sync::watch::Receiver<()>,
+    connect_failures: FailureSignal,
     config: tokio_postgres::Config,
     /// The LISTEN/NOTIFY channel of the replicas sharing this schema.
     channel: String,
@@ -320,8 +320,6 @@ pub struct PostgresStore {
     replicas: Option<super::replicas::Relay>,
     /// Webhooks' events on their way to be committed together (see [`start_upsert_batches`]).
     upserts: mpsc::UnboundedSender<Upsert>,
-    /// Turns to gather a listing's connections: [`LISTINGS_AT_ONCE`] of them.
-    listings: tokio::sync::Semaphore,
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -442,7 +440,7 @@ impl PostgresStore {
         migrated?;
         let channel = super::replicas::channel_for(schema?.as_deref().unwrap_or("public"));
 
-        let (failures, connect_failures) = tokio::sync::watch::channel(());
+        let (failures, connect_failures) = tokio::sync::watch::channel(false);
         let pool = Pool::builder()
             .max_size(MAX_CONNECTIONS)
             .min_idle(MIN_IDLE)
@@ -458,8 +456,7 @@ impl PostgresStore {
                 failures,
             });
         let upserts = start_upsert_batches(pool.clone(), connect_failures.clone());
-        let listings = tokio::sync::Semaphore::new(LISTINGS_AT_ONCE);
-        Ok(Self { pool, connect_failures, config, channel, replicas: None, upserts, listings })
+        Ok(Self { pool, connect_failures, config, channel, replicas: None, upserts })
     }
 
     /// Shares changes with the other replicas on this database: theirs are published on
@@ -496,7 +493,7 @@ impl PostgresStore {
 /// [`PostgresStore::with_client`], for the upsert batches too.
 async fn with_client<T, F, Fut>(
     pool: &Pool<Manager>,
-    connect_failures: &tokio::sync::watch::Receiver<()>,
+    connect_failures: &FailureSignal,
     op: F,
 ) -> StoreResult<T>
 where
@@ -516,21 +513,31 @@ async fn in_time<T>(operation: impl Future<Output = StoreResult<T>>) -> StoreRes
 /// A connection from the pool, or an answer as soon as it is clear none will come.
 async fn checkout(
     pool: &Pool<Manager>,
-    connect_failures: &tokio::sync::watch::Receiver<()>,
+    connect_failures: &FailureSignal,
 ) -> StoreResult<PooledConnection<'static, Manager>> {
     let mut failures = connect_failures.clone();
     failures.mark_unchanged();
-    tokio::select! {
-        got = pool.get_owned() => got.map_err(|err| match err {
-            RunError::TimedOut => StoreError::Unavailable("no database connection became free in time".into()),
-            RunError::User(err) => StoreError::from(err),
-        }),
-        // A connection attempt failed while this request waited: the database is down (see
-        // `Manager::connect` for the one failure that does not count). Why is logged by the
-        // pool's error sink; the driver's text (a refused password, the server's view of our
-        // address) is not for the client, and /healthz has no login.
-        Ok(()) = failures.changed() => {
-            Err(StoreError::Unavailable("cannot connect to the database; see the server log".into()))
+    let got = pool.get_owned();
+    tokio::pin!(got);
+    loop {
+        tokio::select! {
+            got = &mut got => return got.map_err(|err| match err {
+                RunError::TimedOut => StoreError::Unavailable("no database connection became free in time".into()),
+                RunError::User(err) => StoreError::from(err),
+            }),
+            // A connection attempt failed while this request waited: the database is down, or
+            // full with none of its connections ours. Why is logged by the pool's error sink;
+            // the driver's text (a refused password, the server's view of our address) is not
+            // for the client, and /healthz has no login.
+            Ok(()) = failures.changed() => {
+                let full = *failures.borrow_and_update();
+                if !full {
+                    return Err(StoreError::Unavailable("cannot connect to the database; see the server log".into()));
+                }
+                if pool.state().connections == 0 {
+                    return Err(StoreError::Unavailable("the database takes no more connections; see the server log".into()));
+                }
+            }
         }
     }
 }
@@ -549,7 +556,7 @@ struct Upsert {
 /// answered webhook is as durable as one stored alone.
 fn start_upsert_batches(
     pool: Pool<Manager>,
-    connect_failures: tokio::sync::watch::Receiver<()>,
+    connect_failures: FailureSignal,
 ) -> mpsc::UnboundedSender<Upsert> {
     shared_batches::start(move |batch| {
         let (pool, connect_failures) = (pool.clone(), connect_failures.clone());
@@ -557,7 +564,7 @@ fn start_upsert_batches(
     })
 }
 
-async fn store_batch(pool: &Pool<Manager>, failures: &tokio::sync::watch::Receiver<()>, batch: Vec<Upsert>) {
+async fn store_batch(pool: &Pool<Manager>, failures: &FailureSignal, batch: Vec<Upsert>) {
     // One deadline for the batch and the retries of its rows alone: its webhooks hear back
     // within it, whatever the retries.
     let deadline = tokio::time::Instant::now() + OPERATION_TIMEOUT - CANCEL_GRACE;
@@ -589,7 +596,7 @@ const CANCEL_GRACE: Duration = Duration::from_secs(1);
 /// [`CANCEL_GRACE`] leaves the outcome unknown (the pool's own time limit answers then).
 async fn upsert_in_time(
     pool: &Pool<Manager>,
-    failures: &tokio::sync::watch::Receiver<()>,
+    failures: &FailureSignal,
     rows: &[Upsert],
     deadline: tokio::time::Instant,
 ) -> StoreResult<()> {
@@ -990,15 +997,18 @@ impl PostgresStore {
         in_time(Box::pin(async {
             let checkout = || checkout(&self.pool, &self.connect_failures);
             let mut lead = checkout().await?;
-            // Two more only when the pool holds them idle, and for a few listings at a time:
-            // a listing waiting for connections while it holds one could, with the server at
-            // its connection limit or enough listings at once, wait for the others until the
-            // checkout timeout. Otherwise the three queries go one after another on the lead.
-            let helpers = match self.listings.try_acquire() {
-                Ok(_turn) if self.pool.state().idle_connections >= 2 => {
-                    Some(tokio::try_join!(checkout(), checkout())?)
-                }
-                _ => None,
+            // Two more only if the pool holds them idle: a listing waiting for connections
+            // while it holds one could, with the server at its connection limit or enough
+            // listings at once, wait for the others until the checkout timeout. Otherwise the
+            // three queries go one after another on the lead. A zero timeout still polls the
+            // checkouts once, which takes idle connections.
+            let helpers = if self.pool.state().idle_connections >= 2 {
+                tokio::time::timeout(Duration::ZERO, async { tokio::try_join!(checkout(), checkout()) })
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            } else {
+                None
             };
             let lead = lead.snapshot_transaction(None).await?;
             let Some((mut other, mut tagged)) = helpers else {

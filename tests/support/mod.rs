@@ -116,10 +116,21 @@ impl TestDb {
             #[cfg(feature = "postgres")]
             TestDb::Postgres { base_url, schema } => {
                 let separator = if base_url.contains('?') { '&' } else { '?' };
-                Database::Postgres {
-                    url: Secret::new(format!("{base_url}{separator}options=-c%20search_path%3D{schema}")),
-                }
+                // Named after the schema too, so that a test can find the app's server processes.
+                let url = format!(
+                    "{base_url}{separator}options=-c%20search_path%3D{schema}&application_name={schema}"
+                );
+                Database::Postgres { url: Secret::new(url) }
             }
+        }
+    }
+
+    /// The schema of a PostgreSQL database, which its connections are named after.
+    #[cfg(feature = "postgres")]
+    pub fn schema(&self) -> Option<&str> {
+        match self {
+            TestDb::Postgres { schema, .. } => Some(schema),
+            TestDb::Sqlite { .. } => None,
         }
     }
 
