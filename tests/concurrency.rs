@@ -21,9 +21,13 @@ async fn connect(app: &TestApp) -> tokio_postgres::Client {
 }
 
 /// Waits until the app's pool holds three idle connections (it opens them in the background
-/// after start-up), so that a listing reads on three.
+/// after start-up), so that a listing reads on three. The replicas' relay (LISTEN, then
+/// pg_notify) is the app's too, but not pooled.
 async fn until_three_idle(app: &TestApp, observer: &tokio_postgres::Client) {
-    const IDLE: &str = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle'";
+    const IDLE: &str = "
+        SELECT count(*) FROM pg_stat_activity
+        WHERE application_name = $1 AND state = 'idle'
+          AND query NOT LIKE 'LISTEN%' AND query NOT LIKE '%pg_notify(%'";
     let name = app.db.schema().expect("a PostgreSQL app");
     for _ in 0..500 {
         if observer.query_one(IDLE, &[&name]).await.unwrap().get::<_, i64>(0) >= 3 {

@@ -990,7 +990,8 @@ impl PostgresStore {
     /// a hash table (or, with no statistics yet, through one index lookup per tagged image),
     /// which cost more than the halves' scans. The three read one snapshot, exported by the
     /// first: read at three moments, a webhook's batch could be half in the listing, or an
-    /// image shown with an assignment it never had at that point.
+    /// image shown with an assignment it never had at that point. Without two more idle
+    /// connections, the three queries go on the first, in its one transaction.
     async fn read_listing(&self) -> StoreResult<(Vec<Row>, Vec<Row>, Vec<Row>)> {
         // Boxed: the two ways to read, each holding its queries' futures, make a future too
         // large for a runtime thread's stack in a debug build.
@@ -1000,8 +1001,8 @@ impl PostgresStore {
             // Two more only if the pool holds them idle: a listing waiting for connections
             // while it holds one could, with the server at its connection limit or enough
             // listings at once, wait for the others until the checkout timeout. Otherwise the
-            // three queries go one after another on the lead. A zero timeout still polls the
-            // checkouts once, which takes idle connections.
+            // three queries go one after another on the lead. A zero timeout polls the
+            // checkouts before its deadline passes, and an idle connection is taken at once.
             let helpers = if self.pool.state().idle_connections >= 2 {
                 tokio::time::timeout(Duration::ZERO, async { tokio::try_join!(checkout(), checkout()) })
                     .await
@@ -1012,7 +1013,7 @@ impl PostgresStore {
             };
             let lead = lead.snapshot_transaction(None).await?;
             let Some((mut other, mut tagged)) = helpers else {
-                // Sent together; the server runs them in turn.
+                // Sent together, one round trip instead of three; the server runs them in turn.
                 let rows = tokio::try_join!(
                     lead.query(LISTED_HALF, &[&0]),
                     lead.query(LISTED_HALF, &[&1]),

@@ -210,10 +210,13 @@ pub async fn until_blocked(observer: &tokio_postgres::Client, holder: i32, count
     panic!("{count} statement(s) never waited on the test's locks");
 }
 
-/// A connection of the test's own, its driver running in the background.
+/// A connection of the test's own, its driver running in the background. Named apart from the
+/// app's, which tests find by name.
 #[cfg(feature = "postgres")]
 pub async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{separator}application_name=test_client");
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
     tokio::spawn(connection);
     client
 }
