@@ -93,6 +93,11 @@ async fn a_batch_chosen_to_break_a_deadlock_goes_again() {
     }
     let (holder, observer) = (connect(&app).await, connect(&app).await);
     let holder_pid = backend_pid(&holder).await;
+    // The server fails whichever waiter checks for a deadlock first: each checks once it has
+    // waited `deadlock_timeout`. The batch starts waiting first, but on a loaded machine the
+    // holder's check could still come first; a longer timeout for the holder rules that out.
+    // (Only a superuser may set it; without, the margin is the time between the two waits.)
+    let _ = holder.batch_execute("SET deadlock_timeout = '10s'").await;
     holder
         .batch_execute("BEGIN; SELECT 1 FROM updates WHERE image IN ('b:1', 'c:1') FOR UPDATE")
         .await
