@@ -327,13 +327,10 @@ async fn a_listing_given_up_on_one_connection_leaves_it_out_of_the_pool() {
     // left) can still fail the first attempts at once; a hang behind the abandoned query would
     // instead run out the request's time.
     proxy.accept_more();
-    let mut history = answer(app.get("/api/updates/x%3A1/history")).await;
-    for _ in 0..10 {
-        if !history.text().contains("takes no more connections") {
-            break;
-        }
-        history = answer(app.get("/api/updates/x%3A1/history")).await;
-    }
+    let history = get_while(&app, "/api/updates/x%3A1/history", |history| {
+        history.text().contains("takes no more connections")
+    })
+    .await;
     assert_eq!(history.status, 200, "{}", history.text());
     tags_holder.batch_execute("COMMIT").await.unwrap();
     holder.batch_execute("COMMIT").await.unwrap();
@@ -358,17 +355,30 @@ async fn a_full_server_with_none_of_our_connections_is_answered_at_once() {
     observer.batch_execute(&format!("SELECT pg_terminate_backend(pid) {ours}")).await.unwrap();
 
     // The first requests may still be handed a connection whose end the service has not read.
-    let mut said = String::new();
+    let health = get_while(&app, "/healthz", |health| {
+        health.status == 503 && !health.error().contains("takes no more connections")
+    })
+    .await;
+    assert_eq!(health.status, 503, "{}", health.text());
+    assert!(health.error().contains("takes no more connections"), "{}", health.text());
+    app.stop().await;
+}
+
+/// `GET path`, asked again (ten times at most) while `retry` holds for the answer: the first
+/// answers may come from a moment the test has moved past.
+async fn get_while(
+    app: &TestApp,
+    path: &str,
+    retry: impl Fn(&support::Response) -> bool,
+) -> support::Response {
+    let mut response = answer(app.get(path)).await;
     for _ in 0..10 {
-        let health = answer(app.get("/healthz")).await;
-        assert_eq!(health.status, 503, "{}", health.text());
-        said = health.error();
-        if said.contains("takes no more connections") {
+        if !retry(&response) {
             break;
         }
+        response = answer(app.get(path)).await;
     }
-    assert!(said.contains("takes no more connections"), "{said}");
-    app.stop().await;
+    response
 }
 
 async fn answer(response: impl std::future::Future<Output = support::Response>) -> support::Response {
