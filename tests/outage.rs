@@ -215,7 +215,7 @@ async fn requests_wait_for_the_pool_when_the_server_takes_no_more_connections() 
         (0..8).map(|_| tokio::spawn(app.request("PATCH", "/api/updates/x%3A1").send())).collect();
     let mut waiting = false;
     for _ in 0..500 {
-        let (blocked, idle) = pool_use(&observer, &name).await;
+        let (blocked, idle, _) = pool_use(&observer, &name).await;
         if blocked > 0 && idle == 0 && proxy.refused.load(Ordering::SeqCst) >= 2 {
             waiting = true;
             break;
@@ -232,20 +232,23 @@ async fn requests_wait_for_the_pool_when_the_server_takes_no_more_connections() 
 }
 
 /// The app's server processes named `application_name`: how many wait on a lock (the
-/// holder's, or queued behind another that does), and how many pooled ones are idle (the
-/// replicas' relay, LISTEN then pg_notify, is not pooled).
-async fn pool_use(observer: &tokio_postgres::Client, application_name: &str) -> (i64, i64) {
+/// holder's, or queued behind another that does), how many pooled ones are idle (the
+/// replicas' relay, LISTEN then pg_notify, is not pooled), and how many there are.
+async fn pool_use(observer: &tokio_postgres::Client, application_name: &str) -> (i64, i64, i64) {
     const POOL_USE: &str = "
         SELECT count(*) FILTER (WHERE wait_event_type = 'Lock'),
                count(*) FILTER (WHERE state = 'idle' AND query NOT LIKE 'LISTEN%'
-                                      AND query NOT LIKE '%pg_notify(%')
+                                      AND query NOT LIKE '%pg_notify(%'),
+               count(*)
         FROM pg_stat_activity WHERE application_name = $1";
     let counts = observer.query_one(POOL_USE, &[&application_name]).await.unwrap();
-    (counts.get(0), counts.get(1))
+    (counts.get(0), counts.get(1), counts.get(2))
 }
 
 /// With the server taking no more connections, acknowledgements of `x:1` (whose row the
-/// caller holds) started one by one until a single pooled connection is left idle.
+/// caller holds) started one by one until a single pooled connection is left idle, and every
+/// connection the proxy let through has its server process (none still starting that could
+/// join the idle ones later).
 async fn all_but_one_connection_waiting(
     app: &TestApp,
     proxy: &Proxy,
@@ -257,7 +260,12 @@ async fn all_but_one_connection_waiting(
     let mut left = pool_use(observer, application_name).await;
     for _ in 0..500 {
         if left.1 <= 1 {
-            break;
+            if left.2 == proxy.open.load(Ordering::SeqCst) as i64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            left = pool_use(observer, application_name).await;
+            continue;
         }
         let waiting = left.0;
         acknowledgements.push(tokio::spawn(app.request("PATCH", "/api/updates/x%3A1").send()));
@@ -271,6 +279,7 @@ async fn all_but_one_connection_waiting(
         assert!(left.0 > waiting, "an acknowledgement never waited on the lock");
     }
     assert_eq!(left.1, 1, "one pooled connection is left idle");
+    assert_eq!(left.2, proxy.open.load(Ordering::SeqCst) as i64, "no connection is still starting");
     acknowledgements
 }
 
