@@ -12,39 +12,19 @@ use diun_dashboard::config::Database;
 use diun_dashboard::store::{Store, UpdateStore};
 use diun_dashboard::time::Timestamp;
 use serde_json::json;
-use support::{TestApp, backend_pid, docker_event, until_blocked};
-
-/// A connection of the test's own to the app's schema.
-async fn connect(app: &TestApp) -> tokio_postgres::Client {
-    let Database::Postgres { url } = app.db.database() else { unreachable!("a PostgreSQL app") };
-    support::connect(url.expose()).await
-}
+use support::{TestApp, backend_pid, connect_to, docker_event, hold_row, until_blocked};
 
 /// Waits until the app's pool holds three idle connections (it opens them in the background
-/// after start-up), so that a listing reads on three. The replicas' relay (LISTEN, then
-/// pg_notify) is the app's too, but not pooled.
+/// after start-up), so that a listing reads on three.
 async fn until_three_idle(app: &TestApp, observer: &tokio_postgres::Client) {
-    const IDLE: &str = "
-        SELECT count(*) FROM pg_stat_activity
-        WHERE application_name = $1 AND state = 'idle'
-          AND query NOT LIKE 'LISTEN%' AND query NOT LIKE '%pg_notify(%'";
     let name = app.db.schema().expect("a PostgreSQL app");
     for _ in 0..500 {
-        if observer.query_one(IDLE, &[&name]).await.unwrap().get::<_, i64>(0) >= 3 {
+        if support::pool_use(observer, name).await.idle >= 3 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("the pool never held three idle connections");
-}
-
-/// A connection of the test's own that holds `image`'s `updates` row (FOR UPDATE) until it
-/// commits: the service's statements on that row queue behind it.
-async fn hold_row(app: &TestApp, image: &str) -> tokio_postgres::Client {
-    let holder = connect(app).await;
-    let lock = format!("BEGIN; SELECT 1 FROM updates WHERE image = '{image}' FOR UPDATE");
-    holder.batch_execute(&lock).await.unwrap();
-    holder
 }
 
 /// An acknowledgement that waited for a webhook's upsert of the same image covers that
@@ -54,7 +34,7 @@ async fn hold_row(app: &TestApp, image: &str) -> tokio_postgres::Client {
 async fn an_acknowledgement_behind_an_upsert_covers_its_event() {
     let Some(app) = TestApp::postgres().await else { return };
     app.store.upsert_event(support::event_from_host("x:1", "nas"), Timestamp::now()).await.unwrap();
-    let (holder, observer) = (hold_row(&app, "x:1").await, connect(&app).await);
+    let (holder, observer) = (hold_row(&app, "x:1").await, connect_to(&app).await);
     let holder_pid = backend_pid(&holder).await;
 
     let store = Arc::clone(&app.store);
@@ -91,7 +71,7 @@ async fn a_batch_chosen_to_break_a_deadlock_goes_again() {
     for image in ["a:1", "b:1", "c:1"] {
         app.store.upsert_event(support::event_from_host(image, "nas"), Timestamp::now()).await.unwrap();
     }
-    let (holder, observer) = (connect(&app).await, connect(&app).await);
+    let (holder, observer) = (connect_to(&app).await, connect_to(&app).await);
     let holder_pid = backend_pid(&holder).await;
     // The server fails whichever waiter checks for a deadlock first: each checks once it has
     // waited `deadlock_timeout`. The batch starts waiting first, but on a loaded machine the
@@ -184,7 +164,7 @@ async fn a_connection_left_mid_statement_is_not_handed_out_again() {
     let Some(app) = TestApp::postgres().await else { return };
     app.store.upsert_event(support::event_from_host("x:1", "nas"), Timestamp::now()).await.unwrap();
     let tag = app.store.create_tag("prod".into()).await.unwrap().id;
-    let (holder, observer) = (hold_row(&app, "x:1").await, connect(&app).await);
+    let (holder, observer) = (hold_row(&app, "x:1").await, connect_to(&app).await);
     // The assignment's foreign-key check waits on the row past the service's time limit.
     let answered = app.api("PUT", "/api/tag-assignments", &json!({ "image": "x:1", "tag_id": tag })).await;
     assert_eq!(answered.status, 503, "{}", answered.text());
@@ -231,7 +211,7 @@ async fn dismissing_a_group_holds_off_its_deletion() {
     app.store.upsert_event(support::event_from_host("x:1", "nas"), Timestamp::now()).await.unwrap();
     let tag = app.store.create_tag("prod".into()).await.unwrap().id;
     app.store.assign_tag("x:1".into(), tag).await.unwrap();
-    let (holder, observer) = (hold_row(&app, "x:1").await, connect(&app).await);
+    let (holder, observer) = (hold_row(&app, "x:1").await, connect_to(&app).await);
     let holder_pid = backend_pid(&holder).await;
 
     let store = Arc::clone(&app.store);
@@ -263,7 +243,7 @@ async fn a_listing_reads_one_moment() {
 
     // The holder's `tags` lock stops the listing's read of the assignments, not its reads of
     // the images; its change, committed while that read waits, moves both.
-    let (holder, observer) = (connect(&app).await, connect(&app).await);
+    let (holder, observer) = (connect_to(&app).await, connect_to(&app).await);
     holder
         .batch_execute(
             "BEGIN; LOCK TABLE tags IN ACCESS EXCLUSIVE MODE;
@@ -302,7 +282,7 @@ async fn a_listing_reads_one_moment() {
 async fn a_listing_waiting_for_one_table_holds_no_other() {
     let Some(app) = TestApp::postgres().await else { return };
     assert_eq!(app.webhook(&docker_event("x:1")).await.status, 200);
-    let (holder, observer) = (connect(&app).await, connect(&app).await);
+    let (holder, observer) = (connect_to(&app).await, connect_to(&app).await);
     holder.batch_execute("BEGIN; LOCK TABLE tags IN ACCESS EXCLUSIVE MODE").await.unwrap();
     let holder_pid = backend_pid(&holder).await;
     // On one connection, the listing's transaction would hold `updates` while it waits, and

@@ -192,18 +192,39 @@ async fn behind_a_proxy(application_name: &str) -> Option<(TestApp, Proxy)> {
     Some((app, proxy))
 }
 
+/// The app behind a [`Proxy`] after a webhook for `x:1`, with two connections of the test's
+/// own: one to watch the server, one holding `x:1`'s row.
+struct XHeld {
+    app: TestApp,
+    proxy: Proxy,
+    /// The app's `application_name`.
+    name: String,
+    observer: tokio_postgres::Client,
+    holder: tokio_postgres::Client,
+}
+
+async fn x_held(prefix: &str) -> Option<XHeld> {
+    let name = support::unique(prefix);
+    let (app, proxy) = behind_a_proxy(&name).await?;
+    assert_eq!(app.webhook(&docker_event("x:1")).await.status, 200);
+    let (observer, holder) = (support::connect_to(&app).await, support::hold_row(&app, "x:1").await);
+    Some(XHeld { app, proxy, name, observer, holder })
+}
+
+/// Every spawned request answered, with `status`.
+async fn all_answered(requests: Vec<tokio::task::JoinHandle<support::Response>>, status: u16) {
+    for request in requests {
+        let response = answer(async { request.await.unwrap() }).await;
+        assert_eq!(response.status, status, "{}", response.text());
+    }
+}
+
 /// A server that takes no more connections (its `max_connections`, a role's limit) while every
 /// pooled one is busy: requests wait for one of those to come back instead of failing. A
 /// refused attempt to grow the pool does not mean the database is down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_wait_for_the_pool_when_the_server_takes_no_more_connections() {
-    let name = support::unique("full");
-    let Some((app, proxy)) = behind_a_proxy(&name).await else { return };
-    assert_eq!(app.webhook(&docker_event("x:1")).await.status, 200);
-    let Database::Postgres { url } = app.db.database() else { unreachable!() };
-    let observer = support::connect(url.expose()).await;
-    let holder = support::connect(url.expose()).await;
-    holder.batch_execute("BEGIN; SELECT 1 FROM updates WHERE image = 'x:1' FOR UPDATE").await.unwrap();
+    let Some(XHeld { app, proxy, name, observer, holder }) = x_held("full").await else { return };
 
     // More acknowledgements than the pool has connections (five idle, one more at most, after
     // one webhook): those that get one wait on the holder's row lock, the others for the pool,
@@ -215,8 +236,8 @@ async fn requests_wait_for_the_pool_when_the_server_takes_no_more_connections() 
         (0..8).map(|_| tokio::spawn(app.request("PATCH", "/api/updates/x%3A1").send())).collect();
     let mut waiting = false;
     for _ in 0..500 {
-        let (blocked, idle, _) = pool_use(&observer, &name).await;
-        if blocked > 0 && idle == 0 && proxy.refused.load(Ordering::SeqCst) >= 2 {
+        let used = support::pool_use(&observer, &name).await;
+        if used.blocked > 0 && used.idle == 0 && proxy.refused.load(Ordering::SeqCst) >= 2 {
             waiting = true;
             break;
         }
@@ -224,25 +245,8 @@ async fn requests_wait_for_the_pool_when_the_server_takes_no_more_connections() 
     }
     assert!(waiting, "the acknowledgements never filled the pool");
     holder.batch_execute("COMMIT").await.unwrap();
-    for acknowledged in acknowledgements {
-        let acknowledged = answer(async { acknowledged.await.unwrap() }).await;
-        assert_eq!(acknowledged.status, 204, "{}", acknowledged.text());
-    }
+    all_answered(acknowledgements, 204).await;
     app.stop().await;
-}
-
-/// The app's server processes named `application_name`: how many wait on a lock (the
-/// holder's, or queued behind another that does), how many pooled ones are idle (the
-/// replicas' relay, LISTEN then pg_notify, is not pooled), and how many there are.
-async fn pool_use(observer: &tokio_postgres::Client, application_name: &str) -> (i64, i64, i64) {
-    const POOL_USE: &str = "
-        SELECT count(*) FILTER (WHERE wait_event_type = 'Lock'),
-               count(*) FILTER (WHERE state = 'idle' AND query NOT LIKE 'LISTEN%'
-                                      AND query NOT LIKE '%pg_notify(%'),
-               count(*)
-        FROM pg_stat_activity WHERE application_name = $1";
-    let counts = observer.query_one(POOL_USE, &[&application_name]).await.unwrap();
-    (counts.get(0), counts.get(1), counts.get(2))
 }
 
 /// With the server taking no more connections, acknowledgements of `x:1` (whose row the
@@ -257,29 +261,29 @@ async fn all_but_one_connection_waiting(
 ) -> Vec<tokio::task::JoinHandle<support::Response>> {
     proxy.refuse_more();
     let mut acknowledgements = Vec::new();
-    let mut left = pool_use(observer, application_name).await;
+    let mut left = support::pool_use(observer, application_name).await;
     for _ in 0..500 {
-        if left.1 <= 1 {
-            if left.2 == proxy.open.load(Ordering::SeqCst) as i64 {
+        if left.idle <= 1 {
+            if left.all == proxy.open.load(Ordering::SeqCst) as i64 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
-            left = pool_use(observer, application_name).await;
+            left = support::pool_use(observer, application_name).await;
             continue;
         }
-        let waiting = left.0;
+        let waiting = left.blocked;
         acknowledgements.push(tokio::spawn(app.request("PATCH", "/api/updates/x%3A1").send()));
         for _ in 0..500 {
             tokio::time::sleep(Duration::from_millis(10)).await;
-            left = pool_use(observer, application_name).await;
-            if left.0 > waiting {
+            left = support::pool_use(observer, application_name).await;
+            if left.blocked > waiting {
                 break;
             }
         }
-        assert!(left.0 > waiting, "an acknowledgement never waited on the lock");
+        assert!(left.blocked > waiting, "an acknowledgement never waited on the lock");
     }
-    assert_eq!(left.1, 1, "one pooled connection is left idle");
-    assert_eq!(left.2, proxy.open.load(Ordering::SeqCst) as i64, "no connection is still starting");
+    assert_eq!(left.idle, 1, "one pooled connection is left idle");
+    assert_eq!(left.all, proxy.open.load(Ordering::SeqCst) as i64, "no connection is still starting");
     acknowledgements
 }
 
@@ -287,15 +291,8 @@ async fn all_but_one_connection_waiting(
 /// that one: waiting for two more while holding it would wait for requests that wait in turn.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listing_reads_on_one_connection_when_no_more_are_free() {
-    let name = support::unique("last");
-    let Some((app, proxy)) = behind_a_proxy(&name).await else { return };
-    assert_eq!(app.webhook(&docker_event("x:1")).await.status, 200);
+    let Some(XHeld { app, proxy, name, observer, holder }) = x_held("last").await else { return };
     assert_eq!(app.webhook(&docker_event("y:1")).await.status, 200);
-    let Database::Postgres { url } = app.db.database() else { unreachable!() };
-    let observer = support::connect(url.expose()).await;
-    let holder = support::connect(url.expose()).await;
-    holder.batch_execute("BEGIN; SELECT 1 FROM updates WHERE image = 'x:1' FOR UPDATE").await.unwrap();
-
     let acknowledgements = all_but_one_connection_waiting(&app, &proxy, &observer, &name).await;
 
     let listing = answer(app.get("/api/updates")).await;
@@ -303,9 +300,7 @@ async fn a_listing_reads_on_one_connection_when_no_more_are_free() {
     let listed = listing.json();
     assert_eq!(listed.as_object().unwrap().keys().collect::<Vec<_>>(), ["x:1", "y:1"]);
     holder.batch_execute("COMMIT").await.unwrap();
-    for acknowledged in acknowledgements {
-        assert_eq!(answer(async { acknowledged.await.unwrap() }).await.status, 204);
-    }
+    all_answered(acknowledgements, 204).await;
     app.stop().await;
 }
 
@@ -313,13 +308,8 @@ async fn a_listing_reads_on_one_connection_when_no_more_are_free() {
 /// connection is not handed out again behind that query, though the others had finished.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listing_given_up_on_one_connection_leaves_it_out_of_the_pool() {
-    let name = support::unique("given_up");
-    let Some((app, proxy)) = behind_a_proxy(&name).await else { return };
-    assert_eq!(app.webhook(&docker_event("x:1")).await.status, 200);
-    let Database::Postgres { url } = app.db.database() else { unreachable!() };
-    let observer = support::connect(url.expose()).await;
-    let (holder, tags_holder) = (support::connect(url.expose()).await, support::connect(url.expose()).await);
-    holder.batch_execute("BEGIN; SELECT 1 FROM updates WHERE image = 'x:1' FOR UPDATE").await.unwrap();
+    let Some(XHeld { app, proxy, name, observer, holder }) = x_held("given_up").await else { return };
+    let tags_holder = support::connect_to(&app).await;
     let acknowledgements = all_but_one_connection_waiting(&app, &proxy, &observer, &name).await;
     // A first listing on that connection prepares the three queries there: unprepared, the
     // assignments' query would wait for the lock while being prepared, and the halves behind it.
@@ -344,9 +334,7 @@ async fn a_listing_given_up_on_one_connection_leaves_it_out_of_the_pool() {
     tags_holder.batch_execute("COMMIT").await.unwrap();
     holder.batch_execute("COMMIT").await.unwrap();
     // Started before the listing, they waited on the row lock past their own time.
-    for acknowledged in acknowledgements {
-        assert_eq!(answer(async { acknowledged.await.unwrap() }).await.status, 503);
-    }
+    all_answered(acknowledgements, 503).await;
     app.stop().await;
 }
 
@@ -357,8 +345,7 @@ async fn a_full_server_with_none_of_our_connections_is_answered_at_once() {
     let name = support::unique("none_ours");
     let Some((app, proxy)) = behind_a_proxy(&name).await else { return };
     assert_eq!(app.webhook(&docker_event("x:1")).await.status, 200);
-    let Database::Postgres { url } = app.db.database() else { unreachable!() };
-    let observer = support::connect(url.expose()).await;
+    let observer = support::connect_to(&app).await;
     proxy.cap.store(0, Ordering::SeqCst);
     let ours = format!("FROM pg_stat_activity WHERE application_name = '{name}'");
     observer.batch_execute(&format!("SELECT pg_terminate_backend(pid) {ours}")).await.unwrap();

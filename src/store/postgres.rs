@@ -265,22 +265,28 @@ struct CachedTransaction<'a> {
 }
 
 impl CachedTransaction<'_> {
+    /// As [`Conn::cached`], in this transaction.
+    async fn cached<T, Q>(
+        &self,
+        sql: &'static str,
+        query: impl FnOnce(Statement) -> Q,
+    ) -> Result<T, tokio_postgres::Error>
+    where
+        Q: Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        finished(self.unfinished, self.statements.run(sql, |sql| self.tx.prepare(sql), query)).await
+    }
+
     async fn execute(&self, sql: &'static str, params: &Params<'_>) -> Result<u64, tokio_postgres::Error> {
-        let tx = &self.tx;
-        let run = |statement: Statement| async move { tx.execute(&statement, params).await };
-        finished(self.unfinished, self.statements.run(sql, |sql| tx.prepare(sql), run)).await
+        self.cached(sql, |statement| async move { self.tx.execute(&statement, params).await }).await
     }
 
     async fn query(&self, sql: &'static str, params: &Params<'_>) -> Result<Vec<Row>, tokio_postgres::Error> {
-        let tx = &self.tx;
-        let run = |statement: Statement| async move { tx.query(&statement, params).await };
-        finished(self.unfinished, self.statements.run(sql, |sql| tx.prepare(sql), run)).await
+        self.cached(sql, |statement| async move { self.tx.query(&statement, params).await }).await
     }
 
     async fn query_one(&self, sql: &'static str, params: &Params<'_>) -> Result<Row, tokio_postgres::Error> {
-        let tx = &self.tx;
-        let run = |statement: Statement| async move { tx.query_one(&statement, params).await };
-        finished(self.unfinished, self.statements.run(sql, |sql| tx.prepare(sql), run)).await
+        self.cached(sql, |statement| async move { self.tx.query_one(&statement, params).await }).await
     }
 
     async fn commit(self) -> Result<(), tokio_postgres::Error> {

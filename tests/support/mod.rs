@@ -221,6 +221,47 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// A connection of the test's own to a PostgreSQL app's schema.
+#[cfg(feature = "postgres")]
+pub async fn connect_to(app: &TestApp) -> tokio_postgres::Client {
+    let Database::Postgres { url } = app.db.database() else { unreachable!("a PostgreSQL app") };
+    connect(url.expose()).await
+}
+
+/// A connection of the test's own that holds `image`'s `updates` row (FOR UPDATE) until it
+/// commits: the service's statements on that row queue behind it.
+#[cfg(feature = "postgres")]
+pub async fn hold_row(app: &TestApp, image: &str) -> tokio_postgres::Client {
+    let holder = connect_to(app).await;
+    let lock = format!("BEGIN; SELECT 1 FROM updates WHERE image = '{image}' FOR UPDATE");
+    holder.batch_execute(&lock).await.unwrap();
+    holder
+}
+
+/// The app's server processes named `application_name`.
+#[cfg(feature = "postgres")]
+pub struct PoolUse {
+    /// Waiting on a lock: a test's, or queued behind another process that does.
+    pub blocked: i64,
+    /// Pooled and idle: the replicas' relay (LISTEN, then pg_notify) is the app's too, but not
+    /// pooled.
+    pub idle: i64,
+    /// All of them, the relay included.
+    pub all: i64,
+}
+
+#[cfg(feature = "postgres")]
+pub async fn pool_use(observer: &tokio_postgres::Client, application_name: &str) -> PoolUse {
+    const POOL_USE: &str = "
+        SELECT count(*) FILTER (WHERE wait_event_type = 'Lock'),
+               count(*) FILTER (WHERE state = 'idle' AND query NOT LIKE 'LISTEN%'
+                                      AND query NOT LIKE '%pg_notify(%'),
+               count(*)
+        FROM pg_stat_activity WHERE application_name = $1";
+    let counts = observer.query_one(POOL_USE, &[&application_name]).await.unwrap();
+    PoolUse { blocked: counts.get(0), idle: counts.get(1), all: counts.get(2) }
+}
+
 #[cfg(feature = "postgres")]
 pub async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
     client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0)
