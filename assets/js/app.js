@@ -593,8 +593,11 @@ function groupHint(message) {
 }
 
 newGroupName.addEventListener("input", () => groupHint(""));
+const newGroupSubmit = newGroup.querySelector('[type="submit"]');
+let creatingGroup = false;
 newGroup.addEventListener("submit", async (e) => {
   e.preventDefault();
+  if (creatingGroup) return;
   const name = newGroupName.value.trim();
   if (!name) {
     groupHint("Enter a name for the group.");
@@ -616,10 +619,10 @@ newGroup.addEventListener("submit", async (e) => {
     newGroupName.focus();
     return;
   }
-  const submit = newGroup.querySelector('[type="submit"]');
-  // A disabled button loses the focus to the page: a keyboard user who pressed it gets it back.
-  const pressed = document.activeElement === submit;
-  submit.disabled = true;
+  // Marked, not disabled: a disabled button drops the focus, and a redraw meanwhile moved it into
+  // the updates (its stand-in for a control that went away), where the keyboard user was lost.
+  creatingGroup = true;
+  newGroupSubmit.setAttribute("aria-disabled", "true");
   try {
     await actions.createGroup(name);
     newGroupName.value = "";
@@ -627,8 +630,8 @@ newGroup.addEventListener("submit", async (e) => {
   } catch (err) {
     groupHint(err.message);
   } finally {
-    submit.disabled = false;
-    if (pressed && (document.activeElement === document.body || !document.activeElement)) submit.focus();
+    creatingGroup = false;
+    newGroupSubmit.removeAttribute("aria-disabled");
   }
 });
 
