@@ -2204,6 +2204,94 @@ async fn a_changed_card_does_not_move_the_cards_after_it() {
     page.assert_no_console_errors().await;
 }
 
+/// Where a control's middle is on screen, in whole pixels, as a pointer action takes it.
+async fn middle_of(page: &Page, control: &Element) -> (i64, i64) {
+    let point = page
+        .execute(
+            "const r = arguments[0].getBoundingClientRect();
+             return [Math.round(r.left + r.width / 2), Math.round(r.top + r.height / 2)];",
+            vec![control.json()],
+        )
+        .await;
+    (point[0].as_i64().expect("x"), point[1].as_i64().expect("y"))
+}
+
+/// The control under a point of the screen, by its focus key.
+async fn control_at(page: &Page, (x, y): (i64, i64)) -> Value {
+    page.execute(
+        "return document.elementFromPoint(arguments[0], arguments[1])?.closest('[data-action]')?.dataset.focusKey ?? null;",
+        vec![json!(x), json!(y)],
+    )
+    .await
+}
+
+/// A mouse that goes to `(x, y)` (a move on the spot when it is there already) and clicks.
+async fn mouse_click_at(page: &Page, (x, y): (i64, i64)) {
+    page.perform(json!([{
+        "type": "pointer",
+        "id": "mouse",
+        "parameters": { "pointerType": "mouse" },
+        "actions": [
+            { "type": "pointerMove", "duration": 0, "x": x, "y": y, "origin": "viewport" },
+            { "type": "pointerDown", "button": 0 },
+            { "type": "pointerUp", "button": 0 },
+        ],
+    }]))
+    .await;
+}
+
+/// A card that a live update moves under a resting mouse does not take the click aimed at the
+/// card that was there (it would acknowledge an image the user never looked at); once the pointer
+/// moves, it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_card_moved_under_a_resting_mouse_does_not_take_its_click() {
+    let Some(page) = Page::start(1280, 1000).await else { return };
+    // Cards alike, so the newcomer's button lands where the first card's was.
+    let events: Vec<Value> =
+        (1..=3).map(|n| docker(&format!("reg.example/app{n}:1"), "nas", "app", "")).collect();
+    seed(&page, &events).await;
+    page.open().await;
+    let first = page.images().await.first().cloned().expect("cards");
+    let aimed_at = middle_of(&page, &page.card(&first).await.get("ack").await).await;
+    page.perform(json!([{
+        "type": "pointer",
+        "id": "mouse",
+        "parameters": { "pointerType": "mouse" },
+        "actions": [{ "type": "pointerMove", "duration": 0, "x": aimed_at.0, "y": aimed_at.1, "origin": "viewport" }],
+    }]))
+    .await;
+
+    // The newest image is drawn first, in the place of the card the mouse rests on.
+    const NEWCOMER: &str = "reg.example/app9:1";
+    page.webhook(&docker(NEWCOMER, "nas", "app", "")).await;
+    page.card(NEWCOMER).await;
+    assert_eq!(
+        control_at(&page, aimed_at).await,
+        json!(format!("ack:{NEWCOMER}")),
+        "the newcomer's Acknowledge is now under the pointer"
+    );
+    mouse_click_at(&page, aimed_at).await;
+    let after_frames = "const done = arguments[arguments.length - 1];
+                        requestAnimationFrame(() => requestAnimationFrame(() => done(null)));";
+    page.execute_async(after_frames, vec![]).await;
+    let newcomer = page.card_info(NEWCOMER).await.expect("the newcomer's card");
+    assert_eq!(newcomer["state"], "pending", "the click was not aimed at it: {newcomer:#}");
+    let flashed = page
+        .execute("return arguments[0].classList.contains('unaimed');", vec![page.card(NEWCOMER).await.json()])
+        .await;
+    assert_eq!(flashed, json!(true), "the card says why the click did nothing");
+
+    // Moved onto it, the pointer aims at it.
+    mouse_click_at(&page, (aimed_at.0 + 2, aimed_at.1)).await;
+    page.wait_state(NEWCOMER, "acknowledged").await;
+    let updates = page
+        .wait_api("the acknowledgement to reach the server", |u| u[NEWCOMER]["acknowledged"] == true)
+        .await;
+    assert_eq!(updates[first.as_str()]["acknowledged"], false, "{updates:#}");
+    page.assert_no_console_errors().await;
+}
+
 /// Holds the page's first `tag-assignments` request back until `releaseFirstMove()` (or 10 s), and
 /// counts the answered ones, so that a test can make two moves race.
 const FIRST_MOVE_HELD_BACK: &str = r#"

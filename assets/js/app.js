@@ -48,6 +48,7 @@ import { state, subscribe, setSnapshot, snapshotToken, view, isNew, markSeen, ba
 import { renderSummary, renderGroups, summarize, diunSnippet, showPendingInTitle } from "./render.js";
 import { createActions } from "./actions.js";
 import { initDragAndDrop } from "./dnd.js";
+import { createAimGuard } from "./aim.js";
 import { openMoveMenu, closeMenu, isMenuOpen } from "./menu.js";
 import { initTheme } from "./theme.js";
 import { showError, clearError, toast, announce, confirmDialog, focusNewestToast, TOAST_KEY } from "./feedback.js";
@@ -87,6 +88,7 @@ const endpoint = new URL("webhook", location.href).href;
 let renderQueued = false;
 let renderHeld = false;
 let dragging = false;
+const aimGuard = createAimGuard();
 
 function requestRender() {
   if (renderQueued) return;
@@ -150,6 +152,7 @@ function renderNow() {
   const summary = summarize(v);
   renderSummary({ view: v, summary, loaded: state.loaded, filters: state.filters });
   renderGroups(root, { view: v, summary, filters: state.filters, confirm: state.confirm, loaded: state.loaded, isNew, endpoint });
+  aimGuard.redrawn();
 
   // The focused control was redrawn, or it is now disabled (say, "dismiss" with nothing left to
   // dismiss): its new self if usable, else its fallback, else the nearest control, else the
@@ -667,6 +670,10 @@ function openMenuFor(button) {
 root.addEventListener("click", (e) => {
   const btn = e.target.closest("[data-action]");
   if (!btn || !root.contains(btn) || btn.disabled) return;
+  if (aimGuard.unaimed(e, btn)) {
+    aimGuard.flash(btn);
+    return;
+  }
   const image = btn.closest('[data-testid="card"]')?.dataset.image;
   const key = btn.closest('[data-testid="group"]')?.dataset.tagId;
   switch (btn.dataset.action) {
