@@ -2,14 +2,18 @@
 // a button: the click the user was about to make would then acknowledge an image they never
 // looked at. So can their own click, doubled: the acknowledged card leaves the Pending view and
 // the next one slides under the pointer. A click on a control that came under the pointer through
-// a redraw, not through moving the pointer, is dropped for a moment after that redraw, and the
-// card it landed on flashes to say why nothing happened.
+// a redraw, not through moving the pointer, is dropped for a moment after that redraw; the page
+// then says why nothing happened.
 
 /** How long after a redraw a control that moved under the pointer does not take its click. */
 const STEADY_MS = 1000;
-/** The control under a pointer that has not moved since the user scrolled: whatever is there. */
-const ANY = Symbol("any");
+/** A hand on a mouse that clicks twice moves it a little: that is not aiming anew. */
+const WOBBLE_PX = 3;
+/** Scrolling by wheel or key moves the page under the pointer on purpose, for this long. */
+const USER_SCROLL_MS = 600;
 const SCROLL_KEYS = new Set(["PageUp", "PageDown", "Home", "End", "ArrowUp", "ArrowDown", " "]);
+/** Where keys do their own thing rather than scroll the page. */
+const KEYS_OWN = "input, textarea, select, button, a, [role='menu'], [contenteditable]";
 
 const controlKey = (el) => {
   const control = el?.closest?.("[data-action]");
@@ -17,42 +21,63 @@ const controlKey = (el) => {
 };
 
 export function createAimGuard() {
-  let aim = { x: NaN, y: NaN, key: null };
+  let aim = { x: NaN, y: NaN, key: null, at: -Infinity };
   let redrawnAt = -Infinity;
+  let userScrollUntil = -Infinity;
   const flashes = new Map();
 
+  const aimAt = (x, y, key) => (aim = { x, y, key, at: performance.now() });
+  const wobble = (x, y) => Math.abs(x - aim.x) <= WOBBLE_PX && Math.abs(y - aim.y) <= WOBBLE_PX;
+
+  const capture = { capture: true, passive: true };
   document.addEventListener(
     "pointermove",
     (e) => {
-      // Chromium moves the pointer by itself after a layout change, to update hover: on the spot.
-      if (e.clientX === aim.x && e.clientY === aim.y) return;
-      aim = { x: e.clientX, y: e.clientY, key: controlKey(e.target) };
+      // Chromium also moves the pointer by itself, on the spot, after a layout change.
+      if (wobble(e.clientX, e.clientY) && (redrawnAt > aim.at || (e.clientX === aim.x && e.clientY === aim.y))) return;
+      aimAt(e.clientX, e.clientY, controlKey(e.target));
     },
-    { capture: true, passive: true },
+    capture,
   );
-  // Scrolling moves the page under a resting pointer on purpose: what comes under it is aimed at.
-  const scrolledByUser = () => (aim = { ...aim, key: ANY });
-  document.addEventListener("wheel", scrolledByUser, { capture: true, passive: true });
+  // A tap, or a pen that cannot hover, aims where it lands: nothing rested there before.
+  document.addEventListener(
+    "pointerdown",
+    (e) => {
+      if (e.pointerType !== "mouse") aimAt(e.clientX, e.clientY, controlKey(e.target));
+    },
+    capture,
+  );
+  document.addEventListener("wheel", () => (userScrollUntil = performance.now() + USER_SCROLL_MS), capture);
   document.addEventListener(
     "keydown",
     (e) => {
-      if (SCROLL_KEYS.has(e.key)) scrolledByUser();
+      if (SCROLL_KEYS.has(e.key) && !e.defaultPrevented && !e.target.closest?.(KEYS_OWN)) {
+        userScrollUntil = performance.now() + USER_SCROLL_MS;
+      }
     },
-    { capture: true, passive: true },
+    capture,
+  );
+  // What the user scrolled under the resting pointer is what it aims at; a scroll the page made
+  // (the browser keeping the visible cards in place across a redraw) is not.
+  document.addEventListener(
+    "scroll",
+    () => {
+      if (performance.now() < userScrollUntil && !Number.isNaN(aim.x)) {
+        aimAt(aim.x, aim.y, controlKey(document.elementFromPoint(aim.x, aim.y)));
+      }
+    },
+    capture,
   );
 
   return {
-    /** Told after every redraw of the cards. */
+    /** Told after every change that can move the cards: a redraw, a banner, new relative times. */
     redrawn() {
       redrawnAt = performance.now();
     },
 
-    /**
-     * Whether `click` on `control` should be dropped. A keyboard's click (detail 0) and a tap (no
-     * pointer rests before it) land where they are aimed.
-     */
+    /** Whether `click` on `control` should be dropped. A keyboard's click (detail 0) is aimed. */
     unaimed(click, control) {
-      if (click.detail === 0 || click.pointerType === "touch" || aim.key === ANY) return false;
+      if (click.detail === 0) return false;
       return performance.now() - redrawnAt < STEADY_MS && controlKey(control) !== aim.key;
     },
 

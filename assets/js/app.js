@@ -72,6 +72,7 @@ const MAX_GROUP_NAME = 100;
 
 const $ = (id) => document.getElementById(id);
 const root = $("updates");
+const aimGuard = createAimGuard();
 
 // The sticky error banners' height, for the page's scroll padding (app.css): a control that
 // takes focus is not scrolled in underneath them.
@@ -79,6 +80,8 @@ if (window.ResizeObserver) {
   new ResizeObserver(([entry]) => {
     const height = Math.ceil(entry.target.getBoundingClientRect().height);
     document.documentElement.style.setProperty("--errors-height", `${height}px`);
+    // The banners are in the flow above the cards: they move every card.
+    aimGuard.redrawn();
   }).observe($("errors"));
 }
 const endpoint = new URL("webhook", location.href).href;
@@ -88,7 +91,6 @@ const endpoint = new URL("webhook", location.href).href;
 let renderQueued = false;
 let renderHeld = false;
 let dragging = false;
-const aimGuard = createAimGuard();
 
 function requestRender() {
   if (renderQueued) return;
@@ -672,6 +674,9 @@ root.addEventListener("click", (e) => {
   if (!btn || !root.contains(btn) || btn.disabled) return;
   if (aimGuard.unaimed(e, btn)) {
     aimGuard.flash(btn);
+    announce("Nothing was done: the cards moved under the pointer. Click again to act on this card.");
+    // The press focused the control it did not aim at: Enter next must not act on it either.
+    if (document.activeElement === btn) root.focus({ preventScroll: true });
     return;
   }
   const image = btn.closest('[data-testid="card"]')?.dataset.image;
@@ -751,6 +756,10 @@ initDragAndDrop(root, {
 });
 
 // Relative times stay current.
-setInterval(() => tick(root), 30000);
+setInterval(() => {
+  tick(root);
+  // A longer relative time can wrap onto a second line and move the cards after it.
+  aimGuard.redrawn();
+}, 30000);
 
 poll();
