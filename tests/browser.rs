@@ -2347,6 +2347,50 @@ async fn a_card_moved_under_a_resting_mouse_does_not_take_its_click() {
     page.assert_no_console_errors().await;
 }
 
+/// What the wheel scrolls under a resting mouse is aimed at: a click on it right after a redraw
+/// is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn what_the_wheel_brings_under_a_resting_mouse_takes_its_click() {
+    let Some(page) = Page::start(1280, 700).await else { return };
+    let events: Vec<Value> =
+        (10..40).map(|n| docker(&format!("reg.example/app{n}:1"), "nas", "app", "")).collect();
+    seed(&page, &events).await;
+    page.open().await;
+    let images = page.images().await;
+    // The same column one row further down: the first card that starts lower than the first.
+    let rows = page
+        .execute(
+            "const cards = [...document.querySelectorAll('[data-testid=\"card\"]')];
+             const first = cards[0].getBoundingClientRect();
+             const below = cards.findIndex((c) => c.getBoundingClientRect().top > first.bottom);
+             return [below, Math.round(cards[below].getBoundingClientRect().top - first.top)];",
+            vec![],
+        )
+        .await;
+    let (below, pitch) = (rows[0].as_u64().expect("a second row") as usize, rows[1].as_i64().expect("pitch"));
+    let ack = page.card(&images[0]).await.get("ack").await;
+    page.execute("arguments[0].scrollIntoView({ block: 'center' })", vec![ack.json()]).await;
+    let point = middle_of(&page, &ack).await;
+    rest_at(&page, point).await;
+
+    page.perform(json!([{
+        "type": "wheel",
+        "id": "wheel",
+        "actions": [{ "type": "scroll", "x": point.0, "y": point.1, "deltaX": 0, "deltaY": pitch, "duration": 0 }],
+    }]))
+    .await;
+    let brought = json!(format!("ack:{}", images[below]));
+    page.wait_until("the next row's Acknowledge under the pointer", async || {
+        (redraw_and_see(&page, point).await == brought).then_some(())
+    })
+    .await;
+    press_at(&page, "mouse", point).await;
+    page.wait_state(&images[below], "acknowledged").await;
+    assert_eq!(page.card_info(&images[0]).await.expect("the first card")["state"], "pending");
+    page.assert_no_console_errors().await;
+}
+
 /// Holds the page's first `tag-assignments` request back until `releaseFirstMove()` (or 10 s), and
 /// counts the answered ones, so that a test can make two moves race.
 const FIRST_MOVE_HELD_BACK: &str = r#"
