@@ -732,6 +732,12 @@ async fn groups_are_created_and_cards_moved_by_drag_and_menu() {
     page.wait_for(&testid("move-options")).await;
     page.execute("document.querySelector('[data-testid=search]').focus()", vec![]).await;
     page.wait_gone(&testid("move-options")).await;
+    // So does leaving the window for another application, where the page may stay in sight.
+    page.card(NGINX).await.get("move-menu").await.click().await;
+    page.wait_for(&testid("move-options")).await;
+    page.execute("window.dispatchEvent(new Event('blur'))", vec![]).await;
+    page.wait_gone(&testid("move-options")).await;
+    assert_eq!(page.focus().await.0.as_deref(), Some("move-menu"), "back on the menu's button");
 
     // Everything stays where it was put after a reload.
     page.reload().await;

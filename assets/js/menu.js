@@ -137,3 +137,6 @@ document.addEventListener("pointerdown", (e) => {
 document.addEventListener("visibilitychange", () => {
   if (document.hidden) closeMenu({ focusTrigger: true });
 });
+// And leaving the window for another application: the page may stay in sight (another screen,
+// a window beside it), and while the menu is open it holds every redraw, the title's count too.
+window.addEventListener("blur", () => closeMenu({ focusTrigger: true }));
