@@ -2183,6 +2183,66 @@ async fn moving_to_a_group_deleted_meanwhile_is_not_silent() {
     page.assert_no_console_errors_besides_failed_requests().await;
 }
 
+/// Moved from the keyboard to a group far down the page, a card takes the focus with it, and the
+/// page follows: the focus is not left out of sight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_card_moved_from_the_keyboard_takes_the_page_with_it() {
+    let Some(page) = Page::start(1280, 700).await else { return };
+    // The oldest image, so that in Untagged it goes last, below thirty others.
+    const MOVED: &str = "reg.example/moved:1";
+    page.webhook(&docker(MOVED, "nas", "app", "")).await;
+    let events: Vec<Value> =
+        (10..40).map(|n| docker(&format!("reg.example/app{n}:1"), "nas", "app", "")).collect();
+    seed(&page, &events).await;
+    let top = page.create_tag("top").await;
+    page.assign(MOVED, top).await;
+    // The next oldest, for the mouse.
+    const CLICKED: &str = "reg.example/app10:1";
+    page.assign(CLICKED, top).await;
+    page.open().await;
+    page.wait_in_section(MOVED, &top.to_string()).await;
+
+    // A pointer user's page does not jump to where the card went.
+    page.card(CLICKED).await.get("move-menu").await.click().await;
+    page.wait_for(&format!(r#"{}[data-tag-id="untagged"]"#, testid("move-option"))).await.click().await;
+    page.wait_in_section(CLICKED, "untagged").await;
+    page.wait_until("the focus on the card's menu", async || {
+        let focused = page
+            .execute(
+                "return document.activeElement.closest('[data-testid=\"card\"]')?.dataset.image ?? null",
+                vec![],
+            )
+            .await;
+        (focused == json!(CLICKED)).then_some(())
+    })
+    .await;
+    assert_eq!(page.execute("return window.scrollY", vec![]).await, json!(0), "the page stayed where it was");
+
+    let menu = page.card(MOVED).await.get("move-menu").await;
+    page.execute("arguments[0].focus()", vec![menu.json()]).await;
+    page.press(keys::ARROW_DOWN).await;
+    page.wait_for(&testid("move-options")).await;
+    let untagged = page.wait_for(&format!(r#"{}[data-tag-id="untagged"]"#, testid("move-option"))).await;
+    page.execute("arguments[0].focus()", vec![untagged.json()]).await;
+    page.press(keys::ENTER).await;
+    page.wait_in_section(MOVED, "untagged").await;
+    page.wait_until("the focus on the moved card's menu, in sight", async || {
+        let seen = page
+            .execute(
+                "const el = document.activeElement;
+                 const r = el.getBoundingClientRect();
+                 return [el.closest('[data-testid=\"card\"]')?.dataset.image ?? null, el.dataset.testid ?? null,
+                         r.bottom > 0 && r.top < window.innerHeight];",
+                vec![],
+            )
+            .await;
+        (seen == json!([MOVED, "move-menu", true])).then_some(())
+    })
+    .await;
+    page.assert_no_console_errors().await;
+}
+
 /// Counts the cards put into a section's list from now on (a moved card counts as put in).
 const COUNT_CARDS_PUT_IN: &str = r#"
 const list = arguments[0];

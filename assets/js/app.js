@@ -149,6 +149,8 @@ function renderNow() {
   const focusKey = active?.dataset?.focusKey;
   const fallbackKey = active?.dataset?.focusFallback;
   const nearby = active && active !== document.body ? nearbyFocusKeys(active) : [];
+  // A keyboard user's place is the focus: where it goes, the page follows.
+  const byKeyboard = Boolean(active?.matches?.(":focus-visible"));
 
   const v = view();
   const summary = summarize(v);
@@ -165,10 +167,13 @@ function renderNow() {
     const usable = (keys) => keys.map(findByFocusKey).find((el) => el && !el.disabled);
     const own = usable([focusKey, fallbackKey]);
     const near = own ? null : usable(nearby);
-    // The control's own stand-in is where it was; a nearby one may be elsewhere on the page (a
-    // deleted group's cards, now in Untagged), so it is scrolled to.
+    // A nearby control may be elsewhere on the page (a deleted group's cards, now in Untagged),
+    // so it is scrolled to. The control's own stand-in is mostly where it was, but not always:
+    // a card moved to another group, or sorted first by a new report, is far away. A keyboard
+    // user is taken there; a pointer user's page does not jump.
     if (near) near.focus();
-    else (own || root).focus({ preventScroll: true });
+    else if (own) own.focus({ preventScroll: !byKeyboard });
+    else root.focus({ preventScroll: true });
   }
   watchNewCards();
 }
