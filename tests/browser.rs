@@ -2001,8 +2001,48 @@ async fn dismiss_all_never_dismisses_a_report_the_page_has_not_shown() {
     page.assert_no_console_errors().await;
 }
 
-/// From the keyboard alone: "Create group" keeps the focus where the key was pressed (a disabled
-/// button drops it to the page, and the user started again from the top), and a group's inline
+/// "Dismiss group" confirmed right after a report for the group arrived, before the page has
+/// heard of it (here it polls, 3 s apart): it asks again instead of dismissing what nobody saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn dismissing_a_group_never_dismisses_a_report_the_page_has_not_shown() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    page.before_scripts(NO_EVENT_SOURCE).await;
+    seed(&page, &varied_events()[..2]).await;
+    let prod = page.create_tag("prod").await;
+    page.assign(NGINX, prod).await;
+    page.open().await;
+    page.wait_in_section(NGINX, &prod.to_string()).await;
+    let section = page.section(&prod.to_string()).await;
+    section.get("group-dismiss").await.click().await;
+    let confirm = page.wait_for(&testid("group-dismiss-confirm")).await;
+    // NGINX reported anew: a report of an image the page shows, but not this one.
+    let mut again = docker(NGINX, "nas2", "web", "");
+    again["digest"] = json!("sha256:0000000000000000000000000000000000000000000000000000000000000001");
+    page.webhook(&again).await;
+    confirm.click().await;
+    page.wait_until("the group to ask again", async || {
+        let text = page
+            .execute(
+                "return document.querySelector('[data-testid=\"group-dismiss-confirm-row\"]')?.textContent",
+                vec![],
+            )
+            .await;
+        text.as_str().is_some_and(|text| text.contains("1 new update arrived meanwhile")).then_some(())
+    })
+    .await;
+    assert_eq!(page.updates().await[NGINX]["acknowledged"], false, "dismissed before it was shown");
+
+    // Asked again, with the report in view, it dismisses.
+    page.by_testid("group-dismiss-confirm").await.click().await;
+    page.wait_state(NGINX, "acknowledged").await;
+    let updates = page.wait_api("the group dismissed", |u| u[NGINX]["acknowledged"] == true).await;
+    assert_eq!(updates[HASS]["acknowledged"], false, "only the group: {updates:#}");
+    page.assert_no_console_errors().await;
+}
+
+/// From the keyboard alone: "Create group" keeps the focus where the key was pressed (it once
+/// dropped it to the page, and the user started again from the top), and a group's inline
 /// confirmation puts it on Cancel, so that a doubled Enter does not delete the group.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]

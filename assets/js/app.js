@@ -459,9 +459,16 @@ $("refresh").addEventListener("click", async () => {
 });
 
 /** Each pending image and when it was reported: what "Dismiss all" put before the user. */
-function pendingReports() {
-  const pending = Object.entries(view().updates).filter(([, entry]) => !entry.acknowledged);
+/** The pending reports the page shows (of one group: a tag id as a string, or "untagged"). */
+function pendingReports(group = null) {
+  const inGroup = (entry) => group === null || (group === "untagged" ? !entry.tag : entry.tag && String(entry.tag.id) === group);
+  const pending = Object.entries(view().updates).filter(([, entry]) => !entry.acknowledged && inGroup(entry));
   return new Map(pending.map(([image, entry]) => [image, entry.received_at]));
+}
+
+/** How many of the reports pending now were not among those `shown` (new images, or new reports). */
+function arrivedSince(shown, now) {
+  return [...now].filter(([image, at]) => shown.get(image) !== at).length;
 }
 
 $("dismiss-all").addEventListener("click", async () => {
@@ -480,7 +487,7 @@ $("dismiss-all").addEventListener("click", async () => {
     // The page's own listing may not have them yet (a notice on its way, a poll 3 s apart).
     await refresh();
     const now = pendingReports();
-    arrived = [...now].filter(([image, at]) => shown.get(image) !== at).length;
+    arrived = arrivedSince(shown, now);
     if (!arrived) {
       actions.acknowledgeAll();
       return;
@@ -674,6 +681,28 @@ function openMenuFor(button) {
   });
 }
 
+// As "dismiss all": reports that came in behind the question, which the page may not show yet
+// (a notice on its way, a poll 3 s apart), were never seen; the question is asked again.
+let dismissingGroup = false;
+async function dismissGroup(key) {
+  if (dismissingGroup) return;
+  dismissingGroup = true;
+  try {
+    const shown = pendingReports(key);
+    await refresh();
+    if (state.confirm?.key !== key || state.confirm.kind !== "dismiss") return; // cancelled meanwhile
+    const arrived = arrivedSince(shown, pendingReports(key));
+    if (arrived) {
+      setConfirm({ key, kind: "dismiss", arrived }, `group-dismiss-cancel:${key}`);
+      return;
+    }
+    setConfirm(null, `group-dismiss:${key}`);
+    actions.acknowledgeGroup(key);
+  } finally {
+    dismissingGroup = false;
+  }
+}
+
 root.addEventListener("click", (e) => {
   const btn = e.target.closest("[data-action]");
   if (!btn || !root.contains(btn) || btn.disabled) return;
@@ -708,8 +737,7 @@ root.addEventListener("click", (e) => {
       break;
     }
     case "group-dismiss-confirm":
-      setConfirm(null, `group-dismiss:${key}`);
-      actions.acknowledgeGroup(key);
+      dismissGroup(key);
       break;
     case "group-delete-confirm":
       if (state.filters.group === key) groupSelect.value = "all";

@@ -306,11 +306,12 @@ function cardFor(item, fresh, tagKey) {
 
 // ---- Sections --------------------------------------------------------------------------------
 
-function confirmRow(kind, group, pendingCount) {
+function confirmRow({ kind, arrived = 0 }, group, pendingCount) {
   const danger = kind === "delete";
+  const news = arrived ? `${plural(arrived, "new update")} arrived meanwhile. ` : "";
   const text =
     kind === "dismiss"
-      ? `Dismiss ${plural(pendingCount, "pending update")}?`
+      ? `${news}Dismiss ${plural(pendingCount, "pending update")}?`
       : group.id === null
         ? ""
         : "Delete this group? Its updates become untagged.";
@@ -369,7 +370,7 @@ function sectionHead(group, shown, all, confirm) {
     pendingCount > 0 && h("span", { class: "group-pending", text: `${pendingCount} pending` }),
   );
   const actions = h("div", { class: "group-actions" });
-  const mine = confirm && confirm.key === group.key ? confirm.kind : null;
+  const mine = confirm && confirm.key === group.key ? confirm : null;
   if (mine) {
     actions.append(confirmRow(mine, group, pendingCount));
   } else {
@@ -435,8 +436,8 @@ function sectionFor(group, shown, all, confirm, fresh) {
   }
   s.el.dataset.tagName = group.name;
   s.el.dataset.count = String(all.length);
-  const confirmKind = confirm && confirm.key === group.key ? confirm.kind : "";
-  const headSig = JSON.stringify([group.name, shown.length, all.length, all.filter((x) => !x.entry.acknowledged).length, confirmKind]);
+  const mine = confirm && confirm.key === group.key ? confirm : null;
+  const headSig = JSON.stringify([group.name, shown.length, all.length, all.filter((x) => !x.entry.acknowledged).length, mine?.kind, mine?.arrived]);
   if (headSig !== s.headSig) {
     const head = sectionHead(group, shown.length, all, confirm);
     if (s.head) s.head.replaceWith(head);
