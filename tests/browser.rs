@@ -2497,6 +2497,37 @@ async fn what_the_wheel_brings_under_a_resting_mouse_takes_its_click() {
     page.assert_no_console_errors().await;
 }
 
+/// Before any page script: the page's clock can be moved on (`advanceClock(ms)`).
+const MOVABLE_CLOCK: &str = r#"
+(() => {
+  const realNow = Date.now;
+  let ahead = 0;
+  Date.now = () => realNow() + ahead;
+  window.advanceClock = (ms) => { ahead += ms; };
+})();
+"#;
+
+/// A card that comes back into view (a filter cleared) shows how long ago its update arrived
+/// now, not when it was filtered out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_card_back_in_view_tells_the_time_of_now() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    page.before_scripts(MOVABLE_CLOCK).await;
+    seed(&page, &varied_events()[..2]).await;
+    page.acknowledge(HASS).await;
+    page.open().await;
+    let received = |card: Option<Value>| card.expect("the card")["received"]["text"].clone();
+    assert_eq!(received(page.card_info(HASS).await), json!("just now"));
+    page.choose("filter-status", "pending").await;
+    page.wait_gone(&card_css(HASS)).await;
+    page.execute("window.advanceClock(2 * 3600 * 1000)", vec![]).await;
+    page.choose("filter-status", "all").await;
+    page.card(HASS).await;
+    assert_eq!(received(page.card_info(HASS).await), json!("2 h ago"));
+    page.assert_no_console_errors().await;
+}
+
 /// Holds the page's first `tag-assignments` request back until `releaseFirstMove()` (or 10 s), and
 /// counts the answered ones, so that a test can make two moves race.
 const FIRST_MOVE_HELD_BACK: &str = r#"

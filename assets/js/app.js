@@ -431,6 +431,8 @@ function followVisibility() {
   } else {
     stream.resume();
     poll();
+    // A hidden tab's timers are slowed down: its relative times may be minutes behind.
+    tick(root);
   }
 }
 document.addEventListener("visibilitychange", followVisibility);

@@ -4,7 +4,7 @@
 
 import { parseImage, versionLabel, metadataRows, placeRows, placeSummary, safeLink, displayName } from "./image.js";
 import { serviceIcon, glyph, gripGlyph } from "./icons.js";
-import { timeElement } from "./time.js";
+import { timeElement, tick } from "./time.js";
 import { hostsOf, knownHosts } from "./hosts.js";
 import { h, breakable } from "./dom.js";
 import { plural } from "./words.js";
@@ -299,6 +299,9 @@ function cardFor(item, fresh, tagKey) {
   if (!cached || cached.sig !== sig) {
     cached = { sig, el: card(item, fresh) };
     cardCache.set(item.image, cached);
+  } else if (!cached.el.isConnected) {
+    // Out of the page (filtered out, say) its relative times were not kept current.
+    tick(cached.el);
   }
   cached.el.dataset.tagId = tagKey;
   return cached.el;
