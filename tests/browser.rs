@@ -1975,21 +1975,55 @@ async fn a_hidden_tab_keeps_the_pending_count_in_its_title() {
     page.assert_no_console_errors().await;
 }
 
-/// "Dismiss all" confirmed right after a report arrived, before the page has heard of it (here
-/// it polls, 3 s apart): it asks again instead of dismissing what nobody saw.
+/// Before any page script: while `window.listingFrozen` is true, the page's listing requests are
+/// answered with the last listing it had, as if no notice or poll had reached it yet; while
+/// `window.listingFails` is true, they fail as behind a proxy whose upstream is down.
+const LISTING_FROZEN: &str = r#"
+(() => {
+  const realFetch = window.fetch;
+  let last = null;
+  window.listingFrozen = false;
+  window.listingFails = false;
+  window.fetch = async function (input, init) {
+    const listing = /api\/updates(\?|$)/.test(String(input)) && (init?.method ?? "GET") === "GET";
+    if (!listing) return realFetch.call(this, input, init);
+    if (window.listingFails) {
+      return new Response('{"error":"bad gateway"}', { status: 502, headers: { "Content-Type": "application/json" } });
+    }
+    if (window.listingFrozen && last) return last.clone();
+    const response = await realFetch.call(this, input, init);
+    last = response.clone();
+    return response;
+  };
+})();
+"#;
+
+/// Confirms what `confirm` (a CSS selector) shows as the page's listing catches up: the page did
+/// not know of what arrived before, and learns of it only from the confirmation's own fetch.
+async fn confirm_as_the_listing_thaws(page: &Page, confirm: &str) {
+    page.execute(
+        "window.listingFrozen = false; document.querySelector(arguments[0]).click();",
+        vec![json!(confirm)],
+    )
+    .await;
+}
+
+/// "Dismiss all" confirmed right after a report arrived, before the page has heard of it (a
+/// notice on its way, a poll 3 s apart): it asks again instead of dismissing what nobody saw.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn dismiss_all_never_dismisses_a_report_the_page_has_not_shown() {
     const KUMA: &str = "docker.io/louislam/uptime-kuma:1.23.13";
     let Some(page) = Page::start(1280, 900).await else { return };
-    page.before_scripts(NO_EVENT_SOURCE).await;
+    page.before_scripts(LISTING_FROZEN).await;
     seed(&page, &varied_events()[..2]).await;
     page.open().await;
     page.wait_title("Diun Dashboard (2)").await;
     page.by_testid("dismiss-all").await.click().await;
     page.wait_for(&testid("confirm-dialog")).await;
+    page.execute("window.listingFrozen = true", vec![]).await;
     page.webhook(&docker(KUMA, "nas", "uptime-kuma", "")).await;
-    page.by_testid("confirm-ok").await.click().await;
+    confirm_as_the_listing_thaws(&page, &testid("confirm-ok")).await;
     page.wait_until("the dialog to ask again", async || {
         let text = page.execute("return document.getElementById('confirm-text').textContent", vec![]).await;
         let open = page.by_testid("confirm-dialog").await.attr("open").await.is_some();
@@ -1998,47 +2032,118 @@ async fn dismiss_all_never_dismisses_a_report_the_page_has_not_shown() {
     })
     .await;
     assert_eq!(page.updates().await[KUMA]["acknowledged"], false, "dismissed before it was shown");
-    page.assert_no_console_errors().await;
+
+    // The listing cannot be had: nothing is dismissed, and the page says so.
+    page.execute("window.listingFails = true", vec![]).await;
+    page.by_testid("confirm-ok").await.click().await;
+    wait_for_banner(&page, "Nothing was dismissed").await;
+    assert_eq!(page.updates().await[KUMA]["acknowledged"], false, "dismissed without checking");
+    page.assert_no_console_errors_besides_failed_requests().await;
 }
 
-/// "Dismiss group" confirmed right after a report for the group arrived, before the page has
-/// heard of it (here it polls, 3 s apart): it asks again instead of dismissing what nobody saw.
+/// Waits for an error banner that says `what` (among the others a failing page may show).
+async fn wait_for_banner(page: &Page, what: &str) {
+    page.wait_until(&format!("a banner saying {what:?}"), async || {
+        let banners = page
+            .execute(
+                "return [...document.querySelectorAll(arguments[0])].map((b) => b.textContent).join(' | ')",
+                vec![json!(testid("error-banner"))],
+            )
+            .await;
+        banners.as_str().is_some_and(|text| text.contains(what)).then_some(())
+    })
+    .await;
+}
+
+/// The confirmation row of a group's "dismiss", as the page shows it.
+async fn group_question(page: &Page) -> String {
+    let text = page
+        .execute(
+            "return document.querySelector('[data-testid=\"group-dismiss-confirm-row\"]')?.textContent",
+            vec![],
+        )
+        .await;
+    text.as_str().unwrap_or_default().to_string()
+}
+
+/// A report of `image` that differs from the last (another digest, numbered `n`).
+fn reported_anew(image: &str, n: u32) -> Value {
+    let mut again = docker(image, "nas2", "web", "");
+    again["digest"] = json!(format!("sha256:{n:064x}"));
+    again
+}
+
+/// "Dismiss group" asks again instead of dismissing a report nobody saw: one the page had not
+/// heard of when it was confirmed, or ones drawn while the question was open; and it dismisses
+/// nothing when it cannot check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn dismissing_a_group_never_dismisses_a_report_the_page_has_not_shown() {
     let Some(page) = Page::start(1280, 900).await else { return };
-    page.before_scripts(NO_EVENT_SOURCE).await;
-    seed(&page, &varied_events()[..2]).await;
+    page.before_scripts(LISTING_FROZEN).await;
+    seed(&page, &varied_events()[..3]).await;
     let prod = page.create_tag("prod").await;
     page.assign(NGINX, prod).await;
+    page.assign(HASS, prod).await;
     page.open().await;
-    page.wait_in_section(NGINX, &prod.to_string()).await;
+    page.wait_in_section(HASS, &prod.to_string()).await;
     let section = page.section(&prod.to_string()).await;
     section.get("group-dismiss").await.click().await;
-    let confirm = page.wait_for(&testid("group-dismiss-confirm")).await;
-    // NGINX reported anew: a report of an image the page shows, but not this one.
-    let mut again = docker(NGINX, "nas2", "web", "");
-    again["digest"] = json!("sha256:0000000000000000000000000000000000000000000000000000000000000001");
-    page.webhook(&again).await;
-    confirm.click().await;
+    page.wait_for(&testid("group-dismiss-confirm")).await;
+    let confirm = testid("group-dismiss-confirm");
+
+    // Reported anew before the page has heard of it.
+    page.execute("window.listingFrozen = true", vec![]).await;
+    page.webhook(&reported_anew(NGINX, 1)).await;
+    confirm_as_the_listing_thaws(&page, &confirm).await;
     page.wait_until("the group to ask again", async || {
-        let text = page
-            .execute(
-                "return document.querySelector('[data-testid=\"group-dismiss-confirm-row\"]')?.textContent",
-                vec![],
-            )
-            .await;
-        text.as_str().is_some_and(|text| text.contains("1 new update arrived meanwhile")).then_some(())
+        group_question(&page).await.contains("1 new update arrived meanwhile").then_some(())
     })
     .await;
     assert_eq!(page.updates().await[NGINX]["acknowledged"], false, "dismissed before it was shown");
 
-    // Asked again, with the report in view, it dismisses.
-    page.by_testid("group-dismiss-confirm").await.click().await;
+    // Two more, drawn while the question is open, before Confirm.
+    let received_at = async |image: &str| {
+        page.execute(
+            "return document.querySelector(arguments[0])?.dataset.receivedAt ?? null",
+            vec![json!(card_css(image))],
+        )
+        .await
+    };
+    let before = (received_at(NGINX).await, received_at(HASS).await);
+    page.webhook(&reported_anew(NGINX, 2)).await;
+    page.webhook(&reported_anew(HASS, 3)).await;
+    page.wait_until("both reports drawn", async || {
+        (received_at(NGINX).await != before.0 && received_at(HASS).await != before.1).then_some(())
+    })
+    .await;
+    page.execute("document.querySelector(arguments[0]).click()", vec![json!(confirm)]).await;
+    page.wait_until("the group to ask about both", async || {
+        group_question(&page).await.contains("2 new updates arrived meanwhile").then_some(())
+    })
+    .await;
+    assert_eq!(page.updates().await[NGINX]["acknowledged"], false, "dismissed what arrived while asking");
+
+    // The listing cannot be had: nothing is dismissed, and the page says so.
+    page.execute(
+        "window.listingFails = true; document.querySelector(arguments[0]).click()",
+        vec![json!(confirm)],
+    )
+    .await;
+    wait_for_banner(&page, "Nothing was dismissed").await;
+    assert_eq!(page.updates().await[NGINX]["acknowledged"], false, "dismissed without checking");
+
+    // Asked again, with every report in view, it dismisses the group and only the group.
+    page.execute(
+        "window.listingFails = false; document.querySelector(arguments[0]).click()",
+        vec![json!(confirm)],
+    )
+    .await;
     page.wait_state(NGINX, "acknowledged").await;
-    let updates = page.wait_api("the group dismissed", |u| u[NGINX]["acknowledged"] == true).await;
-    assert_eq!(updates[HASS]["acknowledged"], false, "only the group: {updates:#}");
-    page.assert_no_console_errors().await;
+    let updates = page.wait_api("the group dismissed", |u| u[HASS]["acknowledged"] == true).await;
+    assert_eq!(updates[NGINX]["acknowledged"], true, "{updates:#}");
+    assert_eq!(updates[PROMETHEUS]["acknowledged"], false, "only the group: {updates:#}");
+    page.assert_no_console_errors_besides_failed_requests().await;
 }
 
 /// From the keyboard alone: "Create group" keeps the focus where the key was pressed (it once

@@ -138,6 +138,11 @@ function nearbyFocusKeys(active) {
   return keys;
 }
 
+function inView(el) {
+  const r = el.getBoundingClientRect();
+  return r.bottom > 0 && r.top < window.innerHeight;
+}
+
 function renderNow() {
   // A drag or an open menu holds the DOM still; the latest state is drawn when it ends.
   if (dragging || isMenuOpen()) {
@@ -149,8 +154,9 @@ function renderNow() {
   const focusKey = active?.dataset?.focusKey;
   const fallbackKey = active?.dataset?.focusFallback;
   const nearby = active && active !== document.body ? nearbyFocusKeys(active) : [];
-  // A keyboard user's place is the focus: where it goes, the page follows.
-  const byKeyboard = Boolean(active?.matches?.(":focus-visible"));
+  // A keyboard user's place is the focus: where it goes, the page follows, unless they had
+  // scrolled away from it (a redraw of a change they did not make must not pull them back).
+  const followFocus = Boolean(active?.matches?.(":focus-visible")) && inView(active);
 
   const v = view();
   const summary = summarize(v);
@@ -172,7 +178,7 @@ function renderNow() {
     // a card moved to another group, or sorted first by a new report, is far away. A keyboard
     // user is taken there; a pointer user's page does not jump.
     if (near) near.focus();
-    else if (own) own.focus({ preventScroll: !byKeyboard });
+    else if (own) own.focus({ preventScroll: !followFocus });
     else root.focus({ preventScroll: true });
   }
   watchNewCards();
@@ -433,6 +439,7 @@ function followVisibility() {
     poll();
     // A hidden tab's timers are slowed down: its relative times may be minutes behind.
     tick(root);
+    aimGuard.redrawn();
   }
 }
 document.addEventListener("visibilitychange", followVisibility);
@@ -460,7 +467,6 @@ $("refresh").addEventListener("click", async () => {
   announce(ok ? "Refreshed" : "Refresh failed");
 });
 
-/** Each pending image and when it was reported: what "Dismiss all" put before the user. */
 /** The pending reports the page shows (of one group: a tag id as a string, or "untagged"). */
 function pendingReports(group = null) {
   const inGroup = (entry) => group === null || (group === "untagged" ? !entry.tag : entry.tag && String(entry.tag.id) === group);
@@ -487,7 +493,12 @@ $("dismiss-all").addEventListener("click", async () => {
     if (!ok) return;
     // Reports that came in behind the dialog were never seen: ask again rather than dismiss them.
     // The page's own listing may not have them yet (a notice on its way, a poll 3 s apart).
-    await refresh();
+    if (!(await refresh())) {
+      showError("Nothing was dismissed: the dashboard could not check for updates that came in meanwhile.", {
+        title: "Could not dismiss all updates",
+      });
+      return;
+    }
     const now = pendingReports();
     arrived = arrivedSince(shown, now);
     if (!arrived) {
@@ -683,26 +694,33 @@ function openMenuFor(button) {
   });
 }
 
-// As "dismiss all": reports that came in behind the question, which the page may not show yet
-// (a notice on its way, a poll 3 s apart), were never seen; the question is asked again.
-let dismissingGroup = false;
+// As "dismiss all": reports that came in while the question was open, or that the page does not
+// show yet (a notice on its way, a poll 3 s apart), were never seen; the question is asked again.
 async function dismissGroup(key) {
-  if (dismissingGroup) return;
-  dismissingGroup = true;
-  try {
-    const shown = pendingReports(key);
-    await refresh();
-    if (state.confirm?.key !== key || state.confirm.kind !== "dismiss") return; // cancelled meanwhile
-    const arrived = arrivedSince(shown, pendingReports(key));
-    if (arrived) {
-      setConfirm({ key, kind: "dismiss", arrived }, `group-dismiss-cancel:${key}`);
-      return;
-    }
-    setConfirm(null, `group-dismiss:${key}`);
-    actions.acknowledgeGroup(key);
-  } finally {
-    dismissingGroup = false;
+  const asked = state.confirm;
+  if (asked?.key !== key || asked.kind !== "dismiss" || asked.checking) return;
+  asked.checking = true;
+  const refreshed = await refresh();
+  if (state.confirm !== asked) return; // answered or asked anew meanwhile
+  if (key !== "untagged" && !view().tags.some((t) => String(t.id) === key)) {
+    setConfirm(null, null); // the group went away
+    return;
   }
+  if (!refreshed) {
+    asked.checking = false;
+    showError("Nothing was dismissed: the dashboard could not check for updates that came in meanwhile.", {
+      title: "Could not dismiss the group",
+    });
+    return;
+  }
+  const now = pendingReports(key);
+  const arrived = arrivedSince(asked.shown, now);
+  if (arrived) {
+    setConfirm({ key, kind: "dismiss", shown: now, arrived }, `group-dismiss-cancel:${key}`);
+    return;
+  }
+  setConfirm(null, `group-dismiss:${key}`);
+  actions.acknowledgeGroup(key);
 }
 
 root.addEventListener("click", (e) => {
@@ -729,7 +747,9 @@ root.addEventListener("click", (e) => {
     case "group-delete": {
       const kind = btn.dataset.action.slice("group-".length);
       // Focus on Cancel, as in the "Dismiss all" dialog: a held or doubled Enter must not confirm.
-      setConfirm({ key, kind }, `group-${kind}-cancel:${key}`);
+      // What the question is asked about, to tell what arrives while it is open.
+      const shown = kind === "dismiss" ? pendingReports(key) : null;
+      setConfirm({ key, kind, shown }, `group-${kind}-cancel:${key}`);
       break;
     }
     case "group-dismiss-cancel":
