@@ -2,7 +2,7 @@
 // sent to the server, and rolled back with a visible error if the server refuses.
 
 import { api } from "./api.js";
-import { addOverlay, commitOverlay, dropOverlay, view } from "./state.js";
+import { addOverlay, commitOverlay, dropOverlay, inGroup, view } from "./state.js";
 import { showError, announce } from "./feedback.js";
 import { parseImage } from "./image.js";
 import { plural } from "./words.js";
@@ -67,9 +67,8 @@ export function createActions(refresh) {
 
     /** key: a tag id as a string, or "untagged" (which has no server call: one PATCH per image). */
     acknowledgeGroup(key) {
-      const inGroup = (entry) => (key === "untagged" ? !entry.tag : entry.tag && String(entry.tag.id) === key);
       const images = Object.entries(view().updates)
-        .filter(([, entry]) => inGroup(entry) && !entry.acknowledged)
+        .filter(([, entry]) => inGroup(entry, key) && !entry.acknowledged)
         .map(([image]) => image);
       const call =
         key === "untagged"

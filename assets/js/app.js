@@ -44,7 +44,7 @@
 // Drag and drop: press on a card (not on a button or link), move onto another section, release.
 
 import { api } from "./api.js";
-import { state, subscribe, setSnapshot, snapshotToken, view, isNew, markSeen, baselineSeen } from "./state.js";
+import { state, subscribe, setSnapshot, snapshotToken, view, isNew, markSeen, baselineSeen, inGroup } from "./state.js";
 import { renderSummary, renderGroups, summarize, diunSnippet, showPendingInTitle } from "./render.js";
 import { createActions } from "./actions.js";
 import { initDragAndDrop } from "./dnd.js";
@@ -469,10 +469,14 @@ $("refresh").addEventListener("click", async () => {
 
 /** The pending reports the page shows (of one group: a tag id as a string, or "untagged"). */
 function pendingReports(group = null) {
-  const inGroup = (entry) => group === null || (group === "untagged" ? !entry.tag : entry.tag && String(entry.tag.id) === group);
-  const pending = Object.entries(view().updates).filter(([, entry]) => !entry.acknowledged && inGroup(entry));
+  const pending = Object.entries(view().updates).filter(
+    ([, entry]) => !entry.acknowledged && (group === null || inGroup(entry, group)),
+  );
   return new Map(pending.map(([image, entry]) => [image, entry.received_at]));
 }
+
+/** Why a dismissal did nothing when its check for new reports failed. */
+const DISMISSAL_UNCHECKED = "Nothing was dismissed: the dashboard could not check for updates that came in meanwhile.";
 
 /** How many of the reports pending now were not among those `shown` (new images, or new reports). */
 function arrivedSince(shown, now) {
@@ -494,9 +498,7 @@ $("dismiss-all").addEventListener("click", async () => {
     // Reports that came in behind the dialog were never seen: ask again rather than dismiss them.
     // The page's own listing may not have them yet (a notice on its way, a poll 3 s apart).
     if (!(await refresh())) {
-      showError("Nothing was dismissed: the dashboard could not check for updates that came in meanwhile.", {
-        title: "Could not dismiss all updates",
-      });
+      showError(DISMISSAL_UNCHECKED, { title: "Could not dismiss all updates" });
       return;
     }
     const now = pendingReports();
@@ -708,9 +710,7 @@ async function dismissGroup(key) {
   }
   if (!refreshed) {
     asked.checking = false;
-    showError("Nothing was dismissed: the dashboard could not check for updates that came in meanwhile.", {
-      title: "Could not dismiss the group",
-    });
+    showError(DISMISSAL_UNCHECKED, { title: "Could not dismiss the group" });
     return;
   }
   const now = pendingReports(key);

@@ -82,6 +82,11 @@ export function view() {
   return result;
 }
 
+/** Whether `entry` is in the group `key`: a tag id as a string, or "untagged". */
+export function inGroup(entry, key) {
+  return key === "untagged" ? !entry.tag : Boolean(entry.tag) && String(entry.tag.id) === key;
+}
+
 // ---- Seen updates ----------------------------------------------------------------------------
 // An update is "new" until the user has had it on screen: we remember image → received_at.
 
