@@ -2633,6 +2633,83 @@ async fn a_card_back_in_view_tells_the_time_of_now() {
     page.assert_no_console_errors().await;
 }
 
+/// Before any page script: `window.watchedCards` holds the cards an IntersectionObserver watches.
+const WATCHED_CARDS: &str = r#"
+(() => {
+  window.watchedCards = new Set();
+  const { observe, unobserve } = IntersectionObserver.prototype;
+  IntersectionObserver.prototype.observe = function (el) {
+    if (el.dataset?.testid === "card") window.watchedCards.add(el);
+    return observe.call(this, el);
+  };
+  IntersectionObserver.prototype.unobserve = function (el) {
+    window.watchedCards.delete(el);
+    return unobserve.call(this, el);
+  };
+})();
+"#;
+
+/// A new card replaced by a newer report before it was seen is no longer watched for being seen
+/// (the watcher would keep every such card in memory as long as the page is open); the card that
+/// replaced it is, and so is one that comes back into the page from a filter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn cards_replaced_before_they_were_seen_are_let_go() {
+    let Some(page) = Page::start(1280, 700).await else { return };
+    page.before_scripts(WATCHED_CARDS).await;
+    let events: Vec<Value> =
+        (10..40).map(|n| docker(&format!("reg.example/app{n}:1"), "nas", "app", "")).collect();
+    seed(&page, &events).await;
+    page.open().await;
+    // Sorted by name, the newcomer is drawn last, out of sight: it stays new.
+    page.choose("sort", "name").await;
+    const LATE: &str = "reg.example/zzz:1";
+    let watched = async || {
+        page.execute(
+            "return [...window.watchedCards].map((c) => [c.dataset.image, c.isConnected, c.dataset.receivedAt]);",
+            vec![],
+        )
+        .await
+    };
+    let mut last = Value::Null;
+    for n in 1..=3 {
+        page.webhook(&reported_anew(LATE, n)).await;
+        let received = page
+            .wait_until("the report drawn", async || {
+                let at = page
+                    .execute(
+                        "return document.querySelector(arguments[0])?.dataset.receivedAt ?? null",
+                        vec![json!(card_css(LATE))],
+                    )
+                    .await;
+                (!at.is_null() && at != last).then_some(at)
+            })
+            .await;
+        last = received.clone();
+        page.wait_until("only the drawn card watched", async || {
+            (watched().await == json!([[LATE, true, received.clone()]])).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(page.card_info(LATE).await.expect("the card")["new"], "true", "still not seen");
+
+    // Filtered out and back, it is watched again.
+    page.by_testid("search").await.send_keys("app1").await;
+    page.wait_gone(&card_css(LATE)).await;
+    page.wait_until("nothing watched", async || (watched().await == json!([])).then_some(())).await;
+    page.execute(
+        "const search = document.querySelector(arguments[0]); search.value = ''; search.dispatchEvent(new Event('input'));",
+        vec![json!(testid("search"))],
+    )
+    .await;
+    page.card(LATE).await;
+    page.wait_until("the card watched again", async || {
+        (watched().await == json!([[LATE, true, last.clone()]])).then_some(())
+    })
+    .await;
+    page.assert_no_console_errors().await;
+}
+
 /// Holds the page's first `tag-assignments` request back until `releaseFirstMove()` (or 10 s), and
 /// counts the answered ones, so that a test can make two moves race.
 const FIRST_MOVE_HELD_BACK: &str = r#"

@@ -203,26 +203,40 @@ const seenObserver =
       )
     : null;
 
+// The observer holds on to what it watches: a card replaced by a newer report, or filtered out,
+// before it was seen would stay in memory for as long as the page is open (a wall display: weeks).
+const watchedCards = new Set();
+
+function unwatch(card) {
+  seenObserver.unobserve(card);
+  clearTimeout(seenTimers.get(card));
+  seenTimers.delete(card);
+  watchedCards.delete(card);
+  delete card.dataset.watched; // watched again if it comes back into the page still new
+}
+
 function seen(card) {
   seenTimers.delete(card);
   if (!card.isConnected || card.dataset.new !== "true") {
-    seenObserver.unobserve(card);
+    unwatch(card);
     return;
   }
   if (document.hidden) {
     seenTimers.set(card, setTimeout(() => seen(card), SEEN_AFTER_MS));
     return;
   }
-  seenObserver.unobserve(card);
+  unwatch(card);
   markSeen(card.dataset.image, card.dataset.receivedAt);
   requestRender();
 }
 
 function watchNewCards() {
   if (!seenObserver) return;
+  for (const card of watchedCards) if (!card.isConnected || card.dataset.new !== "true") unwatch(card);
   for (const card of root.querySelectorAll('[data-testid="card"]')) {
     if (card.dataset.new === "true" && !card.dataset.watched) {
       card.dataset.watched = "1";
+      watchedCards.add(card);
       seenObserver.observe(card);
     }
   }
