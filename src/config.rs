@@ -19,6 +19,14 @@ impl Database {
             Database::Postgres { .. } => "postgres",
         }
     }
+
+    /// Whether this binary can use it.
+    pub fn is_compiled_in(&self) -> bool {
+        match self {
+            Database::Sqlite { .. } => cfg!(feature = "sqlite"),
+            Database::Postgres { .. } => cfg!(feature = "postgres"),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -74,9 +82,7 @@ impl Config {
                 }
                 Database::Postgres { url: Secret::new(url) }
             }
-            None => Database::Sqlite {
-                path: PathBuf::from(non_empty("DB_PATH").unwrap_or_else(|| "diun.db".into())),
-            },
+            None => Database::Sqlite { path: sqlite_path(non_empty("DB_PATH"))? },
         };
         let webhook_secret =
             lookup("WEBHOOK_SECRET").filter(|s| !s.is_empty()).map(sendable_secret).transpose()?;
@@ -153,6 +159,20 @@ fn listen_address(bind: Option<&str>, port: Option<&str>) -> Result<SocketAddr, 
     Ok(SocketAddr::new(ip, port))
 }
 
+/// `DB_PATH` as a file. SQLite would also take `:memory:` or a `file:` URI, but an in-memory
+/// database is another, empty one on each of the service's connections (the webhook is stored,
+/// the listing fails) and is gone at every restart.
+fn sqlite_path(db_path: Option<String>) -> Result<PathBuf, String> {
+    let path = db_path.unwrap_or_else(|| "diun.db".into());
+    if path == ":memory:" || path.starts_with("file:") {
+        return Err(format!(
+            "DB_PATH must be a plain file path, not {path:?} (an in-memory or URI database); \
+             the data must outlive a restart"
+        ));
+    }
+    Ok(PathBuf::from(path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +198,16 @@ mod tests {
         assert_eq!(pg.database.feature(), "postgres");
         let empty = config(&[("DATABASE_URL", ""), ("DB_PATH", "/data/x.db")]).unwrap();
         assert_eq!(empty.database, Database::Sqlite { path: "/data/x.db".into() });
+    }
+
+    #[test]
+    fn an_in_memory_or_uri_sqlite_database_is_refused() {
+        for db_path in [":memory:", "file:diun.db?mode=memory&cache=shared", "file:/data/diun.db"] {
+            let err = config(&[("DB_PATH", db_path)]).unwrap_err();
+            assert!(err.contains("DB_PATH must be a plain file path"), "{db_path}: {err}");
+        }
+        let odd = config(&[("DB_PATH", "./memory.db")]).unwrap();
+        assert_eq!(odd.database, Database::Sqlite { path: "./memory.db".into() });
     }
 
     #[test]

@@ -49,6 +49,7 @@ async fn bad_configuration_exits_non_zero_with_one_clear_line() {
         (vec![("PORT", "eighty".to_string())], "PORT"),
         (vec![("BIND", "not-an-ip".to_string())], "BIND"),
         (vec![("DATABASE_URL", "mysql://root@localhost/x".to_string())], "PostgreSQL URL"),
+        (vec![("DB_PATH", ":memory:".to_string())], "DB_PATH must be a plain file path"),
     ] {
         fails_to_start(&env, expected).await;
     }
