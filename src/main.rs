@@ -90,7 +90,10 @@ fn fatal(message: &str) {
 }
 
 async fn run(config: Config) -> Result<(), String> {
+    // Not for a backend this binary lacks: "Using SQLite" and then "built without SQLite" read
+    // as if it had used it; `Store::open` says what is missing.
     match &config.database {
+        database if !database.is_compiled_in() => {}
         Database::Sqlite { path } => log::info!("Using SQLite database at {}", path.display()),
         Database::Postgres { .. } => log::info!("Using PostgreSQL database"),
     }

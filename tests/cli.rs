@@ -310,6 +310,7 @@ async fn a_sqlite_only_build_names_the_missing_postgres_feature() {
     let (code, _, stderr) = run(&[], &env, LIMIT).await;
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("`postgres` Cargo feature"), "{stderr}");
+    assert!(!stderr.contains("Using PostgreSQL"), "it says it uses what it lacks: {stderr}");
 }
 
 #[cfg(not(feature = "sqlite"))]
@@ -318,6 +319,7 @@ async fn a_postgres_only_build_names_the_missing_sqlite_feature() {
     let (code, _, stderr) = run(&[], &[("PORT", free_port().to_string())], LIMIT).await;
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("`sqlite` Cargo feature"), "{stderr}");
+    assert!(!stderr.contains("Using SQLite"), "it says it uses what it lacks: {stderr}");
 }
 
 #[cfg(feature = "sqlite")]
