@@ -271,9 +271,14 @@ async fn acknowledging_one_update(app: &TestApp) {
     assert_eq!(app.request("PATCH", &format!("/api/updates/{}", encode(images[0]))).send().await.status, 204);
     assert_eq!(app.updates().await[images[0]]["acknowledged_at"], first);
 
-    // Unencoded slashes work too, so curl users need not encode.
+    // Unencoded slashes work too, so curl users need not encode, and a trailing slash, as on
+    // the other routes.
     assert_eq!(app.webhook(&docker_event("quay.io/a/b:2")).await.status, 200);
     assert_eq!(app.request("PATCH", "/api/updates/quay.io/a/b:2").send().await.status, 204);
+    assert_eq!(app.webhook(&docker_event("quay.io/a/c:3")).await.status, 200);
+    let trailing = app.request("PATCH", &format!("/api/updates/{}/", encode("quay.io/a/c:3"))).send().await;
+    assert_eq!(trailing.status, 204, "{}", trailing.text());
+    assert_eq!(app.updates().await["quay.io/a/c:3"]["acknowledged"], json!(true));
 
     let unknown = app.request("PATCH", &format!("/api/updates/{}", encode("nope:1"))).send().await;
     assert_eq!(unknown.status, 404);

@@ -74,8 +74,11 @@ async fn history_answers_404_400_and_405(app: &TestApp) {
         assert!(!response.error().is_empty());
     }
     assert_eq!(app.request("POST", HISTORY).send().await.status, 405);
-    // Unencoded slashes work here too.
+    // Unencoded slashes work here too, and a trailing slash, as on the other routes.
     assert_eq!(app.get("/api/updates/docker.io/library/nginx:1.27/history").await.status, 200);
+    let trailing = app.get(&format!("{HISTORY}/")).await;
+    assert_eq!(trailing.status, 200, "{}", trailing.text());
+    assert_eq!(trailing.json()["image"], json!(NGINX));
 }
 
 async fn hosts_lists_every_host_since_the_image_became_pending(app: &TestApp) {

@@ -88,12 +88,19 @@ pub async fn update(tail: Tail, state: AppState, method: Method, headers: Header
 }
 
 /// Decodes the image from the request path. Unencoded slashes are accepted too, so that
-/// `curl -X PATCH …/api/updates/docker.io/library/nginx:1.27` works as typed.
+/// `curl -X PATCH …/api/updates/docker.io/library/nginx:1.27` works as typed, and so is one
+/// trailing slash, as on every other route (no image name ends with one).
 pub fn decode_image(raw: &str) -> Result<String, ApiError> {
+    let raw = without_trailing_slash(raw);
     if raw.is_empty() {
         return Err(ApiError::not_found("no image given: use /api/updates/{percent-encoded image}"));
     }
     crate::model::decode_image_path(raw).map_err(ApiError::bad_request)
+}
+
+/// A path's tail without the one trailing slash warp also forgives on its fixed routes.
+pub fn without_trailing_slash(tail: &str) -> &str {
+    tail.strip_suffix('/').unwrap_or(tail)
 }
 
 pub async fn acknowledge_all<S, B>(state: AppState, method: Method, headers: HeaderMap, body: S) -> Response

@@ -97,7 +97,7 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let history = warp::path!("api" / "updates" / ..)
         .and(warp::path::tail())
         .and_then(|tail: warp::path::Tail| async move {
-            match tail.as_str().strip_suffix("/history") {
+            match api::without_trailing_slash(tail.as_str()).strip_suffix("/history") {
                 Some(image) if !image.is_empty() => Ok(image.to_string()),
                 _ => Err(warp::reject::not_found()),
             }
