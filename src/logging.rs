@@ -49,10 +49,12 @@ pub fn init() {
     }));
 }
 
-/// `RUST_LOG` read as env_logger reads it: `info` when unset, its directives otherwise (an
-/// empty value leaves errors only; a malformed part is reported on stderr and ignored).
+/// `RUST_LOG` read as env_logger reads it, `info` when unset, with one exception: blank counts
+/// as unset, as it does for every other variable here. env_logger leaves errors only, which hid
+/// the start-up lines from a compose file passing `RUST_LOG: ${RUST_LOG}` through unset. A
+/// malformed part is reported on stderr and ignored.
 fn filter_from(rust_log: Result<String, std::env::VarError>) -> env_filter::Filter {
-    let spec = rust_log.unwrap_or_else(|_| "info".to_owned());
+    let spec = rust_log.ok().filter(|spec| !spec.trim().is_empty()).unwrap_or_else(|| "info".to_owned());
     env_filter::Builder::new().parse(&spec).build()
 }
 
@@ -389,10 +391,12 @@ mod tests {
     }
 
     #[test]
-    fn rust_log_reads_as_env_loggers() {
+    fn rust_log_reads_as_env_loggers_but_blank_is_unset() {
         use log::LevelFilter;
         assert_eq!(filter_from(Err(std::env::VarError::NotPresent)).filter(), LevelFilter::Info);
-        assert_eq!(filter_from(Ok(String::new())).filter(), LevelFilter::Error);
+        assert_eq!(filter_from(Ok(String::new())).filter(), LevelFilter::Info, "blank counts as unset");
+        assert_eq!(filter_from(Ok("  ".into())).filter(), LevelFilter::Info);
+        assert_eq!(filter_from(Ok("off".into())).filter(), LevelFilter::Off);
         assert_eq!(filter_from(Ok("warn".into())).filter(), LevelFilter::Warn);
         let per_module = filter_from(Ok("warn,diun_dashboard::http=debug".into()));
         let debug_in =

@@ -70,7 +70,9 @@ async fn a_failed_start_is_printed_even_with_the_log_turned_off() {
 async fn sqlite_start_up_logs_the_path_creates_its_folder_and_stops_cleanly_on_sigterm() {
     let dir = TempDir::new();
     let path = dir.0.join("nested/deeper/diun.db");
-    let mut service = Service::start(&[("DB_PATH", path.display().to_string())]).await;
+    // An empty RUST_LOG (a compose file passing it through unset) counts as unset: `info`.
+    let env = [("DB_PATH", path.display().to_string()), ("RUST_LOG", String::new())];
+    let mut service = Service::start(&env).await;
     assert!(path.exists(), "the parent folder is created");
     let log = service.log();
     assert!(log.contains(&format!("Using SQLite database at {}", path.display())), "{log}");
