@@ -55,8 +55,8 @@ impl Drop for TestDatabase {
 }
 
 pub fn provide() -> Result<TestDatabase, String> {
-    if let Some(url) = std::env::var("DATABASE_URL").ok().filter(|url| !url.trim().is_empty()) {
-        println!("PostgreSQL: using DATABASE_URL");
+    if let Some((name, url)) = given_url(|name| std::env::var(name).ok()) {
+        println!("PostgreSQL: using {name}");
         return Ok(TestDatabase { url, cleanup: Cleanup::Nothing });
     }
     // XTASK_POSTGRES=cluster skips the local server, to exercise the throwaway cluster.
@@ -89,6 +89,14 @@ pub fn provide() -> Result<TestDatabase, String> {
     }
 }
 
+/// The database the user gave, and the variable it came from. TEST_DATABASE_URL first: it is
+/// what `cargo test` reads (README), so a developer who set it for that means it here too.
+fn given_url(lookup: impl Fn(&str) -> Option<String>) -> Option<(&'static str, String)> {
+    ["TEST_DATABASE_URL", "DATABASE_URL"]
+        .into_iter()
+        .find_map(|name| lookup(name).filter(|url| !url.trim().is_empty()).map(|url| (name, url)))
+}
+
 fn server_answers_on_localhost() -> bool {
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], 5432));
     std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(1)).is_ok()
@@ -104,6 +112,10 @@ fn psql_at(host: &str, port: &str, user: &str, database: &str, sql: &str) -> Res
         &["-w", "-X", "-q", "-A", "-t", "-h", host, "-p", port, "-U", user, "-d", database, "-c", sql],
     )
     .env("PGCONNECT_TIMEOUT", "3")
+    // The tests connect with the URL built from what psql reached, without a password: a server
+    // psql reaches only with one (PGPASSWORD, ~/.pgpass) must not count as reachable.
+    .env_remove("PGPASSWORD")
+    .env("PGPASSFILE", "/dev/null")
     .output()
     .map_err(|err| format!("cannot run psql: {err}"))?;
     if output.status.success() {
@@ -201,13 +213,61 @@ fn throwaway_cluster(bin: &Path) -> Result<TestDatabase, String> {
     let options = format!(
         "-c listen_addresses=127.0.0.1 -p {port} -k {socket_dir} -c fsync=off -c max_connections=400"
     );
-    let log = dir.join("server.log").to_string_lossy().into_owned();
+    let log_path = dir.join("server.log");
+    let log = log_path.to_string_lossy().into_owned();
     system::run(&mut postgres_tool(
         &bin.join("pg_ctl"),
         &["-D", &data, "-l", &log, "-o", &options, "-w", "-t", "30", "start"],
         as_postgres,
-    ))?;
+    ))
+    // The cleanup removes the folder, log and all: what the server said goes with the error.
+    .map_err(|err| format!("{err}\n{}", server_log_tail(&log_path)))?;
     println!("PostgreSQL: throwaway cluster in {} on port {port}, removed afterwards", dir.display());
     database.url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
     Ok(database)
+}
+
+/// The last lines of a throwaway server's log, for an error that would otherwise only point at it.
+fn server_log_tail(path: &std::path::Path) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(log) => {
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+            format!("the server's log ended with:\n{tail}")
+        }
+        Err(err) => format!("the server's log could not be read: {err}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_given_test_database_url_comes_first_and_blank_counts_as_unset() {
+        let given = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> =
+                vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            given_url(move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+        };
+        let both = given(&[("DATABASE_URL", "postgres://a/x"), ("TEST_DATABASE_URL", "postgres://b/y")]);
+        assert_eq!(both, Some(("TEST_DATABASE_URL", "postgres://b/y".to_string())));
+        let blank_test = given(&[("DATABASE_URL", "postgres://a/x"), ("TEST_DATABASE_URL", " ")]);
+        assert_eq!(blank_test, Some(("DATABASE_URL", "postgres://a/x".to_string())));
+        assert_eq!(given(&[]), None);
+    }
+
+    #[test]
+    fn a_failed_start_shows_the_end_of_the_server_log() {
+        let dir = std::env::temp_dir().join(format!("diun-xtask-log-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("server.log");
+        let log: Vec<String> = (1..=40).map(|n| format!("line {n}")).collect();
+        std::fs::write(&path, log.join("\n")).unwrap();
+        let tail = server_log_tail(&path);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(tail.contains("line 40") && tail.contains("line 26"), "{tail}");
+        assert!(!tail.contains("line 25\n"), "only the last lines: {tail}");
+        assert!(server_log_tail(&dir.join("gone.log")).contains("could not be read"));
+    }
 }
