@@ -160,6 +160,15 @@ impl Page {
         value.as_array().cloned().unwrap_or_default()
     }
 
+    /// When the shown card of `image` says its report arrived (its data-received-at), or null.
+    async fn card_received_at(&self, image: &str) -> Value {
+        self.execute(
+            "return document.querySelector(arguments[0])?.dataset.receivedAt ?? null",
+            vec![json!(card_css(image))],
+        )
+        .await
+    }
+
     async fn card_info(&self, image: &str) -> Option<Value> {
         self.cards().await.into_iter().find(|card| card["image"] == image)
     }
@@ -2103,18 +2112,12 @@ async fn dismissing_a_group_never_dismisses_a_report_the_page_has_not_shown() {
     assert_eq!(page.updates().await[NGINX]["acknowledged"], false, "dismissed before it was shown");
 
     // Two more, drawn while the question is open, before Confirm.
-    let received_at = async |image: &str| {
-        page.execute(
-            "return document.querySelector(arguments[0])?.dataset.receivedAt ?? null",
-            vec![json!(card_css(image))],
-        )
-        .await
-    };
-    let before = (received_at(NGINX).await, received_at(HASS).await);
+    let before = (page.card_received_at(NGINX).await, page.card_received_at(HASS).await);
     page.webhook(&reported_anew(NGINX, 2)).await;
     page.webhook(&reported_anew(HASS, 3)).await;
     page.wait_until("both reports drawn", async || {
-        (received_at(NGINX).await != before.0 && received_at(HASS).await != before.1).then_some(())
+        (page.card_received_at(NGINX).await != before.0 && page.card_received_at(HASS).await != before.1)
+            .then_some(())
     })
     .await;
     page.execute("document.querySelector(arguments[0]).click()", vec![json!(confirm)]).await;
@@ -2676,12 +2679,7 @@ async fn cards_replaced_before_they_were_seen_are_let_go() {
         page.webhook(&reported_anew(LATE, n)).await;
         let received = page
             .wait_until("the report drawn", async || {
-                let at = page
-                    .execute(
-                        "return document.querySelector(arguments[0])?.dataset.receivedAt ?? null",
-                        vec![json!(card_css(LATE))],
-                    )
-                    .await;
+                let at = page.card_received_at(LATE).await;
                 (!at.is_null() && at != last).then_some(at)
             })
             .await;

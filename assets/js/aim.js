@@ -51,7 +51,7 @@ export function createAimGuard() {
   document.addEventListener(
     "keydown",
     (e) => {
-      if (SCROLL_KEYS.has(e.key) && !e.defaultPrevented && !e.target.closest?.(KEYS_OWN)) {
+      if (SCROLL_KEYS.has(e.key) && !e.target.closest?.(KEYS_OWN)) {
         userScrollUntil = performance.now() + USER_SCROLL_MS;
       }
     },

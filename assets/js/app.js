@@ -439,6 +439,12 @@ async function refresh() {
   return poll();
 }
 
+function tickTimes() {
+  tick(root);
+  // A longer relative time can wrap onto a second line and move the cards after it.
+  aimGuard.redrawn();
+}
+
 function followVisibility() {
   clearTimeout(hiddenTimer);
   if (document.hidden) {
@@ -452,8 +458,7 @@ function followVisibility() {
     stream.resume();
     poll();
     // A hidden tab's timers are slowed down: its relative times may be minutes behind.
-    tick(root);
-    aimGuard.redrawn();
+    tickTimes();
   }
 }
 document.addEventListener("visibilitychange", followVisibility);
@@ -825,10 +830,6 @@ initDragAndDrop(root, {
 });
 
 // Relative times stay current.
-setInterval(() => {
-  tick(root);
-  // A longer relative time can wrap onto a second line and move the cards after it.
-  aimGuard.redrawn();
-}, 30000);
+setInterval(tickTimes, 30000);
 
 poll();
