@@ -2391,6 +2391,50 @@ async fn a_card_moved_from_the_keyboard_takes_the_page_with_it() {
     page.assert_no_console_errors().await;
 }
 
+/// A keyboard user who scrolled away from their focused card is not pulled back to it when a new
+/// report redraws it: the page follows the keyboard's focus only from where it was in sight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_redraw_of_a_focused_card_out_of_sight_does_not_scroll_the_page() {
+    let Some(page) = Page::start(1280, 700).await else { return };
+    let events: Vec<Value> =
+        (10..40).map(|n| docker(&format!("reg.example/app{n}:1"), "nas", "app", "")).collect();
+    seed(&page, &events).await;
+    page.open().await;
+    // The newest card is first: its Acknowledge takes the keyboard's focus.
+    let first = page.images().await.first().cloned().expect("cards");
+    let ack = page.card(&first).await.get("ack").await;
+    page.execute("arguments[0].focus()", vec![ack.json()]).await;
+    page.press("\u{E008}").await; // Shift: a key pressed, nothing done
+    assert_eq!(
+        page.execute("return document.activeElement.matches(':focus-visible')", vec![]).await,
+        json!(true)
+    );
+    page.execute("window.scrollTo(0, document.documentElement.scrollHeight / 2)", vec![]).await;
+    let scrolled = page.execute("return window.scrollY", vec![]).await;
+    assert!(scrolled.as_f64().is_some_and(|y| y > 0.0), "the page scrolls: {scrolled}");
+
+    let before = page.card_received_at(&first).await;
+    // Reported again as it was, but for its digest: the card keeps its size.
+    let mut again = docker(&first, "nas", "app", "");
+    again["digest"] = json!(format!("sha256:{:064x}", 1));
+    page.webhook(&again).await;
+    page.wait_until("the card redrawn, the focus on its new self", async || {
+        let focused = page
+            .execute(
+                "const el = document.activeElement;
+                 return [el.closest('[data-testid=\"card\"]')?.dataset.receivedAt ?? null, el.dataset.testid ?? null];",
+                vec![],
+            )
+            .await;
+        let drawn = page.card_received_at(&first).await;
+        (focused[1] == "ack" && focused[0] == drawn && !drawn.is_null() && drawn != before).then_some(())
+    })
+    .await;
+    assert_eq!(page.execute("return window.scrollY", vec![]).await, scrolled, "the page stayed where it was");
+    page.assert_no_console_errors().await;
+}
+
 /// Counts the cards put into a section's list from now on (a moved card counts as put in).
 const COUNT_CARDS_PUT_IN: &str = r#"
 const list = arguments[0];
