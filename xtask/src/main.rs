@@ -67,9 +67,11 @@ fn project_root() -> PathBuf {
 
 fn test(root: &Path) -> Result<(), String> {
     let mut steps = Step::list();
-    // Chromium is found or installed before the long builds. PostgreSQL only after the lints:
-    // a throwaway server started now would run through them, and outlive a Ctrl-C.
+    // Chromium and PostgreSQL are found, installed or started before the long builds: a
+    // machine without them learns so at once, not after the lints. An interrupted run still
+    // removes a throwaway server (postgres::Watchdog).
     browser::ensure_chromium()?;
+    let database = postgres::provide()?;
     steps.run("rustfmt", || cargo(root, &["fmt", "--all", "--", "--check"], &[]))?;
     for (name, flags) in FEATURE_SETS {
         // --locked as in the Dockerfiles: a Cargo.lock that needs updating fails here too.
@@ -81,7 +83,6 @@ fn test(root: &Path) -> Result<(), String> {
     steps.run("a build without any backend is refused", || no_backend_is_a_compile_error(root))?;
     steps.run("container files lint", || docker::lint(root))?;
 
-    let database = postgres::provide()?;
     let env = [("TEST_DATABASE_URL", database.url())];
     for (name, flags) in FEATURE_SETS {
         let mut args = vec!["test", "--workspace", "--locked"];

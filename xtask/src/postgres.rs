@@ -6,8 +6,9 @@
 //!
 //! PostgreSQL is installed with apt first when there are no binaries and we are root.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 use crate::system::{self, command};
 
@@ -16,6 +17,9 @@ use crate::system::{self, command};
 pub struct TestDatabase {
     url: String,
     cleanup: Cleanup,
+    /// The same cleanup for when this process dies without unwinding (Ctrl-C, kill); disarmed
+    /// when dropped.
+    _watchdog: Option<Watchdog>,
 }
 
 enum Cleanup {
@@ -35,29 +39,92 @@ impl Drop for TestDatabase {
         match &self.cleanup {
             Cleanup::Nothing => {}
             Cleanup::DropDatabase { user, name } => {
-                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                if let Err(err) = psql(user, "postgres", &sql) {
+                if let Err(err) = psql(user, "postgres", &drop_database_sql(name)) {
                     eprintln!("xtask: could not drop the scratch database {name}: {err}");
                 }
             }
             Cleanup::StopCluster { bin, dir, as_postgres } => {
-                let data = dir.join("data");
-                let data = data.to_string_lossy();
-                let pg_ctl = bin.join("pg_ctl");
-                let mut stop =
-                    postgres_tool(&pg_ctl, &["-D", &data, "-m", "immediate", "-w", "stop"], *as_postgres);
-                let _ = stop.output();
+                let _ = stop_cluster(bin, dir, *as_postgres).output();
                 let _ = std::fs::remove_dir_all(dir);
                 println!("stopped and removed the throwaway PostgreSQL cluster");
             }
         }
+        // The watchdog, a field, is disarmed only after this: a second Ctrl-C during the
+        // cleanup above still leaves it to the watchdog.
     }
+}
+
+/// Runs a cleanup after this process is gone, however it went. Ctrl-C kills the xtask without
+/// running `Drop`, and would leave a throwaway server (which `pg_ctl` detaches from the
+/// terminal) or a scratch database behind. A shell in a process group of its own, which the
+/// terminal's Ctrl-C does not reach, blocks reading a pipe whose writing end only this process
+/// holds (Rust opens pipes close-on-exec); the kernel closes it when this process ends, for
+/// whatever reason, and the shell then runs the cleanup. A normal end disarms it.
+struct Watchdog(Child);
+
+impl Watchdog {
+    /// None, said why, when no shell can be started: the run goes on without it.
+    fn arm(cleanup: &[Command]) -> Option<Watchdog> {
+        Self::try_arm(cleanup)
+            .map_err(|err| println!("xtask: {err}; an interrupted run will leave it behind"))
+            .ok()
+    }
+
+    fn try_arm(cleanup: &[Command]) -> Result<Watchdog, String> {
+        let script = std::iter::once("read -r _".to_string())
+            .chain(cleanup.iter().map(shell_line))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let child = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|err| format!("cannot start the cleanup watchdog: {err}"))?;
+        Ok(Watchdog(child))
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One command as a line of `sh`, with its folder and its changes to the environment.
+fn shell_line(command: &Command) -> String {
+    let mut line = String::from("(");
+    if let Some(dir) = command.get_current_dir() {
+        line += &format!("cd {} && ", shell_quote(&dir.to_string_lossy()));
+    }
+    line += "exec env";
+    // env reads its options (-u) only before the first assignment.
+    for (name, _) in command.get_envs().filter(|(_, value)| value.is_none()) {
+        line += &format!(" -u {}", shell_quote(&name.to_string_lossy()));
+    }
+    for (name, value) in command.get_envs() {
+        if let Some(value) = value {
+            let assignment = format!("{}={}", name.to_string_lossy(), value.to_string_lossy());
+            line += &format!(" {}", shell_quote(&assignment));
+        }
+    }
+    for part in std::iter::once(command.get_program()).chain(command.get_args()) {
+        line += &format!(" {}", shell_quote(&part.to_string_lossy()));
+    }
+    line + ")"
+}
+
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 pub fn provide() -> Result<TestDatabase, String> {
     if let Some((name, url)) = given_url(|name| std::env::var(name).ok()) {
         println!("PostgreSQL: using {name}");
-        return Ok(TestDatabase { url, cleanup: Cleanup::Nothing });
+        return Ok(TestDatabase { url, cleanup: Cleanup::Nothing, _watchdog: None });
     }
     // XTASK_POSTGRES=cluster skips the local server, to exercise the throwaway cluster.
     let cluster_only = std::env::var("XTASK_POSTGRES").is_ok_and(|value| value == "cluster");
@@ -107,22 +174,31 @@ fn psql(user: &str, database: &str, sql: &str) -> Result<String, String> {
 }
 
 fn psql_at(host: &str, port: &str, user: &str, database: &str, sql: &str) -> Result<String, String> {
-    let output = command(
-        "psql",
-        &["-w", "-X", "-q", "-A", "-t", "-h", host, "-p", port, "-U", user, "-d", database, "-c", sql],
-    )
-    .env("PGCONNECT_TIMEOUT", "3")
-    // The tests connect with the URL built from what psql reached, without a password: a server
-    // psql reaches only with one (PGPASSWORD, ~/.pgpass) must not count as reachable.
-    .env_remove("PGPASSWORD")
-    .env("PGPASSFILE", "/dev/null")
-    .output()
-    .map_err(|err| format!("cannot run psql: {err}"))?;
+    let output = psql_command(host, port, user, database, sql)
+        .output()
+        .map_err(|err| format!("cannot run psql: {err}"))?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
     } else {
         Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
     }
+}
+
+fn psql_command(host: &str, port: &str, user: &str, database: &str, sql: &str) -> Command {
+    let mut psql = command(
+        "psql",
+        &["-w", "-X", "-q", "-A", "-t", "-h", host, "-p", port, "-U", user, "-d", database, "-c", sql],
+    );
+    psql.env("PGCONNECT_TIMEOUT", "3")
+        // The tests connect with the URL built from what psql reached, without a password: a
+        // server psql reaches only with one (PGPASSWORD, ~/.pgpass) must not count as reachable.
+        .env_remove("PGPASSWORD")
+        .env("PGPASSFILE", "/dev/null");
+    psql
+}
+
+fn drop_database_sql(name: &str) -> String {
+    format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 }
 
 fn scratch_database_on_localhost() -> Option<TestDatabase> {
@@ -136,6 +212,8 @@ fn scratch_database_on_localhost() -> Option<TestDatabase> {
         .find(|user| psql(user, "postgres", "SELECT 1").is_ok_and(|out| out == "1"))?
         .to_string();
     let name = format!("diun_xtask_{}", std::process::id());
+    let watchdog =
+        Watchdog::arm(&[psql_command("127.0.0.1", "5432", &user, "postgres", &drop_database_sql(&name))]);
     if let Err(err) = psql(&user, "postgres", &format!("CREATE DATABASE {name}")) {
         println!(
             "PostgreSQL on localhost:5432 answers but refuses a scratch database ({err}); trying another way"
@@ -144,7 +222,7 @@ fn scratch_database_on_localhost() -> Option<TestDatabase> {
     }
     println!("PostgreSQL: scratch database {name} on localhost:5432 (user {user}), dropped afterwards");
     let url = format!("postgres://{user}@127.0.0.1:5432/{name}");
-    Some(TestDatabase { url, cleanup: Cleanup::DropDatabase { user, name } })
+    Some(TestDatabase { url, cleanup: Cleanup::DropDatabase { user, name }, _watchdog: watchdog })
 }
 
 /// The folder holding initdb and pg_ctl: on PATH, or Debian's newest /usr/lib/postgresql/N/bin.
@@ -181,15 +259,30 @@ fn postgres_tool(program: &Path, args: &[&str], as_postgres: bool) -> Command {
     command
 }
 
+fn stop_cluster(bin: &Path, dir: &Path, as_postgres: bool) -> Command {
+    let data = dir.join("data");
+    postgres_tool(
+        &bin.join("pg_ctl"),
+        &["-D", &data.to_string_lossy(), "-m", "immediate", "-w", "stop"],
+        as_postgres,
+    )
+}
+
 fn throwaway_cluster(bin: &Path) -> Result<TestDatabase, String> {
     let as_postgres = system::is_root();
     let dir = std::env::temp_dir().join(format!("diun-xtask-pg-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
-    // From here on, dropping the guard stops and removes whatever was started.
+    // From here on, dropping the guard (or this process dying) stops and removes whatever was
+    // started.
+    let watchdog = Watchdog::arm(&[
+        stop_cluster(bin, &dir, as_postgres),
+        command("rm", &["-rf", "--", &dir.to_string_lossy()]),
+    ]);
     let mut database = TestDatabase {
         url: String::new(),
         cleanup: Cleanup::StopCluster { bin: bin.to_path_buf(), dir: dir.clone(), as_postgres },
+        _watchdog: watchdog,
     };
     if as_postgres {
         system::run(&mut command("chown", &["postgres:postgres", &dir.to_string_lossy()]))
@@ -269,5 +362,62 @@ mod tests {
         assert!(tail.contains("line 40") && tail.contains("line 26"), "{tail}");
         assert!(!tail.contains("line 25\n"), "only the last lines: {tail}");
         assert!(server_log_tail(&dir.join("gone.log")).contains("could not be read"));
+    }
+
+    /// The watchdog's cleanup runs once the pipe from this process closes, as it does when this
+    /// process dies however it dies; a watchdog dropped (the normal end) runs nothing.
+    #[test]
+    fn the_watchdog_cleans_up_only_when_its_pipe_closes() {
+        let dir = std::env::temp_dir().join(format!("diun-xtask-watchdog-test-{}", std::process::id()));
+        let quoted = dir.join("it's a folder");
+        let kept = dir.join("kept");
+        std::fs::create_dir_all(&quoted).unwrap();
+        std::fs::create_dir_all(&kept).unwrap();
+        // A variable removed whose name sorts after one set: env takes `-u` before assignments only.
+        let mut env_check = command(
+            "sh",
+            &["-c", r#"test "$A_WATCHED" = "it's" && test -z "${Z_GONE+set}" && touch env-ok"#],
+        );
+        env_check.current_dir(&dir).env("A_WATCHED", "it's").env_remove("Z_GONE");
+
+        let mut watchdog =
+            Watchdog::try_arm(&[env_check, command("rm", &["-rf", "--", &quoted.to_string_lossy()])])
+                .unwrap();
+        let pid = watchdog.0.id();
+        assert_ne!(
+            process_group(pid),
+            process_group(std::process::id()),
+            "the terminal's Ctrl-C would reach it"
+        );
+        wait_until_reading_its_pipe(pid);
+        assert!(quoted.exists(), "nothing is cleaned up while this process lives");
+        drop(watchdog.0.stdin.take());
+        assert!(watchdog.0.wait().unwrap().success());
+        assert!(!quoted.exists(), "the folder, its name quoted, is removed");
+        assert!(dir.join("env-ok").exists(), "the command ran in its folder with its environment");
+
+        let disarmed = Watchdog::try_arm(&[command("rm", &["-rf", "--", &kept.to_string_lossy()])]).unwrap();
+        wait_until_reading_its_pipe(disarmed.0.id());
+        drop(disarmed);
+        let still_there = kept.exists();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(still_there, "a disarmed watchdog cleans nothing");
+    }
+
+    fn process_group(pid: u32) -> String {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        // After the parenthesised command name: state, parent, process group.
+        stat.rsplit_once(')').unwrap().1.split_whitespace().nth(2).unwrap().to_string()
+    }
+
+    fn wait_until_reading_its_pipe(pid: u32) {
+        for _ in 0..1000 {
+            let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+            if wchan.contains("pipe_read") {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("the watchdog never waited on its pipe");
     }
 }
