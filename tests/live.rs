@@ -141,24 +141,20 @@ async fn a_change_on_one_replica_reaches_the_streams_of_another() {
         url: diun_dashboard::config::Secret::new(format!("{}&application_name={relay_name}", url.expose())),
     };
     let replica_a = TestApp::start_with(named, db, None).await;
-    let replica_b = TestApp::start_with(database, support::TestDb::sqlite(), None).await;
+    // B reaches the server through a proxy that holds each new connection back: its sharing
+    // would listen well after B answers, were start-up not waiting for it.
+    let slow = slow_connections::through(&database, Duration::from_millis(400)).await;
+    let replica_b = TestApp::start_with(slow, support::TestDb::sqlite(), None).await;
     let mut on_b = EventStream::open(&replica_b).await;
     let mut on_a = EventStream::open(&replica_a).await;
 
-    // Sharing starts in the background with each replica; keep sending until it is up.
-    let mut reached = false;
-    for _ in 0..50 {
-        assert_eq!(replica_a.webhook(&docker_event("shared:1")).await.status, 200);
-        let wait = tokio::time::timeout(
-            Duration::from_millis(200),
-            on_b.expect(r#""kind":"update","image":"shared:1""#),
-        );
-        if wait.await.is_ok() {
-            reached = true;
-            break;
-        }
-    }
-    assert!(reached, "the webhook on replica A never reached replica B's stream");
+    // A replica answers once its sharing listens: the very first webhook is heard (sent before
+    // B listened, it was lost until the dashboards' next safety poll).
+    assert_eq!(replica_a.webhook(&docker_event("shared:1")).await.status, 200);
+    let reached =
+        tokio::time::timeout(Duration::from_secs(5), on_b.expect(r#""kind":"update","image":"shared:1""#))
+            .await;
+    assert!(reached.is_ok(), "the first webhook on replica A never reached replica B's stream");
 
     assert_eq!(replica_b.request("PATCH", "/api/updates/shared%3A1").send().await.status, 204);
     on_a.expect(r#"data:{"kind":"acknowledge","image":"shared:1","seq":"#).await;
@@ -268,4 +264,60 @@ async fn a_write_whose_caller_went_away_is_still_announced() {
     let updates = store.list_updates().await.expect("list");
     assert_eq!(updates.iter().map(|entry| entry.event.image.as_str()).collect::<Vec<_>>(), ["left:1"]);
     store.close().await;
+}
+
+/// A TCP proxy to the test's PostgreSQL server that holds each new connection back a while.
+#[cfg(feature = "postgres")]
+mod slow_connections {
+    use std::time::Duration;
+
+    use diun_dashboard::config::{Database, Secret};
+    use tokio::net::{TcpListener, TcpStream, UnixStream};
+    use tokio_postgres::config::Host;
+
+    /// `database`, reached through the proxy: a key-value connection string naming it, with
+    /// everything else the URL said.
+    pub async fn through(database: &Database, delay: Duration) -> Database {
+        let Database::Postgres { url } = database else { panic!("PostgreSQL only") };
+        let config: tokio_postgres::Config = url.expose().parse().unwrap();
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let upstream = config.get_hosts().first().expect("the test URL names a host").clone();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = match upstream {
+                        Host::Tcp(host) => match TcpStream::connect((host.as_str(), port)).await {
+                            Ok(mut server) => tokio::io::copy_bidirectional(&mut client, &mut server).await,
+                            Err(err) => Err(err),
+                        },
+                        Host::Unix(dir) => match UnixStream::connect(dir.join(format!(".s.PGSQL.{port}")))
+                            .await
+                        {
+                            Ok(mut server) => tokio::io::copy_bidirectional(&mut client, &mut server).await,
+                            Err(err) => Err(err),
+                        },
+                    };
+                });
+            }
+        });
+        let quote = |value: &str| format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"));
+        let mut parts = vec![format!("host=127.0.0.1 port={}", proxy.port())];
+        let given = [
+            ("user", config.get_user().map(str::to_string)),
+            ("password", config.get_password().map(|p| String::from_utf8_lossy(p).into_owned())),
+            ("dbname", config.get_dbname().map(str::to_string)),
+            ("options", config.get_options().map(str::to_string)),
+            ("application_name", config.get_application_name().map(str::to_string)),
+        ];
+        for (key, value) in given {
+            if let Some(value) = value {
+                parts.push(format!("{key}={}", quote(&value)));
+            }
+        }
+        Database::Postgres { url: Secret::new(parts.join(" ")) }
+    }
 }

@@ -467,8 +467,8 @@ impl PostgresStore {
 
     /// Shares changes with the other replicas on this database: theirs are published on
     /// `feed`, and [`Self::share`] sends this one's.
-    pub fn share_changes(mut self, feed: crate::changes::ChangeFeed) -> Self {
-        self.replicas = Some(super::replicas::start(self.config.clone(), self.channel.clone(), feed));
+    pub async fn share_changes(mut self, feed: crate::changes::ChangeFeed) -> Self {
+        self.replicas = Some(super::replicas::start(self.config.clone(), self.channel.clone(), feed).await);
         self
     }
 

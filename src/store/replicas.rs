@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures_util::future::poll_fn;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::{AsyncMessage, Config, NoTls};
 
 use crate::changes::{Change, ChangeFeed, ChangeKind};
@@ -30,6 +30,9 @@ const MAX_PAYLOAD: usize = 7000;
 /// server's host gone, packets dropped) would otherwise hold the relay, and the notices it
 /// should hear, for as long as TCP retransmits: about a quarter of an hour.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long start-up waits for the first LISTEN: the connection's own timeout (3 s unless the
+/// URL sets one) and the LISTEN's round trip, with room to spare.
+const FIRST_LISTEN_WAIT: Duration = Duration::from_secs(5);
 /// How long shutdown waits for the changes still queued to be sent.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
@@ -93,8 +96,11 @@ impl Relay {
     }
 }
 
-/// Starts the relay.
-pub fn start(config: Config, channel: String, feed: ChangeFeed) -> Relay {
+/// Starts the relay and waits, [`FIRST_LISTEN_WAIT`] at most, for its first LISTEN: a service
+/// that answered before it would show the other replicas' changes of that moment only at the
+/// dashboards' next safety poll. A first attempt that fails ends the wait at once; the relay
+/// retries, and tells the dashboards to reload once it listens.
+pub async fn start(config: Config, channel: String, feed: ChangeFeed) -> Relay {
     let (outgoing, queue) = mpsc::unbounded_channel();
     let (closing, closed) = watch::channel(false);
     let origin = format!(
@@ -102,7 +108,13 @@ pub fn start(config: Config, channel: String, feed: ChangeFeed) -> Relay {
         std::process::id(),
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
     );
-    let task = tokio::spawn(relay(config, channel, origin, feed, queue, closed));
+    let (listening, first_listen) = oneshot::channel();
+    let task = tokio::spawn(relay(config, channel, origin, feed, queue, closed, listening));
+    if tokio::time::timeout(FIRST_LISTEN_WAIT, first_listen).await.is_err() {
+        log::warn!(
+            "replica change sharing is not listening yet after {FIRST_LISTEN_WAIT:?}; starting anyway"
+        );
+    }
     Relay { outgoing, closing, task: Mutex::new(Some(task)) }
 }
 
@@ -113,13 +125,13 @@ async fn relay(
     feed: ChangeFeed,
     mut queue: mpsc::UnboundedReceiver<Change>,
     mut closed: watch::Receiver<bool>,
+    listening: oneshot::Sender<()>,
 ) {
+    // Only the first attempt tells start-up; every later one follows a failed attempt.
+    let mut start_up = Some(listening);
     let mut retry = RETRY_MIN;
-    // After any failed attempt, the first attempt's included: the service already answers
-    // while the relay retries, and the other replicas' notices of that time are lost.
-    let mut notices_missed = false;
     loop {
-        let attempt = session(&config, &channel, &origin, &feed, &mut queue, &mut closed, notices_missed);
+        let attempt = session(&config, &channel, &origin, &feed, &mut queue, &mut closed, start_up.take());
         let lost = match attempt.await {
             Ok(()) => return,
             Err(lost) => lost,
@@ -128,7 +140,6 @@ async fn relay(
             report_dropped(&mut queue);
             return;
         }
-        notices_missed = true;
         if lost.after_listening {
             // A session that worked starts the back-off over: one outage a week must not
             // leave every later reconnect waiting the longest delay.
@@ -176,8 +187,12 @@ async fn session(
     feed: &ChangeFeed,
     queue: &mut mpsc::UnboundedReceiver<Change>,
     closed: &mut watch::Receiver<bool>,
-    notices_missed: bool,
+    start_up: Option<oneshot::Sender<()>>,
 ) -> Result<(), Lost> {
+    // After any failed attempt, the first attempt's included: the service already answers
+    // while the relay retries, and the notices of that time are lost, both ways. (A first
+    // attempt that fails drops `start_up`, and start-up waits no longer.)
+    let notices_missed = start_up.is_none();
     let lost_early = |err: tokio_postgres::Error| Lost { why: err.to_string(), after_listening: false };
     let (client, mut connection) = config.connect(NoTls).await.map_err(lost_early)?;
     let (heard, mut notices) = mpsc::unbounded_channel::<String>();
@@ -210,6 +225,12 @@ async fn session(
             Err(_) => Err(format!("the server took no notice within {SEND_TIMEOUT:?}")),
         }
     };
+    // Start-up that stopped waiting (FIRST_LISTEN_WAIT) may have answered reads meanwhile.
+    if let Some(start_up) = start_up
+        && start_up.send(()).is_err()
+    {
+        feed.publish(Change::of_many(ChangeKind::Update));
+    }
     let outcome = async {
         if notices_missed {
             log::info!("replica change sharing restored");
