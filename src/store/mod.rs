@@ -196,10 +196,12 @@ impl Store {
                     .map(Backend::Sqlite)
                     .map_err(|err| format!("cannot open SQLite database at {}: {err}", path.display()))?,
                 #[cfg(feature = "postgres")]
-                Database::Postgres { url } => postgres::PostgresStore::open(url.expose())
-                    .await
-                    .map(|store| Backend::Postgres(Box::new(store.share_changes(changes.clone()))))
-                    .map_err(|err| format!("cannot use PostgreSQL database: {err}"))?,
+                Database::Postgres { url } => {
+                    let store = postgres::PostgresStore::open(url.expose())
+                        .await
+                        .map_err(|err| format!("cannot use PostgreSQL database: {err}"))?;
+                    Backend::Postgres(Box::new(store.share_changes(changes.clone()).await))
+                }
                 #[allow(unreachable_patterns)]
                 other => return Err(missing_feature_message(other)),
             };
@@ -228,15 +230,21 @@ impl Store {
 }
 
 impl Shared {
-    /// Announces `change` once `written` has succeeded.
+    /// Announces `change` once `written` has succeeded, and a reload when its outcome is
+    /// unknown: a write that failed as unavailable may have committed all the same (the
+    /// connection lost after its COMMIT left, a wait for the COMMIT cancelled). Without that,
+    /// every dashboard would show the old state until its next safety poll.
     fn announce<T>(
         &self,
         written: StoreResult<T>,
         change: impl FnOnce(&T) -> Option<Change>,
     ) -> StoreResult<T> {
-        if let Ok(value) = &written
-            && let Some(change) = change(value)
-        {
+        let announced = match &written {
+            Ok(value) => change(value),
+            Err(StoreError::Unavailable(_)) => Some(Change::of_many(ChangeKind::Update)),
+            Err(_) => None,
+        };
+        if let Some(change) = announced {
             dispatch!(self, store => store.share(&change));
             self.changes.publish(change);
         }
@@ -350,5 +358,37 @@ impl UpdateStore for Store {
     }
     async fn prune_history(&self, older_than: Timestamp, limit: u32) -> StoreResult<u64> {
         dispatch!(self.0, s => s.prune_history(older_than, limit).await)
+    }
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+    use crate::changes::Numbered;
+    use crate::store::scratch::Scratch;
+
+    /// Only a write's failure as unavailable leaves its outcome unknown; other failures were
+    /// not written, and announce nothing.
+    #[tokio::test]
+    async fn a_write_of_unknown_outcome_makes_the_dashboards_reload() {
+        let scratch = Scratch::new("announce");
+        let store = Store::open(&Database::Sqlite { path: scratch.path().join("diun.db") }).await.unwrap();
+        let mut heard = store.changes().subscribe();
+        let never = |_: &()| -> Option<Change> { panic!("a failed write has no value to announce") };
+
+        let _ = store.0.announce(Err(StoreError::Internal("refused".into())), never);
+        let _ = store.0.announce(Err(StoreError::DuplicateTag), never);
+        assert!(heard.try_recv().is_err(), "a write known to have failed announced something");
+
+        let _ = store.0.announce(Err(StoreError::Unavailable("connection lost".into())), never);
+        assert_eq!(
+            heard.try_recv().unwrap(),
+            Numbered { seq: 1, change: Change::of_many(ChangeKind::Update) }
+        );
+
+        let image = Change::of_image(ChangeKind::Acknowledge, "nginx:1");
+        let _ = store.0.announce(Ok(()), |()| Some(image.clone()));
+        assert_eq!(heard.try_recv().unwrap(), Numbered { seq: 2, change: image });
+        store.close().await;
     }
 }
