@@ -137,6 +137,61 @@ mod sqlite {
         );
     }
 
+    /// A later migration that rebuilds a table the usual SQLite way (create, copy, drop,
+    /// rename) keeps the tag assignments pointing at it; one that would leave an assignment
+    /// pointing nowhere is refused, and nothing of it is kept.
+    #[tokio::test]
+    async fn a_migration_rebuilding_a_table_keeps_the_tag_assignments() {
+        let dir = support::TempDir::new();
+        let path = dir.0.join("rebuilt.db");
+        let store = SqliteStore::open(path.clone()).await.unwrap();
+        let event = DiunEvent::from_json(support::docker_event("nginx:1.27").to_string().as_bytes()).unwrap();
+        store.upsert_event(event, Timestamp::now()).await.unwrap();
+        let tag = store.create_tag("prod".into()).await.unwrap();
+        store.assign_tag("nginx:1.27".into(), tag.id).await.unwrap();
+        store.close().await;
+        let tag_of_nginx = |store: SqliteStore| async move {
+            let updates = store.list_updates().await.unwrap();
+            store.close().await;
+            updates[0].tag.as_ref().map(|tag| tag.name.clone())
+        };
+        let next = |name: &str, sql: &str| {
+            let mut migrations = migrate::from_dir(&MIGRATIONS).unwrap();
+            let version = migrations.last().unwrap().version + 1;
+            migrations.push(Migration { version, name: name.into(), sql: sql.into() });
+            migrations
+        };
+
+        let orphaning = next("orphaning", "DELETE FROM tags");
+        let refused =
+            SqliteStore::open_with(path.clone(), orphaning).await.err().expect("a dangling assignment");
+        assert!(refused.contains("referring to rows that are gone"), "{refused}");
+        let store = SqliteStore::open(path.clone()).await.unwrap();
+        assert_eq!(tag_of_nginx(store).await.as_deref(), Some("prod"), "the refused migration was kept");
+
+        let rebuilding = next(
+            "tag_colours",
+            "CREATE TABLE tags_new (
+                 id     INTEGER PRIMARY KEY AUTOINCREMENT,
+                 name   TEXT NOT NULL UNIQUE,
+                 colour TEXT NOT NULL DEFAULT 'grey'
+             ) STRICT;
+             INSERT INTO tags_new (id, name) SELECT id, name FROM tags;
+             DROP TABLE tags;
+             ALTER TABLE tags_new RENAME TO tags;",
+        );
+        let store = SqliteStore::open_with(path.clone(), rebuilding.clone()).await.unwrap();
+        assert_eq!(tag_of_nginx(store).await.as_deref(), Some("prod"), "the rebuild dropped the assignment");
+
+        // Foreign keys are on again after the migrations: a deleted tag takes its assignments.
+        let store = SqliteStore::open_with(path.clone(), rebuilding).await.unwrap();
+        assert!(store.delete_tag(tag.id).await.unwrap());
+        store.close().await;
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let left: i64 = conn.query_row("SELECT count(*) FROM tag_assignments", [], |row| row.get(0)).unwrap();
+        assert_eq!(left, 0, "the assignment outlived its tag");
+    }
+
     #[tokio::test]
     async fn a_database_from_a_newer_release_is_refused() {
         let dir = support::TempDir::new();
