@@ -75,10 +75,11 @@ async fn assert_fixture_upgraded<S: UpdateStore>(store: &S) {
         history[0].acknowledged_at.map(|t| t.to_string()).as_deref(),
         Some("2024-06-02T08:30:00.000000Z")
     );
-    let hosts = store.pending_hosts().await.unwrap();
+    let hosts = store.reporting_hosts().await.unwrap();
     assert_eq!(
         hosts.iter().map(|h| (h.image.as_str(), h.hostname.as_str())).collect::<Vec<_>>(),
-        [("ghcr.io/org/app:2.1", "pi")]
+        [("docker.io/library/nginx:1.27", "nas"), ("ghcr.io/org/app:2.1", "pi")],
+        "the acknowledged update's host too: its first history entry carries the acknowledgement"
     );
     // And it keeps working: a new event on the old data keeps the tag.
     let event =

@@ -26,7 +26,7 @@ async fn api_view<S: UpdateStore>(store: &S) -> Value {
         history.insert(update.event.image.clone(), serde_json::to_value(events).unwrap());
     }
     let hosts: Vec<Value> = store
-        .pending_hosts()
+        .reporting_hosts()
         .await
         .unwrap()
         .into_iter()

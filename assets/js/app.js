@@ -28,7 +28,8 @@
 //               move-menu ("Move to…") → move-options (role=menu) → move-option (data-tag-id = tag
 //               id or "untagged"), history-open (opens the history dialog)
 //   Hosts       One host: the rows card-host, card-container(s), card-pod… as above. Several hosts
-//               (a pending image reported by more than one): card-hosts (list, data-count) of
+//               (an image reported by more than one since it last became pending, acknowledged
+//               or not): card-hosts (list, data-count) of
 //               card-host-item (data-hostname), each with card-host (host name) and, when known,
 //               card-host-place (its containers / pod / job, one line); no card-container rows then
 //   History     history-dialog (modal <dialog>), history-close, history-summary, history-list,

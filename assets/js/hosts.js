@@ -1,6 +1,7 @@
-// Which hosts run an image: every host that reported a pending image since it became pending
-// (GET /api/hosts), merged with the host of the image's latest event, which is all there is for
-// acknowledged images (and covers a webhook that landed between the two requests).
+// Which hosts run an image: every host that reported it since it last became pending (GET
+// /api/hosts; for an acknowledged image, the reports the acknowledgement covered), merged with
+// the host of the image's latest event (which covers a webhook that landed between the two
+// requests, and an image whose reports the history no longer keeps).
 
 /**
  * [{ hostname, last_seen, metadata }] sorted by host name; [] when the event names no host.
@@ -8,7 +9,7 @@
  */
 export function hostsOf(image, entry, hosts) {
   const event = entry.event || {};
-  const reported = !entry.acknowledged && hosts && Array.isArray(hosts[image]) ? hosts[image] : [];
+  const reported = hosts && Array.isArray(hosts[image]) ? hosts[image] : [];
   const byName = new Map();
   for (const report of reported) {
     if (!report || typeof report.hostname !== "string" || !report.hostname) continue;

@@ -68,14 +68,15 @@ fn page(query: &str) -> Result<(Option<i64>, u32), ApiError> {
     Ok((before, limit))
 }
 
-/// Every host that reported each pending image since it became pending:
-/// `{"<image>": [{"hostname": …, "last_seen": …, "metadata": …}]}`.
+/// Every host that reported each image since it last became pending (an acknowledged image: the
+/// reports its acknowledgement covered), so that a settled card still says where the image
+/// runs: `{"<image>": [{"hostname": …, "last_seen": …, "metadata": …}]}`.
 pub async fn hosts(state: AppState, method: Method, headers: HeaderMap) -> Response {
     respond(
         async {
             only_reads(&method)?;
             let mark = state.store.changes().mark();
-            let reports = state.store.pending_hosts().await?;
+            let reports = state.store.reporting_hosts().await?;
             Ok(with_change_mark(json_reply_negotiated(&headers, ByImage(reports)).await?, mark))
         }
         .await,

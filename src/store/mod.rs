@@ -136,9 +136,10 @@ pub trait UpdateStore: Send + Sync {
         before: Option<i64>,
         limit: u32,
     ) -> impl Future<Output = StoreResult<Option<Vec<HistoryEntry>>>> + Send;
-    /// For every image, each host that reported it since it last became pending, ordered by
-    /// image and host (bytewise).
-    fn pending_hosts(&self) -> impl Future<Output = StoreResult<Vec<HostReport>>> + Send;
+    /// For every image, each host's latest report since the image last became pending (for an
+    /// acknowledged image: the reports its acknowledgement covered), ordered by image and host
+    /// (bytewise).
+    fn reporting_hosts(&self) -> impl Future<Output = StoreResult<Vec<HostReport>>> + Send;
     /// Deletes at most `limit` acknowledged events received before `older_than`; returns how
     /// many went. Pending events stay, however old: they are the hosts an update's card lists
     /// (every host that reported it since it last became pending), not history yet.
@@ -353,8 +354,8 @@ impl UpdateStore for Store {
     ) -> StoreResult<Option<Vec<HistoryEntry>>> {
         dispatch!(self.0, s => s.history(image, before, limit).await)
     }
-    async fn pending_hosts(&self) -> StoreResult<Vec<HostReport>> {
-        dispatch!(self.0, s => s.pending_hosts().await)
+    async fn reporting_hosts(&self) -> StoreResult<Vec<HostReport>> {
+        dispatch!(self.0, s => s.reporting_hosts().await)
     }
     async fn prune_history(&self, older_than: Timestamp, limit: u32) -> StoreResult<u64> {
         dispatch!(self.0, s => s.prune_history(older_than, limit).await)

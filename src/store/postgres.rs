@@ -1317,7 +1317,7 @@ impl UpdateStore for PostgresStore {
         .await
     }
 
-    async fn pending_hosts(&self) -> StoreResult<Vec<HostReport>> {
+    async fn reporting_hosts(&self) -> StoreResult<Vec<HostReport>> {
         self.with_client(|client| async move {
             let rows = client
                 .query(
@@ -1325,7 +1325,9 @@ impl UpdateStore for PostgresStore {
                      FROM events e
                      JOIN (SELECT max(p.id) AS id
                            FROM updates u JOIN events p ON p.image = u.image
-                           WHERE u.acknowledged_at IS NULL AND p.acknowledged_at IS NULL
+                           -- Pending, both NULL; acknowledged, the events its acknowledgement
+                           -- covered carry its time.
+                           WHERE p.acknowledged_at IS NOT DISTINCT FROM u.acknowledged_at
                            GROUP BY p.image, p.hostname) latest
                        ON latest.id = e.id
                      ORDER BY e.image COLLATE \"C\", e.hostname COLLATE \"C\"",

@@ -736,15 +736,17 @@ impl UpdateStore for SqliteStore {
         .await
     }
 
-    async fn pending_hosts(&self) -> StoreResult<Vec<HostReport>> {
+    async fn reporting_hosts(&self) -> StoreResult<Vec<HostReport>> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT e.image, e.hostname, e.received_at, e.metadata
                  FROM events e
                  JOIN (SELECT MAX(p.id) AS id
-                       -- CROSS JOIN keeps this order: from the pending images to their events.
+                       -- CROSS JOIN keeps this order: from the images to their events.
                        FROM updates u CROSS JOIN events p ON p.image = u.image
-                       WHERE u.acknowledged_at IS NULL AND p.acknowledged_at IS NULL
+                       -- Pending, both NULL; acknowledged, the events its acknowledgement
+                       -- covered carry its time.
+                       WHERE p.acknowledged_at IS u.acknowledged_at
                        GROUP BY p.image, p.hostname) latest
                    ON latest.id = e.id
                  ORDER BY e.image, e.hostname",
