@@ -272,52 +272,27 @@ mod slow_connections {
     use std::time::Duration;
 
     use diun_dashboard::config::{Database, Secret};
-    use tokio::net::{TcpListener, TcpStream, UnixStream};
-    use tokio_postgres::config::Host;
+    use tokio::net::{TcpListener, TcpStream};
 
-    /// `database`, reached through the proxy: a key-value connection string naming it, with
-    /// everything else the URL said.
+    /// `database`, reached through the proxy.
     pub async fn through(database: &Database, delay: Duration) -> Database {
         let Database::Postgres { url } = database else { panic!("PostgreSQL only") };
         let config: tokio_postgres::Config = url.expose().parse().unwrap();
         let port = config.get_ports().first().copied().unwrap_or(5432);
-        let upstream = config.get_hosts().first().expect("the test URL names a host").clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy = listener.local_addr().unwrap();
         tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
-                let upstream = upstream.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
-                    let _ = match upstream {
-                        Host::Tcp(host) => match TcpStream::connect((host.as_str(), port)).await {
-                            Ok(mut server) => tokio::io::copy_bidirectional(&mut client, &mut server).await,
-                            Err(err) => Err(err),
-                        },
-                        Host::Unix(dir) => match UnixStream::connect(dir.join(format!(".s.PGSQL.{port}")))
-                            .await
-                        {
-                            Ok(mut server) => tokio::io::copy_bidirectional(&mut client, &mut server).await,
-                            Err(err) => Err(err),
-                        },
-                    };
+                    if let Ok(mut server) = TcpStream::connect(("127.0.0.1", port)).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
                 });
             }
         });
-        let quote = |value: &str| format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"));
-        let mut parts = vec![format!("host=127.0.0.1 port={}", proxy.port())];
-        let given = [
-            ("user", config.get_user().map(str::to_string)),
-            ("password", config.get_password().map(|p| String::from_utf8_lossy(p).into_owned())),
-            ("dbname", config.get_dbname().map(str::to_string)),
-            ("options", config.get_options().map(str::to_string)),
-            ("application_name", config.get_application_name().map(str::to_string)),
-        ];
-        for (key, value) in given {
-            if let Some(value) = value {
-                parts.push(format!("{key}={}", quote(&value)));
-            }
-        }
-        Database::Postgres { url: Secret::new(parts.join(" ")) }
+        let proxied = url.expose().replacen(&format!(":{port}/"), &format!(":{}/", proxy.port()), 1);
+        assert_ne!(proxied, url.expose(), "the URL must name a port to proxy it");
+        Database::Postgres { url: Secret::new(proxied) }
     }
 }
