@@ -236,4 +236,25 @@ mod postgres {
         assert!(err.contains("newer"), "{err}");
         db.drop_schema().await;
     }
+
+    /// A newer replica's migration that retypes a column a query returns makes the server refuse
+    /// that query's prepared statement on each connection of an older replica still running
+    /// ("cached plan must not change result type"). It is prepared again at once: no request
+    /// fails for it (a webhook failed so would be lost: DIUN does not send it again).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_column_retyped_under_a_running_replica_fails_no_request() {
+        let Some(db) = TestDb::postgres().await else { return };
+        let app = support::TestApp::start(db, None).await;
+        assert_eq!(app.webhook(&support::docker_event("nginx:1")).await.status, 200);
+        const HISTORY: &str = "/api/updates/nginx%3A1/history";
+        // Side by side, so that several pooled connections prepare the statement.
+        let prepared = futures_util::future::join_all((0..20).map(|_| app.get(HISTORY))).await;
+        assert!(prepared.iter().all(|response| response.status == 200));
+
+        app.db.query("ALTER TABLE events ALTER COLUMN hostname TYPE varchar(255)").await;
+        for _ in 0..40 {
+            let response = app.get(HISTORY).await;
+            assert_eq!(response.status, 200, "{}", response.text());
+        }
+    }
 }

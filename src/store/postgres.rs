@@ -141,14 +141,18 @@ type Params<'a> = [&'a (dyn ToSql + Sync)];
 struct Statements(Mutex<HashMap<(usize, usize), Statement>>);
 
 impl Statements {
-    /// Runs `query` with `sql` prepared (by `prepare`, the first time); a statement the server
-    /// no longer accepts (its tables were changed under it) is forgotten, so the next call
-    /// prepares it anew.
+    /// Runs `query` with `sql` prepared (by `prepare`, the first time). A statement the server
+    /// no longer accepts (a migration of a newer replica changed its tables under it) is
+    /// forgotten with every other, and, `outside_a_transaction`, prepared and run again at
+    /// once: the server refused it before running it, so nothing ran twice, and the request
+    /// (a webhook DIUN would not send again) goes through. Inside a transaction the refusal
+    /// has aborted it; the next call prepares anew.
     async fn run<T, P, Q>(
         &self,
         sql: &'static str,
-        prepare: impl FnOnce(&'static str) -> P,
-        query: impl FnOnce(Statement) -> Q,
+        outside_a_transaction: bool,
+        prepare: impl Fn(&'static str) -> P,
+        query: impl Fn(Statement) -> Q,
     ) -> Result<T, tokio_postgres::Error>
     where
         P: Future<Output = Result<Statement, tokio_postgres::Error>>,
@@ -158,33 +162,47 @@ impl Statements {
         let cached = self.0.lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned();
         let statement = match cached {
             Some(statement) => statement,
-            None => {
-                let statement = prepare(sql).await?;
-                self.0.lock().unwrap_or_else(PoisonError::into_inner).insert(key, statement.clone());
-                statement
-            }
+            None => self.prepared(key, prepare(sql).await?),
         };
         let result = query(statement).await;
-        if let Err(err) = &result
-            && matches!(err.code(), Some(code) if *code == SqlState::FEATURE_NOT_SUPPORTED
-                || *code == SqlState::INVALID_SQL_STATEMENT_NAME)
-        {
-            self.0.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        match &result {
+            Err(err) if is_stale(err) => {
+                self.0.lock().unwrap_or_else(PoisonError::into_inner).clear();
+                if !outside_a_transaction {
+                    return result;
+                }
+                log::info!("a prepared statement went stale ({}); preparing it again", describe(err));
+                let statement = self.prepared(key, prepare(sql).await?);
+                query(statement).await
+            }
+            _ => result,
         }
-        result
     }
+
+    fn prepared(&self, key: (usize, usize), statement: Statement) -> Statement {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).insert(key, statement.clone());
+        statement
+    }
+}
+
+/// The server's refusal of a statement prepared before a schema change: "cached plan must not
+/// change result type" (0A000), or the statement gone (26000).
+fn is_stale(err: &tokio_postgres::Error) -> bool {
+    matches!(err.code(), Some(code) if *code == SqlState::FEATURE_NOT_SUPPORTED
+        || *code == SqlState::INVALID_SQL_STATEMENT_NAME)
 }
 
 impl Conn {
     async fn cached<T, Q>(
         &self,
         sql: &'static str,
-        query: impl FnOnce(Statement) -> Q,
+        query: impl Fn(Statement) -> Q,
     ) -> Result<T, tokio_postgres::Error>
     where
         Q: Future<Output = Result<T, tokio_postgres::Error>>,
     {
-        finished(&self.unfinished, self.statements.run(sql, |sql| self.client.prepare(sql), query)).await
+        finished(&self.unfinished, self.statements.run(sql, true, |sql| self.client.prepare(sql), query))
+            .await
     }
 
     /// A round trip that needs no statement: the health check's.
@@ -269,12 +287,12 @@ impl CachedTransaction<'_> {
     async fn cached<T, Q>(
         &self,
         sql: &'static str,
-        query: impl FnOnce(Statement) -> Q,
+        query: impl Fn(Statement) -> Q,
     ) -> Result<T, tokio_postgres::Error>
     where
         Q: Future<Output = Result<T, tokio_postgres::Error>>,
     {
-        finished(self.unfinished, self.statements.run(sql, |sql| self.tx.prepare(sql), query)).await
+        finished(self.unfinished, self.statements.run(sql, false, |sql| self.tx.prepare(sql), query)).await
     }
 
     async fn execute(&self, sql: &'static str, params: &Params<'_>) -> Result<u64, tokio_postgres::Error> {
