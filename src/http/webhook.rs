@@ -9,6 +9,7 @@ use super::AppState;
 use super::auth::constant_time_eq;
 use super::body::read_capped;
 use super::error::{ApiError, respond};
+use super::guard::check_origin;
 use super::metrics::{WebhookResult, WebhookStatus, count_webhook};
 use crate::model::DiunEvent;
 use crate::store::UpdateStore;
@@ -42,6 +43,11 @@ where
     if method != Method::POST {
         return Err(ApiError::method_not_allowed("POST"));
     }
+    // DIUN sends no Origin; a browser always does on a POST. Without this, any web page the
+    // admin opened could post events through the admin's browser to a dashboard on the LAN
+    // (a text/plain body needs no preflight): fake cards, real ones overwritten with another
+    // digest and registry link. With WEBHOOK_SECRET set the secret stops them too.
+    check_origin(&headers).inspect_err(|_| count_webhook(WebhookStatus::of(""), WebhookResult::Rejected))?;
     if let Some(secret) = &state.webhook_secret {
         let given = headers.get(header::AUTHORIZATION).map(|value| value.as_bytes()).unwrap_or_default();
         if !constant_time_eq(given, secret.expose().as_bytes()) {
