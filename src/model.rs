@@ -42,6 +42,7 @@ pub struct DiunEvent {
 impl DiunEvent {
     /// Parses a webhook body; the message is meant for the sender.
     pub fn from_json(body: &[u8]) -> Result<Self, String> {
+        check_value_count(body)?;
         let mut event: Self = serde_json::from_slice(body).map_err(|err| {
             if err.is_data() {
                 format!("invalid DIUN event: {err}")
@@ -112,6 +113,44 @@ impl DiunEvent {
         self.extra = json_object(extra)?.unwrap_or_default();
         Ok(())
     }
+}
+
+/// The most JSON values an event may hold; DIUN sends about twenty. Each value parsed is 32
+/// bytes or more (`[0,0,…]` is 2 bytes a value in the body), at every read of the event too: a
+/// 1 MiB body of them cost 16–32 MiB per event read back, per host in `/api/hosts` and per
+/// entry of a history page.
+pub const MAX_JSON_VALUES: usize = 10_000;
+
+/// Refuses a body holding more than [`MAX_JSON_VALUES`] values, counted on the bytes before
+/// any parsing: commas and opening brackets outside strings. A body too short to hold that
+/// many (each value takes a byte and its comma) is not scanned at all, DIUN's included.
+fn check_value_count(body: &[u8]) -> Result<(), String> {
+    if body.len() < 2 * MAX_JSON_VALUES {
+        return Ok(());
+    }
+    let (mut values, mut in_string, mut escaped) = (1, false, false);
+    for &byte in body {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match byte {
+                b'"' => in_string = true,
+                b',' | b'[' | b'{' => values += 1,
+                _ => {}
+            }
+        }
+    }
+    if values > MAX_JSON_VALUES {
+        return Err(format!(
+            "the event holds about {values} JSON values, more than the {MAX_JSON_VALUES} accepted (DIUN sends about 20)"
+        ));
+    }
+    Ok(())
 }
 
 /// The longest image name accepted, in bytes: far above what a registry allows (a name of
@@ -286,6 +325,27 @@ pub fn json_object(text: Option<&str>) -> Result<Option<Map<String, Value>>, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_of_too_many_json_values_is_refused_before_it_is_parsed() {
+        let event = |metadata: Value| {
+            serde_json::to_vec(&serde_json::json!({ "image": "i:1", "metadata": metadata })).unwrap()
+        };
+        let zeros = event(serde_json::json!({ "k": vec![0; MAX_JSON_VALUES] }));
+        let refused = DiunEvent::from_json(&zeros).unwrap_err();
+        assert!(refused.contains("JSON values"), "{refused}");
+
+        // Commas, brackets and escaped quotes inside strings are text, not values.
+        let text = event(serde_json::json!({ "k": "\",[{".repeat(MAX_JSON_VALUES) }));
+        assert!(text.len() > 2 * MAX_JSON_VALUES, "long enough to be scanned");
+        assert!(DiunEvent::from_json(&text).is_ok());
+        let pairs: Map<String, Value> = (0..MAX_JSON_VALUES / 2)
+            .map(|i| (format!("key{i}"), Value::from(format!("value {i}"))))
+            .collect();
+        let many_pairs = event(Value::Object(pairs));
+        assert!(many_pairs.len() > 2 * MAX_JSON_VALUES, "long enough to be scanned");
+        assert_eq!(DiunEvent::from_json(&many_pairs).unwrap().metadata.unwrap().len(), MAX_JSON_VALUES / 2);
+    }
 
     #[test]
     fn whole_floats_of_1e16_and_more_are_stored_as_the_integers_jsonb_gives_back() {
