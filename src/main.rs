@@ -20,8 +20,9 @@ diun-dashboard — a persistent dashboard of the image updates DIUN reports
 USAGE:
     diun-dashboard              serve the dashboard and the webhook
     diun-dashboard healthcheck  exit 0 if the running service answers /healthz with 200
-    diun-dashboard migrate --from <sqlite file> --to <postgres url> [--force]
+    diun-dashboard migrate --from <sqlite file> [--to <postgres url>] [--force]
                                 copy everything from SQLite to an empty PostgreSQL database
+                                (--to defaults to DATABASE_URL)
     diun-dashboard --version    print the version
     diun-dashboard --help       print this help
 
@@ -33,7 +34,8 @@ ENVIRONMENT:
     WEBHOOK_SECRET  when set, POST /webhook needs `Authorization: <secret>`
     HISTORY_DAYS    days of acknowledged webhook history kept (default 180, 0 = forever)
     DASHBOARD_USERNAME, DASHBOARD_PASSWORD
-                    when set, the dashboard and /api need these (HTTP Basic)
+                    both set: the dashboard, /api and /metrics need them (HTTP
+                    Basic); /webhook and /healthz do not. Only one set is refused
     RUST_LOG        log filter (default info)
 ";
 
