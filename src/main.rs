@@ -102,6 +102,7 @@ async fn run(config: Config) -> Result<(), String> {
     let store = tokio::time::timeout(STARTUP_TIMEOUT, Store::open(&config.database))
         .await
         .map_err(|_| format!("the database did not open within {} s", STARTUP_TIMEOUT.as_secs()))??;
+    store.listening_to_other_replicas().await;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;

@@ -197,12 +197,10 @@ impl Store {
                     .map(Backend::Sqlite)
                     .map_err(|err| format!("cannot open SQLite database at {}: {err}", path.display()))?,
                 #[cfg(feature = "postgres")]
-                Database::Postgres { url } => {
-                    let store = postgres::PostgresStore::open(url.expose())
-                        .await
-                        .map_err(|err| format!("cannot use PostgreSQL database: {err}"))?;
-                    Backend::Postgres(Box::new(store.share_changes(changes.clone()).await))
-                }
+                Database::Postgres { url } => postgres::PostgresStore::open(url.expose())
+                    .await
+                    .map(|store| Backend::Postgres(Box::new(store.share_changes(changes.clone()))))
+                    .map_err(|err| format!("cannot use PostgreSQL database: {err}"))?,
                 #[allow(unreachable_patterns)]
                 other => return Err(missing_feature_message(other)),
             };
@@ -212,6 +210,17 @@ impl Store {
     /// Every successful write is announced here.
     pub fn changes(&self) -> &ChangeFeed {
         &self.0.changes
+    }
+
+    /// Waits, a few seconds at most, until changes made by other replicas are heard: call it
+    /// before serving (PostgreSQL; nothing to wait for on SQLite).
+    pub async fn listening_to_other_replicas(&self) {
+        match &self.0.backend {
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(store) => store.change_sharing_listens().await,
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
     }
 
     /// Finishes queued writes and closes the database cleanly.

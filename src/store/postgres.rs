@@ -485,9 +485,16 @@ impl PostgresStore {
 
     /// Shares changes with the other replicas on this database: theirs are published on
     /// `feed`, and [`Self::share`] sends this one's.
-    pub async fn share_changes(mut self, feed: crate::changes::ChangeFeed) -> Self {
-        self.replicas = Some(super::replicas::start(self.config.clone(), self.channel.clone(), feed).await);
+    pub fn share_changes(mut self, feed: crate::changes::ChangeFeed) -> Self {
+        self.replicas = Some(super::replicas::start(self.config.clone(), self.channel.clone(), feed));
         self
+    }
+
+    /// Waits for the change sharing to listen ([`super::replicas::Relay::listening`]).
+    pub async fn change_sharing_listens(&self) {
+        if let Some(replicas) = &self.replicas {
+            replicas.listening().await;
+        }
     }
 
     pub fn share(&self, change: &crate::changes::Change) {

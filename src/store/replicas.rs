@@ -30,9 +30,10 @@ const MAX_PAYLOAD: usize = 7000;
 /// server's host gone, packets dropped) would otherwise hold the relay, and the notices it
 /// should hear, for as long as TCP retransmits: about a quarter of an hour.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long start-up waits for the first LISTEN: the connection's own timeout (3 s unless the
-/// URL sets one) and the LISTEN's round trip, with room to spare.
-const FIRST_LISTEN_WAIT: Duration = Duration::from_secs(5);
+/// How long start-up waits for the first LISTEN, after the database opened: the connection's
+/// own timeout (3 s unless the URL sets one). A first LISTEN that takes longer has the
+/// dashboards reload once it is done.
+const FIRST_LISTEN_WAIT: Duration = Duration::from_secs(3);
 /// How long shutdown waits for the changes still queued to be sent.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
@@ -74,9 +75,26 @@ pub struct Relay {
     outgoing: mpsc::UnboundedSender<Change>,
     closing: watch::Sender<bool>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Told once the first attempt listens; dropped by the relay when that attempt fails.
+    first_listen: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
 impl Relay {
+    /// Waits, [`FIRST_LISTEN_WAIT`] at most, for the first LISTEN; start-up calls it before
+    /// serving. A service that answered before it would show the other replicas' changes of
+    /// that moment only at the dashboards' next safety poll. A first attempt that fails ends the
+    /// wait at once: the relay retries, and has the dashboards reload once it listens.
+    pub async fn listening(&self) {
+        let first_listen = self.first_listen.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(first_listen) = first_listen
+            && tokio::time::timeout(FIRST_LISTEN_WAIT, first_listen).await.is_err()
+        {
+            log::warn!(
+                "replica change sharing is not listening yet after {FIRST_LISTEN_WAIT:?}; serving anyway"
+            );
+        }
+    }
+
     pub fn send(&self, change: Change) {
         let _ = self.outgoing.send(change);
     }
@@ -96,11 +114,8 @@ impl Relay {
     }
 }
 
-/// Starts the relay and waits, [`FIRST_LISTEN_WAIT`] at most, for its first LISTEN: a service
-/// that answered before it would show the other replicas' changes of that moment only at the
-/// dashboards' next safety poll. A first attempt that fails ends the wait at once; the relay
-/// retries, and tells the dashboards to reload once it listens.
-pub async fn start(config: Config, channel: String, feed: ChangeFeed) -> Relay {
+/// Starts the relay; [`Relay::listening`] waits for its first LISTEN.
+pub fn start(config: Config, channel: String, feed: ChangeFeed) -> Relay {
     let (outgoing, queue) = mpsc::unbounded_channel();
     let (closing, closed) = watch::channel(false);
     let origin = format!(
@@ -110,12 +125,7 @@ pub async fn start(config: Config, channel: String, feed: ChangeFeed) -> Relay {
     );
     let (listening, first_listen) = oneshot::channel();
     let task = tokio::spawn(relay(config, channel, origin, feed, queue, closed, listening));
-    if tokio::time::timeout(FIRST_LISTEN_WAIT, first_listen).await.is_err() {
-        log::warn!(
-            "replica change sharing is not listening yet after {FIRST_LISTEN_WAIT:?}; starting anyway"
-        );
-    }
-    Relay { outgoing, closing, task: Mutex::new(Some(task)) }
+    Relay { outgoing, closing, task: Mutex::new(Some(task)), first_listen: Mutex::new(Some(first_listen)) }
 }
 
 async fn relay(
@@ -225,7 +235,8 @@ async fn session(
             Err(_) => Err(format!("the server took no notice within {SEND_TIMEOUT:?}")),
         }
     };
-    // Start-up that stopped waiting (FIRST_LISTEN_WAIT) may have answered reads meanwhile.
+    // Start-up that stopped waiting (FIRST_LISTEN_WAIT, `Relay::listening`) may have answered
+    // reads meanwhile.
     if let Some(start_up) = start_up
         && start_up.send(()).is_err()
     {

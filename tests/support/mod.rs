@@ -310,6 +310,7 @@ impl TestApp {
         configure: impl FnOnce(Arc<Store>) -> AppState,
     ) -> Self {
         let store = Arc::new(Store::open(&database).await.expect("open store"));
+        store.listening_to_other_replicas().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let state = configure(Arc::clone(&store));
