@@ -328,7 +328,14 @@ fn payloads(origin: &str, changes: Vec<Change>) -> Result<Vec<String>, String> {
                     last_size = bare_size + size;
                 }
             },
-            _ => notices.push(Notice { origin: origin.to_string(), kind, image: None, images: Vec::new() }),
+            // A change to many images right after another of its kind says nothing more: a
+            // database outage queues one per failed write (see `Shared::announce`).
+            _ => match notices.last() {
+                Some(last) if last.kind == kind && last.image.is_none() && last.images.is_empty() => {}
+                _ => {
+                    notices.push(Notice { origin: origin.to_string(), kind, image: None, images: Vec::new() })
+                }
+            },
         }
     }
     // A notice of one image names it as `image`, which replicas of the earlier release read too.
@@ -408,6 +415,21 @@ mod tests {
         let (payloads, heard) = heard(changes.clone());
         assert_eq!(heard, changes);
         assert_eq!(payloads.len(), 5, "{payloads:?}");
+    }
+
+    #[test]
+    fn changes_to_many_images_in_a_row_go_as_one_notice() {
+        let many = Change::of_many(ChangeKind::Update);
+        let changes = vec![
+            many.clone(),
+            many.clone(),
+            many.clone(),
+            Change::of_image(ChangeKind::Update, "a:1"),
+            many.clone(),
+        ];
+        let (payloads, heard) = heard(changes);
+        assert_eq!(heard, [many.clone(), Change::of_image(ChangeKind::Update, "a:1"), many]);
+        assert_eq!(payloads.len(), 3, "{payloads:?}");
     }
 
     #[test]
