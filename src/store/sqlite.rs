@@ -192,8 +192,10 @@ pub fn migrations() -> Result<Vec<Migration>, String> {
 /// Foreign keys are off meanwhile, as SQLite's procedure for schema changes asks: with them on,
 /// a migration that rebuilds `updates` the usual SQLite way (create, copy, drop, rename) would
 /// have its DROP delete every tag assignment through the cascade. Each migration is checked
-/// with `foreign_key_check` before it commits instead. The pragma does nothing inside a
-/// transaction, hence here, around them all.
+/// with `foreign_key_check` before it commits instead: it may not leave more rows pointing
+/// nowhere than there were (a row deleted by hand with foreign keys off, as the `sqlite3` shell
+/// has them, is not the migration's doing). The pragma does nothing inside a transaction, hence
+/// here, around them all.
 pub fn run_migrations(conn: &mut Connection, migrations: &[Migration]) -> Result<(), String> {
     let switch = |conn: &Connection, on: &str| {
         conn.pragma_update(None, "foreign_keys", on)
@@ -201,8 +203,13 @@ pub fn run_migrations(conn: &mut Connection, migrations: &[Migration]) -> Result
     };
     switch(conn, "OFF")?;
     let migrated = apply_pending(conn, migrations);
-    switch(conn, "ON")?;
-    migrated
+    // The migration's own error first: it says what went wrong.
+    let restored = switch(conn, "ON");
+    migrated.and(restored)
+}
+
+fn dangling_references(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| row.get(0))
 }
 
 fn apply_pending(conn: &mut Connection, migrations: &[Migration]) -> Result<(), String> {
@@ -228,12 +235,14 @@ fn apply_pending(conn: &mut Connection, migrations: &[Migration]) -> Result<(), 
             continue;
         }
         let label = format!("migration {:04}_{}", migration.version, migration.name);
+        let dangling_before = dangling_references(&tx).map_err(|err| fail(&label, err))?;
         tx.execute_batch(&migration.sql).map_err(|err| fail(&label, err))?;
-        let dangling: i64 = tx
-            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| row.get(0))
-            .map_err(|err| fail(&label, err))?;
-        if dangling > 0 {
-            return Err(format!("{label} would leave {dangling} row(s) referring to rows that are gone"));
+        let dangling = dangling_references(&tx).map_err(|err| fail(&label, err))?;
+        if dangling > dangling_before {
+            return Err(format!(
+                "{label} would leave {} more reference(s) to rows that are gone",
+                dangling - dangling_before
+            ));
         }
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
