@@ -115,20 +115,22 @@ impl DiunEvent {
     }
 }
 
-/// The most JSON values an event may hold; DIUN sends about twenty. Each value parsed is 32
-/// bytes or more (`[0,0,…]` is 2 bytes a value in the body), at every read of the event too: a
-/// 1 MiB body of them cost 16–32 MiB per event read back, per host in `/api/hosts` and per
-/// entry of a history page.
-pub const MAX_JSON_VALUES: usize = 10_000;
+/// The most JSON values an event may hold; DIUN sends about twenty, and ten thousand metadata
+/// keys beside ten thousand unknown fields still pass (tests/hostile.rs). Each value parsed is
+/// 32 bytes or more (`[0,0,…]` is 2 bytes a value in the body), at every read of the event too:
+/// a 1 MiB body of them cost 16–32 MiB per event read back, per host in `/api/hosts` and per
+/// entry of a history page; at this bound, a few MiB at most.
+pub const MAX_JSON_VALUES: usize = 32_768;
 
 /// Refuses a body holding more than [`MAX_JSON_VALUES`] values, counted on the bytes before
-/// any parsing: commas and opening brackets outside strings. A body too short to hold that
-/// many (each value takes a byte and its comma) is not scanned at all, DIUN's included.
+/// any parsing: the body itself, the first element of each array or object (a key and its
+/// value count as one), and every comma, outside strings. A body too short to hold that many
+/// (each value takes a byte and its comma) is not scanned at all, DIUN's included.
 fn check_value_count(body: &[u8]) -> Result<(), String> {
     if body.len() < 2 * MAX_JSON_VALUES {
         return Ok(());
     }
-    let (mut values, mut in_string, mut escaped) = (1, false, false);
+    let (mut values, mut in_string, mut escaped, mut opened) = (1, false, false, false);
     for &byte in body {
         if in_string {
             match byte {
@@ -137,12 +139,19 @@ fn check_value_count(body: &[u8]) -> Result<(), String> {
                 b'"' => in_string = false,
                 _ => {}
             }
-        } else {
-            match byte {
-                b'"' => in_string = true,
-                b',' | b'[' | b'{' => values += 1,
-                _ => {}
-            }
+            continue;
+        }
+        if byte.is_ascii_whitespace() {
+            continue;
+        }
+        if std::mem::take(&mut opened) && byte != b']' && byte != b'}' {
+            values += 1;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b',' => values += 1,
+            b'[' | b'{' => opened = true,
+            _ => {}
         }
     }
     if values > MAX_JSON_VALUES {
@@ -334,6 +343,14 @@ mod tests {
         let zeros = event(serde_json::json!({ "k": vec![0; MAX_JSON_VALUES] }));
         let refused = DiunEvent::from_json(&zeros).unwrap_err();
         assert!(refused.contains("JSON values"), "{refused}");
+        // Counted exactly: the body, image, metadata, k and k's elements.
+        let at_the_bound =
+            event(serde_json::json!({ "k": vec![serde_json::json!({}); MAX_JSON_VALUES - 4] }));
+        assert!(DiunEvent::from_json(&at_the_bound).is_ok());
+        let one_more = event(serde_json::json!({ "k": vec![serde_json::json!([]); MAX_JSON_VALUES - 3] }));
+        assert!(
+            DiunEvent::from_json(&one_more).unwrap_err().contains(&format!("about {}", MAX_JSON_VALUES + 1))
+        );
 
         // Commas, brackets and escaped quotes inside strings are text, not values.
         let text = event(serde_json::json!({ "k": "\",[{".repeat(MAX_JSON_VALUES) }));
