@@ -72,7 +72,8 @@ async function request(method, path, body, withMark = false) {
 export const api = {
   /**
    * The page's snapshot, each part with its change mark: {updates, tags, hosts, marks}. `hosts`
-   * is {image: [{hostname, last_seen, metadata}]}: every host that reported each pending image.
+   * is {image: [{hostname, last_seen, metadata}]}: every host that reported each image since it
+   * last became pending (acknowledged: the reports the acknowledgement covered).
    */
   snapshot: async () => {
     const parts = await Promise.all(
