@@ -277,8 +277,7 @@ mod slow_connections {
     /// `database`, reached through the proxy.
     pub async fn through(database: &Database, delay: Duration) -> Database {
         let Database::Postgres { url } = database else { panic!("PostgreSQL only") };
-        let config: tokio_postgres::Config = url.expose().parse().unwrap();
-        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let port = crate::support::server_port(url.expose());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -291,8 +290,6 @@ mod slow_connections {
                 });
             }
         });
-        let proxied = url.expose().replacen(&format!(":{port}/"), &format!(":{}/", proxy.port()), 1);
-        assert_ne!(proxied, url.expose(), "the URL must name a port to proxy it");
-        Database::Postgres { url: Secret::new(proxied) }
+        Database::Postgres { url: Secret::new(crate::support::through_proxy(url.expose(), proxy.port())) }
     }
 }

@@ -182,11 +182,8 @@ async fn refuse(mut client: TcpStream, upstream: SocketAddr) {
 async fn behind_a_proxy(application_name: &str) -> Option<(TestApp, Proxy)> {
     let db = TestDb::postgres().await?;
     let Database::Postgres { url } = db.database() else { unreachable!() };
-    let config: tokio_postgres::Config = url.expose().parse().unwrap();
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], port))).await;
-    let proxied = url.expose().replacen(&format!(":{port}/"), &format!(":{}/", proxy.listen.port()), 1);
-    assert_ne!(proxied, url.expose(), "the URL must name a port to proxy it");
+    let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], support::server_port(url.expose())))).await;
+    let proxied = support::through_proxy(url.expose(), proxy.listen.port());
     let named = format!("{proxied}&application_name={application_name}");
     let app = TestApp::start_with(Database::Postgres { url: Secret::new(named) }, db, None).await;
     Some((app, proxy))

@@ -175,6 +175,23 @@ impl TestDb {
     }
 }
 
+/// The port of the server `url` names: a proxy in front of it listens on 127.0.0.1, as the
+/// test server does everywhere the tests run, and forwards there.
+#[cfg(feature = "postgres")]
+pub fn server_port(url: &str) -> u16 {
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    config.get_ports().first().copied().unwrap_or(5432)
+}
+
+/// `url` through a proxy on `proxy_port` (see [`server_port`]).
+#[cfg(feature = "postgres")]
+pub fn through_proxy(url: &str, proxy_port: u16) -> String {
+    let port = server_port(url);
+    let proxied = url.replacen(&format!(":{port}/"), &format!(":{proxy_port}/"), 1);
+    assert_ne!(proxied, url, "the URL must name a port to proxy it");
+    proxied
+}
+
 #[cfg(feature = "postgres")]
 pub async fn run_sql(url: &str, sql: &str) {
     with_client(url, |client| async move {
