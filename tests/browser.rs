@@ -582,6 +582,9 @@ async fn cards_show_what_diun_reported() {
     // The links open the registry page in a new tab, safely.
     let link = page.card(NGINX).await.get("hub-link").await;
     assert_eq!(link.attr("target").await.as_deref(), Some("_blank"));
+    // Its hover names where it goes: the label is the image's registry, the link the sender's.
+    let hass_link = page.card(HASS).await.get("hub-link").await;
+    assert_eq!(hass_link.attr("title").await.as_deref(), Some("Open home-assistant on github.com (new tab)"));
     assert!(link.attr("rel").await.unwrap_or_default().contains("noopener"));
 
     // Header and stats count them; the tab title too.

@@ -138,7 +138,9 @@ function card(item, fresh) {
           rel: "noopener noreferrer",
           "data-testid": "hub-link",
           "data-focus-key": `hub:${image}`,
-          title: `Open ${name} on the registry (new tab)`,
+          // The link's own host: the label names the registry the image came from, while DIUN
+          // (or whoever posted the event) chose where the link goes.
+          title: `Open ${name} on ${new URL(link).host} (new tab)`,
         },
         registrySpan,
         glyph("external"),
