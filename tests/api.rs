@@ -286,6 +286,46 @@ async fn acknowledging_one_update(app: &TestApp) {
     assert_eq!(app.request("GET", &format!("/api/updates/{}", encode(NGINX))).send().await.status, 405);
 }
 
+/// An acknowledgement that names the report it was shown (`received_at`, as listed) leaves a
+/// report that arrived since pending (409): the user has not seen it.
+async fn an_acknowledgement_of_a_report_since_replaced_is_refused(app: &TestApp) {
+    let received_at = |updates: &Value| updates[NGINX]["received_at"].as_str().unwrap().to_string();
+    app.webhook(&docker_event(NGINX)).await;
+    let shown = received_at(&app.updates().await);
+    let mut newer = docker_event(NGINX);
+    newer["digest"] = json!("sha256:newer");
+    app.webhook(&newer).await;
+    let latest = received_at(&app.updates().await);
+    assert_ne!(shown, latest);
+    let patch =
+        |image: &str, query: String| app.request("PATCH", &format!("/api/updates/{}?{query}", encode(image)));
+
+    let refused = patch(NGINX, format!("received_at={}", encode(&shown))).send().await;
+    assert_eq!(refused.status, 409, "{}", refused.text());
+    assert!(refused.error().contains("reported again"), "{}", refused.text());
+    let updates = app.updates().await;
+    assert_eq!(updates[NGINX]["acknowledged"], json!(false), "the newer report stays pending");
+    let history = app.get(&format!("/api/updates/{}/history", encode(NGINX))).await.json();
+    assert!(
+        history["events"].as_array().unwrap().iter().all(|e| e["acknowledged_at"].is_null()),
+        "{history}"
+    );
+
+    assert_eq!(patch(NGINX, format!("received_at={}", encode(&latest))).send().await.status, 204);
+    assert_eq!(app.updates().await[NGINX]["acknowledged"], json!(true));
+    assert_eq!(
+        patch(NGINX, format!("received_at={}", encode(&latest))).send().await.status,
+        204,
+        "again: still so"
+    );
+    assert_eq!(patch("nope:1", format!("received_at={}", encode(&latest))).send().await.status, 404);
+    for query in ["received_at=yesterday".to_string(), format!("seen={}", encode(&latest))] {
+        let response = patch(NGINX, query.clone()).send().await;
+        assert_eq!(response.status, 400, "{query}: {}", response.text());
+        assert!(!response.error().is_empty());
+    }
+}
+
 async fn acknowledge_all_counts_newly_acknowledged(app: &TestApp) {
     for image in ["a:1", "b:1", "c:1"] {
         app.webhook(&docker_event(image)).await;
@@ -668,6 +708,7 @@ on_every_backend!(
     get_on_webhook_explains_the_diun_method_setting,
     upsert_overwrites_fields_clears_acknowledgement_and_keeps_the_tag,
     acknowledging_one_update,
+    an_acknowledgement_of_a_report_since_replaced_is_refused,
     acknowledge_all_counts_newly_acknowledged,
     acknowledge_by_tag_touches_only_that_group,
     tags_are_created_trimmed_validated_and_unique,

@@ -2093,6 +2093,41 @@ fn reported_anew(image: &str, n: u32) -> Value {
     again
 }
 
+/// A card acknowledged right after its image was reported anew, before the page has heard of
+/// it: the acknowledgement names the report the card showed, so the server leaves the new one
+/// pending (409). The page says so, and once it reads the listing again the card shows the new
+/// report, pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn acknowledging_a_card_never_dismisses_a_report_the_page_has_not_shown() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    page.before_scripts(LISTING_FROZEN).await;
+    seed(&page, &varied_events()[..3]).await;
+    page.open().await;
+    page.wait_state(NGINX, "pending").await;
+    let shown = page.card_received_at(NGINX).await;
+
+    page.execute("window.listingFrozen = true", vec![]).await;
+    page.webhook(&reported_anew(NGINX, 1)).await;
+    // From script, in one go: the new report's host list redraws the card meanwhile.
+    let ack = format!("{} {}", card_css(NGINX), testid("ack"));
+    page.execute("document.querySelector(arguments[0]).click()", vec![json!(ack)]).await;
+    let banner = page.wait_for(&testid("error-banner")).await;
+    let text = banner.text_content().await;
+    assert!(text.contains("reported again"), "{text}");
+    let updates = page.updates().await;
+    assert_eq!(updates[NGINX]["acknowledged"], false, "the new report stays pending");
+
+    page.execute("window.listingFrozen = false", vec![]).await;
+    page.by_testid("refresh").await.click().await;
+    page.wait_until("the new report on the card, pending", async || {
+        let state = page.card_info(NGINX).await?["state"].clone();
+        (page.card_received_at(NGINX).await != shown && state == "pending").then_some(())
+    })
+    .await;
+    // No console check: Chromium logs the expected 409 as a failed load.
+}
+
 /// "Dismiss group" asks again instead of dismissing a report nobody saw: one the page had not
 /// heard of when it was confirmed, or ones drawn while the question was open; and it dismisses
 /// nothing when it cannot check.

@@ -43,12 +43,16 @@ async fn an_acknowledgement_behind_an_upsert_covers_its_event() {
     });
     until_blocked(&observer, holder_pid, 1).await;
     let store = Arc::clone(&app.store);
-    let acknowledge = tokio::spawn(async move { store.acknowledge("x:1".into(), Timestamp::now()).await });
+    let acknowledge =
+        tokio::spawn(async move { store.acknowledge("x:1".into(), Timestamp::now(), None).await });
     until_blocked(&observer, holder_pid, 2).await;
     holder.batch_execute("COMMIT").await.unwrap();
 
     upsert.await.unwrap().expect("the webhook is stored");
-    assert!(acknowledge.await.unwrap().expect("the acknowledgement goes through"));
+    assert_eq!(
+        acknowledge.await.unwrap().expect("the acknowledgement goes through"),
+        diun_dashboard::store::Acknowledged::Yes
+    );
     let history = app.store.history("x:1".into(), None, 10).await.unwrap().unwrap();
     let pending: Vec<&str> =
         history.iter().filter(|e| e.acknowledged_at.is_none()).map(|e| e.hostname.as_str()).collect();

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use diun_dashboard::listing::Listing;
 use diun_dashboard::model::{DiunEvent, Tag, UpdateEntry};
-use diun_dashboard::store::{Assignment, Store, StoreError, UpdateStore};
+use diun_dashboard::store::{Acknowledged, Assignment, Store, StoreError, UpdateStore};
 use diun_dashboard::time::Timestamp;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -361,7 +361,9 @@ impl Backend {
                 store.upsert_event((**event).clone(), *at).await?;
                 Outcome::Done
             }
-            Op::Acknowledge(image, at) => Outcome::Found(store.acknowledge(image.name(), *at).await?),
+            Op::Acknowledge(image, at) => {
+                Outcome::Found(store.acknowledge(image.name(), *at, None).await? == Acknowledged::Yes)
+            }
             Op::AcknowledgeAll(at) => Outcome::Count(store.acknowledge_all(*at).await?),
             Op::AcknowledgeByTag(tag, at) => {
                 Outcome::CountForTag(store.acknowledge_by_tag(self.tag_id(model.tag_id(tag)), *at).await?)

@@ -4,7 +4,7 @@
 mod support;
 
 use diun_dashboard::model::DiunEvent;
-use diun_dashboard::store::UpdateStore;
+use diun_dashboard::store::{Acknowledged, UpdateStore};
 use diun_dashboard::time::Timestamp;
 use serde_json::{Value, json};
 use support::{TestApp, docker_event};
@@ -141,7 +141,10 @@ async fn old_history_is_pruned_and_the_current_state_kept(app: &TestApp) {
             .await
             .unwrap();
     }
-    assert!(app.store.acknowledge("old:1".into(), days_ago(now, 185)).await.unwrap());
+    assert_eq!(
+        app.store.acknowledge("old:1".into(), days_ago(now, 185), None).await.unwrap(),
+        Acknowledged::Yes
+    );
     for (image, age_days) in [("recent:1", 10), ("old:1", 5)] {
         app.store
             .upsert_event(support::event_from_host(image, "nas"), days_ago(now, age_days))
@@ -173,7 +176,7 @@ async fn pending_history_is_kept_however_old(app: &TestApp) {
     assert_eq!(reported, ["nas", "pi"], "{hosts}");
     assert_eq!(app.store.history("old:1".into(), None, 10).await.unwrap().unwrap().len(), 2);
 
-    assert!(app.store.acknowledge("old:1".into(), now).await.unwrap());
+    assert_eq!(app.store.acknowledge("old:1".into(), now, None).await.unwrap(), Acknowledged::Yes);
     assert_eq!(diun_dashboard::retention::prune(&app.store, 180, now).await, 2);
 }
 
@@ -183,7 +186,7 @@ async fn pending_history_is_kept_however_old(app: &TestApp) {
 async fn any_number_of_days_keeps_what_is_younger(app: &TestApp) {
     let now = Timestamp::now();
     app.store.upsert_event(support::event_from_host("a:1", "nas"), days_ago(now, 1)).await.unwrap();
-    assert!(app.store.acknowledge("a:1".into(), now).await.unwrap());
+    assert_eq!(app.store.acknowledge("a:1".into(), now, None).await.unwrap(), Acknowledged::Yes);
     for days in [999_999_999, u32::MAX] {
         assert_eq!(diun_dashboard::retention::prune(&app.store, days, now).await, 0, "{days} days");
     }

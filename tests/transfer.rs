@@ -67,7 +67,7 @@ async fn seed(store: &SqliteStore) {
     // The highest id SQLite handed out belongs to a deleted tag: PostgreSQL must not reuse it.
     let last = store.create_tag("last".into()).await.unwrap();
     store.delete_tag(last.id).await.unwrap();
-    store.acknowledge("redis:7".into(), Timestamp::from_unix_micros(t0 + 10_000_000)).await.unwrap();
+    store.acknowledge("redis:7".into(), Timestamp::from_unix_micros(t0 + 10_000_000), None).await.unwrap();
 }
 
 /// A SQLite database to move and an empty PostgreSQL schema to move it to.

@@ -50,9 +50,10 @@ export function createActions(refresh) {
 
   return {
     acknowledge(image) {
+      const seen = view().updates[image]?.received_at;
       return optimistic(
         (v) => acknowledgeEntry(v.updates[image]),
-        () => api.acknowledge(image),
+        () => api.acknowledge(image, seen),
         { failure: `Could not acknowledge ${shortName(image)}`, success: `Acknowledged ${shortName(image)}` },
       );
     },
@@ -67,14 +68,14 @@ export function createActions(refresh) {
 
     /** key: a tag id as a string, or "untagged" (which has no server call: one PATCH per image). */
     acknowledgeGroup(key) {
-      const images = Object.entries(view().updates)
-        .filter(([, entry]) => inGroup(entry, key) && !entry.acknowledged)
-        .map(([image]) => image);
+      const shown = Object.entries(view().updates).filter(([, entry]) => inGroup(entry, key) && !entry.acknowledged);
+      const images = shown.map(([image]) => image);
       const call =
         key === "untagged"
           ? async () => {
-              for (let i = 0; i < images.length; i += 4) {
-                await Promise.all(images.slice(i, i + 4).map((image) => api.acknowledge(image)));
+              for (let i = 0; i < shown.length; i += 4) {
+                const batch = shown.slice(i, i + 4);
+                await Promise.all(batch.map(([image, entry]) => api.acknowledge(image, entry.received_at)));
               }
               return { count: images.length };
             }

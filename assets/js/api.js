@@ -89,7 +89,14 @@ export const api = {
     const page = before === null ? `limit=${limit}` : `limit=${limit}&before=${encodeURIComponent(before)}`;
     return request("GET", `api/updates/${encodeURIComponent(image)}/history?${page}`);
   },
-  acknowledge: (image) => request("PATCH", `api/updates/${encodeURIComponent(image)}`),
+  /**
+   * receivedAt: the report's time the page showed; a newer report that arrived meanwhile is then
+   * left pending (409) rather than dismissed unseen.
+   */
+  acknowledge: (image, receivedAt) => {
+    const seen = receivedAt ? `?received_at=${encodeURIComponent(receivedAt)}` : "";
+    return request("PATCH", `api/updates/${encodeURIComponent(image)}${seen}`);
+  },
   acknowledgeAll: () => request("POST", "api/updates/acknowledge-all", {}),
   acknowledgeTag: (tagId) => request("POST", "api/updates/acknowledge-by-tag", { tag_id: tagId }),
   createTag: (name) => request("POST", "api/tags", { name }),

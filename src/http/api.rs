@@ -16,7 +16,7 @@ use super::guard::check_mutation;
 use super::gzip;
 use super::{AppState, is_read, json_reply, negotiated_json, no_content, only_reads, with_change_mark};
 use crate::listing::Listing;
-use crate::store::{Assignment, UpdateStore};
+use crate::store::{Acknowledged, Assignment, UpdateStore};
 use crate::time::Timestamp;
 
 const MAX_TAG_NAME: usize = 100;
@@ -67,8 +67,16 @@ pub async fn updates(state: AppState, method: Method, headers: HeaderMap) -> Res
     )
 }
 
-/// `PATCH /api/updates/{image}`: the image is percent-encoded, `/` included.
-pub async fn update(tail: Tail, state: AppState, method: Method, headers: HeaderMap) -> Response {
+/// `PATCH /api/updates/{image}`: the image is percent-encoded, `/` included. With
+/// `?received_at=<the report's time, as listed>`, only that report is acknowledged: one that
+/// arrived since (and that the user has not seen) answers 409 and stays pending.
+pub async fn update(
+    tail: Tail,
+    query: String,
+    state: AppState,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
     respond(
         async {
             // The method first: a known path with the wrong method is a 405 whatever its image.
@@ -77,14 +85,44 @@ pub async fn update(tail: Tail, state: AppState, method: Method, headers: Header
             }
             let image = decode_image(tail.as_str())?;
             check_mutation(&method, &headers)?;
-            if state.store.acknowledge(image.clone(), Timestamp::now()).await? {
-                Ok(no_content())
-            } else {
-                Err(ApiError::not_found(format!("no update for image {image:?}")))
+            let seen = seen_report(&query)?;
+            match state.store.acknowledge(image.clone(), Timestamp::now(), seen).await? {
+                Acknowledged::Yes => Ok(no_content()),
+                Acknowledged::UnknownImage => {
+                    Err(ApiError::not_found(format!("no update for image {image:?}")))
+                }
+                Acknowledged::ReportedSince => Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "{image} was reported again since: look at the new report before acknowledging it"
+                    ),
+                )),
             }
         }
         .await,
     )
+}
+
+/// `received_at` from the query string, the one parameter `PATCH /api/updates/{image}` takes.
+fn seen_report(query: &str) -> Result<Option<Timestamp>, ApiError> {
+    let mut seen = None;
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
+        match key {
+            "received_at" => {
+                seen = Some(Timestamp::parse_rfc3339(&value).ok_or_else(|| {
+                    ApiError::bad_request(format!("`received_at` must be an RFC 3339 time, not {value:?}"))
+                })?)
+            }
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter {key:?}: only `received_at` is taken"
+                )));
+            }
+        }
+    }
+    Ok(seen)
 }
 
 /// Decodes the image from the request path. Unencoded slashes are accepted too, so that

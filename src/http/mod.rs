@@ -109,6 +109,7 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let hosts = warp::path!("api" / "hosts").and(state.clone()).and(request).then(history::hosts);
     let update = warp::path!("api" / "updates" / ..)
         .and(warp::path::tail())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(state.clone())
         .and(request)
         .then(api::update);

@@ -36,6 +36,17 @@ use crate::listing::Listing;
 use crate::model::{DiunEvent, HistoryEntry, HostReport, Tag, UpdateEntry};
 use crate::time::Timestamp;
 
+/// What an acknowledgement of one image found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acknowledged {
+    /// Acknowledged (or already so).
+    Yes,
+    /// No update for this image.
+    UnknownImage,
+    /// A report newer than the one the user was shown: nothing acknowledged.
+    ReportedSince,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
     /// A tag with this name exists already.
@@ -110,8 +121,14 @@ pub trait UpdateStore: Send + Sync {
     /// Tracked and pending images per group, one row per group that holds any: what
     /// `/metrics` and `/api/summary` need, without reading the images themselves.
     fn count_by_group(&self) -> impl Future<Output = StoreResult<Vec<GroupCount>>> + Send;
-    /// `false` when the image is unknown. Keeps the first acknowledgement time.
-    fn acknowledge(&self, image: String, at: Timestamp) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Acknowledges the image's update, keeping the first acknowledgement time. With `seen`
+    /// (the `received_at` the user was shown), only if that is still its latest report.
+    fn acknowledge(
+        &self,
+        image: String,
+        at: Timestamp,
+        seen: Option<Timestamp>,
+    ) -> impl Future<Output = StoreResult<Acknowledged>> + Send;
     /// The number of updates that were pending.
     fn acknowledge_all(&self, at: Timestamp) -> impl Future<Output = StoreResult<u64>> + Send;
     /// `None` when the tag is unknown.
@@ -298,11 +315,16 @@ impl UpdateStore for Store {
     async fn count_by_group(&self) -> StoreResult<Vec<GroupCount>> {
         dispatch!(self.0, s => s.count_by_group().await)
     }
-    async fn acknowledge(&self, image: String, at: Timestamp) -> StoreResult<bool> {
+    async fn acknowledge(
+        &self,
+        image: String,
+        at: Timestamp,
+        seen: Option<Timestamp>,
+    ) -> StoreResult<Acknowledged> {
         let change = Change::of_image(ChangeKind::Acknowledge, image.clone());
         self.to_the_end(|store| async move {
-            let written = dispatch!(store, s => s.acknowledge(image, at).await);
-            store.announce(written, |found| found.then_some(change))
+            let written = dispatch!(store, s => s.acknowledge(image, at, seen).await);
+            store.announce(written, |outcome| (*outcome == Acknowledged::Yes).then_some(change))
         })
         .await
     }

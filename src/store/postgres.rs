@@ -22,7 +22,9 @@ use tokio_postgres::{Client, IsolationLevel, NoTls, Row, Statement, Transaction}
 
 use super::migrate::{self, Migration};
 use super::shared_batches;
-use super::{Assignment, COUNT_BY_GROUP, GroupCount, StoreError, StoreResult, UpdateStore, sort_tags};
+use super::{
+    Acknowledged, Assignment, COUNT_BY_GROUP, GroupCount, StoreError, StoreResult, UpdateStore, sort_tags,
+};
 use crate::listing::{FinishedPart, ListedUpdate, Listing, ListingPart};
 use crate::model::{DiunEvent, HistoryEntry, HostReport, Tag, UpdateEntry, json_object};
 use crate::time::Timestamp;
@@ -1170,20 +1172,30 @@ impl UpdateStore for PostgresStore {
         .await
     }
 
-    async fn acknowledge(&self, image: String, at: Timestamp) -> StoreResult<bool> {
+    async fn acknowledge(
+        &self,
+        image: String,
+        at: Timestamp,
+        seen: Option<Timestamp>,
+    ) -> StoreResult<Acknowledged> {
         let at = at.to_system_time();
+        let seen = seen.map(Timestamp::to_system_time);
         self.with_client(|mut conn| async move {
             let tx = conn.transaction().await?;
             let acked = tx
                 .query(
                     "UPDATE updates SET acknowledged_at = COALESCE(acknowledged_at, $2)
-                     WHERE image = $1 RETURNING image",
-                    &[&image, &at],
+                     WHERE image = $1 AND ($3::timestamptz IS NULL OR received_at = $3) RETURNING image",
+                    &[&image, &at, &seen],
                 )
                 .await?;
+            if acked.is_empty() {
+                let known = !tx.query("SELECT 1 FROM updates WHERE image = $1", &[&image]).await?.is_empty();
+                return Ok(if known { Acknowledged::ReportedSince } else { Acknowledged::UnknownImage });
+            }
             acknowledge_history(&tx, &acked, at).await?;
             tx.commit().await?;
-            Ok(!acked.is_empty())
+            Ok(Acknowledged::Yes)
         })
         .await
     }

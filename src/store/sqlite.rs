@@ -24,7 +24,9 @@ use tokio::sync::oneshot;
 use super::checkpoints::Checkpointer;
 use super::migrate::{self, Migration};
 use super::wal_writes;
-use super::{Assignment, COUNT_BY_GROUP, GroupCount, StoreError, StoreResult, UpdateStore, sort_tags};
+use super::{
+    Acknowledged, Assignment, COUNT_BY_GROUP, GroupCount, StoreError, StoreResult, UpdateStore, sort_tags,
+};
 use crate::listing::{ListedUpdate, Listing};
 use crate::model::{DiunEvent, HistoryEntry, HostReport, Tag, UpdateEntry, json_object};
 use crate::time::Timestamp;
@@ -578,21 +580,31 @@ impl UpdateStore for SqliteStore {
         .await
     }
 
-    async fn acknowledge(&self, image: String, at: Timestamp) -> StoreResult<bool> {
+    async fn acknowledge(
+        &self,
+        image: String,
+        at: Timestamp,
+        seen: Option<Timestamp>,
+    ) -> StoreResult<Acknowledged> {
         let at = at.to_string();
+        let seen = seen.map(|seen| seen.to_string());
         self.write(move |conn| {
             let changed = conn
                 .prepare_cached(
-                    "UPDATE updates SET acknowledged_at = COALESCE(acknowledged_at, ?2) WHERE image = ?1",
+                    "UPDATE updates SET acknowledged_at = COALESCE(acknowledged_at, ?2)
+                     WHERE image = ?1 AND (?3 IS NULL OR received_at = ?3)",
                 )?
-                .execute(params![image, at])?;
-            if changed > 0 {
-                conn.prepare_cached(
-                    "UPDATE events SET acknowledged_at = ?2 WHERE image = ?1 AND acknowledged_at IS NULL",
-                )?
-                .execute(params![image, at])?;
+                .execute(params![image, at, seen])?;
+            if changed == 0 {
+                let known =
+                    conn.prepare_cached("SELECT 1 FROM updates WHERE image = ?1")?.exists([&image])?;
+                return Ok(if known { Acknowledged::ReportedSince } else { Acknowledged::UnknownImage });
             }
-            Ok(changed > 0)
+            conn.prepare_cached(
+                "UPDATE events SET acknowledged_at = ?2 WHERE image = ?1 AND acknowledged_at IS NULL",
+            )?
+            .execute(params![image, at])?;
+            Ok(Acknowledged::Yes)
         })
         .await
     }
