@@ -14,7 +14,9 @@ use super::body::read_capped;
 use super::error::{ApiError, respond};
 use super::guard::check_mutation;
 use super::gzip;
-use super::{AppState, is_read, json_reply, negotiated_json, no_content, only_reads, with_change_mark};
+use super::{
+    AppState, is_read, json_reply, negotiated_json, no_content, only_reads, query_pairs, with_change_mark,
+};
 use crate::listing::Listing;
 use crate::store::{Acknowledged, Assignment, UpdateStore};
 use crate::time::Timestamp;
@@ -106,9 +108,7 @@ pub async fn update(
 /// `received_at` from the query string, the one parameter `PATCH /api/updates/{image}` takes.
 fn seen_report(query: &str) -> Result<Option<Timestamp>, ApiError> {
     let mut seen = None;
-    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
+    for (key, value) in query_pairs(query) {
         match key {
             "received_at" => {
                 seen = Some(Timestamp::parse_rfc3339(&value).ok_or_else(|| {

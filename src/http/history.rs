@@ -5,7 +5,7 @@ use warp::http::{HeaderMap, Method, StatusCode};
 use warp::reply::Response;
 
 use super::error::{ApiError, respond};
-use super::{AppState, json_reply, json_reply_negotiated, only_reads, with_change_mark};
+use super::{AppState, json_reply, json_reply_negotiated, only_reads, query_pairs, with_change_mark};
 use crate::model::{HistoryEntry, HostReport, decode_image_path};
 use crate::store::UpdateStore;
 
@@ -48,8 +48,7 @@ pub async fn history(raw_image: String, query: String, state: AppState, method: 
 fn page(query: &str) -> Result<(Option<i64>, u32), ApiError> {
     let mut before = None;
     let mut limit = DEFAULT_PAGE;
-    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+    for (key, value) in query_pairs(query) {
         match key {
             "before" => {
                 before = Some(value.parse::<i64>().map_err(|_| {

@@ -188,6 +188,14 @@ fn only_reads(method: &Method) -> Result<(), ApiError> {
     if is_read(method) { Ok(()) } else { Err(ApiError::method_not_allowed("GET, HEAD")) }
 }
 
+/// The `key=value` pairs of a query string, in order, values percent-decoded.
+fn query_pairs(query: &str) -> impl Iterator<Item = (&str, std::borrow::Cow<'_, str>)> {
+    query.split('&').filter(|pair| !pair.is_empty()).map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key, percent_encoding::percent_decode_str(value).decode_utf8_lossy())
+    })
+}
+
 /// `X-Change-Seq: <epoch>/<n>` on the reads a dashboard refreshes from: `mark` is
 /// [`crate::changes::ChangeFeed::mark`], taken before the read began, so every change numbered
 /// up to `n` is in the answer (see `changes`).
