@@ -4,15 +4,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use diun_dashboard::config::{self, Config, Database};
 use diun_dashboard::http::AppState;
 use diun_dashboard::store::Store;
-
-/// Opening includes connecting and migrating; a database that cannot do that in this time is
-/// reported as an error instead of leaving the service hanging.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 const USAGE: &str = "\
 diun-dashboard — a persistent dashboard of the image updates DIUN reports
@@ -99,9 +94,9 @@ async fn run(config: Config) -> Result<(), String> {
         Database::Sqlite { path } => log::info!("Using SQLite database at {}", path.display()),
         Database::Postgres { .. } => log::info!("Using PostgreSQL database"),
     }
-    let store = tokio::time::timeout(STARTUP_TIMEOUT, Store::open(&config.database))
-        .await
-        .map_err(|_| format!("the database did not open within {} s", STARTUP_TIMEOUT.as_secs()))??;
+    // No time limit around it: each backend fails within seconds on a database it cannot
+    // reach, and a migration must be let run to its end, however long (see `PostgresStore::open`).
+    let store = Store::open(&config.database).await?;
     store.listening_to_other_replicas().await;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -208,10 +208,12 @@ async fn a_restart_on_postgres_logs_no_server_notices() {
 }
 
 /// A replica that starts while another holds the migration lock says that it waits for it, and
-/// starts once the lock is free.
+/// starts once the lock is free, however long the other's migration takes: here longer than
+/// the 5 s start-up limit that once cancelled the wait (and would cancel a long migration of
+/// its own at every start).
 #[cfg(feature = "postgres")]
 #[tokio::test]
-async fn a_start_behind_another_replicas_migration_says_it_waits() {
+async fn a_start_behind_another_replicas_migration_waits_for_it() {
     let Some(db) = TestDb::postgres().await else { return };
     let diun_dashboard::config::Database::Postgres { url } = db.database() else { unreachable!() };
     let (holder, connection) = tokio_postgres::connect(url.expose(), tokio_postgres::NoTls).await.unwrap();
@@ -220,6 +222,7 @@ async fn a_start_behind_another_replicas_migration_says_it_waits() {
     holder.execute("SELECT pg_advisory_lock($1)", &[&lock]).await.unwrap();
     let mut service = Service::spawn(&db.env());
     service.wait_for_log("holds the migration lock of this database; waiting for it").await;
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
     holder.execute("SELECT pg_advisory_unlock($1)", &[&lock]).await.unwrap();
     service.wait_healthy().await;
     service.signal("TERM");

@@ -409,7 +409,8 @@ impl ErrorSink<tokio_postgres::Error> for LogErrors {
 }
 
 impl PostgresStore {
-    /// Connects, migrates, and starts the pool. Fails within seconds on a bad URL or server.
+    /// Connects, migrates, and starts the pool. Fails within seconds on a bad URL or a server
+    /// that does not answer; the migrations themselves have no time limit.
     pub async fn open(url: &str) -> Result<Self, String> {
         Self::open_with(url, migrations()?).await
     }
@@ -453,6 +454,15 @@ impl PostgresStore {
                 .map_err(|_| "timed out connecting to the server".to_string())?
                 .map_err(|err| format!("cannot connect: {}", describe(&err)))?;
         let driver = tokio::spawn(connection);
+        // Start-up is bounded until the server answers: one that takes connections and never
+        // answers fails here, within seconds. What follows is not: waiting for another
+        // replica's migration, or a migration over years of history, takes what it takes. A
+        // limit there would roll the migration back at every start, and the service would
+        // never start again.
+        tokio::time::timeout(CONNECT_TIMEOUT, client.batch_execute("SELECT 1"))
+            .await
+            .map_err(|_| "the server accepted the connection but did not answer".to_string())?
+            .map_err(|err| format!("cannot query the server: {}", describe(&err)))?;
         let migrated = run_migrations(&mut client, &migrations).await;
         // The replicas' channel is named after the schema: guessing would let deployments in
         // two schemas hear each other's changes.
@@ -811,7 +821,7 @@ pub async fn run_migrations(client: &mut Client, migrations: &[Migration]) -> Re
         .map_err(|err| fail("cannot take the migration lock", err))?
         .get(0);
     if !free {
-        // The wait counts against the start-up limit, whose error alone would not say why.
+        // Start-up waits for as long as the other one migrates, and says why.
         log::info!("another diun-dashboard holds the migration lock of this database; waiting for it");
         client
             .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
