@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 use tokio_postgres::{NoTls, Transaction};
 
 use crate::store::{postgres, sqlite};
@@ -74,7 +74,9 @@ pub async fn migrate(from: &Path, to: &str, force: bool) -> Result<Copied, Strin
     let path = from.to_path_buf();
     let sqlite_migrations = sqlite::migrations()?;
     let (source, highest) = tokio::task::spawn_blocking(move || {
-        let mut conn = Connection::open(&path).map_err(|err| err.to_string())?;
+        let mut conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .map_err(|err| err.to_string())?;
+        check_is_a_dashboard_database(&conn)?;
         sqlite::run_migrations(&mut conn, &sqlite_migrations)?;
         read_sqlite(&mut conn).map_err(|err| err.to_string())
     })
@@ -125,6 +127,26 @@ pub async fn migrate(from: &Path, to: &str, force: bool) -> Result<Copied, Strin
         assignments: source.assignments.len(),
         events: source.events.len(),
     })
+}
+
+/// The source is migrated in place, as this release's dashboard would on start; but only a
+/// dashboard's database. Any other file (`--from` mistyped, another program's database, an
+/// empty file a volume mount created) would get this schema written into it, and then be
+/// copied as an empty dashboard, over the target's rows with `--force`.
+fn check_is_a_dashboard_database(conn: &Connection) -> Result<(), String> {
+    let tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('schema_migrations', 'updates')",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(|err| err.to_string())?;
+    if tables == 2 {
+        Ok(())
+    } else {
+        Err("not a diun-dashboard database (it has no schema_migrations and updates tables); left unchanged"
+            .into())
+    }
 }
 
 fn pg(what: &'static str) -> impl Fn(tokio_postgres::Error) -> String {

@@ -125,6 +125,40 @@ async fn a_sqlite_deployment_moves_to_postgres_with_identical_api_output() {
 
     let (code, _, stderr) = run(&["migrate", "--from", "/nonexistent.db", "--to", &url], &[], LIMIT).await;
     assert_eq!(code, Some(1), "{stderr}");
+    db.drop_schema().await;
+}
+
+/// A file that is not a dashboard's database (empty, or another program's) is refused with
+/// `--force` too: it is neither changed nor copied over the target as an empty dashboard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_is_not_a_dashboard_database_changes_nothing() {
+    let Some(Move { db, url, dir, path, sqlite }) = Move::prepare().await else { return };
+    seed(&sqlite).await;
+    sqlite.close().await;
+    let from = path.display().to_string();
+    let (code, stdout, stderr) = run(&["migrate", "--from", &from, "--to", &url], &[], LIMIT).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let postgres = PostgresStore::open(&url).await.unwrap();
+    let before = api_view(&postgres).await;
+
+    let empty = dir.0.join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    let other = dir.0.join("other.db");
+    rusqlite::Connection::open(&other).unwrap().execute_batch("CREATE TABLE notes (body TEXT)").unwrap();
+    let other_schema = || -> Vec<String> {
+        let conn = rusqlite::Connection::open(&other).unwrap();
+        let mut names = conn.prepare("SELECT name FROM sqlite_master ORDER BY name").unwrap();
+        names.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    for source in [&empty, &other] {
+        let from = source.display().to_string();
+        let (code, _, stderr) = run(&["migrate", "--from", &from, "--to", &url, "--force"], &[], LIMIT).await;
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(stderr.contains("not a diun-dashboard database"), "{stderr}");
+    }
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0, "the empty file stays empty");
+    assert_eq!(other_schema(), ["notes"], "the other program's database is left as it was");
+    assert_eq!(api_view(&postgres).await, before, "the target keeps its rows");
     let (code, _, _) = run(&["migrate", "--to", &url], &[], LIMIT).await;
     assert_eq!(code, Some(2), "usage error");
     db.drop_schema().await;
