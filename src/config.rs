@@ -163,7 +163,9 @@ fn listen_address(bind: Option<&str>, port: Option<&str>) -> Result<SocketAddr, 
 /// database is another, empty one on each of the service's connections (the webhook is stored,
 /// the listing fails) and is gone at every restart.
 fn sqlite_path(db_path: Option<String>) -> Result<PathBuf, String> {
-    let path = db_path.unwrap_or_else(|| "diun.db".into());
+    // Trimmed as every other variable: a space an `.env` file left after the path would open a
+    // new, empty `diun.db ` beside the real one, and the dashboard would look emptied.
+    let path = db_path.map_or_else(|| "diun.db".into(), |path| path.trim().to_string());
     if path == ":memory:" || path.starts_with("file:") {
         return Err(format!(
             "DB_PATH must be a plain file path, not {path:?} (an in-memory or URI database); \
@@ -198,6 +200,12 @@ mod tests {
         assert_eq!(pg.database.feature(), "postgres");
         let empty = config(&[("DATABASE_URL", ""), ("DB_PATH", "/data/x.db")]).unwrap();
         assert_eq!(empty.database, Database::Sqlite { path: "/data/x.db".into() });
+    }
+
+    #[test]
+    fn db_path_is_trimmed_like_every_other_variable() {
+        let spaced = config(&[("DB_PATH", " /data/diun.db \t")]).unwrap();
+        assert_eq!(spaced.database, Database::Sqlite { path: "/data/diun.db".into() });
     }
 
     #[test]
