@@ -802,6 +802,93 @@ async fn touch_drag_moves_a_card_on_a_phone() {
     page.assert_no_console_errors().await;
 }
 
+/// A drag whose end the page never heard (the button let go in another window after Alt-Tab)
+/// ends when the page notices: on leaving the window, or at the next move with no button held.
+/// Before, the card stayed in hand, every redraw stayed held, and the next click dropped it.
+/// A drag of a card's link, or one that ended elsewhere, never moves the card either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_drag_the_page_lost_track_of_moves_nothing() {
+    let Some(page) = Page::start(1280, 1200).await else { return };
+    seed(&page, &varied_events()[..2]).await;
+    let home = page.create_tag("home").await.to_string();
+    page.open().await;
+    page.section(&home).await;
+    // Pointer events as a mouse sends them: `press` on the card, `to` the middle of the home
+    // section with `buttons` held, `release` there. Says whether a drag is in hand.
+    let pointer = async |steps: Value| -> bool {
+        let in_hand = page
+            .execute(
+                r#"
+                const [image, home, steps] = arguments;
+                const card = document.querySelector(`[data-testid="card"][data-image="${image}"]`);
+                const section = document.querySelector(`[data-testid="group"][data-tag-id="${home}"]`);
+                const c = card.getBoundingClientRect(), t = section.getBoundingClientRect();
+                const at = (r) => ({ clientX: r.left + r.width / 2, clientY: r.top + Math.min(r.height / 2, 40) });
+                const send = (target, type, point, buttons) => target.dispatchEvent(new PointerEvent(type, {
+                  bubbles: true, cancelable: true, isPrimary: true, pointerId: 9, pointerType: "mouse",
+                  button: 0, buttons, ...point }));
+                for (const [step, buttons] of steps) {
+                  if (step === "press") send(card, "pointerdown", at(c), 1);
+                  if (step === "to") send(window, "pointermove", at(t), buttons);
+                  if (step === "release") send(window, "pointerup", at(t), 0);
+                  if (step === "blur") window.dispatchEvent(new Event("blur"));
+                }
+                return Boolean(document.querySelector(".card-ghost"));
+                "#,
+                vec![json!(HASS), json!(home), steps],
+            )
+            .await;
+        in_hand.as_bool().expect("a boolean")
+    };
+    let settle = async || tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Left the window mid-drag: the drag ends, redraws go on, and a later release drops nothing.
+    assert!(pointer(json!([["press", 0], ["to", 1]])).await, "the synthetic drag is in hand");
+    assert!(!pointer(json!([["blur", 0]])).await, "leaving the window ends the drag");
+    let held = page.execute("return document.body.classList.contains('is-dragging-card')", vec![]).await;
+    assert_eq!(held, json!(false), "the page still holds its redraws for a drag");
+    page.webhook(&docker(PROMETHEUS, "nas", "prometheus", "https://quay.io/prometheus/prometheus")).await;
+    page.card(PROMETHEUS).await;
+    pointer(json!([["release", 0]])).await;
+    settle().await;
+    assert!(page.updates().await[HASS]["tag"].is_null(), "a release after the drag ended moved the card");
+
+    // Back with no button held: the first move ends the drag.
+    assert!(pointer(json!([["press", 0], ["to", 1]])).await);
+    assert!(!pointer(json!([["to", 0]])).await, "a move with no button held ends the drag");
+    pointer(json!([["release", 0]])).await;
+    settle().await;
+    assert!(page.updates().await[HASS]["tag"].is_null(), "the release moved the card");
+
+    // The card's link dragged onto a group, and a card drag that ended elsewhere followed by a
+    // drop from outside: neither moves the card.
+    page.execute(
+        r#"
+        const [image, home] = arguments;
+        const card = document.querySelector(`[data-testid="card"][data-image="${image}"]`);
+        const link = card.querySelector('[data-testid="hub-link"]');
+        const section = document.querySelector(`[data-testid="group"][data-tag-id="${home}"]`);
+        const drag = (target, type) => target.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true }));
+        drag(link, "dragstart");
+        drag(section, "drop");
+        drag(card, "dragstart");
+        drag(card, "dragend");
+        drag(section, "drop");
+        "#,
+        vec![json!(HASS), json!(home)],
+    )
+    .await;
+    settle().await;
+    assert!(page.updates().await[HASS]["tag"].is_null(), "a link's drag or a finished drag moved the card");
+
+    // The same synthetic drag, held to its end, moves the card: the steps above did reach it.
+    pointer(json!([["press", 0], ["to", 1], ["release", 0]])).await;
+    page.wait_in_section(HASS, &home).await;
+    page.wait_api("home-assistant moved by the held drag", |u| u[HASS]["tag"]["name"] == "home").await;
+    page.assert_no_console_errors().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn dismissing_a_group_and_dismissing_all() {

@@ -134,6 +134,9 @@ export function initDragAndDrop(root, { onDrop, onDragChange }) {
 
   window.addEventListener("pointermove", (e) => {
     if (!drag || e.pointerId !== drag.pointerId) return;
+    // The button was let go where the page could not hear it (in another window after
+    // Alt-Tab): the next click must not drop the card, and redraws must not stay held.
+    if (e.pointerType === "mouse" && e.buttons === 0) return reset();
     const distance = Math.hypot(e.clientX - drag.startX, e.clientY - drag.startY);
     if (!drag.started) {
       if (!drag.armed) {
@@ -171,6 +174,13 @@ export function initDragAndDrop(root, { onDrop, onDragChange }) {
     if (drag && e.key === "Escape") reset();
   });
 
+  // Leaving the window (Alt-Tab, another app, a hidden tab) ends a drag: its pointerup may
+  // never come.
+  window.addEventListener("blur", reset);
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) reset();
+  });
+
   // While a touch drag is armed, the finger must not scroll the page.
   root.addEventListener(
     "touchmove",
@@ -187,10 +197,17 @@ export function initDragAndDrop(root, { onDrop, onDragChange }) {
   // too; cards are not `draggable`, so browsers never start a native drag themselves.
   let html5Image = null;
   root.addEventListener("dragstart", (e) => {
+    // A card's link is natively draggable (into the address bar, say): that drag is the
+    // link's, not a move of the card.
+    if (e.target.closest?.(CONTROLS)) return;
     const card = e.target.closest?.(CARD);
     if (!card) return;
     html5Image = card.dataset.image;
     e.dataTransfer?.setData("text/plain", html5Image);
+  });
+  // A drag that ended anywhere else must not leave its card to the next drop from outside.
+  root.addEventListener("dragend", () => {
+    html5Image = null;
   });
   root.addEventListener("dragover", (e) => {
     if (e.target.closest?.(GROUP)) e.preventDefault();
