@@ -2282,6 +2282,47 @@ async fn dismissing_a_group_never_dismisses_a_report_the_page_has_not_shown() {
     page.assert_no_console_errors_besides_failed_requests().await;
 }
 
+/// Dismissing Untagged (one request per card, four at a time) goes on past a card that fails:
+/// the cards after it are dismissed as confirmed, and the page says which part was not.
+/// It once stopped at the first failure and left the rest pending, with one error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn dismissing_untagged_goes_on_past_a_card_that_fails() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    // The first acknowledgement the page sends is lost on the way.
+    page.before_scripts(
+        r#"(() => {
+          const realFetch = window.fetch;
+          let failed = false;
+          window.fetch = function (input, init) {
+            if (!failed && init?.method === "PATCH" && /api\/updates\//.test(String(input))) {
+              failed = true;
+              return Promise.reject(new TypeError("Failed to fetch"));
+            }
+            return realFetch.call(this, input, init);
+          };
+        })();"#,
+    )
+    .await;
+    let events = varied_events();
+    assert!(events.len() > 4, "a second batch of four needs more than four cards");
+    seed(&page, &events).await;
+    page.open().await;
+    let section = page.section("untagged").await;
+    section.get("group-dismiss").await.click().await;
+    page.wait_for(&testid("group-dismiss-confirm")).await.click().await;
+    let dismissed = events.len() - 1;
+    wait_for_banner(&page, &format!("Dismissed {dismissed} updates; 1 was not")).await;
+    let updates = page
+        .wait_api("all but one dismissed", |u| {
+            u.as_object().unwrap().values().filter(|entry| entry["acknowledged"] == true).count() == dismissed
+        })
+        .await;
+    let pending: Vec<_> = updates.as_object().unwrap().values().filter(|e| e["acknowledged"] == false).collect();
+    assert_eq!(pending.len(), 1, "{updates:#}");
+    page.assert_no_console_errors_besides_failed_requests().await;
+}
+
 /// From the keyboard alone: "Create group" keeps the focus where the key was pressed (it once
 /// dropped it to the page, and the user started again from the top), and a group's inline
 /// confirmation puts it on Cancel, so that a doubled Enter does not delete the group.

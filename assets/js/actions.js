@@ -73,9 +73,21 @@ export function createActions(refresh) {
       const call =
         key === "untagged"
           ? async () => {
+              // One card that fails (a newer report, 409; a lost request) must not stop the
+              // cards after it: the user confirmed them all.
+              const failures = [];
               for (let i = 0; i < shown.length; i += 4) {
                 const batch = shown.slice(i, i + 4);
-                await Promise.all(batch.map(([image, entry]) => api.acknowledge(image, entry.received_at)));
+                const results = await Promise.allSettled(
+                  batch.map(([image, entry]) => api.acknowledge(image, entry.received_at)),
+                );
+                for (const result of results) if (result.status === "rejected") failures.push(result.reason);
+              }
+              if (failures.length) {
+                const dismissed = images.length - failures.length;
+                throw new Error(
+                  `Dismissed ${plural(dismissed, "update")}; ${failures.length} ${failures.length === 1 ? "was" : "were"} not: ${failures[0].message}`,
+                );
               }
               return { count: images.length };
             }
