@@ -1127,6 +1127,33 @@ async fn a_webhook_shows_up_live_with_a_toast() {
     page.assert_no_console_errors().await;
 }
 
+/// A report acknowledged elsewhere before this page heard of it (a tab in the background, say)
+/// arrives without a toast: it is no news. Toasts once counted it among the new updates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_report_acknowledged_before_the_page_saw_it_gets_no_toast() {
+    let Some(page) = Page::start(1280, 1200).await else { return };
+    page.before_scripts(LISTING_FROZEN).await;
+    seed(&page, &varied_events()[..2]).await;
+    page.open().await;
+    page.execute("window.listingFrozen = true", vec![]).await;
+    const KUMA: &str = "docker.io/louislam/uptime-kuma:1.23.13";
+    page.webhook(&docker(KUMA, "nas", "uptime-kuma", "")).await;
+    page.acknowledge(KUMA).await;
+    // Thawed, the next change (a new group) brings KUMA in, acknowledged.
+    page.execute("window.listingFrozen = false", vec![]).await;
+    page.create_tag("later").await;
+    page.wait_state(KUMA, "acknowledged").await;
+    assert!(page.find(&testid("toast")).await.is_none(), "a toast for an acknowledged report");
+
+    // A pending one still has its toast.
+    page.webhook(&docker(PROMETHEUS, "nas", "prometheus", "")).await;
+    let toast = page.wait_for(&testid("toast")).await;
+    let text = toast.text_content().await;
+    assert!(text.contains("prometheus") && !text.contains("uptime-kuma"), "{text:?}");
+    page.assert_no_console_errors().await;
+}
+
 /// Acknowledged from the keyboard under the Pending filter, a card leaves the view: focus goes to
 /// the next card's Acknowledge, not back to the top of the list.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

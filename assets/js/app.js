@@ -324,6 +324,8 @@ const BURST_MS = 4000;
 function announceArrivals(updates) {
   if (!previous) return;
   const arrived = Object.entries(updates)
+    // A report already acknowledged (elsewhere, while this tab was away) is no news.
+    .filter(([, entry]) => !entry.acknowledged)
     .filter(([image, entry]) => !previous[image] || previous[image].received_at !== entry.received_at)
     .map(([image]) => image);
   if (!arrived.length) return;
@@ -441,7 +443,8 @@ async function refresh() {
 }
 
 function tickTimes() {
-  tick(root);
+  // The whole document: an open history dialog's times too, not only the cards'.
+  tick();
   // A longer relative time can wrap onto a second line and move the cards after it.
   aimGuard.redrawn();
 }
