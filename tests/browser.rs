@@ -1710,6 +1710,23 @@ const STREAM_ONLY: &str = r#"
 })();
 "#;
 
+/// Under STREAM_ONLY, waits until the first load and the refetch on the stream's opening are
+/// done, after which nothing else is coming; the length of `window.__log` then.
+async fn settled_under_stream_only(page: &Page) -> usize {
+    page.wait_until("the page to settle", async || {
+        let state = page
+            .execute(
+                r#"return [window.__inflight,
+                           window.__log.filter(([what, url]) => what === "fetch" && url.endsWith("api/updates")).length,
+                           window.__log.length];"#,
+                vec![],
+            )
+            .await;
+        (state[0] == 0 && state[1].as_i64() >= Some(2)).then(|| state[2].as_u64().unwrap() as usize)
+    })
+    .await
+}
+
 /// With the page open the change stream is the transport, and a webhook reaches the page through
 /// it: polling is made impossible and the page is seen to fetch only after the stream announced
 /// the change, so no timing needs to be measured (that is for benchmarks).
@@ -1726,20 +1743,7 @@ async fn a_webhook_reaches_the_page_through_the_change_stream() {
         (transport.as_deref() == Some("stream") && state.as_deref() == Some("live")).then_some(())
     })
     .await;
-    // The first load and the refetch on the stream's opening are done; nothing else is coming.
-    let before = page
-        .wait_until("the page to settle", async || {
-            let state = page
-                .execute(
-                    r#"return [window.__inflight,
-                               window.__log.filter(([what, url]) => what === "fetch" && url.endsWith("api/updates")).length,
-                               window.__log.length];"#,
-                    vec![],
-                )
-                .await;
-            (state[0] == 0 && state[1].as_i64() >= Some(2)).then(|| state[2].as_u64().unwrap() as usize)
-        })
-        .await;
+    let before = settled_under_stream_only(&page).await;
     // The page did schedule its polls (so the blocked delays are the real ones) and none ran.
     let timers = page.execute("return window.__pollTimers", vec![]).await;
     assert!(timers.as_i64().unwrap_or(0) >= 1, "no poll was scheduled with a 3 s or 60 s delay: {timers}");
@@ -1761,6 +1765,75 @@ async fn a_webhook_reaches_the_page_through_the_change_stream() {
         "then the page fetched the updates: {log:#}"
     );
     assert_eq!(page.live_status("data-transport").await.as_deref(), Some("stream"));
+    page.assert_no_console_errors().await;
+}
+
+/// Before any page script, after STREAM_ONLY: every EventSource claims in its `hello` that the
+/// server pings after 300 ms of quiet (the real one waits 15 s), and is pinged so;
+/// `window.__silenceStreams()` makes the open ones deliver nothing more, as a connection that
+/// died without a word (a laptop's sleep, a NAT that dropped it) would.
+const SILENCEABLE_STREAM: &str = r#"
+(() => {
+  const streams = [];
+  window.__streams = streams;
+  window.EventSource = class extends window.EventSource {
+    constructor(...args) {
+      super(...args);
+      streams.push(this);
+    }
+    addEventListener(type, listener, options) {
+      if (type === "ping") (this.__pings ??= []).push(listener);
+      super.addEventListener(type, (e) => {
+        if (this.__silenced && type !== "error") return;
+        if (type === "hello") {
+          const hello = JSON.parse(e.data);
+          hello.ping_ms = 300;
+          e = new MessageEvent("hello", { data: JSON.stringify(hello) });
+        }
+        listener(e);
+      }, options);
+    }
+  };
+  setInterval(() => {
+    for (const s of streams) {
+      if (s.__silenced || s.readyState !== 1) continue;
+      for (const ping of s.__pings ?? []) ping(new MessageEvent("ping", { data: "{}" }));
+    }
+  }, 100);
+  window.__silenceStreams = () => streams.forEach((s) => (s.__silenced = true));
+})();
+"#;
+
+/// A change stream that went silent without an error (no ping within a few of the intervals
+/// `hello` named) is dropped and started again, and what it missed is fetched: the page once
+/// said Live and showed nothing new until its 60 s safety poll. Polling is made impossible, so
+/// only the new stream (or the fetch its loss starts) can bring the webhook in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_change_stream_gone_silent_is_started_again() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    page.before_scripts(STREAM_ONLY).await;
+    page.before_scripts(SILENCEABLE_STREAM).await;
+    seed(&page, &varied_events()[..1]).await;
+    page.open().await;
+    page.wait_live_status("data-transport", "stream").await;
+    settled_under_stream_only(&page).await;
+    // Pinged, a quiet stream is kept: twice the silence it is allowed, and still the first one.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let streams = page.execute("return window.__streams.length", vec![]).await;
+    assert_eq!(streams, json!(1), "a stream that hears its pings was started again");
+    page.execute("window.__silenceStreams()", vec![]).await;
+
+    const KUMA: &str = "docker.io/louislam/uptime-kuma:1.23.13";
+    page.webhook(&docker(KUMA, "nas", "uptime-kuma", "")).await;
+    page.card(KUMA).await;
+    let streams = page.execute("return window.__streams.map((s) => s.readyState)", vec![]).await;
+    let states = streams.as_array().unwrap();
+    assert!(
+        states.len() >= 2 && states[0] == 2,
+        "the silent stream was closed and another started: {streams}"
+    );
+    page.wait_live_status("data-transport", "stream").await;
     page.assert_no_console_errors().await;
 }
 
@@ -2345,7 +2418,8 @@ async fn dismissing_untagged_goes_on_past_a_card_that_fails() {
             u.as_object().unwrap().values().filter(|entry| entry["acknowledged"] == true).count() == dismissed
         })
         .await;
-    let pending: Vec<_> = updates.as_object().unwrap().values().filter(|e| e["acknowledged"] == false).collect();
+    let pending: Vec<_> =
+        updates.as_object().unwrap().values().filter(|e| e["acknowledged"] == false).collect();
     assert_eq!(pending.len(), 1, "{updates:#}");
     page.assert_no_console_errors_besides_failed_requests().await;
 }

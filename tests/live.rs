@@ -32,6 +32,10 @@ impl EventStream {
     /// Reads until `needle` has arrived (a generous timeout catches a stream that stays silent)
     /// and returns everything up to it.
     async fn expect(&mut self, needle: &str) -> String {
+        self.expect_within(needle, Duration::from_secs(10)).await
+    }
+
+    async fn expect_within(&mut self, needle: &str, limit: Duration) -> String {
         let wait = async {
             let mut buffer = [0u8; 4096];
             while !self.seen.contains(needle) {
@@ -40,7 +44,7 @@ impl EventStream {
                 self.seen.push_str(&String::from_utf8_lossy(&buffer[..read]));
             }
         };
-        tokio::time::timeout(Duration::from_secs(10), wait)
+        tokio::time::timeout(limit, wait)
             .await
             .unwrap_or_else(|_| panic!("no {needle:?} on the stream; got {:?}", self.seen));
         // Later expectations look only at what comes next.
@@ -113,6 +117,28 @@ on_every_backend!(
     failed_writes_announce_nothing,
     reads_say_which_changes_they_include
 );
+
+/// A quiet stream sends a `ping` event after the interval `hello` names, again and again: a
+/// page that hears nothing for longer knows its connection died without a word. (A comment, as
+/// it was, keeps proxies from closing the stream but never reaches the page's script.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_stream_pings_at_the_interval_hello_names() {
+    let Some(db) = support::TestDb::any().await else { return };
+    let app = TestApp::start(db, None).await;
+    let mut events = EventStream::open(&app).await;
+    let hello = events.expect("\n\n").await;
+    let ping_ms: u64 = hello
+        .split(r#""ping_ms":"#)
+        .nth(1)
+        .and_then(|rest| rest.split('}').next())
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("hello names no ping interval: {hello:?}"));
+    let limit = Duration::from_millis(ping_ms) + Duration::from_secs(5);
+    for _ in 0..2 {
+        let quiet = events.expect_within("event:ping\ndata:{}\n\n", limit).await;
+        assert!(!quiet.contains("event:change"), "{quiet:?}");
+    }
+}
 
 /// An open stream must not hold up a graceful shutdown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,9 +4,15 @@
 // proxy answering something else) we start a new one with a growing delay. A hidden tab pauses its
 // stream: over HTTP/1.1 a browser keeps at most six connections per server, and every open stream
 // holds one, so a few background tabs must not starve the visible one.
+//
+// A connection that died without a word (a laptop's sleep, a NAT or proxy dropping it, the
+// server's host gone) fires no `error`: the page would say Live and show nothing new until its
+// slow safety poll. The server sends `ping` after every quiet `ping_ms` (named in `hello`), so a
+// stream silent for PINGS_MISSED of them is dropped and started again.
 
 const RETRY_MIN_MS = 5000;
 const RETRY_MAX_MS = 60000;
+const PINGS_MISSED = 2.5;
 
 /**
  * url: relative, so the page also works under a sub-path.
@@ -21,6 +27,20 @@ export function connectStream(url, { onOpen, onChange, onDown }) {
   let open = false;
   let retryMs = RETRY_MIN_MS;
   let retryTimer = 0;
+  let silenceTimer = 0;
+  let silenceMs = 0; // 0 while the server names no ping interval (an older one)
+
+  function heard() {
+    clearTimeout(silenceTimer);
+    silenceTimer = silenceMs ? setTimeout(silent, silenceMs) : 0;
+  }
+
+  function silent() {
+    const wasOpen = open;
+    pause();
+    start();
+    onDown(wasOpen);
+  }
 
   function parse(data) {
     try {
@@ -37,15 +57,26 @@ export function connectStream(url, { onOpen, onChange, onDown }) {
     source = es;
     es.addEventListener("hello", (e) => {
       retryMs = RETRY_MIN_MS;
+      const hello = parse(e.data);
+      silenceMs = hello.ping_ms > 0 ? hello.ping_ms * PINGS_MISSED : 0;
+      heard();
       if (!open) {
         open = true;
-        onOpen(parse(e.data).epoch ?? null);
+        onOpen(hello.epoch ?? null);
       }
     });
-    es.addEventListener("change", (e) => onChange(parse(e.data)));
-    es.addEventListener("resync", () => onChange({ kind: "resync" }));
+    es.addEventListener("change", (e) => {
+      heard();
+      onChange(parse(e.data));
+    });
+    es.addEventListener("resync", () => {
+      heard();
+      onChange({ kind: "resync" });
+    });
+    es.addEventListener("ping", heard);
     es.addEventListener("error", () => {
       if (es !== source) return;
+      clearTimeout(silenceTimer);
       const wasOpen = open;
       open = false;
       if (es.readyState === EventSource.CLOSED) {
@@ -60,6 +91,7 @@ export function connectStream(url, { onOpen, onChange, onDown }) {
 
   function pause() {
     clearTimeout(retryTimer);
+    clearTimeout(silenceTimer);
     retryTimer = 0;
     source?.close();
     source = null;

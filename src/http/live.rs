@@ -21,8 +21,11 @@ struct ChangeEvent<'a> {
     seq: u64,
 }
 
-/// Comments sent on an idle stream, so proxies and browsers keep it open.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// A `ping` event after every quiet spell this long: proxies keep the stream open, and a
+/// dashboard that hears nothing for a few of them knows its connection died without a word
+/// (which fires no error in a browser). An event, not a comment: comments never reach the
+/// page's script. Its interval is in `hello`, so the page need not guess it.
+const PING_EVERY: Duration = Duration::from_secs(15);
 /// How soon a browser reconnects after the stream breaks.
 const RETRY: Duration = Duration::from_secs(3);
 
@@ -33,13 +36,13 @@ pub async fn stream(state: AppState, method: Method) -> Response {
     // Subscribed before `hello` is sent, so that nothing published after it is missed.
     let changes = changes(&state);
     // The epoch is hex digits and dashes: nothing in it needs escaping.
-    let hello = Event::default()
-        .event("hello")
-        .retry(RETRY)
-        .data(format!(r#"{{"epoch":"{}"}}"#, state.store.changes().epoch()));
+    let hello = Event::default().event("hello").retry(RETRY).data(format!(
+        r#"{{"epoch":"{}","ping_ms":{}}}"#,
+        state.store.changes().epoch(),
+        PING_EVERY.as_millis()
+    ));
     let events = stream::once(async { Ok::<_, Infallible>(hello) }).chain(changes);
-    let mut response =
-        warp::sse::reply(warp::sse::keep_alive().interval(KEEP_ALIVE).stream(events)).into_response();
+    let mut response = warp::sse::reply(events).into_response();
     // nginx buffers responses by default, which would hold events back.
     response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
@@ -47,13 +50,15 @@ pub async fn stream(state: AppState, method: Method) -> Response {
 
 /// `change` events with `{"kind": …, "image": …, "seq": …}` (`seq` numbers changes within the
 /// epoch `hello` named; see `changes`); `resync` when this stream fell behind and the client
-/// should reload everything. Ends when the server shuts down.
+/// should reload everything; `ping` after [`PING_EVERY`] without either. Ends when the server
+/// shuts down.
 fn changes(state: &AppState) -> impl Stream<Item = Result<Event, Infallible>> + use<> {
     let changes = state.store.changes().subscribe();
     let stopping = state.stopping();
     stream::unfold((changes, stopping), |(mut changes, mut stopping)| async move {
         let event = tokio::select! {
             _ = stopping.wait_for(|stopping| *stopping) => return None,
+            () = tokio::time::sleep(PING_EVERY) => Event::default().event("ping").data("{}"),
             received = changes.recv() => match received {
                 Ok(Numbered { seq, change }) => {
                     let data = ChangeEvent { kind: change.kind, image: change.image.as_deref(), seq };
