@@ -390,6 +390,60 @@ async fn acknowledge_by_tag_touches_only_that_group(app: &TestApp) {
     }
 }
 
+/// Dismissing many (all, or a group) with `received_until` (the newest report the page showed)
+/// leaves pending what arrived after it: the user has not seen it.
+async fn dismissals_of_many_leave_newer_reports_pending(app: &TestApp) {
+    for image in ["a:1", "b:1"] {
+        app.webhook(&docker_event(image)).await;
+    }
+    let prod = app.create_tag("prod").await;
+    for image in ["a:1", "b:1"] {
+        app.api("PUT", "/api/tag-assignments", &json!({ "image": image, "tag_id": prod })).await;
+    }
+    let listed = app.updates().await;
+    let shown = listed["b:1"]["received_at"].as_str().unwrap().to_string();
+    assert!(listed["a:1"]["received_at"].as_str().unwrap() <= shown.as_str());
+    let mut newer = docker_event("b:1");
+    newer["digest"] = json!("sha256:newer");
+    app.webhook(&newer).await;
+    app.webhook(&docker_event("c:1")).await;
+    let latest = app.updates().await["c:1"]["received_at"].as_str().unwrap().to_string();
+    let pending = async || -> Vec<String> {
+        let updates = app.updates().await;
+        let entries = updates.as_object().unwrap();
+        entries
+            .iter()
+            .filter(|(_, u)| u["acknowledged"] == json!(false))
+            .map(|(image, _)| image.clone())
+            .collect()
+    };
+
+    for bad in [json!({ "received_until": "yesterday" }), json!({ "received_until": 5 })] {
+        let refused = app.api("POST", "/api/updates/acknowledge-all", &bad).await;
+        assert_eq!(refused.status, 400, "{bad}: {}", refused.text());
+        let mut tagged = bad.clone();
+        tagged["tag_id"] = json!(prod);
+        assert_eq!(app.api("POST", "/api/updates/acknowledge-by-tag", &tagged).await.status, 400, "{tagged}");
+    }
+    assert_eq!(pending().await, ["a:1", "b:1", "c:1"], "a refused dismissal dismissed something");
+
+    let by_tag = json!({ "tag_id": prod, "received_until": shown });
+    let response = app.api("POST", "/api/updates/acknowledge-by-tag", &by_tag).await;
+    assert_eq!(response.json(), json!({ "count": 1 }), "{}", response.text());
+    assert_eq!(pending().await, ["b:1", "c:1"], "b's newer report was dismissed unseen");
+    let history = app.get("/api/updates/b%3A1/history").await.json();
+    assert!(
+        history["events"].as_array().unwrap().iter().all(|e| e["acknowledged_at"].is_null()),
+        "b's history was acknowledged though its update is pending: {history}"
+    );
+    let all = app.api("POST", "/api/updates/acknowledge-all", &json!({ "received_until": shown })).await;
+    assert_eq!(all.json(), json!({ "count": 0 }));
+    assert_eq!(pending().await, ["b:1", "c:1"]);
+    let all = app.api("POST", "/api/updates/acknowledge-all", &json!({ "received_until": latest })).await;
+    assert_eq!(all.json(), json!({ "count": 2 }));
+    assert!(pending().await.is_empty());
+}
+
 async fn tags_are_created_trimmed_validated_and_unique(app: &TestApp) {
     let response = app.api("POST", "/api/tags", &json!({ "name": "  Production  " })).await;
     assert_eq!(response.status, 201);
@@ -711,6 +765,7 @@ on_every_backend!(
     an_acknowledgement_of_a_report_since_replaced_is_refused,
     acknowledge_all_counts_newly_acknowledged,
     acknowledge_by_tag_touches_only_that_group,
+    dismissals_of_many_leave_newer_reports_pending,
     tags_are_created_trimmed_validated_and_unique,
     tags_are_listed_by_name_case_insensitively,
     deleting_a_tag_untags_its_images_and_keeps_them,

@@ -219,7 +219,7 @@ async fn dismissing_a_group_holds_off_its_deletion() {
     let holder_pid = backend_pid(&holder).await;
 
     let store = Arc::clone(&app.store);
-    let dismiss = tokio::spawn(async move { store.acknowledge_by_tag(tag, Timestamp::now()).await });
+    let dismiss = tokio::spawn(async move { store.acknowledge_by_tag(tag, Timestamp::now(), None).await });
     until_blocked(&observer, holder_pid, 1).await;
     let store = Arc::clone(&app.store);
     let delete = tokio::spawn(async move { store.delete_tag(tag).await });

@@ -75,8 +75,9 @@ enum TagRef {
 enum Op {
     Upsert(Box<DiunEvent>, Timestamp),
     Acknowledge(ImageRef, Timestamp),
-    AcknowledgeAll(Timestamp),
-    AcknowledgeByTag(TagRef, Timestamp),
+    /// The time of the acknowledgement, and the newest report the user was shown, if named.
+    AcknowledgeAll(Timestamp, Option<Timestamp>),
+    AcknowledgeByTag(TagRef, Timestamp, Option<Timestamp>),
     CreateTag(String),
     DeleteTag(TagRef),
     AssignTag(ImageRef, TagRef),
@@ -197,8 +198,9 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (event(), timestamp()).prop_map(|(e, t)| Op::Upsert(Box::new(e), t)),
         3 => (image_ref(), timestamp()).prop_map(|(i, t)| Op::Acknowledge(i, t)),
-        1 => timestamp().prop_map(Op::AcknowledgeAll),
-        2 => (tag_ref(), timestamp()).prop_map(|(tag, t)| Op::AcknowledgeByTag(tag, t)),
+        1 => (timestamp(), prop::option::of(timestamp())).prop_map(|(t, until)| Op::AcknowledgeAll(t, until)),
+        2 => (tag_ref(), timestamp(), prop::option::of(timestamp()))
+            .prop_map(|(tag, t, until)| Op::AcknowledgeByTag(tag, t, until)),
         3 => prop::sample::select(TAG_NAMES).prop_map(|name| Op::CreateTag(name.to_string())),
         1 => tag_ref().prop_map(Op::DeleteTag),
         4 => (image_ref(), tag_ref()).prop_map(|(i, tag)| Op::AssignTag(i, tag)),
@@ -244,18 +246,21 @@ impl Model {
                 }
                 None => Outcome::Found(false),
             },
-            Op::AcknowledgeAll(at) => {
-                let pending = self.updates.values_mut().filter(|(_, _, ack)| ack.is_none());
+            Op::AcknowledgeAll(at, until) => {
+                let pending = self.updates.values_mut().filter(|(_, received, ack)| {
+                    ack.is_none() && until.is_none_or(|until| *received <= until)
+                });
                 Outcome::Count(pending.map(|(_, _, ack)| *ack = Some(*at)).count() as u64)
             }
-            Op::AcknowledgeByTag(tag, at) => {
+            Op::AcknowledgeByTag(tag, at, until) => {
                 let id = self.tag_id(tag);
                 if !self.tags.contains_key(&id) {
                     return Outcome::CountForTag(None);
                 }
                 let mut count = 0;
-                for (image, (_, _, ack)) in &mut self.updates {
-                    if ack.is_none() && self.assignments.get(image) == Some(&id) {
+                for (image, (_, received, ack)) in &mut self.updates {
+                    let shown = until.is_none_or(|until| *received <= until);
+                    if ack.is_none() && shown && self.assignments.get(image) == Some(&id) {
                         *ack = Some(*at);
                         count += 1;
                     }
@@ -364,10 +369,10 @@ impl Backend {
             Op::Acknowledge(image, at) => {
                 Outcome::Found(store.acknowledge(image.name(), *at, None).await? == Acknowledged::Yes)
             }
-            Op::AcknowledgeAll(at) => Outcome::Count(store.acknowledge_all(*at).await?),
-            Op::AcknowledgeByTag(tag, at) => {
-                Outcome::CountForTag(store.acknowledge_by_tag(self.tag_id(model.tag_id(tag)), *at).await?)
-            }
+            Op::AcknowledgeAll(at, until) => Outcome::Count(store.acknowledge_all(*at, *until).await?),
+            Op::AcknowledgeByTag(tag, at, until) => Outcome::CountForTag(
+                store.acknowledge_by_tag(self.tag_id(model.tag_id(tag)), *at, *until).await?,
+            ),
             Op::CreateTag(name) => match store.create_tag(name.clone()).await {
                 Ok(tag) => {
                     if let Outcome::Created(Some(model_id)) = expected {

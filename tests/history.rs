@@ -206,7 +206,7 @@ async fn pruning_deletes_at_most_the_limit_per_call(app: &TestApp) {
         let received = Timestamp::from_unix_micros(now.unix_micros() - 1_000_000);
         app.store.upsert_event(event, received).await.unwrap();
     }
-    assert_eq!(app.store.acknowledge_all(now).await.unwrap(), 2);
+    assert_eq!(app.store.acknowledge_all(now, None).await.unwrap(), 2);
     let deleted: Vec<u64> = [
         app.store.prune_history(now, 2).await.unwrap(),
         app.store.prune_history(now, 2).await.unwrap(),

@@ -32,6 +32,11 @@ export function createActions(refresh) {
     return move;
   }
 
+  /** The newest `received_at` of `entries` (the server's fixed-width UTC format sorts as text). */
+  function newestReport(entries) {
+    return entries.reduce((newest, entry) => (entry.received_at > newest ? entry.received_at : newest), "") || null;
+  }
+
   async function optimistic(apply, call, { failure, success }) {
     const id = addOverlay(apply);
     try {
@@ -59,9 +64,11 @@ export function createActions(refresh) {
     },
 
     acknowledgeAll() {
+      const shown = Object.values(view().updates).filter((entry) => !entry.acknowledged);
+      const until = newestReport(shown);
       return optimistic(
         (v) => Object.values(v.updates).forEach(acknowledgeEntry),
-        () => api.acknowledgeAll(),
+        () => api.acknowledgeAll(until),
         { failure: "Could not dismiss all updates", success: (r) => `Dismissed ${plural(r?.count ?? 0, "update")}` },
       );
     },
@@ -91,7 +98,7 @@ export function createActions(refresh) {
               }
               return { count: images.length };
             }
-          : () => api.acknowledgeTag(Number(key));
+          : () => api.acknowledgeTag(Number(key), newestReport(shown.map(([, entry]) => entry)));
       return optimistic((v) => images.forEach((image) => acknowledgeEntry(v.updates[image])), call, {
         failure: "Could not dismiss the group",
         success: (r) => `Dismissed ${plural(r?.count ?? images.length, "update")}`,

@@ -97,8 +97,17 @@ export const api = {
     const seen = receivedAt ? `?received_at=${encodeURIComponent(receivedAt)}` : "";
     return request("PATCH", `api/updates/${encodeURIComponent(image)}${seen}`);
   },
-  acknowledgeAll: () => request("POST", "api/updates/acknowledge-all", {}),
-  acknowledgeTag: (tagId) => request("POST", "api/updates/acknowledge-by-tag", { tag_id: tagId }),
+  /**
+   * receivedUntil: the newest report's time the page showed; reports that arrived after it are
+   * left pending rather than dismissed unseen.
+   */
+  acknowledgeAll: (receivedUntil) =>
+    request("POST", "api/updates/acknowledge-all", receivedUntil ? { received_until: receivedUntil } : {}),
+  acknowledgeTag: (tagId, receivedUntil) =>
+    request("POST", "api/updates/acknowledge-by-tag", {
+      tag_id: tagId,
+      ...(receivedUntil ? { received_until: receivedUntil } : {}),
+    }),
   createTag: (name) => request("POST", "api/tags", { name }),
   deleteTag: (tagId) => request("DELETE", `api/tags/${encodeURIComponent(tagId)}`),
   assign: (image, tagId) => request("PUT", "api/tag-assignments", { image, tag_id: tagId }),

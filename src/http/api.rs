@@ -152,27 +152,46 @@ where
                 return Err(ApiError::method_not_allowed("POST"));
             }
             check_mutation(&method, &headers)?;
-            // It takes no input, but what is sent is checked as on every other route: no body
-            // or `{}`, capped like the others.
+            // No body, `{}`, or `{"received_until": …}`; checked and capped like every other.
             let body = read_capped(&headers, body).await?;
-            if !body.trim_ascii().is_empty() {
-                serde_json::from_slice::<std::collections::HashMap<String, serde::de::IgnoredAny>>(&body)
-                    .map_err(|err| {
-                        ApiError::bad_request(format!(
-                            "invalid request: expected no body or a JSON object: {err}"
-                        ))
-                    })?;
-            }
-            let count = state.store.acknowledge_all(Timestamp::now()).await?;
+            let Shown { received_until } = if body.trim_ascii().is_empty() {
+                Shown::default()
+            } else {
+                serde_json::from_slice(&body).map_err(|err| {
+                    ApiError::bad_request(format!(
+                        "invalid request: expected no body or a JSON object: {err}"
+                    ))
+                })?
+            };
+            let until = shown_until(received_until.as_deref())?;
+            let count = state.store.acknowledge_all(Timestamp::now(), until).await?;
             Ok(json_reply(StatusCode::OK, &serde_json::json!({ "count": count })))
         }
         .await,
     )
 }
 
+/// What a dismissal of many may name: the newest report the user was shown (`received_at` as
+/// listed). A report that arrived after it stays pending: the page had not shown it.
+#[derive(Deserialize, Default)]
+struct Shown {
+    received_until: Option<String>,
+}
+
+fn shown_until(received_until: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
+    received_until
+        .map(|text| {
+            Timestamp::parse_rfc3339(text).ok_or_else(|| {
+                ApiError::bad_request(format!("`received_until` must be an RFC 3339 time, not {text:?}"))
+            })
+        })
+        .transpose()
+}
+
 #[derive(Deserialize)]
 struct TagRef {
     tag_id: i64,
+    received_until: Option<String>,
 }
 
 pub async fn acknowledge_by_tag<S, B>(
@@ -191,8 +210,9 @@ where
                 return Err(ApiError::method_not_allowed("POST"));
             }
             check_mutation(&method, &headers)?;
-            let TagRef { tag_id } = json_body(&headers, body).await?;
-            match state.store.acknowledge_by_tag(tag_id, Timestamp::now()).await? {
+            let TagRef { tag_id, received_until } = json_body(&headers, body).await?;
+            let until = shown_until(received_until.as_deref())?;
+            match state.store.acknowledge_by_tag(tag_id, Timestamp::now(), until).await? {
                 Some(count) => Ok(json_reply(StatusCode::OK, &serde_json::json!({ "count": count }))),
                 None => Err(unknown_tag(tag_id)),
             }

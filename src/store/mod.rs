@@ -129,13 +129,20 @@ pub trait UpdateStore: Send + Sync {
         at: Timestamp,
         seen: Option<Timestamp>,
     ) -> impl Future<Output = StoreResult<Acknowledged>> + Send;
-    /// The number of updates that were pending.
-    fn acknowledge_all(&self, at: Timestamp) -> impl Future<Output = StoreResult<u64>> + Send;
-    /// `None` when the tag is unknown.
+    /// The number of updates that were pending. With `shown_until` (the newest `received_at`
+    /// the user was shown), only updates whose latest report is no newer: one that arrived
+    /// since stays pending.
+    fn acknowledge_all(
+        &self,
+        at: Timestamp,
+        shown_until: Option<Timestamp>,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// `None` when the tag is unknown. `shown_until` as for [`Self::acknowledge_all`].
     fn acknowledge_by_tag(
         &self,
         tag_id: i64,
         at: Timestamp,
+        shown_until: Option<Timestamp>,
     ) -> impl Future<Output = StoreResult<Option<u64>>> + Send;
     /// Ordered by name, case-insensitively, identically on every backend.
     fn list_tags(&self) -> impl Future<Output = StoreResult<Vec<Tag>>> + Send;
@@ -328,16 +335,21 @@ impl UpdateStore for Store {
         })
         .await
     }
-    async fn acknowledge_all(&self, at: Timestamp) -> StoreResult<u64> {
+    async fn acknowledge_all(&self, at: Timestamp, shown_until: Option<Timestamp>) -> StoreResult<u64> {
         self.to_the_end(|store| async move {
-            let written = dispatch!(store, s => s.acknowledge_all(at).await);
+            let written = dispatch!(store, s => s.acknowledge_all(at, shown_until).await);
             store.announce(written, |count| (*count > 0).then(|| Change::of_many(ChangeKind::Acknowledge)))
         })
         .await
     }
-    async fn acknowledge_by_tag(&self, tag_id: i64, at: Timestamp) -> StoreResult<Option<u64>> {
+    async fn acknowledge_by_tag(
+        &self,
+        tag_id: i64,
+        at: Timestamp,
+        shown_until: Option<Timestamp>,
+    ) -> StoreResult<Option<u64>> {
         self.to_the_end(|store| async move {
-            let written = dispatch!(store, s => s.acknowledge_by_tag(tag_id, at).await);
+            let written = dispatch!(store, s => s.acknowledge_by_tag(tag_id, at, shown_until).await);
             store.announce(written, |count| {
                 count.is_some_and(|n| n > 0).then(|| Change::of_many(ChangeKind::Acknowledge))
             })

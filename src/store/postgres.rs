@@ -1210,8 +1210,9 @@ impl UpdateStore for PostgresStore {
         .await
     }
 
-    async fn acknowledge_all(&self, at: Timestamp) -> StoreResult<u64> {
+    async fn acknowledge_all(&self, at: Timestamp, shown_until: Option<Timestamp>) -> StoreResult<u64> {
         let at = at.to_system_time();
+        let until = shown_until.map(Timestamp::to_system_time);
         self.with_client(|mut conn| async move {
             let tx = conn.transaction().await?;
             // Locked in image order, the order a batch of upserts locks its rows in: in any
@@ -1220,9 +1221,10 @@ impl UpdateStore for PostgresStore {
                 .query(
                     "UPDATE updates SET acknowledged_at = $1
                      WHERE image IN (SELECT image FROM updates WHERE acknowledged_at IS NULL
+                                       AND ($2::timestamptz IS NULL OR received_at <= $2)
                                      ORDER BY image FOR NO KEY UPDATE)
                      RETURNING image",
-                    &[&at],
+                    &[&at, &until],
                 )
                 .await?;
             acknowledge_history(&tx, &acked, at).await?;
@@ -1232,8 +1234,14 @@ impl UpdateStore for PostgresStore {
         .await
     }
 
-    async fn acknowledge_by_tag(&self, tag_id: i64, at: Timestamp) -> StoreResult<Option<u64>> {
+    async fn acknowledge_by_tag(
+        &self,
+        tag_id: i64,
+        at: Timestamp,
+        shown_until: Option<Timestamp>,
+    ) -> StoreResult<Option<u64>> {
         let at = at.to_system_time();
+        let until = shown_until.map(Timestamp::to_system_time);
         self.with_client(|mut conn| async move {
             let tx = conn.transaction().await?;
             // The tag cannot be deleted before the commit: an answer never counts the images of
@@ -1246,9 +1254,10 @@ impl UpdateStore for PostgresStore {
                     "UPDATE updates SET acknowledged_at = $2
                      WHERE image IN (SELECT u.image FROM updates u JOIN tag_assignments t USING (image)
                                      WHERE t.tag_id = $1 AND u.acknowledged_at IS NULL
+                                       AND ($3::timestamptz IS NULL OR u.received_at <= $3)
                                      ORDER BY u.image FOR NO KEY UPDATE OF u)
                      RETURNING image",
-                    &[&tag_id, &at],
+                    &[&tag_id, &at, &until],
                 )
                 .await?;
             acknowledge_history(&tx, &acked, at).await?;

@@ -609,43 +609,58 @@ impl UpdateStore for SqliteStore {
         .await
     }
 
-    async fn acknowledge_all(&self, at: Timestamp) -> StoreResult<u64> {
+    async fn acknowledge_all(&self, at: Timestamp, shown_until: Option<Timestamp>) -> StoreResult<u64> {
         let at = at.to_string();
+        // Timestamps are stored in one fixed-width format, so text order is time order.
+        let until = shown_until.map(|until| until.to_string());
         self.write(move |conn| {
             // Events first: the pending `updates` rows lead to the pending events.
             conn.prepare_cached(
                 "UPDATE events SET acknowledged_at = ?1
                  WHERE acknowledged_at IS NULL
-                   AND image IN (SELECT image FROM updates WHERE acknowledged_at IS NULL)",
+                   AND image IN (SELECT image FROM updates WHERE acknowledged_at IS NULL
+                                   AND (?2 IS NULL OR received_at <= ?2))",
             )?
-            .execute([&at])?;
+            .execute(params![at, until])?;
             let changed = conn
-                .prepare_cached("UPDATE updates SET acknowledged_at = ?1 WHERE acknowledged_at IS NULL")?
-                .execute([&at])?;
+                .prepare_cached(
+                    "UPDATE updates SET acknowledged_at = ?1
+                     WHERE acknowledged_at IS NULL AND (?2 IS NULL OR received_at <= ?2)",
+                )?
+                .execute(params![at, until])?;
             Ok(changed as u64)
         })
         .await
     }
 
-    async fn acknowledge_by_tag(&self, tag_id: i64, at: Timestamp) -> StoreResult<Option<u64>> {
+    async fn acknowledge_by_tag(
+        &self,
+        tag_id: i64,
+        at: Timestamp,
+        shown_until: Option<Timestamp>,
+    ) -> StoreResult<Option<u64>> {
         let at = at.to_string();
+        let until = shown_until.map(|until| until.to_string());
         self.write(move |conn| {
             if !tag_exists(conn, tag_id)? {
                 return Ok(None);
             }
-            let changed = conn
-                .prepare_cached(
-                    "UPDATE updates SET acknowledged_at = ?2
-                     WHERE acknowledged_at IS NULL
-                       AND image IN (SELECT image FROM tag_assignments WHERE tag_id = ?1)",
-                )?
-                .execute(params![tag_id, at])?;
+            // Events first, as in `acknowledge_all`.
             conn.prepare_cached(
                 "UPDATE events SET acknowledged_at = ?2
                  WHERE acknowledged_at IS NULL
-                   AND image IN (SELECT image FROM tag_assignments WHERE tag_id = ?1)",
+                   AND image IN (SELECT image FROM updates
+                                 WHERE acknowledged_at IS NULL AND (?3 IS NULL OR received_at <= ?3)
+                                   AND image IN (SELECT image FROM tag_assignments WHERE tag_id = ?1))",
             )?
-            .execute(params![tag_id, at])?;
+            .execute(params![tag_id, at, until])?;
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE updates SET acknowledged_at = ?2
+                     WHERE acknowledged_at IS NULL AND (?3 IS NULL OR received_at <= ?3)
+                       AND image IN (SELECT image FROM tag_assignments WHERE tag_id = ?1)",
+                )?
+                .execute(params![tag_id, at, until])?;
             Ok(Some(changed as u64))
         })
         .await
