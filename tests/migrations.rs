@@ -265,4 +265,37 @@ mod postgres {
             assert_eq!(response.status, 200, "{}", response.text());
         }
     }
+
+    /// A migration that waits for a table another session holds (a `pg_dump`, a `psql` left in
+    /// a transaction) fails start-up after a while with the reason, having applied nothing,
+    /// instead of hanging in silence with every other replica's query queued behind its ALTER.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_migration_blocked_by_another_sessions_lock_fails_with_the_reason() {
+        let Some(db) = TestDb::postgres().await else { return };
+        let Database::Postgres { url } = db.database() else { unreachable!() };
+        let url = url.expose().to_string();
+        drop(PostgresStore::open(&url).await.unwrap());
+        let (holder, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        holder.batch_execute("BEGIN; LOCK TABLE updates IN ACCESS SHARE MODE").await.unwrap();
+
+        let opening = PostgresStore::open_with(&url, with_fake_next(&MIGRATIONS));
+        let opened = tokio::time::timeout(std::time::Duration::from_secs(60), opening)
+            .await
+            .expect("start-up hung behind the lock");
+        let err = opened.err().expect("a migration blocked by a lock must fail");
+        assert!(err.contains("fake_notes") && err.contains("lock timeout"), "{err}");
+
+        holder.batch_execute("ROLLBACK").await.unwrap();
+        let applied = holder
+            .query_one("SELECT count(*) FROM schema_migrations WHERE name = 'fake_notes'", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+        assert_eq!(applied, 0, "the failed migration was recorded");
+        let later = PostgresStore::open_with(&url, with_fake_next(&MIGRATIONS)).await;
+        assert!(later.is_ok(), "once the lock is gone it applies: {:?}", later.err());
+        drop(later);
+        db.drop_schema().await;
+    }
 }

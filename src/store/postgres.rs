@@ -806,6 +806,8 @@ async fn upsert_once(client: &Conn, rows: &[Upsert]) -> Result<(), tokio_postgre
     Ok(())
 }
 
+const MIGRATION_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '10s'";
+
 /// The PostgreSQL migrations embedded in the binary.
 pub fn migrations() -> Result<Vec<Migration>, String> {
     migrate::from_dir(&MIGRATIONS)
@@ -854,6 +856,12 @@ pub async fn run_migrations(client: &mut Client, migrations: &[Migration]) -> Re
     for migration in migrate::pending(migrations, &applied)? {
         let label = format!("migration {:04}_{}", migration.version, migration.name);
         let tx = client.transaction().await.map_err(|err| fail(&label, err))?;
+        // A table lock that another session holds (a pg_dump, a psql left in a transaction)
+        // fails the migration after a while, with the reason, instead of hanging start-up in
+        // silence; a waiting ALTER would also queue every other replica's query behind it. The
+        // migration's own work has no limit, nor has the wait for another replica's migration
+        // (the advisory lock above, outside this transaction).
+        tx.batch_execute(MIGRATION_LOCK_TIMEOUT).await.map_err(|err| fail(&label, err))?;
         tx.batch_execute(&migration.sql).await.map_err(|err| fail(&label, err))?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
