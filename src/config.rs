@@ -163,9 +163,16 @@ fn listen_address(bind: Option<&str>, port: Option<&str>) -> Result<SocketAddr, 
 /// database is another, empty one on each of the service's connections (the webhook is stored,
 /// the listing fails) and is gone at every restart.
 fn sqlite_path(db_path: Option<String>) -> Result<PathBuf, String> {
-    // Trimmed as every other variable: a space an `.env` file left after the path would open a
-    // new, empty `diun.db ` beside the real one, and the dashboard would look emptied.
-    let path = db_path.map_or_else(|| "diun.db".into(), |path| path.trim().to_string());
+    let path = db_path.unwrap_or_else(|| "diun.db".into());
+    // Refused rather than trimmed: a space an `.env` file left after the path opened a new,
+    // empty `diun.db ` beside the real one, and the dashboard looked emptied. Trimmed, the
+    // reverse would happen to a deployment whose data has been in `diun.db ` since then.
+    if path.trim() != path {
+        return Err(format!(
+            "DB_PATH {path:?} starts or ends with whitespace; remove it (and rename the database \
+             file if it was created under that name)"
+        ));
+    }
     if path == ":memory:" || path.starts_with("file:") {
         return Err(format!(
             "DB_PATH must be a plain file path, not {path:?} (an in-memory or URI database); \
@@ -203,9 +210,13 @@ mod tests {
     }
 
     #[test]
-    fn db_path_is_trimmed_like_every_other_variable() {
-        let spaced = config(&[("DB_PATH", " /data/diun.db \t")]).unwrap();
-        assert_eq!(spaced.database, Database::Sqlite { path: "/data/diun.db".into() });
+    fn db_path_with_surrounding_whitespace_is_refused() {
+        for spaced in ["/data/diun.db ", " /data/diun.db", "/data/diun.db\t"] {
+            let err = config(&[("DB_PATH", spaced)]).unwrap_err();
+            assert!(err.contains("whitespace"), "{spaced:?}: {err}");
+        }
+        let inner = config(&[("DB_PATH", "/data/my diun.db")]).unwrap();
+        assert_eq!(inner.database, Database::Sqlite { path: "/data/my diun.db".into() });
     }
 
     #[test]
