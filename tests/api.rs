@@ -332,9 +332,13 @@ async fn acknowledge_all_counts_newly_acknowledged(app: &TestApp) {
     }
     app.request("PATCH", "/api/updates/a%3A1").send().await;
     // Its body is checked like any other route's, and a refused one acknowledges nothing.
-    for (body, status) in
-        [("garbage".to_string(), 400), ("[]".into(), 400), ("{".into(), 400), (" ".repeat(1 << 21), 413)]
-    {
+    for (body, status) in [
+        ("garbage".to_string(), 400),
+        ("[]".into(), 400),
+        ("[null]".into(), 400),
+        ("{".into(), 400),
+        (" ".repeat(1 << 21), 413),
+    ] {
         let refused = app
             .request("POST", "/api/updates/acknowledge-all")
             .header("Content-Type", "application/json")

@@ -2314,6 +2314,46 @@ async fn a_report_arriving_just_before_a_dismissal_of_many_stays_pending() {
     page.assert_no_console_errors().await;
 }
 
+/// A dismissal confirmed after everything it asked about was dismissed elsewhere sends nothing:
+/// a request without a newest report shown would have no bound, and would dismiss whatever
+/// arrived in the meantime, unseen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_dismissal_with_nothing_left_to_dismiss_sends_nothing() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    page.before_scripts(DISMISSAL_HELD).await;
+    seed(&page, &varied_events()[..2]).await;
+    let prod = page.create_tag("prod").await;
+    page.assign(NGINX, prod).await;
+    page.open().await;
+    page.wait_in_section(NGINX, &prod.to_string()).await;
+    let said = async |what: &str| {
+        page.wait_until(&format!("the page to say {what:?}"), async || {
+            let text = page.execute("return document.getElementById('announcer').textContent", vec![]).await;
+            text.as_str().is_some_and(|text| text.contains(what)).then_some(())
+        })
+        .await
+    };
+
+    // The group, dismissed elsewhere while its question is open.
+    page.section(&prod.to_string()).await.get("group-dismiss").await.click().await;
+    let confirm = page.wait_for(&testid("group-dismiss-confirm")).await;
+    page.acknowledge(NGINX).await;
+    confirm.click().await;
+    said("Nothing to dismiss").await;
+
+    // All, dismissed elsewhere while the dialog is open.
+    page.execute("document.getElementById('announcer').textContent = ''", vec![]).await;
+    page.by_testid("dismiss-all").await.click().await;
+    page.wait_for(&testid("confirm-dialog")).await;
+    let elsewhere = page.api("POST", "/api/updates/acknowledge-all", Some(json!({}))).await;
+    assert_eq!(elsewhere.status, 200, "{}", elsewhere.text());
+    page.by_testid("confirm-ok").await.click().await;
+    said("Nothing to dismiss").await;
+    assert_eq!(page.execute("return window.dismissalHeld", vec![]).await, json!(false), "a request was sent");
+    page.assert_no_console_errors().await;
+}
+
 /// Waits for an error banner that says `what` (among the others a failing page may show).
 async fn wait_for_banner(page: &Page, what: &str) {
     page.wait_until(&format!("a banner saying {what:?}"), async || {
@@ -2488,6 +2528,35 @@ async fn dismissing_untagged_goes_on_past_a_card_that_fails() {
         updates.as_object().unwrap().values().filter(|e| e["acknowledged"] == false).collect();
     assert_eq!(pending.len(), 1, "{updates:#}");
     page.assert_no_console_errors_besides_failed_requests().await;
+}
+
+/// A card whose group was deleted while the page's listing was on its way is drawn in Untagged,
+/// and dismissing Untagged dismisses it too: the dismissal once went by the listing's tag and
+/// left that card pending under the question that had counted it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn dismissing_untagged_covers_a_card_whose_group_just_went() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    page.before_scripts(LISTING_FROZEN).await;
+    seed(&page, &varied_events()[..3]).await;
+    let gone = page.create_tag("gone").await;
+    page.assign(NGINX, gone).await;
+    page.open().await;
+    page.wait_in_section(NGINX, &gone.to_string()).await;
+    page.execute("window.listingFrozen = true", vec![]).await;
+    assert_eq!(page.api("DELETE", &format!("/api/tags/{gone}"), None).await.status, 204);
+    page.wait_gone(&format!(r#"{}[data-tag-id="{gone}"]"#, testid("group"))).await;
+    page.wait_in_section(NGINX, "untagged").await;
+    assert!(page.updates().await[NGINX]["tag"].is_null(), "the server untagged it");
+
+    page.section("untagged").await.get("group-dismiss").await.click().await;
+    page.wait_for(&testid("group-dismiss-confirm")).await.click().await;
+    // The card drawn in Untagged, nginx, too.
+    page.wait_api("every card drawn in Untagged dismissed", |u| {
+        [NGINX, HASS, PROMETHEUS].iter().all(|image| u[image]["acknowledged"] == true)
+    })
+    .await;
+    page.assert_no_console_errors().await;
 }
 
 /// From the keyboard alone: "Create group" keeps the focus where the key was pressed (it once

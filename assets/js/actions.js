@@ -32,6 +32,12 @@ export function createActions(refresh) {
     return move;
   }
 
+  function nothingToDismiss() {
+    announce("Nothing to dismiss: no update is pending");
+    refresh();
+    return Promise.resolve(true);
+  }
+
   /** The newest `received_at` of `entries` (the server's fixed-width UTC format sorts as text). */
   function newestReport(entries) {
     return entries.reduce((newest, entry) => (entry.received_at > newest ? entry.received_at : newest), "") || null;
@@ -65,6 +71,9 @@ export function createActions(refresh) {
 
     acknowledgeAll() {
       const shown = Object.values(view().updates).filter((entry) => !entry.acknowledged);
+      // Nothing shown (dismissed elsewhere meanwhile): a request without a bound would dismiss
+      // whatever arrived since, unseen.
+      if (!shown.length) return nothingToDismiss();
       const until = newestReport(shown);
       return optimistic(
         (v) => Object.values(v.updates).forEach(acknowledgeEntry),
@@ -75,7 +84,9 @@ export function createActions(refresh) {
 
     /** key: a tag id as a string, or "untagged" (which has no server call: one PATCH per image). */
     acknowledgeGroup(key) {
-      const shown = Object.entries(view().updates).filter(([, entry]) => inGroup(entry, key) && !entry.acknowledged);
+      const member = inGroup(key);
+      const shown = Object.entries(view().updates).filter(([, entry]) => member(entry) && !entry.acknowledged);
+      if (!shown.length) return nothingToDismiss();
       const images = shown.map(([image]) => image);
       const call =
         key === "untagged"

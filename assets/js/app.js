@@ -492,9 +492,8 @@ $("refresh").addEventListener("click", async () => {
 
 /** The pending reports the page shows (of one group: a tag id as a string, or "untagged"). */
 function pendingReports(group = null) {
-  const pending = Object.entries(view().updates).filter(
-    ([, entry]) => !entry.acknowledged && (group === null || inGroup(entry, group)),
-  );
+  const member = group === null ? () => true : inGroup(group);
+  const pending = Object.entries(view().updates).filter(([, entry]) => !entry.acknowledged && member(entry));
   return new Map(pending.map(([image, entry]) => [image, entry.received_at]));
 }
 

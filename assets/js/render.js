@@ -8,6 +8,7 @@ import { timeElement, tick } from "./time.js";
 import { hostsOf, knownHosts } from "./hosts.js";
 import { h, breakable } from "./dom.js";
 import { plural } from "./words.js";
+import { sectionKeyOf } from "./state.js";
 
 const cardCache = new Map(); // image -> { sig, el }
 const sectionCache = new Map(); // section key -> { el, headSig, head, list, placeholder }
@@ -27,11 +28,6 @@ function reconcile(parent, nodes) {
     if (node === cursor) cursor = cursor.nextElementSibling;
     else parent.insertBefore(node, cursor);
   }
-}
-
-export function sectionKeyOf(entry, tagKeys) {
-  const key = entry.tag && entry.tag.id !== undefined ? String(entry.tag.id) : "untagged";
-  return tagKeys.has(key) ? key : "untagged";
 }
 
 // ---- Summary: badge, stats, title, filters ------------------------------------------------------

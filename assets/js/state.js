@@ -82,9 +82,17 @@ export function view() {
   return result;
 }
 
-/** Whether `entry` is in the group `key`: a tag id as a string, or "untagged". */
-export function inGroup(entry, key) {
-  return key === "untagged" ? !entry.tag : Boolean(entry.tag) && String(entry.tag.id) === key;
+/** The section `entry` is drawn in, given the tag ids (as strings) that exist: a tag that is not
+ * among them (deleted while the listing was on its way) is drawn, and dismissed, as Untagged. */
+export function sectionKeyOf(entry, tagKeys) {
+  const key = entry.tag && entry.tag.id !== undefined ? String(entry.tag.id) : "untagged";
+  return tagKeys.has(key) ? key : "untagged";
+}
+
+/** Whether an entry is in the group `key` (a tag id as a string, or "untagged") as it is drawn. */
+export function inGroup(key, tags = view().tags) {
+  const tagKeys = new Set(tags.map((t) => String(t.id)));
+  return (entry) => sectionKeyOf(entry, tagKeys) === key;
 }
 
 // ---- Seen updates ----------------------------------------------------------------------------

@@ -157,11 +157,15 @@ where
             let Shown { received_until } = if body.trim_ascii().is_empty() {
                 Shown::default()
             } else {
-                serde_json::from_slice(&body).map_err(|err| {
-                    ApiError::bad_request(format!(
-                        "invalid request: expected no body or a JSON object: {err}"
-                    ))
-                })?
+                // Through a map: a derived struct would also take a JSON array.
+                let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
+                    .map_err(|err| {
+                        ApiError::bad_request(format!(
+                            "invalid request: expected no body or a JSON object: {err}"
+                        ))
+                    })?;
+                serde_json::from_value(serde_json::Value::Object(object))
+                    .map_err(|err| ApiError::bad_request(format!("invalid request: {err}")))?
             };
             let until = shown_until(received_until.as_deref())?;
             let count = state.store.acknowledge_all(Timestamp::now(), until).await?;
