@@ -1,5 +1,5 @@
-//! Deletes acknowledged webhook history older than `HISTORY_DAYS`, in the background: never on
-//! a request's path, and never racing with shutdown (the task is simply dropped).
+//! Deletes webhook history acknowledged more than `HISTORY_DAYS` ago, in the background: never
+//! on a request's path, and never racing with shutdown (the task is simply dropped).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +26,7 @@ pub fn spawn(store: Arc<Store>, days: u32) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// One pass: deletes the acknowledged history received more than `days` before `now`.
+/// One pass: deletes the history acknowledged more than `days` before `now`.
 pub async fn prune(store: &Store, days: u32, now: Timestamp) -> u64 {
     // Saturating, and never before 1970: a large HISTORY_DAYS keeps everything, instead of
     // overflowing into a cutoff after `now` that would delete everything.
@@ -45,7 +45,7 @@ pub async fn prune(store: &Store, days: u32, now: Timestamp) -> u64 {
         }
     };
     if pruned > 0 {
-        log::info!("history: deleted {pruned} acknowledged event(s) older than {days} days");
+        log::info!("history: deleted {pruned} event(s) acknowledged more than {days} days ago");
     }
     if let Err(err) = outcome {
         log::warn!("history: pruning failed, will try again: {err}");

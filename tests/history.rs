@@ -176,8 +176,12 @@ async fn pending_history_is_kept_however_old(app: &TestApp) {
     assert_eq!(reported, ["nas", "pi"], "{hosts}");
     assert_eq!(app.store.history("old:1".into(), None, 10).await.unwrap().unwrap().len(), 2);
 
+    // Acknowledged now, its history is kept for the full time from now, to be looked at.
     assert_eq!(app.store.acknowledge("old:1".into(), now, None).await.unwrap(), Acknowledged::Yes);
-    assert_eq!(diun_dashboard::retention::prune(&app.store, 180, now).await, 2);
+    assert_eq!(diun_dashboard::retention::prune(&app.store, 180, now).await, 0);
+    assert_eq!(app.store.history("old:1".into(), None, 10).await.unwrap().unwrap().len(), 2);
+    let later = Timestamp::from_unix_micros(now.unix_micros() + 181 * DAY);
+    assert_eq!(diun_dashboard::retention::prune(&app.store, 180, later).await, 2);
 }
 
 /// HISTORY_DAYS takes any `u32`; days beyond the calendar keep everything rather than
@@ -192,8 +196,12 @@ async fn any_number_of_days_keeps_what_is_younger(app: &TestApp) {
     }
     assert_eq!(app.store.history("a:1".into(), None, 10).await.unwrap().unwrap().len(), 1);
     assert_eq!(
-        diun_dashboard::retention::prune(&app.store, 1, Timestamp::from_unix_micros(now.unix_micros() + DAY))
-            .await,
+        diun_dashboard::retention::prune(
+            &app.store,
+            1,
+            Timestamp::from_unix_micros(now.unix_micros() + DAY + 1)
+        )
+        .await,
         1
     );
 }
@@ -207,10 +215,11 @@ async fn pruning_deletes_at_most_the_limit_per_call(app: &TestApp) {
         app.store.upsert_event(event, received).await.unwrap();
     }
     assert_eq!(app.store.acknowledge_all(now, None).await.unwrap(), 2);
+    let after = Timestamp::from_unix_micros(now.unix_micros() + 1);
     let deleted: Vec<u64> = [
-        app.store.prune_history(now, 2).await.unwrap(),
-        app.store.prune_history(now, 2).await.unwrap(),
-        app.store.prune_history(now, 2).await.unwrap(),
+        app.store.prune_history(after, 2).await.unwrap(),
+        app.store.prune_history(after, 2).await.unwrap(),
+        app.store.prune_history(after, 2).await.unwrap(),
     ]
     .into();
     assert_eq!(deleted, [2, 1, 0]);

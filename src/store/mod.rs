@@ -164,9 +164,11 @@ pub trait UpdateStore: Send + Sync {
     /// acknowledged image: the reports its acknowledgement covered), ordered by image and host
     /// (bytewise).
     fn reporting_hosts(&self) -> impl Future<Output = StoreResult<Vec<HostReport>>> + Send;
-    /// Deletes at most `limit` acknowledged events received before `older_than`; returns how
-    /// many went. Pending events stay, however old: they are the hosts an update's card lists
-    /// (every host that reported it since it last became pending), not history yet.
+    /// Deletes at most `limit` events acknowledged before `older_than`; returns how many went.
+    /// History ages from its acknowledgement: an update left pending for longer than the
+    /// retention keeps its reports for the full time after it is acknowledged, to be looked
+    /// at. Pending events stay, however old: they are the hosts an update's card lists (every
+    /// host that reported it since it last became pending), not history yet.
     fn prune_history(
         &self,
         older_than: Timestamp,

@@ -1419,7 +1419,7 @@ impl UpdateStore for PostgresStore {
             Ok(client
                 .execute(
                     "DELETE FROM events WHERE id IN
-                         (SELECT id FROM events WHERE received_at < $1 AND acknowledged_at IS NOT NULL
+                         (SELECT id FROM events WHERE received_at < $1 AND acknowledged_at < $1
                           LIMIT $2)",
                     &[&older_than.to_system_time(), &i64::from(limit)],
                 )

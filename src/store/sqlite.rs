@@ -807,8 +807,11 @@ impl UpdateStore for SqliteStore {
         self.write(move |conn| {
             Ok(conn
                 .prepare_cached(
+                    // Acknowledged after it was received, an event acknowledged before the
+                    // cutoff was received before it too: that condition lets the index on
+                    // `received_at` find the candidates.
                     "DELETE FROM events WHERE id IN (SELECT id FROM events
-                     WHERE received_at < ?1 AND acknowledged_at IS NOT NULL LIMIT ?2)",
+                     WHERE received_at < ?1 AND acknowledged_at < ?1 LIMIT ?2)",
                 )?
                 .execute(params![cutoff, limit])? as u64)
         })
