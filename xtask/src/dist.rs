@@ -16,6 +16,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use crate::docker;
+use crate::schema::{ScratchSchema, find_psql};
 
 const BINARY: &str = "diun-dashboard";
 const START_LIMIT: Duration = Duration::from_secs(30);
@@ -74,9 +75,14 @@ pub fn run(root: &Path) -> Result<(), String> {
     let work = std::env::temp_dir().join(format!("{BINARY}-dist-{}", std::process::id()));
     fs::create_dir_all(&work).map_err(|e| format!("dist: {}: {e}", work.display()))?;
     // The same provider as the tests (DATABASE_URL, a scratch database, a throwaway cluster),
-    // kept until the smoke tests are over; never a database somebody else uses.
+    // kept until the smoke tests are over. The binaries migrate into a schema of their own,
+    // dropped afterwards: a given DATABASE_URL may be somebody's dashboard.
     let provided = crate::postgres::provide();
-    let postgres = provided.as_ref().map(|db| db.url()).map_err(String::clone);
+    let schema = provided.as_ref().map_err(String::clone).and_then(|db| {
+        let name = format!("dist_{}", std::process::id());
+        ScratchSchema::create(&db.url(), &find_psql()?, &name)
+    });
+    let postgres = schema.as_ref().map(ScratchSchema::url).map_err(String::clone);
     match &postgres {
         Ok(url) => println!("dist: PostgreSQL for the smoke tests: {}", redact(url)),
         Err(why) => println!("dist: no PostgreSQL for the smoke tests: {why}"),

@@ -19,6 +19,7 @@ mod docker;
 mod fuzz;
 mod icons;
 mod postgres;
+mod schema;
 mod system;
 
 use std::path::{Path, PathBuf};

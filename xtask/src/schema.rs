@@ -1,0 +1,89 @@
+//! Scratch schemas: a schema of its own for a service the xtask starts, in a database that may
+//! be somebody's (a given `DATABASE_URL`). The service migrates into it, and it is dropped with
+//! its guard, also when a step fails on the way.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct ScratchSchema {
+    base_url: String,
+    psql: PathBuf,
+    name: String,
+}
+
+impl ScratchSchema {
+    /// Creates the schema `name` (dashes become underscores) afresh in the database at `base_url`.
+    pub fn create(base_url: &str, psql: &Path, name: &str) -> Result<Self, String> {
+        let name = name.replace('-', "_");
+        run(psql, base_url, &format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"))?;
+        Ok(Self { base_url: base_url.to_string(), psql: psql.to_path_buf(), name })
+    }
+
+    /// A URL whose connections work in this schema.
+    pub fn url(&self) -> String {
+        in_schema(&self.base_url, &self.name)
+    }
+}
+
+impl Drop for ScratchSchema {
+    fn drop(&mut self) {
+        if let Err(err) =
+            run(&self.psql, &self.base_url, &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
+        {
+            println!("xtask: could not drop the scratch schema {}: {err}", self.name);
+        }
+    }
+}
+
+fn in_schema(url: &str, schema: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}options=-c%20search_path%3D{schema}")
+}
+
+/// Runs `sql` with psql on the database at `url`; its output, trimmed.
+pub fn run(psql: &Path, url: &str, sql: &str) -> Result<String, String> {
+    let output = Command::new(psql)
+        .args(["-w", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+        .env("PGCONNECT_TIMEOUT", "5")
+        .output()
+        .map_err(|err| format!("cannot run psql: {err}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+    } else {
+        Err(format!("psql: {}", String::from_utf8_lossy(&output.stderr).trim()))
+    }
+}
+
+/// psql on PATH, else the newest under /usr/lib/postgresql (Debian's packages put it there too).
+pub fn find_psql() -> Result<PathBuf, String> {
+    if let Some(paths) = std::env::var_os("PATH")
+        && let Some(dir) = std::env::split_paths(&paths).find(|dir| dir.join("psql").is_file())
+    {
+        return Ok(dir.join("psql"));
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map_err(|_| "psql is needed to make scratch schemas; install postgresql-client".to_string())?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path().join("bin/psql"))
+        .filter(|path| path.is_file())
+        .collect();
+    found.sort();
+    found.pop().ok_or_else(|| "psql is needed to make scratch schemas; install postgresql-client".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_is_added_to_the_urls_options() {
+        assert_eq!(
+            in_schema("postgres://u@h/db", "dist_1"),
+            "postgres://u@h/db?options=-c%20search_path%3Ddist_1"
+        );
+        assert_eq!(
+            in_schema("postgres://u@h/db?sslmode=disable", "dist_1"),
+            "postgres://u@h/db?sslmode=disable&options=-c%20search_path%3Ddist_1"
+        );
+    }
+}
