@@ -95,6 +95,8 @@ pub fn count_database_error() {
 }
 
 fn route_index(path: &str) -> usize {
+    // The routes take one trailing slash too (DIUN set to `…/webhook/`): counted as the route.
+    let path = if path.len() > 1 { path.strip_suffix('/').unwrap_or(path) } else { path };
     let position = |label: &str| ROUTES.iter().position(|route| *route == label).unwrap_or(ROUTES.len() - 1);
     // A fixed route is its own label (ROUTES is the one list of them); the rest by prefix.
     if let Some(fixed) = ROUTES.iter().position(|route| *route == path) {
@@ -279,6 +281,11 @@ mod tests {
         assert_eq!(ROUTES[route_index("/api/tags/12")], "/api/tags/{id}");
         assert_eq!(ROUTES[route_index("/api/whatever")], "other");
         assert_eq!(ROUTES[route_index("/js/app.js")], "assets");
+        assert_eq!(ROUTES[route_index("/webhook/")], "/webhook");
+        assert_eq!(ROUTES[route_index("/healthz/")], "/healthz");
+        assert_eq!(ROUTES[route_index("/api/updates/")], "/api/updates");
+        assert_eq!(ROUTES[route_index("/api/updates/a%3A1/history/")], "/api/updates/{image}/history");
+        assert_eq!(ROUTES[route_index("/")], "assets", "the page itself");
     }
 
     #[test]
