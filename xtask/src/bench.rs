@@ -206,12 +206,23 @@ struct Builds {
 fn build(root: &Path) -> Result<Builds, String> {
     let exe = std::env::consts::EXE_SUFFIX;
     let release = root.join("target/release");
-    system::cargo(root, &["build", "--release", "--bin", BINARY], &[])?;
-    system::cargo(root, &["build", "--release", "--example", "bench_floor"], &[])?;
+    // --locked, as the Dockerfiles build: the measured binary is the one users get, and a
+    // bench never rewrites Cargo.lock.
+    system::cargo(root, &["build", "--release", "--locked", "--bin", BINARY], &[])?;
+    system::cargo(root, &["build", "--release", "--locked", "--example", "bench_floor"], &[])?;
     let slim = |feature: &str| -> Result<PathBuf, String> {
         let dir = format!("target/bench/slim-{feature}");
         let binary = root.join(&dir).join("release").join(format!("{BINARY}{exe}"));
-        let args = ["build", "--release", "--bin", BINARY, "--no-default-features", "--features", feature];
+        let args = [
+            "build",
+            "--release",
+            "--locked",
+            "--bin",
+            BINARY,
+            "--no-default-features",
+            "--features",
+            feature,
+        ];
         system::cargo(root, &[&args[..], &["--target-dir", &dir]].concat(), &[])?;
         Ok(binary)
     };
