@@ -503,6 +503,24 @@ async fn seed(page: &Page, events: &[Value]) {
     }
 }
 
+/// A 1280×900 page that runs `script` before its own, with the first `count` of
+/// `varied_events` and the group `name` holding `members`, opened with the group drawn; the
+/// group's id.
+async fn page_with_group(script: &str, count: usize, name: &str, members: &[&str]) -> Option<(Page, i64)> {
+    let page = Page::start(1280, 900).await?;
+    page.before_scripts(script).await;
+    seed(&page, &varied_events()[..count]).await;
+    let tag = page.create_tag(name).await;
+    for image in members {
+        page.assign(image, tag).await;
+    }
+    page.open().await;
+    if let Some(last) = members.last() {
+        page.wait_in_section(last, &tag.to_string()).await;
+    }
+    Some((page, tag))
+}
+
 // ---- Tests -----------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2274,14 +2292,7 @@ const DISMISSAL_HELD: &str = r#"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn a_report_arriving_just_before_a_dismissal_of_many_stays_pending() {
-    let Some(page) = Page::start(1280, 900).await else { return };
-    page.before_scripts(DISMISSAL_HELD).await;
-    seed(&page, &varied_events()[..3]).await;
-    let prod = page.create_tag("prod").await;
-    page.assign(NGINX, prod).await;
-    page.assign(HASS, prod).await;
-    page.open().await;
-    page.wait_in_section(HASS, &prod.to_string()).await;
+    let Some((page, prod)) = page_with_group(DISMISSAL_HELD, 3, "prod", &[NGINX, HASS]).await else { return };
     let held = async || {
         page.wait_until("the dismissal to be sent", async || {
             (page.execute("return window.dismissalHeld", vec![]).await == json!(true)).then_some(())
@@ -2320,13 +2331,7 @@ async fn a_report_arriving_just_before_a_dismissal_of_many_stays_pending() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn a_dismissal_with_nothing_left_to_dismiss_sends_nothing() {
-    let Some(page) = Page::start(1280, 900).await else { return };
-    page.before_scripts(DISMISSAL_HELD).await;
-    seed(&page, &varied_events()[..2]).await;
-    let prod = page.create_tag("prod").await;
-    page.assign(NGINX, prod).await;
-    page.open().await;
-    page.wait_in_section(NGINX, &prod.to_string()).await;
+    let Some((page, prod)) = page_with_group(DISMISSAL_HELD, 2, "prod", &[NGINX]).await else { return };
     let said = async |what: &str| {
         page.wait_until(&format!("the page to say {what:?}"), async || {
             let text = page.execute("return document.getElementById('announcer').textContent", vec![]).await;
@@ -2337,9 +2342,12 @@ async fn a_dismissal_with_nothing_left_to_dismiss_sends_nothing() {
 
     // The group, dismissed elsewhere while its question is open.
     page.section(&prod.to_string()).await.get("group-dismiss").await.click().await;
-    let confirm = page.wait_for(&testid("group-dismiss-confirm")).await;
+    let confirm = testid("group-dismiss-confirm");
+    page.wait_for(&confirm).await;
     page.acknowledge(NGINX).await;
-    confirm.click().await;
+    // Drawn anew with the card acknowledged, the question still open: confirmed then.
+    page.wait_state(NGINX, "acknowledged").await;
+    page.execute("document.querySelector(arguments[0]).click()", vec![json!(confirm)]).await;
     said("Nothing to dismiss").await;
 
     // All, dismissed elsewhere while the dialog is open.
@@ -2427,14 +2435,7 @@ async fn acknowledging_a_card_never_dismisses_a_report_the_page_has_not_shown() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn dismissing_a_group_never_dismisses_a_report_the_page_has_not_shown() {
-    let Some(page) = Page::start(1280, 900).await else { return };
-    page.before_scripts(LISTING_FROZEN).await;
-    seed(&page, &varied_events()[..3]).await;
-    let prod = page.create_tag("prod").await;
-    page.assign(NGINX, prod).await;
-    page.assign(HASS, prod).await;
-    page.open().await;
-    page.wait_in_section(HASS, &prod.to_string()).await;
+    let Some((page, prod)) = page_with_group(LISTING_FROZEN, 3, "prod", &[NGINX, HASS]).await else { return };
     let section = page.section(&prod.to_string()).await;
     section.get("group-dismiss").await.click().await;
     page.wait_for(&testid("group-dismiss-confirm")).await;
@@ -2536,13 +2537,7 @@ async fn dismissing_untagged_goes_on_past_a_card_that_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn dismissing_untagged_covers_a_card_whose_group_just_went() {
-    let Some(page) = Page::start(1280, 900).await else { return };
-    page.before_scripts(LISTING_FROZEN).await;
-    seed(&page, &varied_events()[..3]).await;
-    let gone = page.create_tag("gone").await;
-    page.assign(NGINX, gone).await;
-    page.open().await;
-    page.wait_in_section(NGINX, &gone.to_string()).await;
+    let Some((page, gone)) = page_with_group(LISTING_FROZEN, 3, "gone", &[NGINX]).await else { return };
     page.execute("window.listingFrozen = true", vec![]).await;
     assert_eq!(page.api("DELETE", &format!("/api/tags/{gone}"), None).await.status, 204);
     page.wait_gone(&format!(r#"{}[data-tag-id="{gone}"]"#, testid("group"))).await;
