@@ -389,7 +389,10 @@ async fn acknowledge_by_tag_touches_only_that_group(app: &TestApp) {
 
     let unknown = app.api("POST", "/api/updates/acknowledge-by-tag", &json!({ "tag_id": 999_999 })).await;
     assert_eq!(unknown.status, 404);
-    for bad in [json!({}), json!({ "tag_id": "1" }), json!({ "tag_id": 1.5 }), json!([])] {
+    // An array is not an object, even one that reads as its fields in order.
+    for bad in
+        [json!({}), json!({ "tag_id": "1" }), json!({ "tag_id": 1.5 }), json!([]), json!([empty_tag, null])]
+    {
         assert_eq!(app.api("POST", "/api/updates/acknowledge-by-tag", &bad).await.status, 400, "{bad}");
     }
 }

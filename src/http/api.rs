@@ -154,19 +154,8 @@ where
             check_mutation(&method, &headers)?;
             // No body, `{}`, or `{"received_until": …}`; checked and capped like every other.
             let body = read_capped(&headers, body).await?;
-            let Shown { received_until } = if body.trim_ascii().is_empty() {
-                Shown::default()
-            } else {
-                // Through a map: a derived struct would also take a JSON array.
-                let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
-                    .map_err(|err| {
-                        ApiError::bad_request(format!(
-                            "invalid request: expected no body or a JSON object: {err}"
-                        ))
-                    })?;
-                serde_json::from_value(serde_json::Value::Object(object))
-                    .map_err(|err| ApiError::bad_request(format!("invalid request: {err}")))?
-            };
+            let Shown { received_until } =
+                if body.trim_ascii().is_empty() { Shown::default() } else { from_object(&body)? };
             let until = shown_until(received_until.as_deref())?;
             let count = state.store.acknowledge_all(Timestamp::now(), until).await?;
             Ok(json_reply(StatusCode::OK, &serde_json::json!({ "count": count })))
@@ -352,13 +341,22 @@ where
     B: Buf,
 {
     let bytes = read_capped(headers, body).await?;
-    serde_json::from_slice(&bytes).map_err(|err| {
-        if err.is_data() {
-            ApiError::bad_request(format!("invalid request: {err}"))
-        } else {
-            ApiError::bad_request(format!("invalid JSON: {err}"))
-        }
-    })
+    from_object(&bytes)
+}
+
+/// `T` from a body that must be a JSON object. Through a map: a derived struct would also take
+/// a JSON array (`[3, null]` as `{"tag_id": 3, "received_until": null}`).
+fn from_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(bytes).map_err(|err| {
+            if err.is_data() {
+                ApiError::bad_request(format!("invalid request: expected a JSON object: {err}"))
+            } else {
+                ApiError::bad_request(format!("invalid JSON: {err}"))
+            }
+        })?;
+    serde_json::from_value(serde_json::Value::Object(object))
+        .map_err(|err| ApiError::bad_request(format!("invalid request: {err}")))
 }
 
 #[cfg(test)]
