@@ -828,14 +828,11 @@ pub async fn run_migrations(client: &mut Client, migrations: &[Migration]) -> Re
         // However long the other's migration takes, even under a lock_timeout the role or the
         // database sets: in a transaction of its own that lifts it (the advisory lock is the
         // session's, and outlives the transaction).
-        let tx = client.transaction().await.map_err(|err| fail("cannot take the migration lock", err))?;
-        tx.batch_execute("SET LOCAL lock_timeout = 0")
-            .await
-            .map_err(|err| fail("cannot take the migration lock", err))?;
-        tx.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
-            .await
-            .map_err(|err| fail("cannot take the migration lock", err))?;
-        tx.commit().await.map_err(|err| fail("cannot take the migration lock", err))?;
+        let not_taken = |err| fail("cannot take the migration lock", err);
+        let tx = client.transaction().await.map_err(not_taken)?;
+        tx.batch_execute("SET LOCAL lock_timeout = 0").await.map_err(not_taken)?;
+        tx.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.map_err(not_taken)?;
+        tx.commit().await.map_err(not_taken)?;
     }
     client
         // Not `CREATE TABLE IF NOT EXISTS`: its "already exists, skipping" notice would be
