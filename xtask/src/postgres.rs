@@ -60,11 +60,11 @@ impl Drop for TestDatabase {
 /// terminal's Ctrl-C does not reach, blocks reading a pipe whose writing end only this process
 /// holds (Rust opens pipes close-on-exec); the kernel closes it when this process ends, for
 /// whatever reason, and the shell then runs the cleanup. A normal end disarms it.
-struct Watchdog(Child);
+pub(crate) struct Watchdog(Child);
 
 impl Watchdog {
     /// None, said why, when no shell can be started: the run goes on without it.
-    fn arm(cleanup: &[Command]) -> Option<Watchdog> {
+    pub(crate) fn arm(cleanup: &[Command]) -> Option<Watchdog> {
         Self::try_arm(cleanup)
             .map_err(|err| println!("xtask: {err}; an interrupted run will leave it behind"))
             .ok()
