@@ -2,7 +2,7 @@
 // sent to the server, and rolled back with a visible error if the server refuses.
 
 import { api } from "./api.js";
-import { addOverlay, commitOverlay, dropOverlay, inGroup, view } from "./state.js";
+import { addOverlay, commitOverlay, dropOverlay, pendingEntries, view } from "./state.js";
 import { showError, announce } from "./feedback.js";
 import { parseImage } from "./image.js";
 import { plural } from "./words.js";
@@ -32,15 +32,16 @@ export function createActions(refresh) {
     return move;
   }
 
+  // Asked right after a fresh snapshot (the dismissal's check): nothing to fetch again.
   function nothingToDismiss() {
     announce("Nothing to dismiss: no update is pending");
-    refresh();
     return Promise.resolve(true);
   }
 
-  /** The newest `received_at` of `entries` (the server's fixed-width UTC format sorts as text). */
-  function newestReport(entries) {
-    return entries.reduce((newest, entry) => (entry.received_at > newest ? entry.received_at : newest), "") || null;
+  /** The newest `received_at` of [image, entry] pairs (the server's fixed-width UTC format sorts
+   * as text). */
+  function newestReport(pairs) {
+    return pairs.reduce((newest, [, entry]) => (entry.received_at > newest ? entry.received_at : newest), "") || null;
   }
 
   async function optimistic(apply, call, { failure, success }) {
@@ -70,7 +71,7 @@ export function createActions(refresh) {
     },
 
     acknowledgeAll() {
-      const shown = Object.values(view().updates).filter((entry) => !entry.acknowledged);
+      const shown = pendingEntries();
       // Nothing shown (dismissed elsewhere meanwhile): a request without a bound would dismiss
       // whatever arrived since, unseen.
       if (!shown.length) return nothingToDismiss();
@@ -84,8 +85,7 @@ export function createActions(refresh) {
 
     /** key: a tag id as a string, or "untagged" (which has no server call: one PATCH per image). */
     acknowledgeGroup(key) {
-      const member = inGroup(key);
-      const shown = Object.entries(view().updates).filter(([, entry]) => member(entry) && !entry.acknowledged);
+      const shown = pendingEntries(key);
       if (!shown.length) return nothingToDismiss();
       const images = shown.map(([image]) => image);
       const call =
@@ -109,7 +109,7 @@ export function createActions(refresh) {
               }
               return { count: images.length };
             }
-          : () => api.acknowledgeTag(Number(key), newestReport(shown.map(([, entry]) => entry)));
+          : () => api.acknowledgeTag(Number(key), newestReport(shown));
       return optimistic((v) => images.forEach((image) => acknowledgeEntry(v.updates[image])), call, {
         failure: "Could not dismiss the group",
         success: (r) => `Dismissed ${plural(r?.count ?? images.length, "update")}`,

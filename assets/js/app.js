@@ -45,7 +45,7 @@
 // Drag and drop: press on a card (not on a button or link), move onto another section, release.
 
 import { api } from "./api.js";
-import { state, subscribe, setSnapshot, snapshotToken, view, isNew, markSeen, baselineSeen, inGroup } from "./state.js";
+import { state, subscribe, setSnapshot, snapshotToken, view, isNew, markSeen, baselineSeen, pendingEntries } from "./state.js";
 import { renderSummary, renderGroups, summarize, diunSnippet, showPendingInTitle } from "./render.js";
 import { createActions } from "./actions.js";
 import { initDragAndDrop } from "./dnd.js";
@@ -492,8 +492,7 @@ $("refresh").addEventListener("click", async () => {
 
 /** The pending reports the page shows (of one group: a tag id as a string, or "untagged"). */
 function pendingReports(group = null) {
-  const member = group === null ? () => true : inGroup(group);
-  const pending = Object.entries(view().updates).filter(([, entry]) => !entry.acknowledged && member(entry));
+  const pending = pendingEntries(group);
   return new Map(pending.map(([image, entry]) => [image, entry.received_at]));
 }
 

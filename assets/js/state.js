@@ -90,9 +90,17 @@ export function sectionKeyOf(entry, tagKeys) {
 }
 
 /** Whether an entry is in the group `key` (a tag id as a string, or "untagged") as it is drawn. */
-export function inGroup(key, tags = view().tags) {
+function inGroup(key, tags) {
   const tagKeys = new Set(tags.map((t) => String(t.id)));
   return (entry) => sectionKeyOf(entry, tagKeys) === key;
+}
+
+/** The pending updates the page shows, as [image, entry] pairs; of one group when `group` (a tag
+ * id as a string, or "untagged") is given: what a dismissal asks about and then dismisses. */
+export function pendingEntries(group = null) {
+  const v = view();
+  const member = group === null ? () => true : inGroup(group, v.tags);
+  return Object.entries(v.updates).filter(([, entry]) => !entry.acknowledged && member(entry));
 }
 
 // ---- Seen updates ----------------------------------------------------------------------------
