@@ -269,8 +269,9 @@ enum Message {
 
 /// A queued write: run inside the batch's transaction, answered after the commit.
 trait PendingWrite: Send {
-    /// Runs the write; `false` if it failed and its savepoint must be rolled back.
-    fn run(&mut self, conn: &Connection) -> bool;
+    /// Runs the write; its error (a copy: the write keeps its own for the answer) if it failed
+    /// and its savepoint must be rolled back.
+    fn run(&mut self, conn: &Connection) -> StoreResult<()>;
     /// Answers the caller with the write's own result, or the commit's error.
     fn finish(self: Box<Self>, commit: StoreResult<()>);
 }
@@ -299,11 +300,14 @@ impl<T, F> WriteJob<T, F> {
 }
 
 impl<T: Send, F: Fn(&Connection) -> StoreResult<T> + Send> PendingWrite for WriteJob<T, F> {
-    fn run(&mut self, conn: &Connection) -> bool {
+    fn run(&mut self, conn: &Connection) -> StoreResult<()> {
         let result = (self.op)(conn);
-        let ok = result.is_ok();
+        let outcome = match &result {
+            Ok(_) => Ok(()),
+            Err(err) => Err(err.clone()),
+        };
         self.result = Some(result);
-        ok
+        outcome
     }
 
     fn finish(mut self: Box<Self>, commit: StoreResult<()>) {
@@ -407,10 +411,17 @@ fn run_batch(
     run("BEGIN IMMEDIATE")?;
     let outcome = batch.iter_mut().try_for_each(|job| -> Result<(), BatchFailure> {
         if isolation == Isolation::Shared {
-            return if job.run(conn) { Ok(()) } else { Err(BatchFailure::Write) };
+            return job.run(conn).map_err(|_| BatchFailure::Write);
         }
         run("SAVEPOINT write")?;
-        if !job.run(conn) {
+        if let Err(err) = job.run(conn) {
+            // A disk error, a full disk or running out of memory can end the whole
+            // transaction, not just the statement: SQLite has rolled it back, no savepoint is
+            // left to return to, and the batch fails with the write's own error (not with "no
+            // such savepoint", a 500 that hid the disk's trouble from the log).
+            if conn.is_autocommit() {
+                return Err(BatchFailure::Database(err));
+            }
             run("ROLLBACK TO write")?;
         }
         run("RELEASE write")?;
@@ -888,6 +899,32 @@ mod tests {
         assert!(matches!(answer_of(failing_answer), Err(StoreError::Internal(_))));
         assert_eq!(answer_of(last_answer), Ok(()));
         assert!(conn.is_autocommit(), "the transaction is over");
+    }
+
+    /// SQLITE_FULL (like an I/O error) in a plain INSERT rolls back the whole transaction, not
+    /// only the statement: the batch fails with the disk's error (a 503), nothing of it stays.
+    #[test]
+    fn a_write_that_ends_the_transaction_fails_the_batch_with_its_own_error() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER UNIQUE); CREATE TABLE big (b BLOB)").unwrap();
+        let pages: i64 = conn.query_row("PRAGMA page_count", [], |row| row.get(0)).unwrap();
+        conn.pragma_update(None, "max_page_count", pages + 2).unwrap();
+        let (first, first_answer) = job(|conn| insert(conn, 1));
+        let (too_big, too_big_answer) = job(|conn| {
+            conn.execute("INSERT INTO big (b) VALUES (zeroblob(1000000))", [])?;
+            Ok(())
+        });
+        let mut batch = vec![first, too_big];
+        let commit = commit_batch(&conn, &mut batch);
+        assert!(matches!(&commit, Err(StoreError::Unavailable(why)) if why.contains("full")), "{commit:?}");
+        for job in batch {
+            job.finish(commit.clone());
+        }
+        assert!(conn.is_autocommit(), "the transaction is over");
+        let count: i64 = conn.query_row("SELECT count(*) FROM t", [], |row| row.get(0)).unwrap();
+        assert_eq!(count, 0);
+        assert_eq!(answer_of(first_answer), commit);
+        assert_eq!(answer_of(too_big_answer), commit);
     }
 
     #[test]
