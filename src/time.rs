@@ -13,6 +13,9 @@ pub struct Timestamp(i64);
 
 const MICROS_PER_SECOND: i64 = 1_000_000;
 const SECONDS_PER_DAY: i64 = 86_400;
+/// 0000-01-01T00:00:00.000000Z and 9999-12-31T23:59:59.999999Z: the times with a canonical text.
+const FIRST: Timestamp = Timestamp(-62_167_219_200 * MICROS_PER_SECOND);
+const LAST: Timestamp = Timestamp(253_402_300_800 * MICROS_PER_SECOND - 1);
 
 impl Timestamp {
     pub fn now() -> Self {
@@ -40,7 +43,10 @@ impl Timestamp {
     }
 
     /// Parses any RFC 3339 date-time (`T`, `t` or space separator, `Z` or a numeric offset,
-    /// any number of fractional digits). Digits beyond microseconds are truncated.
+    /// any number of fractional digits). Digits beyond microseconds are truncated. A time its
+    /// offset moves out of the years 0000–9999 (UTC) is refused: its canonical text would not
+    /// be fixed-width, and SQLite's text comparisons would put it out of order where
+    /// PostgreSQL's would not.
     pub fn parse_rfc3339(text: &str) -> Option<Self> {
         let bytes = text.as_bytes();
         if bytes.len() < 20 {
@@ -103,7 +109,7 @@ impl Timestamp {
         let seconds =
             days_from_civil(year, month, day) * SECONDS_PER_DAY + hour * 3600 + minute * 60 + second.min(59)
                 - offset_seconds;
-        Some(Self(seconds * MICROS_PER_SECOND + micros))
+        Some(Self(seconds * MICROS_PER_SECOND + micros)).filter(|stamp| (FIRST..=LAST).contains(stamp))
     }
 }
 
@@ -279,6 +285,18 @@ mod tests {
             assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad:?} should not parse");
         }
         assert!(Timestamp::parse_rfc3339("2024-02-29T00:00:00Z").is_some());
+    }
+
+    #[test]
+    fn parse_refuses_times_an_offset_moves_out_of_four_digit_years() {
+        assert_eq!(Timestamp::parse_rfc3339("9999-12-31T23:59:59-05:00"), None);
+        assert_eq!(Timestamp::parse_rfc3339("0000-01-01T00:00:00+01:00"), None);
+        for edge in ["9999-12-31T23:59:59.999999Z", "0000-01-01T00:00:00Z", "9999-12-31T23:59:59+05:00"] {
+            let stamp = Timestamp::parse_rfc3339(edge).unwrap_or_else(|| panic!("{edge} should parse"));
+            assert!(stamp.canonical_text().is_some(), "{edge}");
+        }
+        assert_eq!(FIRST.to_string(), "0000-01-01T00:00:00.000000Z");
+        assert_eq!(LAST.to_string(), "9999-12-31T23:59:59.999999Z");
     }
 
     #[test]
