@@ -425,7 +425,14 @@ async fn dismissals_of_many_leave_newer_reports_pending(app: &TestApp) {
             .collect()
     };
 
-    for bad in [json!({ "received_until": "yesterday" }), json!({ "received_until": 5 })] {
+    for bad in [
+        json!({ "received_until": "yesterday" }),
+        json!({ "received_until": 5 }),
+        // A misspelt bound read as none would dismiss everything.
+        json!({ "recieved_until": shown }),
+        // Past the year 9999 in UTC: no canonical text, and SQLite compares the text.
+        json!({ "received_until": "9999-12-31T23:59:59-05:00" }),
+    ] {
         let refused = app.api("POST", "/api/updates/acknowledge-all", &bad).await;
         assert_eq!(refused.status, 400, "{bad}: {}", refused.text());
         let mut tagged = bad.clone();
@@ -466,6 +473,7 @@ async fn tags_are_created_trimmed_validated_and_unique(app: &TestApp) {
         json!({ "name": "x".repeat(101) }),
         json!({}),
         json!({ "name": 3 }),
+        json!({ "name": "ok", "colour": "red" }),
     ] {
         assert_eq!(app.api("POST", "/api/tags", &bad).await.status, 400, "{bad}");
     }

@@ -167,6 +167,7 @@ where
 /// What a dismissal of many may name: the newest report the user was shown (`received_at` as
 /// listed). A report that arrived after it stays pending: the page had not shown it.
 #[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct Shown {
     received_until: Option<String>,
 }
@@ -182,6 +183,7 @@ fn shown_until(received_until: Option<&str>) -> Result<Option<Timestamp>, ApiErr
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct TagRef {
     tag_id: i64,
     received_until: Option<String>,
@@ -215,6 +217,7 @@ where
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewTag {
     name: String,
 }
@@ -273,12 +276,14 @@ pub async fn tag(id: String, state: AppState, method: Method, headers: HeaderMap
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AssignmentRequest {
     image: String,
     tag_id: i64,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ImageRef {
     image: String,
 }
@@ -345,7 +350,9 @@ where
 }
 
 /// `T` from a body that must be a JSON object. Through a map: a derived struct would also take
-/// a JSON array (`[3, null]` as `{"tag_id": 3, "received_until": null}`).
+/// a JSON array (`[3, null]` as `{"tag_id": 3, "received_until": null}`). Every body type
+/// refuses fields it does not know: a misspelt `received_until` read as absent would dismiss
+/// every report, seen or not.
 fn from_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let object: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(bytes).map_err(|err| {
