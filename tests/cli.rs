@@ -210,7 +210,7 @@ async fn a_restart_on_postgres_logs_no_server_notices() {
 /// A replica that starts while another holds the migration lock says that it waits for it, and
 /// starts once the lock is free, however long the other's migration takes: here longer than
 /// the 5 s start-up limit that once cancelled the wait (and would cancel a long migration of
-/// its own at every start), and under a lock_timeout the DBA set.
+/// its own at every start), and under a lock_timeout and a statement_timeout the DBA set.
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn a_start_behind_another_replicas_migration_waits_for_it() {
@@ -220,8 +220,13 @@ async fn a_start_behind_another_replicas_migration_waits_for_it() {
     tokio::spawn(connection);
     let lock = diun_dashboard::store::postgres::MIGRATION_LOCK;
     holder.execute("SELECT pg_advisory_lock($1)", &[&lock]).await.unwrap();
-    // A lock_timeout the DBA set for the role or the database does not cut the wait short.
-    let with_lock_timeout = url.expose().replacen("options=", "options=-c%20lock_timeout%3D200%20", 1);
+    // A lock_timeout or statement_timeout the DBA set for the role or the database does not
+    // cut the wait short.
+    let with_lock_timeout = url.expose().replacen(
+        "options=",
+        "options=-c%20lock_timeout%3D200%20-c%20statement_timeout%3D1000%20",
+        1,
+    );
     assert_ne!(with_lock_timeout, url.expose(), "the test URL sets its schema through options");
     let mut service = Service::spawn(&[("DATABASE_URL", with_lock_timeout)]);
     service.wait_for_log("holds the migration lock of this database; waiting for it").await;

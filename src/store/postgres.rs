@@ -806,7 +806,9 @@ async fn upsert_once(client: &Conn, rows: &[Upsert]) -> Result<(), tokio_postgre
     Ok(())
 }
 
-const MIGRATION_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '10s'";
+/// A migration waits 10 s at most for a table lock another session holds, and its own work has
+/// no limit, whatever statement_timeout the role or the database sets.
+const MIGRATION_TIMEOUTS: &str = "SET LOCAL lock_timeout = '10s'; SET LOCAL statement_timeout = 0";
 
 /// The PostgreSQL migrations embedded in the binary.
 pub fn migrations() -> Result<Vec<Migration>, String> {
@@ -825,12 +827,14 @@ pub async fn run_migrations(client: &mut Client, migrations: &[Migration]) -> Re
     if !free {
         // Start-up waits for as long as the other one migrates, and says why.
         log::info!("another diun-dashboard holds the migration lock of this database; waiting for it");
-        // However long the other's migration takes, even under a lock_timeout the role or the
-        // database sets: in a transaction of its own that lifts it (the advisory lock is the
-        // session's, and outlives the transaction).
+        // However long the other's migration takes, even under a lock_timeout or a
+        // statement_timeout the role or the database sets: in a transaction of its own that
+        // lifts both (the advisory lock is the session's, and outlives the transaction).
         let not_taken = |err| fail("cannot take the migration lock", err);
         let tx = client.transaction().await.map_err(not_taken)?;
-        tx.batch_execute("SET LOCAL lock_timeout = 0").await.map_err(not_taken)?;
+        tx.batch_execute("SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = 0")
+            .await
+            .map_err(not_taken)?;
         tx.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.map_err(not_taken)?;
         tx.commit().await.map_err(not_taken)?;
     }
@@ -865,7 +869,7 @@ pub async fn run_migrations(client: &mut Client, migrations: &[Migration]) -> Re
         // silence; a waiting ALTER would also queue every other replica's query behind it. The
         // migration's own work has no limit, nor has the wait for another replica's migration
         // (the advisory lock above, outside this transaction).
-        tx.batch_execute(MIGRATION_LOCK_TIMEOUT).await.map_err(|err| fail(&label, err))?;
+        tx.batch_execute(MIGRATION_TIMEOUTS).await.map_err(|err| fail(&label, err))?;
         tx.batch_execute(&migration.sql).await.map_err(|err| fail(&label, err))?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
