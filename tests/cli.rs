@@ -259,6 +259,37 @@ async fn a_read_only_postgres_is_a_clear_start_up_error() {
     db.drop_schema().await;
 }
 
+/// A database whose encoding cannot hold every character (LATIN1 here) is refused at start-up
+/// with one clear line, rather than failing the first webhook that names a character it lacks.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_postgres_database_that_is_not_utf8_is_a_clear_start_up_error() {
+    use std::io::Write;
+    let Some(base) = support::postgres_url() else { return };
+    let name = support::unique("latin1");
+    let client = support::connect(&base).await;
+    let create =
+        format!("CREATE DATABASE {name} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0");
+    if let Err(err) = client.batch_execute(&create).await {
+        assert!(!support::in_ci(), "cannot create a LATIN1 database under CI=true: {err}");
+        let _ = writeln!(std::io::stderr(), "skipped: cannot create a LATIN1 database to start on ({err})");
+        return;
+    }
+    let url = with_database(&base, &name);
+    fails_to_start(&[("DATABASE_URL", url), ("PORT", free_port().to_string())], "encoding is LATIN1").await;
+    client.batch_execute(&format!("DROP DATABASE {name}")).await.unwrap();
+}
+
+/// `url` with its database (the path) replaced by `name`; its parameters stay.
+#[cfg(feature = "postgres")]
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(base, query)| (base, Some(query)));
+    let host_at = base.find("://").expect("TEST_DATABASE_URL is a URL") + 3;
+    let host_end = base[host_at..].find('/').map_or(base.len(), |at| host_at + at);
+    let query = query.map(|query| format!("?{query}")).unwrap_or_default();
+    format!("{}/{name}{query}", &base[..host_end])
+}
+
 /// A server that takes the connection and never answers (a firewall's tarpit, a hung host) is
 /// a start-up error within seconds too, not a hang.
 #[cfg(feature = "postgres")]

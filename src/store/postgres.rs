@@ -18,7 +18,7 @@ use include_dir::{Dir, include_dir};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, IsolationLevel, NoTls, Row, Statement, Transaction};
+use tokio_postgres::{Client, IsolationLevel, NoTls, Row, SimpleQueryMessage, Statement, Transaction};
 
 use super::migrate::{self, Migration};
 use super::shared_batches;
@@ -459,10 +459,14 @@ impl PostgresStore {
         // replica's migration, or a migration over years of history, takes what it takes. A
         // limit there would roll the migration back at every start, and the service would
         // never start again.
-        tokio::time::timeout(CONNECT_TIMEOUT, client.batch_execute("SELECT 1"))
+        let encoding = tokio::time::timeout(CONNECT_TIMEOUT, client.simple_query("SHOW server_encoding"))
             .await
             .map_err(|_| "the server accepted the connection but did not answer".to_string())?
             .map_err(|err| format!("cannot query the server: {}", describe(&err)))?;
+        usable_encoding(encoding.iter().find_map(|message| match message {
+            SimpleQueryMessage::Row(row) => row.get(0),
+            _ => None,
+        }))?;
         let migrated = run_migrations(&mut client, &migrations).await;
         // The replicas' channel is named after the schema: guessing would let deployments in
         // two schemas hear each other's changes.
@@ -808,6 +812,22 @@ async fn upsert_once(client: &Conn, rows: &[Upsert]) -> Result<(), tokio_postgre
 
 /// A migration waits 10 s at most for a table lock another session holds, and its own work has
 /// no limit, whatever statement_timeout the role or the database sets.
+/// Refuses a database whose encoding cannot hold all of DIUN's text. The client speaks UTF-8;
+/// a LATIN1 database (say) refuses any character it lacks, and a webhook naming a container in
+/// Japanese, or with an emoji in its metadata, would fail (500) where SQLite stores it. Found at
+/// start-up, the fix is one `CREATE DATABASE`; found at the first such webhook, an event is
+/// lost. SQL_ASCII stores the bytes as sent, which keeps UTF-8 intact.
+fn usable_encoding(encoding: Option<&str>) -> Result<(), String> {
+    match encoding {
+        Some("UTF8" | "SQL_ASCII") => Ok(()),
+        Some(other) => Err(format!(
+            "the database's encoding is {other}, which cannot hold every character DIUN may send: \
+             use a database created with ENCODING 'UTF8' (CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0)"
+        )),
+        None => Err("the server did not say its encoding (SHOW server_encoding)".into()),
+    }
+}
+
 const MIGRATION_TIMEOUTS: &str = "SET LOCAL lock_timeout = '10s'; SET LOCAL statement_timeout = 0";
 
 /// The PostgreSQL migrations embedded in the binary.
