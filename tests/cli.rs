@@ -264,15 +264,13 @@ async fn a_read_only_postgres_is_a_clear_start_up_error() {
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn a_postgres_database_that_is_not_utf8_is_a_clear_start_up_error() {
-    use std::io::Write;
     let Some(base) = support::postgres_url() else { return };
     let name = support::unique("latin1");
     let client = support::connect(&base).await;
     let create =
         format!("CREATE DATABASE {name} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0");
     if let Err(err) = client.batch_execute(&create).await {
-        assert!(!support::in_ci(), "cannot create a LATIN1 database under CI=true: {err}");
-        let _ = writeln!(std::io::stderr(), "skipped: cannot create a LATIN1 database to start on ({err})");
+        support::skip(&format!("cannot create a LATIN1 database to start on ({err})"));
         return;
     }
     let url = with_database(&base, &name);

@@ -263,11 +263,7 @@ impl SmallDisk {
                     Ok(output) => String::from_utf8_lossy(&output.stderr).trim().to_string(),
                     Err(err) => err.to_string(),
                 };
-                assert!(
-                    !support::in_ci(),
-                    "cannot mount a small tmpfs under CI=true ({why}): run the tests as root"
-                );
-                eprintln!("skipped: cannot mount a small tmpfs to fill ({why}); run as root");
+                support::skip(&format!("cannot mount a small tmpfs to fill ({why}); run as root"));
                 None
             }
         }

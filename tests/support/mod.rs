@@ -58,19 +58,21 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|ci| !ci.is_empty() && ci != "false" && ci != "0")
 }
 
+/// Says that a test (or a part of it) did not run, and why: on stderr itself, past the test
+/// harness's capture of `eprintln!`, so that a passing run shows it too. Under CI nothing may be
+/// skipped: there it fails the test instead.
+pub fn skip(why: &str) {
+    assert!(!in_ci(), "{why}, under CI=true, where nothing may be skipped (run `cargo xtask test`)");
+    let _ = writeln!(std::io::stderr(), "skipped: {why}");
+}
+
 /// The PostgreSQL server given to the tests, if any. Without one the PostgreSQL variants are
 /// skipped with a message, except under `CI=true`, where a skip is a failure.
 pub fn postgres_url() -> Option<String> {
     let url = std::env::var("TEST_DATABASE_URL").ok().filter(|url| !url.is_empty());
     if url.is_none() {
-        assert!(
-            !in_ci(),
-            "TEST_DATABASE_URL is not set under CI: PostgreSQL tests cannot be skipped (run `cargo xtask test`)"
-        );
-        // Past the test harness's capture of eprintln!, so that a passing test shows it too.
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped: TEST_DATABASE_URL is not set, so the PostgreSQL variant did not run (cargo xtask test sets it)"
+        skip(
+            "TEST_DATABASE_URL is not set, so the PostgreSQL variant did not run (cargo xtask test sets it)",
         );
     }
     url
