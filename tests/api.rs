@@ -306,6 +306,7 @@ async fn an_acknowledgement_of_a_report_since_replaced_is_refused(app: &TestApp)
     let updates = app.updates().await;
     assert_eq!(updates[NGINX]["acknowledged"], json!(false), "the newer report stays pending");
     let history = app.get(&format!("/api/updates/{}/history", encode(NGINX))).await.json();
+    assert_eq!(history["events"].as_array().unwrap().len(), 2, "both reports: {history}");
     assert!(
         history["events"].as_array().unwrap().iter().all(|e| e["acknowledged_at"].is_null()),
         "{history}"
@@ -359,6 +360,7 @@ async fn acknowledge_all_counts_newly_acknowledged(app: &TestApp) {
         .await;
     assert_eq!(again.json(), json!({ "count": 0 }), "no body is needed");
     let updates = app.updates().await;
+    assert_eq!(updates.as_object().unwrap().len(), 3);
     assert!(updates.as_object().unwrap().values().all(|u| u["acknowledged"] == json!(true)));
     assert_eq!(app.get("/api/updates/acknowledge-all").await.status, 405);
 }
@@ -446,6 +448,7 @@ async fn dismissals_of_many_leave_newer_reports_pending(app: &TestApp) {
     assert_eq!(response.json(), json!({ "count": 1 }), "{}", response.text());
     assert_eq!(pending().await, ["b:1", "c:1"], "b's newer report was dismissed unseen");
     let history = app.get("/api/updates/b%3A1/history").await.json();
+    assert_eq!(history["events"].as_array().unwrap().len(), 2, "both of b's reports: {history}");
     assert!(
         history["events"].as_array().unwrap().iter().all(|e| e["acknowledged_at"].is_null()),
         "b's history was acknowledged though its update is pending: {history}"
@@ -711,18 +714,50 @@ async fn hundreds_of_concurrent_webhooks_are_all_kept(app: &TestApp) {
 }
 
 async fn security_headers_are_on_every_response(app: &TestApp) {
-    for path in ["/healthz", "/api/updates", "/nope"] {
+    let cross_site = app
+        .request("POST", "/api/tags")
+        .header("Origin", "http://evil.example")
+        .json(&json!({ "name": "x" }))
+        .send()
+        .await;
+    assert_eq!(cross_site.status, 403);
+    let too_large = app
+        .request("POST", "/api/tags")
+        .header("Content-Type", "application/json")
+        .body(vec![b' '; 1024 * 1024 + 1])
+        .send()
+        .await;
+    assert_eq!(too_large.status, 413);
+    let wrong_method = app.request("DELETE", "/api/updates").send().await;
+    assert_eq!(wrong_method.status, 405);
+    let mut responses =
+        vec![("403", cross_site), ("413", too_large), ("405", wrong_method), ("404", app.get("/nope").await)];
+    for path in ["/", "/js/app.js", "/app.css", "/healthz", "/api/updates", "/api/tags"] {
         let response = app.get(path).await;
-        assert_eq!(response.header("x-content-type-options"), Some("nosniff"), "{path}");
-        assert!(
-            response
-                .header("content-security-policy")
-                .is_some_and(|csp| csp.contains("frame-ancestors 'none'"))
-        );
-        assert!(
-            response.header("content-type").is_some_and(|ct| ct.starts_with("application/json")),
-            "{path}"
-        );
+        assert_eq!(response.status, 200, "{path}");
+        responses.push((path, response));
+    }
+    assert_eq!(responses.len(), 10);
+    for (what, response) in &responses {
+        assert_eq!(response.header("x-content-type-options"), Some("nosniff"), "{what}");
+        assert_eq!(response.header("referrer-policy"), Some("no-referrer"), "{what}");
+        assert_eq!(response.header("x-frame-options"), Some("DENY"), "{what}");
+        let csp = response.header("content-security-policy").unwrap_or_else(|| panic!("{what}: no CSP"));
+        let directives: Vec<&str> = csp.split(';').map(str::trim).collect();
+        // SECURITY.md: only the page's own scripts, styles, images and connections; no framing,
+        // no <base>, forms only to itself; no inline script.
+        for promised in [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+        ] {
+            assert!(directives.contains(&promised), "{what}: {promised:?} missing from {csp:?}");
+        }
+        assert!(!csp.contains("unsafe"), "{what}: {csp:?}");
     }
 }
 
@@ -825,16 +860,39 @@ async fn dashboard_credentials_guard_the_dashboard_and_api_but_not_webhook_or_he
         diun_dashboard::http::AppState::new(store, None).with_dashboard_credentials("admin", &password)
     })
     .await;
-    for path in ["/", "/api/updates", "/api/tags", "/nope"] {
-        let response = app.get(path).await;
-        assert_eq!(response.status, 401, "{path}");
-        assert!(response.header("www-authenticate").is_some_and(|h| h.starts_with("Basic")), "{path}");
-        assert!(!response.error().is_empty());
+    let guarded = [
+        ("GET", "/"),
+        ("GET", "/js/app.js"),
+        ("GET", "/api/updates"),
+        ("GET", "/api/summary"),
+        ("GET", "/api/hosts"),
+        ("GET", "/api/stream"),
+        ("GET", "/api/tags"),
+        ("GET", "/api/updates/x%3A1/history"),
+        ("GET", "/metrics"),
+        ("GET", "/nope"),
+        ("POST", "/api/tags"),
+        ("POST", "/api/updates/acknowledge-all"),
+        ("POST", "/api/updates/acknowledge-by-tag"),
+        ("PUT", "/api/tag-assignments"),
+        ("DELETE", "/api/tag-assignments"),
+        ("DELETE", "/api/tags/1"),
+        ("PATCH", "/api/updates/x%3A1"),
+    ];
+    for (method, path) in guarded {
+        let response =
+            app.request(method, path).header("Content-Type", "application/json").body("{}").send().await;
+        assert_eq!(response.status, 401, "{method} {path}");
+        assert!(
+            response.header("www-authenticate").is_some_and(|h| h.starts_with("Basic")),
+            "{method} {path}"
+        );
+        assert_eq!(response.header("x-frame-options"), Some("DENY"), "{method} {path}");
+        assert!(!response.error().is_empty(), "{method} {path}");
     }
     let wrong =
         app.request("GET", "/api/updates").header("Authorization", "Basic YWRtaW46bm9wZQ==").send().await;
     assert_eq!(wrong.status, 401);
-    assert_eq!(app.request("PATCH", "/api/updates/x%3A1").send().await.status, 401, "mutations too");
 
     assert_eq!(app.get("/healthz").await.status, 200, "health checks need no password");
     assert_eq!(app.webhook(&docker_event(NGINX)).await.status, 200, "DIUN needs no dashboard password");

@@ -1115,6 +1115,7 @@ async fn a_webhook_shows_up_live_with_a_toast() {
     page.wait_title("Diun Dashboard (1)").await;
     assert!(page.find(&testid("toast")).await.is_none(), "no toast for what was already there");
     let cards = page.cards().await;
+    assert_eq!(cards.len(), 2, "{cards:#?}");
     assert!(cards.iter().all(|c| c["new"] == "false"), "first visit: nothing is new: {cards:#?}");
 
     // A new image arrives while the page is open.

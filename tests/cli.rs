@@ -65,6 +65,25 @@ async fn a_failed_start_is_printed_even_with_the_log_turned_off() {
     }
 }
 
+/// Without a webhook secret (unset or empty) anyone who reaches `/webhook` can post: the log
+/// says so at start-up, and does not when a secret is set.
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn an_open_webhook_is_warned_about_at_start_up() {
+    const WARNING: &str = "WEBHOOK_SECRET is not set: anyone who can reach /webhook can post updates";
+    for (secret, warned) in [(None, true), (Some(""), true), (Some("s3cret"), false)] {
+        let dir = TempDir::new();
+        let mut env = vec![("DB_PATH", dir.0.join("diun.db").display().to_string())];
+        env.extend(secret.map(|secret| ("WEBHOOK_SECRET", secret.to_string())));
+        let mut service = Service::start(&env).await;
+        let log = service.log();
+        assert_eq!(log.contains(WARNING), warned, "{secret:?}: {log}");
+        assert!(log.contains("Listening on"), "{log}");
+        service.signal("TERM");
+        assert_eq!(service.wait(LIMIT).await, Some(0), "{}", service.log());
+    }
+}
+
 #[cfg(feature = "sqlite")]
 #[tokio::test]
 async fn sqlite_start_up_logs_the_path_creates_its_folder_and_stops_cleanly_on_sigterm() {
@@ -370,4 +389,35 @@ async fn the_healthcheck_reports_an_unhealthy_or_absent_service() {
     let (code, _, stderr) = run(&["healthcheck"], &[("PORT", free_port().to_string())], LIMIT).await;
     assert_eq!(code, Some(1));
     assert!(stderr.contains("unhealthy"), "{stderr}");
+
+    // A service that answers, but 503 (its database is down): unhealthy too, and why.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let answering = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        // The whole head: closing with part of it unread would reset the connection.
+        let mut request = Vec::new();
+        while !request.ends_with(b"\r\n\r\n") {
+            let mut chunk = [0; 1024];
+            let read = socket.read(&mut chunk).await.unwrap();
+            assert!(read > 0, "the healthcheck closed before its request was complete");
+            request.extend_from_slice(&chunk[..read]);
+        }
+        let body = r#"{"error":"the database is down"}"#;
+        let answer = format!(
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        socket.write_all(answer.as_bytes()).await.unwrap();
+        String::from_utf8_lossy(&request).into_owned()
+    });
+    let env = [("PORT", port.to_string()), ("BIND", "127.0.0.1".to_string())];
+    let (code, stdout, stderr) = run(&["healthcheck"], &env, LIMIT).await;
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("unhealthy") && stderr.contains("503"), "{stderr}");
+    assert!(stderr.contains("the database is down"), "{stderr}");
+    let request = answering.await.unwrap();
+    assert!(request.starts_with("GET /healthz HTTP/1.1"), "{request}");
 }

@@ -26,6 +26,8 @@ impl EventStream {
         let head = events.expect("event:hello").await;
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
         assert!(head.to_ascii_lowercase().contains("content-type: text/event-stream"), "{head}");
+        // nginx would otherwise hold events back in its buffer.
+        assert!(head.to_ascii_lowercase().contains("x-accel-buffering: no"), "{head}");
         events
     }
 

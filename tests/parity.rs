@@ -146,6 +146,16 @@ async fn the_same_calls_give_the_same_answers_on_sqlite_and_postgresql() {
     for (a, b) in on_sqlite.iter().zip(&on_postgres) {
         assert_eq!(a, b, "SQLite and PostgreSQL disagree at `{}`", a.0);
     }
+    // Agreeing is not enough: both could fail a step the same way. The steps named for a
+    // refusal are refused (4xx); every other step succeeds.
+    for (call, status, body) in &on_sqlite {
+        let refusal = ["unknown", "duplicate", "bad", "nope"].iter().any(|word| call.contains(word));
+        if refusal {
+            assert!((400..500).contains(status), "`{call}` answered {status}: {body}");
+        } else {
+            assert!((200..300).contains(status), "`{call}` answered {status}: {body}");
+        }
+    }
     // The listing's key order is part of the output, too.
     assert_eq!(listing_order(&sqlite).await, listing_order(&postgres).await);
     sqlite.stop().await;
