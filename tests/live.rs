@@ -142,6 +142,29 @@ async fn a_quiet_stream_pings_at_the_interval_hello_names() {
     }
 }
 
+/// A dashboard that cannot keep up (a phone on a slow link, a tab the browser throttles) is
+/// told to reload everything (`resync`, with how many changes it missed) rather than shown a
+/// stream with changes silently missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_falls_behind_is_told_to_resync() {
+    use diun_dashboard::changes::{Change, ChangeKind};
+    let Some(db) = support::TestDb::any().await else { return };
+    let app = TestApp::start(db, None).await;
+    let mut events = EventStream::open(&app).await;
+    events.expect("\n\n").await;
+    // Far more than the stream's buffer and the socket's, published while nothing reads.
+    for _ in 0..200_000 {
+        app.store.changes().publish(Change::of_many(ChangeKind::Tag));
+    }
+    events.expect("event:resync\ndata:").await;
+    let missed = events.expect("\n\n").await;
+    let missed: u64 = missed.trim().parse().unwrap_or_else(|_| panic!("resync names no count: {missed:?}"));
+    assert!(missed > 0 && missed < 200_000, "{missed}");
+    // And it goes on with what comes next.
+    app.store.changes().publish(Change::of_image(ChangeKind::Update, "after:1"));
+    events.expect(r#"data:{"kind":"update","image":"after:1","seq":200001}"#).await;
+}
+
 /// An open stream must not hold up a graceful shutdown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_streams_end_when_the_server_stops() {
