@@ -164,6 +164,45 @@ async fn a_source_that_is_not_a_dashboard_database_changes_nothing() {
     db.drop_schema().await;
 }
 
+/// `migrate` reads its copy back before it commits: a copy that differs from the source (here a
+/// trigger on the target rewrites tag names) is rolled back, the target keeps what it held, and
+/// the source file is left as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_that_differs_from_the_source_is_not_committed() {
+    let Some(Move { db, url, dir: _dir, path, sqlite }) = Move::prepare().await else { return };
+    seed(&sqlite).await;
+    sqlite.close().await;
+    let from = path.display().to_string();
+    let (code, stdout, stderr) = run(&["migrate", "--from", &from, "--to", &url], &[], LIMIT).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let postgres = PostgresStore::open(&url).await.unwrap();
+    let before = api_view(&postgres).await;
+    assert!(!before["tags"].as_array().unwrap().is_empty(), "the seed has tags: {before}");
+    drop(postgres);
+
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "CREATE FUNCTION mangle() RETURNS trigger LANGUAGE plpgsql AS
+                 $$ BEGIN NEW.name := NEW.name || '!'; RETURN NEW; END $$;
+             CREATE TRIGGER mangle BEFORE INSERT ON tags FOR EACH ROW EXECUTE FUNCTION mangle();",
+        )
+        .await
+        .unwrap();
+    let source_before = std::fs::read(&path).unwrap();
+    let (code, stdout, stderr) =
+        run(&["migrate", "--from", &from, "--to", &url, "--force"], &[], LIMIT).await;
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("the copy differs from the source; nothing was written"), "{stderr}");
+    assert_eq!(std::fs::read(&path).unwrap(), source_before, "the source file changed");
+    client.batch_execute("DROP TRIGGER mangle ON tags").await.unwrap();
+    let postgres = PostgresStore::open(&url).await.unwrap();
+    assert_eq!(api_view(&postgres).await, before, "the target keeps what it held");
+    drop(postgres);
+    db.drop_schema().await;
+}
+
 /// A row a running dashboard commits while `migrate` starts is not wiped without `--force`:
 /// the target is locked before its rows are counted, so the count waits for that commit and
 /// sees the row. (Counted first, the target looked empty and the TRUNCATE after the commit
