@@ -3368,3 +3368,177 @@ fn base64_decodes_what_webdriver_sends() {
     assert_eq!(webdriver::base64_decode("iVBORw0KGgo="), b"\x89PNG\r\n\x1a\n");
     assert_eq!(webdriver::png_size(b"not a png"), None);
 }
+
+/// Groups hold up under filters and odd senders: a group created while a filter is on is drawn
+/// (empty, ready to take a card), as is an empty group made before; a name with two spaces in a
+/// row does not make the group filter rebuild at every redraw (an open list would close); a
+/// very long DIUN status ends in an ellipsis instead of squeezing the card's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn groups_hold_up_under_filters_and_odd_names() {
+    const LONG: &str = "registry.example/long/status:1";
+    let Some(page) = Page::start(1280, 1200).await else { return };
+    seed(&page, &varied_events()[..2]).await;
+    let mut long = docker(LONG, "nas", "web", "");
+    long["status"] = json!("x".repeat(80));
+    page.webhook(&long).await;
+    let spaced = page.create_tag("my  group").await;
+    page.open().await;
+
+    let widths = page
+        .execute(
+            r#"const card = document.querySelector(arguments[0]);
+               const width = (id) => card.querySelector(`[data-testid="${id}"]`).getBoundingClientRect().width;
+               return [width("card-status"), width("card-name"), card.getBoundingClientRect().width];"#,
+            vec![json!(card_css(LONG))],
+        )
+        .await;
+    let [status, name, card] = [0, 1, 2].map(|i| widths[i].as_f64().unwrap());
+    assert!(status < card * 0.4, "the status pill takes {status} of the card's {card} px");
+    assert!(name > card * 0.3, "the card's name is squeezed to {name} of {card} px");
+    let title = page.card(LONG).await.get("card-status").await.attr("title").await.unwrap_or_default();
+    assert!(title.ends_with(&"x".repeat(80)), "the whole status is in the title: {title:?}");
+
+    // Under a filter: the empty group made before, and one created now, are both drawn.
+    page.choose("filter-status", "pending").await;
+    page.section(&spaced.to_string()).await;
+    let input = page.by_testid("new-group-name").await;
+    input.click().await;
+    input.send_keys("prod").await;
+    page.by_testid("new-group-submit").await.click().await;
+    let prod = page
+        .wait_until("the group prod to be created", async || {
+            let tags = page.api("GET", "/api/tags", None).await.json();
+            tags.as_array().unwrap().iter().find(|tag| tag["name"] == "prod").map(|tag| tag["id"].clone())
+        })
+        .await;
+    page.section(&prod.to_string()).await;
+
+    // A redraw (a new card arriving) keeps the group filter's options as they are.
+    page.wait_until("the group filter to list prod", async || {
+        page.options("filter-group").await.contains(&prod.to_string()).then_some(())
+    })
+    .await;
+    page.execute("window.__groupOptions = [...document.getElementById('filter-group').options]", vec![])
+        .await;
+    page.webhook(&docker("registry.example/late/arrival:1", "nas", "web", "")).await;
+    page.card("registry.example/late/arrival:1").await;
+    let kept = page
+        .execute(
+            "const now = [...document.getElementById('filter-group').options];
+             return now.length === window.__groupOptions.length && now.every((o, i) => o === window.__groupOptions[i]);",
+            vec![],
+        )
+        .await;
+    assert_eq!(kept, json!(true), "the group filter was rebuilt by a redraw");
+    page.assert_no_console_errors().await;
+}
+
+/// Before any page script: a `DELETE /api/tags/<id>` is sent twice, as if another tab deleted
+/// the group just before this one.
+const DELETED_ELSEWHERE_FIRST: &str = r#"
+(() => {
+  const realFetch = window.fetch;
+  window.fetch = async function (input, init) {
+    if (init?.method === "DELETE" && /api\/tags\/\d+$/.test(String(input))) {
+      await realFetch.call(this, input, init);
+    }
+    return realFetch.call(this, input, init);
+  };
+})();
+"#;
+
+/// Deleting a group another tab deleted first (the server answers 404) is what was asked for:
+/// the page says the group was deleted, not that it could not be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_group_deleted_elsewhere_first_is_deleted_here_without_an_error() {
+    let Some((page, media)) = page_with_group(DELETED_ELSEWHERE_FIRST, 2, "media", &[NGINX]).await else {
+        return;
+    };
+    page.section(&media.to_string()).await.get("group-delete").await.click().await;
+    page.section(&media.to_string()).await.get("group-delete-confirm").await.click().await;
+    page.wait_gone(&format!(r#"{}[data-tag-id="{media}"]"#, testid("group"))).await;
+    page.wait_until("the deletion announced", async || {
+        let said = page.execute("return document.getElementById('announcer').textContent", vec![]).await;
+        (said == json!("Deleted the group media")).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(page.find(&testid("error-banner")).await.is_none(), "an error for a group that is gone");
+    page.wait_in_section(NGINX, "untagged").await;
+    assert!(page.api("GET", "/api/tags", None).await.json().as_array().unwrap().is_empty());
+}
+
+/// A text selection dragged from inside the history dialog out over its backdrop leaves the
+/// dialog open (the browser sends its click to the dialog element); a click on the backdrop
+/// closes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn selecting_text_out_of_the_history_dialog_does_not_close_it() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    seed(&page, &varied_events()[..1]).await;
+    page.open().await;
+    page.card(NGINX).await.get("history-open").await.click().await;
+    let dialog = page.wait_for(&testid("history-dialog")).await;
+    let start = page
+        .execute(
+            "const r = document.getElementById('history-image').getBoundingClientRect();
+             return [Math.round(r.left + 4), Math.round(r.top + r.height / 2)];",
+            vec![],
+        )
+        .await;
+    let (x, y) = (start[0].as_i64().unwrap(), start[1].as_i64().unwrap());
+    let at = |x: i64, y: i64| json!({ "type": "pointerMove", "duration": 0, "x": x, "y": y, "origin": "viewport" });
+    let mut drag = vec![at(x, y), json!({ "type": "pointerDown", "button": 0 })];
+    drag.extend((1..=5).map(|step| at(x - (x - 5) * step / 5, y - (y - 5) * step / 5)));
+    drag.push(json!({ "type": "pointerUp", "button": 0 }));
+    page.perform(json!([{ "type": "pointer", "id": "mouse", "parameters": { "pointerType": "mouse" }, "actions": drag }]))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(dialog.attr("open").await.is_some(), "a selection dragged out closed the dialog");
+
+    let click = vec![
+        at(5, 5),
+        json!({ "type": "pointerDown", "button": 0 }),
+        json!({ "type": "pointerUp", "button": 0 }),
+    ];
+    page.perform(json!([{ "type": "pointer", "id": "mouse", "parameters": { "pointerType": "mouse" }, "actions": click }]))
+        .await;
+    page.wait_gone(&testid("history-dialog")).await;
+    page.assert_no_console_errors().await;
+}
+
+/// Closing an error banner from the keyboard leaves the focus on the page: on the next banner's
+/// close button while there is one, then on the list of updates, never on `<body>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn closing_a_banner_from_the_keyboard_keeps_the_focus_on_the_page() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    seed(&page, &varied_events()[..1]).await;
+    page.open().await;
+    // Two names the server refuses (a control character, U+0085): two banners.
+    let input = page.by_testid("new-group-name").await;
+    for name in ["night\u{85}shift", "day\u{85}shift"] {
+        input.clear().await;
+        input.click().await;
+        input.send_keys(name).await;
+        page.by_testid("new-group-submit").await.click().await;
+    }
+    page.wait_until("two banners", async || {
+        (page.find_all(&testid("error-banner")).await.len() == 2).then_some(())
+    })
+    .await;
+    let active_id = async || page.execute("return document.activeElement.id", vec![]).await;
+
+    page.execute("document.querySelectorAll('[data-testid=\"error-dismiss\"]')[0].focus()", vec![]).await;
+    page.press(keys::ENTER).await;
+    page.wait_until("one banner left", async || {
+        (page.find_all(&testid("error-banner")).await.len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(page.focus().await.0.as_deref(), Some("error-dismiss"), "on the other banner's close button");
+    page.press(keys::ENTER).await;
+    page.wait_gone(&testid("error-banner")).await;
+    assert_eq!(active_id().await, json!("updates"), "the focus fell back to <body>");
+}

@@ -124,7 +124,11 @@ export function createActions(refresh) {
           v.tags = v.tags.filter((t) => t.id !== id);
           for (const entry of Object.values(v.updates)) if (entry.tag && entry.tag.id === id) entry.tag = null;
         },
-        () => api.deleteTag(id),
+        // Gone already (deleted in another tab): what was asked for is done.
+        () =>
+          api.deleteTag(id).catch((err) => {
+            if (err.status !== 404) throw err;
+          }),
         { failure: `Could not delete the group ${name}`, success: `Deleted the group ${name}` },
       );
     },

@@ -59,6 +59,7 @@ import { connectStream } from "./live.js";
 import { Coverage, commonMark, parseMark } from "./sync.js";
 import { openHistory, historyEntry, historyImage } from "./history.js";
 import { plural } from "./words.js";
+import { closeOnBackdrop } from "./dom.js";
 import { load, save } from "./storage.js";
 
 const POLL_MS = 3000;
@@ -532,10 +533,7 @@ $("dismiss-all").addEventListener("click", async () => {
   }
 });
 
-$("confirm-dialog").addEventListener("click", (e) => {
-  // A click on the backdrop (the dialog element itself, outside its body) cancels.
-  if (e.target === e.currentTarget) e.currentTarget.close("cancel");
-});
+closeOnBackdrop($("confirm-dialog"), "cancel");
 
 // ---- Filters ---------------------------------------------------------------------------------
 

@@ -12,6 +12,22 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/**
+ * Closes `dialog` with `returnValue` on a click on its backdrop (the dialog element itself,
+ * outside its body), but only when the press began there too: a text selection dragged from
+ * inside the dialog and released over the backdrop also ends in a click on the dialog element.
+ */
+export function closeOnBackdrop(dialog, returnValue) {
+  let pressedOnBackdrop = false;
+  dialog.addEventListener("pointerdown", (e) => {
+    pressedOnBackdrop = e.target === dialog;
+  });
+  dialog.addEventListener("click", (e) => {
+    if (e.target === dialog && pressedOnBackdrop) dialog.close(returnValue);
+    pressedOnBackdrop = false;
+  });
+}
+
 /** Text with line-break opportunities after "/" and "-", so long names wrap at sensible places. */
 export function breakable(text) {
   // Each part ends after a "/" or "-" (or at the end). Not a split on a lookbehind: Safari before

@@ -46,8 +46,22 @@ function notice({ className, testid, icon, title, text, action = null, closeLabe
   return box;
 }
 
+/**
+ * Removes the notice `el`. When the focus was in it, it goes to `back` (where it came from), else
+ * to a neighbouring notice's close button, else to the list of updates: never to <body>, where
+ * a screen reader loses its place and a keyboard user starts again from the top.
+ */
+function removeNotice(el, back = null) {
+  const hadFocus = el.contains(document.activeElement);
+  const neighbour = el.nextElementSibling ?? el.previousElementSibling;
+  el.remove();
+  if (!hadFocus) return;
+  const target = [back, neighbour?.lastElementChild, document.getElementById("updates")].find((t) => t?.isConnected);
+  target?.focus({ preventScroll: true });
+}
+
 function keepAtMost(host, count) {
-  while (host.children.length > count) host.firstElementChild.remove();
+  while (host.children.length > count) removeNotice(host.firstElementChild);
 }
 
 /** Keys of banners the user closed: not shown again until their trouble clears (`clearError`). */
@@ -81,7 +95,7 @@ export function showError(message, { key = null, title = "Something went wrong" 
     closeLabel: "Dismiss error",
     closeTestid: "error-dismiss",
     onClose: () => {
-      box.remove();
+      removeNotice(box);
       if (key) dismissedKeys.add(key);
     },
   });
@@ -93,7 +107,7 @@ export function showError(message, { key = null, title = "Something went wrong" 
 
 export function clearError(key) {
   dismissedKeys.delete(key);
-  for (const el of document.querySelectorAll("#errors .alert")) if (el.dataset.key === key) el.remove();
+  for (const el of document.querySelectorAll("#errors .alert")) if (el.dataset.key === key) removeNotice(el);
 }
 
 /** The key that takes keyboard focus to the newest toast (see `focusNewestToast`). */
@@ -114,9 +128,7 @@ export function toast(title, text, action = null) {
   let timer = 0;
   const close = () => {
     clearTimeout(timer);
-    const back = el.contains(document.activeElement) ? cameFrom.get(el) : null;
-    el.remove();
-    if (back?.isConnected) back.focus({ preventScroll: true });
+    removeNotice(el, cameFrom.get(el));
   };
   const arm = () => {
     clearTimeout(timer);

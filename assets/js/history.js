@@ -4,7 +4,7 @@
 // returns to the card's History button. Errors show inside the dialog with a retry button.
 
 import { api } from "./api.js";
-import { h } from "./dom.js";
+import { h, closeOnBackdrop } from "./dom.js";
 import { glyph } from "./icons.js";
 import { parseImage, versionLabel, placeSummary, shortDigest } from "./image.js";
 import { timeElement } from "./time.js";
@@ -68,7 +68,7 @@ function eventItem(event) {
       h("span", { class: "history-host", "data-testid": "history-host", text: event.hostname || "unknown host" }),
       place && h("span", { class: "history-place", text: place }),
     ),
-    h("span", { class: "pill pill-status", "data-testid": "history-status", title: "Status reported by DIUN", text: status }),
+    h("span", { class: "pill pill-status", "data-testid": "history-status", title: `Status reported by DIUN: ${status}`, text: status }),
     h(
       "span",
       { class: "history-digest" },
@@ -329,10 +329,7 @@ dialog.addEventListener("keydown", (e) => {
 
 $("history-close").addEventListener("click", () => dialog.close());
 
-dialog.addEventListener("click", (e) => {
-  // A click on the backdrop (the dialog element itself, outside its body) closes.
-  if (e.target === dialog) dialog.close();
-});
+closeOnBackdrop(dialog);
 
 dialog.addEventListener("close", () => {
   const restore = open?.restoreFocus;

@@ -83,7 +83,9 @@ export function renderSummary({ view, summary, loaded, filters }) {
 }
 
 function fillSelect(select, options) {
-  const current = [...select.options].map((o) => `${o.value}\u0000${o.text}`).join("\u0001");
+  // textContent, not text: `text` collapses runs of spaces, and a group named "my  group" would
+  // never match, rebuilding the options (and closing an open list) at every redraw.
+  const current = [...select.options].map((o) => `${o.value}\u0000${o.textContent}`).join("\u0001");
   if (current !== options.map(([v, t]) => `${v}\u0000${t}`).join("\u0001")) {
     select.replaceChildren(...options.map(([value, text]) => h("option", { value, text })));
   }
@@ -118,7 +120,7 @@ function card(item, fresh) {
   const pills = h(
     "div",
     { class: "pills" },
-    h("span", { class: "pill pill-status", "data-testid": "card-status", title: "Status reported by DIUN", text: event.status || "update" }),
+    h("span", { class: "pill pill-status", "data-testid": "card-status", title: `Status reported by DIUN: ${event.status || "update"}`, text: event.status || "update" }),
     fresh && h("span", { class: "pill pill-new", "data-testid": "new-badge", title: "Arrived since you last looked" }, h("span", { class: "dot", "aria-hidden": "true" }), "Just in"),
   );
   const registryText = parsed.namespace ? `${parsed.registry}/${parsed.namespace}` : parsed.registry;
@@ -566,7 +568,9 @@ export function renderGroups(root, { view, summary, filters, confirm, loaded, is
   if (noneShown) nodes.push(nothingMatches());
   const used = new Set();
   for (const [group, shown, all] of sections) {
-    if ((filtering || noneShown) && shown.length === 0) continue;
+    // A group with no cards at all is always drawn: one just created under a filter would
+    // otherwise appear nowhere, and could not take a card dropped on it.
+    if ((filtering || noneShown) && shown.length === 0 && all.length > 0) continue;
     used.add(group.key);
     nodes.push(sectionFor(group, shown, all, confirm, isNew));
   }
