@@ -3542,3 +3542,34 @@ async fn closing_a_banner_from_the_keyboard_keeps_the_focus_on_the_page() {
     page.wait_gone(&testid("error-banner")).await;
     assert_eq!(active_id().await, json!("updates"), "the focus fell back to <body>");
 }
+
+/// A sender's right-to-left override (U+202E), never closed, stays within its name: the rest of
+/// the history's line ("· 1 report") still reads left to right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_right_to_left_override_in_a_host_name_stays_in_it() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    page.webhook(&docker(NGINX, "nas\u{202E}", "web", "")).await;
+    page.open().await;
+    page.card(NGINX).await.get("history-open").await.click().await;
+    page.wait_for(".digest-meta").await;
+    let reading = page
+        .execute(
+            r#"const meta = document.querySelector(".digest-meta");
+               const walker = document.createTreeWalker(meta, NodeFilter.SHOW_TEXT);
+               let node;
+               while ((node = walker.nextNode()) && !node.data.includes("1 report"));
+               const at = node.data.indexOf("report");
+               const left = (i) => {
+                 const range = document.createRange();
+                 range.setStart(node, i);
+                 range.setEnd(node, i + 1);
+                 return range.getBoundingClientRect().left;
+               };
+               return [meta.textContent, left(at) < left(at + 5)];"#,
+            vec![],
+        )
+        .await;
+    assert!(reading[0].as_str().unwrap().contains("nas"), "{reading}");
+    assert_eq!(reading[1], json!(true), "the line after the host name reads right to left: {reading}");
+}

@@ -5,10 +5,10 @@ import { api } from "./api.js";
 import { addOverlay, commitOverlay, dropOverlay, pendingEntries, view } from "./state.js";
 import { showError, announce } from "./feedback.js";
 import { parseImage } from "./image.js";
-import { plural } from "./words.js";
+import { plural, isolated } from "./words.js";
 
 const nowIso = () => new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
-const shortName = (image) => parseImage(image).name;
+const shortName = (image) => isolated(parseImage(image).name);
 
 function acknowledgeEntry(entry) {
   if (entry && !entry.acknowledged) {

@@ -58,7 +58,7 @@ import { tick } from "./time.js";
 import { connectStream } from "./live.js";
 import { Coverage, commonMark, parseMark } from "./sync.js";
 import { openHistory, historyEntry, historyImage } from "./history.js";
-import { plural } from "./words.js";
+import { plural, isolated } from "./words.js";
 import { closeOnBackdrop } from "./dom.js";
 import { load, save } from "./storage.js";
 
@@ -311,7 +311,7 @@ function showLive() {
 
 function label(image) {
   const parsed = parseImage(image);
-  return `${parsed.name}:${versionLabel(parsed)}`;
+  return isolated(`${parsed.name}:${versionLabel(parsed)}`);
 }
 
 /**
@@ -342,7 +342,7 @@ function announceArrivals(updates) {
   const more = images.length > 3 ? ` and ${images.length - 3} more` : "";
   const host = images.length === 1 ? updates[images[0]]?.event?.hostname : "";
   const title = images.length === 1 ? "New image update" : `${images.length} new image updates`;
-  const text = `${names}${more}${host ? ` on ${host}` : ""}`;
+  const text = `${names}${more}${host ? ` on ${isolated(host)}` : ""}`;
   if (burst.toast) {
     burst.toast.update(title, text);
     return;

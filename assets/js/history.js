@@ -8,7 +8,7 @@ import { h, closeOnBackdrop } from "./dom.js";
 import { glyph } from "./icons.js";
 import { parseImage, versionLabel, placeSummary, shortDigest } from "./image.js";
 import { timeElement } from "./time.js";
-import { plural } from "./words.js";
+import { plural, isolated } from "./words.js";
 
 const PAGE = 50;
 const REFRESH_MS = 150;
@@ -112,7 +112,7 @@ function runSection(run, current, index) {
       { class: "digest-meta" },
       "First reported ",
       timeElement(oldest.received_at),
-      hosts.length ? ` on ${hosts.join(", ")}` : "",
+      hosts.length ? ` on ${hosts.map(isolated).join(", ")}` : "",
       ` · ${plural(run.events.length, "report")}`,
       oldest.created ? h("span", { class: "digest-created" }, " · image built ", timeElement(oldest.created)) : "",
     ),
@@ -268,7 +268,7 @@ export function openHistory(image, entry, restoreFocus) {
     busy: false,
     restoreFocus,
   };
-  titleEl.textContent = `History of ${parsed.name}:${versionLabel(parsed)}`;
+  titleEl.textContent = `History of ${isolated(`${parsed.name}:${versionLabel(parsed)}`)}`;
   imageEl.textContent = image;
   errorsEl.replaceChildren();
   list.scrollTop = 0;
