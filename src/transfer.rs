@@ -90,6 +90,7 @@ pub async fn migrate(from: &Path, to: &str, force: bool) -> Result<Copied, Strin
         .map_err(|_| "timed out connecting to PostgreSQL".to_string())?
         .map_err(|err| format!("cannot connect to PostgreSQL: {err}"))?;
     let driver = tokio::spawn(connection);
+    postgres::check_encoding(&client).await?;
     postgres::run_migrations(&mut client, &postgres::migrations()?).await?;
     let tx = client.transaction().await.map_err(pg("begin"))?;
     // Locked before they are counted: a running dashboard's commit then either counts or waits

@@ -284,8 +284,14 @@ async fn a_read_only_postgres_is_a_clear_start_up_error() {
 #[tokio::test]
 async fn a_postgres_database_that_is_not_utf8_is_a_clear_start_up_error() {
     let Some(base) = support::postgres_url() else { return };
-    let name = support::unique("latin1");
     let client = support::connect(&base).await;
+    // What a failed run of this test left (its DROP comes after its assertions).
+    for row in
+        client.query("SELECT datname FROM pg_database WHERE datname LIKE 'latin1\\_%'", &[]).await.unwrap()
+    {
+        let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {}", row.get::<_, String>(0))).await;
+    }
+    let name = support::unique("latin1");
     let create =
         format!("CREATE DATABASE {name} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0");
     if let Err(err) = client.batch_execute(&create).await {
@@ -293,8 +299,34 @@ async fn a_postgres_database_that_is_not_utf8_is_a_clear_start_up_error() {
         return;
     }
     let url = with_database(&base, &name);
-    fails_to_start(&[("DATABASE_URL", url), ("PORT", free_port().to_string())], "encoding is LATIN1").await;
-    client.batch_execute(&format!("DROP DATABASE {name}")).await.unwrap();
+    fails_to_start(&[("DATABASE_URL", url.clone()), ("PORT", free_port().to_string())], "encoding is LATIN1")
+        .await;
+
+    // `migrate` refuses it too, before writing anything into it.
+    #[cfg(feature = "sqlite")]
+    {
+        let dir = TempDir::new();
+        let source = dir.0.join("diun.db");
+        let mut service = Service::start(&[("DB_PATH", source.display().to_string())]).await;
+        service.signal("TERM");
+        assert_eq!(service.wait(LIMIT).await, Some(0), "{}", service.log());
+        let (code, _, stderr) =
+            run(&["migrate", "--from", &source.display().to_string(), "--to", &url], &[], LIMIT).await;
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(stderr.contains("encoding is LATIN1"), "{stderr}");
+        let latin1 = support::connect(&url).await;
+        let tables = latin1.query("SELECT 1 FROM pg_tables WHERE schemaname = 'public'", &[]).await.unwrap();
+        assert!(tables.is_empty(), "migrate wrote {} table(s) into the LATIN1 database", tables.len());
+    }
+    // The test's own connections to it close in the background: the server may still count one.
+    let drop_it = format!("DROP DATABASE {name}");
+    for attempt in 1.. {
+        match client.batch_execute(&drop_it).await {
+            Ok(()) => break,
+            Err(_) if attempt < 50 => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(err) => panic!("{drop_it}: {err}"),
+        }
+    }
 }
 
 /// `url` with its database (the path) replaced by `name`; its parameters stay.

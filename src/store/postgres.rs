@@ -459,14 +459,9 @@ impl PostgresStore {
         // replica's migration, or a migration over years of history, takes what it takes. A
         // limit there would roll the migration back at every start, and the service would
         // never start again.
-        let encoding = tokio::time::timeout(CONNECT_TIMEOUT, client.simple_query("SHOW server_encoding"))
+        tokio::time::timeout(CONNECT_TIMEOUT, check_encoding(&client))
             .await
-            .map_err(|_| "the server accepted the connection but did not answer".to_string())?
-            .map_err(|err| format!("cannot query the server: {}", describe(&err)))?;
-        usable_encoding(encoding.iter().find_map(|message| match message {
-            SimpleQueryMessage::Row(row) => row.get(0),
-            _ => None,
-        }))?;
+            .map_err(|_| "the server accepted the connection but did not answer".to_string())??;
         let migrated = run_migrations(&mut client, &migrations).await;
         // The replicas' channel is named after the schema: guessing would let deployments in
         // two schemas hear each other's changes.
@@ -810,8 +805,6 @@ async fn upsert_once(client: &Conn, rows: &[Upsert]) -> Result<(), tokio_postgre
     Ok(())
 }
 
-/// A migration waits 10 s at most for a table lock another session holds, and its own work has
-/// no limit, whatever statement_timeout the role or the database sets.
 /// Refuses a database whose encoding cannot hold all of DIUN's text. The client speaks UTF-8;
 /// a LATIN1 database (say) refuses any character it lacks, and a webhook naming a container in
 /// Japanese, or with an emoji in its metadata, would fail (500) where SQLite stores it. Found at
@@ -828,6 +821,21 @@ fn usable_encoding(encoding: Option<&str>) -> Result<(), String> {
     }
 }
 
+/// The server's encoding, refused unless [`usable_encoding`]: the service's start-up and
+/// `migrate` alike (a copy into a LATIN1 database would fill one the service then refuses).
+pub(crate) async fn check_encoding(client: &Client) -> Result<(), String> {
+    let encoding = client
+        .simple_query("SHOW server_encoding")
+        .await
+        .map_err(|err| format!("cannot query the server: {}", describe(&err)))?;
+    usable_encoding(encoding.iter().find_map(|message| match message {
+        SimpleQueryMessage::Row(row) => row.get(0),
+        _ => None,
+    }))
+}
+
+/// A migration waits 10 s at most for a table lock another session holds, and its own work has
+/// no limit, whatever statement_timeout the role or the database sets.
 const MIGRATION_TIMEOUTS: &str = "SET LOCAL lock_timeout = '10s'; SET LOCAL statement_timeout = 0";
 
 /// The PostgreSQL migrations embedded in the binary.
@@ -1454,5 +1462,24 @@ impl UpdateStore for PostgresStore {
                 .await?)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::usable_encoding;
+
+    #[test]
+    fn only_encodings_that_keep_every_character_are_usable() {
+        assert_eq!(usable_encoding(Some("UTF8")), Ok(()));
+        assert_eq!(usable_encoding(Some("SQL_ASCII")), Ok(()));
+        for other in ["LATIN1", "WIN1252", "EUC_JP"] {
+            let refused = usable_encoding(Some(other));
+            assert!(
+                refused.as_ref().is_err_and(|why| why.contains(other) && why.contains("UTF8")),
+                "{refused:?}"
+            );
+        }
+        assert!(usable_encoding(None).is_err());
     }
 }
