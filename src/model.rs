@@ -69,7 +69,7 @@ impl DiunEvent {
         }
         check_image(&self.image)?;
         if let Some(created) = &self.created
-            && Timestamp::parse_rfc3339(created).is_none()
+            && !Timestamp::is_rfc3339(created)
         {
             return Err(format!("`created` is not an RFC 3339 timestamp: {created:?}"));
         }

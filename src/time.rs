@@ -48,6 +48,16 @@ impl Timestamp {
     /// be fixed-width, and SQLite's text comparisons would put it out of order where
     /// PostgreSQL's would not.
     pub fn parse_rfc3339(text: &str) -> Option<Self> {
+        Self::parse_any_year(text).filter(|stamp| (FIRST..=LAST).contains(stamp))
+    }
+
+    /// Whether `text` is an RFC 3339 date-time, whatever year its offset moves it to: for text
+    /// kept as sent and never compared (DIUN's `created`).
+    pub fn is_rfc3339(text: &str) -> bool {
+        Self::parse_any_year(text).is_some()
+    }
+
+    fn parse_any_year(text: &str) -> Option<Self> {
         let bytes = text.as_bytes();
         if bytes.len() < 20 {
             return None;
@@ -109,7 +119,7 @@ impl Timestamp {
         let seconds =
             days_from_civil(year, month, day) * SECONDS_PER_DAY + hour * 3600 + minute * 60 + second.min(59)
                 - offset_seconds;
-        Some(Self(seconds * MICROS_PER_SECOND + micros)).filter(|stamp| (FIRST..=LAST).contains(stamp))
+        Some(Self(seconds * MICROS_PER_SECOND + micros))
     }
 }
 
@@ -289,8 +299,11 @@ mod tests {
 
     #[test]
     fn parse_refuses_times_an_offset_moves_out_of_four_digit_years() {
-        assert_eq!(Timestamp::parse_rfc3339("9999-12-31T23:59:59-05:00"), None);
-        assert_eq!(Timestamp::parse_rfc3339("0000-01-01T00:00:00+01:00"), None);
+        for outside in ["9999-12-31T23:59:59-05:00", "0000-01-01T00:00:00+01:00"] {
+            assert_eq!(Timestamp::parse_rfc3339(outside), None, "{outside}");
+            assert!(Timestamp::is_rfc3339(outside), "{outside} is RFC 3339 all the same");
+        }
+        assert!(!Timestamp::is_rfc3339("2020-02-30T00:00:00Z"));
         for edge in ["9999-12-31T23:59:59.999999Z", "0000-01-01T00:00:00Z", "9999-12-31T23:59:59+05:00"] {
             let stamp = Timestamp::parse_rfc3339(edge).unwrap_or_else(|| panic!("{edge} should parse"));
             assert!(stamp.canonical_text().is_some(), "{edge}");

@@ -114,6 +114,12 @@ async fn null_created_and_metadata_and_minimal_events_are_accepted(app: &TestApp
     assert_eq!(minimal["image"], json!("redis:7"));
     assert_eq!(minimal["hostname"], json!(""));
     assert_eq!(minimal["created"], Value::Null);
+
+    // Any RFC 3339 `created` is kept as sent, even one its offset moves past the year 9999.
+    let mut far = docker_event("far:1");
+    far["created"] = json!("9999-12-31T23:59:59-05:00");
+    assert_eq!(app.webhook(&far).await.status, 200);
+    assert_eq!(app.updates().await["far:1"]["event"], far);
 }
 
 async fn bad_webhook_bodies_get_400_and_store_nothing(app: &TestApp) {
