@@ -163,6 +163,7 @@ async fn a_stream_that_falls_behind_is_told_to_resync() {
     // And it goes on with what comes next.
     app.store.changes().publish(Change::of_image(ChangeKind::Update, "after:1"));
     events.expect(r#"data:{"kind":"update","image":"after:1","seq":200001}"#).await;
+    app.stop().await;
 }
 
 /// An open stream must not hold up a graceful shutdown.
