@@ -3431,6 +3431,15 @@ async fn groups_hold_up_under_filters_and_odd_names() {
         )
         .await;
     assert_eq!(kept, json!(true), "the group filter was rebuilt by a redraw");
+
+    // Every image in a group: an empty Untagged is not drawn beside a filter's results.
+    let prod = prod.as_i64().unwrap();
+    for image in page.updates().await.as_object().unwrap().keys() {
+        page.assign(image, prod).await;
+    }
+    page.wait_gone(&format!(r#"{}[data-tag-id="untagged"]"#, testid("group"))).await;
+    page.choose("filter-status", "all").await;
+    page.section("untagged").await;
     page.assert_no_console_errors().await;
 }
 

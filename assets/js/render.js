@@ -569,8 +569,9 @@ export function renderGroups(root, { view, summary, filters, confirm, loaded, is
   const used = new Set();
   for (const [group, shown, all] of sections) {
     // A group with no cards at all is always drawn: one just created under a filter would
-    // otherwise appear nowhere, and could not take a card dropped on it.
-    if ((filtering || noneShown) && shown.length === 0 && all.length > 0) continue;
+    // otherwise appear nowhere, and could not take a card dropped on it. (Not Untagged: empty
+    // whenever every image has a group, it would stand beside every search's results.)
+    if ((filtering || noneShown) && shown.length === 0 && (all.length > 0 || group.id === null)) continue;
     used.add(group.key);
     nodes.push(sectionFor(group, shown, all, confirm, isNew));
   }
