@@ -91,6 +91,18 @@ impl Move {
     }
 }
 
+/// Seeds the SQLite file, closes it and moves it to PostgreSQL: `--from`'s argument, and what
+/// PostgreSQL answers then.
+async fn seeded_and_moved(sqlite: SqliteStore, path: &std::path::Path, url: &str) -> (String, Value) {
+    seed(&sqlite).await;
+    sqlite.close().await;
+    let from = path.display().to_string();
+    let (code, stdout, stderr) = run(&["migrate", "--from", &from, "--to", url], &[], LIMIT).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let postgres = PostgresStore::open(url).await.unwrap();
+    (from, api_view(&postgres).await)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sqlite_deployment_moves_to_postgres_with_identical_api_output() {
     let Some(Move { db, url, dir: _dir, path, sqlite }) = Move::prepare().await else { return };
@@ -133,13 +145,8 @@ async fn a_sqlite_deployment_moves_to_postgres_with_identical_api_output() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_that_is_not_a_dashboard_database_changes_nothing() {
     let Some(Move { db, url, dir, path, sqlite }) = Move::prepare().await else { return };
-    seed(&sqlite).await;
-    sqlite.close().await;
-    let from = path.display().to_string();
-    let (code, stdout, stderr) = run(&["migrate", "--from", &from, "--to", &url], &[], LIMIT).await;
-    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let (_, before) = seeded_and_moved(sqlite, &path, &url).await;
     let postgres = PostgresStore::open(&url).await.unwrap();
-    let before = api_view(&postgres).await;
 
     let empty = dir.0.join("empty.db");
     std::fs::write(&empty, b"").unwrap();
@@ -170,15 +177,8 @@ async fn a_source_that_is_not_a_dashboard_database_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_that_differs_from_the_source_is_not_committed() {
     let Some(Move { db, url, dir: _dir, path, sqlite }) = Move::prepare().await else { return };
-    seed(&sqlite).await;
-    sqlite.close().await;
-    let from = path.display().to_string();
-    let (code, stdout, stderr) = run(&["migrate", "--from", &from, "--to", &url], &[], LIMIT).await;
-    assert_eq!(code, Some(0), "{stdout}{stderr}");
-    let postgres = PostgresStore::open(&url).await.unwrap();
-    let before = api_view(&postgres).await;
+    let (from, before) = seeded_and_moved(sqlite, &path, &url).await;
     assert!(!before["tags"].as_array().unwrap().is_empty(), "the seed has tags: {before}");
-    drop(postgres);
 
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
