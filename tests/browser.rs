@@ -2898,31 +2898,29 @@ async fn redraw_and_see(page: &Page, (x, y): (i64, i64)) -> Value {
     .await
 }
 
-/// The mouse goes to `(x, y)` and rests there.
-async fn rest_at(page: &Page, (x, y): (i64, i64)) {
-    page.perform(json!([{
-        "type": "pointer",
-        "id": "mouse",
-        "parameters": { "pointerType": "mouse" },
-        "actions": [{ "type": "pointerMove", "duration": 0, "x": x, "y": y, "origin": "viewport" }],
-    }]))
+/// Performs `actions` with one pointer of `kind` (`mouse`, `touch`, `pen`).
+async fn with_pointer(page: &Page, kind: &str, actions: Vec<Value>) {
+    page.perform(
+        json!([{ "type": "pointer", "id": kind, "parameters": { "pointerType": kind }, "actions": actions }]),
+    )
     .await;
+}
+
+/// A pointer's move to `(x, y)` in the viewport, at once.
+fn move_to((x, y): (i64, i64)) -> Value {
+    json!({ "type": "pointerMove", "duration": 0, "x": x, "y": y, "origin": "viewport" })
+}
+
+/// The mouse goes to `(x, y)` and rests there.
+async fn rest_at(page: &Page, at: (i64, i64)) {
+    with_pointer(page, "mouse", vec![move_to(at)]).await;
 }
 
 /// A pointer of `kind` that goes to `(x, y)` (a move on the spot when it is there already) and
 /// presses there.
-async fn press_at(page: &Page, kind: &str, (x, y): (i64, i64)) {
-    page.perform(json!([{
-        "type": "pointer",
-        "id": kind,
-        "parameters": { "pointerType": kind },
-        "actions": [
-            { "type": "pointerMove", "duration": 0, "x": x, "y": y, "origin": "viewport" },
-            { "type": "pointerDown", "button": 0 },
-            { "type": "pointerUp", "button": 0 },
-        ],
-    }]))
-    .await;
+async fn press_at(page: &Page, kind: &str, at: (i64, i64)) {
+    let press = [json!({ "type": "pointerDown", "button": 0 }), json!({ "type": "pointerUp", "button": 0 })];
+    with_pointer(page, kind, [vec![move_to(at)], press.to_vec()].concat()).await;
 }
 
 /// A card that a live update moves under a resting mouse does not take the click aimed at the
@@ -3498,22 +3496,14 @@ async fn selecting_text_out_of_the_history_dialog_does_not_close_it() {
         )
         .await;
     let (x, y) = (start[0].as_i64().unwrap(), start[1].as_i64().unwrap());
-    let at = |x: i64, y: i64| json!({ "type": "pointerMove", "duration": 0, "x": x, "y": y, "origin": "viewport" });
-    let mut drag = vec![at(x, y), json!({ "type": "pointerDown", "button": 0 })];
-    drag.extend((1..=5).map(|step| at(x - (x - 5) * step / 5, y - (y - 5) * step / 5)));
+    let mut drag = vec![move_to((x, y)), json!({ "type": "pointerDown", "button": 0 })];
+    drag.extend((1..=5).map(|step| move_to((x - (x - 5) * step / 5, y - (y - 5) * step / 5))));
     drag.push(json!({ "type": "pointerUp", "button": 0 }));
-    page.perform(json!([{ "type": "pointer", "id": "mouse", "parameters": { "pointerType": "mouse" }, "actions": drag }]))
-        .await;
+    with_pointer(&page, "mouse", drag).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(dialog.attr("open").await.is_some(), "a selection dragged out closed the dialog");
 
-    let click = vec![
-        at(5, 5),
-        json!({ "type": "pointerDown", "button": 0 }),
-        json!({ "type": "pointerUp", "button": 0 }),
-    ];
-    page.perform(json!([{ "type": "pointer", "id": "mouse", "parameters": { "pointerType": "mouse" }, "actions": click }]))
-        .await;
+    press_at(&page, "mouse", (5, 5)).await;
     page.wait_gone(&testid("history-dialog")).await;
     page.assert_no_console_errors().await;
 }
