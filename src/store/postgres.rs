@@ -610,20 +610,46 @@ async fn store_batch(pool: &Pool<Manager>, failures: &FailureSignal, batch: Vec<
     // One deadline for the batch and the retries of its rows alone: its webhooks hear back
     // within it, whatever the retries.
     let deadline = tokio::time::Instant::now() + OPERATION_TIMEOUT - CANCEL_GRACE;
-    let stored = upsert_in_time(pool, failures, &batch, deadline).await;
-    match stored {
-        // One row failing fails its statement: each goes again alone, so only it fails.
-        Err(StoreError::Internal(_)) if batch.len() > 1 => {
+    match upsert_in_time(pool, failures, &batch, deadline).await {
+        Err(NotStored { error, alone_may_pass: true }) if batch.len() > 1 => {
+            log::warn!("storing {} webhook(s) one by one: {error}", batch.len());
             for upsert in batch {
                 let stored = upsert_in_time(pool, failures, std::slice::from_ref(&upsert), deadline).await;
-                let _ = upsert.reply.send(stored);
+                let _ = upsert.reply.send(stored.map_err(|not_stored| not_stored.error));
             }
         }
         stored => {
+            let stored = stored.map_err(|not_stored| not_stored.error);
             for upsert in batch {
                 let _ = upsert.reply.send(stored.clone());
             }
         }
+    }
+}
+
+/// Why a statement stored nothing, and whether its rows, each going again alone, may pass.
+struct NotStored {
+    error: StoreError,
+    /// One row the server refuses fails the whole statement; and a statement of several rows
+    /// that the server failed to break a deadlock can close the same cycle again if it goes
+    /// again at once, taking its first row back before the other transaction wakes to take it.
+    /// A statement of one row locks one row and waits for nothing while holding it, so it
+    /// cannot be part of a cycle.
+    alone_may_pass: bool,
+}
+
+impl NotStored {
+    fn finally(error: StoreError) -> Self {
+        NotStored { error, alone_may_pass: false }
+    }
+}
+
+impl From<tokio_postgres::Error> for NotStored {
+    fn from(err: tokio_postgres::Error) -> Self {
+        let conflict = is_conflict(&err);
+        let error = StoreError::from(err);
+        let alone_may_pass = conflict || matches!(error, StoreError::Internal(_));
+        NotStored { error, alone_may_pass }
     }
 }
 
@@ -641,34 +667,37 @@ async fn upsert_in_time(
     failures: &FailureSignal,
     rows: &[Upsert],
     deadline: tokio::time::Instant,
-) -> StoreResult<()> {
+) -> Result<(), NotStored> {
     if tokio::time::Instant::now() >= deadline {
-        return Err(StoreError::Unavailable(
+        return Err(NotStored::finally(StoreError::Unavailable(
             "the database did not answer in time; nothing was stored".into(),
-        ));
+        )));
     }
-    with_client(pool, failures, |client| async move {
+    let ran = with_client(pool, failures, |client| async move {
         let statement = upsert_rows(&client, rows, deadline);
         tokio::pin!(statement);
-        match tokio::time::timeout_at(deadline, &mut statement).await {
-            Ok(stored) => stored,
+        let stored = match tokio::time::timeout_at(deadline, &mut statement).await {
+            Ok(stored) => stored.map_err(NotStored::from),
             Err(_) => {
                 client.cancel_sent.store(true, Ordering::Relaxed);
                 if let Err(err) = client.cancel_token().cancel_query(NoTls).await {
                     log::warn!("cannot cancel a late upsert: {}", describe(&err));
                 }
-                statement.await.map_err(|err| match err {
-                    StoreError::Unavailable(why) if why.contains(SqlState::QUERY_CANCELED.code()) => {
-                        StoreError::Unavailable(
+                statement.await.map_err(|err| {
+                    if err.code() == Some(&SqlState::QUERY_CANCELED) {
+                        NotStored::finally(StoreError::Unavailable(
                             "the database did not answer in time; nothing was stored".into(),
-                        )
+                        ))
+                    } else {
+                        NotStored::from(err)
                     }
-                    other => other,
                 })
             }
-        }
+        };
+        Ok(stored)
     })
-    .await
+    .await;
+    ran.unwrap_or_else(|err| Err(NotStored::finally(err)))
 }
 
 const UPSERT_ONE: &str = "
@@ -726,24 +755,31 @@ const UPSERT_MANY: &str = "
     FROM input JOIN upserted USING (image)
     ORDER BY position";
 
-/// Attempts at a batch that the server fails to break a deadlock or a serialization conflict
-/// with another transaction: that one then goes through, and this one can after it.
+/// Attempts at a statement of one row that the server fails for a serialization conflict with
+/// another transaction (a database whose default isolation is serializable): that one then
+/// goes through, and this one can after it. A statement of several rows goes again row by row
+/// instead (see [`NotStored`]).
 const CONFLICT_ATTEMPTS: u32 = 3;
 
-async fn upsert_rows(client: &Conn, rows: &[Upsert], deadline: tokio::time::Instant) -> StoreResult<()> {
+async fn upsert_rows(
+    client: &Conn,
+    rows: &[Upsert],
+    deadline: tokio::time::Instant,
+) -> Result<(), tokio_postgres::Error> {
     let mut attempt = 1;
     loop {
         match upsert_once(client, rows).await {
             // Not after the deadline: a cancel sent meanwhile would miss a new attempt.
             Err(err)
-                if attempt < CONFLICT_ATTEMPTS
+                if rows.len() == 1
+                    && attempt < CONFLICT_ATTEMPTS
                     && is_conflict(&err)
                     && tokio::time::Instant::now() < deadline =>
             {
-                log::warn!("storing {} webhook(s) again: {}", rows.len(), describe(&err));
+                log::warn!("storing a webhook again: {}", describe(&err));
                 attempt += 1;
             }
-            stored => return stored.map_err(StoreError::from),
+            stored => return stored,
         }
     }
 }
