@@ -135,6 +135,70 @@ async fn a_batch_chosen_to_break_a_deadlock_goes_again() {
     app.stop().await;
 }
 
+/// One event the server refuses (here a DBA's trigger; in the wild, a value SQLite takes and
+/// PostgreSQL does not) fails its own webhook alone: the batch it shared goes again row by
+/// row, and the others are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_server_refuses_fails_only_its_own_webhook() {
+    let Some(app) = TestApp::postgres().await else { return };
+    for image in ["a:1", "c:1"] {
+        app.store.upsert_event(support::event_from_host(image, "nas"), Timestamp::now()).await.unwrap();
+    }
+    let (holder, observer) = (connect_to(&app).await, connect_to(&app).await);
+    observer
+        .batch_execute(
+            "CREATE FUNCTION refuse_z() RETURNS trigger LANGUAGE plpgsql AS
+                 $$ BEGIN IF NEW.image = 'z:1' THEN RAISE EXCEPTION 'z:1 refused'; END IF; RETURN NEW; END $$;
+             CREATE TRIGGER refuse_z BEFORE INSERT OR UPDATE ON updates
+                 FOR EACH ROW EXECUTE FUNCTION refuse_z();",
+        )
+        .await
+        .unwrap();
+    holder
+        .batch_execute("BEGIN; SELECT 1 FROM updates WHERE image IN ('a:1', 'c:1') FOR UPDATE")
+        .await
+        .unwrap();
+    let holder_pid = backend_pid(&holder).await;
+
+    // c:1 waits on the test's lock in a batch of its own, so a:1 and z:1, sent together, share
+    // the next one, which waits for a:1 (images go in order) before it reaches z:1.
+    let upsert = |image: &'static str, store: Arc<Store>| async move {
+        store.upsert_event(support::event_from_host(image, "pi"), Timestamp::now()).await
+    };
+    let waiting = tokio::spawn(upsert("c:1", Arc::clone(&app.store)));
+    until_blocked(&observer, holder_pid, 1).await;
+    let (first, second) = (upsert("a:1", Arc::clone(&app.store)), upsert("z:1", Arc::clone(&app.store)));
+    let pair = tokio::spawn(async move { tokio::join!(first, second) });
+    until_blocked(&observer, holder_pid, 2).await;
+    let shared: i64 = observer
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE $1 = ANY(pg_blocking_pids(pid)) AND query LIKE '%unnest%'",
+            &[&holder_pid],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(shared, 1, "a:1 and z:1 did not wait in one statement");
+    holder.batch_execute("COMMIT").await.unwrap();
+
+    waiting.await.unwrap().expect("c:1 stored");
+    let (a, z) = pair.await.unwrap();
+    a.expect("a:1 stored");
+    match z {
+        Err(diun_dashboard::store::StoreError::Internal(why)) => {
+            assert!(why.contains("z:1 refused"), "{why}")
+        }
+        other => panic!("z:1 should fail as the server refused it: {other:?}"),
+    }
+    let updates = app.updates().await;
+    for image in ["a:1", "c:1"] {
+        assert_eq!(updates[image]["event"]["hostname"], json!("pi"), "{image}: {updates}");
+    }
+    assert_eq!(updates.get("z:1"), None, "{updates}");
+    app.stop().await;
+}
+
 /// A webhook whose statement cannot finish in time hears 503, and then nothing of it is stored
 /// (its statement is cancelled on the server): an answer never contradicts the database. It
 /// used to hear 503 while its statement, still waiting on a row lock, committed once the lock
