@@ -58,6 +58,7 @@ impl bb8::ManageConnection for Manager {
             client: connected?,
             statements: Statements::default(),
             cancel_sent: AtomicBool::new(false),
+            abandoned_cancelled: AtomicBool::new(false),
             unfinished: AtomicUsize::new(0),
         })
     }
@@ -80,9 +81,12 @@ impl bb8::ManageConnection for Manager {
         // unfinished (its request timed out, or its client went away) still runs on the
         // server: the next request would queue behind it, and a cancel meant for that request
         // would stop the abandoned statement instead.
-        if *conn.unfinished.get_mut() > 0 && !*conn.cancel_sent.get_mut() {
+        // Also after a cancel of its own: that one may have reached the server between two
+        // exchanges and stopped nothing.
+        if *conn.unfinished.get_mut() > 0 && !*conn.abandoned_cancelled.get_mut() {
             cancel_abandoned(&conn.client);
             // Once: asked again about this connection, the pool must not cancel again.
+            *conn.abandoned_cancelled.get_mut() = true;
             *conn.cancel_sent.get_mut() = true;
         }
         *conn.cancel_sent.get_mut() || self.inner.has_broken(&mut conn.client)
@@ -112,6 +116,8 @@ pub struct Conn {
     statements: Statements,
     /// A cancel request was sent for this connection: it is not handed out again.
     cancel_sent: AtomicBool,
+    /// The pool has cancelled what this connection left running when it came back.
+    abandoned_cancelled: AtomicBool,
     /// Exchanges with the server started and not finished (see [`finished`]); several when
     /// queries are pipelined.
     unfinished: AtomicUsize,
@@ -528,21 +534,8 @@ impl PostgresStore {
         F: FnOnce(PooledConnection<'static, Manager>) -> Fut,
         Fut: Future<Output = StoreResult<T>>,
     {
-        with_client(&self.pool, &self.connect_failures, op).await
+        in_time(async { op(checkout(&self.pool, &self.connect_failures).await?).await }).await
     }
-}
-
-/// [`PostgresStore::with_client`], for the upsert batches too.
-async fn with_client<T, F, Fut>(
-    pool: &Pool<Manager>,
-    connect_failures: &FailureSignal,
-    op: F,
-) -> StoreResult<T>
-where
-    F: FnOnce(PooledConnection<'static, Manager>) -> Fut,
-    Fut: Future<Output = StoreResult<T>>,
-{
-    in_time(async { op(checkout(pool, connect_failures).await?).await }).await
 }
 
 /// Bounds one operation, its connections' checkouts included.
@@ -608,7 +601,7 @@ fn start_upsert_batches(
 
 async fn store_batch(pool: &Pool<Manager>, failures: &FailureSignal, batch: Vec<Upsert>) {
     // One deadline for the batch and the retries of its rows alone: its webhooks hear back
-    // within it, whatever the retries.
+    // within OPERATION_TIMEOUT, whatever the retries.
     let deadline = tokio::time::Instant::now() + OPERATION_TIMEOUT - CANCEL_GRACE;
     match upsert_in_time(pool, failures, &batch, deadline).await {
         Err(NotStored { error, alone_may_pass: true }) if batch.len() > 1 => {
@@ -656,48 +649,49 @@ impl From<tokio_postgres::Error> for NotStored {
 /// What a batch keeps of [`OPERATION_TIMEOUT`] to cancel a late statement and hear how it ended.
 const CANCEL_GRACE: Duration = Duration::from_secs(1);
 
-/// Upserts `rows` by `deadline`, and answers what is true where it can. A statement still
-/// running at the deadline (behind a row lock, on a slow server) is cancelled on the server and
-/// then awaited: it ends cancelled (nothing stored, 503) or committed if it got there first.
-/// Dropping it instead would not stop the server, which could commit the rows after their
-/// webhooks heard 503. Only a server that does not even answer the cancel within
-/// [`CANCEL_GRACE`] leaves the outcome unknown (the pool's own time limit answers then).
+/// Upserts `rows` by `deadline`, and answers what is true where it can. Nothing starts after
+/// the deadline, the wait for a connection included. A statement still running at the deadline
+/// (behind a row lock, on a slow server) is cancelled on the server and then awaited: it ends
+/// cancelled (nothing stored, 503) or committed if it got there first. Dropping it instead
+/// would not stop the server, which could commit the rows after their webhooks heard 503. Only
+/// a server that does not even answer the cancel within [`CANCEL_GRACE`] leaves the outcome
+/// unknown; the connection is then discarded, and cancelled again (see `has_broken`).
 async fn upsert_in_time(
     pool: &Pool<Manager>,
     failures: &FailureSignal,
     rows: &[Upsert],
     deadline: tokio::time::Instant,
 ) -> Result<(), NotStored> {
-    if tokio::time::Instant::now() >= deadline {
-        return Err(NotStored::finally(StoreError::Unavailable(
+    let late = || {
+        NotStored::finally(StoreError::Unavailable(
             "the database did not answer in time; nothing was stored".into(),
-        )));
+        ))
+    };
+    let client = match tokio::time::timeout_at(deadline, checkout(pool, failures)).await {
+        Ok(Ok(client)) => client,
+        Ok(Err(err)) => return Err(NotStored::finally(err)),
+        Err(_) => return Err(late()),
+    };
+    // A connection free at once is handed over even past the deadline.
+    if tokio::time::Instant::now() >= deadline {
+        return Err(late());
     }
-    let ran = with_client(pool, failures, |client| async move {
-        let statement = upsert_rows(&client, rows, deadline);
-        tokio::pin!(statement);
-        let stored = match tokio::time::timeout_at(deadline, &mut statement).await {
-            Ok(stored) => stored.map_err(NotStored::from),
-            Err(_) => {
-                client.cancel_sent.store(true, Ordering::Relaxed);
-                if let Err(err) = client.cancel_token().cancel_query(NoTls).await {
-                    log::warn!("cannot cancel a late upsert: {}", describe(&err));
-                }
-                statement.await.map_err(|err| {
-                    if err.code() == Some(&SqlState::QUERY_CANCELED) {
-                        NotStored::finally(StoreError::Unavailable(
-                            "the database did not answer in time; nothing was stored".into(),
-                        ))
-                    } else {
-                        NotStored::from(err)
-                    }
-                })
-            }
-        };
-        Ok(stored)
-    })
-    .await;
-    ran.unwrap_or_else(|err| Err(NotStored::finally(err)))
+    let statement = upsert_rows(&client, rows, deadline);
+    tokio::pin!(statement);
+    if let Ok(stored) = tokio::time::timeout_at(deadline, &mut statement).await {
+        return stored.map_err(NotStored::from);
+    }
+    client.cancel_sent.store(true, Ordering::Relaxed);
+    if let Err(err) = client.cancel_token().cancel_query(NoTls).await {
+        log::warn!("cannot cancel a late upsert: {}", describe(&err));
+    }
+    match tokio::time::timeout_at(deadline + CANCEL_GRACE, statement).await {
+        Ok(Err(err)) if err.code() == Some(&SqlState::QUERY_CANCELED) => Err(late()),
+        Ok(stored) => stored.map_err(NotStored::from),
+        Err(_) => {
+            Err(NotStored::finally(StoreError::Unavailable("the database did not answer in time".into())))
+        }
+    }
 }
 
 const UPSERT_ONE: &str = "
