@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use diun_dashboard::config::Database;
-use diun_dashboard::store::{Store, UpdateStore};
+use diun_dashboard::store::{StoreResult, UpdateStore};
 use diun_dashboard::time::Timestamp;
 use serde_json::json;
 use support::{TestApp, backend_pid, connect_to, docker_event, hold_row, until_blocked};
+use tokio::task::JoinHandle;
 
 /// Waits until the app's pool holds three idle connections (it opens them in the background
 /// after start-up), so that a listing reads on three.
@@ -25,6 +26,28 @@ async fn until_three_idle(app: &TestApp, observer: &tokio_postgres::Client) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("the pool never held three idle connections");
+}
+
+/// Webhooks from host "pi" for `lone`, then for the `pair` together, each holding a row the
+/// test's `holder_pid` has locked: `lone` waits in a batch of its own, so the pair, sent while
+/// it runs, shares the next batch. Returns once both batches wait on the test's locks.
+async fn lone_then_pair(
+    app: &TestApp,
+    observer: &tokio_postgres::Client,
+    holder_pid: i32,
+    lone: &'static str,
+    pair: [&'static str; 2],
+) -> (JoinHandle<StoreResult<()>>, JoinHandle<(StoreResult<()>, StoreResult<()>)>) {
+    let upsert = |image: &'static str| {
+        let store = Arc::clone(&app.store);
+        async move { store.upsert_event(support::event_from_host(image, "pi"), Timestamp::now()).await }
+    };
+    let waiting = tokio::spawn(upsert(lone));
+    until_blocked(observer, holder_pid, 1).await;
+    let (first, second) = (upsert(pair[0]), upsert(pair[1]));
+    let pair = tokio::spawn(async move { tokio::join!(first, second) });
+    until_blocked(observer, holder_pid, 2).await;
+    (waiting, pair)
 }
 
 /// An acknowledgement that waited for a webhook's upsert of the same image covers that
@@ -89,16 +112,8 @@ async fn a_batch_chosen_to_break_a_deadlock_goes_again() {
         .await
         .unwrap();
 
-    // c:1 waits on the test's lock, in a batch of its own; a:1 and b:1, sent together while it
-    // runs, share the next batch, which locks a:1 and then waits for b:1.
-    let upsert = |image: &'static str, store: Arc<Store>| async move {
-        store.upsert_event(support::event_from_host(image, "pi"), Timestamp::now()).await
-    };
-    let waiting = tokio::spawn(upsert("c:1", Arc::clone(&app.store)));
-    until_blocked(&observer, holder_pid, 1).await;
-    let (first, second) = (upsert("a:1", Arc::clone(&app.store)), upsert("b:1", Arc::clone(&app.store)));
-    let pair = tokio::spawn(async move { tokio::join!(first, second) });
-    until_blocked(&observer, holder_pid, 2).await;
+    // a:1 and b:1 share a batch, which locks a:1 and then waits for b:1.
+    let (waiting, pair) = lone_then_pair(&app, &observer, holder_pid, "c:1", ["a:1", "b:1"]).await;
 
     // Taking a:1 now closes the cycle. The batch has waited longer, so its deadlock check runs
     // first and the server fails it. The holder waits for a:1 meanwhile, which shows the batch
@@ -160,16 +175,8 @@ async fn an_event_the_server_refuses_fails_only_its_own_webhook() {
         .unwrap();
     let holder_pid = backend_pid(&holder).await;
 
-    // c:1 waits on the test's lock in a batch of its own, so a:1 and z:1, sent together, share
-    // the next one, which waits for a:1 (images go in order) before it reaches z:1.
-    let upsert = |image: &'static str, store: Arc<Store>| async move {
-        store.upsert_event(support::event_from_host(image, "pi"), Timestamp::now()).await
-    };
-    let waiting = tokio::spawn(upsert("c:1", Arc::clone(&app.store)));
-    until_blocked(&observer, holder_pid, 1).await;
-    let (first, second) = (upsert("a:1", Arc::clone(&app.store)), upsert("z:1", Arc::clone(&app.store)));
-    let pair = tokio::spawn(async move { tokio::join!(first, second) });
-    until_blocked(&observer, holder_pid, 2).await;
+    // a:1 and z:1 share a batch, which waits for a:1 (images go in order) before it reaches z:1.
+    let (waiting, pair) = lone_then_pair(&app, &observer, holder_pid, "c:1", ["a:1", "z:1"]).await;
     let shared: i64 = observer
         .query_one(
             "SELECT count(*) FROM pg_stat_activity
