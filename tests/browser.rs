@@ -294,6 +294,28 @@ impl Page {
         (!value.is_null()).then_some(value)
     }
 
+    /// Chooses the option of `id` that reads `label`, whatever its value.
+    async fn choose_labelled(&self, id: &str, label: &str) {
+        let script = format!(
+            r#"const o = [...document.querySelector('{}').options].find((o) => o.textContent === arguments[0]);
+               return o ? o.value : null;"#,
+            testid(id)
+        );
+        let value = self.execute(&script, vec![json!(label)]).await;
+        let value = value.as_str().unwrap_or_else(|| panic!("no option reading {label} in {id}"));
+        self.choose(id, value).await;
+    }
+
+    /// The options' text of the `<select>` with test id `id`, in order.
+    async fn labels(&self, id: &str) -> Vec<String> {
+        let script = format!(
+            r#"return [...document.querySelector('{}').options].map((o) => o.textContent);"#,
+            testid(id)
+        );
+        let value = self.execute(&script, vec![]).await;
+        value.as_array().into_iter().flatten().map(|v| v.as_str().unwrap_or_default().to_string()).collect()
+    }
+
     /// The values the `<select>` with test id `id` offers, in order.
     async fn options(&self, id: &str) -> Vec<String> {
         let script =
@@ -1512,12 +1534,12 @@ async fn every_host_reporting_an_image_is_on_its_card() {
     assert_eq!(hass["container"], "homeassistant", "{hass:#}");
 
     // The host filter: every host, and an image matches when any of its hosts is the one chosen.
-    assert_eq!(page.options("filter-host").await, ["all", "edge", "k8s-node-1", "nas", "pi"]);
-    page.choose("filter-host", "pi").await;
+    assert_eq!(page.labels("filter-host").await, ["All", "edge", "k8s-node-1", "nas", "pi"]);
+    page.choose_labelled("filter-host", "pi").await;
     page.wait_shown(&[NGINX, HASS], "the images on pi").await;
-    page.choose("filter-host", "edge").await;
+    page.choose_labelled("filter-host", "edge").await;
     page.wait_shown(&[NGINX], "the images on edge").await;
-    page.choose("filter-host", "k8s-node-1").await;
+    page.choose_labelled("filter-host", "k8s-node-1").await;
     page.wait_shown(&[PROMETHEUS], "the images on k8s-node-1").await;
     page.choose("filter-host", "all").await;
     page.wait_shown(&[NGINX, HASS, PROMETHEUS], "every image").await;
@@ -1531,7 +1553,7 @@ async fn every_host_reporting_an_image_is_on_its_card() {
     page.wait_shown(&[NGINX, HASS, PROMETHEUS, JELLYFIN], "jellyfin's card").await;
     let settled = page.card_hosts(NGINX).await.expect("the nginx card");
     assert_eq!((&settled["count"], &settled["items"]), (&hosts["count"], &hosts["items"]), "{settled:#}");
-    page.choose("filter-host", "edge").await;
+    page.choose_labelled("filter-host", "edge").await;
     page.wait_shown(&[NGINX, JELLYFIN], "the images on edge, nginx acknowledged").await;
     page.choose("filter-host", "all").await;
 
@@ -1546,12 +1568,21 @@ async fn every_host_reporting_an_image_is_on_its_card() {
         .await;
     assert_eq!(hosts["count"], Value::Null, "one host: no host list: {hosts:#}");
     assert_eq!(hosts["container"], "web", "{hosts:#}");
-    page.choose("filter-host", "edge").await;
+    page.choose_labelled("filter-host", "edge").await;
     page.wait_shown(&[JELLYFIN], "the images on edge after nginx was reported by nas alone").await;
-    page.choose("filter-host", "pi").await;
+    page.choose_labelled("filter-host", "pi").await;
     page.wait_shown(&[HASS], "the images on pi after nginx was reported by nas alone").await;
-    page.choose("filter-host", "nas").await;
+    page.choose_labelled("filter-host", "nas").await;
     page.wait_shown(&[NGINX], "the images on nas").await;
+
+    // A host may be named "all", and is then filtered for like any other.
+    page.choose("filter-host", "all").await;
+    page.webhook(&docker(VAULTWARDEN, "all", "vault", "")).await;
+    page.wait_shown(&[NGINX, HASS, PROMETHEUS, JELLYFIN, VAULTWARDEN], "every image").await;
+    let labels = page.labels("filter-host").await;
+    assert_eq!(labels, ["All", "all", "edge", "k8s-node-1", "nas", "pi"], "the host named all among the hosts");
+    page.choose_labelled("filter-host", "all").await;
+    page.wait_shown(&[VAULTWARDEN], "the images on the host named all").await;
     page.assert_no_console_errors().await;
 }
 

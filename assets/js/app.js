@@ -10,7 +10,7 @@
 //   Dialog      confirm-dialog (the <dialog> for "dismiss all"), confirm-ok, confirm-cancel
 //   Stats       stat-total, stat-pending, stat-acknowledged, stat-groups (text = the number)
 //   Filters     search, filter-status (all|pending|acknowledged), filter-group (all|<tag id>|untagged),
-//               filter-host (all|<host name>: cards with that host among their hosts), sort
+//               filter-host (all|host:<host name>: cards with that host among their hosts), sort
 //               (newest|name|registry), no-results, clear-filters
 //   New group   new-group-name, new-group-submit
 //   Sections    group (data-tag-id = tag id or "untagged", data-tag-name, data-count = updates in it),

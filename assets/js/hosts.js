@@ -26,6 +26,11 @@ export function hostsOf(image, entry, hosts) {
   return [...byName.values()].sort((a, b) => a.hostname.localeCompare(b.hostname));
 }
 
+// The host filter's option for `name`: prefixed, since a host may be named anything, "all" too.
+export function hostFilterValue(name) {
+  return `host:${name}`;
+}
+
 /** Every host name among the items (summarize's items, which carry .hosts), sorted. */
 export function knownHosts(items) {
   const names = new Set();

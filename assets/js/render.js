@@ -5,7 +5,7 @@
 import { parseImage, versionLabel, metadataRows, placeRows, placeSummary, safeLink, displayName } from "./image.js";
 import { serviceIcon, glyph, gripGlyph } from "./icons.js";
 import { timeElement, tick } from "./time.js";
-import { hostsOf, knownHosts } from "./hosts.js";
+import { hostFilterValue, hostsOf, knownHosts } from "./hosts.js";
 import { h, breakable } from "./dom.js";
 import { plural } from "./words.js";
 import { sectionKeyOf } from "./state.js";
@@ -76,7 +76,7 @@ export function renderSummary({ view, summary, loaded, filters }) {
   if (select.value !== filters.group) select.value = filters.group;
 
   // The host filter lists every host in view; a host that is gone falls back to "all".
-  fillSelect(document.getElementById("filter-host"), [["all", "All"], ...knownHosts(summary.items).map((name) => [name, name])]);
+  fillSelect(document.getElementById("filter-host"), [["all", "All"], ...knownHosts(summary.items).map((name) => [hostFilterValue(name), name])]);
   const hostSelect = document.getElementById("filter-host");
   if (![...hostSelect.options].some((o) => o.value === filters.host)) filters.host = "all";
   if (hostSelect.value !== filters.host) hostSelect.value = filters.host;
@@ -96,7 +96,7 @@ function fillSelect(select, options) {
 function matches(item, filters) {
   if (filters.status === "pending" && item.entry.acknowledged) return false;
   if (filters.status === "acknowledged" && !item.entry.acknowledged) return false;
-  if (filters.host !== "all" && !item.hosts.some((host) => host.hostname === filters.host)) return false;
+  if (filters.host !== "all" && !item.hosts.some((host) => hostFilterValue(host.hostname) === filters.host)) return false;
   const q = filters.q.trim().toLowerCase();
   return !q || item.image.toLowerCase().includes(q);
 }
