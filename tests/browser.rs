@@ -1373,6 +1373,45 @@ async fn single_key_shortcuts_reach_toasts_and_can_be_turned_off() {
     page.assert_no_console_errors().await;
 }
 
+/// The theme and the shortcuts setting chosen in another tab are this one's at once (as they
+/// are after a reload), and go back to their defaults when another tab clears them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn settings_chosen_in_another_tab_apply_here() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    page.open().await;
+    // A same-origin frame is another document on the same storage: the browser tells this one
+    // of its writes as it tells another tab's.
+    let from_another_tab = async |key: &str, value: Option<&str>| {
+        let script = r#"const frame = document.createElement("iframe");
+            document.body.append(frame);
+            const storage = frame.contentWindow.localStorage;
+            if (arguments[1] === null) storage.removeItem(arguments[0]);
+            else storage.setItem(arguments[0], arguments[1]);
+            frame.remove();"#;
+        page.execute(script, vec![json!(format!("diun-dashboard:{key}")), json!(value)]).await;
+    };
+    let settings = async || {
+        let theme = page.by_testid("theme-toggle").await.attr("data-mode").await.unwrap_or_default();
+        let root = page.execute("return document.documentElement.dataset.theme ?? null", vec![]).await;
+        let shortcuts =
+            page.by_testid("shortcuts-toggle").await.attr("aria-pressed").await.unwrap_or_default();
+        (theme, root, shortcuts)
+    };
+    assert_eq!(settings().await, ("system".into(), Value::Null, "true".into()));
+
+    from_another_tab("theme", Some(r#""dark""#)).await;
+    from_another_tab("shortcuts", Some("false")).await;
+    let want = ("dark".to_string(), json!("dark"), "false".to_string());
+    page.wait_until("the other tab's settings", async || (settings().await == want).then_some(())).await;
+
+    from_another_tab("theme", None).await;
+    from_another_tab("shortcuts", None).await;
+    let want = ("system".to_string(), Value::Null, "true".to_string());
+    page.wait_until("the settings' defaults", async || (settings().await == want).then_some(())).await;
+    page.assert_no_console_errors().await;
+}
+
 /// An action refreshes the page itself; the change stream's notice of that same change, arriving
 /// while or after that refresh runs, costs no second fetch of the listing. Other changes still do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -60,7 +60,7 @@ import { Coverage, commonMark, parseMark } from "./sync.js";
 import { openHistory, historyEntry, historyImage } from "./history.js";
 import { plural, isolated } from "./words.js";
 import { closeOnBackdrop } from "./dom.js";
-import { load, save } from "./storage.js";
+import { load, onChange, save } from "./storage.js";
 
 const POLL_MS = 3000;
 const SAFETY_POLL_MS = 60000;
@@ -619,6 +619,10 @@ shortcutsToggle.addEventListener("click", () => {
   showShortcuts();
 });
 showShortcuts();
+onChange("shortcuts", true, (theirs) => {
+  shortcutsOn = theirs !== false;
+  showShortcuts();
+});
 
 document.addEventListener("keydown", (e) => {
   if (!shortcutsOn || e.ctrlKey || e.metaKey || e.altKey || document.querySelector("dialog[open]")) return;

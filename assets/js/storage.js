@@ -26,3 +26,20 @@ export function has(key) {
     return false;
   }
 }
+
+/**
+ * Calls `apply(value)` when another tab saves `key` (the browser tells every other tab of the
+ * origin), with `fallback` when it removed it or saved something unreadable.
+ */
+export function onChange(key, fallback, apply) {
+  window.addEventListener("storage", (e) => {
+    if (e.storageArea !== localStorage || (e.key !== null && e.key !== PREFIX + key)) return;
+    let value = fallback;
+    try {
+      if (e.newValue !== null && e.key !== null) value = JSON.parse(e.newValue);
+    } catch {
+      /* left as the fallback */
+    }
+    apply(value);
+  });
+}

@@ -1,6 +1,6 @@
 // The theme toggle: system → light → dark → system, remembered (theme-boot.js applies it early).
 
-import { load, save } from "./storage.js";
+import { load, onChange, save } from "./storage.js";
 
 const MODES = ["system", "light", "dark"];
 const NEXT_LABEL = { system: "light", light: "dark", dark: "system" };
@@ -14,13 +14,19 @@ function apply(mode, button) {
   button.title = `Theme: ${mode}`;
 }
 
+const known = (mode) => (MODES.includes(mode) ? mode : "system");
+
 export function initTheme(button) {
-  let mode = load("theme", "system");
-  if (!MODES.includes(mode)) mode = "system";
+  let mode = known(load("theme", "system"));
   apply(mode, button);
   button.addEventListener("click", () => {
     mode = MODES[(MODES.indexOf(mode) + 1) % MODES.length];
     save("theme", mode);
+    apply(mode, button);
+  });
+  // A theme chosen in another tab is this one's too, as it will be on the next visit.
+  onChange("theme", "system", (theirs) => {
+    mode = known(theirs);
     apply(mode, button);
   });
 }
