@@ -1619,7 +1619,11 @@ async fn every_host_reporting_an_image_is_on_its_card() {
     page.webhook(&docker(VAULTWARDEN, "all", "vault", "")).await;
     page.wait_shown(&[NGINX, HASS, PROMETHEUS, JELLYFIN, VAULTWARDEN], "every image").await;
     let labels = page.labels("filter-host").await;
-    assert_eq!(labels, ["All", "all", "edge", "k8s-node-1", "nas", "pi"], "the host named all among the hosts");
+    assert_eq!(
+        labels,
+        ["All", "all", "edge", "k8s-node-1", "nas", "pi"],
+        "the host named all among the hosts"
+    );
     page.choose_labelled("filter-host", "all").await;
     page.wait_shown(&[VAULTWARDEN], "the images on the host named all").await;
     page.assert_no_console_errors().await;
