@@ -206,52 +206,6 @@ async fn an_event_the_server_refuses_fails_only_its_own_webhook() {
     app.stop().await;
 }
 
-/// A row another session keeps locked holds up its own webhook only: the batch that waits for
-/// it is cancelled after a while and its rows go again one by one, the others stored at once;
-/// the held one is stored once the lock goes, within its time limit. Takes about four seconds:
-/// the service's patience with the batch, and then with the held row alone.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_row_another_session_keeps_locked_holds_up_only_its_own_webhook() {
-    let Some(app) = TestApp::postgres().await else { return };
-    for image in ["a:1", "c:1", "z:1"] {
-        app.store.upsert_event(support::event_from_host(image, "nas"), Timestamp::now()).await.unwrap();
-    }
-    let (holder, observer) = (connect_to(&app).await, connect_to(&app).await);
-    holder
-        .batch_execute("BEGIN; SELECT 1 FROM updates WHERE image IN ('a:1', 'c:1') FOR UPDATE")
-        .await
-        .unwrap();
-    let holder_pid = backend_pid(&holder).await;
-    // a:1 and z:1 share a batch, which waits for a:1 before it reaches z:1 (images go in order).
-    let (waiting, pair) = lone_then_pair(&app, &observer, holder_pid, "c:1", ["a:1", "z:1"]).await;
-
-    let hostname = async |image: &str| -> String {
-        let row =
-            observer.query_one("SELECT hostname FROM updates WHERE image = $1", &[&image]).await.unwrap();
-        row.get(0)
-    };
-    let stored_meanwhile = async {
-        while hostname("z:1").await != "pi" {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(8), stored_meanwhile)
-        .await
-        .expect("z:1 was not stored while a:1 stayed locked");
-    assert_eq!(hostname("a:1").await, "nas", "a:1 is locked: nothing can have stored it");
-    holder.batch_execute("COMMIT").await.unwrap();
-
-    waiting.await.unwrap().expect("c:1 stored");
-    let (a, z) = pair.await.unwrap();
-    a.expect("a:1 stored once the lock went");
-    z.expect("z:1 stored");
-    let updates = app.updates().await;
-    for image in ["a:1", "c:1", "z:1"] {
-        assert_eq!(updates[image]["event"]["hostname"], json!("pi"), "{image}: {updates}");
-    }
-    app.stop().await;
-}
-
 /// A webhook whose statement cannot finish in time hears 503, and then nothing of it is stored
 /// (its statement is cancelled on the server): an answer never contradicts the database. It
 /// used to hear 503 while its statement, still waiting on a row lock, committed once the lock

@@ -603,18 +603,16 @@ async fn store_batch(pool: &Pool<Manager>, failures: &FailureSignal, batch: Vec<
     // One deadline for the batch and the retries of its rows alone: its webhooks hear back
     // within OPERATION_TIMEOUT, whatever the retries.
     let deadline = tokio::time::Instant::now() + OPERATION_TIMEOUT - CANCEL_GRACE;
-    let patience = (batch.len() > 1).then_some(BATCH_PATIENCE);
-    match upsert_in_time(pool, failures, &batch, deadline, patience).await {
-        Err(NotStored::Split(why)) if batch.len() > 1 => {
-            log::warn!("storing {} webhook(s) one by one: {why}", batch.len());
-            store_one_by_one(pool, failures, batch, deadline).await;
-        }
-        Err(NotStored::HeldUp) => {
-            log::warn!("storing {} webhook(s) one by one: a row stayed locked", batch.len());
-            store_one_by_one(pool, failures, batch, deadline).await;
+    match upsert_in_time(pool, failures, &batch, deadline).await {
+        Err(NotStored { error, alone_may_pass: true }) if batch.len() > 1 => {
+            log::warn!("storing {} webhook(s) one by one: {error}", batch.len());
+            for upsert in batch {
+                let stored = upsert_in_time(pool, failures, std::slice::from_ref(&upsert), deadline).await;
+                let _ = upsert.reply.send(stored.map_err(|not_stored| not_stored.error));
+            }
         }
         stored => {
-            let stored = stored.map_err(NotStored::into_error);
+            let stored = stored.map_err(|not_stored| not_stored.error);
             for upsert in batch {
                 let _ = upsert.reply.send(stored.clone());
             }
@@ -622,126 +620,76 @@ async fn store_batch(pool: &Pool<Manager>, failures: &FailureSignal, batch: Vec<
     }
 }
 
-/// Stores each row alone, in order, each with a batch's patience first, so that a row waiting
-/// for another session's lock holds up only its own webhook; the rows held up then go again in
-/// their order, to the deadline. An image held up keeps its later events behind it, so that its
-/// events are stored in the order they came.
-async fn store_one_by_one(
-    pool: &Pool<Manager>,
-    failures: &FailureSignal,
-    batch: Vec<Upsert>,
-    deadline: tokio::time::Instant,
-) {
-    let mut held_up: Vec<Upsert> = Vec::new();
-    for upsert in batch {
-        if !held_up.iter().any(|held| held.event.image == upsert.event.image) {
-            let alone = std::slice::from_ref(&upsert);
-            match upsert_in_time(pool, failures, alone, deadline, Some(BATCH_PATIENCE)).await {
-                Err(NotStored::HeldUp) => {}
-                stored => {
-                    let _ = upsert.reply.send(stored.map_err(NotStored::into_error));
-                    continue;
-                }
-            }
-        }
-        held_up.push(upsert);
-    }
-    for upsert in held_up {
-        let stored = upsert_in_time(pool, failures, std::slice::from_ref(&upsert), deadline, None).await;
-        let _ = upsert.reply.send(stored.map_err(NotStored::into_error));
-    }
-}
-
-/// Why a statement stored nothing.
-enum NotStored {
-    /// So it is for its rows, together or alone.
-    Failed(StoreError),
-    /// Its rows, each going again alone, may pass. One row the server refuses fails the whole
-    /// statement; and a statement of several rows that the server failed to break a deadlock
-    /// can close the same cycle again if it goes again at once, taking its first row back
-    /// before the other transaction wakes to take it. A statement of one row locks one row and
-    /// waits for nothing while holding it, so it cannot be part of a cycle.
-    Split(StoreError),
-    /// Cancelled once its patience ran out, still waiting (for a row another session holds).
-    HeldUp,
+/// Why a statement stored nothing, and whether its rows, each going again alone, may pass.
+struct NotStored {
+    error: StoreError,
+    /// One row the server refuses fails the whole statement; and a statement of several rows
+    /// that the server failed to break a deadlock can close the same cycle again if it goes
+    /// again at once, taking its first row back before the other transaction wakes to take it.
+    /// A statement of one row locks one row and waits for nothing while holding it, so it
+    /// cannot be part of a cycle.
+    alone_may_pass: bool,
 }
 
 impl NotStored {
-    fn into_error(self) -> StoreError {
-        match self {
-            NotStored::Failed(error) | NotStored::Split(error) => error,
-            NotStored::HeldUp => StoreError::Unavailable("a row stayed locked; nothing was stored".into()),
-        }
+    fn finally(error: StoreError) -> Self {
+        NotStored { error, alone_may_pass: false }
     }
 }
 
 impl From<tokio_postgres::Error> for NotStored {
     fn from(err: tokio_postgres::Error) -> Self {
         let conflict = is_conflict(&err);
-        match StoreError::from(err) {
-            error @ StoreError::Internal(_) => NotStored::Split(error),
-            error if conflict => NotStored::Split(error),
-            error => NotStored::Failed(error),
-        }
+        let error = StoreError::from(err);
+        let alone_may_pass = conflict || matches!(error, StoreError::Internal(_));
+        NotStored { error, alone_may_pass }
     }
 }
 
 /// What a batch keeps of [`OPERATION_TIMEOUT`] to cancel a late statement and hear how it ended.
 const CANCEL_GRACE: Duration = Duration::from_secs(1);
 
-/// How long a statement of several rows, and then each of its rows alone, runs before it is
-/// cancelled. A batch takes milliseconds; one that waits this long is waiting for a row another
-/// session holds (a psql left in a transaction, a DBA's bulk `UPDATE`), and would otherwise
-/// fail every webhook it carries at the deadline, not only the one for that row.
-const BATCH_PATIENCE: Duration = Duration::from_secs(2);
-
 /// Upserts `rows` by `deadline`, and answers what is true where it can. Nothing starts after
 /// the deadline, the wait for a connection included. A statement still running at the deadline
-/// (behind a row lock, on a slow server), or after `patience`, is cancelled on the server and
-/// then awaited: it ends cancelled (nothing stored) or committed if it got there first.
-/// Dropping it instead would not stop the server, which could commit the rows after their
-/// webhooks heard 503. Only a server that does not even answer the cancel within
-/// [`CANCEL_GRACE`] leaves the outcome unknown; the connection is then discarded, and cancelled
-/// again (see `has_broken`).
+/// (behind a row lock, on a slow server) is cancelled on the server and then awaited: it ends
+/// cancelled (nothing stored, 503) or committed if it got there first. Dropping it instead
+/// would not stop the server, which could commit the rows after their webhooks heard 503. Only
+/// a server that does not even answer the cancel within [`CANCEL_GRACE`] leaves the outcome
+/// unknown; the connection is then discarded, and cancelled again (see `has_broken`).
 async fn upsert_in_time(
     pool: &Pool<Manager>,
     failures: &FailureSignal,
     rows: &[Upsert],
     deadline: tokio::time::Instant,
-    patience: Option<Duration>,
 ) -> Result<(), NotStored> {
     let late = || {
-        NotStored::Failed(StoreError::Unavailable(
+        NotStored::finally(StoreError::Unavailable(
             "the database did not answer in time; nothing was stored".into(),
         ))
     };
     let client = match tokio::time::timeout_at(deadline, checkout(pool, failures)).await {
         Ok(Ok(client)) => client,
-        Ok(Err(err)) => return Err(NotStored::Failed(err)),
+        Ok(Err(err)) => return Err(NotStored::finally(err)),
         Err(_) => return Err(late()),
     };
     // A connection free at once is handed over even past the deadline.
-    let now = tokio::time::Instant::now();
-    if now >= deadline {
+    if tokio::time::Instant::now() >= deadline {
         return Err(late());
     }
-    let limit = patience.map_or(deadline, |patience| deadline.min(now + patience));
     let statement = upsert_rows(&client, rows, deadline);
     tokio::pin!(statement);
-    if let Ok(stored) = tokio::time::timeout_at(limit, &mut statement).await {
+    if let Ok(stored) = tokio::time::timeout_at(deadline, &mut statement).await {
         return stored.map_err(NotStored::from);
     }
     client.cancel_sent.store(true, Ordering::Relaxed);
     if let Err(err) = client.cancel_token().cancel_query(NoTls).await {
         log::warn!("cannot cancel a late upsert: {}", describe(&err));
     }
-    match tokio::time::timeout_at(limit + CANCEL_GRACE, statement).await {
-        Ok(Err(err)) if err.code() == Some(&SqlState::QUERY_CANCELED) => {
-            Err(if limit < deadline { NotStored::HeldUp } else { late() })
-        }
+    match tokio::time::timeout_at(deadline + CANCEL_GRACE, statement).await {
+        Ok(Err(err)) if err.code() == Some(&SqlState::QUERY_CANCELED) => Err(late()),
         Ok(stored) => stored.map_err(NotStored::from),
         Err(_) => {
-            Err(NotStored::Failed(StoreError::Unavailable("the database did not answer in time".into())))
+            Err(NotStored::finally(StoreError::Unavailable("the database did not answer in time".into())))
         }
     }
 }
