@@ -396,6 +396,66 @@ async fn unreachable_postgres_fails_fast_without_printing_the_password() {
     assert!(!stderr.contains("hunter2"), "the password leaked: {stderr}");
 }
 
+/// A server that goes through PostgreSQL's start-up, says it takes writes, and then answers
+/// nothing (a stuck proxy, a server out of memory) fails the start within seconds and says so:
+/// the service does not wait for ever before it listens.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_postgres_server_that_stops_answering_fails_the_start() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    fn message(out: &mut Vec<u8>, tag: u8, body: &[u8]) {
+        out.push(tag);
+        out.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+        out.extend_from_slice(body);
+    }
+    async fn skip(socket: &mut tokio::net::TcpStream, length: i32) {
+        let mut body = vec![0; length as usize - 4];
+        socket.read_exact(&mut body).await.unwrap();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let startup = socket.read_i32().await.unwrap();
+        skip(&mut socket, startup).await;
+        let mut reply = Vec::new();
+        message(&mut reply, b'R', &0i32.to_be_bytes()); // authenticated
+        message(&mut reply, b'K', &[0, 0, 0, 1, 0, 0, 0, 2]); // the key for cancels
+        message(&mut reply, b'Z', b"I"); // ready
+        socket.write_all(&reply).await.unwrap();
+
+        // The driver's `SHOW transaction_read_only`, for target_session_attrs=read-write.
+        assert_eq!(socket.read_u8().await.unwrap(), b'Q');
+        let query = socket.read_i32().await.unwrap();
+        skip(&mut socket, query).await;
+        let mut column = b"transaction_read_only\0".to_vec();
+        column.extend_from_slice(&0i32.to_be_bytes()); // no table
+        column.extend_from_slice(&0i16.to_be_bytes());
+        column.extend_from_slice(&25i32.to_be_bytes()); // text
+        column.extend_from_slice(&(-1i16).to_be_bytes());
+        column.extend_from_slice(&(-1i32).to_be_bytes());
+        column.extend_from_slice(&0i16.to_be_bytes());
+        let mut reply = Vec::new();
+        message(&mut reply, b'T', &[&1i16.to_be_bytes()[..], &column].concat());
+        message(&mut reply, b'D', &[&1i16.to_be_bytes()[..], &3i32.to_be_bytes(), b"off"].concat());
+        message(&mut reply, b'C', b"SHOW\0");
+        message(&mut reply, b'Z', b"I");
+        socket.write_all(&reply).await.unwrap();
+
+        // Whatever comes next goes unanswered, the connection open, until the service leaves.
+        let mut unanswered = Vec::new();
+        let _ = socket.read_to_end(&mut unanswered).await;
+        unanswered
+    });
+    let url = format!("postgres://diun:secret@127.0.0.1:{port}/diun");
+    let (code, _, stderr) =
+        run(&[], &[("DATABASE_URL", url), ("PORT", free_port().to_string())], LIMIT).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("the server accepted the connection but did not answer"), "{stderr}");
+    let unanswered = server.await.unwrap();
+    assert_eq!(unanswered.first(), Some(&b'Q'), "the service sent no query after the start-up");
+}
+
 #[cfg(not(feature = "postgres"))]
 #[tokio::test]
 async fn a_sqlite_only_build_names_the_missing_postgres_feature() {
