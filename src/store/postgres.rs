@@ -682,8 +682,13 @@ async fn upsert_in_time(
         return stored.map_err(NotStored::from);
     }
     client.cancel_sent.store(true, Ordering::Relaxed);
-    if let Err(err) = client.cancel_token().cancel_query(NoTls).await {
-        log::warn!("cannot cancel a late upsert: {}", describe(&err));
+    // The cancel opens a connection of its own, which may take the connect timeout: bounded
+    // too, so that the webhooks hear back in time.
+    let cancel = client.cancel_token();
+    match tokio::time::timeout_at(deadline + CANCEL_GRACE, cancel.cancel_query(NoTls)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => log::warn!("cannot cancel a late upsert: {}", describe(&err)),
+        Err(_) => log::warn!("cannot cancel a late upsert: the server did not take the cancel in time"),
     }
     match tokio::time::timeout_at(deadline + CANCEL_GRACE, statement).await {
         Ok(Err(err)) if err.code() == Some(&SqlState::QUERY_CANCELED) => Err(late()),
