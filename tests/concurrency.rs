@@ -28,9 +28,10 @@ async fn until_three_idle(app: &TestApp, observer: &tokio_postgres::Client) {
     panic!("the pool never held three idle connections");
 }
 
-/// Webhooks from host "pi" for `lone`, then for the `pair` together, each holding a row the
-/// test's `holder_pid` has locked: `lone` waits in a batch of its own, so the pair, sent while
-/// it runs, shares the next batch. Returns once both batches wait on the test's locks.
+/// Webhooks from host "pi" for `lone`, then for the `pair` together: `lone` and the pair's first
+/// image are rows the test's `holder_pid` has locked, so `lone` waits in a batch of its own and
+/// the pair, sent while it runs, shares the next batch. Returns once both batches wait on the
+/// test's locks.
 async fn lone_then_pair(
     app: &TestApp,
     observer: &tokio_postgres::Client,

@@ -654,8 +654,9 @@ const CANCEL_GRACE: Duration = Duration::from_secs(1);
 /// (behind a row lock, on a slow server) is cancelled on the server and then awaited: it ends
 /// cancelled (nothing stored, 503) or committed if it got there first. Dropping it instead
 /// would not stop the server, which could commit the rows after their webhooks heard 503. Only
-/// a server that does not even answer the cancel within [`CANCEL_GRACE`] leaves the outcome
-/// unknown; the connection is then discarded, and cancelled again (see `has_broken`).
+/// a statement that two cancels do not end within [`CANCEL_GRACE`] (a server that does not
+/// take them, or does not answer) leaves the outcome unknown; the connection is then
+/// discarded, and cancelled once more (see `has_broken`).
 async fn upsert_in_time(
     pool: &Pool<Manager>,
     failures: &FailureSignal,
@@ -682,20 +683,34 @@ async fn upsert_in_time(
         return stored.map_err(NotStored::from);
     }
     client.cancel_sent.store(true, Ordering::Relaxed);
-    // The cancel opens a connection of its own, which may take the connect timeout: bounded
-    // too, so that the webhooks hear back in time.
-    let cancel = client.cancel_token();
-    match tokio::time::timeout_at(deadline + CANCEL_GRACE, cancel.cancel_query(NoTls)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => log::warn!("cannot cancel a late upsert: {}", describe(&err)),
-        Err(_) => log::warn!("cannot cancel a late upsert: the server did not take the cancel in time"),
+    let ended = |stored: Result<(), tokio_postgres::Error>| match stored {
+        Err(err) if err.code() == Some(&SqlState::QUERY_CANCELED) => Err(late()),
+        stored => stored.map_err(NotStored::from),
+    };
+    // A cancel that reaches the server between two exchanges of the statement (its prepare and
+    // its execution) stops nothing: a second one goes halfway through the grace.
+    let halfway = deadline + CANCEL_GRACE / 2;
+    cancel_by(&client, halfway).await;
+    if let Ok(stored) = tokio::time::timeout_at(halfway, &mut statement).await {
+        return ended(stored);
     }
+    cancel_by(&client, deadline + CANCEL_GRACE).await;
     match tokio::time::timeout_at(deadline + CANCEL_GRACE, statement).await {
-        Ok(Err(err)) if err.code() == Some(&SqlState::QUERY_CANCELED) => Err(late()),
-        Ok(stored) => stored.map_err(NotStored::from),
+        Ok(stored) => ended(stored),
         Err(_) => {
             Err(NotStored::finally(StoreError::Unavailable("the database did not answer in time".into())))
         }
+    }
+}
+
+/// Asks the server to cancel what `client` runs, giving up at `by`: the cancel opens a
+/// connection of its own, which may take the connect timeout, and the webhooks must hear back
+/// in time.
+async fn cancel_by(client: &Conn, by: tokio::time::Instant) {
+    match tokio::time::timeout_at(by, client.cancel_token().cancel_query(NoTls)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => log::warn!("cannot cancel a late upsert: {}", describe(&err)),
+        Err(_) => log::warn!("cannot cancel a late upsert: the server did not take the cancel in time"),
     }
 }
 
