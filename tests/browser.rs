@@ -2008,6 +2008,45 @@ async fn the_empty_state_explains_how_to_point_diun_here() {
     page.assert_no_console_errors().await;
 }
 
+/// On a phone, the banners kept in view take at most 40% of the screen: past that they scroll
+/// among themselves, the newest shown, and the page stays usable under them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn banners_on_a_phone_leave_most_of_the_screen() {
+    let Some(page) = Page::start(375, 640).await else { return };
+    seed(&page, &varied_events()).await;
+    page.create_tag("prod").await;
+    page.open().await;
+    page.card(NGINX).await;
+    // A group name taken already is refused with a banner, without a request: one per try.
+    let banners =
+        async || page.execute("return document.querySelectorAll('#errors .alert').length", vec![]).await;
+    let name = page.by_testid("new-group-name").await;
+    name.send_keys("prod").await;
+    for count in 1..=3 {
+        name.send_keys(keys::ENTER).await;
+        page.wait_until("another banner", async || (banners().await == json!(count)).then_some(())).await;
+    }
+    let layout = page
+        .execute(
+            "const errors = document.getElementById('errors');
+             const box = errors.getBoundingClientRect();
+             const newest = errors.lastElementChild.getBoundingClientRect();
+             return { height: box.height, screen: innerHeight, stacked: errors.scrollHeight,
+                      newest_shown: newest.top >= box.top - 1 && newest.bottom <= box.bottom + 1 };",
+            vec![],
+        )
+        .await;
+    let (height, screen) = (layout["height"].as_f64().unwrap(), layout["screen"].as_f64().unwrap());
+    assert!(height <= screen * 0.4 + 1.0, "the banners take {height} of {screen} px: {layout}");
+    assert!(
+        layout["stacked"].as_f64().unwrap() > height + 1.0,
+        "nothing to scroll: the test shows nothing: {layout}"
+    );
+    assert_eq!(layout["newest_shown"], json!(true), "{layout}");
+    page.assert_no_console_errors().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn a_failure_is_said_in_view_and_a_refresh_by_hand_shows_it_again() {

@@ -103,6 +103,7 @@ export function showError(message, { key = null, title = "Something went wrong" 
   if (key) box.dataset.key = key;
   host.append(box);
   keepAtMost(host, 3);
+  host.scrollTop = host.scrollHeight;
 }
 
 export function clearError(key) {
