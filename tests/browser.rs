@@ -2380,24 +2380,31 @@ async fn dismiss_all_never_dismisses_a_report_the_page_has_not_shown() {
     page.assert_no_console_errors_besides_failed_requests().await;
 }
 
-/// Before any page script: the page's POSTs that dismiss many (all, or a group) wait until
-/// `window.releaseDismissal()`; `window.dismissalHeld` tells that one is waiting.
-const DISMISSAL_HELD: &str = r#"
-(() => {
+/// Before any page script: the page's requests of `method` whose URL matches the regular
+/// expression `url` wait until `window.releaseHeld()`; `window.held` counts those waiting.
+fn holding(method: &str, url: &str) -> String {
+    format!(
+        r#"(() => {{
   const realFetch = window.fetch;
   let release = null;
   const released = new Promise((resolve) => (release = resolve));
-  window.dismissalHeld = false;
-  window.releaseDismissal = () => release();
-  window.fetch = async function (input, init) {
-    if (init?.method === "POST" && /api\/updates\/acknowledge-(all|by-tag)/.test(String(input))) {
-      window.dismissalHeld = true;
+  window.held = 0;
+  window.releaseHeld = () => release();
+  window.fetch = async function (input, init) {{
+    if (init?.method === "{method}" && /{url}/.test(String(input))) {{
+      window.held += 1;
       await released;
-    }
+    }}
     return realFetch.call(this, input, init);
-  };
-})();
-"#;
+  }};
+}})();"#
+    )
+}
+
+/// The page's requests that dismiss many (all, or a group), held (see [`holding`]).
+fn dismissals_held() -> String {
+    holding("POST", r"api\/updates\/acknowledge-(all|by-tag)")
+}
 
 /// A report that reaches the server after the page's last check and before its dismissal of
 /// many (all, or a group) stays pending: the request names the newest report the page showed.
@@ -2406,10 +2413,12 @@ const DISMISSAL_HELD: &str = r#"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn a_report_arriving_just_before_a_dismissal_of_many_stays_pending() {
-    let Some((page, prod)) = page_with_group(DISMISSAL_HELD, 3, "prod", &[NGINX, HASS]).await else { return };
+    let Some((page, prod)) = page_with_group(&dismissals_held(), 3, "prod", &[NGINX, HASS]).await else {
+        return;
+    };
     let held = async || {
         page.wait_until("the dismissal to be sent", async || {
-            (page.execute("return window.dismissalHeld", vec![]).await == json!(true)).then_some(())
+            (page.execute("return window.held", vec![]).await == json!(1)).then_some(())
         })
         .await
     };
@@ -2419,7 +2428,7 @@ async fn a_report_arriving_just_before_a_dismissal_of_many_stays_pending() {
     page.wait_for(&testid("group-dismiss-confirm")).await.click().await;
     held().await;
     page.webhook(&reported_anew(NGINX, 1)).await;
-    page.execute("window.releaseDismissal()", vec![]).await;
+    page.execute("window.releaseHeld()", vec![]).await;
     let updates = page.wait_api("hass dismissed", |u| u[HASS]["acknowledged"] == true).await;
     assert_eq!(updates[NGINX]["acknowledged"], false, "the report the page had not shown was dismissed");
     page.wait_state(NGINX, "pending").await;
@@ -2432,11 +2441,37 @@ async fn a_report_arriving_just_before_a_dismissal_of_many_stays_pending() {
     page.by_testid("confirm-ok").await.click().await;
     held().await;
     page.webhook(&reported_anew(PROMETHEUS, 2)).await;
-    page.execute("window.releaseDismissal()", vec![]).await;
+    page.execute("window.releaseHeld()", vec![]).await;
     let updates = page.wait_api("nginx dismissed", |u| u[NGINX]["acknowledged"] == true).await;
     assert_eq!(updates[PROMETHEUS]["acknowledged"], false, "the report the page had not shown was dismissed");
     page.wait_state(PROMETHEUS, "pending").await;
     page.assert_no_console_errors().await;
+}
+
+/// Dismissing Untagged (one acknowledgement per card) names each card's report: one reported
+/// anew while the acknowledgements are on their way stays pending, the others are dismissed,
+/// and the page says which.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_report_arriving_while_untagged_is_dismissed_stays_pending() {
+    let Some((page, _)) = page_with_group(&holding("PATCH", r"api\/updates\/"), 3, "prod", &[NGINX]).await
+    else {
+        return;
+    };
+    page.section("untagged").await.get("group-dismiss").await.click().await;
+    page.wait_for(&testid("group-dismiss-confirm")).await.click().await;
+    page.wait_until("both cards' acknowledgements to be sent", async || {
+        (page.execute("return window.held", vec![]).await == json!(2)).then_some(())
+    })
+    .await;
+    page.webhook(&reported_anew(HASS, 1)).await;
+    page.execute("window.releaseHeld()", vec![]).await;
+    let updates = page.wait_api("prometheus dismissed", |u| u[PROMETHEUS]["acknowledged"] == true).await;
+    assert_eq!(updates[HASS]["acknowledged"], false, "the report the page had not shown was dismissed");
+    assert_eq!(updates[NGINX]["acknowledged"], false, "a card of another group was dismissed");
+    wait_for_banner(&page, "1 was not").await;
+    page.wait_state(HASS, "pending").await;
+    page.assert_no_console_errors_besides_failed_requests().await;
 }
 
 /// A dismissal confirmed after everything it asked about was dismissed elsewhere sends nothing:
@@ -2445,7 +2480,7 @@ async fn a_report_arriving_just_before_a_dismissal_of_many_stays_pending() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn a_dismissal_with_nothing_left_to_dismiss_sends_nothing() {
-    let Some((page, prod)) = page_with_group(DISMISSAL_HELD, 2, "prod", &[NGINX]).await else { return };
+    let Some((page, prod)) = page_with_group(&dismissals_held(), 2, "prod", &[NGINX]).await else { return };
     let said = async |what: &str| {
         page.wait_until(&format!("the page to say {what:?}"), async || {
             let text = page.execute("return document.getElementById('announcer').textContent", vec![]).await;
@@ -2472,7 +2507,7 @@ async fn a_dismissal_with_nothing_left_to_dismiss_sends_nothing() {
     assert_eq!(elsewhere.status, 200, "{}", elsewhere.text());
     page.by_testid("confirm-ok").await.click().await;
     said("Nothing to dismiss").await;
-    assert_eq!(page.execute("return window.dismissalHeld", vec![]).await, json!(false), "a request was sent");
+    assert_eq!(page.execute("return window.held", vec![]).await, json!(0), "a request was sent");
     page.assert_no_console_errors().await;
 }
 
