@@ -528,6 +528,22 @@ async fn seed(page: &Page, events: &[Value]) {
 /// A 1280×900 page that runs `script` before its own, with the first `count` of
 /// `varied_events` and the group `name` holding `members`, opened with the group drawn; the
 /// group's id.
+/// Submits each of `names` as a new group, each refused with an error banner, and waits for
+/// that banner before the next (a banner moves what is below it).
+async fn refuse_group_names(page: &Page, names: &[&str]) {
+    let input = page.by_testid("new-group-name").await;
+    for (shown, name) in names.iter().enumerate() {
+        input.clear().await;
+        input.click().await;
+        input.send_keys(name).await;
+        page.by_testid("new-group-submit").await.click().await;
+        page.wait_until("the refusal's banner", async || {
+            (page.find_all(&testid("error-banner")).await.len() == shown + 1).then_some(())
+        })
+        .await;
+    }
+}
+
 async fn page_with_group(script: &str, count: usize, name: &str, members: &[&str]) -> Option<(Page, i64)> {
     let page = Page::start(1280, 900).await?;
     page.before_scripts(script).await;
@@ -2019,14 +2035,7 @@ async fn banners_on_a_phone_leave_most_of_the_screen() {
     page.open().await;
     page.card(NGINX).await;
     // A group name taken already is refused with a banner, without a request: one per try.
-    let banners =
-        async || page.execute("return document.querySelectorAll('#errors .alert').length", vec![]).await;
-    let name = page.by_testid("new-group-name").await;
-    name.send_keys("prod").await;
-    for count in 1..=3 {
-        name.send_keys(keys::ENTER).await;
-        page.wait_until("another banner", async || (banners().await == json!(count)).then_some(())).await;
-    }
+    refuse_group_names(&page, &["prod"; 3]).await;
     let layout = page
         .execute(
             "const errors = document.getElementById('errors');
@@ -3665,17 +3674,7 @@ async fn closing_a_banner_from_the_keyboard_keeps_the_focus_on_the_page() {
     seed(&page, &varied_events()[..1]).await;
     page.open().await;
     // Two names the server refuses (a control character, U+0085): two banners.
-    let input = page.by_testid("new-group-name").await;
-    for name in ["night\u{85}shift", "day\u{85}shift"] {
-        input.clear().await;
-        input.click().await;
-        input.send_keys(name).await;
-        page.by_testid("new-group-submit").await.click().await;
-    }
-    page.wait_until("two banners", async || {
-        (page.find_all(&testid("error-banner")).await.len() == 2).then_some(())
-    })
-    .await;
+    refuse_group_names(&page, &["night\u{85}shift", "day\u{85}shift"]).await;
     let active_id = async || page.execute("return document.activeElement.id", vec![]).await;
 
     page.execute("document.querySelectorAll('[data-testid=\"error-dismiss\"]')[0].focus()", vec![]).await;
