@@ -14,7 +14,9 @@
 //! - any other call on the WAL file (read, sync, size, truncate, file control) writes the
 //!   buffer first, so SQLite never sees the file differ from what it wrote; a rollback
 //!   ([`discard_uncommitted`]) and closing the file drop it, as it then holds only frames of a
-//!   transaction that did not commit.
+//!   transaction that did not commit;
+//! - once gathered frames fail to go out (a full disk), every later write fails too, until
+//!   the rollback: SQLite must not commit a transaction some of whose frames are not in the file.
 //!
 //! Frames still in the buffer belong to a transaction that has not committed; losing them in a
 //! crash loses nothing SQLite would keep. Database files, journals and the rest go straight to
@@ -89,11 +91,20 @@ struct Gather {
     pending_offset: i64,
     /// The commit frame's header went out; its page comes next and goes straight out too.
     commit_page_next: bool,
+    /// Why gathered frames could not be written (SQLITE_OK while none were lost). SQLite believes
+    /// them written, and when the failed write was a flush ahead of a read, it may roll back only
+    /// the statement: its transaction would then commit over frames missing from the file. Every
+    /// write is refused with this until the transaction's rollback ([`Gather::discard`]), so it
+    /// cannot.
+    lost: c_int,
 }
 
 impl Gather {
     /// Takes one write from SQLite; `out` writes bytes at an offset of the file.
     fn write(&mut self, data: &[u8], offset: i64, out: &mut impl FnMut(&[u8], i64) -> c_int) -> c_int {
+        if self.lost != ffi::SQLITE_OK {
+            return self.lost;
+        }
         if std::mem::take(&mut self.commit_page_next) {
             return match self.flush(out) {
                 ffi::SQLITE_OK => out(data, offset),
@@ -123,6 +134,7 @@ impl Gather {
     fn discard(&mut self) {
         self.pending.clear();
         self.commit_page_next = false;
+        self.lost = ffi::SQLITE_OK;
     }
 
     /// Writes what is pending, in one call.
@@ -132,6 +144,7 @@ impl Gather {
         }
         let rc = out(&self.pending, self.pending_offset);
         self.pending.clear();
+        self.lost = rc;
         rc
     }
 }
@@ -483,6 +496,28 @@ mod tests {
         assert_eq!(gather.write(&header(2, 5), 32 + 4096, &mut full), ffi::SQLITE_FULL);
         assert!(gather.pending.is_empty());
         assert!(!gather.commit_page_next, "after a failed commit header, its page is not written through");
+    }
+
+    /// A flush ahead of a read fails (the disk is full); SQLite may take that as the read's
+    /// failure and go on with the transaction. Nothing more may reach the file until it rolls
+    /// back: a commit written after the lost frames would point at pages the file lacks.
+    #[test]
+    fn after_frames_are_lost_nothing_is_written_until_the_rollback() {
+        let mut gather = Gather::default();
+        assert!(outputs(&mut gather, &[(header(1, 0), 32), (vec![0; 4096], 56)]).is_empty());
+        assert_eq!(gather.flush(&mut |_: &[u8], _| ffi::SQLITE_FULL), ffi::SQLITE_FULL);
+        let mut written = Vec::new();
+        let mut out = |data: &[u8], offset: i64| {
+            written.push((offset, data.len()));
+            ffi::SQLITE_OK
+        };
+        let commit = 32 + 4120;
+        assert_eq!(gather.write(&header(2, 5), commit, &mut out), ffi::SQLITE_FULL);
+        assert_eq!(gather.write(&vec![1; 4096], commit + 24, &mut out), ffi::SQLITE_FULL);
+        assert_eq!(gather.flush(&mut out), ffi::SQLITE_OK);
+        assert!(written.is_empty(), "written after frames were lost: {written:?}");
+        gather.discard();
+        assert_eq!(outputs(&mut gather, &[(header(1, 3), 32), (vec![2; 4096], 56)]), [(32, 24), (56, 4096)]);
     }
 
     fn writer(path: &Path) -> Connection {
