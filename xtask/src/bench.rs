@@ -19,8 +19,9 @@
 //! It prints a table and writes it to `target/bench/results.json`. Nothing here is asserted:
 //! machines are noisy, the targets are reported as met or missed, and ratios are what we track.
 //!
-//! `cargo xtask bench [--only sqlite|postgres] [--quick]` (`--quick`: short runs, and slim
-//! binaries reused from an earlier run, for working on the harness or on one change).
+//! `cargo xtask bench [--only sqlite|postgres] [--quick]` (`--quick`: short runs and fewer
+//! start-ups, for working on the harness or on one change; the builds are still brought up to
+//! date).
 
 use std::fmt::Write as _;
 use std::fs;
