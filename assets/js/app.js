@@ -190,18 +190,23 @@ subscribe(requestRender);
 
 // ---- New cards stay highlighted until they have been on screen for a few seconds --------------
 
+// Half of a card on screen counts as seen: a sliver at the window's edge (or under a banner) does
+// not. `isIntersecting` is true for any sliver; the threshold only decides when the observer calls.
+const SEEN_SHARE = 0.5;
 const seenTimers = new Map();
 const seenObserver =
   "IntersectionObserver" in window
     ? new IntersectionObserver(
         (entries) => {
-          for (const { target, isIntersecting } of entries) {
+          for (const { target, intersectionRatio } of entries) {
             clearTimeout(seenTimers.get(target));
             seenTimers.delete(target);
-            if (isIntersecting) seenTimers.set(target, setTimeout(() => seen(target), SEEN_AFTER_MS));
+            if (intersectionRatio >= SEEN_SHARE) {
+              seenTimers.set(target, setTimeout(() => seen(target), SEEN_AFTER_MS));
+            }
           }
         },
-        { threshold: 0.5 },
+        { threshold: SEEN_SHARE },
       )
     : null;
 
