@@ -10,8 +10,11 @@ import { plural, isolated } from "./words.js";
 const nowIso = () => new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
 const shortName = (image) => isolated(parseImage(image).name);
 
-function acknowledgeEntry(entry) {
-  if (entry && !entry.acknowledged) {
+/** Shows `entry` acknowledged, if it is the report the request named (`until`: the newest one it
+ * covers) or an older one: a report that arrived while the request was on its way stays pending
+ * on the server, and so it does here. */
+function acknowledgeEntry(entry, until) {
+  if (entry && !entry.acknowledged && !(until && entry.received_at > until)) {
     entry.acknowledged = true;
     entry.acknowledged_at = nowIso();
   }
@@ -64,7 +67,7 @@ export function createActions(refresh) {
     acknowledge(image) {
       const seen = view().updates[image]?.received_at;
       return optimistic(
-        (v) => acknowledgeEntry(v.updates[image]),
+        (v) => acknowledgeEntry(v.updates[image], seen),
         () => api.acknowledge(image, seen),
         { failure: `Could not acknowledge ${shortName(image)}`, success: `Acknowledged ${shortName(image)}` },
       );
@@ -77,7 +80,7 @@ export function createActions(refresh) {
       if (!shown.length) return nothingToDismiss();
       const until = newestReport(shown);
       return optimistic(
-        (v) => Object.values(v.updates).forEach(acknowledgeEntry),
+        (v) => Object.values(v.updates).forEach((entry) => acknowledgeEntry(entry, until)),
         () => api.acknowledgeAll(until),
         { failure: "Could not dismiss all updates", success: (r) => `Dismissed ${plural(r?.count ?? 0, "update")}` },
       );
@@ -88,6 +91,11 @@ export function createActions(refresh) {
       const shown = pendingEntries(key);
       if (!shown.length) return nothingToDismiss();
       const images = shown.map(([image]) => image);
+      // The bound each card's report is acknowledged up to: its own for Untagged (one request
+      // per card), the group's newest otherwise (one request for all).
+      const untilFor =
+        key === "untagged" ? new Map(shown.map(([image, entry]) => [image, entry.received_at])) : null;
+      const groupUntil = newestReport(shown);
       const call =
         key === "untagged"
           ? async () => {
@@ -109,8 +117,10 @@ export function createActions(refresh) {
               }
               return { count: images.length };
             }
-          : () => api.acknowledgeTag(Number(key), newestReport(shown));
-      return optimistic((v) => images.forEach((image) => acknowledgeEntry(v.updates[image])), call, {
+          : () => api.acknowledgeTag(Number(key), groupUntil);
+      const apply = (v) =>
+        images.forEach((image) => acknowledgeEntry(v.updates[image], untilFor ? untilFor.get(image) : groupUntil));
+      return optimistic(apply, call, {
         failure: "Could not dismiss the group",
         success: (r) => `Dismissed ${plural(r?.count ?? images.length, "update")}`,
       });
