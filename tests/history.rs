@@ -162,7 +162,9 @@ async fn old_history_is_pruned_and_the_current_state_kept(app: &TestApp) {
 }
 
 /// An update left pending longer than the history is kept still lists every host that reported
-/// it: its pending events are the card's hosts, and only go once acknowledged.
+/// it: its pending events are the card's hosts. Acknowledged, they stay the card's hosts past the
+/// retention until the image is reported anew and acknowledged again (they once all went then,
+/// and a pinned image's card lost its hosts).
 async fn pending_history_is_kept_however_old(app: &TestApp) {
     let now = Timestamp::now();
     for (host, age_days) in [("nas", 200), ("pi", 190)] {
@@ -172,18 +174,35 @@ async fn pending_history_is_kept_however_old(app: &TestApp) {
             .unwrap();
     }
     assert_eq!(diun_dashboard::retention::prune(&app.store, 180, now).await, 0);
-    let hosts = app.get("/api/hosts").await.json();
-    let reported: Vec<&str> =
-        hosts["old:1"].as_array().unwrap().iter().map(|h| h["hostname"].as_str().unwrap()).collect();
-    assert_eq!(reported, ["nas", "pi"], "{hosts}");
+    assert_eq!(reporting(app, "old:1").await, ["nas", "pi"]);
     assert_eq!(app.store.history("old:1".into(), None, 10).await.unwrap().unwrap().len(), 2);
 
     // Acknowledged now, its history is kept for the full time from now, to be looked at.
     assert_eq!(app.store.acknowledge("old:1".into(), now, None).await.unwrap(), Acknowledged::Yes);
     assert_eq!(diun_dashboard::retention::prune(&app.store, 180, now).await, 0);
     assert_eq!(app.store.history("old:1".into(), None, 10).await.unwrap().unwrap().len(), 2);
+    // Past the retention, the reports its acknowledgement covered stay while it is the latest:
+    // they are the hosts its card lists.
     let later = Timestamp::from_unix_micros(now.unix_micros() + 181 * DAY);
+    assert_eq!(diun_dashboard::retention::prune(&app.store, 180, later).await, 0);
+    assert_eq!(reporting(app, "old:1").await, ["nas", "pi"]);
+    // Reported anew and acknowledged again, those older reports are history, and go.
+    app.store.upsert_event(support::event_from_host("old:1", "nas"), later).await.unwrap();
+    assert_eq!(app.store.acknowledge("old:1".into(), later, None).await.unwrap(), Acknowledged::Yes);
     assert_eq!(diun_dashboard::retention::prune(&app.store, 180, later).await, 2);
+    assert_eq!(reporting(app, "old:1").await, ["nas"]);
+    assert_eq!(app.store.history("old:1".into(), None, 10).await.unwrap().unwrap().len(), 1);
+}
+
+/// The hosts `/api/hosts` lists for `image`.
+async fn reporting(app: &TestApp, image: &str) -> Vec<String> {
+    let hosts = app.get("/api/hosts").await.json();
+    hosts[image]
+        .as_array()
+        .unwrap_or_else(|| panic!("{image} has no hosts: {hosts}"))
+        .iter()
+        .map(|h| h["hostname"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// HISTORY_DAYS takes any `u32`; days beyond the calendar keep everything rather than
@@ -193,10 +212,12 @@ async fn any_number_of_days_keeps_what_is_younger(app: &TestApp) {
     let now = Timestamp::now();
     app.store.upsert_event(support::event_from_host("a:1", "nas"), days_ago(now, 1)).await.unwrap();
     assert_eq!(app.store.acknowledge("a:1".into(), now, None).await.unwrap(), Acknowledged::Yes);
+    // Reported anew: the acknowledged report is history.
+    app.store.upsert_event(support::event_from_host("a:1", "pi"), now).await.unwrap();
     for days in [999_999_999, u32::MAX] {
         assert_eq!(diun_dashboard::retention::prune(&app.store, days, now).await, 0, "{days} days");
     }
-    assert_eq!(app.store.history("a:1".into(), None, 10).await.unwrap().unwrap().len(), 1);
+    assert_eq!(app.store.history("a:1".into(), None, 10).await.unwrap().unwrap().len(), 2);
     assert_eq!(
         diun_dashboard::retention::prune(
             &app.store,
@@ -217,6 +238,10 @@ async fn pruning_deletes_at_most_the_limit_per_call(app: &TestApp) {
         app.store.upsert_event(event, received).await.unwrap();
     }
     assert_eq!(app.store.acknowledge_all(now, None).await.unwrap(), 2);
+    // Reported anew, the three acknowledged reports are history (see pending_history_is_kept_however_old).
+    for image in ["a:1", "b:1"] {
+        app.store.upsert_event(support::event_from_host(image, "pi"), now).await.unwrap();
+    }
     let after = Timestamp::from_unix_micros(now.unix_micros() + 1);
     let deleted: Vec<u64> = [
         app.store.prune_history(after, 2).await.unwrap(),

@@ -168,7 +168,9 @@ pub trait UpdateStore: Send + Sync {
     /// History ages from its acknowledgement: an update left pending for longer than the
     /// retention keeps its reports for the full time after it is acknowledged, to be looked
     /// at. Pending events stay, however old: they are the hosts an update's card lists (every
-    /// host that reported it since it last became pending), not history yet.
+    /// host that reported it since it last became pending), not history yet. So do the reports
+    /// an acknowledged image's acknowledgement covered, for as long as it is the image's latest:
+    /// they are the hosts its card lists then (an image pinned for a year keeps its hosts).
     fn prune_history(
         &self,
         older_than: Timestamp,

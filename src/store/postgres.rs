@@ -1505,7 +1505,10 @@ impl UpdateStore for PostgresStore {
             Ok(client
                 .execute(
                     "DELETE FROM events WHERE id IN
-                         (SELECT id FROM events WHERE received_at < $1 AND acknowledged_at < $1
+                         (SELECT e.id FROM events e
+                          WHERE e.received_at < $1 AND e.acknowledged_at < $1
+                            AND NOT EXISTS (SELECT 1 FROM updates u
+                                            WHERE u.image = e.image AND u.acknowledged_at = e.acknowledged_at)
                           LIMIT $2)",
                     &[&older_than.to_system_time(), &i64::from(limit)],
                 )

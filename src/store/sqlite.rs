@@ -820,9 +820,13 @@ impl UpdateStore for SqliteStore {
                 .prepare_cached(
                     // Acknowledged after it was received, an event acknowledged before the
                     // cutoff was received before it too: that condition lets the index on
-                    // `received_at` find the candidates.
-                    "DELETE FROM events WHERE id IN (SELECT id FROM events
-                     WHERE received_at < ?1 AND acknowledged_at < ?1 LIMIT ?2)",
+                    // `received_at` find the candidates. The reports an image's acknowledgement
+                    // covered stay while it is the image's latest (see `UpdateStore::prune_history`).
+                    "DELETE FROM events WHERE id IN (SELECT e.id FROM events e
+                     WHERE e.received_at < ?1 AND e.acknowledged_at < ?1
+                       AND NOT EXISTS (SELECT 1 FROM updates u
+                                       WHERE u.image = e.image AND u.acknowledged_at = e.acknowledged_at)
+                     LIMIT ?2)",
                 )?
                 .execute(params![cutoff, limit])? as u64)
         })
