@@ -238,7 +238,8 @@ async fn pruning_deletes_at_most_the_limit_per_call(app: &TestApp) {
         app.store.upsert_event(event, received).await.unwrap();
     }
     assert_eq!(app.store.acknowledge_all(now, None).await.unwrap(), 2);
-    // Reported anew, the three acknowledged reports are history (see pending_history_is_kept_however_old).
+    // Reported anew, the three acknowledged reports are history
+    // (see pending_history_is_kept_however_old).
     for image in ["a:1", "b:1"] {
         app.store.upsert_event(support::event_from_host(image, "pi"), now).await.unwrap();
     }
@@ -261,3 +262,50 @@ on_every_backend!(
     pending_history_is_kept_however_old,
     any_number_of_days_keeps_what_is_younger,
 );
+
+/// Replicas each prune (PostgreSQL): an event another session holds is left for a later pass
+/// rather than waited for. Two replicas' prunes picking the same rows queued one behind the
+/// other, ended the second's pass early, and could deadlock.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prune_skips_an_event_another_session_holds() {
+    let Some(app) = TestApp::postgres().await else { return };
+    let now = Timestamp::now();
+    let before = Timestamp::from_unix_micros(now.unix_micros() - 1_000_000);
+    for image in ["a:1", "b:1"] {
+        app.store.upsert_event(support::event_from_host(image, "nas"), before).await.unwrap();
+    }
+    assert_eq!(app.store.acknowledge_all(now, None).await.unwrap(), 2);
+    for image in ["a:1", "b:1"] {
+        app.store.upsert_event(support::event_from_host(image, "pi"), now).await.unwrap();
+    }
+    let holder = support::connect_to(&app).await;
+    holder
+        .batch_execute("BEGIN; SELECT 1 FROM events WHERE image = 'a:1' AND hostname = 'nas' FOR UPDATE")
+        .await
+        .unwrap();
+    let holder_pid = support::backend_pid(&holder).await;
+    let observer = support::connect_to(&app).await;
+    let after = Timestamp::from_unix_micros(now.unix_micros() + 1);
+    let deleted = {
+        let prune = app.store.prune_history(after, 10);
+        tokio::pin!(prune);
+        loop {
+            tokio::select! {
+                deleted = &mut prune => break deleted.unwrap(),
+                () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {
+                    let waiting: i64 = observer
+                        .query_one("SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", &[&holder_pid])
+                        .await
+                        .unwrap()
+                        .get(0);
+                    assert_eq!(waiting, 0, "the prune waits for the event the test holds");
+                }
+            }
+        }
+    };
+    assert_eq!(deleted, 1, "b:1's old report goes, a:1's held one stays");
+    holder.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(app.store.prune_history(after, 10).await.unwrap(), 1, "the next pass takes it");
+    app.stop().await;
+}

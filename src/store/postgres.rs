@@ -1509,7 +1509,10 @@ impl UpdateStore for PostgresStore {
                           WHERE e.received_at < $1 AND e.acknowledged_at < $1
                             AND NOT EXISTS (SELECT 1 FROM updates u
                                             WHERE u.image = e.image AND u.acknowledged_at = e.acknowledged_at)
-                          LIMIT $2)",
+                          LIMIT $2
+                          -- Every replica prunes: rows another one (or an acknowledgement) holds
+                          -- are left for a later pass, not waited for (nor deadlocked on).
+                          FOR UPDATE OF e SKIP LOCKED)",
                     &[&older_than.to_system_time(), &i64::from(limit)],
                 )
                 .await?)
