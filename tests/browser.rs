@@ -3270,21 +3270,29 @@ const WATCHED_CARDS: &str = r#"
 })();
 "#;
 
+/// An image whose card, sorted by name, is drawn last: on [`a_page_longer_than_the_window`],
+/// out of sight.
+const LATE: &str = "reg.example/zzz:1";
+
+/// A page with `script` run before its own, 30 cards in a window of 700 pixels, sorted by name.
+async fn a_page_longer_than_the_window(script: &str) -> Option<Page> {
+    let page = Page::start(1280, 700).await?;
+    page.before_scripts(script).await;
+    let events: Vec<Value> =
+        (10..40).map(|n| docker(&format!("reg.example/app{n}:1"), "nas", "app", "")).collect();
+    seed(&page, &events).await;
+    page.open().await;
+    page.choose("sort", "name").await;
+    Some(page)
+}
+
 /// A new card replaced by a newer report before it was seen is no longer watched for being seen
 /// (the watcher would keep every such card in memory as long as the page is open); the card that
 /// replaced it is, and so is one that comes back into the page from a filter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn cards_replaced_before_they_were_seen_are_let_go() {
-    let Some(page) = Page::start(1280, 700).await else { return };
-    page.before_scripts(WATCHED_CARDS).await;
-    let events: Vec<Value> =
-        (10..40).map(|n| docker(&format!("reg.example/app{n}:1"), "nas", "app", "")).collect();
-    seed(&page, &events).await;
-    page.open().await;
-    // Sorted by name, the newcomer is drawn last, out of sight: it stays new.
-    page.choose("sort", "name").await;
-    const LATE: &str = "reg.example/zzz:1";
+    let Some(page) = a_page_longer_than_the_window(WATCHED_CARDS).await else { return };
     let watched = async || {
         page.execute(
             "return [...window.watchedCards].map((c) => [c.dataset.image, c.isConnected, c.dataset.receivedAt]);",
@@ -3341,14 +3349,7 @@ const SEEN_SOON: &str = r#"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn a_new_card_barely_on_screen_is_not_seen() {
-    let Some(page) = Page::start(1280, 700).await else { return };
-    page.before_scripts(SEEN_SOON).await;
-    let events: Vec<Value> =
-        (10..40).map(|n| docker(&format!("reg.example/app{n}:1"), "nas", "app", "")).collect();
-    seed(&page, &events).await;
-    page.open().await;
-    page.choose("sort", "name").await;
-    const LATE: &str = "reg.example/zzz:1";
+    let Some(page) = a_page_longer_than_the_window(SEEN_SOON).await else { return };
     page.webhook(&docker(LATE, "nas", "web", "")).await;
     page.card(LATE).await;
     // In view for two frames (the observer has called), then a fifth of it above the bottom edge.
