@@ -72,6 +72,8 @@ fn test(root: &Path) -> Result<(), String> {
     // machine without them learns so at once, not after the lints. An interrupted run still
     // removes a throwaway server (postgres::Watchdog).
     browser::ensure_chromium()?;
+    // The tests signal the service with kill(1), which a minimal Debian image lacks.
+    system::ensure_package("procps", "kill")?;
     let database = postgres::provide()?;
     steps.run("rustfmt", || cargo(root, &["fmt", "--all", "--", "--check"], &[]))?;
     for (name, flags) in FEATURE_SETS {

@@ -193,7 +193,10 @@ fn psql_command(host: &str, port: &str, user: &str, database: &str, sql: &str) -
         // The tests connect with the URL built from what psql reached, without a password: a
         // server psql reaches only with one (PGPASSWORD, ~/.pgpass) must not count as reachable.
         .env_remove("PGPASSWORD")
-        .env("PGPASSFILE", "/dev/null");
+        .env("PGPASSFILE", "/dev/null")
+        // Nor one it reaches only over TLS or GSS encryption: the tests connect without either.
+        .env("PGSSLMODE", "disable")
+        .env("PGGSSENCMODE", "disable");
     psql
 }
 
