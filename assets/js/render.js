@@ -68,6 +68,13 @@ export function renderSummary({ view, summary, loaded, filters }) {
   showPendingInTitle(pending);
   document.getElementById("dismiss-all").disabled = pending === 0;
 
+  // The boxes say what the cards show: a browser that puts a form's earlier choices back after a
+  // reload (Firefox) would show "Pending" over every card otherwise.
+  for (const [id, value] of [["filter-status", filters.status], ["sort", filters.sort]]) {
+    const box = document.getElementById(id);
+    if (box.value !== value) box.value = value;
+  }
+
   // The group filter lists the groups; a deleted group's filter falls back to "all".
   const select = document.getElementById("filter-group");
   const options = [["all", "All"], ...view.tags.map((t) => [String(t.id), t.name]), ["untagged", "Untagged"]];
