@@ -29,6 +29,15 @@ thread_local! {
     static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// At most the first 200 characters of text a sender chose, for a log line or an error
+/// message: a header or a field of hundreds of kilobytes must not become a line that size.
+pub fn clipped(text: &str) -> &str {
+    match text.char_indices().nth(200) {
+        Some((cut, _)) => &text[..cut],
+        None => text,
+    }
+}
+
 /// Installs the logger. Call once, before anything logs.
 pub fn init() {
     let sink = Arc::clone(STDERR.get_or_init(|| Gathering::start(io::stderr(), GATHER)));

@@ -54,7 +54,9 @@ fn is_json(headers: &HeaderMap) -> bool {
 /// told otherwise), so the message says which host was compared and how to fix that.
 fn cross_origin_refusal(origin: &header::HeaderValue, headers: &HeaderMap) -> String {
     let origin = String::from_utf8_lossy(origin.as_bytes());
-    let served = served_hosts(headers).collect::<Vec<_>>().join(", ");
+    let origin = crate::logging::clipped(&origin);
+    let served = served_hosts(headers).map(crate::logging::clipped).collect::<Vec<_>>().join(", ");
+    let served = crate::logging::clipped(&served);
     let message = format!(
         "cross-origin request refused: Origin {origin:?} is not this server ({served:?}); behind a reverse \
          proxy, pass the original host on (nginx: proxy_set_header Host $http_host;)"
@@ -154,6 +156,19 @@ mod tests {
         for needle in ["https://dash.example", "127.0.0.1:8080", "proxy_set_header Host $http_host"] {
             assert!(refused.message().contains(needle), "{needle:?} missing from {:?}", refused.message());
         }
+    }
+
+    /// The refusal is logged and sent back: a sender's headers of hundreds of kilobytes made a
+    /// line and an answer that size, for each request, before any secret was checked.
+    #[test]
+    fn a_refusal_quotes_at_most_a_few_hundred_characters_of_each_header() {
+        let huge = format!("http://{}", "\"".repeat(100_000));
+        let host = "h".repeat(100_000);
+        let h = headers(&[("host", &host), ("x-forwarded-host", &host), ("origin", &huge)]);
+        let refused = check_origin(&h).unwrap_err();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        assert!(refused.message().len() < 2_000, "{} bytes", refused.message().len());
+        assert!(refused.message().contains("proxy_set_header"), "{}", refused.message());
     }
 
     #[test]

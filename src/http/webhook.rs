@@ -108,7 +108,7 @@ fn push_quoted(line: &mut String, text: &str) {
     use std::fmt::Write;
     if text.len() > 200 || !text.bytes().all(|byte| (b' '..=b'~').contains(&byte)) {
         // Writing into a String cannot fail.
-        let _ = write!(line, "{:?}", printable(text));
+        let _ = write!(line, "{:?}", crate::logging::clipped(text));
         return;
     }
     line.push('"');
@@ -123,13 +123,6 @@ fn push_quoted(line: &mut String, text: &str) {
         }
     }
     line.push('"');
-}
-
-fn printable(text: &str) -> &str {
-    match text.char_indices().nth(200) {
-        Some((cut, _)) => &text[..cut],
-        None => text,
-    }
 }
 
 #[cfg(test)]
