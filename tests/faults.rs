@@ -391,6 +391,49 @@ fn assert_all_answered_are_stored(updates: &Value, answered: &[Value]) {
     }
 }
 
+/// A database file the service may not write (its folder writable) is a clear one-line start-up
+/// error too: SQLite opened it read-only without a word, and the service answered /healthz while
+/// every webhook failed.
+#[cfg(all(feature = "sqlite", unix))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_database_file_is_a_clear_start_up_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = support::TempDir::new();
+    let folder = dir.0.join("rw");
+    std::fs::create_dir_all(&folder).unwrap();
+    let db_path = folder.join("diun.db");
+    let mut service = Service::start(&[("DB_PATH", db_path.display().to_string())]).await;
+    service.signal("TERM");
+    assert_eq!(service.wait(HANG).await, Some(0), "{}", service.log());
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o777)).unwrap();
+    for file in std::fs::read_dir(&folder).unwrap() {
+        std::fs::set_permissions(file.unwrap().path(), std::fs::Permissions::from_mode(0o444)).unwrap();
+    }
+    let output = start_unprivileged(&db_path).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot open SQLite database") && stderr.contains("read-only"), "{stderr}");
+    assert_eq!(stderr.lines().filter(|line| line.contains("ERROR")).count(), 1, "{stderr}");
+}
+
+/// Runs the service on `db_path` until it exits, as an unprivileged user when the tests run as
+/// root (root ignores file permissions).
+#[cfg(all(feature = "sqlite", unix))]
+async fn start_unprivileged(db_path: &std::path::Path) -> std::process::Output {
+    let env =
+        [("DB_PATH", db_path.display().to_string()), ("PORT", support::process::free_port().to_string())];
+    let mut command = support::process::command(&env);
+    let is_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0");
+    if is_root {
+        command.uid(65534).gid(65534);
+    }
+    tokio::time::timeout(HANG, command.output()).await.expect("start-up hung").expect("run")
+}
+
 /// A folder the service may not write to (it runs as an unprivileged user here: root ignores
 /// permissions) is a clear one-line start-up error, not a service that fails its first write.
 /// A folder that turns read-only under a running service changes nothing: SQLite keeps the files
@@ -405,19 +448,7 @@ async fn a_read_only_folder_is_a_clear_start_up_error() {
     // The unprivileged user must reach the folder, but not write in it.
     std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o555)).unwrap();
-    let env = [
-        ("DB_PATH", folder.join("diun.db").display().to_string()),
-        ("PORT", support::process::free_port().to_string()),
-    ];
-    let mut command = support::process::command(&env);
-    let is_root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0");
-    if is_root {
-        command.uid(65534).gid(65534);
-    }
-    let output = tokio::time::timeout(HANG, command.output()).await.expect("start-up hung").expect("run");
+    let output = start_unprivileged(&folder.join("diun.db")).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot open SQLite database"), "{stderr}");

@@ -87,6 +87,11 @@ impl SqliteStore {
         }
         wal_writes::register()?;
         let mut conn = open_connection_with(&path, Some(wal_writes::NAME)).map_err(|err| err.to_string())?;
+        // A file this user may not write is opened read-only without a word: the service would
+        // then start, answer /healthz, and fail every webhook.
+        if conn.is_readonly(rusqlite::MAIN_DB).map_err(|err| err.to_string())? {
+            return Err("the file is read-only for this user: the service must be able to write it".into());
+        }
         run_migrations(&mut conn, migrations)?;
         let checkpointer = Checkpointer::start(&path, &mut conn)?;
         let (jobs, queue) = mpsc::channel();
