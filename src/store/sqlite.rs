@@ -153,7 +153,9 @@ impl SqliteStore {
         self.jobs
             .send(Message::Write(job))
             .map_err(|_| StoreError::Unavailable("the database is closed".into()))?;
-        let done = answer.await.map_err(|_| StoreError::Internal("the database writer stopped".into()))?;
+        // The writer drops what is still queued when it stops (shutdown): not stored, as when
+        // the queue is closed already.
+        let done = answer.await.map_err(|_| StoreError::Unavailable("the database writer stopped".into()))?;
         (*done).answer()
     }
 }
