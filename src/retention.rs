@@ -48,6 +48,8 @@ pub async fn prune(store: &Store, days: u32, now: Timestamp) -> u64 {
         log::info!("history: deleted {pruned} event(s) acknowledged more than {days} days ago");
     }
     if let Err(err) = outcome {
+        // Counted with the requests' failures: a prune failing every hour can be alerted on.
+        crate::http::count_database_error();
         log::warn!("history: pruning failed, will try again: {err}");
     }
     pruned

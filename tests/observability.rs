@@ -4,6 +4,9 @@ mod support;
 
 use std::collections::HashMap;
 
+use diun_dashboard::config::Database;
+use diun_dashboard::store::UpdateStore;
+use diun_dashboard::time::Timestamp;
 use serde_json::json;
 use support::{TestApp, docker_event};
 
@@ -86,4 +89,51 @@ async fn metrics_expose_pending_updates_webhooks_and_durations(app: &TestApp) {
     assert!(samples.keys().all(|series| !series.contains("a:1")), "paths never become labels");
 }
 
-on_every_backend!(summary_counts_updates_and_groups, metrics_expose_pending_updates_webhooks_and_durations);
+/// Makes the database refuse to delete history, as a DBA's trigger might.
+async fn refuse_deletes_of_history(app: &TestApp) {
+    match app.db.database() {
+        #[cfg(feature = "sqlite")]
+        Database::Sqlite { path } => rusqlite::Connection::open(path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'refused'); END",
+            )
+            .unwrap(),
+        #[cfg(feature = "postgres")]
+        Database::Postgres { .. } => {
+            app.db
+                .query(
+                    "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql
+                     AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$",
+                )
+                .await;
+            app.db
+                .query("CREATE TRIGGER refuse BEFORE DELETE ON events FOR EACH ROW EXECUTE FUNCTION refuse()")
+                .await;
+        }
+        #[allow(unreachable_patterns)]
+        other => unreachable!("{other:?}: a backend this build does not have"),
+    }
+}
+
+/// A prune of the history that fails is counted with the requests' database errors: it was only
+/// logged, and a prune failing every hour could not be alerted on.
+async fn a_failed_prune_counts_as_a_database_error(app: &TestApp) {
+    let now = Timestamp::now();
+    let earlier = Timestamp::from_unix_micros(now.unix_micros() - 1_000_000);
+    app.store.upsert_event(support::event_from_host("a:1", "nas"), earlier).await.unwrap();
+    app.store.acknowledge_all(earlier, None).await.unwrap();
+    app.store.upsert_event(support::event_from_host("a:1", "pi"), now).await.unwrap();
+    refuse_deletes_of_history(app).await;
+    let errors = async || parse_exposition(&app.get("/metrics").await.text())["diun_database_errors_total"];
+    let before = errors().await;
+    let later = Timestamp::from_unix_micros(now.unix_micros() + 2 * 86_400_000_000);
+    assert_eq!(diun_dashboard::retention::prune(&app.store, 1, later).await, 0);
+    assert!(errors().await > before, "the failed prune was not counted");
+}
+
+on_every_backend!(
+    summary_counts_updates_and_groups,
+    metrics_expose_pending_updates_webhooks_and_durations,
+    a_failed_prune_counts_as_a_database_error
+);

@@ -27,6 +27,7 @@ use warp::reply::{Reply, Response};
 pub use api::HEALTHCHECK_WAIT;
 pub use body::MAX_BODY;
 pub use error::ApiError;
+pub use metrics::count_database_error;
 
 use crate::config::Secret;
 use crate::store::Store;
