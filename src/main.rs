@@ -94,10 +94,25 @@ async fn run(config: Config) -> Result<(), String> {
         Database::Sqlite { path } => log::info!("Using SQLite database at {}", path.display()),
         Database::Postgres { .. } => log::info!("Using PostgreSQL database"),
     }
+    // Listened for from here: a stop asked during a long migration ends the start (a PostgreSQL
+    // migration rolls back; a SQLite one, on a thread of its own, is let finish first). Left
+    // unhandled until serving, the signal was lost on PID 1 (Docker), which then stopped only
+    // when killed at the end of the stop timeout.
+    let mut shutdown = std::pin::pin!(shutdown_signal());
     // No time limit around it: each backend fails within seconds on a database it cannot
     // reach, and a migration must be let run to its end, however long (see `PostgresStore::open`).
-    let store = Store::open(&config.database).await?;
-    store.listening_to_other_replicas().await;
+    let starting = async {
+        let store = Store::open(&config.database).await?;
+        store.listening_to_other_replicas().await;
+        Ok::<_, String>(store)
+    };
+    let store = tokio::select! {
+        store = starting => store?,
+        () = &mut shutdown => {
+            log::info!("stopped before the service started");
+            return Ok(());
+        }
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;
@@ -115,7 +130,7 @@ async fn run(config: Config) -> Result<(), String> {
     // The start-up lines are out before anything is served (see `logging`).
     diun_dashboard::logging::flush();
     let pruning = config.history_days.map(|days| diun_dashboard::retention::spawn(Arc::clone(&store), days));
-    diun_dashboard::serve(listener, state, shutdown_signal()).await;
+    diun_dashboard::serve(listener, state, shutdown).await;
     if let Some(pruning) = pruning {
         pruning.abort();
     }
@@ -124,27 +139,41 @@ async fn run(config: Config) -> Result<(), String> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Completes on SIGTERM or SIGINT (Ctrl-C). The handlers are installed when this is called, not
+/// when the future is first polled.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(err) => {
-                log::error!("cannot listen for SIGTERM: {err}");
-                let _ = interrupt.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    };
     #[cfg(not(unix))]
-    let _ = interrupt.await;
-    // Shutdown may take up to the grace period: the log says why the service is still there.
-    log::info!("stopping: finishing the requests in flight");
+    let interrupt = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
+        {
+            let (terminate, interrupt) = signals;
+            let received = |signal: std::io::Result<tokio::signal::unix::Signal>, name: &'static str| async move {
+                match signal {
+                    Ok(mut signal) => {
+                        signal.recv().await;
+                    }
+                    Err(err) => {
+                        log::error!("cannot listen for {name}: {err}");
+                        std::future::pending::<()>().await;
+                    }
+                }
+            };
+            tokio::select! {
+                () = received(terminate, "SIGTERM") => {}
+                () = received(interrupt, "SIGINT") => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = interrupt.await;
+        // Shutdown may take up to the grace period: the log says why the service is still there.
+        log::info!("stopping: finishing the requests in flight");
+    }
 }
 
 /// `migrate --from <sqlite file> --to <postgres url> [--force]` (`--to` defaults to DATABASE_URL).

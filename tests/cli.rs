@@ -257,6 +257,26 @@ async fn a_start_behind_another_replicas_migration_waits_for_it() {
     db.drop_schema().await;
 }
 
+/// A stop asked while the start waits (here for another replica's migration) ends it at once,
+/// cleanly. The signal handlers were installed only once serving: the signal killed the
+/// process (and was lost on Docker's PID 1, which then stopped only when killed).
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_stop_during_the_start_ends_it_cleanly() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let diun_dashboard::config::Database::Postgres { url } = db.database() else { unreachable!() };
+    let holder = support::connect(url.expose()).await;
+    let lock = diun_dashboard::store::postgres::MIGRATION_LOCK;
+    holder.execute("SELECT pg_advisory_lock($1)", &[&lock]).await.unwrap();
+    let mut service = Service::spawn(&[("DATABASE_URL", url.expose().to_string())]);
+    service.wait_for_log("holds the migration lock of this database; waiting for it").await;
+    service.signal("TERM");
+    assert_eq!(service.wait(LIMIT).await, Some(0), "{}", service.log());
+    assert!(service.log().contains("stopped before the service started"), "{}", service.log());
+    holder.execute("SELECT pg_advisory_unlock($1)", &[&lock]).await.unwrap();
+    db.drop_schema().await;
+}
+
 /// A database that takes no writes (a standby, or read-only by default) is refused at start-up
 /// with one clear line, rather than answering /healthz while every webhook fails.
 #[cfg(feature = "postgres")]
