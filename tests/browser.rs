@@ -2567,6 +2567,35 @@ async fn a_dismissal_with_nothing_left_to_dismiss_sends_nothing() {
     page.assert_no_console_errors().await;
 }
 
+/// "Dismiss all" asked from the keyboard, and everything dismissed elsewhere meanwhile: the button
+/// is disabled under the dialog, and closing the dialog cannot give it focus back. Focus stays on
+/// the page's updates, not on `<body>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_dialog_whose_button_was_disabled_meanwhile_keeps_the_focus_on_the_page() {
+    let Some(page) = Page::start(1280, 1200).await else { return };
+    seed(&page, &varied_events()[..2]).await;
+    page.open().await;
+    let dismiss_all = page.by_testid("dismiss-all").await;
+    page.execute("arguments[0].focus()", vec![dismiss_all.json()]).await;
+    dismiss_all.send_keys(keys::ENTER).await;
+    page.wait_for(&testid("confirm-dialog")).await;
+    let elsewhere = page.api("POST", "/api/updates/acknowledge-all", Some(json!({}))).await;
+    assert_eq!(elsewhere.status, 200, "{}", elsewhere.text());
+    page.wait_until("Dismiss all disabled under the dialog", async || {
+        (dismiss_all.prop("disabled").await == json!(true)).then_some(())
+    })
+    .await;
+    page.active().await.send_keys(keys::ESCAPE).await;
+    page.wait_gone(&testid("confirm-dialog")).await;
+    // The dialog's close event, which mends the focus, comes a moment after the dialog is gone.
+    page.wait_until("focus on the updates", async || {
+        (page.execute("return document.activeElement?.id", vec![]).await == json!("updates")).then_some(())
+    })
+    .await;
+    page.assert_no_console_errors().await;
+}
+
 /// Waits for an error banner that says `what` (among the others a failing page may show).
 async fn wait_for_banner(page: &Page, what: &str) {
     page.wait_until(&format!("a banner saying {what:?}"), async || {

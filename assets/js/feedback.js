@@ -201,7 +201,19 @@ export function confirmDialog({ title, text, confirmLabel }) {
   dialog.querySelector('[data-testid="confirm-ok"]').textContent = confirmLabel;
   dialog.returnValue = "";
   return new Promise((resolve) => {
-    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+    dialog.addEventListener(
+      "close",
+      () => {
+        // The browser gives focus back to the button that opened the dialog; one disabled
+        // meanwhile ("Dismiss all" with nothing left pending) cannot take it, and a keyboard
+        // user would start again from the top of the page.
+        const now = document.activeElement;
+        const lost = !now || now === document.body || now.disabled || dialog.contains(now);
+        if (lost) document.getElementById("updates").focus({ preventScroll: true });
+        resolve(dialog.returnValue === "ok");
+      },
+      { once: true },
+    );
     dialog.showModal();
   });
 }
