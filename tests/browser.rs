@@ -2596,6 +2596,57 @@ async fn a_dialog_whose_button_was_disabled_meanwhile_keeps_the_focus_on_the_pag
     page.assert_no_console_errors().await;
 }
 
+/// A Retry of a history that fails again leaves the keyboard on the new Retry: focus was on the
+/// list it reloads, which the failure emptied (and hid), and fell to `<body>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_history_that_fails_again_keeps_the_focus_on_its_retry() {
+    let Some(page) = Page::start(1280, 1200).await else { return };
+    page.before_scripts(HISTORY_REFUSED).await;
+    seed(&page, &varied_events()[..2]).await;
+    page.open().await;
+    page.card(NGINX).await.get("history-open").await.click().await;
+    let retry = page.wait_for(&testid("history-retry")).await;
+    page.execute("arguments[0].focus()", vec![retry.json()]).await;
+    retry.send_keys(keys::ENTER).await;
+    page.wait_until("the retry's request held", async || {
+        (page.execute("return window.held", vec![]).await == json!(1)).then_some(())
+    })
+    .await;
+    assert_eq!(page.execute("return document.activeElement?.id", vec![]).await, json!("history-list"));
+    page.execute("window.releaseHeld()", vec![]).await;
+    page.wait_until("focus on the new Retry", async || {
+        (page.focus().await.0.as_deref() == Some("history-retry")).then_some(())
+    })
+    .await;
+    page.assert_no_console_errors_besides_failed_requests().await;
+}
+
+/// Every history request answered 503; those after the first once the test calls
+/// `window.releaseHeld()` (`window.held` counts them).
+const HISTORY_REFUSED: &str = r#"
+(() => {
+  const realFetch = window.fetch;
+  let release = null;
+  const released = new Promise((resolve) => (release = resolve));
+  let asked = 0;
+  window.held = 0;
+  window.releaseHeld = () => release();
+  window.fetch = async function (input, init) {
+    if (!/\/history/.test(String(input))) return realFetch.call(this, input, init);
+    asked += 1;
+    if (asked > 1) {
+      window.held += 1;
+      await released;
+    }
+    return new Response(JSON.stringify({ error: "refused by the test" }), {
+      status: 503,
+      headers: { "Content-Type": "application/json" },
+    });
+  };
+})();
+"#;
+
 /// Waits for an error banner that says `what` (among the others a failing page may show).
 async fn wait_for_banner(page: &Page, what: &str) {
     page.wait_until(&format!("a banner saying {what:?}"), async || {

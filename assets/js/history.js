@@ -151,6 +151,9 @@ function render() {
 }
 
 function showError(message, retry) {
+  // Focus in the list (a Retry moved it there) would fall to <body> as the failed list empties:
+  // it goes to the new Retry instead.
+  const focusInList = list.contains(document.activeElement);
   errorsEl.replaceChildren(
     h(
       "div",
@@ -165,12 +168,14 @@ function showError(message, retry) {
       h("button", { type: "button", class: "btn btn-outline btn-sm btn-retry", "data-testid": "history-retry" }, "Retry"),
     ),
   );
-  errorsEl.querySelector("button").addEventListener("click", () => {
+  const again = errorsEl.querySelector("button");
+  again.addEventListener("click", () => {
     // The button goes away with the message: focus moves to the list it reloads, not to <body>.
     errorsEl.replaceChildren();
     retry();
     list.focus();
   });
+  if (focusInList) again.focus();
 }
 
 // ---- Loading ---------------------------------------------------------------------------------
