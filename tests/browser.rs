@@ -3902,4 +3902,29 @@ async fn a_right_to_left_override_in_a_host_name_stays_in_it() {
         .await;
     assert!(reading[0].as_str().unwrap().contains("nas"), "{reading}");
     assert_eq!(reading[1], json!(true), "the line after the host name reads right to left: {reading}");
+
+    // On the card too, once a second host lists the hosts one per line: the containers after
+    // the host name read left to right.
+    page.active().await.send_keys(keys::ESCAPE).await;
+    page.webhook(&docker(NGINX, "pi", "web", "")).await;
+    page.wait_until("both hosts listed", async || {
+        (page.find_all(&testid("card-host-place")).await.len() == 2).then_some(())
+    })
+    .await;
+    let reversed = page
+        .execute(
+            r#"const item = document.querySelector('[data-testid="card-host-item"][data-hostname="nas\u202E"]');
+               const node = item.querySelector('[data-testid="card-host-place"]').firstChild;
+               const at = node.data.indexOf("web");
+               const left = (i) => {
+                 const range = document.createRange();
+                 range.setStart(node, i);
+                 range.setEnd(node, i + 1);
+                 return range.getBoundingClientRect().left;
+               };
+               return left(at) > left(at + 2);"#,
+            vec![],
+        )
+        .await;
+    assert_eq!(reversed, json!(false), "the container after the host name reads right to left");
 }
