@@ -129,15 +129,18 @@ fn sendable_secret(secret: String) -> Result<Secret, String> {
     Ok(Secret::new(secret))
 }
 
-/// The address the `healthcheck` subcommand should call: the listen address, with a wildcard
-/// replaced by loopback.
-pub fn local_address(listen: SocketAddr) -> SocketAddr {
-    let ip = match listen.ip() {
-        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
-        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
-        ip => ip,
+/// The addresses the `healthcheck` subcommand should call, in turn: the listen address, with a
+/// wildcard replaced by loopback. `::` takes IPv4 too, and on a host with IPv6 turned off
+/// (a common hardening on a NAS) `::1` does not exist while `127.0.0.1` answers.
+pub fn local_addresses(listen: SocketAddr) -> Vec<SocketAddr> {
+    let ips = match listen.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => vec![IpAddr::from([127, 0, 0, 1])],
+        IpAddr::V6(v6) if v6.is_unspecified() => {
+            vec![IpAddr::from(std::net::Ipv6Addr::LOCALHOST), IpAddr::from([127, 0, 0, 1])]
+        }
+        ip => vec![ip],
     };
-    SocketAddr::new(ip, listen.port())
+    ips.into_iter().map(|ip| SocketAddr::new(ip, listen.port())).collect()
 }
 
 fn listen_address(bind: Option<&str>, port: Option<&str>) -> Result<SocketAddr, String> {
@@ -293,8 +296,12 @@ mod tests {
 
     #[test]
     fn healthcheck_calls_loopback_for_wildcard_binds() {
-        assert_eq!(local_address("0.0.0.0:81".parse().unwrap()), "127.0.0.1:81".parse().unwrap());
-        assert_eq!(local_address("[::]:81".parse().unwrap()), "[::1]:81".parse().unwrap());
-        assert_eq!(local_address("10.1.2.3:81".parse().unwrap()), "10.1.2.3:81".parse().unwrap());
+        let addresses = |listen: &str| -> Vec<String> {
+            local_addresses(listen.parse().unwrap()).iter().map(ToString::to_string).collect()
+        };
+        assert_eq!(addresses("0.0.0.0:81"), ["127.0.0.1:81"]);
+        assert_eq!(addresses("[::]:81"), ["[::1]:81", "127.0.0.1:81"]);
+        assert_eq!(addresses("10.1.2.3:81"), ["10.1.2.3:81"]);
+        assert_eq!(addresses("[::1]:81"), ["[::1]:81"]);
     }
 }

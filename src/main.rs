@@ -180,7 +180,9 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 fn migrate(options: &[&str]) -> ExitCode {
     diun_dashboard::logging::init();
     let mut from = None;
-    let mut to = std::env::var("DATABASE_URL").ok().filter(|url| !url.is_empty());
+    // As the service reads it: trimmed, and blank as unset.
+    let mut to =
+        std::env::var("DATABASE_URL").ok().map(|url| url.trim().to_string()).filter(|url| !url.is_empty());
     let mut force = false;
     let mut rest = options.iter();
     while let Some(option) = rest.next() {
@@ -188,6 +190,11 @@ fn migrate(options: &[&str]) -> ExitCode {
             "--from" => from = rest.next().map(|path| std::path::PathBuf::from(*path)),
             "--to" => to = rest.next().map(|url| url.to_string()),
             "--force" => force = true,
+            // Not echoed when it may be a URL: a forgotten `--to` would print its password.
+            other if other.contains("://") => {
+                eprintln!("error: unknown option (a URL? it goes after --to)\n\n{USAGE}");
+                return ExitCode::from(2);
+            }
             other => {
                 eprintln!("error: unknown option {other:?}\n\n{USAGE}");
                 return ExitCode::from(2);
@@ -238,10 +245,20 @@ fn healthcheck() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let address = config::local_address(config.listen);
+    let addresses = config::local_addresses(config.listen);
+    let timeout = diun_dashboard::http::HEALTHCHECK_WAIT;
+    // The first address that takes the connection is asked (see `local_addresses`).
+    let mut connected = Err(std::io::Error::other("no address to call"));
+    let mut address = config.listen;
+    for candidate in addresses {
+        address = candidate;
+        connected = TcpStream::connect_timeout(&address, timeout);
+        if connected.is_ok() {
+            break;
+        }
+    }
     let check = || -> std::io::Result<String> {
-        let timeout = diun_dashboard::http::HEALTHCHECK_WAIT;
-        let mut stream = TcpStream::connect_timeout(&address, timeout)?;
+        let mut stream = connected?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         write!(stream, "GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")?;

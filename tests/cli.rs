@@ -226,6 +226,23 @@ async fn a_restart_on_postgres_logs_no_server_notices() {
     db.drop_schema().await;
 }
 
+/// `migrate` reads DATABASE_URL as the service does (a blank value is unset, not a URL to fail
+/// on), and an argument that may be a URL with a password is not echoed back in its error (a
+/// forgotten `--to` printed the password to the log).
+#[tokio::test]
+async fn migrate_reads_its_arguments_as_the_service_does_and_echoes_no_url() {
+    let blank = [("DATABASE_URL", "   ".to_string())];
+    let (code, _, stderr) = run(&["migrate", "--from", "/nonexistent/diun.db"], &blank, LIMIT).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("migrate needs --from <sqlite file> and --to <postgres url>"), "{stderr}");
+
+    let url = "postgres://diun:not-for-the-log@db.example/diun";
+    let (code, _, stderr) = run(&["migrate", "--from", "/nonexistent/diun.db", url], &[], LIMIT).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("unknown option"), "{stderr}");
+    assert!(!stderr.contains("not-for-the-log"), "the password was printed: {stderr}");
+}
+
 /// A replica that starts while another holds the migration lock says that it waits for it, and
 /// starts once the lock is free, however long the other's migration takes: here longer than
 /// the 5 s start-up limit that once cancelled the wait (and would cancel a long migration of
