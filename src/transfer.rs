@@ -84,7 +84,12 @@ pub async fn migrate(from: &Path, to: &str, force: bool) -> Result<Copied, Strin
     .map_err(|err| format!("reading task failed: {err}"))?
     .map_err(|err| format!("cannot read {}: {err}", from.display()))?;
 
-    let connecting = tokio::time::timeout(CONNECT_TIMEOUT, tokio_postgres::connect(to, NoTls));
+    let mut config: tokio_postgres::Config =
+        to.parse().map_err(|err| format!("cannot read the PostgreSQL URL: {err}"))?;
+    // The primary, with several hosts in the URL, as the service takes it: a standby fails the
+    // copy at its first write.
+    config.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
+    let connecting = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls));
     let (mut client, connection) = connecting
         .await
         .map_err(|_| "timed out connecting to PostgreSQL".to_string())?
