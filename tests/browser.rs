@@ -1218,6 +1218,30 @@ async fn after_a_reload_the_filter_boxes_match_the_cards() {
     page.assert_no_console_errors().await;
 }
 
+/// A toast that comes while a dialog is open (it shows under the dialog, out of reach) waits for
+/// the dialog to close: it closed on its own time before the user could read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_toast_under_a_dialog_waits_for_it_to_close() {
+    let Some(page) = Page::start(1280, 1200).await else { return };
+    page.before_scripts(&shortened_timers(5000, 300)).await;
+    seed(&page, &varied_events()[..2]).await;
+    page.open().await;
+    page.card(NGINX).await.get("history-open").await.click().await;
+    page.wait_for(&testid("history-event")).await;
+    const KUMA: &str = "docker.io/louislam/uptime-kuma:1.23.13";
+    page.webhook(&docker(KUMA, "nas", "uptime-kuma", "")).await;
+    page.wait_for(&testid("toast")).await;
+    // Three times the toast's (shortened) time.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(page.find(&testid("toast")).await.is_some(), "the toast closed under the dialog");
+    page.active().await.send_keys(keys::ESCAPE).await;
+    page.wait_gone(&testid("history-dialog")).await;
+    // Then it has its time on screen, and goes.
+    page.wait_gone(&testid("toast")).await;
+    page.assert_no_console_errors().await;
+}
+
 /// A report acknowledged elsewhere before this page heard of it (a tab in the background, say)
 /// arrives without a toast: it is no news. Toasts once counted it among the new updates.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -3448,14 +3472,16 @@ async fn cards_replaced_before_they_were_seen_are_let_go() {
     page.assert_no_console_errors().await;
 }
 
-/// The page's "seen after a few seconds" timers, at 1 s: short for a test, and still long enough
-/// on a busy machine for the steps that must come before them.
-const SEEN_SOON: &str = r#"
-(() => {
+/// A script that shortens the page's timers of `ms` to `to` milliseconds: a test then waits a
+/// second, not the page's full time.
+fn shortened_timers(ms: u32, to: u32) -> String {
+    format!(
+        r#"(() => {{
   const realSetTimeout = window.setTimeout;
-  window.setTimeout = (run, ms, ...args) => realSetTimeout(run, ms === 6000 ? 1000 : ms, ...args);
-})();
-"#;
+  window.setTimeout = (run, ms, ...args) => realSetTimeout(run, ms === {ms} ? {to} : ms, ...args);
+}})();"#
+    )
+}
 
 /// A new card with only a sliver on screen (at the window's bottom edge) stays highlighted, also
 /// when it was in view a moment before; once most of it stays in view it is marked seen. A sliver
@@ -3463,7 +3489,7 @@ const SEEN_SOON: &str = r#"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn a_new_card_barely_on_screen_is_not_seen() {
-    let Some(page) = a_page_longer_than_the_window(SEEN_SOON).await else { return };
+    let Some(page) = a_page_longer_than_the_window(&shortened_timers(6000, 1000)).await else { return };
     page.webhook(&docker(LATE, "nas", "web", "")).await;
     page.card(LATE).await;
     // In view for two frames (the observer has called), then a fifth of it above the bottom edge.

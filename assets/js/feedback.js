@@ -131,9 +131,12 @@ export function toast(title, text, action = null) {
     clearTimeout(timer);
     removeNotice(el, cameFrom.get(el));
   };
+  // Under a modal dialog a toast can be neither read nor reached: it waits for the dialog to
+  // close, then has its time on screen.
+  const expire = () => (document.querySelector("dialog[open]") ? arm() : close());
   const arm = () => {
     clearTimeout(timer);
-    timer = setTimeout(close, TOAST_MS);
+    timer = setTimeout(expire, TOAST_MS);
   };
   const el = notice({
     className: "toast",
