@@ -12,6 +12,9 @@ use tokio_postgres::{NoTls, Transaction};
 use crate::store::{postgres, sqlite};
 use crate::time::Timestamp;
 
+/// Times the target's lock is taken when the server fails it to break a deadlock.
+const LOCK_ATTEMPTS: u32 = 5;
+
 /// How many rows of each table were copied.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Copied {
@@ -97,12 +100,32 @@ pub async fn migrate(from: &Path, to: &str, force: bool) -> Result<Copied, Strin
     let driver = tokio::spawn(connection);
     postgres::check_encoding(&client).await?;
     postgres::run_migrations(&mut client, &postgres::migrations()?).await?;
-    let tx = client.transaction().await.map_err(pg("begin"))?;
     // Locked before they are counted: a running dashboard's commit then either counts or waits
-    // until the copy is done, and is never emptied away by the TRUNCATE below unasked.
-    tx.batch_execute("LOCK TABLE tag_assignments, events, updates, tags IN ACCESS EXCLUSIVE MODE")
-        .await
-        .map_err(pg("lock the target"))?;
+    // until the copy is done, and is never emptied away by the TRUNCATE below unasked. A
+    // dashboard's transactions take these tables in different orders (an acknowledgement
+    // `updates` then `events`, a listing `updates` then `tag_assignments`, a group's dismissal
+    // `tags` then `updates`), so no order of ours avoids them all: when the server breaks a
+    // deadlock by failing this lock, it is taken again, and nothing was done meanwhile.
+    let mut attempt = 1;
+    let tx = loop {
+        let tx = client.transaction().await.map_err(pg("begin"))?;
+        match tx
+            .batch_execute("LOCK TABLE tag_assignments, events, updates, tags IN ACCESS EXCLUSIVE MODE")
+            .await
+        {
+            Ok(()) => break tx,
+            Err(err)
+                if attempt < LOCK_ATTEMPTS
+                    && err.code() == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED) =>
+            {
+                log::warn!(
+                    "locking the target again: a running dashboard's transaction and this one waited for each other"
+                );
+                attempt += 1;
+            }
+            Err(err) => return Err(pg("lock the target")(err)),
+        }
+    };
     let existing: i64 = tx
         .query_one(
             "SELECT (SELECT count(*) FROM updates) + (SELECT count(*) FROM tags) + (SELECT count(*) FROM events)",

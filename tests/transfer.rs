@@ -234,6 +234,47 @@ async fn a_row_committed_while_migrate_starts_is_not_wiped() {
     db.drop_schema().await;
 }
 
+/// A running dashboard's transaction that holds one of the tables `migrate` locks and then waits
+/// for another it locked first (an acknowledgement: `updates`, then `events`) makes a deadlock
+/// the server breaks by failing `migrate`'s lock. `migrate` takes it again and completes; it
+/// failed with "deadlock detected" before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_with_a_running_dashboard_does_not_fail_the_move() {
+    let Some(Move { db, url, dir: _dir, path, sqlite }) = Move::prepare().await else { return };
+    seed(&sqlite).await;
+    sqlite.close().await;
+    drop(PostgresStore::open(&url).await.unwrap());
+    let (dashboard, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let (observer, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    // The server looks for the cycle from `migrate`'s side first, which waited first; this
+    // session would wait longer before looking.
+    dashboard
+        .batch_execute(
+            "SET deadlock_timeout = '20s'; BEGIN; UPDATE updates SET acknowledged_at = now() WHERE false",
+        )
+        .await
+        .unwrap();
+    let dashboard_pid = backend_pid(&dashboard).await;
+
+    let from = path.display().to_string();
+    let target = url.clone();
+    let migrating = tokio::spawn(async move {
+        run(&["migrate", "--from", &from, "--to", &target, "--force"], &[], LIMIT).await
+    });
+    // `migrate` holds tag_assignments and events, and waits for updates.
+    until_blocked(&observer, dashboard_pid, 1).await;
+    // The dashboard now waits for events: the cycle, which the server breaks on `migrate`'s side.
+    dashboard.batch_execute("SELECT count(*) FROM events").await.unwrap();
+    dashboard.batch_execute("COMMIT").await.unwrap();
+
+    let (code, stdout, stderr) = migrating.await.unwrap();
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stderr.contains("locking the target again"), "the deadlock did not happen: {stderr}");
+    db.drop_schema().await;
+}
+
 /// Numbers jsonb keeps otherwise (a negative zero, a whole float of 1e16 or more), stored by an
 /// older release (intake now stores them as jsonb gives them back): the copy still counts as
 /// equal.
