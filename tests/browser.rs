@@ -1242,6 +1242,20 @@ async fn a_toast_under_a_dialog_waits_for_it_to_close() {
     page.assert_no_console_errors().await;
 }
 
+/// The console checks of every other test can fail: an error the page logs is seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_console_error_is_seen() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    page.open().await;
+    page.execute("console.error('logged by the test')", vec![]).await;
+    page.wait_until("the error in the browser's log", async || {
+        let errors = page.console_errors().await;
+        errors.iter().any(|entry| entry.message.contains("logged by the test")).then_some(())
+    })
+    .await;
+}
+
 /// A report acknowledged elsewhere before this page heard of it (a tab in the background, say)
 /// arrives without a toast: it is no news. Toasts once counted it among the new updates.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -76,11 +76,13 @@ async fn an_open_webhook_is_warned_about_at_start_up() {
         let mut env = vec![("DB_PATH", dir.0.join("diun.db").display().to_string())];
         env.extend(secret.map(|secret| ("WEBHOOK_SECRET", secret.to_string())));
         let mut service = Service::start(&env).await;
+        service.signal("TERM");
+        assert_eq!(service.wait(LIMIT).await, Some(0), "{}", service.log());
+        // Read once the last line is in: a warning comes before it.
+        service.wait_for_log("shutting down").await;
         let log = service.log();
         assert_eq!(log.contains(WARNING), warned, "{secret:?}: {log}");
         assert!(log.contains("Listening on"), "{log}");
-        service.signal("TERM");
-        assert_eq!(service.wait(LIMIT).await, Some(0), "{}", service.log());
     }
 }
 
@@ -289,7 +291,7 @@ async fn a_stop_during_the_start_ends_it_cleanly() {
     service.wait_for_log("holds the migration lock of this database; waiting for it").await;
     service.signal("TERM");
     assert_eq!(service.wait(LIMIT).await, Some(0), "{}", service.log());
-    assert!(service.log().contains("stopped before the service started"), "{}", service.log());
+    service.wait_for_log("stopped before the service started").await;
     holder.execute("SELECT pg_advisory_unlock($1)", &[&lock]).await.unwrap();
     db.drop_schema().await;
 }

@@ -35,6 +35,8 @@ pub struct Service {
     pub child: Child,
     pub addr: SocketAddr,
     log: Arc<Mutex<String>>,
+    /// Copies stderr into `log`; it ends at the end of the output, after the process.
+    copier: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Service {
@@ -55,7 +57,7 @@ impl Service {
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("stderr");
         let sink = Arc::clone(&log);
-        tokio::spawn(async move {
+        let copier = tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 let mut log = sink.lock().unwrap();
@@ -63,7 +65,7 @@ impl Service {
                 log.push('\n');
             }
         });
-        Self { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), log }
+        Self { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), log, copier: Some(copier) }
     }
 
     pub async fn wait_healthy(&self) {
@@ -107,12 +109,20 @@ impl Service {
         assert!(status.success(), "kill -{signal} failed");
     }
 
-    /// Waits for the process to end (at most `limit`), returning its exit code.
+    /// Waits for the process to end (at most `limit`), returning its exit code. Its whole log is
+    /// in [`Self::log`] then: a check that a line is absent reads all of them.
     pub async fn wait(&mut self, limit: Duration) -> Option<i32> {
-        match tokio::time::timeout(limit, self.child.wait()).await {
+        let code = match tokio::time::timeout(limit, self.child.wait()).await {
             Ok(status) => status.expect("wait").code(),
             Err(_) => panic!("the process did not exit within {limit:?}; its log:\n{}", self.log()),
+        };
+        if let Some(copier) = self.copier.take() {
+            tokio::time::timeout(limit, copier)
+                .await
+                .expect("the log ends with the process")
+                .expect("copier");
         }
+        code
     }
 }
 

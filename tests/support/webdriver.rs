@@ -495,8 +495,10 @@ impl Session {
     /// entry once, so they are kept here).
     pub async fn console(&self) -> Vec<LogEntry> {
         let fresh = self.cmd("POST", "/se/log", Some(json!({ "type": "browser" }))).await;
+        // Anything but a list would read as "nothing logged", and every console check would pass.
+        let fresh = fresh.as_array().unwrap_or_else(|| panic!("the browser's log is not a list: {fresh}"));
         let mut log = self.log.lock().unwrap();
-        for entry in fresh.as_array().into_iter().flatten() {
+        for entry in fresh {
             log.push(LogEntry {
                 level: entry["level"].as_str().unwrap_or_default().to_string(),
                 source: entry["source"].as_str().unwrap_or_default().to_string(),
