@@ -266,6 +266,28 @@ mod postgres {
         }
     }
 
+    /// The same inside a transaction (the listing, an acknowledgement), where the refusal has
+    /// ended the transaction and it cannot go on: the request is answered 503 ("try again"),
+    /// not 500, once per connection that had prepared it, and the next ones pass.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_column_retyped_under_a_running_replica_is_a_503_inside_a_transaction() {
+        let Some(db) = TestDb::postgres().await else { return };
+        let app = support::TestApp::start(db, None).await;
+        assert_eq!(app.webhook(&support::docker_event("nginx:1")).await.status, 200);
+        let prepared = futures_util::future::join_all((0..20).map(|_| app.get("/api/updates"))).await;
+        assert!(prepared.iter().all(|response| response.status == 200));
+
+        app.db.query("ALTER TABLE updates ALTER COLUMN hostname TYPE varchar(255)").await;
+        let mut statuses = Vec::new();
+        for _ in 0..60 {
+            let response = app.get("/api/updates").await;
+            assert!(matches!(response.status, 200 | 503), "{} {}", response.status, response.text());
+            statuses.push(response.status);
+        }
+        assert!(statuses.contains(&503), "the retype refused no statement: the test set nothing up");
+        assert!(statuses.ends_with(&[200; 20]), "{statuses:?}");
+    }
+
     /// A migration that waits for a table another session holds (a `pg_dump`, a `psql` left in
     /// a transaction) fails start-up after a while with the reason, having applied nothing,
     /// instead of hanging in silence with every other replica's query queued behind its ALTER.

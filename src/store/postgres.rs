@@ -194,10 +194,12 @@ impl Statements {
 }
 
 /// The server's refusal of a statement prepared before a schema change: "cached plan must not
-/// change result type" (0A000), or the statement gone (26000).
+/// change result type" (0A000, a code other refusals share), or the statement gone (26000).
 fn is_stale(err: &tokio_postgres::Error) -> bool {
-    matches!(err.code(), Some(code) if *code == SqlState::FEATURE_NOT_SUPPORTED
-        || *code == SqlState::INVALID_SQL_STATEMENT_NAME)
+    err.as_db_error().is_some_and(|db| {
+        (*db.code() == SqlState::FEATURE_NOT_SUPPORTED && db.message().contains("cached plan"))
+            || *db.code() == SqlState::INVALID_SQL_STATEMENT_NAME
+    })
 }
 
 impl Conn {
@@ -356,6 +358,15 @@ pub struct PostgresStore {
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(err: tokio_postgres::Error) -> Self {
+        // A statement prepared before another replica's migration changed its tables, refused
+        // inside a transaction (outside one it is prepared again at once, `Statements::run`):
+        // it is prepared anew on the next request, which then passes. Not a fault of this one.
+        if is_stale(&err) {
+            return StoreError::Unavailable(format!(
+                "the database's schema changed under this request (a newer replica migrated it); try again: {}",
+                describe(&err)
+            ));
+        }
         let unavailable = match err.code() {
             // No server answer at all: connection refused, reset or closed. A code-less error
             // of the client's own (a value it cannot decode) is a fault, not an outage.
