@@ -544,6 +544,43 @@ async fn a_trickling_client_is_disconnected_and_others_are_served_meanwhile() {
     db.drop_schema().await;
 }
 
+/// A client that asks for a large listing and never reads it has its connection closed after
+/// the 30 s an answer may make no progress: it held the listing in the service's memory for as
+/// long as it liked (a few thousand such clients, the service). Others are served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_answer_is_let_go() {
+    let Some((db, env)) = binary_env(&[]).await else { return };
+    let mut service = Service::start(&env).await;
+    // About 14 MB of listing: more than both sides' socket buffers hold.
+    for i in 0..16 {
+        let mut event = docker_event(&format!("big/app{i}:1"));
+        event["metadata"] = json!({ "note": "x".repeat(900_000) });
+        let response = service.request("POST", "/webhook").body(event.to_string()).send().await;
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+    let whole = service.request("GET", "/api/updates").send().await.body.len();
+    assert!(whole > 14_000_000, "the listing is {whole} bytes");
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut reader = socket.connect(service.addr).await.unwrap();
+    reader.write_all(b"GET /api/updates HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    // Past the stall limit, with room for a busy machine.
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    assert_still_serving(service.addr).await;
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(HANG, reader.read_to_end(&mut received)).await.expect("the read hung");
+    // Closed mid-answer: an end short of the whole, or a reset.
+    assert!(
+        read.is_err() || received.len() < whole,
+        "the whole answer came after 40 s: {} bytes",
+        received.len()
+    );
+    service.signal("TERM");
+    assert_eq!(service.wait(HANG).await, Some(0), "{}", service.log());
+    db.drop_schema().await;
+}
+
 /// A thousand connections that send nothing (or half a request line) do not keep real
 /// clients waiting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
