@@ -398,9 +398,7 @@ fn assert_all_answered_are_stored(updates: &Value, answered: &[Value]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_database_file_is_a_clear_start_up_error() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = support::TempDir::new();
-    let folder = dir.0.join("rw");
-    std::fs::create_dir_all(&folder).unwrap();
+    let (dir, folder) = a_folder_in_a_temp_dir("rw");
     let db_path = folder.join("diun.db");
     let mut service = Service::start(&[("DB_PATH", db_path.display().to_string())]).await;
     service.signal("TERM");
@@ -415,6 +413,15 @@ async fn a_read_only_database_file_is_a_clear_start_up_error() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot open SQLite database") && stderr.contains("read-only"), "{stderr}");
     assert_eq!(stderr.lines().filter(|line| line.contains("ERROR")).count(), 1, "{stderr}");
+}
+
+/// A folder named `name` in a new temporary folder (kept while the first is).
+#[cfg(all(feature = "sqlite", unix))]
+fn a_folder_in_a_temp_dir(name: &str) -> (support::TempDir, std::path::PathBuf) {
+    let dir = support::TempDir::new();
+    let folder = dir.0.join(name);
+    std::fs::create_dir_all(&folder).unwrap();
+    (dir, folder)
 }
 
 /// Runs the service on `db_path` until it exits, as an unprivileged user when the tests run as
@@ -442,9 +449,7 @@ async fn start_unprivileged(db_path: &std::path::Path) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_folder_is_a_clear_start_up_error() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = support::TempDir::new();
-    let folder = dir.0.join("ro");
-    std::fs::create_dir_all(&folder).unwrap();
+    let (dir, folder) = a_folder_in_a_temp_dir("ro");
     // The unprivileged user must reach the folder, but not write in it.
     std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o555)).unwrap();

@@ -203,6 +203,24 @@ async fn a_copy_that_differs_from_the_source_is_not_committed() {
     db.drop_schema().await;
 }
 
+/// The source seeded and closed, the target migrated (empty), and two sessions of the test's own
+/// on the target: one to act as a running dashboard, one to watch.
+async fn seeded_source_and_sessions_on_the_target(
+    sqlite: SqliteStore,
+    url: &str,
+) -> [tokio_postgres::Client; 2] {
+    seed(&sqlite).await;
+    sqlite.close().await;
+    drop(PostgresStore::open(url).await.unwrap());
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        sessions.push(client);
+    }
+    sessions.try_into().unwrap_or_else(|_| unreachable!("two sessions"))
+}
+
 /// A row a running dashboard commits while `migrate` starts is not wiped without `--force`:
 /// the target is locked before its rows are counted, so the count waits for that commit and
 /// sees the row. (Counted first, the target looked empty and the TRUNCATE after the commit
@@ -210,13 +228,7 @@ async fn a_copy_that_differs_from_the_source_is_not_committed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_committed_while_migrate_starts_is_not_wiped() {
     let Some(Move { db, url, dir: _dir, path, sqlite }) = Move::prepare().await else { return };
-    seed(&sqlite).await;
-    sqlite.close().await;
-    drop(PostgresStore::open(&url).await.unwrap());
-    let (writer, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
-    let (observer, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
+    let [writer, observer] = seeded_source_and_sessions_on_the_target(sqlite, &url).await;
     writer.batch_execute("BEGIN; INSERT INTO tags (name) VALUES ('live')").await.unwrap();
 
     let from = path.display().to_string();
@@ -241,13 +253,7 @@ async fn a_row_committed_while_migrate_starts_is_not_wiped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadlock_with_a_running_dashboard_does_not_fail_the_move() {
     let Some(Move { db, url, dir: _dir, path, sqlite }) = Move::prepare().await else { return };
-    seed(&sqlite).await;
-    sqlite.close().await;
-    drop(PostgresStore::open(&url).await.unwrap());
-    let (dashboard, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
-    let (observer, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
+    let [dashboard, observer] = seeded_source_and_sessions_on_the_target(sqlite, &url).await;
     // The server looks for the cycle from `migrate`'s side first, which waited first; this
     // session would wait longer before looking.
     dashboard
