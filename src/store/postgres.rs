@@ -194,10 +194,11 @@ impl Statements {
 }
 
 /// The server's refusal of a statement prepared before a schema change: "cached plan must not
-/// change result type" (0A000, a code other refusals share), or the statement gone (26000).
+/// change result type" (0A000, a code other refusals share; told apart by the server function
+/// that raises it, which, unlike the message, is not translated), or the statement gone (26000).
 fn is_stale(err: &tokio_postgres::Error) -> bool {
     err.as_db_error().is_some_and(|db| {
-        (*db.code() == SqlState::FEATURE_NOT_SUPPORTED && db.message().contains("cached plan"))
+        (*db.code() == SqlState::FEATURE_NOT_SUPPORTED && db.routine() == Some("RevalidateCachedQuery"))
             || *db.code() == SqlState::INVALID_SQL_STATEMENT_NAME
     })
 }
