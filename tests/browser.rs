@@ -3537,6 +3537,36 @@ async fn a_new_card_barely_on_screen_is_not_seen() {
     page.assert_no_console_errors().await;
 }
 
+/// A new card taller than two windows (a long list of hosts on a small screen) never has half of
+/// itself on screen: with half of the window filled by it, it is seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_new_card_taller_than_the_window_is_seen() {
+    let Some(page) = Page::start(1280, 400).await else { return };
+    page.before_scripts(&shortened_timers(6000, 300)).await;
+    seed(&page, &varied_events()[..1]).await;
+    page.open().await;
+    for host in 0..40 {
+        page.webhook(&docker(LATE, &format!("host{host:02}"), "web", "")).await;
+    }
+    page.wait_until("the card with every host", async || {
+        (page.find_all(&testid("card-host-item")).await.len() == 40).then_some(())
+    })
+    .await;
+    let height = page
+        .execute(
+            "const card = document.querySelector(arguments[0]);
+             card.scrollIntoView({ block: 'start' });
+             return card.getBoundingClientRect().height / window.innerHeight;",
+            vec![json!(card_css(LATE))],
+        )
+        .await;
+    assert!(height.as_f64().is_some_and(|times| times > 2.0), "the card is {height} windows tall");
+    page.wait_until("the card seen", async || (page.card_info(LATE).await?["new"] == "false").then_some(()))
+        .await;
+    page.assert_no_console_errors().await;
+}
+
 /// Holds the page's first `tag-assignments` request back until `releaseFirstMove()` (or 10 s), and
 /// counts the answered ones, so that a test can make two moves race.
 const FIRST_MOVE_HELD_BACK: &str = r#"

@@ -190,23 +190,29 @@ subscribe(requestRender);
 
 // ---- New cards stay highlighted until they have been on screen for a few seconds --------------
 
-// Half of a card on screen counts as seen: a sliver at the window's edge (or under a banner) does
-// not. `isIntersecting` is true for any sliver; the threshold only decides when the observer calls.
+// Half of a card on screen counts as seen, or half of the window for a card taller than two
+// windows (a long list of hosts on a phone): a sliver at the window's edge (or under a banner)
+// does not. `isIntersecting` is true for any sliver; the thresholds only decide when the
+// observer calls, so there are several, for the tall cards.
 const SEEN_SHARE = 0.5;
 const seenTimers = new Map();
 const seenObserver =
   "IntersectionObserver" in window
     ? new IntersectionObserver(
         (entries) => {
-          for (const { target, intersectionRatio } of entries) {
-            clearTimeout(seenTimers.get(target));
-            seenTimers.delete(target);
-            if (intersectionRatio >= SEEN_SHARE) {
+          for (const { target, intersectionRatio, intersectionRect, rootBounds } of entries) {
+            const shown =
+              intersectionRatio >= SEEN_SHARE ||
+              (rootBounds !== null && intersectionRect.height >= rootBounds.height * SEEN_SHARE);
+            if (!shown) {
+              clearTimeout(seenTimers.get(target));
+              seenTimers.delete(target);
+            } else if (!seenTimers.has(target)) {
               seenTimers.set(target, setTimeout(() => seen(target), SEEN_AFTER_MS));
             }
           }
         },
-        { threshold: SEEN_SHARE },
+        { threshold: [0, 0.1, 0.2, 0.3, 0.4, SEEN_SHARE] },
       )
     : null;
 
