@@ -95,7 +95,8 @@ async fn run(config: Config) -> Result<(), String> {
         Database::Postgres { .. } => log::info!("Using PostgreSQL database"),
     }
     // Listened for from here: a stop asked during a long migration ends the start (a PostgreSQL
-    // migration rolls back; a SQLite one, on a thread of its own, is let finish first). Left
+    // migration rolls back once the server notices the connection gone, at the end of its
+    // current statement; a SQLite one, on a thread of its own, is let finish first). Left
     // unhandled until serving, the signal was lost on PID 1 (Docker), which then stopped only
     // when killed at the end of the stop timeout.
     let mut shutdown = std::pin::pin!(shutdown_signal());
@@ -130,7 +131,12 @@ async fn run(config: Config) -> Result<(), String> {
     // The start-up lines are out before anything is served (see `logging`).
     diun_dashboard::logging::flush();
     let pruning = config.history_days.map(|days| diun_dashboard::retention::spawn(Arc::clone(&store), days));
-    diun_dashboard::serve(listener, state, shutdown).await;
+    let stopping = async {
+        shutdown.await;
+        // Shutdown may take up to the grace period: the log says why the service is still there.
+        log::info!("stopping: finishing the requests in flight");
+    };
+    diun_dashboard::serve(listener, state, stopping).await;
     if let Some(pruning) = pruning {
         pruning.abort();
     }
@@ -171,8 +177,6 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
         }
         #[cfg(not(unix))]
         let _ = interrupt.await;
-        // Shutdown may take up to the grace period: the log says why the service is still there.
-        log::info!("stopping: finishing the requests in flight");
     }
 }
 

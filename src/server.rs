@@ -25,7 +25,9 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// How long an answer may make no progress at all before its connection is closed: a client
 /// that asks for the listing and never reads it would hold it in memory for as long as it
-/// likes, and a few thousand such clients the service. A slow reader makes progress.
+/// likes, and a few thousand such clients the service. A slow reader makes progress, as long as
+/// it frees the kernel's idea of enough room (a third of the socket's send buffer, which Linux
+/// sizes to the link) every 30 s.
 pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `state` on `listener` until `shutdown` completes, then stops accepting, lets

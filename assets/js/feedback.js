@@ -133,7 +133,11 @@ export function toast(title, text, action = null) {
   };
   // Under a modal dialog a toast can be neither read nor reached: it waits for the dialog to
   // close, then has its time on screen.
-  const expire = () => (document.querySelector("dialog[open]") ? arm() : close());
+  const expire = () => {
+    const dialog = document.querySelector("dialog[open]");
+    if (!dialog) close();
+    else dialog.addEventListener("close", () => el.isConnected && arm(), { once: true });
+  };
   const arm = () => {
     clearTimeout(timer);
     timer = setTimeout(expire, TOAST_MS);

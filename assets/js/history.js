@@ -151,9 +151,10 @@ function render() {
 }
 
 function showError(message, retry) {
-  // Focus in the list (a Retry moved it there) would fall to <body> as the failed list empties:
-  // it goes to the new Retry instead.
-  const focusInList = list.contains(document.activeElement);
+  // Focus on the list (a Retry moved it there) would fall to <body> as the list, still without
+  // a page loaded, empties and hides: it goes to the new Retry instead. A failed reload of a
+  // list already shown keeps the list, and the user's place in it.
+  const focusInList = !open?.loaded && list.contains(document.activeElement);
   errorsEl.replaceChildren(
     h(
       "div",
