@@ -87,11 +87,9 @@ pub async fn migrate(from: &Path, to: &str, force: bool) -> Result<Copied, Strin
     .map_err(|err| format!("reading task failed: {err}"))?
     .map_err(|err| format!("cannot read {}: {err}", from.display()))?;
 
-    let mut config: tokio_postgres::Config =
-        to.parse().map_err(|err| format!("cannot read the PostgreSQL URL: {err}"))?;
-    // The primary, with several hosts in the URL, as the service takes it: a standby fails the
-    // copy at its first write.
-    config.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
+    // As the service connects: the primary of several hosts (a standby fails the copy at its
+    // lock), a dead peer noticed within a minute.
+    let config = postgres::client_config(to, "the --to URL")?;
     let connecting = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls));
     let (mut client, connection) = connecting
         .await

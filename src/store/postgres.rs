@@ -426,6 +426,42 @@ impl ErrorSink<tokio_postgres::Error> for LogErrors {
     }
 }
 
+/// The service's settings for a connection to `url` (named `named` in an error): the ones below
+/// unless the URL sets them, and always the primary of several hosts. `migrate` connects with
+/// them too.
+pub(crate) fn client_config(url: &str, named: &str) -> Result<tokio_postgres::Config, String> {
+    // The parser's messages quote no part of the URL, so no password can leak here.
+    let mut config: tokio_postgres::Config =
+        url.parse().map_err(|err| format!("{named} is not a valid PostgreSQL URL: {err}"))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("diun-dashboard");
+    }
+    // A dead peer (its host gone, a partition) is noticed within a minute, not the OS's
+    // default of about eleven: above all by the replicas' relay, which waits on its
+    // connection for notices and would hear none meanwhile.
+    config
+        .keepalives_idle(Duration::from_secs(30))
+        .keepalives_interval(Duration::from_secs(10))
+        .keepalives_retries(3);
+    // Keepalives stop while sent data waits for its acknowledgement: a server gone silently
+    // (a failover by DNS, a partition) would hold a request's connection for TCP's quarter
+    // of an hour of retransmissions.
+    // Past the keepalives' own verdict (30 s idle, then 3 probes 10 s apart): Linux lets
+    // this timeout decide for keepalive probes too, and a shorter one would close a healthy
+    // idle connection on one lost probe.
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(Duration::from_secs(75));
+    }
+    // Every replica writes: a standby (or a read-only default) is refused at start-up, where
+    // it says so, rather than answering /healthz while every webhook fails; with several
+    // hosts in the URL, the primary is the one taken.
+    config.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
+    Ok(config)
+}
+
 impl PostgresStore {
     /// Connects, migrates, and starts the pool. Fails within seconds on a bad URL or a server
     /// that does not answer; the migrations themselves have no time limit.
@@ -435,35 +471,7 @@ impl PostgresStore {
 
     /// Like [`Self::open`], with another set of migrations (tests of upgrades).
     pub async fn open_with(url: &str, migrations: Vec<Migration>) -> Result<Self, String> {
-        // The parser's messages quote no part of the URL, so no password can leak here.
-        let mut config: tokio_postgres::Config =
-            url.parse().map_err(|err| format!("DATABASE_URL is not a valid PostgreSQL URL: {err}"))?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("diun-dashboard");
-        }
-        // A dead peer (its host gone, a partition) is noticed within a minute, not the OS's
-        // default of about eleven: above all by the replicas' relay, which waits on its
-        // connection for notices and would hear none meanwhile.
-        config
-            .keepalives_idle(Duration::from_secs(30))
-            .keepalives_interval(Duration::from_secs(10))
-            .keepalives_retries(3);
-        // Keepalives stop while sent data waits for its acknowledgement: a server gone silently
-        // (a failover by DNS, a partition) would hold a request's connection for TCP's quarter
-        // of an hour of retransmissions.
-        // Past the keepalives' own verdict (30 s idle, then 3 probes 10 s apart): Linux lets
-        // this timeout decide for keepalive probes too, and a shorter one would close a healthy
-        // idle connection on one lost probe.
-        if config.get_tcp_user_timeout().is_none() {
-            config.tcp_user_timeout(Duration::from_secs(75));
-        }
-        // Every replica writes: a standby (or a read-only default) is refused at start-up, where
-        // it says so, rather than answering /healthz while every webhook fails; with several
-        // hosts in the URL, the primary is the one taken.
-        config.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
+        let config = client_config(url, "DATABASE_URL")?;
 
         let connecting = config.connect(NoTls);
         let (mut client, connection) =
