@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use bb8::{ErrorSink, Pool, PooledConnection, RunError};
@@ -18,7 +18,9 @@ use include_dir::{Dir, include_dir};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, IsolationLevel, NoTls, Row, SimpleQueryMessage, Statement, Transaction};
+use tokio_postgres::{
+    CancelToken, Client, IsolationLevel, NoTls, Row, SimpleQueryMessage, Statement, Transaction,
+};
 
 use super::migrate::{self, Migration};
 use super::shared_batches;
@@ -57,7 +59,7 @@ impl bb8::ManageConnection for Manager {
         Ok(Conn {
             client: connected?,
             statements: Statements::default(),
-            cancel_sent: AtomicBool::new(false),
+            cancel_sent: Arc::new(AtomicBool::new(false)),
             abandoned_cancelled: AtomicBool::new(false),
             unfinished: AtomicUsize::new(0),
         })
@@ -87,9 +89,9 @@ impl bb8::ManageConnection for Manager {
             cancel_abandoned(&conn.client);
             // Once: asked again about this connection, the pool must not cancel again.
             *conn.abandoned_cancelled.get_mut() = true;
-            *conn.cancel_sent.get_mut() = true;
+            conn.cancel_sent.store(true, Ordering::Relaxed);
         }
-        *conn.cancel_sent.get_mut() || self.inner.has_broken(&mut conn.client)
+        conn.cancel_sent.load(Ordering::Relaxed) || self.inner.has_broken(&mut conn.client)
     }
 }
 
@@ -114,8 +116,9 @@ fn cancel_abandoned(client: &Client) {
 pub struct Conn {
     client: Client,
     statements: Statements,
-    /// A cancel request was sent for this connection: it is not handed out again.
-    cancel_sent: AtomicBool,
+    /// A cancel request was sent for this connection: it is not handed out again. Shared with
+    /// whoever may cancel what the connection runs while it is lent out (see [`LateCancel`]).
+    cancel_sent: Arc<AtomicBool>,
     /// The pool has cancelled what this connection left running when it came back.
     abandoned_cancelled: AtomicBool,
     /// Exchanges with the server started and not finished (see [`finished`]); several when
@@ -556,6 +559,43 @@ impl PostgresStore {
     {
         in_time(async { op(checkout(&self.pool, &self.connect_failures).await?).await }).await
     }
+
+    /// Runs the write `op` on a pooled connection, within [`OPERATION_TIMEOUT`] as every
+    /// operation, but never answered 503 while it may still commit: at its deadline it is
+    /// cancelled on the server and awaited, as a webhook's upsert is (see [`LateCancel`]).
+    /// Dropped instead, it went on on the server, could commit after its client heard 503, and
+    /// its change reached no dashboard.
+    async fn writing<T, F, Fut>(&self, op: F) -> StoreResult<T>
+    where
+        F: FnOnce(PooledConnection<'static, Manager>) -> Fut,
+        Fut: Future<Output = StoreResult<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + OPERATION_TIMEOUT - CANCEL_GRACE;
+        let late =
+            || StoreError::Unavailable("the database did not answer in time; nothing was changed".into());
+        let client =
+            match tokio::time::timeout_at(deadline, checkout(&self.pool, &self.connect_failures)).await {
+                Ok(client) => client?,
+                Err(_) => return Err(late()),
+            };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(late());
+        }
+        let cancel = LateCancel::of(&client);
+        match cancel.await_by(deadline, op(client)).await {
+            Ended::InTime(done) => done,
+            Ended::AfterCancel(Err(err)) if was_cancelled(&err) => Err(late()),
+            Ended::AfterCancel(done) => done,
+            Ended::Unheard => Err(unheard()),
+        }
+    }
+}
+
+/// The server's refusal of a cancelled statement, once it is a [`StoreError`] (whose message
+/// ends in the SQLSTATE, see [`describe`]).
+fn was_cancelled(err: &StoreError) -> bool {
+    let code = format!("({})", SqlState::QUERY_CANCELED.code());
+    matches!(err, StoreError::Unavailable(why) if why.ends_with(&code))
 }
 
 /// Bounds one operation, its connections' checkouts included.
@@ -670,13 +710,8 @@ impl From<tokio_postgres::Error> for NotStored {
 const CANCEL_GRACE: Duration = Duration::from_secs(1);
 
 /// Upserts `rows` by `deadline`, and answers what is true where it can. Nothing starts after
-/// the deadline, the wait for a connection included. A statement still running at the deadline
-/// (behind a row lock, on a slow server) is cancelled on the server and then awaited: it ends
-/// cancelled (nothing stored, 503) or committed if it got there first. Dropping it instead
-/// would not stop the server, which could commit the rows after their webhooks heard 503. Only
-/// a statement that two cancels do not end within [`CANCEL_GRACE`] (a server that does not
-/// take them, or does not answer) leaves the outcome unknown; the connection is then
-/// discarded, and cancelled once more (see `has_broken`).
+/// the deadline, the wait for a connection included; a statement still running then is
+/// cancelled and awaited (see [`LateCancel`]).
 async fn upsert_in_time(
     pool: &Pool<Manager>,
     failures: &FailureSignal,
@@ -697,40 +732,74 @@ async fn upsert_in_time(
     if tokio::time::Instant::now() >= deadline {
         return Err(late());
     }
-    let statement = upsert_rows(&client, rows, deadline);
-    tokio::pin!(statement);
-    if let Ok(stored) = tokio::time::timeout_at(deadline, &mut statement).await {
-        return stored.map_err(NotStored::from);
-    }
-    client.cancel_sent.store(true, Ordering::Relaxed);
-    let ended = |stored: Result<(), tokio_postgres::Error>| match stored {
-        Err(err) if err.code() == Some(&SqlState::QUERY_CANCELED) => Err(late()),
-        stored => stored.map_err(NotStored::from),
-    };
-    // A cancel that reaches the server between two exchanges of the statement (its prepare and
-    // its execution) stops nothing: a second one goes halfway through the grace.
-    let halfway = deadline + CANCEL_GRACE / 2;
-    cancel_by(&client, halfway).await;
-    if let Ok(stored) = tokio::time::timeout_at(halfway, &mut statement).await {
-        return ended(stored);
-    }
-    cancel_by(&client, deadline + CANCEL_GRACE).await;
-    match tokio::time::timeout_at(deadline + CANCEL_GRACE, statement).await {
-        Ok(stored) => ended(stored),
-        Err(_) => {
-            Err(NotStored::finally(StoreError::Unavailable("the database did not answer in time".into())))
-        }
+    match LateCancel::of(&client).await_by(deadline, upsert_rows(&client, rows, deadline)).await {
+        Ended::InTime(stored) => stored.map_err(NotStored::from),
+        Ended::AfterCancel(Err(err)) if err.code() == Some(&SqlState::QUERY_CANCELED) => Err(late()),
+        Ended::AfterCancel(stored) => stored.map_err(NotStored::from),
+        Ended::Unheard => Err(NotStored::finally(unheard())),
     }
 }
 
-/// Asks the server to cancel what `client` runs, giving up at `by`: the cancel opens a
-/// connection of its own, which may take the connect timeout, and the webhooks must hear back
-/// in time.
-async fn cancel_by(client: &Conn, by: tokio::time::Instant) {
-    match tokio::time::timeout_at(by, client.cancel_token().cancel_query(NoTls)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => log::warn!("cannot cancel a late upsert: {}", describe(&err)),
-        Err(_) => log::warn!("cannot cancel a late upsert: the server did not take the cancel in time"),
+fn unheard() -> StoreError {
+    StoreError::Unavailable("the database did not answer in time".into())
+}
+
+/// Cancels on the server what a lent connection still runs at its deadline.
+struct LateCancel {
+    token: CancelToken,
+    /// The connection's mark: once a cancel is sent, it is not handed out again.
+    sent: Arc<AtomicBool>,
+}
+
+/// How work given [`LateCancel::await_by`] ended.
+enum Ended<T> {
+    InTime(T),
+    /// After a cancel was sent: cancelled (nothing done), or done if it got there first.
+    AfterCancel(T),
+    /// Not within [`CANCEL_GRACE`] of the cancel: a server that does not take cancels, or does
+    /// not answer. The outcome is unknown; the connection is discarded and cancelled once more
+    /// (see `has_broken`).
+    Unheard,
+}
+
+impl LateCancel {
+    fn of(conn: &Conn) -> Self {
+        LateCancel { token: conn.cancel_token(), sent: Arc::clone(&conn.cancel_sent) }
+    }
+
+    /// Awaits `work`; still running at `deadline` (behind a row lock, on a slow server), it is
+    /// cancelled on the server and awaited for [`CANCEL_GRACE`] more. Dropping it instead would
+    /// not stop the server, which could commit it after its client heard 503.
+    async fn await_by<T>(&self, deadline: tokio::time::Instant, work: impl Future<Output = T>) -> Ended<T> {
+        tokio::pin!(work);
+        if let Ok(done) = tokio::time::timeout_at(deadline, &mut work).await {
+            return Ended::InTime(done);
+        }
+        self.sent.store(true, Ordering::Relaxed);
+        // A cancel that reaches the server between two exchanges of the work (a statement's
+        // prepare and its execution) stops nothing: a second one goes halfway through the grace.
+        let halfway = deadline + CANCEL_GRACE / 2;
+        self.cancel_by(halfway).await;
+        if let Ok(done) = tokio::time::timeout_at(halfway, &mut work).await {
+            return Ended::AfterCancel(done);
+        }
+        self.cancel_by(deadline + CANCEL_GRACE).await;
+        match tokio::time::timeout_at(deadline + CANCEL_GRACE, work).await {
+            Ok(done) => Ended::AfterCancel(done),
+            Err(_) => Ended::Unheard,
+        }
+    }
+
+    /// Asks the server to cancel, giving up at `by`: the cancel opens a connection of its own,
+    /// which may take the connect timeout, and the client must hear back in time.
+    async fn cancel_by(&self, by: tokio::time::Instant) {
+        match tokio::time::timeout_at(by, self.token.cancel_query(NoTls)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => log::warn!("cannot cancel a late statement: {}", describe(&err)),
+            Err(_) => {
+                log::warn!("cannot cancel a late statement: the server did not take the cancel in time")
+            }
+        }
     }
 }
 
@@ -1304,7 +1373,7 @@ impl UpdateStore for PostgresStore {
     ) -> StoreResult<Acknowledged> {
         let at = at.to_system_time();
         let seen = seen.map(Timestamp::to_system_time);
-        self.with_client(|mut conn| async move {
+        self.writing(|mut conn| async move {
             let tx = conn.transaction().await?;
             let acked = tx
                 .query(
@@ -1327,7 +1396,7 @@ impl UpdateStore for PostgresStore {
     async fn acknowledge_all(&self, at: Timestamp, shown_until: Option<Timestamp>) -> StoreResult<u64> {
         let at = at.to_system_time();
         let until = shown_until.map(Timestamp::to_system_time);
-        self.with_client(|mut conn| async move {
+        self.writing(|mut conn| async move {
             let tx = conn.transaction().await?;
             // Locked in image order, the order a batch of upserts locks its rows in: in any
             // other order the two could deadlock, and the server would fail one of them.
@@ -1356,7 +1425,7 @@ impl UpdateStore for PostgresStore {
     ) -> StoreResult<Option<u64>> {
         let at = at.to_system_time();
         let until = shown_until.map(Timestamp::to_system_time);
-        self.with_client(|mut conn| async move {
+        self.writing(|mut conn| async move {
             let tx = conn.transaction().await?;
             // The tag cannot be deleted before the commit: an answer never counts the images of
             // a tag that was gone by then.
@@ -1395,7 +1464,7 @@ impl UpdateStore for PostgresStore {
     }
 
     async fn create_tag(&self, name: String) -> StoreResult<Tag> {
-        self.with_client(|client| async move {
+        self.writing(|client| async move {
             match client.query_one("INSERT INTO tags (name) VALUES ($1) RETURNING id", &[&name]).await {
                 Ok(row) => Ok(Tag { id: row.try_get(0)?, name }),
                 Err(err) if err.code() == Some(&SqlState::UNIQUE_VIOLATION) => Err(StoreError::DuplicateTag),
@@ -1406,14 +1475,14 @@ impl UpdateStore for PostgresStore {
     }
 
     async fn delete_tag(&self, tag_id: i64) -> StoreResult<bool> {
-        self.with_client(|client| async move {
+        self.writing(|client| async move {
             Ok(client.execute("DELETE FROM tags WHERE id = $1", &[&tag_id]).await? > 0)
         })
         .await
     }
 
     async fn assign_tag(&self, image: String, tag_id: i64) -> StoreResult<Assignment> {
-        self.with_client(|client| async move {
+        self.writing(|client| async move {
             let inserted = client
                 .execute(
                     "INSERT INTO tag_assignments (image, tag_id) VALUES ($1, $2)
@@ -1438,7 +1507,7 @@ impl UpdateStore for PostgresStore {
     }
 
     async fn unassign_tag(&self, image: String) -> StoreResult<()> {
-        self.with_client(|client| async move {
+        self.writing(|client| async move {
             client.execute("DELETE FROM tag_assignments WHERE image = $1", &[&image]).await?;
             Ok(())
         })
@@ -1521,7 +1590,7 @@ impl UpdateStore for PostgresStore {
     }
 
     async fn prune_history(&self, older_than: Timestamp, limit: u32) -> StoreResult<u64> {
-        self.with_client(|client| async move {
+        self.writing(|client| async move {
             Ok(client
                 .execute(
                     "DELETE FROM events WHERE id IN
