@@ -227,7 +227,22 @@ fn copy_to_postgres(from: &std::path::Path, to: &str, force: bool) -> Result<Str
         .enable_all()
         .build()
         .map_err(|err| format!("cannot start the async runtime: {err}"))?;
-    let copied = runtime.block_on(diun_dashboard::transfer::migrate(from, to, force))?;
+    // Listened for from the start: without handlers, SIGTERM and SIGINT are ignored by a
+    // container's PID 1 (`docker compose run migrate`), which then stops only when killed.
+    let copied = runtime.block_on(async {
+        tokio::select! {
+            copied = diun_dashboard::transfer::migrate(from, to, force) => copied.map(Some),
+            () = shutdown_signal() => Ok(None),
+        }
+    })?;
+    let Some(copied) = copied else {
+        // The SQLite side may be busy on a thread of its own; the process ends without it.
+        runtime.shutdown_background();
+        return Err(
+            "stopped before the copy was committed: PostgreSQL rolls it back, and the target is as it was"
+                .into(),
+        );
+    };
     Ok(format!(
         "copied {} update(s), {} tag(s), {} tag assignment(s) and {} history event(s) to PostgreSQL; \
          the copy was verified before it was committed",

@@ -12,7 +12,7 @@ use diun_dashboard::store::postgres::PostgresStore;
 use diun_dashboard::store::sqlite::SqliteStore;
 use diun_dashboard::time::Timestamp;
 use serde_json::{Value, json};
-use support::process::run;
+use support::process::{Service, run};
 use support::{TempDir, TestDb, backend_pid, docker_event, until_blocked};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -243,6 +243,34 @@ async fn a_row_committed_while_migrate_starts_is_not_wiped() {
     assert!(stderr.contains("--force"), "{stderr}");
     let live = observer.query("SELECT name FROM tags", &[]).await.unwrap();
     assert_eq!(live.iter().map(|row| row.get::<_, String>(0)).collect::<Vec<_>>(), ["live"]);
+    db.drop_schema().await;
+}
+
+/// A stop asked while `migrate` runs (here while it waits for a running dashboard's lock) ends
+/// it with one clear line, and the target is as it was. `migrate` had no signal handlers: on a
+/// container's PID 1 (`docker compose run migrate`) SIGTERM and SIGINT were ignored, and the
+/// copy stopped only when killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_during_migrate_ends_it_and_leaves_the_target_as_it_was() {
+    let Some(Move { db, url, dir: _dir, path, sqlite }) = Move::prepare().await else { return };
+    let [writer, observer] = seeded_source_and_sessions_on_the_target(sqlite, &url).await;
+    writer.batch_execute("BEGIN; LOCK TABLE tags IN ACCESS SHARE MODE").await.unwrap();
+
+    let from = path.display().to_string();
+    let mut migrating = Service::spawn_with_args(&["migrate", "--from", &from, "--to", &url], &[]);
+    until_blocked(&observer, backend_pid(&writer).await, 1).await;
+    migrating.signal("TERM");
+    assert_eq!(migrating.wait(LIMIT).await, Some(1), "{}", migrating.log());
+    assert!(migrating.log().contains("stopped before the copy was committed"), "{}", migrating.log());
+
+    writer.batch_execute("COMMIT").await.unwrap();
+    // Queued behind the abandoned copy's lock: counted once its backend has gone.
+    let held: i64 = observer
+        .query_one("SELECT (SELECT count(*) FROM updates) + (SELECT count(*) FROM tags)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(held, 0, "the stopped copy was committed");
     db.drop_schema().await;
 }
 

@@ -48,12 +48,21 @@ impl Service {
     }
 
     pub fn spawn(env: &[(&str, String)]) -> Self {
+        Self::spawn_with_args(&[], env)
+    }
+
+    /// The binary run with `args` (a command such as `migrate`), its stderr kept as its log.
+    pub fn spawn_with_args(args: &[&str], env: &[(&str, String)]) -> Self {
         let port = free_port();
         let mut env = env.to_vec();
         env.push(("PORT", port.to_string()));
         env.push(("BIND", "127.0.0.1".to_string()));
-        let mut child =
-            command(&env).stderr(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("spawn binary");
+        let mut child = command(&env)
+            .args(args)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn binary");
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("stderr");
         let sink = Arc::clone(&log);
