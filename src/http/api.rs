@@ -27,8 +27,8 @@ const MAX_TAG_NAME: usize = 100;
 /// [`HEALTHCHECK_WAIT`]. At 3 s, the store's own limits, it raced them, and on a loaded
 /// machine reported a bare timeout instead of the reason.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(4);
-/// How long the `healthcheck` command waits for `/healthz` (the container's HEALTHCHECK and
-/// compose's healthcheck give it 5 s too).
+/// How long the `healthcheck` command waits for `/healthz` (the images' HEALTHCHECK, which
+/// compose uses as is, gives it 5 s too).
 pub const HEALTHCHECK_WAIT: Duration = Duration::from_secs(5);
 
 pub async fn healthz(state: AppState, method: Method) -> Response {
