@@ -2752,6 +2752,80 @@ async fn acknowledging_a_card_never_dismisses_a_report_the_page_has_not_shown() 
     // No console check: Chromium logs the expected 409 as a failed load.
 }
 
+/// Before any page script: while `window.writesAnswer` is "lost", the page's writes reach the
+/// server and their answer is then replaced by a 503 (the database answered too late, after the
+/// commit); while it is "refused", they answer 503 without reaching the server.
+const WRITES_ANSWER_503: &str = r#"
+(() => {
+  const realFetch = window.fetch;
+  window.writesAnswer = null;
+  window.fetch = async function (input, init) {
+    const write = (init?.method ?? "GET") !== "GET";
+    if (!write || !window.writesAnswer) return realFetch.call(this, input, init);
+    if (window.writesAnswer === "lost") await realFetch.call(this, input, init);
+    return new Response(JSON.stringify({ error: "database unavailable: the database did not answer in time" }), {
+      status: 503,
+      headers: { "Content-Type": "application/json" },
+    });
+  };
+})();
+"#;
+
+/// A write answered 503 is judged by what the server holds once the page reads it again: done
+/// (the database committed before its answer was lost), the page says so and shows no error;
+/// not done, it says "Could not …" and the card goes back. It said "Could not acknowledge" over
+/// a card that the next snapshot showed acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_write_answered_503_is_judged_by_what_the_server_holds() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    page.before_scripts(WRITES_ANSWER_503).await;
+    seed(&page, &varied_events()[..3]).await;
+    page.open().await;
+    page.wait_state(NGINX, "pending").await;
+    let said = async || page.execute("return document.getElementById('announcer').textContent", vec![]).await;
+
+    page.execute("window.writesAnswer = 'refused'", vec![]).await;
+    page.card(NGINX).await.get("ack").await.click().await;
+    wait_for_banner(&page, "Could not acknowledge").await;
+    page.wait_state(NGINX, "pending").await;
+    assert_eq!(page.updates().await[NGINX]["acknowledged"], false);
+    page.by_testid("error-dismiss").await.click().await;
+    page.wait_gone(&testid("error-banner")).await;
+
+    page.execute("window.writesAnswer = 'lost'", vec![]).await;
+    page.card(NGINX).await.get("ack").await.click().await;
+    page.wait_until("the acknowledgement announced", async || {
+        said().await.as_str().is_some_and(|text| text.starts_with("Acknowledged")).then_some(())
+    })
+    .await;
+    page.wait_state(NGINX, "acknowledged").await;
+    let banners = page.execute(
+        "return document.querySelectorAll(arguments[0]).length",
+        vec![json!(testid("error-banner"))],
+    );
+    assert_eq!(banners.await, json!(0), "an error shown for a write the server holds");
+    assert_eq!(page.updates().await[NGINX]["acknowledged"], true);
+
+    // A group created all the same: the field empties as after a plain success.
+    let input = page.by_testid("new-group-name").await;
+    input.click().await;
+    input.send_keys("prod").await;
+    page.by_testid("new-group-submit").await.click().await;
+    page.wait_until("the group announced and the field emptied", async || {
+        let text = said().await;
+        let value = page.execute("return document.getElementById('new-group-name').value", vec![]).await;
+        (text.as_str() == Some("Created the group prod") && value == json!("")).then_some(())
+    })
+    .await;
+    let banners = page.execute(
+        "return document.querySelectorAll(arguments[0]).length",
+        vec![json!(testid("error-banner"))],
+    );
+    assert_eq!(banners.await, json!(0), "an error shown for a group the server holds");
+    page.assert_no_console_errors_besides_failed_requests().await;
+}
+
 /// "Dismiss group" asks again instead of dismissing a report nobody saw: one the page had not
 /// heard of when it was confirmed, or ones drawn while the question was open; and it dismisses
 /// nothing when it cannot check.

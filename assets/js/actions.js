@@ -1,7 +1,7 @@
 // What the buttons do. Each change is shown at once (an overlay on the last server snapshot),
 // sent to the server, and rolled back with a visible error if the server refuses.
 
-import { api } from "./api.js";
+import { api, ApiError } from "./api.js";
 import { addOverlay, commitOverlay, dropOverlay, pendingEntries, view } from "./state.js";
 import { showError, announce } from "./feedback.js";
 import { parseImage } from "./image.js";
@@ -41,25 +41,57 @@ export function createActions(refresh) {
     return Promise.resolve(true);
   }
 
+  /** Whether the [image, entry] pairs asked to be acknowledged are, in `v`: some acknowledged,
+   * and each acknowledged, gone, or reported anew since (a newer report stays pending on the
+   * server, as asked). */
+  function coveredOrSuperseded(v, pairs) {
+    const acknowledged = ([image]) => v.updates[image]?.acknowledged === true;
+    const passed = ([image, asked]) => {
+      const now = v.updates[image];
+      return !now || now.received_at !== asked.received_at;
+    };
+    return pairs.some(acknowledged) && pairs.every((pair) => acknowledged(pair) || passed(pair));
+  }
+
   /** The newest `received_at` of [image, entry] pairs (the server's fixed-width UTC format sorts
    * as text). */
   function newestReport(pairs) {
     return pairs.reduce((newest, [, entry]) => (entry.received_at > newest ? entry.received_at : newest), "") || null;
   }
 
-  async function optimistic(apply, call, { failure, success }) {
+  /**
+   * Whether the server's state, read after `err`, should decide between success and failure: a
+   * server error may come after the write was applied (a database that did not answer in time,
+   * then committed; a connection lost after the COMMIT). Without an answer at all the server may
+   * be gone: the page does not wait on it to show the error.
+   */
+  const outcomeUnsure = (err) => !(err instanceof ApiError) || err.status >= 500;
+
+  /**
+   * Shows `apply` at once, sends `call`, and says how it went. After a failure whose outcome is
+   * unsure, a fresh snapshot decides: `done(view)` true means what was asked for holds on the
+   * server, and the page says so rather than "Could not …" over a card that shows it done.
+   */
+  async function optimistic(apply, call, { failure, success, done }) {
     const id = addOverlay(apply);
+    const succeeded = (result) => {
+      if (success) announce(typeof success === "function" ? success(result) : success);
+      return true;
+    };
+    let read = false;
     try {
       const result = await call();
       commitOverlay(id);
-      if (success) announce(typeof success === "function" ? success(result) : success);
-      return true;
+      return succeeded(result);
     } catch (err) {
+      // Kept while the snapshot is read: the card does not flip back and forth meanwhile.
+      read = done && outcomeUnsure(err) ? await refresh() : false;
       dropOverlay(id);
+      if (read && done(view())) return succeeded(undefined);
       showError(err.message, { title: failure });
       return false;
     } finally {
-      refresh();
+      if (!read) refresh();
     }
   }
 
@@ -69,7 +101,11 @@ export function createActions(refresh) {
       return optimistic(
         (v) => acknowledgeEntry(v.updates[image], seen),
         () => api.acknowledge(image, seen),
-        { failure: `Could not acknowledge ${shortName(image)}`, success: `Acknowledged ${shortName(image)}` },
+        {
+          failure: `Could not acknowledge ${shortName(image)}`,
+          success: `Acknowledged ${shortName(image)}`,
+          done: (v) => v.updates[image]?.acknowledged === true,
+        },
       );
     },
 
@@ -82,7 +118,11 @@ export function createActions(refresh) {
       return optimistic(
         (v) => Object.values(v.updates).forEach((entry) => acknowledgeEntry(entry, until)),
         () => api.acknowledgeAll(until),
-        { failure: "Could not dismiss all updates", success: (r) => `Dismissed ${plural(r?.count ?? 0, "update")}` },
+        {
+          failure: "Could not dismiss all updates",
+          success: (r) => `Dismissed ${plural(r?.count ?? shown.length, "update")}`,
+          done: (v) => coveredOrSuperseded(v, shown),
+        },
       );
     },
 
@@ -111,8 +151,11 @@ export function createActions(refresh) {
               }
               if (failures.length) {
                 const dismissed = images.length - failures.length;
-                throw new Error(
+                // As unsure as the most unsure of its failures (see `outcomeUnsure`).
+                const status = Math.max(...failures.map((f) => (f instanceof ApiError ? f.status : 500)));
+                throw new ApiError(
                   `Dismissed ${plural(dismissed, "update")}; ${failures.length} ${failures.length === 1 ? "was" : "were"} not: ${failures[0].message}`,
+                  status,
                 );
               }
               return { count: images.length };
@@ -123,6 +166,11 @@ export function createActions(refresh) {
       return optimistic(apply, call, {
         failure: "Could not dismiss the group",
         success: (r) => `Dismissed ${plural(r?.count ?? images.length, "update")}`,
+        // Untagged's cards went one by one: one reported anew (409) is a failure to tell of.
+        done: (v) =>
+          key === "untagged"
+            ? shown.every(([image]) => v.updates[image]?.acknowledged !== false)
+            : coveredOrSuperseded(v, shown),
       });
     },
 
@@ -139,7 +187,11 @@ export function createActions(refresh) {
           api.deleteTag(id).catch((err) => {
             if (err.status !== 404) throw err;
           }),
-        { failure: `Could not delete the group ${name}`, success: `Deleted the group ${name}` },
+        {
+          failure: `Could not delete the group ${name}`,
+          success: `Deleted the group ${name}`,
+          done: (v) => !v.tags.some((t) => t.id === id),
+        },
       );
     },
 
@@ -157,21 +209,33 @@ export function createActions(refresh) {
           if (v.updates[image]) v.updates[image].tag = tag ? { id: tag.id, name: tag.name } : null;
         },
         () => afterEarlierMoves(image, () => (tag ? api.assign(image, tag.id) : api.unassign(image))),
-        { failure: `Could not move ${shortName(image)} to ${target}`, success: `Moved ${shortName(image)} to ${target}` },
+        {
+          failure: `Could not move ${shortName(image)} to ${target}`,
+          success: `Moved ${shortName(image)} to ${target}`,
+          done: (v) => (v.updates[image]?.tag?.id ?? null) === (tag ? tag.id : null),
+        },
       );
     },
 
     /** Resolves to the new tag, or throws the ApiError after showing it. */
     async createGroup(name) {
+      let read = false;
       try {
         const tag = await api.createTag(name);
         announce(`Created the group ${tag?.name ?? name}`);
         return tag;
       } catch (err) {
+        // Created all the same (see `outcomeUnsure`): the snapshot has it.
+        read = outcomeUnsure(err) && (await refresh());
+        const created = read && view().tags.find((t) => t.name === name);
+        if (created) {
+          announce(`Created the group ${created.name}`);
+          return created;
+        }
         showError(err.message, { title: "Could not create the group" });
         throw err;
       } finally {
-        await refresh();
+        if (!read) await refresh();
       }
     },
   };
