@@ -2752,6 +2752,59 @@ async fn acknowledging_a_card_never_dismisses_a_report_the_page_has_not_shown() 
     // No console check: Chromium logs the expected 409 as a failed load.
 }
 
+/// Before any page script: while `window.holdListing` is true, the page's listing requests wait
+/// until `window.releaseListing()` (`window.listingsHeld` counts them).
+const LISTING_HELD: &str = r#"
+(() => {
+  const realFetch = window.fetch;
+  let release = () => {};
+  let released = Promise.resolve();
+  window.listingsHeld = 0;
+  window.holdListing = false;
+  window.releaseListing = () => release();
+  window.fetch = async function (input, init) {
+    const listing = /api\/updates(\?|$)/.test(String(input)) && (init?.method ?? "GET") === "GET";
+    if (listing && window.holdListing) {
+      if (!window.listingsHeld) released = new Promise((resolve) => (release = resolve));
+      window.listingsHeld += 1;
+      await released;
+    }
+    return realFetch.call(this, input, init);
+  };
+})();
+"#;
+
+/// "Dismiss all" clicked again while its check for new reports runs (a slow database) asks
+/// nothing: it asked a second time with the first question's count, and that answer then found
+/// nothing left to dismiss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn dismiss_all_clicked_again_during_its_check_asks_nothing() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    page.before_scripts(LISTING_HELD).await;
+    seed(&page, &varied_events()[..2]).await;
+    page.open().await;
+    page.wait_title("Diun Dashboard (2)").await;
+    page.execute("window.holdListing = true", vec![]).await;
+    page.by_testid("dismiss-all").await.click().await;
+    page.by_testid("confirm-ok").await.click().await;
+    page.wait_until("the check's listing to be held", async || {
+        (page.execute("return window.listingsHeld", vec![]).await.as_i64() >= Some(1)).then_some(())
+    })
+    .await;
+    page.execute("document.querySelector(arguments[0]).click()", vec![json!(testid("dismiss-all"))]).await;
+    let open = page.execute("return document.getElementById('confirm-dialog').open", vec![]).await;
+    assert_eq!(open, json!(false), "asked again while the first dismissal was being checked");
+
+    page.execute("window.holdListing = false; window.releaseListing()", vec![]).await;
+    page.wait_api("everything dismissed", |u| {
+        u.as_object().is_some_and(|all| all.values().all(|entry| entry["acknowledged"] == true))
+    })
+    .await;
+    page.wait_title("Diun Dashboard").await;
+    page.assert_no_console_errors().await;
+}
+
 /// Before any page script: while `window.writesAnswer` is "lost", the page's writes reach the
 /// server and their answer is then replaced by a 503 (the database answered too late, after the
 /// commit); while it is "refused", they answer 503 without reaching the server.

@@ -516,7 +516,23 @@ function arrivedSince(shown, now) {
   return [...now].filter(([image, at]) => shown.get(image) !== at).length;
 }
 
-$("dismiss-all").addEventListener("click", async () => {
+const dismissAllButton = $("dismiss-all");
+let dismissingAll = false;
+dismissAllButton.addEventListener("click", async () => {
+  // One at a time: clicked again while its check runs (a slow database), it asked a second time
+  // with the first question's count, and that answer found nothing left to dismiss.
+  if (dismissingAll) return;
+  dismissingAll = true;
+  dismissAllButton.setAttribute("aria-disabled", "true");
+  try {
+    await askAndDismissAll();
+  } finally {
+    dismissingAll = false;
+    dismissAllButton.removeAttribute("aria-disabled");
+  }
+});
+
+async function askAndDismissAll() {
   let shown = pendingReports();
   let arrived = 0;
   while (shown.size) {
@@ -542,7 +558,7 @@ $("dismiss-all").addEventListener("click", async () => {
     }
     shown = now;
   }
-});
+}
 
 closeOnBackdrop($("confirm-dialog"), "cancel");
 
