@@ -4015,6 +4015,28 @@ async fn a_group_deleted_elsewhere_first_is_deleted_here_without_an_error() {
     assert!(page.api("GET", "/api/tags", None).await.json().as_array().unwrap().is_empty());
 }
 
+/// A group's deletion that fails, with the page filtered to that group, leaves the filter as it
+/// was: deleting cleared it at once, and a refusal left the page on "All groups".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_group_deletion_refused_keeps_its_filter() {
+    let Some((page, media)) = page_with_group(WRITES_ANSWER_503, 2, "media", &[NGINX]).await else { return };
+    let media = media.to_string();
+    page.choose("filter-group", &media).await;
+    page.execute("window.writesAnswer = 'refused'", vec![]).await;
+    page.section(&media).await.get("group-delete").await.click().await;
+    page.section(&media).await.get("group-delete-confirm").await.click().await;
+    wait_for_banner(&page, "Could not delete the group media").await;
+    page.wait_until("the group's filter back", async || {
+        let value = page.execute("return document.getElementById('filter-group').value", vec![]).await;
+        (value == json!(media)).then_some(())
+    })
+    .await;
+    page.section(&media).await;
+    assert_eq!(page.api("GET", "/api/tags", None).await.json().as_array().map(Vec::len), Some(1));
+    page.assert_no_console_errors_besides_failed_requests().await;
+}
+
 /// A text selection dragged from inside the history dialog out over its backdrop leaves the
 /// dialog open (the browser sends its click to the dialog element); a click on the backdrop
 /// closes it.

@@ -811,13 +811,21 @@ root.addEventListener("click", (e) => {
     case "group-dismiss-confirm":
       dismissGroup(key);
       break;
-    case "group-delete-confirm":
-      if (state.filters.group === key) groupSelect.value = "all";
+    case "group-delete-confirm": {
+      const filtered = state.filters.group === key;
+      if (filtered) groupSelect.value = "all";
       setConfirm(null, null);
       readFilters();
-      actions.deleteGroup(key);
+      actions.deleteGroup(key).then((deleted) => {
+        // Not deleted: the group's filter comes back, unless another was chosen meanwhile.
+        if (!deleted && filtered && state.filters.group === "all") {
+          state.filters.group = key;
+          requestRender();
+        }
+      });
       root.focus({ preventScroll: true });
       break;
+    }
     case "history":
       openHistory(image, view().updates[image], () => {
         const button = findByFocusKey(`history:${image}`);
