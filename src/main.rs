@@ -238,10 +238,10 @@ fn copy_to_postgres(from: &std::path::Path, to: &str, force: bool) -> Result<Str
     let Some(copied) = copied else {
         // The SQLite side may be busy on a thread of its own; the process ends without it.
         runtime.shutdown_background();
-        return Err(
-            "stopped before the copy was committed: PostgreSQL rolls it back, and the target is as it was"
-                .into(),
-        );
+        // A stop during the COMMIT itself may come after it: the message does not promise.
+        return Err("stopped before the copy finished: PostgreSQL rolls back a copy it had not committed \
+                    (run migrate again: it refuses a target that already holds data)"
+            .into());
     };
     Ok(format!(
         "copied {} update(s), {} tag(s), {} tag assignment(s) and {} history event(s) to PostgreSQL; \
