@@ -1370,6 +1370,16 @@ async fn the_toast_shows_where_a_new_card_is() {
         }
         page.webhook(&docker(image, "nas", "app", "")).await;
         let toast = page.wait_for(&testid("toast")).await;
+        // Reached by a key, "Show" says which update it shows.
+        let about = page
+            .execute(
+                "const b = document.querySelector(arguments[0]);
+                 return b.getAttribute('aria-describedby').split(' ').map((id) => document.getElementById(id).textContent).join(' ');",
+                vec![json!(testid("toast-action"))],
+            )
+            .await;
+        let name = image.rsplit('/').next().and_then(|last| last.split(':').next()).unwrap_or(image);
+        assert!(about.as_str().is_some_and(|about| about.contains(name)), "{name}: {about}");
         if !filtered {
             page.card(image).await;
             assert!(!in_view(image).await, "the new card starts off screen, under the group of 24");
@@ -4037,6 +4047,29 @@ async fn a_group_deletion_refused_keeps_its_filter() {
     page.assert_no_console_errors_besides_failed_requests().await;
 }
 
+/// A group's heading reads its count in words ("2 updates"; "1 of 2 shown" when filtered): a
+/// bare "3" after the name said nothing of what it counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_groups_count_is_read_in_words() {
+    let Some((page, media)) = page_with_group("", 3, "media", &[NGINX, HASS]).await else { return };
+    let spoken = async || {
+        let script = "const h = document.getElementById(arguments[0]).cloneNode(true);
+             h.querySelectorAll('[aria-hidden=true]').forEach((el) => el.remove());
+             return h.textContent.replace(/\\s+/g, ' ').trim();";
+        page.execute(script, vec![json!(format!("group-{media}-title"))]).await
+    };
+    page.wait_until("the heading read in words", async || {
+        (spoken().await == json!("media 2 updates, 2 pending")).then_some(())
+    })
+    .await;
+    page.by_testid("search").await.send_keys("nginx").await;
+    page.wait_until("the filtered count read in words", async || {
+        (spoken().await == json!("media 1 of 2 shown, 2 pending")).then_some(())
+    })
+    .await;
+}
+
 /// A text selection dragged from inside the history dialog out over its backdrop leaves the
 /// dialog open (the browser sends its click to the dialog element); a click on the backdrop
 /// closes it.
@@ -4090,6 +4123,12 @@ async fn closing_a_banner_from_the_keyboard_keeps_the_focus_on_the_page() {
     page.press(keys::ENTER).await;
     page.wait_gone(&testid("error-banner")).await;
     assert_eq!(active_id().await, json!("updates"), "the focus fell back to <body>");
+    // Where the focus falls back has a name to be read out.
+    let named = page.execute(
+        "const el = document.getElementById('updates'); return [el.getAttribute('role'), el.getAttribute('aria-label')];",
+        vec![],
+    );
+    assert_eq!(named.await, json!(["region", "Updates"]));
 }
 
 /// A sender's right-to-left override (U+202E), never closed, stays within its name: the rest of

@@ -839,6 +839,7 @@ root.addEventListener("click", (e) => {
     case "copy-snippet":
       navigator.clipboard.writeText(diunSnippet(endpoint)).then(
         () => {
+          announce("Copied the DIUN configuration");
           btn.lastElementChild.textContent = "Copied";
           setTimeout(() => (btn.lastElementChild.textContent = "Copy"), 2000);
         },

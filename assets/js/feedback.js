@@ -9,6 +9,8 @@ const TOAST_MS = 5000;
  * A box with an icon, a title, a text, an optional action button and a close button: the shape
  * of banners and toasts.
  */
+let noticesMade = 0;
+
 function notice({ className, testid, icon, title, text, action = null, closeLabel, closeTestid, onClose }) {
   const box = document.createElement("div");
   box.className = className;
@@ -22,10 +24,17 @@ function notice({ className, testid, icon, title, text, action = null, closeLabe
   detail.className = `${className}-text`;
   detail.textContent = text;
   body.append(heading, detail);
+  // Its buttons say what they act on: reached by a key (a toast's "Show"), a bare "Show" or
+  // "Dismiss" told a screen reader's user nothing of which update.
+  noticesMade += 1;
+  heading.id = `notice-${noticesMade}-title`;
+  detail.id = `notice-${noticesMade}-text`;
+  const about = `${heading.id} ${detail.id}`;
   const close = document.createElement("button");
   close.type = "button";
   close.className = "btn btn-ghost btn-icon";
   close.setAttribute("aria-label", closeLabel);
+  close.setAttribute("aria-describedby", about);
   close.dataset.testid = closeTestid;
   close.append(glyph("x"));
   close.addEventListener("click", onClose);
@@ -35,6 +44,7 @@ function notice({ className, testid, icon, title, text, action = null, closeLabe
     button.type = "button";
     button.className = "btn btn-outline btn-sm";
     button.textContent = action.label;
+    button.setAttribute("aria-describedby", about);
     button.dataset.testid = `${testid}-action`;
     button.addEventListener("click", () => {
       onClose();

@@ -365,10 +365,13 @@ function confirmRow({ kind, arrived = 0 }, group, pendingCount) {
 function sectionHead(group, shown, all, confirm) {
   const pendingCount = all.filter((x) => !x.entry.acknowledged).length;
   const titleId = `group-${group.key}-title`;
+  const counted = shown === all.length ? plural(all.length, "update") : `${shown} of ${all.length} shown`;
+  // Read out in words: a bare "3" (or "2/3") after the name said nothing of what it counts.
   const count = h("span", {
     class: "badge",
     "data-testid": "group-count",
-    title: shown === all.length ? plural(all.length, "update") : `${shown} of ${all.length} shown`,
+    title: counted,
+    "aria-hidden": "true",
     text: shown === all.length ? String(all.length) : `${shown}/${all.length}`,
   });
   const title = h(
@@ -377,6 +380,7 @@ function sectionHead(group, shown, all, confirm) {
     glyph(group.id === null ? "inbox" : "folder"),
     h("span", { class: "group-name", "data-testid": "group-name", text: group.name }),
     count,
+    h("span", { class: "sr-only", text: ` ${counted}, ` }),
     pendingCount > 0 && h("span", { class: "group-pending", text: `${pendingCount} pending` }),
   );
   const actions = h("div", { class: "group-actions" });
