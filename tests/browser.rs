@@ -3674,6 +3674,40 @@ async fn a_new_card_barely_on_screen_is_not_seen() {
     page.assert_no_console_errors().await;
 }
 
+/// A new card, once seen, loses its highlight in place: the same element, the focus where it was.
+/// It was drawn anew, and the page moved the focus to the new copy of the focused button, which
+/// a screen reader then read out again unasked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_seen_card_loses_its_highlight_in_place() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    page.before_scripts(&shortened_timers(6000, 300)).await;
+    seed(&page, &varied_events()[..1]).await;
+    page.open().await;
+    page.webhook(&docker(LATE, "nas", "web", "")).await;
+    page.wait_until("the new card highlighted", async || {
+        (page.card_info(LATE).await?["new"] == "true").then_some(())
+    })
+    .await;
+    page.execute(
+        "window.newCard = document.querySelector(arguments[0]);
+         window.newCard.querySelector('[data-testid=\"ack\"]').focus();
+         window.focusedButton = document.activeElement;",
+        vec![json!(card_css(LATE))],
+    )
+    .await;
+    page.wait_until("the card seen", async || (page.card_info(LATE).await?["new"] == "false").then_some(()))
+        .await;
+    let kept = page.execute(
+        "return [window.newCard === document.querySelector(arguments[0]),
+                 document.activeElement === window.focusedButton,
+                 !window.newCard.querySelector('[data-testid=\"new-badge\"]')];",
+        vec![json!(card_css(LATE))],
+    );
+    assert_eq!(kept.await, json!([true, true, true]), "[the same card, the same focused button, no badge]");
+    page.assert_no_console_errors().await;
+}
+
 /// A new card taller than two windows (a long list of hosts on a small screen) never has half of
 /// itself on screen: with half of the window filled by it, it is seen.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -117,6 +117,18 @@ const SORTS = {
 
 // ---- Cards -----------------------------------------------------------------------------------
 
+function newBadge() {
+  return h("span", { class: "pill pill-new", "data-testid": "new-badge", title: "Arrived since you last looked" }, h("span", { class: "dot", "aria-hidden": "true" }), "Just in");
+}
+
+/** Marks a drawn card new or not, in place. */
+function setFresh(el, fresh) {
+  el.dataset.new = fresh ? "true" : "false";
+  const badge = el.querySelector('[data-testid="new-badge"]');
+  if (fresh && !badge) el.querySelector(".pills")?.append(newBadge());
+  if (!fresh && badge) badge.remove();
+}
+
 function card(item, fresh) {
   const { image, entry, parsed, name } = item;
   const event = entry.event || {};
@@ -128,7 +140,7 @@ function card(item, fresh) {
     "div",
     { class: "pills" },
     h("span", { class: "pill pill-status", "data-testid": "card-status", title: `Status reported by DIUN: ${event.status || "update"}`, text: event.status || "update" }),
-    fresh && h("span", { class: "pill pill-new", "data-testid": "new-badge", title: "Arrived since you last looked" }, h("span", { class: "dot", "aria-hidden": "true" }), "Just in"),
+    fresh && newBadge(),
   );
   const registryText = parsed.namespace ? `${parsed.registry}/${parsed.namespace}` : parsed.registry;
   const registrySpan = h("span", { "data-testid": "card-registry", text: registryText });
@@ -301,14 +313,21 @@ function hostList(hosts) {
 }
 
 function cardFor(item, fresh, tagKey) {
-  const sig = JSON.stringify([item.entry, item.hosts, fresh]);
+  const sig = JSON.stringify([item.entry, item.hosts]);
   let cached = cardCache.get(item.image);
   if (!cached || cached.sig !== sig) {
-    cached = { sig, el: card(item, fresh) };
+    cached = { sig, fresh, el: card(item, fresh) };
     cardCache.set(item.image, cached);
-  } else if (!cached.el.isConnected) {
+  } else {
+    // Seen, a card is no longer new: changed in place, not drawn anew. A new element took the
+    // focus along (the page moves it to the new copy), and a screen reader read the focused
+    // button out again, and lost the place of whoever was reading the card.
+    if (cached.fresh !== fresh) {
+      setFresh(cached.el, fresh);
+      cached.fresh = fresh;
+    }
     // Out of the page (filtered out, say) its relative times were not kept current.
-    tick(cached.el);
+    if (!cached.el.isConnected) tick(cached.el);
   }
   cached.el.dataset.tagId = tagKey;
   return cached.el;
