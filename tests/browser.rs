@@ -4082,10 +4082,11 @@ async fn a_group_deletion_refused_keeps_its_filter() {
 }
 
 /// A group's heading reads its count in words ("2 updates"; "1 of 2 shown" when filtered): a
-/// bare "3" after the name said nothing of what it counts.
+/// bare "2" after the name said nothing of what it counts. And a change of filters announces
+/// how many updates it leaves on screen (it said nothing unless it left none).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
-async fn a_groups_count_is_read_in_words() {
+async fn counts_are_read_in_words() {
     let Some((page, media)) = page_with_group("", 3, "media", &[NGINX, HASS]).await else { return };
     let spoken = async || {
         let script = "const h = document.getElementById(arguments[0]).cloneNode(true);
@@ -4097,9 +4098,20 @@ async fn a_groups_count_is_read_in_words() {
         (spoken().await == json!("media 2 updates, 2 pending")).then_some(())
     })
     .await;
+    let said = async || page.execute("return document.getElementById('announcer').textContent", vec![]).await;
     page.by_testid("search").await.send_keys("nginx").await;
     page.wait_until("the filtered count read in words", async || {
         (spoken().await == json!("media 1 of 2 shown, 2 pending")).then_some(())
+    })
+    .await;
+    // A change of filters says what it leaves on screen.
+    page.wait_until("the count shown announced", async || {
+        (said().await == json!("1 update shown")).then_some(())
+    })
+    .await;
+    page.by_testid("search").await.send_keys("zzz").await;
+    page.wait_until("no match announced", async || {
+        (said().await == json!("No updates match these filters")).then_some(())
     })
     .await;
 }

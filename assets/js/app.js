@@ -145,6 +145,9 @@ function inView(el) {
   return r.bottom > 0 && r.top < window.innerHeight;
 }
 
+/** The user changed the filters since the last render: it says how many updates they show. */
+let filtersChanged = false;
+
 function renderNow() {
   // A drag or an open menu holds the DOM still; the latest state is drawn when it ends.
   if (dragging || isMenuOpen()) {
@@ -163,8 +166,13 @@ function renderNow() {
   const v = view();
   const summary = summarize(v);
   renderSummary({ view: v, summary, loaded: state.loaded, filters: state.filters });
-  renderGroups(root, { view: v, summary, filters: state.filters, confirm: state.confirm, loaded: state.loaded, isNew, endpoint });
+  const shown = renderGroups(root, { view: v, summary, filters: state.filters, confirm: state.confirm, loaded: state.loaded, isNew, endpoint });
   aimGuard.redrawn();
+  // After the user's own change of filters only: a screen reader hears what it left on screen.
+  if (filtersChanged && shown !== null) {
+    filtersChanged = false;
+    announce(shown ? `${plural(shown, "update")} shown` : "No updates match these filters");
+  }
 
   // The focused control was redrawn, or it is now disabled (say, "dismiss" with nothing left to
   // dismiss): its new self if usable, else its fallback, else the nearest control, else the
@@ -570,7 +578,9 @@ const groupSelect = $("filter-group");
 const hostSelect = $("filter-host");
 const sortSelect = $("sort");
 
-function readFilters() {
+/** Reads the filter boxes; `byUser` false for a change the page makes itself (an event counts). */
+function readFilters(byUser = true) {
+  if (byUser !== false) filtersChanged = true;
   state.filters.q = search.value;
   state.filters.status = statusSelect.value;
   state.filters.group = groupSelect.value;
@@ -815,7 +825,8 @@ root.addEventListener("click", (e) => {
       const filtered = state.filters.group === key;
       if (filtered) groupSelect.value = "all";
       setConfirm(null, null);
-      readFilters();
+      // The deletion says what it did; a count of what is shown would talk over it.
+      readFilters(false);
       actions.deleteGroup(key).then((deleted) => {
         // Not deleted: the group's filter comes back, unless another was chosen meanwhile.
         if (!deleted && filtered && state.filters.group === "all") {

@@ -569,11 +569,12 @@ function nothingMatches() {
 // ---- The list --------------------------------------------------------------------------------
 
 /**
- * Render the sections into `root`.
+ * Render the sections into `root`; returns how many updates the filters show (null before the
+ * first snapshot).
  * model: { view, summary, filters, confirm, loaded, isNew(image, entry), endpoint }
  */
 export function renderGroups(root, { view, summary, filters, confirm, loaded, isNew, endpoint }) {
-  if (!loaded) return;
+  if (!loaded) return null;
   root.removeAttribute("aria-busy");
   const tagKeys = new Set(view.tags.map((t) => String(t.id)));
   const groups = [...view.tags.map((t) => ({ key: String(t.id), id: t.id, name: t.name })), { key: "untagged", id: null, name: "Untagged" }];
@@ -609,4 +610,5 @@ export function renderGroups(root, { view, summary, filters, confirm, loaded, is
 
   for (const key of sectionCache.keys()) if (!used.has(key)) sectionCache.delete(key);
   for (const image of cardCache.keys()) if (!Object.hasOwn(view.updates, image)) cardCache.delete(image);
+  return shownTotal;
 }
