@@ -1632,6 +1632,33 @@ async fn without_the_change_stream_polling_keeps_the_page_live() {
     page.assert_no_console_errors().await;
 }
 
+/// A change stream that cannot open (a proxy refusing it) leaves the page "Live · polling", and
+/// the status region, which a screen reader follows, says "Live" all the same: it spoke up at
+/// every switch between push and polling, with nothing for its user to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn polling_is_shown_but_not_announced() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    page.before_scripts(
+        "window.EventSource = class extends window.EventSource {
+           constructor(url, options) { super('api/no-stream-here', options); }
+         };",
+    )
+    .await;
+    seed(&page, &varied_events()[..1]).await;
+    page.open().await;
+    let status = "const el = document.getElementById('live-status');
+         const spoken = el.cloneNode(true);
+         spoken.querySelectorAll('[aria-hidden=true], [hidden]').forEach((x) => x.remove());
+         const shown = el.innerText.replace(/\\s+/g, ' ').trim();
+         return [spoken.textContent.trim(), shown];";
+    page.wait_until("the page polling, and saying so", async || {
+        (page.execute(status, vec![]).await == json!(["Live", "Live · polling"])).then_some(())
+    })
+    .await;
+    page.assert_no_console_errors_besides_failed_requests().await;
+}
+
 /// One image on three hosts: the card names each host with its containers, acknowledged too;
 /// once reported anew by one host, only that host. The host filter offers every host in view and keeps
 /// the images any of whose hosts is the chosen one.

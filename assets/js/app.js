@@ -317,15 +317,17 @@ function showLive() {
     [mode, text, title] = ["paused", "Paused", "Paused while the tab is hidden."];
   } else if (lastFetchOk === null) {
     [mode, text, title] = ["connecting", "Connecting…", "Loading updates."];
-  } else if (!streaming && streamFailed) {
-    text = "Live · polling";
-    title = "Live push is unavailable (a proxy may buffer it); checking for changes every 3 seconds.";
   }
+  // How it stays live is shown, not announced: the status region spoke up at every switch
+  // between push and polling, with nothing for the user to do.
+  const polling = mode === "live" && !streaming && streamFailed;
+  if (polling) title = "Live push is unavailable (a proxy may buffer it); checking for changes every 3 seconds.";
   el.dataset.state = mode;
   el.dataset.transport = streaming ? "stream" : "poll";
   el.title = title;
   const label = $("live-text");
   if (label.textContent !== text) label.textContent = text;
+  $("live-how").hidden = !polling;
 }
 
 function label(image) {
