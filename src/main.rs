@@ -240,7 +240,7 @@ fn copy_to_postgres(from: &std::path::Path, to: &str, force: bool) -> Result<Str
         runtime.shutdown_background();
         // A stop during the COMMIT itself may come after it: the message does not promise.
         return Err("stopped before the copy finished: PostgreSQL rolls back a copy it had not committed \
-                    (run migrate again: it refuses a target that already holds data)"
+                    (run migrate again: without --force it refuses a target that already holds data)"
             .into());
     };
     Ok(format!(

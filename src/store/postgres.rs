@@ -561,10 +561,11 @@ impl PostgresStore {
     }
 
     /// Runs the write `op` on a pooled connection, within [`OPERATION_TIMEOUT`] as every
-    /// operation, but never answered 503 while it may still commit: at its deadline it is
-    /// cancelled on the server and awaited, as a webhook's upsert is (see [`LateCancel`]).
-    /// Dropped instead, it went on on the server, could commit after its client heard 503, and
-    /// its change reached no dashboard.
+    /// operation: at its deadline it is cancelled on the server and awaited, as a webhook's
+    /// upsert is (see [`LateCancel`]), and answered as it ended. Only a server that takes no
+    /// cancel and does not answer leaves the outcome unknown (503 without "nothing was
+    /// changed"). Dropped instead, it went on on the server, could commit after its client heard
+    /// 503, and its change reached no dashboard.
     async fn writing<T, F, Fut>(&self, op: F) -> StoreResult<T>
     where
         F: FnOnce(PooledConnection<'static, Manager>) -> Fut,
