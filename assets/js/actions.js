@@ -2,7 +2,7 @@
 // sent to the server, and rolled back with a visible error if the server refuses.
 
 import { api, ApiError } from "./api.js";
-import { addOverlay, commitOverlay, dropOverlay, pendingEntries, view } from "./state.js";
+import { addOverlay, commitOverlay, confirmedView, dropOverlay, pendingEntries, view } from "./state.js";
 import { showError, announce } from "./feedback.js";
 import { parseImage } from "./image.js";
 import { plural, isolated } from "./words.js";
@@ -70,7 +70,9 @@ export function createActions(refresh) {
   /**
    * Shows `apply` at once, sends `call`, and says how it went. After a failure whose outcome is
    * unsure, a fresh snapshot decides: `done(view)` true means what was asked for holds on the
-   * server, and the page says so rather than "Could not …" over a card that shows it done.
+   * server, and the page says so rather than "Could not …" over a card that shows it done. (A
+   * later write to the same card, sent before that snapshot was read, can make a done write
+   * look not done: the message is then wrong, and the cards right.)
    */
   async function optimistic(apply, call, { failure, success, done }) {
     const id = addOverlay(apply);
@@ -87,7 +89,8 @@ export function createActions(refresh) {
       // Kept while the snapshot is read: the card does not flip back and forth meanwhile.
       read = done && outcomeUnsure(err) ? await refresh() : false;
       dropOverlay(id);
-      if (read && done(view())) return succeeded(undefined);
+      // Judged on what the server holds: another write still on its way may show the same.
+      if (read && done(confirmedView())) return succeeded(undefined);
       showError(err.message, { title: failure });
       return false;
     } finally {
@@ -227,7 +230,7 @@ export function createActions(refresh) {
       } catch (err) {
         // Created all the same (see `outcomeUnsure`): the snapshot has it.
         read = outcomeUnsure(err) && (await refresh());
-        const created = read && view().tags.find((t) => t.name === name);
+        const created = read && confirmedView().tags.find((t) => t.name === name);
         if (created) {
           announce(`Created the group ${created.name}`);
           return created;

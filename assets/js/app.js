@@ -598,16 +598,19 @@ search.addEventListener("input", () => {
   clearTimeout(searchSettling);
   searchSettling = setTimeout(readFilters, SEARCH_SETTLE_MS);
 });
-for (const select of [statusSelect, groupSelect, hostSelect, sortSelect]) select.addEventListener("change", readFilters);
+for (const select of [statusSelect, groupSelect, hostSelect]) select.addEventListener("change", readFilters);
+// Another order shows as many as before: nothing to count aloud.
+sortSelect.addEventListener("change", () => readFilters(false));
 $("filters").addEventListener("submit", (e) => e.preventDefault());
 
-function resetFilters() {
+/** `byUser`: as for `readFilters`. */
+function resetFilters(byUser = true) {
   clearTimeout(searchSettling);
   search.value = "";
   statusSelect.value = "all";
   groupSelect.value = "all";
   hostSelect.value = "all";
-  readFilters();
+  readFilters(byUser);
 }
 
 function clearFilters() {
@@ -619,7 +622,8 @@ function clearFilters() {
 function showCard(image) {
   const cardOf = () => [...document.querySelectorAll('[data-testid="card"]')].find((card) => card.dataset.image === image);
   if (!cardOf() && view().updates[image]) {
-    resetFilters();
+    // Not counted aloud: the focus goes to the card, which is what is read out.
+    resetFilters(false);
     renderNow();
   }
   const card = cardOf();

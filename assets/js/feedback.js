@@ -5,12 +5,12 @@ import { glyph } from "./icons.js";
 
 const TOAST_MS = 5000;
 
+let noticesMade = 0;
+
 /**
  * A box with an icon, a title, a text, an optional action button and a close button: the shape
  * of banners and toasts.
  */
-let noticesMade = 0;
-
 function notice({ className, testid, icon, title, text, action = null, closeLabel, closeTestid, onClose }) {
   const box = document.createElement("div");
   box.className = className;

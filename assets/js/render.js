@@ -559,7 +559,9 @@ function isLoopback(url) {
 function nothingMatches() {
   noResults ||= h(
     "div",
-    { class: "no-results", "data-testid": "no-results", role: "status" },
+    // Not a status region: put back into the page, it is not reliably read out; the change of
+    // filters that emptied the page says so itself (app.js).
+    { class: "no-results", "data-testid": "no-results" },
     h("p", { text: "No updates match these filters." }),
     h("button", { type: "button", class: "btn btn-outline btn-sm", "data-action": "clear-filters", "data-testid": "clear-filters" }, "Clear filters"),
   );

@@ -73,12 +73,22 @@ export function setSnapshot(updates, tags, hosts, token) {
  * hosts is read-only (overlays do not touch it).
  */
 export function view() {
+  return composed(() => true);
+}
+
+/** As `view`, with only the overlays the server has confirmed: what it holds, as far as the
+ * page knows. Other writes still on their way are not in it. */
+export function confirmedView() {
+  return composed((overlay) => overlay.committedAt !== null);
+}
+
+function composed(included) {
   // No prototype: an image may be named "__proto__", which on a plain object would set the
   // prototype instead of adding an entry.
   const updates = Object.create(null);
   for (const [image, entry] of Object.entries(state.server.updates)) updates[image] = { ...entry };
   const result = { updates, tags: state.server.tags.map((t) => ({ ...t })), hosts: state.server.hosts };
-  for (const overlay of overlays.values()) overlay.apply(result);
+  for (const overlay of overlays.values()) if (included(overlay)) overlay.apply(result);
   return result;
 }
 
