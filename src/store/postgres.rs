@@ -574,14 +574,9 @@ impl PostgresStore {
         let deadline = tokio::time::Instant::now() + OPERATION_TIMEOUT - CANCEL_GRACE;
         let late =
             || StoreError::Unavailable("the database did not answer in time; nothing was changed".into());
-        let client =
-            match tokio::time::timeout_at(deadline, checkout(&self.pool, &self.connect_failures)).await {
-                Ok(client) => client?,
-                Err(_) => return Err(late()),
-            };
-        if tokio::time::Instant::now() >= deadline {
-            return Err(late());
-        }
+        let client = checkout_by(&self.pool, &self.connect_failures, deadline)
+            .await
+            .map_err(|failed| failed.unwrap_or_else(late))?;
         let cancel = LateCancel::of(&client);
         match cancel.await_by(deadline, op(client)).await {
             Ended::InTime(done) => done,
@@ -604,6 +599,21 @@ async fn in_time<T>(operation: impl Future<Output = StoreResult<T>>) -> StoreRes
     tokio::time::timeout(OPERATION_TIMEOUT, operation)
         .await
         .unwrap_or_else(|_| Err(StoreError::Unavailable("the database did not answer in time".into())))
+}
+
+/// A connection from the pool by `deadline`; `Err(None)` when there is none by then. The timer
+/// hands over a connection that was free at once even past the deadline; nothing may start
+/// after it, so that one is given back too.
+async fn checkout_by(
+    pool: &Pool<Manager>,
+    connect_failures: &FailureSignal,
+    deadline: tokio::time::Instant,
+) -> Result<PooledConnection<'static, Manager>, Option<StoreError>> {
+    match tokio::time::timeout_at(deadline, checkout(pool, connect_failures)).await {
+        Ok(Err(err)) => Err(Some(err)),
+        Ok(Ok(client)) if tokio::time::Instant::now() < deadline => Ok(client),
+        _ => Err(None),
+    }
 }
 
 /// A connection from the pool, or an answer as soon as it is clear none will come.
@@ -724,15 +734,9 @@ async fn upsert_in_time(
             "the database did not answer in time; nothing was stored".into(),
         ))
     };
-    let client = match tokio::time::timeout_at(deadline, checkout(pool, failures)).await {
-        Ok(Ok(client)) => client,
-        Ok(Err(err)) => return Err(NotStored::finally(err)),
-        Err(_) => return Err(late()),
-    };
-    // A connection free at once is handed over even past the deadline.
-    if tokio::time::Instant::now() >= deadline {
-        return Err(late());
-    }
+    let client = checkout_by(pool, failures, deadline)
+        .await
+        .map_err(|failed| failed.map_or_else(late, NotStored::finally))?;
     match LateCancel::of(&client).await_by(deadline, upsert_rows(&client, rows, deadline)).await {
         Ended::InTime(stored) => stored.map_err(NotStored::from),
         Ended::AfterCancel(Err(err)) if err.code() == Some(&SqlState::QUERY_CANCELED) => Err(late()),
