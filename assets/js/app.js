@@ -526,21 +526,25 @@ function arrivedSince(shown, now) {
   return [...now].filter(([image, at]) => shown.get(image) !== at).length;
 }
 
-const dismissAllButton = $("dismiss-all");
-let dismissingAll = false;
-dismissAllButton.addEventListener("click", async () => {
-  // One at a time: clicked again while its check runs (a slow database), it asked a second time
-  // with the first question's count, and that answer found nothing left to dismiss.
-  if (dismissingAll) return;
-  dismissingAll = true;
-  dismissAllButton.setAttribute("aria-disabled", "true");
+/**
+ * Runs `work` with `button` marked busy, and not again while it runs. Marked, not disabled: a
+ * disabled button drops the focus, and a redraw meanwhile moved it into the updates (its
+ * stand-in for a control that went away), where the keyboard user was lost.
+ */
+async function whileBusy(button, work) {
+  if (button.getAttribute("aria-disabled") === "true") return;
+  button.setAttribute("aria-disabled", "true");
   try {
-    await askAndDismissAll();
+    await work();
   } finally {
-    dismissingAll = false;
-    dismissAllButton.removeAttribute("aria-disabled");
+    button.removeAttribute("aria-disabled");
   }
-});
+}
+
+// One at a time: clicked again while its check runs (a slow database), it asked a second time
+// with the first question's count, and that answer found nothing left to dismiss.
+const dismissAllButton = $("dismiss-all");
+dismissAllButton.addEventListener("click", () => whileBusy(dismissAllButton, askAndDismissAll));
 
 async function askAndDismissAll() {
   let shown = pendingReports();
@@ -692,10 +696,12 @@ function groupHint(message) {
 
 newGroupName.addEventListener("input", () => groupHint(""));
 const newGroupSubmit = newGroup.querySelector('[type="submit"]');
-let creatingGroup = false;
-newGroup.addEventListener("submit", async (e) => {
+newGroup.addEventListener("submit", (e) => {
   e.preventDefault();
-  if (creatingGroup) return;
+  whileBusy(newGroupSubmit, createGroupAsked);
+});
+
+async function createGroupAsked() {
   const name = newGroupName.value.trim();
   if (!name) {
     groupHint("Enter a name for the group.");
@@ -717,21 +723,14 @@ newGroup.addEventListener("submit", async (e) => {
     newGroupName.focus();
     return;
   }
-  // Marked, not disabled: a disabled button drops the focus, and a redraw meanwhile moved it into
-  // the updates (its stand-in for a control that went away), where the keyboard user was lost.
-  creatingGroup = true;
-  newGroupSubmit.setAttribute("aria-disabled", "true");
   try {
     await actions.createGroup(name);
     newGroupName.value = "";
     groupHint("");
   } catch (err) {
     groupHint(err.message);
-  } finally {
-    creatingGroup = false;
-    newGroupSubmit.removeAttribute("aria-disabled");
   }
-});
+}
 
 // ---- Sections and cards ----------------------------------------------------------------------
 

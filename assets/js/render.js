@@ -316,16 +316,13 @@ function cardFor(item, fresh, tagKey) {
   const sig = JSON.stringify([item.entry, item.hosts]);
   let cached = cardCache.get(item.image);
   if (!cached || cached.sig !== sig) {
-    cached = { sig, fresh, el: card(item, fresh) };
+    cached = { sig, el: card(item, fresh) };
     cardCache.set(item.image, cached);
   } else {
     // Seen, a card is no longer new: changed in place, not drawn anew. A new element took the
     // focus along (the page moves it to the new copy), and a screen reader read the focused
     // button out again, and lost the place of whoever was reading the card.
-    if (cached.fresh !== fresh) {
-      setFresh(cached.el, fresh);
-      cached.fresh = fresh;
-    }
+    if ((cached.el.dataset.new === "true") !== Boolean(fresh)) setFresh(cached.el, fresh);
     // Out of the page (filtered out, say) its relative times were not kept current.
     if (!cached.el.isConnected) tick(cached.el);
   }
