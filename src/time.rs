@@ -5,6 +5,7 @@
 //! `timestamptz`, and the fixed-width text sorts chronologically in SQLite.
 
 use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Microseconds since the Unix epoch, UTC.
@@ -174,6 +175,41 @@ impl Timestamp {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, always 27 characters for years 0000–9999.
+/// The times reports are stamped with, each later than every report stored before it, whatever
+/// the system clock does. A dismissal's bound is a time (the newest report the page showed): a
+/// clock set back (NTP stepping it, a VM resumed) stamped new reports earlier than ones already
+/// shown, and "Dismiss all" then dismissed them unseen.
+#[derive(Debug)]
+pub struct ReceiptClock {
+    latest: AtomicI64,
+}
+
+impl ReceiptClock {
+    /// A clock whose stamps come after `latest`, the newest report stored (none: any time).
+    pub fn after(latest: Option<Timestamp>) -> Self {
+        Self { latest: AtomicI64::new(latest.map_or(i64::MIN, Timestamp::unix_micros)) }
+    }
+
+    /// Now, or a microsecond after the latest stamp or report when the clock is behind it.
+    pub fn stamp(&self) -> Timestamp {
+        self.stamp_at(Timestamp::now())
+    }
+
+    fn stamp_at(&self, now: Timestamp) -> Timestamp {
+        let mut stamp = now.0;
+        let _ = self.latest.fetch_update(Ordering::AcqRel, Ordering::Acquire, |latest| {
+            stamp = now.0.max(latest.saturating_add(1));
+            Some(stamp)
+        });
+        Timestamp(stamp)
+    }
+
+    /// Takes note of a report stored with a time of its own, so that later stamps follow it.
+    pub fn witness(&self, stored: Timestamp) {
+        self.latest.fetch_max(stored.0, Ordering::AcqRel);
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(text) = self.canonical_text() {
@@ -231,6 +267,24 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn receipts_follow_the_clock_and_never_go_back() {
+        let at = |micros| Timestamp::from_unix_micros(micros);
+        let clock = ReceiptClock::after(None);
+        assert_eq!(clock.stamp_at(at(1_000)), at(1_000));
+        assert_eq!(clock.stamp_at(at(5_000)), at(5_000));
+        // Set back, or not moved on: a microsecond after the last stamp.
+        assert_eq!(clock.stamp_at(at(2_000)), at(5_001));
+        assert_eq!(clock.stamp_at(at(5_001)), at(5_002));
+        clock.witness(at(9_000));
+        clock.witness(at(3_000));
+        assert_eq!(clock.stamp_at(at(6_000)), at(9_001));
+        assert_eq!(clock.stamp_at(at(20_000)), at(20_000));
+
+        let restarted = ReceiptClock::after(Some(at(30_000)));
+        assert_eq!(restarted.stamp_at(at(20_000)), at(30_001));
+    }
 
     #[test]
     fn formats_epoch_and_known_instants() {

@@ -3,7 +3,8 @@
 
 mod support;
 
-use diun_dashboard::store::UpdateStore;
+use diun_dashboard::store::{Received, Store, UpdateStore};
+use diun_dashboard::time::Timestamp;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use support::{TestApp, docker_event};
@@ -467,6 +468,34 @@ async fn dismissals_of_many_leave_newer_reports_pending(app: &TestApp) {
     assert!(pending().await.is_empty());
 }
 
+/// A report is stamped later than every report stored before it, whatever the system clock
+/// says. Stamped by the clock alone, a report that came after the clock was set back (NTP
+/// stepping it, a VM resumed) was older than one the page had shown, and "Dismiss all" up to
+/// what was shown dismissed it unseen. Here the report shown was stamped an hour ahead.
+async fn reports_are_stamped_after_every_stored_one(app: &TestApp) {
+    let hour_ahead = |micros: i64| Timestamp::from_unix_micros(micros + 3_600_000_000);
+    let ahead = hour_ahead(Timestamp::now().unix_micros());
+    app.store.upsert_event(support::event_from_host("a:1", "nas"), Received::At(ahead)).await.unwrap();
+    let shown = app.updates().await["a:1"]["received_at"].as_str().unwrap().to_string();
+    assert_eq!(shown, ahead.to_string());
+    assert_eq!(app.webhook(&docker_event("b:1")).await.status, 200);
+    let later = app.updates().await["b:1"]["received_at"].as_str().unwrap().to_string();
+    assert!(later > shown, "a report stamped {later}, before the {shown} shown");
+    let all = app.api("POST", "/api/updates/acknowledge-all", &json!({ "received_until": shown })).await;
+    assert_eq!(all.json(), json!({ "count": 1 }), "{}", all.text());
+    assert_eq!(app.updates().await["b:1"]["acknowledged"], json!(false), "dismissed unseen");
+
+    // A store opened again on the database (a restart) reads where its stamps must start.
+    let further = hour_ahead(ahead.unix_micros());
+    app.store.upsert_event(support::event_from_host("c:1", "nas"), Received::At(further)).await.unwrap();
+    let reopened = Store::open(&app.db.database()).await.unwrap();
+    reopened.upsert_event(support::event_from_host("d:1", "nas"), Received::Now).await.unwrap();
+    reopened.close().await;
+    let updates = app.updates().await;
+    let (newest, restarted) = (&updates["c:1"]["received_at"], &updates["d:1"]["received_at"]);
+    assert!(restarted.as_str() > newest.as_str(), "stamped {restarted} after a restart, before {newest}");
+}
+
 async fn tags_are_created_trimmed_validated_and_unique(app: &TestApp) {
     let response = app.api("POST", "/api/tags", &json!({ "name": "  Production  " })).await;
     assert_eq!(response.status, 201);
@@ -822,6 +851,7 @@ on_every_backend!(
     acknowledge_all_counts_newly_acknowledged,
     acknowledge_by_tag_touches_only_that_group,
     dismissals_of_many_leave_newer_reports_pending,
+    reports_are_stamped_after_every_stored_one,
     tags_are_created_trimmed_validated_and_unique,
     tags_are_listed_by_name_case_insensitively,
     deleting_a_tag_untags_its_images_and_keeps_them,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use diun_dashboard::config::Database;
-use diun_dashboard::store::{StoreResult, UpdateStore};
+use diun_dashboard::store::{Received, StoreResult, UpdateStore};
 use diun_dashboard::time::Timestamp;
 use serde_json::json;
 use support::{TestApp, backend_pid, connect_to, docker_event, hold_row, until_blocked};
@@ -41,7 +41,7 @@ async fn lone_then_pair(
 ) -> (JoinHandle<StoreResult<()>>, JoinHandle<(StoreResult<()>, StoreResult<()>)>) {
     let upsert = |image: &'static str| {
         let store = Arc::clone(&app.store);
-        async move { store.upsert_event(support::event_from_host(image, "pi"), Timestamp::now()).await }
+        async move { store.upsert_event(support::event_from_host(image, "pi"), Received::Now).await }
     };
     let waiting = tokio::spawn(upsert(lone));
     until_blocked(observer, holder_pid, 1).await;
@@ -57,13 +57,13 @@ async fn lone_then_pair(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledgement_behind_an_upsert_covers_its_event() {
     let Some(app) = TestApp::postgres().await else { return };
-    app.store.upsert_event(support::event_from_host("x:1", "nas"), Timestamp::now()).await.unwrap();
+    app.store.upsert_event(support::event_from_host("x:1", "nas"), Received::Now).await.unwrap();
     let (holder, observer) = (hold_row(&app, "x:1").await, connect_to(&app).await);
     let holder_pid = backend_pid(&holder).await;
 
     let store = Arc::clone(&app.store);
     let upsert = tokio::spawn(async move {
-        store.upsert_event(support::event_from_host("x:1", "pi"), Timestamp::now()).await
+        store.upsert_event(support::event_from_host("x:1", "pi"), Received::Now).await
     });
     until_blocked(&observer, holder_pid, 1).await;
     let store = Arc::clone(&app.store);
@@ -83,7 +83,7 @@ async fn an_acknowledgement_behind_an_upsert_covers_its_event() {
     assert_eq!(pending, Vec::<&str>::new(), "events left pending under an acknowledged update");
 
     // The image's next webhook makes it pending again, reported by that host alone.
-    app.store.upsert_event(support::event_from_host("x:1", "vps"), Timestamp::now()).await.unwrap();
+    app.store.upsert_event(support::event_from_host("x:1", "vps"), Received::Now).await.unwrap();
     let hosts = app.get("/api/hosts").await.json();
     let reported: Vec<&str> =
         hosts["x:1"].as_array().unwrap().iter().map(|h| h["hostname"].as_str().unwrap()).collect();
@@ -99,7 +99,7 @@ async fn an_acknowledgement_behind_an_upsert_covers_its_event() {
 async fn a_batch_chosen_to_break_a_deadlock_goes_again() {
     let Some(app) = TestApp::postgres().await else { return };
     for image in ["a:1", "b:1", "c:1"] {
-        app.store.upsert_event(support::event_from_host(image, "nas"), Timestamp::now()).await.unwrap();
+        app.store.upsert_event(support::event_from_host(image, "nas"), Received::Now).await.unwrap();
     }
     let (holder, observer) = (connect_to(&app).await, connect_to(&app).await);
     let holder_pid = backend_pid(&holder).await;
@@ -158,7 +158,7 @@ async fn a_batch_chosen_to_break_a_deadlock_goes_again() {
 async fn an_event_the_server_refuses_fails_only_its_own_webhook() {
     let Some(app) = TestApp::postgres().await else { return };
     for image in ["a:1", "c:1"] {
-        app.store.upsert_event(support::event_from_host(image, "nas"), Timestamp::now()).await.unwrap();
+        app.store.upsert_event(support::event_from_host(image, "nas"), Received::Now).await.unwrap();
     }
     let (holder, observer) = (connect_to(&app).await, connect_to(&app).await);
     observer
@@ -240,7 +240,7 @@ async fn a_webhook_answered_503_is_not_stored_later() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_whose_write_was_cancelled_is_not_handed_out_again() {
     let Some(app) = TestApp::postgres().await else { return };
-    app.store.upsert_event(support::event_from_host("x:1", "nas"), Timestamp::now()).await.unwrap();
+    app.store.upsert_event(support::event_from_host("x:1", "nas"), Received::Now).await.unwrap();
     let tag = app.store.create_tag("prod".into()).await.unwrap().id;
     let (holder, observer) = (hold_row(&app, "x:1").await, connect_to(&app).await);
     let holder_pid = backend_pid(&holder).await;
@@ -286,7 +286,7 @@ async fn a_connection_whose_write_was_cancelled_is_not_handed_out_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_that_ends_after_its_cancel_is_answered_as_done() {
     let Some(app) = TestApp::postgres().await else { return };
-    app.store.upsert_event(support::event_from_host("x:1", "nas"), Timestamp::now()).await.unwrap();
+    app.store.upsert_event(support::event_from_host("x:1", "nas"), Received::Now).await.unwrap();
     let tag = app.store.create_tag("prod".into()).await.unwrap().id;
     let observer = connect_to(&app).await;
     observer
@@ -324,7 +324,7 @@ async fn a_dbas_lock_timeout_is_answered_503() {
     let url = url.expose().replacen("options=", "options=-c%20lock_timeout%3D200%20", 1);
     let database = Database::Postgres { url: diun_dashboard::config::Secret::new(url) };
     let app = TestApp::start_with(database, db, None).await;
-    app.store.upsert_event(support::event_from_host("x:1", "nas"), Timestamp::now()).await.unwrap();
+    app.store.upsert_event(support::event_from_host("x:1", "nas"), Received::Now).await.unwrap();
     let holder = hold_row(&app, "x:1").await;
     let answered = app.request("PATCH", "/api/updates/x%3A1").send().await;
     assert_eq!(answered.status, 503, "{}", answered.text());
@@ -338,7 +338,7 @@ async fn a_dbas_lock_timeout_is_answered_503() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dismissing_a_group_holds_off_its_deletion() {
     let Some(app) = TestApp::postgres().await else { return };
-    app.store.upsert_event(support::event_from_host("x:1", "nas"), Timestamp::now()).await.unwrap();
+    app.store.upsert_event(support::event_from_host("x:1", "nas"), Received::Now).await.unwrap();
     let tag = app.store.create_tag("prod".into()).await.unwrap().id;
     app.store.assign_tag("x:1".into(), tag).await.unwrap();
     let (holder, observer) = (hold_row(&app, "x:1").await, connect_to(&app).await);

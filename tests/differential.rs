@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use diun_dashboard::listing::Listing;
 use diun_dashboard::model::{DiunEvent, Tag, UpdateEntry};
-use diun_dashboard::store::{Acknowledged, Assignment, Store, StoreError, UpdateStore};
+use diun_dashboard::store::{Acknowledged, Assignment, Received, Store, StoreError, UpdateStore};
 use diun_dashboard::time::Timestamp;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -363,7 +363,7 @@ impl Backend {
         let store = &self.store;
         Ok(match op {
             Op::Upsert(event, at) => {
-                store.upsert_event((**event).clone(), *at).await?;
+                store.upsert_event((**event).clone(), Received::At(*at)).await?;
                 Outcome::Done
             }
             Op::Acknowledge(image, at) => {

@@ -4,7 +4,7 @@
 mod support;
 
 use diun_dashboard::model::DiunEvent;
-use diun_dashboard::store::{Acknowledged, UpdateStore};
+use diun_dashboard::store::{Acknowledged, Received, UpdateStore};
 use diun_dashboard::time::Timestamp;
 use serde_json::{Value, json};
 use support::{TestApp, docker_event};
@@ -139,7 +139,7 @@ async fn old_history_is_pruned_and_the_current_state_kept(app: &TestApp) {
     let now = Timestamp::now();
     for (image, age_days) in [("old:1", 200), ("old:1", 190)] {
         app.store
-            .upsert_event(support::event_from_host(image, "nas"), days_ago(now, age_days))
+            .upsert_event(support::event_from_host(image, "nas"), Received::At(days_ago(now, age_days)))
             .await
             .unwrap();
     }
@@ -149,7 +149,7 @@ async fn old_history_is_pruned_and_the_current_state_kept(app: &TestApp) {
     );
     for (image, age_days) in [("recent:1", 10), ("old:1", 5)] {
         app.store
-            .upsert_event(support::event_from_host(image, "nas"), days_ago(now, age_days))
+            .upsert_event(support::event_from_host(image, "nas"), Received::At(days_ago(now, age_days)))
             .await
             .unwrap();
     }
@@ -169,7 +169,7 @@ async fn pending_history_is_kept_however_old(app: &TestApp) {
     let now = Timestamp::now();
     for (host, age_days) in [("nas", 200), ("pi", 190)] {
         app.store
-            .upsert_event(support::event_from_host("old:1", host), days_ago(now, age_days))
+            .upsert_event(support::event_from_host("old:1", host), Received::At(days_ago(now, age_days)))
             .await
             .unwrap();
     }
@@ -187,7 +187,7 @@ async fn pending_history_is_kept_however_old(app: &TestApp) {
     assert_eq!(diun_dashboard::retention::prune(&app.store, 180, later).await, 0);
     assert_eq!(reporting(app, "old:1").await, ["nas", "pi"]);
     // Reported anew and acknowledged again, those older reports are history, and go.
-    app.store.upsert_event(support::event_from_host("old:1", "nas"), later).await.unwrap();
+    app.store.upsert_event(support::event_from_host("old:1", "nas"), Received::At(later)).await.unwrap();
     assert_eq!(app.store.acknowledge("old:1".into(), later, None).await.unwrap(), Acknowledged::Yes);
     assert_eq!(diun_dashboard::retention::prune(&app.store, 180, later).await, 2);
     assert_eq!(reporting(app, "old:1").await, ["nas"]);
@@ -210,10 +210,13 @@ async fn reporting(app: &TestApp, image: &str) -> Vec<String> {
 /// after today that deleted everything).
 async fn any_number_of_days_keeps_what_is_younger(app: &TestApp) {
     let now = Timestamp::now();
-    app.store.upsert_event(support::event_from_host("a:1", "nas"), days_ago(now, 1)).await.unwrap();
+    app.store
+        .upsert_event(support::event_from_host("a:1", "nas"), Received::At(days_ago(now, 1)))
+        .await
+        .unwrap();
     assert_eq!(app.store.acknowledge("a:1".into(), now, None).await.unwrap(), Acknowledged::Yes);
     // Reported anew: the acknowledged report is history.
-    app.store.upsert_event(support::event_from_host("a:1", "pi"), now).await.unwrap();
+    app.store.upsert_event(support::event_from_host("a:1", "pi"), Received::At(now)).await.unwrap();
     for days in [999_999_999, u32::MAX] {
         assert_eq!(diun_dashboard::retention::prune(&app.store, days, now).await, 0, "{days} days");
     }
@@ -235,13 +238,13 @@ async fn pruning_deletes_at_most_the_limit_per_call(app: &TestApp) {
     for image in ["a:1", "b:1", "a:1"] {
         let event = DiunEvent::from_json(docker_event(image).to_string().as_bytes()).unwrap();
         let received = Timestamp::from_unix_micros(now.unix_micros() - 1_000_000);
-        app.store.upsert_event(event, received).await.unwrap();
+        app.store.upsert_event(event, Received::At(received)).await.unwrap();
     }
     assert_eq!(app.store.acknowledge_all(now, None).await.unwrap(), 2);
     // Reported anew, the three acknowledged reports are history
     // (see pending_history_is_kept_however_old).
     for image in ["a:1", "b:1"] {
-        app.store.upsert_event(support::event_from_host(image, "pi"), now).await.unwrap();
+        app.store.upsert_event(support::event_from_host(image, "pi"), Received::At(now)).await.unwrap();
     }
     let after = Timestamp::from_unix_micros(now.unix_micros() + 1);
     let deleted: Vec<u64> = [
@@ -273,11 +276,11 @@ async fn a_prune_skips_an_event_another_session_holds() {
     let now = Timestamp::now();
     let before = Timestamp::from_unix_micros(now.unix_micros() - 1_000_000);
     for image in ["a:1", "b:1"] {
-        app.store.upsert_event(support::event_from_host(image, "nas"), before).await.unwrap();
+        app.store.upsert_event(support::event_from_host(image, "nas"), Received::At(before)).await.unwrap();
     }
     assert_eq!(app.store.acknowledge_all(now, None).await.unwrap(), 2);
     for image in ["a:1", "b:1"] {
-        app.store.upsert_event(support::event_from_host(image, "pi"), now).await.unwrap();
+        app.store.upsert_event(support::event_from_host(image, "pi"), Received::At(now)).await.unwrap();
     }
     let holder = support::connect_to(&app).await;
     holder

@@ -291,7 +291,7 @@ async fn a_change_answered_just_before_shutdown_reaches_the_other_replicas() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_whose_caller_went_away_is_still_announced() {
     use diun_dashboard::changes::{Change, ChangeKind};
-    use diun_dashboard::store::{Store, UpdateStore};
+    use diun_dashboard::store::{Received, Store, UpdateStore};
     use futures_util::FutureExt;
 
     let dir = support::TempDir::new();
@@ -305,7 +305,7 @@ async fn a_write_whose_caller_went_away_is_still_announced() {
     let blocker = rusqlite::Connection::open(dir.0.join("diun.db")).expect("a second connection");
     blocker.execute_batch("BEGIN IMMEDIATE").expect("take the write lock");
     // Polled once, which queues the write, then dropped.
-    let polled = store.upsert_event(event, diun_dashboard::time::Timestamp::now()).now_or_never();
+    let polled = store.upsert_event(event, Received::Now).now_or_never();
     assert!(polled.is_none(), "the write was still waiting for its commit when it was dropped");
     blocker.execute_batch("ROLLBACK").expect("let the write lock go");
     let announced = tokio::time::timeout(Duration::from_secs(10), changes.recv())

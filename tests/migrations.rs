@@ -5,9 +5,8 @@
 mod support;
 
 use diun_dashboard::model::DiunEvent;
-use diun_dashboard::store::UpdateStore;
 use diun_dashboard::store::migrate::{self, Migration};
-use diun_dashboard::time::Timestamp;
+use diun_dashboard::store::{Received, UpdateStore};
 use include_dir::Dir;
 use serde_json::{Value, json};
 
@@ -85,7 +84,7 @@ async fn assert_fixture_upgraded<S: UpdateStore>(store: &S) {
     let event =
         DiunEvent::from_json(support::docker_event("docker.io/library/nginx:1.27").to_string().as_bytes())
             .unwrap();
-    store.upsert_event(event, Timestamp::now()).await.unwrap();
+    store.upsert_event(event, Received::Now).await.unwrap();
     let updates = store.list_updates().await.unwrap();
     assert_eq!(updates[0].tag.as_ref().map(|t| t.name.as_str()), Some("prod"));
     assert_eq!(
@@ -147,7 +146,7 @@ mod sqlite {
         let path = dir.0.join("rebuilt.db");
         let store = SqliteStore::open(path.clone()).await.unwrap();
         let event = DiunEvent::from_json(support::docker_event("nginx:1.27").to_string().as_bytes()).unwrap();
-        store.upsert_event(event, Timestamp::now()).await.unwrap();
+        store.upsert_event(event, Received::Now).await.unwrap();
         let tag = store.create_tag("prod".into()).await.unwrap();
         store.assign_tag("nginx:1.27".into(), tag.id).await.unwrap();
         store.close().await;

@@ -5,7 +5,7 @@ mod support;
 use std::collections::HashMap;
 
 use diun_dashboard::config::Database;
-use diun_dashboard::store::UpdateStore;
+use diun_dashboard::store::{Received, UpdateStore};
 use diun_dashboard::time::Timestamp;
 use serde_json::json;
 use support::{TestApp, docker_event};
@@ -125,9 +125,9 @@ async fn a_failed_prune_counts_as_a_database_error(app: &TestApp) {
     let _alone = ONE_AT_A_TIME.lock().await;
     let now = Timestamp::now();
     let earlier = Timestamp::from_unix_micros(now.unix_micros() - 1_000_000);
-    app.store.upsert_event(support::event_from_host("a:1", "nas"), earlier).await.unwrap();
+    app.store.upsert_event(support::event_from_host("a:1", "nas"), Received::At(earlier)).await.unwrap();
     app.store.acknowledge_all(earlier, None).await.unwrap();
-    app.store.upsert_event(support::event_from_host("a:1", "pi"), now).await.unwrap();
+    app.store.upsert_event(support::event_from_host("a:1", "pi"), Received::At(now)).await.unwrap();
     refuse_deletes_of_history(app).await;
     let errors = async || parse_exposition(&app.get("/metrics").await.text())["diun_database_errors_total"];
     let before = errors().await;

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use diun_dashboard::config::Database;
 use diun_dashboard::model::DiunEvent;
-use diun_dashboard::store::UpdateStore;
 use diun_dashboard::store::postgres::PostgresStore;
 use diun_dashboard::store::sqlite::SqliteStore;
+use diun_dashboard::store::{Received, UpdateStore};
 use diun_dashboard::time::Timestamp;
 use serde_json::{Value, json};
 use support::process::{Service, run};
@@ -56,7 +56,10 @@ async fn seed(store: &SqliteStore) {
             event["extra_field"] = json!({ "nested": [1, 2.5, "x"] });
         }
         let event = DiunEvent::from_json(event.to_string().as_bytes()).unwrap();
-        store.upsert_event(event, Timestamp::from_unix_micros(t0 + i as i64 * 1_000_123)).await.unwrap();
+        store
+            .upsert_event(event, Received::At(Timestamp::from_unix_micros(t0 + i as i64 * 1_000_123)))
+            .await
+            .unwrap();
     }
     let prod = store.create_tag("prod".into()).await.unwrap();
     let gone = store.create_tag("gone".into()).await.unwrap();
@@ -316,7 +319,7 @@ async fn a_deadlock_with_a_running_dashboard_does_not_fail_the_move() {
 async fn numbers_stored_by_an_older_release_do_not_stop_the_move() {
     let Some(Move { db, url, dir: _dir, path, sqlite }) = Move::prepare().await else { return };
     let event = DiunEvent::from_json(docker_event("zero:1").to_string().as_bytes()).unwrap();
-    sqlite.upsert_event(event, Timestamp::now()).await.unwrap();
+    sqlite.upsert_event(event, Received::Now).await.unwrap();
     sqlite.close().await;
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
@@ -344,7 +347,7 @@ async fn numbers_stored_by_an_older_release_do_not_stop_the_move() {
 async fn event_ids_continue_after_the_pruned_ones() {
     let Some(Move { db, url, dir: _dir, path, sqlite }) = Move::prepare().await else { return };
     for host in ["nas", "pi", "vps"] {
-        sqlite.upsert_event(support::event_from_host("a:1", host), Timestamp::now()).await.unwrap();
+        sqlite.upsert_event(support::event_from_host("a:1", host), Received::Now).await.unwrap();
     }
     sqlite.close().await;
     let conn = rusqlite::Connection::open(&path).unwrap();
@@ -355,7 +358,7 @@ async fn event_ids_continue_after_the_pruned_ones() {
     let (code, stdout, stderr) = run(&["migrate", "--from", &from, "--to", &url], &[], LIMIT).await;
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     let postgres = PostgresStore::open(&url).await.unwrap();
-    postgres.upsert_event(support::event_from_host("a:1", "nas"), Timestamp::now()).await.unwrap();
+    postgres.upsert_event(support::event_from_host("a:1", "nas"), Received::Now).await.unwrap();
     let history = postgres.history("a:1".into(), None, 10).await.unwrap().unwrap();
     let ids: Vec<i64> = history.iter().map(|event| event.id).collect();
     assert_eq!(ids, [4, 1], "ids 2 and 3 were handed out by SQLite");

@@ -12,8 +12,7 @@ use super::error::{ApiError, respond};
 use super::guard::check_origin;
 use super::metrics::{WebhookResult, WebhookStatus, count_webhook};
 use crate::model::DiunEvent;
-use crate::store::UpdateStore;
-use crate::time::Timestamp;
+use crate::store::{Received, UpdateStore};
 
 pub async fn receive<S, B>(state: AppState, method: Method, headers: HeaderMap, body: S) -> Response
 where
@@ -79,7 +78,7 @@ where
         push_quoted(&mut summary, &event.hostname);
         summary
     });
-    if let Err(err) = state.store.upsert_event(event, Timestamp::now()).await {
+    if let Err(err) = state.store.upsert_event(event, Received::Now).await {
         count_webhook(status, WebhookResult::Failed);
         return Err(err.into());
     }

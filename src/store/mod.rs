@@ -101,8 +101,19 @@ pub enum Assignment {
     UnknownTag,
 }
 
+/// When a webhook's report was received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Received {
+    /// As the store stamps it ([`crate::time::ReceiptClock`]): later than every report stored
+    /// before it, and on SQLite in the order the reports are committed, so that a dismissal
+    /// bounded by the newest report a page showed never covers one that page could not show.
+    Now,
+    /// At a time of its own (tests, copies): kept as given.
+    At(Timestamp),
+}
+
 /// The operations the API needs. Timestamps come from the caller so that every backend stores
-/// exactly the same instant for the same request.
+/// exactly the same instant for the same request, except a report's ([`Received`]).
 pub trait UpdateStore: Send + Sync {
     /// `"sqlite"` or `"postgres"`, as `/healthz` reports it.
     fn backend(&self) -> &'static str;
@@ -111,7 +122,7 @@ pub trait UpdateStore: Send + Sync {
     fn upsert_event(
         &self,
         event: DiunEvent,
-        received_at: Timestamp,
+        received: Received,
     ) -> impl Future<Output = StoreResult<()>> + Send;
     /// Every tracked image, ordered by image name (bytewise).
     fn list_updates(&self) -> impl Future<Output = StoreResult<Vec<UpdateEntry>>> + Send;
@@ -309,10 +320,10 @@ impl UpdateStore for Store {
     async fn ping(&self) -> StoreResult<()> {
         dispatch!(self.0, s => s.ping().await)
     }
-    async fn upsert_event(&self, event: DiunEvent, received_at: Timestamp) -> StoreResult<()> {
+    async fn upsert_event(&self, event: DiunEvent, received: Received) -> StoreResult<()> {
         let change = Change::of_image(ChangeKind::Update, event.image.clone());
         self.to_the_end(|store| async move {
-            let written = dispatch!(store, s => s.upsert_event(event, received_at).await);
+            let written = dispatch!(store, s => s.upsert_event(event, received).await);
             store.announce(written, |()| Some(change))
         })
         .await

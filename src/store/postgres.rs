@@ -25,11 +25,12 @@ use tokio_postgres::{
 use super::migrate::{self, Migration};
 use super::shared_batches;
 use super::{
-    Acknowledged, Assignment, COUNT_BY_GROUP, GroupCount, StoreError, StoreResult, UpdateStore, sort_tags,
+    Acknowledged, Assignment, COUNT_BY_GROUP, GroupCount, Received, StoreError, StoreResult, UpdateStore,
+    sort_tags,
 };
 use crate::listing::{FinishedPart, ListedUpdate, Listing, ListingPart};
 use crate::model::{DiunEvent, HistoryEntry, HostReport, Tag, UpdateEntry, json_object};
-use crate::time::Timestamp;
+use crate::time::{ReceiptClock, Timestamp};
 
 static MIGRATIONS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/migrations/postgres");
 
@@ -358,6 +359,10 @@ pub struct PostgresStore {
     replicas: Option<super::replicas::Relay>,
     /// Webhooks' events on their way to be committed together (see [`start_upsert_batches`]).
     upserts: mpsc::UnboundedSender<Upsert>,
+    /// Stamps reports as they reach the store: later than every report stored before, also
+    /// after the clock was set back. Batches in flight together can still commit out of their
+    /// stamps' order, which SQLite's one writer rules out.
+    receipts: ReceiptClock,
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -499,9 +504,14 @@ impl PostgresStore {
             .await
             .and_then(|row| row.try_get::<_, Option<String>>(0))
             .map_err(|err| format!("cannot read the current schema: {}", describe(&err)));
+        let latest = match &migrated {
+            Ok(()) => latest_report(&client).await,
+            Err(_) => Ok(None),
+        };
         drop(client);
         let _ = driver.await;
         migrated?;
+        let receipts = ReceiptClock::after(latest?);
         let channel = super::replicas::channel_for(schema?.as_deref().unwrap_or("public"));
 
         let (failures, connect_failures) = tokio::sync::watch::channel(false);
@@ -520,7 +530,7 @@ impl PostgresStore {
                 failures,
             });
         let upserts = start_upsert_batches(pool.clone(), connect_failures.clone());
-        Ok(Self { pool, connect_failures, config, channel, replicas: None, upserts })
+        Ok(Self { pool, connect_failures, config, channel, replicas: None, upserts, receipts })
     }
 
     /// Shares changes with the other replicas on this database: theirs are published on
@@ -965,6 +975,19 @@ fn usable_encoding(encoding: Option<&str>) -> Result<(), String> {
     }
 }
 
+/// The newest time a report was stored with, if any.
+async fn latest_report(client: &Client) -> Result<Option<Timestamp>, String> {
+    client
+        .query_one(
+            "SELECT greatest((SELECT max(received_at) FROM updates), (SELECT max(received_at) FROM events))",
+            &[],
+        )
+        .await
+        .and_then(|row| row.try_get::<_, Option<SystemTime>>(0))
+        .map(|latest| latest.map(Timestamp::from_system_time))
+        .map_err(|err| format!("cannot read the latest report's time: {}", describe(&err)))
+}
+
 /// The server's encoding, refused unless [`usable_encoding`]: the service's start-up and
 /// `migrate` alike (a copy into a LATIN1 database would fill one the service then refuses).
 pub(crate) async fn check_encoding(client: &Client) -> Result<(), String> {
@@ -1286,7 +1309,14 @@ impl UpdateStore for PostgresStore {
         self.with_client(|client| async move { Ok(client.ping().await?) }).await
     }
 
-    async fn upsert_event(&self, event: DiunEvent, received_at: Timestamp) -> StoreResult<()> {
+    async fn upsert_event(&self, event: DiunEvent, received: Received) -> StoreResult<()> {
+        let received_at = match received {
+            Received::Now => self.receipts.stamp(),
+            Received::At(at) => {
+                self.receipts.witness(at);
+                at
+            }
+        };
         let (reply, answer) = oneshot::channel();
         let upsert = Upsert {
             metadata: event.metadata_json(),

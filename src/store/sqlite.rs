@@ -25,11 +25,12 @@ use super::checkpoints::Checkpointer;
 use super::migrate::{self, Migration};
 use super::wal_writes;
 use super::{
-    Acknowledged, Assignment, COUNT_BY_GROUP, GroupCount, StoreError, StoreResult, UpdateStore, sort_tags,
+    Acknowledged, Assignment, COUNT_BY_GROUP, GroupCount, Received, StoreError, StoreResult, UpdateStore,
+    sort_tags,
 };
 use crate::listing::{ListedUpdate, Listing};
 use crate::model::{DiunEvent, HistoryEntry, HostReport, Tag, UpdateEntry, json_object};
-use crate::time::Timestamp;
+use crate::time::{ReceiptClock, Timestamp};
 
 static MIGRATIONS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/migrations/sqlite");
 
@@ -47,6 +48,8 @@ pub struct SqliteStore {
     readers: Arc<Mutex<Vec<Connection>>>,
     jobs: mpsc::Sender<Message>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Stamps each batch's reports on the writer (see [`Batch`]).
+    receipts: Arc<ReceiptClock>,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -93,17 +96,22 @@ impl SqliteStore {
             return Err("the file is read-only for this user: the service must be able to write it".into());
         }
         run_migrations(&mut conn, migrations)?;
+        let latest =
+            latest_report(&conn).map_err(|err| format!("cannot read the latest report's time: {err}"))?;
+        let receipts = Arc::new(ReceiptClock::after(latest));
         let checkpointer = Checkpointer::start(&path, &mut conn)?;
         let (jobs, queue) = mpsc::channel();
+        let stamps = Arc::clone(&receipts);
         let writer = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_loop(conn, queue, checkpointer))
+            .spawn(move || write_loop(conn, queue, checkpointer, &stamps))
             .map_err(|err| format!("cannot start the writer thread: {err}"))?;
         Ok(Self {
             path: Arc::new(path),
             readers: Arc::new(Mutex::new(Vec::new())),
             jobs,
             writer: Mutex::new(Some(writer)),
+            receipts,
         })
     }
 
@@ -148,6 +156,14 @@ impl SqliteStore {
     async fn write<T: Send + 'static>(
         &self,
         op: impl Fn(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        self.write_in_batch(move |conn, _| op(conn)).await
+    }
+
+    /// [`Self::write`], for a write that needs what its batch shares.
+    async fn write_in_batch<T: Send + 'static>(
+        &self,
+        op: impl Fn(&Connection, &Batch) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         let (job, answer) = WriteJob::new(op);
         self.jobs
@@ -274,11 +290,21 @@ enum Message {
     Shutdown,
 }
 
+/// What the writes committed together share.
+struct Batch {
+    /// The time of the reports it stores (as stored, in text). Taken by the writer, after the
+    /// batch before it committed: reports are stamped in the order they are committed, so a
+    /// listing that showed a report showed every report stamped no later. Stamped by the
+    /// webhook's task, a report could be queued after a later-stamped one, be committed after
+    /// a listing that showed that one, and be covered by "Dismiss all" up to it, unseen.
+    received_at: String,
+}
+
 /// A queued write: run inside the batch's transaction, answered after the commit.
 trait PendingWrite: Send {
     /// Runs the write; its error (a copy: the write keeps its own for the answer) if it failed
     /// and its savepoint must be rolled back.
-    fn run(&mut self, conn: &Connection) -> StoreResult<()>;
+    fn run(&mut self, conn: &Connection, batch: &Batch) -> StoreResult<()>;
     /// Answers the caller with the write's own result, or the commit's error.
     fn finish(self: Box<Self>, commit: StoreResult<()>);
 }
@@ -306,9 +332,9 @@ impl<T, F> WriteJob<T, F> {
     }
 }
 
-impl<T: Send, F: Fn(&Connection) -> StoreResult<T> + Send> PendingWrite for WriteJob<T, F> {
-    fn run(&mut self, conn: &Connection) -> StoreResult<()> {
-        let result = (self.op)(conn);
+impl<T: Send, F: Fn(&Connection, &Batch) -> StoreResult<T> + Send> PendingWrite for WriteJob<T, F> {
+    fn run(&mut self, conn: &Connection, batch: &Batch) -> StoreResult<()> {
+        let result = (self.op)(conn, batch);
         let outcome = match &result {
             Ok(_) => Ok(()),
             Err(err) => Err(err.clone()),
@@ -328,7 +354,12 @@ impl<T: Send, F: Fn(&Connection) -> StoreResult<T> + Send> PendingWrite for Writ
     }
 }
 
-fn write_loop(conn: Connection, queue: mpsc::Receiver<Message>, checkpointer: Checkpointer) {
+fn write_loop(
+    conn: Connection,
+    queue: mpsc::Receiver<Message>,
+    checkpointer: Checkpointer,
+    receipts: &ReceiptClock,
+) {
     let mut open = true;
     while open {
         let mut batch = match queue.recv() {
@@ -345,7 +376,8 @@ fn write_loop(conn: Connection, queue: mpsc::Receiver<Message>, checkpointer: Ch
                 Err(_) => break,
             }
         }
-        let commit = commit_batch(&conn, &mut batch);
+        let shared = Batch { received_at: receipts.stamp().to_string() };
+        let commit = commit_batch(&conn, &mut batch, &shared);
         if let Err(err) = &commit {
             log::error!("SQLite write failed, {} write(s) answered with an error: {err}", batch.len());
         }
@@ -362,14 +394,14 @@ fn write_loop(conn: Connection, queue: mpsc::Receiver<Message>, checkpointer: Ch
     }
 }
 
-fn commit_batch(conn: &Connection, batch: &mut [Box<dyn PendingWrite>]) -> StoreResult<()> {
+fn commit_batch(conn: &Connection, batch: &mut [Box<dyn PendingWrite>], shared: &Batch) -> StoreResult<()> {
     // First without savepoints: a savepoint copies every page a write touches into its journal,
     // which cost the writer more than the writes themselves. Should any write fail, the batch is
     // rolled back and replayed with a savepoint each, so that the failed write alone is undone.
-    match run_batch(conn, batch, Isolation::Shared) {
+    match run_batch(conn, batch, shared, Isolation::Shared) {
         Ok(()) => Ok(()),
         Err(BatchFailure::Write) => {
-            run_batch(conn, batch, Isolation::PerWrite).map_err(BatchFailure::into_error)
+            run_batch(conn, batch, shared, Isolation::PerWrite).map_err(BatchFailure::into_error)
         }
         Err(BatchFailure::Database(err)) => Err(err),
     }
@@ -411,6 +443,7 @@ impl From<rusqlite::Error> for BatchFailure {
 fn run_batch(
     conn: &Connection,
     batch: &mut [Box<dyn PendingWrite>],
+    shared: &Batch,
     isolation: Isolation,
 ) -> Result<(), BatchFailure> {
     // Prepared once per connection: parsing these again for every write is measurable.
@@ -418,10 +451,10 @@ fn run_batch(
     run("BEGIN IMMEDIATE")?;
     let outcome = batch.iter_mut().try_for_each(|job| -> Result<(), BatchFailure> {
         if isolation == Isolation::Shared {
-            return job.run(conn).map_err(|_| BatchFailure::Write);
+            return job.run(conn, shared).map_err(|_| BatchFailure::Write);
         }
         run("SAVEPOINT write")?;
-        if let Err(err) = job.run(conn) {
+        if let Err(err) = job.run(conn, shared) {
             // A disk error, a full disk or running out of memory can end the whole
             // transaction, not just the statement: SQLite has rolled it back, no savepoint is
             // left to return to, and the batch fails with the write's own error (not with "no
@@ -496,6 +529,17 @@ fn stored_timestamp(text: &str) -> StoreResult<Timestamp> {
         .ok_or_else(|| StoreError::Internal(format!("stored timestamp {text:?} is not RFC 3339")))
 }
 
+/// The newest time a report was stored with, if any.
+fn latest_report(conn: &Connection) -> StoreResult<Option<Timestamp>> {
+    let latest: Option<String> = conn.query_row(
+        "SELECT max(latest) FROM (SELECT max(received_at) AS latest FROM updates
+                                  UNION ALL SELECT max(received_at) FROM events)",
+        [],
+        |row| row.get(0),
+    )?;
+    latest.as_deref().map(stored_timestamp).transpose()
+}
+
 fn tag_exists(conn: &Connection, tag_id: i64) -> rusqlite::Result<bool> {
     conn.prepare_cached("SELECT 1 FROM tags WHERE id = ?1")?.exists([tag_id])
 }
@@ -509,13 +553,20 @@ impl UpdateStore for SqliteStore {
         self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await
     }
 
-    async fn upsert_event(&self, event: DiunEvent, received_at: Timestamp) -> StoreResult<()> {
+    async fn upsert_event(&self, event: DiunEvent, received: Received) -> StoreResult<()> {
         // Everything that can be made before the write is made here, on the caller's thread:
         // the one writer thread is what every webhook waits for.
         let metadata = event.metadata_json();
         let extra = event.extra_json();
-        let received_at = received_at.to_string();
-        self.write(move |conn| {
+        let given = match received {
+            Received::Now => None,
+            Received::At(at) => {
+                self.receipts.witness(at);
+                Some(at.to_string())
+            }
+        };
+        self.write_in_batch(move |conn, batch| {
+            let received_at = given.as_deref().unwrap_or(&batch.received_at);
             conn.prepare_cached(
                 "INSERT INTO updates (image, diun_version, hostname, status, provider, hub_link,
                      mime_type, digest, created, platform, metadata, extra, received_at, acknowledged_at)
@@ -864,17 +915,22 @@ mod tests {
         }
     }
 
-    type Done<T, F> = oneshot::Receiver<Box<WriteJob<T, F>>>;
+    /// A job's answer, once the batch is over.
+    type Answer<T> = Box<dyn FnOnce() -> StoreResult<T>>;
 
-    fn job<T: Send + 'static, F: Fn(&Connection) -> StoreResult<T> + Send + 'static>(
-        op: F,
-    ) -> (Box<dyn PendingWrite>, Done<T, F>) {
-        let (job, done) = WriteJob::new(op);
-        (job, done)
+    fn job<T: Send + 'static>(
+        op: impl Fn(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> (Box<dyn PendingWrite>, Answer<T>) {
+        let (job, done) = WriteJob::new(move |conn: &Connection, _: &Batch| op(conn));
+        (job, Box::new(move || (*done.blocking_recv().expect("the job comes back")).answer()))
     }
 
-    fn answer_of<T, F>(done: Done<T, F>) -> StoreResult<T> {
-        (*done.blocking_recv().expect("the job comes back")).answer()
+    fn shared() -> Batch {
+        Batch { received_at: Timestamp::now().to_string() }
+    }
+
+    fn answer_of<T>(answer: Answer<T>) -> StoreResult<T> {
+        answer()
     }
 
     fn insert(conn: &Connection, x: i64) -> StoreResult<()> {
@@ -894,7 +950,7 @@ mod tests {
         });
         let (last, last_answer) = job(|conn| insert(conn, 3));
         let mut batch = vec![first, failing, last];
-        assert_eq!(commit_batch(&conn, &mut batch), Ok(()));
+        assert_eq!(commit_batch(&conn, &mut batch, &shared()), Ok(()));
         for job in batch {
             job.finish(Ok(()));
         }
@@ -926,7 +982,7 @@ mod tests {
             Ok(())
         });
         let mut batch = vec![first, too_big];
-        let commit = commit_batch(&conn, &mut batch);
+        let commit = commit_batch(&conn, &mut batch, &shared());
         assert!(matches!(&commit, Err(StoreError::Unavailable(why)) if why.contains("full")), "{commit:?}");
         for job in batch {
             job.finish(commit.clone());
@@ -944,7 +1000,7 @@ mod tests {
         conn.execute_batch("CREATE TABLE t (x INTEGER UNIQUE)").unwrap();
         let (jobs, answers): (Vec<_>, Vec<_>) = (0..5).map(|x| job(move |conn| insert(conn, x))).unzip();
         let mut batch = jobs;
-        assert_eq!(commit_batch(&conn, &mut batch), Ok(()));
+        assert_eq!(commit_batch(&conn, &mut batch, &shared()), Ok(()));
         for job in batch {
             job.finish(Ok(()));
         }
@@ -962,6 +1018,52 @@ mod tests {
         let mapped: i64 =
             store.read(|conn| Ok(conn.query_row("PRAGMA mmap_size", [], |row| row.get(0))?)).await.unwrap();
         assert_eq!(mapped, READER_MMAP);
+        store.close().await;
+    }
+
+    /// A report is stamped when the writer takes it, not when it was queued: one queued behind a
+    /// batch is stamped after that batch, so that a listing taken between the two commits has
+    /// shown every report stamped up to then. Stamped when queued, it could be older than a
+    /// report it was committed after, and a dismissal up to that one covered it unseen.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_report_is_stamped_as_the_writer_takes_it() {
+        let scratch = Scratch::new("stamped-by-writer");
+        let store = Arc::new(SqliteStore::open(scratch.path().join("diun.db")).await.unwrap());
+        let (running, started) = std::sync::mpsc::channel::<()>();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (running, released) = (Mutex::new(running), Mutex::new(released));
+        let holding = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move {
+                store
+                    .write(move |_| {
+                        let _ = running.lock().unwrap().send(());
+                        let _ = released.lock().unwrap().recv();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        tokio::task::spawn_blocking(move || started.recv()).await.unwrap().unwrap();
+        let queued = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move {
+                let event = DiunEvent::from_json(br#"{"image": "a:1"}"#).map_err(StoreError::Internal)?;
+                store.upsert_event(event, Received::Now).await
+            }
+        });
+        // Time for the report to reach the queue: stamped there, it would be older than this.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let let_go = Timestamp::now();
+        release.send(()).unwrap();
+        holding.await.unwrap().unwrap();
+        queued.await.unwrap().unwrap();
+        let listed = store.list_updates().await.unwrap();
+        assert!(
+            listed[0].received_at >= let_go,
+            "stamped {} before the writer took it at {let_go}",
+            listed[0].received_at
+        );
         store.close().await;
     }
 }
