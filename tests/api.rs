@@ -863,6 +863,23 @@ on_every_backend!(
     the_listing_is_the_stored_entries_in_image_order,
 );
 
+/// `/healthz` answers for the writer too: while another process keeps SQLite's write lock, no
+/// webhook can be stored, and the check, a read on a reader, said all was well.
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_fails_while_no_webhook_could_be_stored() {
+    let app = TestApp::sqlite().await;
+    let diun_dashboard::config::Database::Sqlite { path } = app.db.database() else { unreachable!() };
+    let holder = rusqlite::Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let health = app.get("/healthz").await;
+    assert_eq!(health.status, 503, "{}", health.text());
+    assert!(health.error().contains("did not answer"), "{}", health.text());
+    holder.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(app.get("/healthz").await.status, 200);
+    app.stop().await;
+}
+
 /// The secret needs its own server, so it runs outside the per-backend list.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_secret_is_required_when_set() {

@@ -448,6 +448,12 @@ fn run_batch(
 ) -> Result<(), BatchFailure> {
     // Prepared once per connection: parsing these again for every write is measurable.
     let run = |sql: &str| conn.prepare_cached(sql)?.execute([]).map(drop);
+    if !conn.is_autocommit() {
+        // An earlier batch's rollback failed (logged then): tried again, or this batch fails
+        // with the reason.
+        conn.execute_batch("ROLLBACK")?;
+        super::wal_writes::discard_uncommitted(conn);
+    }
     run("BEGIN IMMEDIATE")?;
     let outcome = batch.iter_mut().try_for_each(|job| -> Result<(), BatchFailure> {
         if isolation == Isolation::Shared {
@@ -469,7 +475,11 @@ fn run_batch(
     });
     let outcome = outcome.and_then(|()| Ok(run("COMMIT")?));
     if outcome.is_err() && !conn.is_autocommit() {
-        let _ = conn.execute_batch("ROLLBACK");
+        // Left open, the transaction would fail every later batch at its BEGIN ("within a
+        // transaction"), and the log would say that instead of this.
+        if let Err(err) = conn.execute_batch("ROLLBACK") {
+            log::error!("SQLite could not roll back a failed batch: {err}");
+        }
     }
     if outcome.is_err() && conn.is_autocommit() {
         super::wal_writes::discard_uncommitted(conn);
@@ -549,8 +559,13 @@ impl UpdateStore for SqliteStore {
         "sqlite"
     }
 
+    /// A read of the file, then a turn of the writer (a transaction that writes nothing):
+    /// webhooks need the writer, and a writer that had stopped, or that another process kept
+    /// from the lock, failed every one while the check, a bare `SELECT 1` on a reader, said ok.
     async fn ping(&self) -> StoreResult<()> {
-        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await
+        self.read(|conn| Ok(conn.query_row("SELECT count(*) FROM schema_migrations", [], |_| Ok(()))?))
+            .await?;
+        self.write(|_| Ok(())).await
     }
 
     async fn upsert_event(&self, event: DiunEvent, received: Received) -> StoreResult<()> {
