@@ -62,10 +62,12 @@ export function createActions(refresh) {
   /**
    * Whether the server's state, read after `err`, should decide between success and failure: a
    * server error may come after the write was applied (a database that did not answer in time,
-   * then committed; a connection lost after the COMMIT). Without an answer at all the server may
-   * be gone: the page does not wait on it to show the error.
+   * then committed; a connection lost after the COMMIT), and so may no answer at all (the
+   * connection broke on its way back; a server that is gone fails the read at once). Not after
+   * the request's time ran out: the read would make the error wait as long again.
    */
-  const outcomeUnsure = (err) => !(err instanceof ApiError) || err.status >= 500;
+  const outcomeUnsure = (err) =>
+    !(err instanceof ApiError) || err.status >= 500 || (err.status === 0 && !err.timedOut);
 
   /**
    * Shows `apply` at once, sends `call`, and says how it went. After a failure whose outcome is
@@ -154,11 +156,12 @@ export function createActions(refresh) {
               }
               if (failures.length) {
                 const dismissed = images.length - failures.length;
-                // As unsure as the most unsure of its failures (see `outcomeUnsure`).
-                const status = Math.max(...failures.map((f) => (f instanceof ApiError ? f.status : 500)));
+                // Unsure if any of its failures is (see `outcomeUnsure`).
+                const decisive = failures.find(outcomeUnsure) ?? failures[0];
                 throw new ApiError(
                   `Dismissed ${plural(dismissed, "update")}; ${failures.length} ${failures.length === 1 ? "was" : "were"} not: ${failures[0].message}`,
-                  status,
+                  decisive instanceof ApiError ? decisive.status : 500,
+                  { timedOut: decisive.timedOut === true },
                 );
               }
               return { count: images.length };

@@ -3,10 +3,12 @@
 // proxy under a sub-path.
 
 export class ApiError extends Error {
-  constructor(message, status) {
+  /** status 0: no answer; `timedOut` then tells a request given up on from a broken one. */
+  constructor(message, status, { timedOut = false } = {}) {
     super(message);
     this.name = "ApiError";
     this.status = status;
+    this.timedOut = timedOut;
   }
 }
 
@@ -20,7 +22,9 @@ const REQUEST_TIMEOUT_MS = 30_000;
 /** Why a request got no answer, as the ApiError the callers show. */
 function unanswered(err) {
   if (err?.name === "TimeoutError") {
-    return new ApiError(`The dashboard server did not answer within ${REQUEST_TIMEOUT_MS / 1000} s.`, 0);
+    return new ApiError(`The dashboard server did not answer within ${REQUEST_TIMEOUT_MS / 1000} s.`, 0, {
+      timedOut: true,
+    });
   }
   return new ApiError("Cannot reach the dashboard server. Is it running?", 0);
 }
