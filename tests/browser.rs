@@ -773,7 +773,14 @@ async fn groups_are_created_and_cards_moved_by_drag_and_menu() {
     page.wait_in_section(JELLYFIN, &media).await;
     page.wait_api("jellyfin assigned to media", |u| u[JELLYFIN]["tag"]["name"] == "media").await;
 
-    // The keyboard works the menu too: prometheus into production.
+    // The keyboard works the menu too. ArrowUp opens it on its last item (the WAI-ARIA menu
+    // button's way): nginx's opened on its checked group, as ArrowDown does.
+    page.card(NGINX).await.get("move-menu").await.send_keys(keys::ARROW_UP).await;
+    page.wait_for(&testid("move-options")).await;
+    assert_eq!(page.active().await.attr("data-tag-id").await.as_deref(), Some("untagged"));
+    page.active().await.send_keys(keys::ESCAPE).await;
+    page.wait_gone(&testid("move-options")).await;
+    // Prometheus into production.
     let menu = page.card(PROMETHEUS).await.get("move-menu").await;
     menu.send_keys(keys::ARROW_DOWN).await;
     let options = page.wait_for(&testid("move-options")).await;
@@ -856,6 +863,25 @@ async fn touch_drag_moves_a_card_on_a_phone() {
     page.wait_api("home-assistant unassigned by touch", |u| u[HASS]["tag"].is_null()).await;
     page.assert_no_horizontal_scroll("390 px").await;
     page.assert_no_console_errors().await;
+}
+
+/// On a phone the live status is a dot; "live" may stay one, but offline is written out: a red
+/// dot for "offline" and an amber one for "paused" differed by colour alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn the_live_status_is_written_out_on_a_phone_unless_live() {
+    let Some(mut page) = Page::start(375, 812).await else { return };
+    seed(&page, &varied_events()[..2]).await;
+    page.open().await;
+    page.wait_live_status("data-state", "live").await;
+    let shown = "const text = document.getElementById('live-text');
+         return text.getBoundingClientRect().width > 1 ? text.textContent : null;";
+    assert_eq!(page.execute(shown, vec![]).await, Value::Null, "the dot alone while live");
+    page.service.child.kill().await.expect("stop the service");
+    page.wait_live_status("data-state", "offline").await;
+    assert_eq!(page.execute(shown, vec![]).await, json!("Offline"));
+    page.assert_no_horizontal_scroll("375 px, offline").await;
+    page.assert_no_console_errors_besides_failed_requests().await;
 }
 
 /// A drag whose end the page never heard (the button let go in another window after Alt-Tab)
@@ -1458,6 +1484,16 @@ async fn single_key_shortcuts_reach_toasts_and_can_be_turned_off() {
     assert_eq!(toggle.attr("aria-pressed").await.as_deref(), Some("true"));
     toggle.click().await;
     assert_eq!(toggle.attr("aria-pressed").await.as_deref(), Some("false"));
+    // The state is shown, and read once, as the button's pressed state: not in its name too.
+    let (shown, spoken) = (
+        page.execute(
+            "return document.getElementById('shortcuts-toggle').innerText.replace(/\\s+/g, ' ')",
+            vec![],
+        )
+        .await,
+        page.execute(SPOKEN_TEXT, vec![json!("shortcuts-toggle")]).await,
+    );
+    assert_eq!((shown, spoken), (json!("Single-key shortcuts off"), json!("Single-key shortcuts")));
     page.reload().await;
     page.wait_title("Diun Dashboard (2)").await;
     let toggle = page.by_testid("shortcuts-toggle").await;
@@ -2723,6 +2759,12 @@ const HISTORY_REFUSED: &str = r#"
 "#;
 
 /// Waits for an error banner that says `what` (among the others a failing page may show).
+/// What a screen reader reads of the element whose id is the script's argument: its text
+/// without what is hidden from it, spaces collapsed.
+const SPOKEN_TEXT: &str = "const el = document.getElementById(arguments[0]).cloneNode(true);
+     el.querySelectorAll('[aria-hidden=true], [hidden]').forEach((x) => x.remove());
+     return el.textContent.replace(/\\s+/g, ' ').trim();";
+
 async fn wait_for_banner(page: &Page, what: &str) {
     page.wait_until(&format!("a banner saying {what:?}"), async || {
         let banners = page
@@ -4211,12 +4253,7 @@ async fn a_group_deletion_refused_keeps_its_filter() {
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn counts_are_read_in_words() {
     let Some((page, media)) = page_with_group("", 3, "media", &[NGINX, HASS]).await else { return };
-    let spoken = async || {
-        let script = "const h = document.getElementById(arguments[0]).cloneNode(true);
-             h.querySelectorAll('[aria-hidden=true]').forEach((el) => el.remove());
-             return h.textContent.replace(/\\s+/g, ' ').trim();";
-        page.execute(script, vec![json!(format!("group-{media}-title"))]).await
-    };
+    let spoken = async || page.execute(SPOKEN_TEXT, vec![json!(format!("group-{media}-title"))]).await;
     page.wait_until("the heading read in words", async || {
         (spoken().await == json!("media 2 updates, 2 pending")).then_some(())
     })

@@ -656,7 +656,8 @@ let shortcutsOn = load("shortcuts", true) !== false;
 
 function showShortcuts() {
   shortcutsToggle.setAttribute("aria-pressed", String(shortcutsOn));
-  shortcutsToggle.textContent = shortcutsOn ? "Single-key shortcuts on" : "Single-key shortcuts off";
+  // Shown, not read: `aria-pressed` says it, and "shortcuts off, not pressed" said it twice.
+  $("shortcuts-state").textContent = shortcutsOn ? "on" : "off";
   $("shortcuts-help").toggleAttribute("data-off", !shortcutsOn);
 }
 
@@ -744,7 +745,7 @@ function setConfirm(confirm, focusAfter) {
   focusKey(focusAfter);
 }
 
-function openMenuFor(button) {
+function openMenuFor(button, { focusLast = false } = {}) {
   const card = button.closest('[data-testid="card"]');
   const image = card.dataset.image;
   const v = view();
@@ -753,6 +754,7 @@ function openMenuFor(button) {
   const groups = [...v.tags.map((t) => ({ id: t.id, name: t.name })), { id: null, name: "Untagged" }];
   openMoveMenu(button, {
     groups,
+    focusLast,
     current: entry.tag && v.tags.some((t) => t.id === entry.tag.id) ? entry.tag.id : null,
     onSelect: (id) => actions.move(image, id === null ? "untagged" : String(id)),
     onClose: () => {
@@ -872,7 +874,8 @@ root.addEventListener("keydown", (e) => {
     setConfirm(null, `group-${kind}:${key}`);
   } else if ((e.key === "ArrowDown" || e.key === "ArrowUp") && target.dataset?.action === "move") {
     e.preventDefault();
-    if (target.getAttribute("aria-expanded") !== "true") openMenuFor(target);
+    // As the WAI-ARIA menu button: ArrowUp opens on the last item.
+    if (target.getAttribute("aria-expanded") !== "true") openMenuFor(target, { focusLast: e.key === "ArrowUp" });
   }
 });
 

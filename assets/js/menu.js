@@ -33,8 +33,9 @@ function focusItem(menu, index) {
 /**
  * Open the menu under `trigger`.
  * groups: [{ id: number | null, name }] (null = Untagged); current: the card's group id or null.
+ * Focus goes to the checked item, or with `focusLast` (opened by ArrowUp) to the last one.
  */
-export function openMoveMenu(trigger, { groups, current, onSelect, onClose }) {
+export function openMoveMenu(trigger, { groups, current, onSelect, onClose, focusLast = false }) {
   closeMenu();
   const menu = document.createElement("div");
   menu.className = "menu";
@@ -126,7 +127,7 @@ export function openMoveMenu(trigger, { groups, current, onSelect, onClose }) {
 
   const list = items(menu);
   const checkedItem = list.find((el) => el.getAttribute("aria-checked") === "true");
-  (checkedItem || list[0])?.focus();
+  (focusLast ? list.at(-1) : checkedItem || list[0])?.focus();
 }
 
 // Clicking anywhere else closes the menu.
