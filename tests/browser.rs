@@ -2328,6 +2328,24 @@ async fn api_errors_show_a_banner_and_roll_back() {
         hint.as_str().is_some_and(|hint| hint.contains("100 characters")).then_some(())
     })
     .await;
+    // Said once: by the announcer, for a hint with no banner; by the banner alone for a name
+    // taken already (the hint, a live region too, read it a second time).
+    let live_regions_saying = async |what: &str| {
+        let script = "return [...document.querySelectorAll('[aria-live], [role=alert], [role=status]')]
+             .filter((el) => el.textContent.includes(arguments[0])).length;";
+        page.execute(script, vec![json!(what)]).await
+    };
+    page.wait_until("the length hint said", async || {
+        (live_regions_saying("100 characters").await == json!(1)).then_some(())
+    })
+    .await;
+    refuse_group_names(&page, &["ops"]).await;
+    page.wait_until("the refusal said", async || {
+        (live_regions_saying("already exists").await == json!(1)).then_some(())
+    })
+    .await;
+    page.by_testid("error-dismiss").await.click().await;
+    page.wait_gone(&testid("error-banner")).await;
     assert_eq!(page.api("GET", "/api/tags", None).await.json().as_array().unwrap().len(), 1);
     assert!(page.find(&testid("error-banner")).await.is_none(), "said without a failing request");
     let emoji = "😀".repeat(100);

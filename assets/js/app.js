@@ -689,10 +689,15 @@ const newGroup = $("new-group");
 const newGroupName = $("new-group-name");
 const newGroupHint = $("new-group-hint");
 
-function groupHint(message) {
+/**
+ * The field's hint, and with `spoken` the same said aloud. The hint is no live region: a refusal
+ * shown as a banner too (an alert) was read out twice.
+ */
+function groupHint(message, { spoken = false } = {}) {
   newGroupHint.textContent = message;
   if (message) newGroupName.setAttribute("aria-invalid", "true");
   else newGroupName.removeAttribute("aria-invalid");
+  if (spoken) announce(message);
 }
 
 newGroupName.addEventListener("input", () => groupHint(""));
@@ -705,12 +710,12 @@ newGroup.addEventListener("submit", (e) => {
 async function createGroupAsked() {
   const name = newGroupName.value.trim();
   if (!name) {
-    groupHint("Enter a name for the group.");
+    groupHint("Enter a name for the group.", { spoken: true });
     newGroupName.focus();
     return;
   }
   if ([...name].length > MAX_GROUP_NAME) {
-    groupHint(`A group name has at most ${MAX_GROUP_NAME} characters.`);
+    groupHint(`A group name has at most ${MAX_GROUP_NAME} characters.`, { spoken: true });
     newGroupName.focus();
     return;
   }
