@@ -117,9 +117,8 @@ impl Drop for Scratch {
 
 pub fn run(root: &Path) -> Result<(), String> {
     let options = Options::parse(std::env::args().skip(2))?;
-    system::ensure_package("wrk", "wrk")?;
-    // The servers are stopped with `kill`, which minimal Debian images lack.
-    system::ensure_package("procps", "kill")?;
+    // The servers are stopped with `kill`, which minimal Debian images lack (procps).
+    system::ensure_packages(&[("wrk", "wrk"), ("procps", "kill")])?;
     let out = root.join("target/bench");
     fs::create_dir_all(&out).map_err(|e| format!("bench: {}: {e}", out.display()))?;
     let load_before = load_average();

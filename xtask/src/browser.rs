@@ -4,9 +4,11 @@ use std::path::Path;
 
 use crate::system::{self, cargo};
 
+/// What the browser tests need.
+pub const CHROMIUM: [(&str, &str); 2] = [("chromium", "chromium"), ("chromium-driver", "chromedriver")];
+
 pub fn ensure_chromium() -> Result<(), String> {
-    system::ensure_package("chromium", "chromium")?;
-    system::ensure_package("chromium-driver", "chromedriver")
+    system::ensure_packages(&CHROMIUM)
 }
 
 pub fn run(root: &Path, env: &[(&str, String)]) -> Result<(), String> {

@@ -71,9 +71,8 @@ fn test(root: &Path) -> Result<(), String> {
     // Chromium and PostgreSQL are found, installed or started before the long builds: a
     // machine without them learns so at once, not after the lints. An interrupted run still
     // removes a throwaway server (postgres::Watchdog).
-    browser::ensure_chromium()?;
-    // The tests signal the service with kill(1), which a minimal Debian image lacks.
-    system::ensure_package("procps", "kill")?;
+    // The tests signal the service with kill(1), which a minimal Debian image lacks (procps).
+    system::ensure_packages(&[browser::CHROMIUM[0], browser::CHROMIUM[1], ("procps", "kill")])?;
     let database = postgres::provide()?;
     steps.run("rustfmt", || cargo(root, &["fmt", "--all", "--", "--check"], &[]))?;
     for (name, flags) in FEATURE_SETS {

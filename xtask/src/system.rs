@@ -48,24 +48,43 @@ pub fn on_path(program: &str) -> bool {
 /// Makes sure a Debian package is installed: installs it with apt when running as root, else
 /// stops with the one command that would.
 pub fn ensure_package(package: &str, provides: &str) -> Result<(), String> {
-    if on_path(provides) {
-        return Ok(());
-    }
-    install_package(package, &format!("`{provides}` is missing"))
+    ensure_packages(&[(package, provides)])
 }
 
-/// Installs a Debian package with apt when running as root, else stops with the one command
-/// that would; `why` says what its absence broke.
+/// [`ensure_package`] for several (package, program it provides) at once: a machine that lacks
+/// three learns so in one line, not in three runs.
+pub fn ensure_packages(wanted: &[(&str, &str)]) -> Result<(), String> {
+    match missing_packages(wanted, on_path) {
+        Some((packages, why)) => install_package(&packages, &why),
+        None => Ok(()),
+    }
+}
+
+/// The packages of `wanted` whose program `found` does not find, as apt's arguments, and why.
+fn missing_packages(wanted: &[(&str, &str)], found: impl Fn(&str) -> bool) -> Option<(String, String)> {
+    let missing: Vec<_> = wanted.iter().filter(|(_, provides)| !found(provides)).collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let packages = missing.iter().map(|(package, _)| *package).collect::<Vec<_>>().join(" ");
+    let programs = missing.iter().map(|(_, provides)| format!("`{provides}`")).collect::<Vec<_>>().join(", ");
+    let verb = if missing.len() == 1 { "is" } else { "are" };
+    Some((packages, format!("{programs} {verb} missing")))
+}
+
+/// Installs Debian packages (`package`: names separated by spaces) with apt when running as
+/// root, else stops with the one command that would; `why` says what their absence broke.
 pub fn install_package(package: &str, why: &str) -> Result<(), String> {
     if !is_root() || !on_path("apt-get") {
         return Err(format!(
-            "{why}: install it with `sudo apt-get update && sudo apt-get install -y {package}` and run again"
+            "{why}: install with `sudo apt-get update && sudo apt-get install -y {package}` and run again"
         ));
     }
-    println!("{why}; installing the Debian package {package}");
+    println!("{why}; installing with apt: {package}");
     run(command("apt-get", &["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
-    run(command("apt-get", &["install", "-y", "-q", "--no-install-recommends", package])
-        .env("DEBIAN_FRONTEND", "noninteractive"))
+    let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
+    install.extend(package.split_whitespace());
+    run(command("apt-get", &install).env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
 /// Whether the run is CI's, where nothing may be skipped.
@@ -106,5 +125,21 @@ impl Step {
         self.report();
         println!("xtask: {} passed, 0 failed", self.done.len());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_missing_package_is_named_in_one_line() {
+        let wanted = [("chromium", "chromium"), ("chromium-driver", "chromedriver"), ("procps", "kill")];
+        assert_eq!(missing_packages(&wanted, |_| true), None);
+        let (packages, why) = missing_packages(&wanted, |program| program == "chromium").unwrap();
+        assert_eq!(packages, "chromium-driver procps");
+        assert_eq!(why, "`chromedriver`, `kill` are missing");
+        let (packages, why) = missing_packages(&wanted, |program| program != "kill").unwrap();
+        assert_eq!((packages.as_str(), why.as_str()), ("procps", "`kill` is missing"));
     }
 }
