@@ -174,7 +174,9 @@ impl Timestamp {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, always 27 characters for years 0000–9999.
+/// How far ahead of the clock the newest report may be without a word at start-up.
+const AHEAD_TO_TELL: i64 = 60 * MICROS_PER_SECOND;
+
 /// The times reports are stamped with, each later than every report stored before it, whatever
 /// the system clock does. A dismissal's bound is a time (the newest report the page showed): a
 /// clock set back (NTP stepping it, a VM resumed) stamped new reports earlier than ones already
@@ -187,6 +189,15 @@ pub struct ReceiptClock {
 impl ReceiptClock {
     /// A clock whose stamps come after `latest`, the newest report stored (none: any time).
     pub fn after(latest: Option<Timestamp>) -> Self {
+        let now = Timestamp::now();
+        if let Some(latest) = latest.filter(|latest| latest.0 > now.0.saturating_add(AHEAD_TO_TELL)) {
+            // Stored by a clock that ran ahead: new reports follow it until this one catches up.
+            log::warn!(
+                "the newest report stored is stamped {latest}, {} s ahead of this machine's clock \
+                 ({now}): new reports are stamped after it until the clock catches up",
+                (latest.0 - now.0) / MICROS_PER_SECOND
+            );
+        }
         Self { latest: AtomicI64::new(latest.map_or(i64::MIN, Timestamp::unix_micros)) }
     }
 
@@ -210,6 +221,7 @@ impl ReceiptClock {
     }
 }
 
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, always 27 characters for years 0000–9999.
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(text) = self.canonical_text() {

@@ -871,6 +871,8 @@ async fn healthz_fails_while_no_webhook_could_be_stored() {
     let app = TestApp::sqlite().await;
     let diun_dashboard::config::Database::Sqlite { path } = app.db.database() else { unreachable!() };
     let holder = rusqlite::Connection::open(&path).unwrap();
+    // The service's checkpointer may hold the lock a moment: waited for, as the service would.
+    holder.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
     let health = app.get("/healthz").await;
     assert_eq!(health.status, 503, "{}", health.text());

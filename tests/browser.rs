@@ -2328,13 +2328,19 @@ async fn api_errors_show_a_banner_and_roll_back() {
         hint.as_str().is_some_and(|hint| hint.contains("100 characters")).then_some(())
     })
     .await;
-    // Said once: by the announcer, for a hint with no banner; by the banner alone for a name
-    // taken already (the hint, a live region too, read it a second time).
+    // Said once. From the button, focus comes back to the field, which reads its description
+    // (the hint); from the field itself (Enter), the page's announcer says it. A name taken
+    // already, by its banner alone: the hint, a live region too, read it a second time.
     let live_regions_saying = async |what: &str| {
         let script = "return [...document.querySelectorAll('[aria-live], [role=alert], [role=status]')]
              .filter((el) => el.textContent.includes(arguments[0])).length;";
         page.execute(script, vec![json!(what)]).await
     };
+    assert_eq!(page.active().await.attr("aria-describedby").await.as_deref(), Some("new-group-hint"));
+    // The announcer speaks 50 ms after it is given a message: long enough to have spoken.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(live_regions_saying("100 characters").await, json!(0), "said twice");
+    page.active().await.send_keys(keys::ENTER).await;
     page.wait_until("the length hint said", async || {
         (live_regions_saying("100 characters").await == json!(1)).then_some(())
     })
@@ -2776,13 +2782,13 @@ const HISTORY_REFUSED: &str = r#"
 })();
 "#;
 
-/// Waits for an error banner that says `what` (among the others a failing page may show).
 /// What a screen reader reads of the element whose id is the script's argument: its text
 /// without what is hidden from it, spaces collapsed.
 const SPOKEN_TEXT: &str = "const el = document.getElementById(arguments[0]).cloneNode(true);
      el.querySelectorAll('[aria-hidden=true], [hidden]').forEach((x) => x.remove());
      return el.textContent.replace(/\\s+/g, ' ').trim();";
 
+/// Waits for an error banner that says `what` (among the others a failing page may show).
 async fn wait_for_banner(page: &Page, what: &str) {
     page.wait_until(&format!("a banner saying {what:?}"), async || {
         let banners = page

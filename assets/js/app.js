@@ -689,15 +689,21 @@ const newGroup = $("new-group");
 const newGroupName = $("new-group-name");
 const newGroupHint = $("new-group-hint");
 
-/**
- * The field's hint, and with `spoken` the same said aloud. The hint is no live region: a refusal
- * shown as a banner too (an alert) was read out twice.
- */
-function groupHint(message, { spoken = false } = {}) {
+/** The field's hint. It is no live region: a refusal shown as a banner too (an alert) was read out twice. */
+function groupHint(message) {
   newGroupHint.textContent = message;
   if (message) newGroupName.setAttribute("aria-invalid", "true");
   else newGroupName.removeAttribute("aria-invalid");
-  if (spoken) announce(message);
+}
+
+/**
+ * A hint with no banner, said once: focus coming to the field from the button reads its
+ * description (the hint); already there (Enter), nothing would, and the page says it.
+ */
+function refuseGroupName(message) {
+  groupHint(message);
+  if (document.activeElement === newGroupName) announce(message);
+  else newGroupName.focus();
 }
 
 newGroupName.addEventListener("input", () => groupHint(""));
@@ -710,13 +716,11 @@ newGroup.addEventListener("submit", (e) => {
 async function createGroupAsked() {
   const name = newGroupName.value.trim();
   if (!name) {
-    groupHint("Enter a name for the group.", { spoken: true });
-    newGroupName.focus();
+    refuseGroupName("Enter a name for the group.");
     return;
   }
   if ([...name].length > MAX_GROUP_NAME) {
-    groupHint(`A group name has at most ${MAX_GROUP_NAME} characters.`, { spoken: true });
-    newGroupName.focus();
+    refuseGroupName(`A group name has at most ${MAX_GROUP_NAME} characters.`);
     return;
   }
   // Names are unique as written: "Prod" and "prod" are two groups, on the server as here.

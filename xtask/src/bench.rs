@@ -106,12 +106,18 @@ impl Options {
     }
 }
 
-/// A folder removed with what it holds when dropped: also when a backend's bench fails.
-struct Scratch(PathBuf);
+/// The bench's folder (databases, the servers' logs), removed when dropped unless kept: a
+/// backend's failure keeps it for its logs, which its error names; any other error removes it.
+struct Scratch {
+    path: PathBuf,
+    keep: bool,
+}
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
+        if !self.keep {
+            let _ = fs::remove_dir_all(&self.path);
+        }
     }
 }
 
@@ -128,12 +134,15 @@ pub fn run(root: &Path) -> Result<(), String> {
     let payloads = out.join("payloads.jsonl");
     let images = write_payloads(&payloads)?;
 
-    let work = Scratch(std::env::temp_dir().join(format!("diun-bench-{}", std::process::id())));
-    let _ = fs::remove_dir_all(&work.0);
-    fs::create_dir_all(&work.0).map_err(|e| format!("bench: {}: {e}", work.0.display()))?;
+    let mut work = Scratch {
+        path: std::env::temp_dir().join(format!("diun-bench-{}", std::process::id())),
+        keep: false,
+    };
+    let _ = fs::remove_dir_all(&work.path);
+    fs::create_dir_all(&work.path).map_err(|e| format!("bench: {}: {e}", work.path.display()))?;
     let ctx = Context {
         root,
-        work: &work.0,
+        work: &work.path,
         builds: &builds,
         payloads: &payloads,
         images: &images,
@@ -161,7 +170,13 @@ pub fn run(root: &Path) -> Result<(), String> {
                 Err(why) => Err(why),
             },
         };
-        backends.insert(backend.name().into(), result?);
+        match result {
+            Ok(result) => backends.insert(backend.name().into(), result),
+            Err(why) => {
+                work.keep = true;
+                return Err(format!("{why} (the bench's folder is kept: {})", work.path.display()));
+            }
+        };
     }
     drop(work);
 

@@ -258,16 +258,26 @@ fn postgres_tool(program: &Path, args: &[&str], as_postgres: bool) -> Command {
     } else {
         Command::new(program)
     };
-    command.args(args).current_dir(cluster_base());
+    command.args(args).current_dir(cluster_base(as_postgres));
     command
 }
 
-/// Where the throwaway cluster lives: `/tmp` rather than `TMPDIR`, which can be private to its
-/// user (libpam-tmpdir's `/tmp/user/0`, mode 0700, where `postgres` may not enter) or too long
-/// for the server's socket path (about 100 bytes).
-fn cluster_base() -> PathBuf {
-    let tmp = Path::new("/tmp");
-    if tmp.is_dir() { tmp.to_path_buf() } else { std::env::temp_dir() }
+/// Where the throwaway cluster lives: `TMPDIR`, unless the `postgres` user may not enter it
+/// (libpam-tmpdir's `/tmp/user/0`, mode 0700) or it is too long for the server's socket path
+/// (about 100 bytes, the cluster's folder and the socket's name included): then `/tmp`.
+fn cluster_base(as_postgres: bool) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let chosen = std::env::temp_dir();
+    let others_may_enter = || {
+        chosen
+            .ancestors()
+            .all(|dir| std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+    };
+    if chosen.as_os_str().len() <= 60 && (!as_postgres || others_may_enter()) {
+        chosen
+    } else {
+        PathBuf::from("/tmp")
+    }
 }
 
 fn stop_cluster(bin: &Path, dir: &Path, as_postgres: bool) -> Command {
@@ -281,7 +291,7 @@ fn stop_cluster(bin: &Path, dir: &Path, as_postgres: bool) -> Command {
 
 fn throwaway_cluster(bin: &Path) -> Result<TestDatabase, String> {
     let as_postgres = system::is_root();
-    let dir = cluster_base().join(format!("diun-xtask-pg-{}", std::process::id()));
+    let dir = cluster_base(as_postgres).join(format!("diun-xtask-pg-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
     // From here on, dropping the guard (or this process dying) stops and removes whatever was
