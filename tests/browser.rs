@@ -3077,6 +3077,35 @@ async fn a_write_without_an_answer_is_judged_by_what_the_server_holds() {
     page.assert_no_console_errors_besides_failed_requests().await;
 }
 
+/// A browser without `AbortSignal.timeout` (Safari before 16, Chrome before 103) gives up on a
+/// write that never answers, as the others do: it waited for good, the change shown as done.
+/// Here the page's 30 s are 300 ms, and the writes never answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_write_that_never_answers_is_given_up_on_without_abort_signal_timeout() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    page.before_scripts(
+        r#"AbortSignal.timeout = undefined;
+        const realSetTimeout = window.setTimeout;
+        window.setTimeout = (work, ms, ...rest) => realSetTimeout(work, ms === 30000 ? 300 : ms, ...rest);
+        const realFetch = window.fetch;
+        window.fetch = function (input, init) {
+          if ((init?.method ?? "GET") === "GET") return realFetch.call(this, input, init);
+          return new Promise((_, reject) => init?.signal?.addEventListener("abort", () =>
+            reject(new DOMException("The operation was aborted.", "AbortError"))));
+        };"#,
+    )
+    .await;
+    seed(&page, &varied_events()[..2]).await;
+    page.open().await;
+    page.wait_state(NGINX, "pending").await;
+    page.card(NGINX).await.get("ack").await.click().await;
+    wait_for_banner(&page, "did not answer within 30 s").await;
+    page.wait_state(NGINX, "pending").await;
+    assert_eq!(page.updates().await[NGINX]["acknowledged"], false);
+    page.assert_no_console_errors_besides_failed_requests().await;
+}
+
 /// "Dismiss group" asks again instead of dismissing a report nobody saw: one the page had not
 /// heard of when it was confirmed, or ones drawn while the question was open; and it dismisses
 /// nothing when it cannot check.

@@ -19,9 +19,27 @@ export class ApiError extends Error {
  */
 const REQUEST_TIMEOUT_MS = 30_000;
 
+/**
+ * The signal that ends a request after `ms`, and whether it did: AbortSignal.timeout where the
+ * browser has it, else a timer of the page's own (Safari before 16, Chrome before 103), without
+ * which a request that never answered kept its change shown as done for good.
+ */
+function deadline(ms) {
+  if (AbortSignal.timeout) {
+    return { signal: AbortSignal.timeout(ms), expired: (err) => err?.name === "TimeoutError", clear() {} };
+  }
+  const controller = new AbortController();
+  let expired = false;
+  const timer = setTimeout(() => {
+    expired = true;
+    controller.abort();
+  }, ms);
+  return { signal: controller.signal, expired: () => expired, clear: () => clearTimeout(timer) };
+}
+
 /** Why a request got no answer, as the ApiError the callers show. */
-function unanswered(err) {
-  if (err?.name === "TimeoutError") {
+function unanswered(err, limit) {
+  if (limit.expired(err)) {
     return new ApiError(`The dashboard server did not answer within ${REQUEST_TIMEOUT_MS / 1000} s.`, 0, {
       timedOut: true,
     });
@@ -31,13 +49,16 @@ function unanswered(err) {
 
 /** The parsed JSON answer; with `withMark`, {data, mark} with the X-Change-Seq header too. */
 async function request(method, path, body, withMark = false) {
-  const init = {
-    method,
-    headers: { Accept: "application/json" },
-    cache: "no-store",
-    // Browsers before AbortSignal.timeout (Safari 16, Chrome 103) wait as long as they wait.
-    signal: AbortSignal.timeout?.(REQUEST_TIMEOUT_MS),
-  };
+  const limit = deadline(REQUEST_TIMEOUT_MS);
+  try {
+    return await requestWithin(limit, method, path, body, withMark);
+  } finally {
+    limit.clear();
+  }
+}
+
+async function requestWithin(limit, method, path, body, withMark) {
+  const init = { method, headers: { Accept: "application/json" }, cache: "no-store", signal: limit.signal };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -46,7 +67,7 @@ async function request(method, path, body, withMark = false) {
   try {
     res = await fetch(path, init);
   } catch (err) {
-    throw unanswered(err);
+    throw unanswered(err, limit);
   }
   if (!res.ok) {
     let message = `The server answered ${res.status}${res.statusText ? ` ${res.statusText}` : ""}.`;
@@ -62,7 +83,7 @@ async function request(method, path, body, withMark = false) {
   try {
     if (res.status !== 204) text = await res.text();
   } catch (err) {
-    throw unanswered(err);
+    throw unanswered(err, limit);
   }
   let data = null;
   try {
