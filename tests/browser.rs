@@ -2757,6 +2757,36 @@ async fn a_history_that_fails_again_keeps_the_focus_on_its_retry() {
     page.assert_no_console_errors_besides_failed_requests().await;
 }
 
+/// A history error that a later load clears by itself (the image reported anew, its history
+/// read again) leaves the keyboard in the dialog: focus was on its Retry, which went with it,
+/// and fell to `<body>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_history_error_cleared_by_itself_keeps_the_focus_in_the_dialog() {
+    let Some(page) = Page::start(1280, 1200).await else { return };
+    page.before_scripts(
+        r#"const realFetch = window.fetch;
+        window.historyRefused = true;
+        window.fetch = async function (input, init) {
+          if (!window.historyRefused || !/\/history/.test(String(input))) return realFetch.call(this, input, init);
+          return new Response(JSON.stringify({ error: "refused by the test" }), {
+            status: 503,
+            headers: { "Content-Type": "application/json" },
+          });
+        };"#,
+    )
+    .await;
+    seed(&page, &varied_events()[..2]).await;
+    page.open().await;
+    page.card(NGINX).await.get("history-open").await.click().await;
+    let retry = page.wait_for(&testid("history-retry")).await;
+    page.execute("arguments[0].focus(); window.historyRefused = false;", vec![retry.json()]).await;
+    page.webhook(&reported_anew(NGINX, 1)).await;
+    page.wait_gone(&testid("history-error")).await;
+    assert_eq!(page.execute("return document.activeElement?.id", vec![]).await, json!("history-list"));
+    page.assert_no_console_errors_besides_failed_requests().await;
+}
+
 /// Every history request answered 503; those after the first once the test calls
 /// `window.releaseHeld()` (`window.held` counts them).
 const HISTORY_REFUSED: &str = r#"

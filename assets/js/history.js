@@ -226,6 +226,8 @@ async function load(before) {
     }
     merge(events);
     state.loaded = true;
+    // An error that a later load cleared by itself (a poll's): its Retry may hold the focus.
+    if (errorsEl.contains(document.activeElement)) list.focus();
     errorsEl.replaceChildren();
     return true;
   } catch (err) {
