@@ -141,6 +141,7 @@ async fn relay(
     let mut start_up = Some(listening);
     let mut retry = RETRY_MIN;
     loop {
+        let began = tokio::time::Instant::now();
         let attempt = session(&config, &channel, &origin, &feed, &mut queue, &mut closed, start_up.take());
         let lost = match attempt.await {
             Ok(()) => return,
@@ -150,9 +151,7 @@ async fn relay(
             report_dropped(&mut queue);
             return;
         }
-        if lost.after_listening {
-            // A session that worked starts the back-off over: one outage a week must not
-            // leave every later reconnect waiting the longest delay.
+        if worked(&lost, began.elapsed()) {
             retry = RETRY_MIN;
         }
         log::warn!("replica change sharing interrupted ({}); retrying in {} s", lost.why, retry.as_secs());
@@ -165,6 +164,15 @@ async fn relay(
         }
         retry = (retry * 2).min(RETRY_MAX);
     }
+}
+
+/// Whether a session that ended after `lived` worked, and so starts the back-off over: one
+/// outage a week must not leave every later reconnect waiting the longest delay. Listening is
+/// not enough: a session that listens and then fails at once, every time (a full notification
+/// queue, a server too loaded to take a notice in time), reconnected every second, and each
+/// time had every dashboard here reload.
+fn worked(lost: &Lost, lived: Duration) -> bool {
+    lost.after_listening && lived >= RETRY_MAX
 }
 
 /// At shutdown without a session to the server: the changes still queued cannot be sent.
@@ -363,6 +371,14 @@ fn json_string_len(text: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_session_that_lasted_starts_the_back_off_over() {
+        let lost = |after_listening| Lost { why: String::new(), after_listening };
+        assert!(worked(&lost(true), RETRY_MAX));
+        assert!(!worked(&lost(true), RETRY_MAX - Duration::from_millis(1)), "listened, then failed at once");
+        assert!(!worked(&lost(false), RETRY_MAX * 10), "never listened");
+    }
 
     /// On tokio's paused clock: time moves only when every task waits, so the instants are exact.
     #[tokio::test(start_paused = true)]
