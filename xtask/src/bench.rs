@@ -134,12 +134,12 @@ pub fn run(root: &Path) -> Result<(), String> {
     let payloads = out.join("payloads.jsonl");
     let images = write_payloads(&payloads)?;
 
-    let mut work = Scratch {
-        path: std::env::temp_dir().join(format!("diun-bench-{}", std::process::id())),
-        keep: false,
-    };
+    // Beside the build, on the project's disk: not in TMPDIR, which can be a tmpfs (Debian 13's
+    // /tmp), where the SQLite file's writes would cost nothing.
+    let mut work = Scratch { path: out.join(format!("work-{}", std::process::id())), keep: false };
     let _ = fs::remove_dir_all(&work.path);
     fs::create_dir_all(&work.path).map_err(|e| format!("bench: {}: {e}", work.path.display()))?;
+    let sqlite_filesystem = first_line("stat", &["-f", "-c", "%T", &work.path.to_string_lossy()]);
     let ctx = Context {
         root,
         work: &work.path,
@@ -151,14 +151,17 @@ pub fn run(root: &Path) -> Result<(), String> {
 
     let mut backends = serde_json::Map::new();
     let mut postgres_version = Value::Null;
+    let mut postgres_settings = Value::Null;
     for &backend in &options.backends {
         println!("\n==> bench: {}", backend.name());
         let result = match backend {
             Backend::Sqlite => bench_backend(&ctx, &Database::Sqlite),
-            Backend::Postgres => match crate::postgres::provide() {
+            Backend::Postgres => match crate::postgres::provide_with(crate::postgres::Durability::AsDeployed)
+            {
                 Ok(server) => {
                     let database = Database::Postgres { url: server.url(), psql: find_psql()? };
                     postgres_version = database.server_version().map_or(Value::Null, Value::from);
+                    postgres_settings = database.server_settings();
                     let result = bench_backend(&ctx, &database);
                     drop(server);
                     result
@@ -181,7 +184,7 @@ pub fn run(root: &Path) -> Result<(), String> {
     drop(work);
 
     let mut results = json!({
-        "machine": machine(postgres_version, load_before),
+        "machine": machine(postgres_version, postgres_settings, sqlite_filesystem, load_before),
         "settings": {
             "images": IMAGES,
             "tags": TAGS,
@@ -563,6 +566,19 @@ impl Database {
     fn server_version(&self) -> Option<String> {
         self.sql("SHOW server_version").ok()
     }
+
+    /// The server's settings that change what a commit costs: a server without `fsync` or
+    /// without `synchronous_commit` is faster than a user's, and `autovacuum` competes with the
+    /// ingest on a stock one.
+    fn server_settings(&self) -> Value {
+        let mut settings = serde_json::Map::new();
+        for name in ["fsync", "synchronous_commit", "full_page_writes", "autovacuum", "shared_buffers"] {
+            if let Ok(value) = self.sql(&format!("SHOW {name}")) {
+                settings.insert(name.into(), Value::from(value.trim()));
+            }
+        }
+        Value::Object(settings)
+    }
 }
 
 fn bench_backend(ctx: &Context, database: &Database) -> Result<Value, String> {
@@ -591,13 +607,18 @@ fn bench_backend(ctx: &Context, database: &Database) -> Result<Value, String> {
     sleep(Duration::from_secs(1));
     let floor_after = run_floor(ctx, label, "after")?;
     let floor = (floor_before.rate() + floor_after.rate()) / 2.0;
+    // The bar is judged against the higher of the two: the later one runs beside the idle
+    // service and what its database still does, which can only lower it, and a lower floor
+    // would flatter the ratio.
+    let higher_floor = floor_before.rate().max(floor_after.rate());
     let stolen = ingest.cpu.map_or(String::new(), |cpu| {
         format!(", {:.0}% of the CPU time stolen by other guests", cpu.steal_pct)
     });
     println!(
-        "bench: {label}: ingest {:.0} req/s ({:.2}x floor{stolen})",
+        "bench: {label}: ingest {:.0} req/s ({:.2}x the mean floor, {:.2}x the higher{stolen})",
         ingest.rate(),
-        ingest.rate() / floor
+        ingest.rate() / floor,
+        ingest.rate() / higher_floor
     );
 
     seed(ctx, port)?;
@@ -621,6 +642,7 @@ fn bench_backend(ctx: &Context, database: &Database) -> Result<Value, String> {
         },
         "ingest": merged(ingest.to_json(), json!({
             "ratio_to_floor": round(ingest.rate() / floor, 3),
+            "ratio_to_higher_floor": round(ingest.rate() / higher_floor, 3),
             "non_2xx": ingest.status_errors,
         })),
         "list": {
@@ -1087,7 +1109,12 @@ fn first_line(program: &str, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-fn machine(postgres_version: Value, load_before: String) -> Value {
+fn machine(
+    postgres_version: Value,
+    postgres_settings: Value,
+    sqlite_filesystem: String,
+    load_before: String,
+) -> Value {
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = cpuinfo
         .lines()
@@ -1111,6 +1138,8 @@ fn machine(postgres_version: Value, load_before: String) -> Value {
         "rustc": first_line("rustc", &["--version"]),
         "wrk": first_line("wrk", &["--version"]).split(" Copyright").next().unwrap_or_default(),
         "postgres": postgres_version,
+        "postgres_settings": postgres_settings,
+        "sqlite_filesystem": sqlite_filesystem,
         "load_average_before": load_before,
         "load_average_after": load_average(),
     })
@@ -1119,16 +1148,17 @@ fn machine(postgres_version: Value, load_before: String) -> Value {
 /// The bars of issue 5 §2, met or missed.
 fn check_targets(results: &Value) -> Vec<Value> {
     let backends = &results["backends"];
-    let mib = |kib: &Value| kib.as_f64().map(|kib| round(kib / 1024.0, 1));
-    let bytes_mib = |bytes: &Value| bytes.as_f64().map(|bytes| round(bytes / (1024.0 * 1024.0), 2));
+    // The issue's bars are in MB (10^6 bytes), a little under MiB.
+    let mb = |kib: &Value| kib.as_f64().map(|kib| round(kib * 1024.0 / 1e6, 1));
+    let bytes_mb = |bytes: &Value| bytes.as_f64().map(|bytes| round(bytes / 1e6, 2));
     let mut targets = Vec::new();
     for (backend, bar) in [("sqlite", 0.40), ("postgres", 0.25)] {
         let b = &backends[backend];
         // wrk counts every answer: a run that drew errors (fast 503s, say) measured no rate
         // and no latency of the real work.
-        let ratio = b["ingest"]["ratio_to_floor"].as_f64();
+        let ratio = b["ingest"]["ratio_to_higher_floor"].as_f64();
         targets.push(only_if_clean(
-            at_least(&format!("{backend} ingest / floor"), ratio, bar, "×"),
+            at_least(&format!("{backend} ingest / higher floor"), ratio, bar, "×"),
             &b["ingest"],
         ));
         if b["ingest"].is_object() {
@@ -1148,18 +1178,8 @@ fn check_targets(results: &Value) -> Vec<Value> {
             let name = format!("{backend} list gzip when accepted");
             targets.push(Some(json!({ "target": name, "value": gzip, "bar": "yes", "met": gzip })));
         }
-        targets.push(at_most(
-            &format!("{backend} idle RSS"),
-            mib(&b["memory_kib"]["idle_rss"]),
-            10.0,
-            " MiB",
-        ));
-        targets.push(at_most(
-            &format!("{backend} peak RSS"),
-            mib(&b["memory_kib"]["peak_hwm"]),
-            40.0,
-            " MiB",
-        ));
+        targets.push(at_most(&format!("{backend} idle RSS"), mb(&b["memory_kib"]["idle_rss"]), 10.0, " MB"));
+        targets.push(at_most(&format!("{backend} peak RSS"), mb(&b["memory_kib"]["peak_hwm"]), 40.0, " MB"));
     }
     targets.push(at_most(
         "sqlite start-up",
@@ -1167,8 +1187,8 @@ fn check_targets(results: &Value) -> Vec<Value> {
         100.0,
         " ms",
     ));
-    targets.push(at_most("full binary", bytes_mib(&results["size_bytes"]["full"]), 12.0, " MiB"));
-    targets.push(at_most("slim sqlite binary", bytes_mib(&results["size_bytes"]["sqlite"]), 8.0, " MiB"));
+    targets.push(at_most("full binary", bytes_mb(&results["size_bytes"]["full"]), 12.0, " MB"));
+    targets.push(at_most("slim sqlite binary", bytes_mb(&results["size_bytes"]["sqlite"]), 8.0, " MB"));
     targets.into_iter().flatten().collect()
 }
 
@@ -1259,12 +1279,13 @@ fn steal_notes(results: &Value) -> Vec<String> {
 /// One row of the table: its name and how a backend's results show in it.
 type Row = (&'static str, fn(&Value) -> Option<String>);
 
-const ROWS: [Row; 12] = [
+const ROWS: [Row; 13] = [
     ("floor req/s, before / after ingest", |b| {
         pair(&b["floor"]["before"]["requests_per_second"], &b["floor"]["after"]["requests_per_second"], 0)
     }),
     ("ingest req/s", |b| Some(format!("{:.0}", b["ingest"]["requests_per_second"].as_f64()?))),
     ("ingest / mean floor", |b| Some(format!("{:.2}×", b["ingest"]["ratio_to_floor"].as_f64()?))),
+    ("ingest / higher floor", |b| Some(format!("{:.3}×", b["ingest"]["ratio_to_higher_floor"].as_f64()?))),
     ("ingest CPU idle / stolen %", |b| pair(&b["ingest"]["cpu_idle_pct"], &b["ingest"]["cpu_steal_pct"], 1)),
     ("ingest p50 / p99 ms", |b| pair(&b["ingest"]["p50_ms"], &b["ingest"]["p99_ms"], 2)),
     ("ingest non-2xx, socket errors", |b| {
@@ -1334,12 +1355,22 @@ mod tests {
         assert!(parse_cpu_line("cpu  1 2 3").is_none(), "a kernel without steal time");
     }
 
+    /// The floor after the ingest runs beside the idle service and can only be lowered by it:
+    /// the mean would flatter the ratio.
+    #[test]
+    fn the_ingest_bar_is_judged_against_the_higher_floor() {
+        let ingest = json!({ "status_errors": 0, "socket_errors": 0, "ratio_to_floor": 0.42, "ratio_to_higher_floor": 0.39 });
+        let targets = check_targets(&json!({ "backends": { "sqlite": { "ingest": ingest } } }));
+        let target = targets.iter().find(|t| t["target"] == "sqlite ingest / higher floor").unwrap();
+        assert_eq!((target["value"].clone(), target["met"].clone()), (json!(0.39), json!(false)));
+    }
+
     #[test]
     fn a_run_that_drew_errors_meets_no_rate_target() {
         let run = |errors: u64| json!({ "status_errors": errors, "socket_errors": 0, "p50_ms": 9.0 });
         let backend = |ingest_errors: u64, list_errors: u64| {
             json!({
-                "ingest": merged(run(ingest_errors), json!({ "ratio_to_floor": 0.9 })),
+                "ingest": merged(run(ingest_errors), json!({ "ratio_to_floor": 0.9, "ratio_to_higher_floor": 0.8 })),
                 "list": { "identity": run(0), "gzip": run(list_errors) },
             })
         };
@@ -1347,7 +1378,7 @@ mod tests {
             let targets = check_targets(&json!({ "backends": { "sqlite": sqlite } }));
             let met = |name: &str| targets.iter().find(|t| t["target"] == name).map(|t| t["met"].clone());
             [
-                met("sqlite ingest / floor"),
+                met("sqlite ingest / higher floor"),
                 met("sqlite list p50 (identity)"),
                 met("sqlite list p50 (gzip)"),
                 met("sqlite requests answered other than 2xx"),

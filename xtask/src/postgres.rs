@@ -121,7 +121,21 @@ fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
 }
 
+/// A database for the tests: a throwaway cluster started here runs without `fsync`.
 pub fn provide() -> Result<TestDatabase, String> {
+    provide_with(Durability::Relaxed)
+}
+
+/// Whether a throwaway cluster flushes its commits to disk.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `fsync=off`: the tests' commits need not survive a crash of the machine.
+    Relaxed,
+    /// The server's defaults: what the bench measures must cost what it costs a user.
+    AsDeployed,
+}
+
+pub fn provide_with(durability: Durability) -> Result<TestDatabase, String> {
     if let Some((name, url)) = given_url(|name| std::env::var(name).ok()) {
         println!("PostgreSQL: using {name}");
         return Ok(TestDatabase { url, cleanup: Cleanup::Nothing, _watchdog: None });
@@ -140,7 +154,7 @@ pub fn provide() -> Result<TestDatabase, String> {
         )?;
     }
     match find_bindir() {
-        Some(bin) => throwaway_cluster(&bin),
+        Some(bin) => throwaway_cluster(&bin, durability),
         // The scratch database on a local server is made with psql: say so rather than ask for
         // the server that is already there.
         None if !cluster_only && !system::on_path("psql") && server_answers_on_localhost() => {
@@ -289,7 +303,7 @@ fn stop_cluster(bin: &Path, dir: &Path, as_postgres: bool) -> Command {
     )
 }
 
-fn throwaway_cluster(bin: &Path) -> Result<TestDatabase, String> {
+fn throwaway_cluster(bin: &Path, durability: Durability) -> Result<TestDatabase, String> {
     let as_postgres = system::is_root();
     let dir = cluster_base(as_postgres).join(format!("diun-xtask-pg-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -324,9 +338,9 @@ fn throwaway_cluster(bin: &Path) -> Result<TestDatabase, String> {
         .port();
     // Every test's app keeps a pool of its own (up to 25 connections): on a machine with many
     // cores, tests run side by side would exceed the default 100.
-    let options = format!(
-        "-c listen_addresses=127.0.0.1 -p {port} -k {socket_dir} -c fsync=off -c max_connections=400"
-    );
+    let fsync = if durability == Durability::Relaxed { " -c fsync=off" } else { "" };
+    let options =
+        format!("-c listen_addresses=127.0.0.1 -p {port} -k {socket_dir}{fsync} -c max_connections=400");
     let log_path = dir.join("server.log");
     let log = log_path.to_string_lossy().into_owned();
     system::run(&mut postgres_tool(
