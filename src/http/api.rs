@@ -43,6 +43,12 @@ pub async fn healthz(state: AppState, method: Method) -> Response {
         // Through the API's one conversion: logged and counted, and internal details stay in
         // the log (this route needs no credentials).
         Ok(Err(err)) => ApiError::from(err).message().to_owned(),
+        // SQLite's writer waits up to its busy timeout (5 s) for a lock another process holds:
+        // the reason it gives comes after this check's limit.
+        Err(_) if backend == "sqlite" => format!(
+            "the database did not answer within {} s: its writer is busy, or another process holds the file's write lock",
+            HEALTH_TIMEOUT.as_secs()
+        ),
         Err(_) => format!("the database did not answer within {} s", HEALTH_TIMEOUT.as_secs()),
     };
     log::warn!("health check failed: {problem}");
