@@ -3022,34 +3022,8 @@ const WRITES_ANSWER_503: &str = r#"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn a_write_answered_503_is_judged_by_what_the_server_holds() {
-    let Some(page) = Page::start(1280, 900).await else { return };
-    page.before_scripts(WRITES_ANSWER_503).await;
-    seed(&page, &varied_events()[..3]).await;
-    page.open().await;
-    page.wait_state(NGINX, "pending").await;
+    let Some(page) = acknowledgement_judged_by_the_server("refused", "lost").await else { return };
     let said = async || page.execute("return document.getElementById('announcer').textContent", vec![]).await;
-
-    page.execute("window.writesAnswer = 'refused'", vec![]).await;
-    page.card(NGINX).await.get("ack").await.click().await;
-    wait_for_banner(&page, "Could not acknowledge").await;
-    page.wait_state(NGINX, "pending").await;
-    assert_eq!(page.updates().await[NGINX]["acknowledged"], false);
-    page.by_testid("error-dismiss").await.click().await;
-    page.wait_gone(&testid("error-banner")).await;
-
-    page.execute("window.writesAnswer = 'lost'", vec![]).await;
-    page.card(NGINX).await.get("ack").await.click().await;
-    page.wait_until("the acknowledgement announced", async || {
-        said().await.as_str().is_some_and(|text| text.starts_with("Acknowledged")).then_some(())
-    })
-    .await;
-    page.wait_state(NGINX, "acknowledged").await;
-    let banners = page.execute(
-        "return document.querySelectorAll(arguments[0]).length",
-        vec![json!(testid("error-banner"))],
-    );
-    assert_eq!(banners.await, json!(0), "an error shown for a write the server holds");
-    assert_eq!(page.updates().await[NGINX]["acknowledged"], true);
 
     // A group created all the same: the field empties as after a plain success.
     let input = page.by_testid("new-group-name").await;
@@ -3076,13 +3050,22 @@ async fn a_write_answered_503_is_judged_by_what_the_server_holds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn a_write_without_an_answer_is_judged_by_what_the_server_holds() {
-    let Some(page) = Page::start(1280, 900).await else { return };
+    let Some(page) = acknowledgement_judged_by_the_server("unsent", "cut").await else { return };
+    page.assert_no_console_errors_besides_failed_requests().await;
+}
+
+/// Opens a page whose writes answer as `window.writesAnswer` says ([`WRITES_ANSWER_503`]) and
+/// acknowledges nginx twice: answered `not_applied`, the page says "Could not acknowledge" and
+/// the card goes back; answered `applied` (the server holds it), the page says it is done and
+/// shows no error.
+async fn acknowledgement_judged_by_the_server(not_applied: &str, applied: &str) -> Option<Page> {
+    let page = Page::start(1280, 900).await?;
     page.before_scripts(WRITES_ANSWER_503).await;
     seed(&page, &varied_events()[..3]).await;
     page.open().await;
     page.wait_state(NGINX, "pending").await;
 
-    page.execute("window.writesAnswer = 'unsent'", vec![]).await;
+    page.execute("window.writesAnswer = arguments[0]", vec![json!(not_applied)]).await;
     page.card(NGINX).await.get("ack").await.click().await;
     wait_for_banner(&page, "Could not acknowledge").await;
     page.wait_state(NGINX, "pending").await;
@@ -3090,7 +3073,7 @@ async fn a_write_without_an_answer_is_judged_by_what_the_server_holds() {
     page.by_testid("error-dismiss").await.click().await;
     page.wait_gone(&testid("error-banner")).await;
 
-    page.execute("window.writesAnswer = 'cut'", vec![]).await;
+    page.execute("window.writesAnswer = arguments[0]", vec![json!(applied)]).await;
     page.card(NGINX).await.get("ack").await.click().await;
     page.wait_until("the acknowledgement announced", async || {
         let said = page.execute("return document.getElementById('announcer').textContent", vec![]).await;
@@ -3104,7 +3087,7 @@ async fn a_write_without_an_answer_is_judged_by_what_the_server_holds() {
     );
     assert_eq!(banners.await, json!(0), "an error shown for a write the server holds");
     assert_eq!(page.updates().await[NGINX]["acknowledged"], true);
-    page.assert_no_console_errors_besides_failed_requests().await;
+    Some(page)
 }
 
 /// A browser without `AbortSignal.timeout` (Safari before 16, Chrome before 103) gives up on a
