@@ -141,7 +141,6 @@ async fn relay(
     let mut start_up = Some(listening);
     let mut retry = RETRY_MIN;
     loop {
-        let began = tokio::time::Instant::now();
         let attempt = session(&config, &channel, &origin, &feed, &mut queue, &mut closed, start_up.take());
         let lost = match attempt.await {
             Ok(()) => return,
@@ -151,7 +150,7 @@ async fn relay(
             report_dropped(&mut queue);
             return;
         }
-        if worked(&lost, began.elapsed()) {
+        if worked(&lost) {
             retry = RETRY_MIN;
         }
         log::warn!("replica change sharing interrupted ({}); retrying in {} s", lost.why, retry.as_secs());
@@ -166,13 +165,13 @@ async fn relay(
     }
 }
 
-/// Whether a session that ended after `lived` worked, and so starts the back-off over: one
-/// outage a week must not leave every later reconnect waiting the longest delay. Listening is
-/// not enough: a session that listens and then fails at once, every time (a full notification
-/// queue, a server too loaded to take a notice in time), reconnected every second, and each
-/// time had every dashboard here reload.
-fn worked(lost: &Lost, lived: Duration) -> bool {
-    lost.after_listening && lived >= RETRY_MAX
+/// Whether a session worked, and so starts the back-off over: one outage a week must not leave
+/// every later reconnect waiting the longest delay. Listening is not enough: a session that
+/// listens and then fails at once, every time (a full notification queue, a server too loaded
+/// to take a notice in time), reconnected every second, and each time had every dashboard here
+/// reload. It must have listened for the longest delay.
+fn worked(lost: &Lost) -> bool {
+    lost.listened.is_some_and(|listened| listened >= RETRY_MAX)
 }
 
 /// At shutdown without a session to the server: the changes still queued cannot be sent.
@@ -194,7 +193,8 @@ async fn closing(closed: &mut watch::Receiver<bool>) {
 /// Why a session ended, and whether it had got as far as listening.
 struct Lost {
     why: String,
-    after_listening: bool,
+    /// How long it listened; `None` if it never got that far.
+    listened: Option<Duration>,
 }
 
 /// One connection's life. `Ok` when this replica is shutting down.
@@ -211,7 +211,7 @@ async fn session(
     // while the relay retries, and the notices of that time are lost, both ways. (A first
     // attempt that fails drops `start_up`, and start-up waits no longer.)
     let notices_missed = start_up.is_none();
-    let lost_early = |err: tokio_postgres::Error| Lost { why: err.to_string(), after_listening: false };
+    let lost_early = |err: tokio_postgres::Error| Lost { why: err.to_string(), listened: None };
     let (client, mut connection) = config.connect(NoTls).await.map_err(lost_early)?;
     let (heard, mut notices) = mpsc::unbounded_channel::<String>();
     let reader = tokio::spawn(async move {
@@ -236,6 +236,7 @@ async fn session(
             return Err(lost_early(err));
         }
     };
+    let listening_since = tokio::time::Instant::now();
     let send = |changes: Vec<Change>| async {
         let payloads = payloads(origin, changes)?;
         match tokio::time::timeout(SEND_TIMEOUT, client.execute(&notify, &[&channel, &payloads])).await {
@@ -292,7 +293,7 @@ async fn session(
     }
     .await;
     reader.abort();
-    outcome.map_err(|why| Lost { why, after_listening: true })
+    outcome.map_err(|why| Lost { why, listened: Some(listening_since.elapsed()) })
 }
 
 /// `first` and what queues up behind it within [`GATHER`], in order, [`MAX_BATCH`] at most: under
@@ -374,10 +375,10 @@ mod tests {
 
     #[test]
     fn only_a_session_that_lasted_starts_the_back_off_over() {
-        let lost = |after_listening| Lost { why: String::new(), after_listening };
-        assert!(worked(&lost(true), RETRY_MAX));
-        assert!(!worked(&lost(true), RETRY_MAX - Duration::from_millis(1)), "listened, then failed at once");
-        assert!(!worked(&lost(false), RETRY_MAX * 10), "never listened");
+        let lost = |listened| Lost { why: String::new(), listened };
+        assert!(worked(&lost(Some(RETRY_MAX))));
+        assert!(!worked(&lost(Some(RETRY_MAX - Duration::from_millis(1)))), "listened, then failed at once");
+        assert!(!worked(&lost(None)), "never listened");
     }
 
     /// On tokio's paused clock: time moves only when every task waits, so the instants are exact.
