@@ -25,6 +25,7 @@ const REQUEST_TIMEOUT_MS = 30_000;
  * which a request that never answered kept its change shown as done for good.
  */
 function deadline(ms) {
+  if (typeof AbortController === "undefined") return { signal: undefined, expired: () => false, clear() {} };
   if (AbortSignal.timeout) {
     return { signal: AbortSignal.timeout(ms), expired: (err) => err?.name === "TimeoutError", clear() {} };
   }
