@@ -544,6 +544,15 @@ async fn refuse_group_names(page: &Page, names: &[&str]) {
     }
 }
 
+/// A page open on the first `count` of [`varied_events`], `script` run before the page's own.
+async fn page_with(script: &str, count: usize) -> Option<Page> {
+    let page = Page::start(1280, 900).await?;
+    page.before_scripts(script).await;
+    seed(&page, &varied_events()[..count]).await;
+    page.open().await;
+    Some(page)
+}
+
 async fn page_with_group(script: &str, count: usize, name: &str, members: &[&str]) -> Option<(Page, i64)> {
     let page = Page::start(1280, 900).await?;
     page.before_scripts(script).await;
@@ -1654,10 +1663,7 @@ async fn notices_already_in_the_page_are_not_fetched_for() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn without_the_change_stream_polling_keeps_the_page_live() {
-    let Some(page) = Page::start(1280, 900).await else { return };
-    page.before_scripts(NO_EVENT_SOURCE).await;
-    seed(&page, &varied_events()[..1]).await;
-    page.open().await;
+    let Some(page) = page_with(NO_EVENT_SOURCE, 1).await else { return };
     assert_eq!(page.execute("return 'EventSource' in window", vec![]).await, false);
     page.wait_title("Diun Dashboard (1)").await;
 
@@ -1987,10 +1993,7 @@ async fn settled_under_stream_only(page: &Page) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn a_webhook_reaches_the_page_through_the_change_stream() {
-    let Some(page) = Page::start(1280, 900).await else { return };
-    page.before_scripts(STREAM_ONLY).await;
-    seed(&page, &varied_events()[..1]).await;
-    page.open().await;
+    let Some(page) = page_with(STREAM_ONLY, 1).await else { return };
     page.wait_until("the change stream to be open", async || {
         let transport = page.live_status("data-transport").await;
         let state = page.live_status("data-state").await;
@@ -2477,10 +2480,7 @@ document.dispatchEvent(new Event("visibilitychange"));
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn a_hidden_tab_keeps_the_pending_count_in_its_title() {
-    let Some(page) = Page::start(1280, 900).await else { return };
-    page.before_scripts(HIDDEN_TIMERS_SHORT).await;
-    seed(&page, &varied_events()[..1]).await;
-    page.open().await;
+    let Some(page) = page_with(HIDDEN_TIMERS_SHORT, 1).await else { return };
     page.wait_title("Diun Dashboard (1)").await;
     page.execute(SET_HIDDEN, vec![json!(true)]).await;
     page.wait_live_status("data-state", "paused").await;
@@ -2531,10 +2531,7 @@ async fn confirm_as_the_listing_thaws(page: &Page, confirm: &str) {
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn dismiss_all_never_dismisses_a_report_the_page_has_not_shown() {
     const KUMA: &str = "docker.io/louislam/uptime-kuma:1.23.13";
-    let Some(page) = Page::start(1280, 900).await else { return };
-    page.before_scripts(LISTING_FROZEN).await;
-    seed(&page, &varied_events()[..2]).await;
-    page.open().await;
+    let Some(page) = page_with(LISTING_FROZEN, 2).await else { return };
     page.wait_title("Diun Dashboard (2)").await;
     page.by_testid("dismiss-all").await.click().await;
     page.wait_for(&testid("confirm-dialog")).await;
@@ -2857,10 +2854,7 @@ fn reported_anew(image: &str, n: u32) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn acknowledging_a_card_never_dismisses_a_report_the_page_has_not_shown() {
-    let Some(page) = Page::start(1280, 900).await else { return };
-    page.before_scripts(LISTING_FROZEN).await;
-    seed(&page, &varied_events()[..3]).await;
-    page.open().await;
+    let Some(page) = page_with(LISTING_FROZEN, 3).await else { return };
     page.wait_state(NGINX, "pending").await;
     let shown = page.card_received_at(NGINX).await;
 
@@ -2921,10 +2915,7 @@ const ACK_REFUSED_LATE_DISMISSAL_HELD: &str = r#"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn a_refused_write_is_not_taken_for_done_by_another_on_its_way() {
-    let Some(page) = Page::start(1280, 900).await else { return };
-    page.before_scripts(ACK_REFUSED_LATE_DISMISSAL_HELD).await;
-    seed(&page, &varied_events()[..2]).await;
-    page.open().await;
+    let Some(page) = page_with(ACK_REFUSED_LATE_DISMISSAL_HELD, 2).await else { return };
     page.wait_state(NGINX, "pending").await;
     let count = async |what: &str| page.execute(&format!("return window.{what}"), vec![]).await;
     page.card(NGINX).await.get("ack").await.click().await;
@@ -2969,10 +2960,7 @@ const LISTING_HELD: &str = r#"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn dismiss_all_clicked_again_during_its_check_asks_nothing() {
-    let Some(page) = Page::start(1280, 900).await else { return };
-    page.before_scripts(LISTING_HELD).await;
-    seed(&page, &varied_events()[..2]).await;
-    page.open().await;
+    let Some(page) = page_with(LISTING_HELD, 2).await else { return };
     page.wait_title("Diun Dashboard (2)").await;
     page.execute("window.holdListing = true", vec![]).await;
     page.by_testid("dismiss-all").await.click().await;
@@ -3059,10 +3047,7 @@ async fn a_write_without_an_answer_is_judged_by_what_the_server_holds() {
 /// the card goes back; answered `applied` (the server holds it), the page says it is done and
 /// shows no error.
 async fn acknowledgement_judged_by_the_server(not_applied: &str, applied: &str) -> Option<Page> {
-    let page = Page::start(1280, 900).await?;
-    page.before_scripts(WRITES_ANSWER_503).await;
-    seed(&page, &varied_events()[..3]).await;
-    page.open().await;
+    let page = page_with(WRITES_ANSWER_503, 3).await?;
     page.wait_state(NGINX, "pending").await;
 
     page.execute("window.writesAnswer = arguments[0]", vec![json!(not_applied)]).await;
