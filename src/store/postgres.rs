@@ -975,13 +975,11 @@ fn usable_encoding(encoding: Option<&str>) -> Result<(), String> {
     }
 }
 
-/// The newest time a report was stored with, if any.
+/// The newest time a report was stored with, if any: through `events_by_time`, as SQLite's
+/// `latest_report` says.
 async fn latest_report(client: &Client) -> Result<Option<Timestamp>, String> {
     client
-        .query_one(
-            "SELECT greatest((SELECT max(received_at) FROM updates), (SELECT max(received_at) FROM events))",
-            &[],
-        )
+        .query_one("SELECT max(received_at) FROM events", &[])
         .await
         .and_then(|row| row.try_get::<_, Option<SystemTime>>(0))
         .map(|latest| latest.map(Timestamp::from_system_time))

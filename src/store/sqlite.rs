@@ -539,14 +539,12 @@ fn stored_timestamp(text: &str) -> StoreResult<Timestamp> {
         .ok_or_else(|| StoreError::Internal(format!("stored timestamp {text:?} is not RFC 3339")))
 }
 
-/// The newest time a report was stored with, if any.
+/// The newest time a report was stored with, if any. Every report is an event too, and the
+/// latest of each image is never pruned (it is pending, or its image's acknowledgement covered
+/// it): `events_by_time` finds it without reading `updates` at start-up.
 fn latest_report(conn: &Connection) -> StoreResult<Option<Timestamp>> {
-    let latest: Option<String> = conn.query_row(
-        "SELECT max(latest) FROM (SELECT max(received_at) AS latest FROM updates
-                                  UNION ALL SELECT max(received_at) FROM events)",
-        [],
-        |row| row.get(0),
-    )?;
+    let latest: Option<String> =
+        conn.query_row("SELECT max(received_at) FROM events", [], |row| row.get(0))?;
     latest.as_deref().map(stored_timestamp).transpose()
 }
 
