@@ -37,6 +37,8 @@ pub enum ChangeKind {
     Acknowledge,
     /// Tags or tag assignments changed.
     Tag,
+    /// An image was removed from the dashboard.
+    Remove,
 }
 
 impl Change {

@@ -334,6 +334,64 @@ async fn an_acknowledgement_of_a_report_since_replaced_is_refused(app: &TestApp)
     }
 }
 
+/// `DELETE /api/updates/{image}` forgets an image that is gone: its update, its group
+/// assignment and its history. DIUN's next report of it starts afresh. As an acknowledgement,
+/// it can name the report the user was shown.
+async fn removing_an_update_forgets_it_with_its_group_and_history(app: &TestApp) {
+    let path = |image: &str| format!("/api/updates/{}", encode(image));
+    let received_at = |updates: &Value| updates[NGINX]["received_at"].as_str().unwrap().to_string();
+    app.webhook(&docker_event(NGINX)).await;
+    let mut newer = docker_event(NGINX);
+    newer["digest"] = json!("sha256:newer");
+    newer["hostname"] = json!("pi");
+    app.webhook(&newer).await;
+    app.webhook(&docker_event("redis:7")).await;
+    let tag = app.create_tag("prod").await;
+    for image in [NGINX, "redis:7"] {
+        let assigned =
+            app.api("PUT", "/api/tag-assignments", &json!({ "image": image, "tag_id": tag })).await;
+        assert_eq!(assigned.status, 204);
+    }
+    let shown = received_at(&app.updates().await);
+
+    let removed = app.request("DELETE", &path(NGINX)).send().await;
+    assert_eq!(removed.status, 204, "{}", removed.text());
+    let updates = app.updates().await;
+    assert!(updates.get(NGINX).is_none(), "{updates}");
+    assert_eq!(updates["redis:7"]["tag"]["id"], json!(tag), "the other images stay as they were");
+    assert_eq!(app.get(&format!("{}/history", path(NGINX))).await.status, 404);
+    assert!(app.get("/api/hosts").await.json().get(NGINX).is_none());
+    assert_eq!(app.get("/api/summary").await.json()["total"], json!(1));
+    assert_eq!(app.get("/api/tags").await.json(), json!([{ "id": tag, "name": "prod" }]), "groups stay");
+    let again = app.request("DELETE", &path(NGINX)).send().await;
+    assert_eq!(again.status, 404, "removed already: {}", again.text());
+    assert!(!again.error().is_empty());
+
+    // Reported again, it comes back as new: pending, in no group, its one report the history.
+    assert_eq!(app.webhook(&docker_event(NGINX)).await.status, 200);
+    let updates = app.updates().await;
+    assert_eq!(updates[NGINX]["tag"], Value::Null);
+    assert_eq!(updates[NGINX]["acknowledged"], json!(false));
+    let history = app.get(&format!("{}/history", path(NGINX))).await.json();
+    assert_eq!(history["events"].as_array().unwrap().len(), 1, "{history}");
+    let hosts = app.get("/api/hosts").await.json();
+    assert_eq!(hosts[NGINX].as_array().unwrap().len(), 1, "{hosts}");
+
+    // Naming the report shown: one that arrived since is kept (409), the one shown goes.
+    let named =
+        |shown: &str| app.request("DELETE", &format!("{}?received_at={}", path(NGINX), encode(shown)));
+    let refused = named(&shown).send().await;
+    assert_eq!(refused.status, 409, "{}", refused.text());
+    assert!(refused.error().contains("reported again"), "{}", refused.text());
+    assert!(app.updates().await.get(NGINX).is_some());
+    let latest = received_at(&app.updates().await);
+    assert_eq!(named(&latest).send().await.status, 204);
+    assert!(app.updates().await.get(NGINX).is_none());
+    let bad = app.request("DELETE", &format!("{}?received_at=yesterday", path("redis:7"))).send().await;
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert!(app.updates().await.get("redis:7").is_some(), "a refused request removes nothing");
+}
+
 async fn acknowledge_all_counts_newly_acknowledged(app: &TestApp) {
     for image in ["a:1", "b:1", "c:1"] {
         app.webhook(&docker_event(image)).await;
@@ -633,9 +691,10 @@ async fn unknown_paths_are_404_and_wrong_methods_405_as_json(app: &TestApp) {
         assert!(!response.error().is_empty());
     }
     // The method is checked before the image is decoded.
-    for (method, path, allow) in
-        [("GET", "/api/updates/bad%FF", "PATCH"), ("POST", "/api/updates/bad%FF/history", "GET, HEAD")]
-    {
+    for (method, path, allow) in [
+        ("GET", "/api/updates/bad%FF", "PATCH, DELETE"),
+        ("POST", "/api/updates/bad%FF/history", "GET, HEAD"),
+    ] {
         let response = app.request(method, path).send().await;
         assert_eq!(response.status, 405, "{method} {path}: {}", response.text());
         assert_eq!(response.header("allow"), Some(allow), "{method} {path}");
@@ -653,6 +712,7 @@ async fn cross_site_requests_are_refused(app: &TestApp) {
     // Every route that changes something, each refused on its own.
     let attempts = [
         app.request("PATCH", &format!("/api/updates/{}", encode(NGINX))).header("Origin", foreign),
+        app.request("DELETE", &format!("/api/updates/{}", encode("redis:7"))).header("Origin", foreign),
         app.request("POST", "/api/updates/acknowledge-all")
             .header("Origin", foreign)
             .header("Content-Type", "application/json"),
@@ -848,6 +908,7 @@ on_every_backend!(
     upsert_overwrites_fields_clears_acknowledgement_and_keeps_the_tag,
     acknowledging_one_update,
     an_acknowledgement_of_a_report_since_replaced_is_refused,
+    removing_an_update_forgets_it_with_its_group_and_history,
     acknowledge_all_counts_newly_acknowledged,
     acknowledge_by_tag_touches_only_that_group,
     dismissals_of_many_leave_newer_reports_pending,

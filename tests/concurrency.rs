@@ -75,7 +75,7 @@ async fn an_acknowledgement_behind_an_upsert_covers_its_event() {
     upsert.await.unwrap().expect("the webhook is stored");
     assert_eq!(
         acknowledge.await.unwrap().expect("the acknowledgement goes through"),
-        diun_dashboard::store::Acknowledged::Yes
+        diun_dashboard::store::ImageOutcome::Done
     );
     let history = app.store.history("x:1".into(), None, 10).await.unwrap().unwrap();
     let pending: Vec<&str> =
@@ -88,6 +88,46 @@ async fn an_acknowledgement_behind_an_upsert_covers_its_event() {
     let reported: Vec<&str> =
         hosts["x:1"].as_array().unwrap().iter().map(|h| h["hostname"].as_str().unwrap()).collect();
     assert_eq!(reported, ["vps"], "{hosts}");
+    app.stop().await;
+}
+
+/// A removal and a webhook of one image, both waiting on its row: whichever goes first, the
+/// outcome is one of the two done one after the other. Either the image is back with the
+/// webhook's report alone in its history, or it is gone with every report (the next webhook
+/// then starts a history of its own): never a history that kept a removed report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_and_a_webhook_of_one_image_go_one_after_the_other() {
+    let Some(app) = TestApp::postgres().await else { return };
+    app.store.upsert_event(support::event_from_host("x:1", "nas"), Received::Now).await.unwrap();
+    let (holder, observer) = (hold_row(&app, "x:1").await, connect_to(&app).await);
+    let holder_pid = backend_pid(&holder).await;
+
+    let store = Arc::clone(&app.store);
+    let remove = tokio::spawn(async move { store.remove_update("x:1".into(), None).await });
+    until_blocked(&observer, holder_pid, 1).await;
+    let store = Arc::clone(&app.store);
+    let upsert = tokio::spawn(async move {
+        store.upsert_event(support::event_from_host("x:1", "pi"), Received::Now).await
+    });
+    until_blocked(&observer, holder_pid, 2).await;
+    holder.batch_execute("COMMIT").await.unwrap();
+
+    upsert.await.unwrap().expect("the webhook is stored");
+    assert_eq!(
+        remove.await.unwrap().expect("the removal goes through"),
+        diun_dashboard::store::ImageOutcome::Done
+    );
+    let hosts_in_history = async || -> Option<Vec<String>> {
+        let history = app.store.history("x:1".into(), None, 10).await.unwrap()?;
+        Some(history.into_iter().map(|e| e.hostname).collect())
+    };
+    match hosts_in_history().await {
+        Some(hosts) => assert_eq!(hosts, ["pi"], "the removal went first"),
+        None => {
+            app.store.upsert_event(support::event_from_host("x:1", "vps"), Received::Now).await.unwrap();
+            assert_eq!(hosts_in_history().await, Some(vec!["vps".to_string()]), "the webhook went first");
+        }
+    }
     app.stop().await;
 }
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use diun_dashboard::listing::Listing;
 use diun_dashboard::model::{DiunEvent, Tag, UpdateEntry};
-use diun_dashboard::store::{Acknowledged, Assignment, Received, Store, StoreError, UpdateStore};
+use diun_dashboard::store::{Assignment, ImageOutcome, Received, Store, StoreError, UpdateStore};
 use diun_dashboard::time::Timestamp;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -75,6 +75,7 @@ enum TagRef {
 enum Op {
     Upsert(Box<DiunEvent>, Timestamp),
     Acknowledge(ImageRef, Timestamp),
+    Remove(ImageRef),
     /// The time of the acknowledgement, and the newest report the user was shown, if named.
     AcknowledgeAll(Timestamp, Option<Timestamp>),
     AcknowledgeByTag(TagRef, Timestamp, Option<Timestamp>),
@@ -198,6 +199,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (event(), timestamp()).prop_map(|(e, t)| Op::Upsert(Box::new(e), t)),
         3 => (image_ref(), timestamp()).prop_map(|(i, t)| Op::Acknowledge(i, t)),
+        1 => image_ref().prop_map(Op::Remove),
         1 => (timestamp(), prop::option::of(timestamp())).prop_map(|(t, until)| Op::AcknowledgeAll(t, until)),
         2 => (tag_ref(), timestamp(), prop::option::of(timestamp()))
             .prop_map(|(tag, t, until)| Op::AcknowledgeByTag(tag, t, until)),
@@ -246,6 +248,11 @@ impl Model {
                 }
                 None => Outcome::Found(false),
             },
+            Op::Remove(image) => {
+                // Its group assignment goes with it; a later report starts untagged.
+                self.assignments.remove(&image.name());
+                Outcome::Found(self.updates.remove(&image.name()).is_some())
+            }
             Op::AcknowledgeAll(at, until) => {
                 let pending = self.updates.values_mut().filter(|(_, received, ack)| {
                     ack.is_none() && until.is_none_or(|until| *received <= until)
@@ -367,7 +374,10 @@ impl Backend {
                 Outcome::Done
             }
             Op::Acknowledge(image, at) => {
-                Outcome::Found(store.acknowledge(image.name(), *at, None).await? == Acknowledged::Yes)
+                Outcome::Found(store.acknowledge(image.name(), *at, None).await? == ImageOutcome::Done)
+            }
+            Op::Remove(image) => {
+                Outcome::Found(store.remove_update(image.name(), None).await? == ImageOutcome::Done)
             }
             Op::AcknowledgeAll(at, until) => Outcome::Count(store.acknowledge_all(*at, *until).await?),
             Op::AcknowledgeByTag(tag, at, until) => Outcome::CountForTag(

@@ -4,7 +4,7 @@
 mod support;
 
 use diun_dashboard::model::DiunEvent;
-use diun_dashboard::store::{Acknowledged, Received, UpdateStore};
+use diun_dashboard::store::{ImageOutcome, Received, UpdateStore};
 use diun_dashboard::time::Timestamp;
 use serde_json::{Value, json};
 use support::{TestApp, docker_event};
@@ -145,7 +145,7 @@ async fn old_history_is_pruned_and_the_current_state_kept(app: &TestApp) {
     }
     assert_eq!(
         app.store.acknowledge("old:1".into(), days_ago(now, 185), None).await.unwrap(),
-        Acknowledged::Yes
+        ImageOutcome::Done
     );
     for (image, age_days) in [("recent:1", 10), ("old:1", 5)] {
         app.store
@@ -178,7 +178,7 @@ async fn pending_history_is_kept_however_old(app: &TestApp) {
     assert_eq!(app.store.history("old:1".into(), None, 10).await.unwrap().unwrap().len(), 2);
 
     // Acknowledged now, its history is kept for the full time from now, to be looked at.
-    assert_eq!(app.store.acknowledge("old:1".into(), now, None).await.unwrap(), Acknowledged::Yes);
+    assert_eq!(app.store.acknowledge("old:1".into(), now, None).await.unwrap(), ImageOutcome::Done);
     assert_eq!(diun_dashboard::retention::prune(&app.store, 180, now).await, 0);
     assert_eq!(app.store.history("old:1".into(), None, 10).await.unwrap().unwrap().len(), 2);
     // Past the retention, the reports its acknowledgement covered stay while it is the latest:
@@ -188,7 +188,7 @@ async fn pending_history_is_kept_however_old(app: &TestApp) {
     assert_eq!(reporting(app, "old:1").await, ["nas", "pi"]);
     // Reported anew and acknowledged again, those older reports are history, and go.
     app.store.upsert_event(support::event_from_host("old:1", "nas"), Received::At(later)).await.unwrap();
-    assert_eq!(app.store.acknowledge("old:1".into(), later, None).await.unwrap(), Acknowledged::Yes);
+    assert_eq!(app.store.acknowledge("old:1".into(), later, None).await.unwrap(), ImageOutcome::Done);
     assert_eq!(diun_dashboard::retention::prune(&app.store, 180, later).await, 2);
     assert_eq!(reporting(app, "old:1").await, ["nas"]);
     assert_eq!(app.store.history("old:1".into(), None, 10).await.unwrap().unwrap().len(), 1);
@@ -214,7 +214,7 @@ async fn any_number_of_days_keeps_what_is_younger(app: &TestApp) {
         .upsert_event(support::event_from_host("a:1", "nas"), Received::At(days_ago(now, 1)))
         .await
         .unwrap();
-    assert_eq!(app.store.acknowledge("a:1".into(), now, None).await.unwrap(), Acknowledged::Yes);
+    assert_eq!(app.store.acknowledge("a:1".into(), now, None).await.unwrap(), ImageOutcome::Done);
     // Reported anew: the acknowledged report is history.
     app.store.upsert_event(support::event_from_host("a:1", "pi"), Received::At(now)).await.unwrap();
     for days in [999_999_999, u32::MAX] {

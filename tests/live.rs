@@ -69,6 +69,8 @@ async fn every_change_is_announced_on_the_stream(app: &TestApp) {
     app.api("POST", "/api/updates/acknowledge-all", &json!({})).await;
     events.expect(r#"data:{"kind":"update","image":"redis:7","seq":5}"#).await;
     events.expect(r#"data:{"kind":"acknowledge","seq":6}"#).await;
+    assert_eq!(app.request("DELETE", "/api/updates/nginx%3A1").send().await.status, 204);
+    events.expect(r#"data:{"kind":"remove","image":"nginx:1","seq":7}"#).await;
 }
 
 /// The reads a dashboard refreshes from say how far the stream's numbering had come when they

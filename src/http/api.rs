@@ -18,7 +18,7 @@ use super::{
     AppState, is_read, json_reply, negotiated_json, no_content, only_reads, query_pairs, with_change_mark,
 };
 use crate::listing::Listing;
-use crate::store::{Acknowledged, Assignment, UpdateStore};
+use crate::store::{Assignment, ImageOutcome, UpdateStore};
 use crate::time::Timestamp;
 
 const MAX_TAG_NAME: usize = 100;
@@ -75,9 +75,10 @@ pub async fn updates(state: AppState, method: Method, headers: HeaderMap) -> Res
     )
 }
 
-/// `PATCH /api/updates/{image}`: the image is percent-encoded, `/` included. With
-/// `?received_at=<the report's time, as listed>`, only that report is acknowledged: one that
-/// arrived since (and that the user has not seen) answers 409 and stays pending.
+/// `PATCH /api/updates/{image}` acknowledges, `DELETE` removes; the image is percent-encoded,
+/// `/` included. With `?received_at=<the report's time, as listed>`, only that report is
+/// acknowledged or removed: one that arrived since (and that the user has not seen) answers 409
+/// and is left as it is.
 pub async fn update(
     tail: Tail,
     query: String,
@@ -88,22 +89,25 @@ pub async fn update(
     respond(
         async {
             // The method first: a known path with the wrong method is a 405 whatever its image.
-            if method != Method::PATCH {
-                return Err(ApiError::method_not_allowed("PATCH"));
+            if method != Method::PATCH && method != Method::DELETE {
+                return Err(ApiError::method_not_allowed("PATCH, DELETE"));
             }
             let image = decode_image(tail.as_str())?;
             check_mutation(&method, &headers)?;
             let seen = seen_report(&query)?;
-            match state.store.acknowledge(image.clone(), Timestamp::now(), seen).await? {
-                Acknowledged::Yes => Ok(no_content()),
-                Acknowledged::UnknownImage => {
+            let (found, verb) = if method == Method::PATCH {
+                (state.store.acknowledge(image.clone(), Timestamp::now(), seen).await?, "acknowledging")
+            } else {
+                (state.store.remove_update(image.clone(), seen).await?, "removing")
+            };
+            match found {
+                ImageOutcome::Done => Ok(no_content()),
+                ImageOutcome::UnknownImage => {
                     Err(ApiError::not_found(format!("no update for image {image:?}")))
                 }
-                Acknowledged::ReportedSince => Err(ApiError::new(
+                ImageOutcome::ReportedSince => Err(ApiError::new(
                     StatusCode::CONFLICT,
-                    format!(
-                        "{image} was reported again since: look at the new report before acknowledging it"
-                    ),
+                    format!("{image} was reported again since: look at the new report before {verb} it"),
                 )),
             }
         }

@@ -36,14 +36,14 @@ use crate::listing::Listing;
 use crate::model::{DiunEvent, HistoryEntry, HostReport, Tag, UpdateEntry};
 use crate::time::Timestamp;
 
-/// What an acknowledgement of one image found.
+/// What an acknowledgement or a removal of one image found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Acknowledged {
-    /// Acknowledged (or already so).
-    Yes,
-    /// No update for this image.
+pub enum ImageOutcome {
+    /// Done (or so already, for an acknowledgement).
+    Done,
+    /// No update for this image (never reported, or removed).
     UnknownImage,
-    /// A report newer than the one the user was shown: nothing acknowledged.
+    /// A report newer than the one the user was shown: nothing done.
     ReportedSince,
 }
 
@@ -139,7 +139,7 @@ pub trait UpdateStore: Send + Sync {
         image: String,
         at: Timestamp,
         seen: Option<Timestamp>,
-    ) -> impl Future<Output = StoreResult<Acknowledged>> + Send;
+    ) -> impl Future<Output = StoreResult<ImageOutcome>> + Send;
     /// The number of updates that were pending. With `shown_until` (the newest `received_at`
     /// the user was shown), only updates whose latest report is no newer: one that arrived
     /// since stays pending.
@@ -155,6 +155,15 @@ pub trait UpdateStore: Send + Sync {
         at: Timestamp,
         shown_until: Option<Timestamp>,
     ) -> impl Future<Output = StoreResult<Option<u64>>> + Send;
+    /// Forgets the image: its update, its group assignment and its history (a container that
+    /// is gone, whose card would otherwise stay for good). DIUN's next report of it starts
+    /// afresh. With `seen` as for [`Self::acknowledge`]: a report the user was not shown keeps
+    /// everything.
+    fn remove_update(
+        &self,
+        image: String,
+        seen: Option<Timestamp>,
+    ) -> impl Future<Output = StoreResult<ImageOutcome>> + Send;
     /// Ordered by name, case-insensitively, identically on every backend.
     fn list_tags(&self) -> impl Future<Output = StoreResult<Vec<Tag>>> + Send;
     fn create_tag(&self, name: String) -> impl Future<Output = StoreResult<Tag>> + Send;
@@ -342,11 +351,11 @@ impl UpdateStore for Store {
         image: String,
         at: Timestamp,
         seen: Option<Timestamp>,
-    ) -> StoreResult<Acknowledged> {
+    ) -> StoreResult<ImageOutcome> {
         let change = Change::of_image(ChangeKind::Acknowledge, image.clone());
         self.to_the_end(|store| async move {
             let written = dispatch!(store, s => s.acknowledge(image, at, seen).await);
-            store.announce(written, |outcome| (*outcome == Acknowledged::Yes).then_some(change))
+            store.announce(written, |outcome| (*outcome == ImageOutcome::Done).then_some(change))
         })
         .await
     }
@@ -368,6 +377,14 @@ impl UpdateStore for Store {
             store.announce(written, |count| {
                 count.is_some_and(|n| n > 0).then(|| Change::of_many(ChangeKind::Acknowledge))
             })
+        })
+        .await
+    }
+    async fn remove_update(&self, image: String, seen: Option<Timestamp>) -> StoreResult<ImageOutcome> {
+        let change = Change::of_image(ChangeKind::Remove, image.clone());
+        self.to_the_end(|store| async move {
+            let written = dispatch!(store, s => s.remove_update(image, seen).await);
+            store.announce(written, |outcome| (*outcome == ImageOutcome::Done).then_some(change))
         })
         .await
     }

@@ -25,7 +25,7 @@ use tokio_postgres::{
 use super::migrate::{self, Migration};
 use super::shared_batches;
 use super::{
-    Acknowledged, Assignment, COUNT_BY_GROUP, GroupCount, Received, StoreError, StoreResult, UpdateStore,
+    Assignment, COUNT_BY_GROUP, GroupCount, ImageOutcome, Received, StoreError, StoreResult, UpdateStore,
     sort_tags,
 };
 use crate::listing::{FinishedPart, ListedUpdate, Listing, ListingPart};
@@ -1403,7 +1403,7 @@ impl UpdateStore for PostgresStore {
         image: String,
         at: Timestamp,
         seen: Option<Timestamp>,
-    ) -> StoreResult<Acknowledged> {
+    ) -> StoreResult<ImageOutcome> {
         let at = at.to_system_time();
         let seen = seen.map(Timestamp::to_system_time);
         self.writing(|mut conn| async move {
@@ -1417,11 +1417,36 @@ impl UpdateStore for PostgresStore {
                 .await?;
             if acked.is_empty() {
                 let known = !tx.query("SELECT 1 FROM updates WHERE image = $1", &[&image]).await?.is_empty();
-                return Ok(if known { Acknowledged::ReportedSince } else { Acknowledged::UnknownImage });
+                return Ok(if known { ImageOutcome::ReportedSince } else { ImageOutcome::UnknownImage });
             }
             acknowledge_history(&tx, &acked, at).await?;
             tx.commit().await?;
-            Ok(Acknowledged::Yes)
+            Ok(ImageOutcome::Done)
+        })
+        .await
+    }
+
+    async fn remove_update(&self, image: String, seen: Option<Timestamp>) -> StoreResult<ImageOutcome> {
+        let seen = seen.map(Timestamp::to_system_time);
+        self.writing(|mut conn| async move {
+            let tx = conn.transaction().await?;
+            // The `updates` row first, as every write locks an image's rows: a batch of webhooks
+            // reporting it meanwhile waits, then stores it afresh, history and all. Its group
+            // assignment goes with it (ON DELETE CASCADE).
+            let removed = tx
+                .query(
+                    "DELETE FROM updates
+                     WHERE image = $1 AND ($2::timestamptz IS NULL OR received_at = $2) RETURNING image",
+                    &[&image, &seen],
+                )
+                .await?;
+            if removed.is_empty() {
+                let known = !tx.query("SELECT 1 FROM updates WHERE image = $1", &[&image]).await?.is_empty();
+                return Ok(if known { ImageOutcome::ReportedSince } else { ImageOutcome::UnknownImage });
+            }
+            tx.execute("DELETE FROM events WHERE image = $1", &[&image]).await?;
+            tx.commit().await?;
+            Ok(ImageOutcome::Done)
         })
         .await
     }

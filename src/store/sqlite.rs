@@ -25,7 +25,7 @@ use super::checkpoints::Checkpointer;
 use super::migrate::{self, Migration};
 use super::wal_writes;
 use super::{
-    Acknowledged, Assignment, COUNT_BY_GROUP, GroupCount, Received, StoreError, StoreResult, UpdateStore,
+    Assignment, COUNT_BY_GROUP, GroupCount, ImageOutcome, Received, StoreError, StoreResult, UpdateStore,
     sort_tags,
 };
 use crate::listing::{ListedUpdate, Listing};
@@ -667,7 +667,7 @@ impl UpdateStore for SqliteStore {
         image: String,
         at: Timestamp,
         seen: Option<Timestamp>,
-    ) -> StoreResult<Acknowledged> {
+    ) -> StoreResult<ImageOutcome> {
         let at = at.to_string();
         let seen = seen.map(|seen| seen.to_string());
         self.write(move |conn| {
@@ -680,13 +680,31 @@ impl UpdateStore for SqliteStore {
             if changed == 0 {
                 let known =
                     conn.prepare_cached("SELECT 1 FROM updates WHERE image = ?1")?.exists([&image])?;
-                return Ok(if known { Acknowledged::ReportedSince } else { Acknowledged::UnknownImage });
+                return Ok(if known { ImageOutcome::ReportedSince } else { ImageOutcome::UnknownImage });
             }
             conn.prepare_cached(
                 "UPDATE events SET acknowledged_at = ?2 WHERE image = ?1 AND acknowledged_at IS NULL",
             )?
             .execute(params![image, at])?;
-            Ok(Acknowledged::Yes)
+            Ok(ImageOutcome::Done)
+        })
+        .await
+    }
+
+    async fn remove_update(&self, image: String, seen: Option<Timestamp>) -> StoreResult<ImageOutcome> {
+        let seen = seen.map(|seen| seen.to_string());
+        self.write(move |conn| {
+            // Its group assignment goes with it (ON DELETE CASCADE).
+            let removed = conn
+                .prepare_cached("DELETE FROM updates WHERE image = ?1 AND (?2 IS NULL OR received_at = ?2)")?
+                .execute(params![image, seen])?;
+            if removed == 0 {
+                let known =
+                    conn.prepare_cached("SELECT 1 FROM updates WHERE image = ?1")?.exists([&image])?;
+                return Ok(if known { ImageOutcome::ReportedSince } else { ImageOutcome::UnknownImage });
+            }
+            conn.prepare_cached("DELETE FROM events WHERE image = ?1")?.execute([&image])?;
+            Ok(ImageOutcome::Done)
         })
         .await
     }
