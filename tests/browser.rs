@@ -1796,8 +1796,6 @@ async fn every_host_reporting_an_image_is_on_its_card() {
     page.assert_no_console_errors().await;
 }
 
-/// The history dialog: newest first, in runs of one digest (the current one marked), a page at a
-/// time; Esc closes it and gives the focus back to the card's History button.
 /// An acknowledgement covers every pending report of the image, older pages' included: an open
 /// history that loaded them shows them all acknowledged, not only the newest page it reloads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1829,6 +1827,8 @@ async fn an_acknowledgement_settles_every_loaded_page_of_an_open_history() {
     page.assert_no_console_errors().await;
 }
 
+/// The history dialog: newest first, in runs of one digest (the current one marked), a page at a
+/// time; Esc closes it and gives the focus back to the card's History button.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn history_dialog_lists_reports_by_digest_a_page_at_a_time() {
@@ -1931,6 +1931,52 @@ async fn history_dialog_lists_reports_by_digest_a_page_at_a_time() {
         (page.focus().await == (Some("history-open".to_string()), Some(NGINX.to_string()))).then_some(())
     })
     .await;
+    page.assert_no_console_errors().await;
+}
+
+/// A container that is gone: its image is removed at the foot of its History, once confirmed
+/// (Escape and Cancel take the question back, the dialog staying open). The card goes, the focus
+/// goes to the next card, the server forgets the image, and DIUN's next report brings it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_gone_image_is_removed_from_its_history() {
+    let Some(page) = page_with("", 3).await else { return };
+    let focus_on = async |what: &str, testid: &str| {
+        page.wait_until(what, async || (page.focus().await.0.as_deref() == Some(testid)).then_some(())).await
+    };
+    page.card(HASS).await.get("history-open").await.click().await;
+    page.wait_for(&testid("history-dialog")).await;
+    for take_back in [keys::ESCAPE, keys::ENTER] {
+        page.wait_for(&testid("history-remove")).await.click().await;
+        focus_on("the focus on Cancel", "history-remove-cancel").await;
+        let question = page.by_testid("history-remove-row").await.text_content().await;
+        let question = question.replace(['\u{2068}', '\u{2069}'], "");
+        assert!(question.contains("Remove home-assistant:2024.5.4 from the dashboard"), "{question}");
+        // Escape, or Enter on the focused Cancel.
+        page.active().await.send_keys(take_back).await;
+        focus_on("the focus back on Remove", "history-remove").await;
+        page.wait_gone(&testid("history-remove-row")).await;
+        assert!(page.by_testid("history-dialog").await.attr("open").await.is_some(), "the dialog stays open");
+    }
+    assert!(page.updates().await.get(HASS).is_some(), "nothing removed yet");
+
+    page.by_testid("history-remove").await.click().await;
+    page.wait_for(&testid("history-remove-confirm")).await.click().await;
+    page.wait_gone(&testid("history-dialog")).await;
+    page.wait_gone(&card_css(HASS)).await;
+    // Newest first: Prometheus, Home Assistant, nginx. The focus goes on to the next card.
+    page.wait_until("the focus on nginx's card", async || {
+        (page.focus().await == (Some("ack".to_string()), Some(NGINX.to_string()))).then_some(())
+    })
+    .await;
+    page.wait_until("the removal on the server", async || {
+        page.updates().await.get(HASS).is_none().then_some(())
+    })
+    .await;
+    assert_eq!(page.by_testid("stat-total").await.text_content().await, "2");
+
+    page.webhook(&varied_events()[1]).await;
+    page.card(HASS).await;
     page.assert_no_console_errors().await;
 }
 

@@ -114,6 +114,26 @@ export function createActions(refresh) {
       );
     },
 
+    /** Forgets an image whose container is gone: its card, its group and its history. */
+    remove(image) {
+      const seen = view().updates[image]?.received_at;
+      return optimistic(
+        (v) => {
+          delete v.updates[image];
+        },
+        // Gone already (removed in another tab): what was asked for is done.
+        () =>
+          api.remove(image, seen).catch((err) => {
+            if (err.status !== 404) throw err;
+          }),
+        {
+          failure: `Could not remove ${shortName(image)}`,
+          success: `Removed ${shortName(image)}`,
+          done: (v) => !v.updates[image],
+        },
+      );
+    },
+
     acknowledgeAll() {
       const shown = pendingEntries();
       // Nothing shown (dismissed elsewhere meanwhile): a request without a bound would dismiss

@@ -95,6 +95,12 @@ async function requestWithin(limit, method, path, body, withMark) {
   return withMark ? { data, mark: res.headers.get("X-Change-Seq") } : data;
 }
 
+/** An image's path, naming the report the page showed (`received_at`) when given. */
+function updatePath(image, receivedAt) {
+  const seen = receivedAt ? `?received_at=${encodeURIComponent(receivedAt)}` : "";
+  return `api/updates/${encodeURIComponent(image)}${seen}`;
+}
+
 export const api = {
   /**
    * The page's snapshot, each part with its change mark: {updates, tags, hosts, marks}. `hosts`
@@ -119,10 +125,9 @@ export const api = {
    * receivedAt: the report's time the page showed; a newer report that arrived meanwhile is then
    * left pending (409) rather than dismissed unseen.
    */
-  acknowledge: (image, receivedAt) => {
-    const seen = receivedAt ? `?received_at=${encodeURIComponent(receivedAt)}` : "";
-    return request("PATCH", `api/updates/${encodeURIComponent(image)}${seen}`);
-  },
+  acknowledge: (image, receivedAt) => request("PATCH", updatePath(image, receivedAt)),
+  /** Forgets the image (its container is gone); receivedAt as for `acknowledge` (409 if newer). */
+  remove: (image, receivedAt) => request("DELETE", updatePath(image, receivedAt)),
   /**
    * receivedUntil: the newest report's time the page showed; reports that arrived after it are
    * left pending rather than dismissed unseen.

@@ -424,8 +424,9 @@ function poll() {
         previous = updates;
       }
       setSnapshot(updates, tags, hosts, token);
+      // An image removed meanwhile (in another tab) reloads its open history, which says so.
       const open = historyImage();
-      if (open && Object.hasOwn(updates, open)) historyEntry(updates[open]);
+      if (open) historyEntry(Object.hasOwn(updates, open) ? updates[open] : null);
       clearError("poll");
       lastFetchOk = true;
       return true;
@@ -748,6 +749,18 @@ function focusKey(key) {
   findByFocusKey(key)?.focus();
 }
 
+/** Removes the image, confirmed in its history dialog: the focus goes to the cards around it, as
+ * after an acknowledgement that takes a card out of view. */
+function removeImage(image) {
+  const button = findByFocusKey(`history:${image}`);
+  const nearby = button ? nearbyFocusKeys(button) : [];
+  actions.remove(image);
+  renderNow();
+  const near = nearby.map(findByFocusKey).find((el) => el && !el.disabled);
+  if (near) near.focus();
+  else root.focus({ preventScroll: true });
+}
+
 function setConfirm(confirm, focusAfter) {
   state.confirm = confirm;
   renderNow();
@@ -854,11 +867,16 @@ root.addEventListener("click", (e) => {
       break;
     }
     case "history":
-      openHistory(image, view().updates[image], () => {
-        const button = findByFocusKey(`history:${image}`);
-        if (button) button.focus();
-        else root.focus({ preventScroll: true });
-      });
+      openHistory(
+        image,
+        view().updates[image],
+        () => {
+          const button = findByFocusKey(`history:${image}`);
+          if (button) button.focus();
+          else root.focus({ preventScroll: true });
+        },
+        () => removeImage(image),
+      );
       break;
     case "clear-filters":
       clearFilters();

@@ -1,7 +1,8 @@
 // The history dialog of one image: every webhook event the server kept, newest first, in runs of
 // the same digest (so one sees when each digest appeared and on which hosts), a page at a time.
 // A modal <dialog>: focus stays inside (Tab wraps), Esc or the close button closes it, focus then
-// returns to the card's History button. Errors show inside the dialog with a retry button.
+// returns to the card's History button. Errors show inside the dialog with a retry button. Its foot
+// removes the image from the dashboard (a container that is gone), after an inline confirmation.
 
 import { api } from "./api.js";
 import { h, closeOnBackdrop } from "./dom.js";
@@ -22,8 +23,9 @@ const errorsEl = $("history-errors");
 const list = $("history-list");
 const foot = $("history-foot");
 const more = $("history-more");
+const removeRow = $("history-remove");
 
-let open = null; // { image, currentDigest, acknowledgedAt, events: [], nextBefore, loaded, busy, restoreFocus }
+let open = null; // { image, label, currentDigest, acknowledgedAt, events: [], nextBefore, loaded, busy, restoreFocus, remove, confirming }
 let generation = 0;
 let refreshTimer = 0;
 
@@ -150,6 +152,80 @@ function render() {
   more.textContent = busy && loaded ? "Loading…" : "Load older";
 }
 
+/** The foot's "Remove from dashboard…", or its confirmation (focus then on Cancel, as in a
+ * group's: the question is read with each button). */
+function renderRemove() {
+  if (!open) return;
+  if (!open.confirming) {
+    removeRow.replaceChildren(
+      h(
+        "button",
+        { type: "button", class: "btn btn-ghost btn-ghost-danger btn-sm", "data-testid": "history-remove" },
+        glyph("trash"),
+        h("span", { text: "Remove from dashboard…" }),
+      ),
+    );
+    return;
+  }
+  const questionId = "history-remove-question";
+  removeRow.replaceChildren(
+    h(
+      "div",
+      { class: "confirm-inline is-danger", role: "group", "aria-label": `Remove ${open.label}`, "data-testid": "history-remove-row" },
+      h("span", {
+        id: questionId,
+        text: `Remove ${open.label} from the dashboard, with its group and history? DIUN's next report of it brings it back.`,
+      }),
+      h(
+        "button",
+        { type: "button", class: "btn btn-sm btn-danger", "data-testid": "history-remove-confirm", "aria-describedby": questionId },
+        "Remove",
+      ),
+      h(
+        "button",
+        { type: "button", class: "btn btn-sm btn-ghost", "data-testid": "history-remove-cancel", "aria-describedby": questionId },
+        "Cancel",
+      ),
+    ),
+  );
+}
+
+function confirmRemoval(confirming) {
+  open.confirming = confirming;
+  renderRemove();
+  removeRow.querySelector(`[data-testid="${confirming ? "history-remove-cancel" : "history-remove"}"]`).focus();
+}
+
+removeRow.addEventListener("click", (e) => {
+  const button = e.target.closest("button");
+  if (!button || !open) return;
+  const action = button.dataset.testid;
+  if (action === "history-remove") confirmRemoval(true);
+  else if (action === "history-remove-cancel") confirmRemoval(false);
+  else if (action === "history-remove-confirm") {
+    // The card and its History button go: the page puts the focus near where the card was.
+    const remove = open.remove;
+    open.restoreFocus = null;
+    dialog.close();
+    remove();
+  }
+});
+
+// Escape in the confirmation takes it back, as in a group's; the dialog stays open. (A browser
+// may still ask the dialog to close: the `cancel` below.)
+removeRow.addEventListener("keydown", (e) => {
+  if (e.key !== "Escape" || !open?.confirming) return;
+  e.preventDefault();
+  e.stopPropagation();
+  confirmRemoval(false);
+});
+
+dialog.addEventListener("cancel", (e) => {
+  if (!open?.confirming || !removeRow.contains(document.activeElement)) return;
+  e.preventDefault();
+  confirmRemoval(false);
+});
+
 function showError(message, retry) {
   // Focus on the list (a Retry moved it there) would fall to <body> as the list, still without
   // a page loaded, empties and hides: it goes to the new Retry instead. A failed reload of a
@@ -259,14 +335,17 @@ more.addEventListener("click", async () => {
 
 /**
  * Open the dialog for `image`. entry: its /api/updates entry (for the current digest);
- * restoreFocus(): puts focus back where it belongs after closing.
+ * restoreFocus(): puts focus back where it belongs after closing; remove(): removes the image
+ * once confirmed (the dialog closed).
  */
-export function openHistory(image, entry, restoreFocus) {
+export function openHistory(image, entry, restoreFocus, remove) {
   generation++;
   clearTimeout(refreshTimer);
   const parsed = parseImage(image);
+  const label = isolated(`${parsed.name}:${versionLabel(parsed)}`);
   open = {
     image,
+    label,
     currentDigest: entry?.event?.digest || null,
     entrySig: entrySig(entry),
     acknowledgedAt: entry?.acknowledged_at || null,
@@ -275,12 +354,15 @@ export function openHistory(image, entry, restoreFocus) {
     loaded: false,
     busy: false,
     restoreFocus,
+    remove,
+    confirming: false,
   };
-  titleEl.textContent = `History of ${isolated(`${parsed.name}:${versionLabel(parsed)}`)}`;
+  titleEl.textContent = `History of ${label}`;
   imageEl.textContent = image;
   errorsEl.replaceChildren();
   list.scrollTop = 0;
   render();
+  renderRemove();
   if (!dialog.open) dialog.showModal();
   $("history-close").focus();
   load(null);
@@ -346,6 +428,7 @@ dialog.addEventListener("close", () => {
   open = null;
   list.replaceChildren();
   errorsEl.replaceChildren();
+  removeRow.replaceChildren();
   summaryEl.textContent = "";
   restore?.();
 });
