@@ -74,9 +74,11 @@ export function createActions(refresh) {
    * unsure, a fresh snapshot decides: `done(view)` true means what was asked for holds on the
    * server, and the page says so rather than "Could not …" over a card that shows it done. (A
    * later write to the same card, sent before that snapshot was read, can make a done write
-   * look not done: the message is then wrong, and the cards right.)
+   * look not done: the message is then wrong, and the cards right.) `judgeTimeouts`: a request
+   * whose time ran out is judged so too, the wait notwithstanding (a removal said to have failed
+   * would otherwise vanish at the next refresh).
    */
-  async function optimistic(apply, call, { failure, success, done }) {
+  async function optimistic(apply, call, { failure, success, done, judgeTimeouts = false }) {
     const id = addOverlay(apply);
     const succeeded = (result) => {
       if (success) announce(typeof success === "function" ? success(result) : success);
@@ -89,7 +91,7 @@ export function createActions(refresh) {
       return succeeded(result);
     } catch (err) {
       // Kept while the snapshot is read: the card does not flip back and forth meanwhile.
-      read = done && outcomeUnsure(err) ? await refresh() : false;
+      read = done && (outcomeUnsure(err) || (judgeTimeouts && err?.timedOut === true)) ? await refresh() : false;
       dropOverlay(id);
       // Judged on what the server holds: another write still on its way may show the same.
       if (read && done(confirmedView())) return succeeded(undefined);
@@ -114,9 +116,12 @@ export function createActions(refresh) {
       );
     },
 
-    /** Forgets an image whose container is gone: its card, its group and its history. */
-    remove(image) {
-      const seen = view().updates[image]?.received_at;
+    /** Forgets an image whose container is gone: its card, its group and its history. `seen`:
+     * the report the user was shown when they chose to; one that arrived since keeps it (409). */
+    remove(image, seen) {
+      // Not on the page (removed elsewhere): without the report shown, one DIUN sent since could
+      // be removed unseen.
+      if (!seen) return Promise.resolve(true);
       return optimistic(
         (v) => {
           delete v.updates[image];
@@ -130,6 +135,7 @@ export function createActions(refresh) {
           failure: `Could not remove ${shortName(image)}`,
           success: `Removed ${shortName(image)}`,
           done: (v) => !v.updates[image],
+          judgeTimeouts: true,
         },
       );
     },

@@ -39,7 +39,9 @@
 //               data-status, data-acknowledged = true|false) with history-time, history-host,
 //               history-status, history-digest (short text, full digest in its title) and
 //               history-acknowledged (when set), history-more ("Load older", only while older
-//               events exist), history-error (role=alert) with history-retry
+//               events exist), history-error (role=alert) with history-retry, history-remove
+//               ("Remove from dashboard…"), then history-remove-row (the confirmation) with
+//               history-remove-confirm and history-remove-cancel
 //   Feedback    toast, toast-close, error-banner (role=alert), error-dismiss, empty-state,
 //               diun-snippet, copy-snippet, loading
 // Drag and drop: press on a card (not on a button or link), move onto another section, release.
@@ -749,12 +751,12 @@ function focusKey(key) {
   findByFocusKey(key)?.focus();
 }
 
-/** Removes the image, confirmed in its history dialog: the focus goes to the cards around it, as
- * after an acknowledgement that takes a card out of view. */
-function removeImage(image) {
+/** Removes the image, confirmed in its history dialog while it showed the report `receivedAt`:
+ * the focus goes to the cards around it, as after an acknowledgement that takes a card out of view. */
+function removeImage(image, receivedAt) {
   const button = findByFocusKey(`history:${image}`);
   const nearby = button ? nearbyFocusKeys(button) : [];
-  actions.remove(image);
+  actions.remove(image, receivedAt);
   renderNow();
   const near = nearby.map(findByFocusKey).find((el) => el && !el.disabled);
   if (near) near.focus();
@@ -875,7 +877,7 @@ root.addEventListener("click", (e) => {
           if (button) button.focus();
           else root.focus({ preventScroll: true });
         },
-        () => removeImage(image),
+        (receivedAt) => removeImage(image, receivedAt),
       );
       break;
     case "clear-filters":

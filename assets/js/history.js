@@ -25,7 +25,8 @@ const foot = $("history-foot");
 const more = $("history-more");
 const removeRow = $("history-remove");
 
-let open = null; // { image, label, currentDigest, acknowledgedAt, events: [], nextBefore, loaded, busy, restoreFocus, remove, confirming }
+let open = null; // { image, label, receivedAt, currentDigest, acknowledgedAt, events: [], nextBefore, loaded, busy, restoreFocus, remove, confirming }
+let withdrawnAt = -Infinity; // when Escape last took the removal's question back
 let generation = 0;
 let refreshTimer = 0;
 
@@ -156,6 +157,21 @@ function render() {
  * group's: the question is read with each button). */
 function renderRemove() {
   if (!open) return;
+  const hadFocus = removeRow.contains(document.activeElement);
+  drawRemove();
+  // Its buttons were redrawn (or are gone: nothing to remove): the focus stays in the row if
+  // it can, else in the dialog.
+  if (hadFocus && !removeRow.contains(document.activeElement)) {
+    (removeRow.querySelector("button") ?? $("history-close")).focus();
+  }
+}
+
+function drawRemove() {
+  if (!open.receivedAt) {
+    // Not tracked (any more): nothing to remove.
+    removeRow.replaceChildren();
+    return;
+  }
   if (!open.confirming) {
     removeRow.replaceChildren(
       h(
@@ -193,7 +209,7 @@ function renderRemove() {
 function confirmRemoval(confirming) {
   open.confirming = confirming;
   renderRemove();
-  removeRow.querySelector(`[data-testid="${confirming ? "history-remove-cancel" : "history-remove"}"]`).focus();
+  removeRow.querySelector(`[data-testid="${confirming ? "history-remove-cancel" : "history-remove"}"]`)?.focus();
 }
 
 removeRow.addEventListener("click", (e) => {
@@ -204,10 +220,10 @@ removeRow.addEventListener("click", (e) => {
   else if (action === "history-remove-cancel") confirmRemoval(false);
   else if (action === "history-remove-confirm") {
     // The card and its History button go: the page puts the focus near where the card was.
-    const remove = open.remove;
+    const { remove, receivedAt } = open;
     open.restoreFocus = null;
     dialog.close();
-    remove();
+    remove(receivedAt);
   }
 });
 
@@ -217,13 +233,15 @@ removeRow.addEventListener("keydown", (e) => {
   if (e.key !== "Escape" || !open?.confirming) return;
   e.preventDefault();
   e.stopPropagation();
+  withdrawnAt = performance.now();
   confirmRemoval(false);
 });
 
 dialog.addEventListener("cancel", (e) => {
-  if (!open?.confirming || !removeRow.contains(document.activeElement)) return;
+  const justWithdrawn = performance.now() - withdrawnAt < 500;
+  if (!justWithdrawn && !(open?.confirming && removeRow.contains(document.activeElement))) return;
   e.preventDefault();
-  confirmRemoval(false);
+  if (open?.confirming) confirmRemoval(false);
 });
 
 function showError(message, retry) {
@@ -256,6 +274,14 @@ function showError(message, retry) {
 }
 
 // ---- Loading ---------------------------------------------------------------------------------
+
+/** The image is not tracked (removed): its events, gone from the server, leave the list, so that
+ * a later report of it starts a history of its own here too. */
+function forgetLoaded() {
+  open.events = [];
+  open.nextBefore = null;
+  open.loaded = false;
+}
 
 /** Put fetched events into the list: a newer copy of an event replaces the older one. */
 function merge(events) {
@@ -308,6 +334,7 @@ async function load(before) {
     return true;
   } catch (err) {
     if (mine !== generation) return false;
+    if (err.status === 404) forgetLoaded();
     const message = err.status === 404 ? "The dashboard does not track this image (any more)." : err.message;
     showError(message, () => load(before));
     return false;
@@ -346,6 +373,7 @@ export function openHistory(image, entry, restoreFocus, remove) {
   open = {
     image,
     label,
+    receivedAt: entry?.received_at || null,
     currentDigest: entry?.event?.digest || null,
     entrySig: entrySig(entry),
     acknowledgedAt: entry?.acknowledged_at || null,
@@ -379,6 +407,17 @@ export function historyEntry(entry) {
   const sig = entrySig(entry);
   if (sig === open.entrySig) return;
   open.entrySig = sig;
+  const receivedAt = entry?.received_at || null;
+  if (receivedAt !== open.receivedAt) {
+    const couldRemove = Boolean(open.receivedAt);
+    open.receivedAt = receivedAt;
+    // A new report (or none: removed elsewhere) takes back a removal asked about the one before.
+    if (open.confirming || couldRemove !== Boolean(receivedAt)) {
+      open.confirming = false;
+      renderRemove();
+    }
+  }
+  if (!entry) forgetLoaded();
   open.currentDigest = entry?.event?.digest || null;
   open.acknowledgedAt = entry?.acknowledged_at || null;
   markAcknowledged();

@@ -18,7 +18,7 @@ const PINGS_MISSED = 2.5;
  * url: relative, so the page also works under a sub-path.
  * onOpen(epoch): the stream is open (again): anything may have changed meanwhile. `epoch` names
  *   the server process that numbers the changes (see sync.js), or is null.
- * onChange(change): {kind: "update"|"acknowledge"|"tag", image?, seq?} or {kind: "resync"}.
+ * onChange(change): {kind: "update"|"acknowledge"|"tag"|"remove", image?, seq?} or {kind: "resync"}.
  * onDown(wasOpen): the stream broke or could not open.
  * Returns { isOpen(), pause(), resume() }.
  */
