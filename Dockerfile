@@ -17,6 +17,11 @@ FROM rust:${RUST_VERSION}-alpine AS builder
 # Cargo features of the binary: sqlite, postgres, or both (the default: backend picked at run time).
 ARG FEATURES=sqlite,postgres
 WORKDIR /build
+# The C runtime's start files and headers: linking (and the bundled SQLite's C) needs them. Rust's
+# Alpine images carry them only since December 2025, so an older RUST_VERSION failed to link
+# ("cannot find crti.o"). The package follows the image's Alpine release, hence no version pin.
+# hadolint ignore=DL3018
+RUN apk add --no-cache musl-dev
 
 # 1. Dependencies only. This layer is rebuilt when Cargo.toml or Cargo.lock change, not when the
 #    source does. The stubs satisfy the manifest (it declares [lib], and xtask is a workspace
