@@ -2312,6 +2312,30 @@ async fn the_empty_state_explains_how_to_point_diun_here() {
     page.assert_no_console_errors().await;
 }
 
+/// DIUN set up wrongly (here with its default method, GET): the empty page says that a webhook
+/// arrived and why it was refused, within the few seconds it asks; the first one stored
+/// replaces the page with its card.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn the_empty_state_says_why_a_webhook_was_refused() {
+    let Some(page) = Page::start(375, 812).await else { return };
+    page.open().await;
+    page.wait_for(&testid("empty-state")).await;
+    page.wait_gone(&testid("refused-webhook")).await;
+    assert_eq!(page.api("GET", "/webhook", None).await.status, 405);
+    let notice = page.wait_for(&testid("refused-webhook")).await;
+    let text = notice.text_content().await;
+    assert!(text.contains("A webhook arrived") && text.contains("refused (405)"), "{text}");
+    assert!(text.contains("method: POST"), "what to fix: {text}");
+    assert_eq!(notice.attr("role").await.as_deref(), Some("status"));
+    page.assert_no_horizontal_scroll("the refusal at 375 px").await;
+
+    page.webhook(&docker(NGINX, "nas", "web", "")).await;
+    page.card(NGINX).await;
+    page.wait_gone(&testid("empty-state")).await;
+    page.assert_no_console_errors().await;
+}
+
 /// On a phone, the banners kept in view take at most 40% of the screen: past that they scroll
 /// among themselves, the newest shown, and the page stays usable under them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

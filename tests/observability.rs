@@ -24,13 +24,52 @@ async fn seed(app: &TestApp) {
 async fn summary_counts_updates_and_groups(app: &TestApp) {
     assert_eq!(
         app.get("/api/summary").await.json(),
-        json!({ "total": 0, "pending": 0, "acknowledged": 0, "groups": 0 })
+        json!({ "total": 0, "pending": 0, "acknowledged": 0, "groups": 0, "last_refused_webhook": null })
     );
     seed(app).await;
     let response = app.get("/api/summary").await;
     assert_eq!(response.status, 200);
-    assert_eq!(response.json(), json!({ "total": 4, "pending": 3, "acknowledged": 1, "groups": 2 }));
+    assert_eq!(
+        response.json(),
+        json!({ "total": 4, "pending": 3, "acknowledged": 1, "groups": 2, "last_refused_webhook": null })
+    );
     assert_eq!(app.request("POST", "/api/summary").send().await.status, 405);
+}
+
+/// The last webhook refused is in `/api/summary`, for the dashboard's empty page: when, its
+/// status and what the sender was told. The latest wins; one stored changes nothing.
+async fn summary_tells_the_last_refused_webhook(app: &TestApp) {
+    let refused = async || app.get("/api/summary").await.json()["last_refused_webhook"].clone();
+    assert_eq!(app.get("/webhook").await.status, 405);
+    let first = refused().await;
+    assert_eq!(first["status"], json!(405), "{first}");
+    assert!(first["error"].as_str().unwrap().contains("method: POST"), "{first}");
+    let at = first["at"].as_str().unwrap();
+    assert!(at.ends_with('Z') && at.len() >= 20, "RFC 3339 in UTC: {at}");
+
+    assert_eq!(app.request("POST", "/webhook").body("{not json").send().await.status, 400);
+    let latest = refused().await;
+    assert_eq!(latest["status"], json!(400), "{latest}");
+    assert!(!latest["error"].as_str().unwrap().is_empty());
+    assert_eq!(app.webhook(&docker_event("a:1")).await.status, 200);
+    assert_eq!(refused().await, latest, "a stored webhook is no refusal");
+}
+
+/// Behind `WEBHOOK_SECRET`, the most common mistake: DIUN without (or with another) secret.
+#[tokio::test]
+async fn a_webhook_with_the_wrong_secret_is_the_last_refused() {
+    let app = TestApp::start(support::TestDb::sqlite(), Some("s3cret")).await;
+    let wrong = app
+        .request("POST", "/webhook")
+        .header("Authorization", "guess")
+        .body(docker_event("a:1").to_string());
+    assert_eq!(wrong.send().await.status, 401);
+    let summary = app.get("/api/summary").await.json();
+    let refused = &summary["last_refused_webhook"];
+    assert_eq!(refused["status"], json!(401), "{summary}");
+    assert!(refused["error"].as_str().unwrap().contains("Authorization"), "{summary}");
+    assert!(!summary.to_string().contains("s3cret") && !summary.to_string().contains("guess"));
+    app.stop().await;
 }
 
 /// The samples of a Prometheus text exposition, checked line by line: every sample belongs to
@@ -138,6 +177,7 @@ async fn a_failed_prune_counts_as_a_database_error(app: &TestApp) {
 
 on_every_backend!(
     summary_counts_updates_and_groups,
+    summary_tells_the_last_refused_webhook,
     metrics_expose_pending_updates_webhooks_and_durations,
     a_failed_prune_counts_as_a_database_error
 );

@@ -48,7 +48,7 @@
 
 import { api } from "./api.js";
 import { state, subscribe, setSnapshot, snapshotToken, view, isNew, markSeen, baselineSeen, pendingEntries } from "./state.js";
-import { renderSummary, renderGroups, summarize, diunSnippet, showPendingInTitle } from "./render.js";
+import { renderSummary, renderGroups, summarize, diunSnippet, showPendingInTitle, showRefusal } from "./render.js";
 import { createActions } from "./actions.js";
 import { initDragAndDrop } from "./dnd.js";
 import { createAimGuard } from "./aim.js";
@@ -95,6 +95,7 @@ const endpoint = new URL("webhook", location.href).href;
 let renderQueued = false;
 let renderHeld = false;
 let dragging = false;
+let refusal = null; // the last webhook refused (/api/summary's last_refused_webhook), see below
 
 function requestRender() {
   if (renderQueued) return;
@@ -169,6 +170,7 @@ function renderNow() {
   const summary = summarize(v);
   renderSummary({ view: v, summary, loaded: state.loaded, filters: state.filters });
   const shown = renderGroups(root, { view: v, summary, filters: state.filters, confirm: state.confirm, loaded: state.loaded, isNew, endpoint });
+  showRefusal(refusal);
   aimGuard.redrawn();
   // After the user's own change of filters only: a screen reader hears what it left on screen.
   if (filtersChanged && shown !== null) {
@@ -426,6 +428,7 @@ function poll() {
         previous = updates;
       }
       setSnapshot(updates, tags, hosts, token);
+      if (!Object.keys(updates).length) checkRefusals();
       // An image removed meanwhile (in another tab) reloads its open history, which says so.
       const open = historyImage();
       if (open) historyEntry(Object.hasOwn(updates, open) ? updates[open] : null);
@@ -466,6 +469,24 @@ async function refresh() {
   if (inflight) await inflight;
   return poll();
 }
+
+// ---- A webhook refused while nothing has arrived ----------------------------------------------
+// The empty page says so: DIUN reached the dashboard, and what to fix. Asked every few seconds
+// while that page is shown, since a refusal changes nothing the change stream speaks of.
+const REFUSAL_POLL_MS = 5000;
+
+function checkRefusals() {
+  if (document.hidden || !state.loaded || Object.keys(view().updates).length) return;
+  api.summary().then(
+    (summary) => {
+      refusal = summary?.last_refused_webhook ?? null;
+      showRefusal(refusal);
+    },
+    () => {},
+  );
+}
+
+setInterval(checkRefusals, REFUSAL_POLL_MS);
 
 function tickTimes() {
   // The whole document: an open history dialog's times too, not only the cards'.

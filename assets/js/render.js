@@ -505,6 +505,8 @@ function empty(endpoint) {
     { class: "empty", "data-testid": "empty-state", "aria-labelledby": "empty-title" },
     h("span", { class: "empty-icon" }, glyph("package")),
     h("h2", { id: "empty-title", text: "No image updates yet" }),
+    // Filled by showRefusal; a status region from the start, so that it is read out when it is.
+    h("p", { class: "empty-refusal", "data-testid": "refused-webhook", role: "status", hidden: true }),
     h(
       "p",
       {},
@@ -545,6 +547,45 @@ function empty(endpoint) {
       ),
   );
   return emptyState;
+}
+
+/** The server's message as a sentence: its messages end without a full stop. */
+const sentence = (text) => (/[.!?]$/.test(text) ? text : `${text}.`);
+
+const REFUSAL_HINTS = {
+  401: " DIUN's authorization header must equal the dashboard's WEBHOOK_SECRET.",
+  403: " It came from a web browser on another site, not from DIUN.",
+};
+
+/**
+ * The last webhook the server refused (`/api/summary`'s last_refused_webhook: {at, status,
+ * error}, or null), shown on the empty page: DIUN reached the dashboard, and what to fix.
+ */
+export function showRefusal(refusal) {
+  const slot = emptyState?.querySelector('[data-testid="refused-webhook"]');
+  if (!slot) return;
+  const valid = refusal && typeof refusal === "object" && typeof refusal.at === "string";
+  const key = valid ? `${refusal.at} ${refusal.status}` : "";
+  if (slot.dataset.key === key) return;
+  slot.dataset.key = key;
+  if (!valid) {
+    slot.hidden = true;
+    slot.replaceChildren();
+    return;
+  }
+  slot.replaceChildren(
+    glyph("alert"),
+    h(
+      "span",
+      {},
+      "A webhook arrived ",
+      timeElement(refusal.at),
+      ` but was refused (${Number(refusal.status) || "?"}): `,
+      h("span", { "data-testid": "refused-webhook-error", text: sentence(String(refusal.error ?? "")) }),
+      REFUSAL_HINTS[refusal.status] ?? "",
+    ),
+  );
+  slot.hidden = false;
 }
 
 /** Whether `url` names this machine itself (localhost, 127.0.0.0/8, ::1). */

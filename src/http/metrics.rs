@@ -163,6 +163,7 @@ pub async fn summary(state: AppState, method: Method) -> Response {
                     "pending": summary.pending,
                     "acknowledged": summary.total - summary.pending,
                     "groups": summary.groups,
+                    "last_refused_webhook": state.refused_webhook.latest(),
                 }),
             ))
         }

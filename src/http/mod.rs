@@ -12,6 +12,7 @@ pub(crate) mod gzip;
 mod history;
 mod live;
 mod metrics;
+mod refusals;
 mod webhook;
 
 pub use webhook::stored as webhook_stored;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub dashboard_credentials: Option<Arc<Secret>>,
     /// Set when the server shuts down, so that endless responses (event streams) end.
     stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The last webhook refused, which `/api/summary` tells the dashboard.
+    refused_webhook: refusals::LastRefusal,
 }
 
 impl AppState {
@@ -50,6 +53,7 @@ impl AppState {
             webhook_secret: webhook_secret.map(Arc::new),
             dashboard_credentials: None,
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
+            refused_webhook: refusals::LastRefusal::default(),
         }
     }
 

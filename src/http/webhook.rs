@@ -19,11 +19,15 @@ where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
-    respond(receive_event(state, method, headers, body).await)
+    let received = receive_event(&state, method, headers, body).await;
+    if let Err(refused) = &received {
+        state.refused_webhook.record(refused.status(), refused.message());
+    }
+    respond(received)
 }
 
 async fn receive_event<S, B>(
-    state: AppState,
+    state: &AppState,
     method: Method,
     headers: HeaderMap,
     body: S,

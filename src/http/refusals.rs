@@ -1,0 +1,58 @@
+//! The last webhook the service refused, for the dashboard's empty page. A DIUN set up with
+//! the wrong secret, method or endpoint otherwise leaves only "No image updates yet" where the
+//! person setting it up is looking; the reason is in DIUN's log and in ours.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::Serialize;
+use warp::http::StatusCode;
+
+use crate::logging::clipped;
+use crate::time::Timestamp;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    pub at: Timestamp,
+    pub status: u16,
+    /// What the sender was answered (at most 200 characters: it may quote what it sent).
+    pub error: String,
+}
+
+/// Kept in memory only: a restart forgets it, as it should a problem that may be fixed.
+#[derive(Clone, Default)]
+pub struct LastRefusal(Arc<Mutex<Option<Refusal>>>);
+
+impl LastRefusal {
+    /// A refusal of the sender's doing (4xx). A database that failed to store a webhook (5xx)
+    /// is an outage, which `/healthz` and the error banners speak of.
+    pub fn record(&self, status: StatusCode, error: &str) {
+        if !status.is_client_error() {
+            return;
+        }
+        let refusal =
+            Refusal { at: Timestamp::now(), status: status.as_u16(), error: clipped(error).to_string() };
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(refusal);
+    }
+
+    pub fn latest(&self) -> Option<Refusal> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_senders_refusals_are_kept_and_the_latest_wins() {
+        let last = LastRefusal::default();
+        assert_eq!(last.latest(), None);
+        last.record(StatusCode::SERVICE_UNAVAILABLE, "the database did not answer");
+        assert_eq!(last.latest(), None, "an outage is not the sender's doing");
+        last.record(StatusCode::UNAUTHORIZED, "missing or wrong Authorization header");
+        last.record(StatusCode::BAD_REQUEST, &"x".repeat(5000));
+        let latest = last.latest().expect("a refusal");
+        assert_eq!(latest.status, 400);
+        assert_eq!(latest.error.chars().count(), 200, "cut to 200 characters");
+    }
+}
