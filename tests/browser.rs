@@ -2326,8 +2326,22 @@ async fn the_empty_state_says_why_a_webhook_was_refused() {
     let notice = page.wait_for(&testid("refused-webhook")).await;
     let text = notice.text_content().await;
     assert!(text.contains("A webhook arrived") && text.contains("refused (405)"), "{text}");
-    assert!(text.contains("method: POST"), "what to fix: {text}");
-    assert_eq!(notice.attr("role").await.as_deref(), Some("status"));
+    assert!(text.contains("method: POST") && text.contains("diun notif test"), "what to fix: {text}");
+    page.wait_until("the refusal said once", async || {
+        let said = page.execute("return document.getElementById('announcer').textContent", vec![]).await;
+        said.as_str().is_some_and(|text| text.starts_with("A webhook was refused (405)")).then_some(())
+    })
+    .await;
+    // A later one replaces it; a long word in it wraps rather than widening the page.
+    let mut unreadable = docker(NGINX, "nas", "web", "");
+    unreadable["created"] = json!("9".repeat(180));
+    let refused = page.api("POST", "/webhook", Some(unreadable)).await;
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    page.wait_until("the later refusal", async || {
+        let text = page.by_testid("refused-webhook").await.text_content().await;
+        text.contains("refused (400)").then_some(())
+    })
+    .await;
     page.assert_no_horizontal_scroll("the refusal at 375 px").await;
 
     page.webhook(&docker(NGINX, "nas", "web", "")).await;

@@ -48,7 +48,7 @@
 
 import { api } from "./api.js";
 import { state, subscribe, setSnapshot, snapshotToken, view, isNew, markSeen, baselineSeen, pendingEntries } from "./state.js";
-import { renderSummary, renderGroups, summarize, diunSnippet, showPendingInTitle, showRefusal } from "./render.js";
+import { renderSummary, renderGroups, summarize, diunSnippet, showPendingInTitle, showRefusal, emptyShown } from "./render.js";
 import { createActions } from "./actions.js";
 import { initDragAndDrop } from "./dnd.js";
 import { createAimGuard } from "./aim.js";
@@ -170,7 +170,7 @@ function renderNow() {
   const summary = summarize(v);
   renderSummary({ view: v, summary, loaded: state.loaded, filters: state.filters });
   const shown = renderGroups(root, { view: v, summary, filters: state.filters, confirm: state.confirm, loaded: state.loaded, isNew, endpoint });
-  showRefusal(refusal);
+  showRefusal(refusal); // the empty page drawn anew: said already when it came
   aimGuard.redrawn();
   // After the user's own change of filters only: a screen reader hears what it left on screen.
   if (filtersChanged && shown !== null) {
@@ -428,7 +428,7 @@ function poll() {
         previous = updates;
       }
       setSnapshot(updates, tags, hosts, token);
-      if (!Object.keys(updates).length) checkRefusals();
+      if (!Object.keys(updates).length) requestAnimationFrame(checkRefusals);
       // An image removed meanwhile (in another tab) reloads its open history, which says so.
       const open = historyImage();
       if (open) historyEntry(Object.hasOwn(updates, open) ? updates[open] : null);
@@ -473,17 +473,29 @@ async function refresh() {
 // ---- A webhook refused while nothing has arrived ----------------------------------------------
 // The empty page says so: DIUN reached the dashboard, and what to fix. Asked every few seconds
 // while that page is shown, since a refusal changes nothing the change stream speaks of.
+// Several replicas behind one address each know their own: a `null` from one does not take
+// back what another said.
 const REFUSAL_POLL_MS = 5000;
+let refusalAsked = false;
 
 function checkRefusals() {
-  if (document.hidden || !state.loaded || Object.keys(view().updates).length) return;
-  api.summary().then(
-    (summary) => {
-      refusal = summary?.last_refused_webhook ?? null;
-      showRefusal(refusal);
-    },
-    () => {},
-  );
+  if (document.hidden || refusalAsked || !emptyShown()) return;
+  refusalAsked = true;
+  api
+    .summary()
+    .then(
+      (summary) => {
+        const latest = summary?.last_refused_webhook;
+        if (!latest || (refusal && latest.at <= refusal.at)) return;
+        refusal = latest;
+        const said = showRefusal(refusal);
+        if (said) announce(said);
+      },
+      () => {},
+    )
+    .finally(() => {
+      refusalAsked = false;
+    });
 }
 
 setInterval(checkRefusals, REFUSAL_POLL_MS);

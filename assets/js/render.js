@@ -505,8 +505,9 @@ function empty(endpoint) {
     { class: "empty", "data-testid": "empty-state", "aria-labelledby": "empty-title" },
     h("span", { class: "empty-icon" }, glyph("package")),
     h("h2", { id: "empty-title", text: "No image updates yet" }),
-    // Filled by showRefusal; a status region from the start, so that it is read out when it is.
-    h("p", { class: "empty-refusal", "data-testid": "refused-webhook", role: "status", hidden: true }),
+    // Filled by showRefusal (the page's announcer says it once: a live region here would read it
+    // all again each time its relative time changes).
+    h("p", { class: "empty-refusal", "data-testid": "refused-webhook", hidden: true }),
     h(
       "p",
       {},
@@ -549,8 +550,16 @@ function empty(endpoint) {
   return emptyState;
 }
 
-/** The server's message as a sentence: its messages end without a full stop. */
-const sentence = (text) => (/[.!?]$/.test(text) ? text : `${text}.`);
+/** The server's message as a sentence: its messages end without a full stop, quote with
+ * backticks, and are cut at 200 characters. */
+function sentence(text) {
+  const plain = text.replaceAll("`", "");
+  if (text.length >= 200) return `${plain}…`;
+  return /[.!?]$/.test(plain) ? plain : `${plain}.`;
+}
+
+/** Whether the empty page is on screen (no updates, none filtered out). */
+export const emptyShown = () => Boolean(emptyState?.isConnected);
 
 const REFUSAL_HINTS = {
   401: " DIUN's authorization header must equal the dashboard's WEBHOOK_SECRET.",
@@ -560,18 +569,19 @@ const REFUSAL_HINTS = {
 /**
  * The last webhook the server refused (`/api/summary`'s last_refused_webhook: {at, status,
  * error}, or null), shown on the empty page: DIUN reached the dashboard, and what to fix.
+ * Returns what to announce when it is newly shown, else null.
  */
 export function showRefusal(refusal) {
   const slot = emptyState?.querySelector('[data-testid="refused-webhook"]');
-  if (!slot) return;
+  if (!slot) return null;
   const valid = refusal && typeof refusal === "object" && typeof refusal.at === "string";
   const key = valid ? `${refusal.at} ${refusal.status}` : "";
-  if (slot.dataset.key === key) return;
+  if (slot.dataset.key === key) return null;
   slot.dataset.key = key;
   if (!valid) {
     slot.hidden = true;
     slot.replaceChildren();
-    return;
+    return null;
   }
   slot.replaceChildren(
     glyph("alert"),
@@ -583,9 +593,13 @@ export function showRefusal(refusal) {
       ` but was refused (${Number(refusal.status) || "?"}): `,
       h("span", { "data-testid": "refused-webhook-error", text: sentence(String(refusal.error ?? "")) }),
       REFUSAL_HINTS[refusal.status] ?? "",
+      " To check a fix, ",
+      h("code", { text: "diun notif test" }),
+      " sends one.",
     ),
   );
   slot.hidden = false;
+  return `A webhook was refused (${Number(refusal.status) || "?"}): ${sentence(String(refusal.error ?? ""))}`;
 }
 
 /** Whether `url` names this machine itself (localhost, 127.0.0.0/8, ::1). */

@@ -1,6 +1,6 @@
 //! The last webhook the service refused, for the dashboard's empty page. A DIUN set up with
-//! the wrong secret, method or endpoint otherwise leaves only "No image updates yet" where the
-//! person setting it up is looking; the reason is in DIUN's log and in ours.
+//! the wrong secret or method otherwise leaves only "No image updates yet" where the person
+//! setting it up is looking; the reason is in DIUN's log and in ours.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -9,6 +9,8 @@ use warp::http::StatusCode;
 
 use crate::logging::clipped;
 use crate::time::Timestamp;
+
+const CROSS_SITE: &str = "sent by a web browser from a page of another site";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Refusal {
@@ -29,8 +31,10 @@ impl LastRefusal {
         if !status.is_client_error() {
             return;
         }
-        let refusal =
-            Refusal { at: Timestamp::now(), status: status.as_u16(), error: clipped(error).to_string() };
+        // A cross-site refusal quotes the request's Origin and Host, which anyone can set
+        // without the secret: not text of theirs to put on the dashboard.
+        let error = if status == StatusCode::FORBIDDEN { CROSS_SITE } else { clipped(error) };
+        let refusal = Refusal { at: Timestamp::now(), status: status.as_u16(), error: error.to_string() };
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(refusal);
     }
 
@@ -54,5 +58,7 @@ mod tests {
         let latest = last.latest().expect("a refusal");
         assert_eq!(latest.status, 400);
         assert_eq!(latest.error.chars().count(), 200, "cut to 200 characters");
+        last.record(StatusCode::FORBIDDEN, "cross-origin request from \"http://click-here.example\"");
+        assert_eq!(last.latest().map(|refusal| refusal.error), Some(CROSS_SITE.to_string()));
     }
 }
