@@ -384,6 +384,12 @@ async fn removing_an_update_forgets_it_with_its_group_and_history(app: &TestApp)
     assert_eq!(refused.status, 409, "{}", refused.text());
     assert!(refused.error().contains("reported again"), "{}", refused.text());
     assert!(app.updates().await.get(NGINX).is_some());
+    let history = app.get(&format!("{}/history", path(NGINX))).await.json();
+    assert_eq!(
+        history["events"].as_array().unwrap().len(),
+        1,
+        "a refused removal keeps the history: {history}"
+    );
     let latest = received_at(&app.updates().await);
     assert_eq!(named(&latest).send().await.status, 204);
     assert!(app.updates().await.get(NGINX).is_none());

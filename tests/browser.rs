@@ -2007,9 +2007,10 @@ async fn a_removal_that_timed_out_is_judged_by_the_server() {
         const realFetch = window.fetch;
         window.fetch = function (input, init) {
           if ((init?.method ?? "GET") !== "DELETE") return realFetch.call(this, input, { ...init, signal: undefined });
-          realFetch.call(this, input, { ...init, signal: undefined });
+          // Aborted only once the server has answered: the removal is done when the page looks.
+          const sent = realFetch.call(this, input, { ...init, signal: undefined });
           return new Promise((_, reject) => init?.signal?.addEventListener("abort", () =>
-            reject(new DOMException("The operation was aborted.", "AbortError"))));
+            sent.finally(() => reject(new DOMException("The operation was aborted.", "AbortError")))));
         };"#,
         3,
     )
@@ -2332,6 +2333,11 @@ async fn the_empty_state_says_why_a_webhook_was_refused() {
         said.as_str().is_some_and(|text| text.starts_with("A webhook was refused (405)")).then_some(())
     })
     .await;
+    // Said once: the next checks (every 5 s) find nothing newer to say.
+    page.execute("document.getElementById('announcer').textContent = ''", vec![]).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let said = page.execute("return document.getElementById('announcer').textContent", vec![]).await;
+    assert_eq!(said, json!(""), "the refusal said again");
     // A later one replaces it; a long word in it wraps rather than widening the page.
     let mut unreadable = docker(NGINX, "nas", "web", "");
     unreadable["created"] = json!("9".repeat(180));
@@ -2347,6 +2353,14 @@ async fn the_empty_state_says_why_a_webhook_was_refused() {
     page.webhook(&docker(NGINX, "nas", "web", "")).await;
     page.card(NGINX).await;
     page.wait_gone(&testid("empty-state")).await;
+
+    // The last image removed, the empty page is back without the refusals that came before the
+    // report it showed, after the next check (every 5 s) too.
+    let removed = page.api("DELETE", &format!("/api/updates/{}", percent_encode(NGINX)), None).await;
+    assert_eq!(removed.status, 204, "{}", removed.text());
+    page.wait_for(&testid("empty-state")).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(!page.by_testid("refused-webhook").await.displayed().await, "a stale refusal shown");
     page.assert_no_console_errors().await;
 }
 

@@ -92,23 +92,37 @@ async fn an_acknowledgement_behind_an_upsert_covers_its_event() {
 }
 
 /// A removal and a webhook of one image, both waiting on its row: whichever goes first, the
-/// outcome is one of the two done one after the other. Either the image is back with the
+/// outcome is that of the two done one after the other. Either the image is back with the
 /// webhook's report alone in its history, or it is gone with every report (the next webhook
-/// then starts a history of its own): never a history that kept a removed report.
+/// then starts a history of its own): never a history that kept a removed report. The server
+/// hands the row to its waiters in the order they came, so both orders are queued here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removal_and_a_webhook_of_one_image_go_one_after_the_other() {
+    for removal_first in [true, false] {
+        removal_and_webhook_racing(removal_first).await;
+    }
+}
+
+async fn removal_and_webhook_racing(removal_first: bool) {
     let Some(app) = TestApp::postgres().await else { return };
     app.store.upsert_event(support::event_from_host("x:1", "nas"), Received::Now).await.unwrap();
     let (holder, observer) = (hold_row(&app, "x:1").await, connect_to(&app).await);
     let holder_pid = backend_pid(&holder).await;
 
     let store = Arc::clone(&app.store);
-    let remove = tokio::spawn(async move { store.remove_update("x:1".into(), None).await });
-    until_blocked(&observer, holder_pid, 1).await;
+    let remove = async move { store.remove_update("x:1".into(), None).await };
     let store = Arc::clone(&app.store);
-    let upsert = tokio::spawn(async move {
-        store.upsert_event(support::event_from_host("x:1", "pi"), Received::Now).await
-    });
+    let upsert =
+        async move { store.upsert_event(support::event_from_host("x:1", "pi"), Received::Now).await };
+    let (remove, upsert) = if removal_first {
+        let remove = tokio::spawn(remove);
+        until_blocked(&observer, holder_pid, 1).await;
+        (remove, tokio::spawn(upsert))
+    } else {
+        let upsert = tokio::spawn(upsert);
+        until_blocked(&observer, holder_pid, 1).await;
+        (tokio::spawn(remove), upsert)
+    };
     until_blocked(&observer, holder_pid, 2).await;
     holder.batch_execute("COMMIT").await.unwrap();
 
@@ -122,10 +136,16 @@ async fn a_removal_and_a_webhook_of_one_image_go_one_after_the_other() {
         Some(history.into_iter().map(|e| e.hostname).collect())
     };
     match hosts_in_history().await {
-        Some(hosts) => assert_eq!(hosts, ["pi"], "the removal went first"),
+        Some(hosts) => assert_eq!(hosts, ["pi"], "the removal went first (queued first: {removal_first})"),
         None => {
             app.store.upsert_event(support::event_from_host("x:1", "vps"), Received::Now).await.unwrap();
-            assert_eq!(hosts_in_history().await, Some(vec!["vps".to_string()]), "the webhook went first");
+            let hosts = hosts_in_history().await;
+            assert_eq!(
+                hosts,
+                Some(vec!["vps".to_string()]),
+                "the webhook went first (queued first: {})",
+                !removal_first
+            );
         }
     }
     app.stop().await;

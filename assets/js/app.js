@@ -1,6 +1,7 @@
 // Diun Dashboard — entry point: wires the page together and keeps it live: the server's change
 // stream (api/stream, live.js) triggers a refetch after every change; while the stream is not open
-// the page polls every 3 s; a hidden tab does neither.
+// the page polls every 3 s; a hidden tab does neither. While the empty page is shown it also asks
+// /api/summary every 5 s for the last webhook refused.
 //
 // Test hooks (data-testid), stable for browser tests:
 //   Header      pending-badge (text = pending count, also data-count), refresh, dismiss-all,
@@ -42,6 +43,9 @@
 //               events exist), history-error (role=alert) with history-retry, history-remove
 //               ("Remove from dashboard…"), then history-remove-row (the confirmation) with
 //               history-remove-confirm and history-remove-cancel
+//   Empty page  empty-state with diun-snippet, copy-snippet, loopback-hint (opened on a loopback
+//               address), refused-webhook (the last webhook refused, when any) with
+//               refused-webhook-error
 //   Feedback    toast, toast-close, error-banner (role=alert), error-dismiss, empty-state,
 //               diun-snippet, copy-snippet, loading
 // Drag and drop: press on a card (not on a button or link), move onto another section, release.
@@ -96,6 +100,7 @@ let renderQueued = false;
 let renderHeld = false;
 let dragging = false;
 let refusal = null; // the last webhook refused (/api/summary's last_refused_webhook), see below
+let newestReport = ""; // the newest received_at the page has shown: older refusals are stale
 
 function requestRender() {
   if (renderQueued) return;
@@ -429,6 +434,7 @@ function poll() {
       }
       setSnapshot(updates, tags, hosts, token);
       if (!Object.keys(updates).length) requestAnimationFrame(checkRefusals);
+      else noteNewestReport(updates);
       // An image removed meanwhile (in another tab) reloads its open history, which says so.
       const open = historyImage();
       if (open) historyEntry(Object.hasOwn(updates, open) ? updates[open] : null);
@@ -474,8 +480,16 @@ async function refresh() {
 // The empty page says so: DIUN reached the dashboard, and what to fix. Asked every few seconds
 // while that page is shown, since a refusal changes nothing the change stream speaks of.
 // Several replicas behind one address each know their own: a `null` from one does not take
-// back what another said.
+// back what another said. One older than a report the page has shown is stale (the empty page
+// back after the last image was removed must not bring up last month's refusal).
 const REFUSAL_POLL_MS = 5000;
+
+function noteNewestReport(updates) {
+  refusal = null;
+  for (const entry of Object.values(updates)) {
+    if (typeof entry?.received_at === "string" && entry.received_at > newestReport) newestReport = entry.received_at;
+  }
+}
 let refusalAsked = false;
 
 function checkRefusals() {
@@ -486,7 +500,7 @@ function checkRefusals() {
     .then(
       (summary) => {
         const latest = summary?.last_refused_webhook;
-        if (!latest || (refusal && latest.at <= refusal.at)) return;
+        if (!latest || typeof latest.at !== "string" || latest.at <= (refusal?.at ?? newestReport)) return;
         refusal = latest;
         const said = showRefusal(refusal);
         if (said) announce(said);

@@ -2,7 +2,8 @@
 // the same digest (so one sees when each digest appeared and on which hosts), a page at a time.
 // A modal <dialog>: focus stays inside (Tab wraps), Esc or the close button closes it, focus then
 // returns to the card's History button. Errors show inside the dialog with a retry button. Its foot
-// removes the image from the dashboard (a container that is gone), after an inline confirmation.
+// removes the image from the dashboard (a container that is gone), after an inline confirmation
+// (Esc there takes the question back); the page then puts the focus on a card nearby.
 
 import { api } from "./api.js";
 import { h, closeOnBackdrop } from "./dom.js";
@@ -326,6 +327,12 @@ async function load(before) {
       // A later look at the newest page says nothing about the older pages already loaded.
       state.nextBefore = nextBefore;
     }
+    if (before === null && nextBefore === null) {
+      // The newest page is the whole history: what is loaded and not in it is gone (the image
+      // removed and reported again between two looks).
+      state.events = [];
+      state.nextBefore = null;
+    }
     merge(events);
     state.loaded = true;
     // An error that a later load cleared by itself (a poll's): its Retry may hold the focus.
@@ -417,7 +424,13 @@ export function historyEntry(entry) {
       renderRemove();
     }
   }
-  if (!entry) forgetLoaded();
+  if (!entry) {
+    // The list empties: an event that had the focus goes with it.
+    const focusInList = list.contains(document.activeElement);
+    forgetLoaded();
+    render();
+    if (focusInList) $("history-close").focus();
+  }
   open.currentDigest = entry?.event?.digest || null;
   open.acknowledgedAt = entry?.acknowledged_at || null;
   markAcknowledged();
