@@ -47,6 +47,13 @@ pub enum ImageOutcome {
     ReportedSince,
 }
 
+impl ImageOutcome {
+    /// Why a write of one image touched no row: the image unknown, or reported since.
+    fn untouched(known: bool) -> Self {
+        if known { Self::ReportedSince } else { Self::UnknownImage }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
     /// A tag with this name exists already.

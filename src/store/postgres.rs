@@ -1231,6 +1231,10 @@ async fn acknowledge_history(tx: &CachedTransaction<'_>, acked: &[Row], at: Syst
     Ok(())
 }
 
+async fn image_known(tx: &CachedTransaction<'_>, image: &str) -> StoreResult<bool> {
+    Ok(!tx.query("SELECT 1 FROM updates WHERE image = $1", &[&image]).await?.is_empty())
+}
+
 async fn tag_exists(client: &Conn, tag_id: i64) -> StoreResult<bool> {
     Ok(client.query_opt("SELECT 1 FROM tags WHERE id = $1", &[&tag_id]).await?.is_some())
 }
@@ -1416,8 +1420,7 @@ impl UpdateStore for PostgresStore {
                 )
                 .await?;
             if acked.is_empty() {
-                let known = !tx.query("SELECT 1 FROM updates WHERE image = $1", &[&image]).await?.is_empty();
-                return Ok(if known { ImageOutcome::ReportedSince } else { ImageOutcome::UnknownImage });
+                return Ok(ImageOutcome::untouched(image_known(&tx, &image).await?));
             }
             acknowledge_history(&tx, &acked, at).await?;
             tx.commit().await?;
@@ -1441,8 +1444,7 @@ impl UpdateStore for PostgresStore {
                 )
                 .await?;
             if removed.is_empty() {
-                let known = !tx.query("SELECT 1 FROM updates WHERE image = $1", &[&image]).await?.is_empty();
-                return Ok(if known { ImageOutcome::ReportedSince } else { ImageOutcome::UnknownImage });
+                return Ok(ImageOutcome::untouched(image_known(&tx, &image).await?));
             }
             tx.execute("DELETE FROM events WHERE image = $1", &[&image]).await?;
             tx.commit().await?;

@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use include_dir::{Dir, include_dir};
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 use tokio::sync::oneshot;
 
 use super::checkpoints::Checkpointer;
@@ -552,6 +552,10 @@ fn tag_exists(conn: &Connection, tag_id: i64) -> rusqlite::Result<bool> {
     conn.prepare_cached("SELECT 1 FROM tags WHERE id = ?1")?.exists([tag_id])
 }
 
+fn image_known(conn: &Connection, image: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM updates WHERE image = ?1")?.exists([image])
+}
+
 impl UpdateStore for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
@@ -678,9 +682,7 @@ impl UpdateStore for SqliteStore {
                 )?
                 .execute(params![image, at, seen])?;
             if changed == 0 {
-                let known =
-                    conn.prepare_cached("SELECT 1 FROM updates WHERE image = ?1")?.exists([&image])?;
-                return Ok(if known { ImageOutcome::ReportedSince } else { ImageOutcome::UnknownImage });
+                return Ok(ImageOutcome::untouched(image_known(conn, &image)?));
             }
             conn.prepare_cached(
                 "UPDATE events SET acknowledged_at = ?2 WHERE image = ?1 AND acknowledged_at IS NULL",
@@ -699,9 +701,7 @@ impl UpdateStore for SqliteStore {
                 .prepare_cached("DELETE FROM updates WHERE image = ?1 AND (?2 IS NULL OR received_at = ?2)")?
                 .execute(params![image, seen])?;
             if removed == 0 {
-                let known =
-                    conn.prepare_cached("SELECT 1 FROM updates WHERE image = ?1")?.exists([&image])?;
-                return Ok(if known { ImageOutcome::ReportedSince } else { ImageOutcome::UnknownImage });
+                return Ok(ImageOutcome::untouched(image_known(conn, &image)?));
             }
             conn.prepare_cached("DELETE FROM events WHERE image = ?1")?.execute([&image])?;
             Ok(ImageOutcome::Done)
@@ -808,12 +808,7 @@ impl UpdateStore for SqliteStore {
             if !tag_exists(conn, tag_id)? {
                 return Ok(Assignment::UnknownTag);
             }
-            let image_known = conn
-                .prepare_cached("SELECT 1 FROM updates WHERE image = ?1")?
-                .query_row([&image], |_| Ok(()))
-                .optional()?
-                .is_some();
-            if !image_known {
+            if !image_known(conn, &image)? {
                 return Ok(Assignment::UnknownImage);
             }
             conn.prepare_cached(
@@ -863,9 +858,7 @@ impl UpdateStore for SqliteStore {
                 })?
                 .collect::<StoreResult<Vec<_>>>()?;
             if entries.is_empty() {
-                let known =
-                    conn.prepare_cached("SELECT 1 FROM updates WHERE image = ?1")?.exists([&image])?;
-                return Ok(known.then_some(entries));
+                return Ok(image_known(conn, &image)?.then_some(entries));
             }
             Ok(Some(entries))
         })
