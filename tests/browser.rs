@@ -2071,7 +2071,18 @@ async fn a_history_open_on_an_image_removed_elsewhere_starts_afresh() {
     .await;
     page.wait_for(&testid("history-remove")).await;
     assert!(page.find_all(&testid("history-error")).await.is_empty(), "{:?}", page.focus().await);
-    // The 404 of the history of the image removed.
+
+    // Removed again while one of its events has the focus: the focus stays in the dialog.
+    page.execute("document.querySelector('[data-testid=\"history-event\"]').focus()", vec![]).await;
+    assert_eq!(page.focus().await.0.as_deref(), Some("history-event"));
+    let removed = page.api("DELETE", &format!("/api/updates/{}", percent_encode(NGINX)), None).await;
+    assert_eq!(removed.status, 204, "{}", removed.text());
+    page.wait_until("the focus on the close button", async || {
+        (page.focus().await.0.as_deref() == Some("history-close")).then_some(())
+    })
+    .await;
+    assert!(page.find_all(&testid("history-event")).await.is_empty());
+    // The 404s of the history of the image removed.
     page.assert_no_console_errors_besides_failed_requests().await;
 }
 

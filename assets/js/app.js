@@ -483,6 +483,7 @@ async function refresh() {
 // back what another said. One older than a report the page has shown is stale (the empty page
 // back after the last image was removed must not bring up last month's refusal).
 const REFUSAL_POLL_MS = 5000;
+let refusalAsked = false; // a check on its way: the next waits for it
 
 function noteNewestReport(updates) {
   refusal = null;
@@ -490,7 +491,6 @@ function noteNewestReport(updates) {
     if (typeof entry?.received_at === "string" && entry.received_at > newestReport) newestReport = entry.received_at;
   }
 }
-let refusalAsked = false;
 
 function checkRefusals() {
   if (document.hidden || refusalAsked || !emptyShown()) return;

@@ -424,17 +424,14 @@ export function historyEntry(entry) {
       renderRemove();
     }
   }
-  if (!entry) {
-    // The list empties: an event that had the focus goes with it.
-    const focusInList = list.contains(document.activeElement);
-    forgetLoaded();
-    render();
-    if (focusInList) $("history-close").focus();
-  }
+  // Removed elsewhere, the list empties: an event that had the focus goes with it.
+  const focusInList = !entry && list.contains(document.activeElement);
+  if (!entry) forgetLoaded();
   open.currentDigest = entry?.event?.digest || null;
   open.acknowledgedAt = entry?.acknowledged_at || null;
   markAcknowledged();
   render();
+  if (focusInList) $("history-close").focus();
   clearTimeout(refreshTimer);
   refreshTimer = setTimeout(function again() {
     if (!open) return;
