@@ -525,9 +525,6 @@ async fn seed(page: &Page, events: &[Value]) {
     }
 }
 
-/// A 1280×900 page that runs `script` before its own, with the first `count` of
-/// `varied_events` and the group `name` holding `members`, opened with the group drawn; the
-/// group's id.
 /// Submits each of `names` as a new group, each refused with an error banner, and waits for
 /// that banner before the next (a banner moves what is below it).
 async fn refuse_group_names(page: &Page, names: &[&str]) {
@@ -553,6 +550,9 @@ async fn page_with(script: &str, count: usize) -> Option<Page> {
     Some(page)
 }
 
+/// A 1280×900 page that runs `script` before its own, with the first `count` of
+/// `varied_events` and the group `name` holding `members`, opened with the group drawn; the
+/// group's id.
 async fn page_with_group(script: &str, count: usize, name: &str, members: &[&str]) -> Option<(Page, i64)> {
     let page = Page::start(1280, 900).await?;
     page.before_scripts(script).await;
@@ -2372,6 +2372,49 @@ async fn the_empty_state_says_why_a_webhook_was_refused() {
     page.wait_for(&testid("empty-state")).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert!(!page.by_testid("refused-webhook").await.displayed().await, "a stale refusal shown");
+    page.assert_no_console_errors().await;
+}
+
+/// Beside cards, a webhook refused after the newest report (a secret changed on one side) shows
+/// an error banner: asked after the page's first snapshot, then once a minute (the page's clock
+/// is moved on here, as waiting a minute would slow the suite); DIUN getting through again takes
+/// it away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_webhook_refused_beside_cards_shows_a_banner_until_diun_gets_through() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    page.before_scripts(
+        "const sinceLoad = performance.now.bind(performance);
+         window.skipped = 0;
+         performance.now = () => sinceLoad() + window.skipped;",
+    )
+    .await;
+    page.webhook(&docker(NGINX, "nas", "web", "")).await;
+    let refuse = async |body: &str| {
+        let response = page.service.request("POST", "/webhook").body(body.to_string()).send().await;
+        assert_eq!(response.status, 400, "{}", response.text());
+    };
+    refuse("{not json").await;
+    page.open().await;
+    page.card(NGINX).await;
+    let banner = page.wait_for(&testid("error-banner")).await;
+    let text = banner.text_content().await;
+    assert!(text.contains("refused (400)") && text.contains("may be missing"), "{text}");
+    page.by_testid("error-dismiss").await.click().await;
+    page.wait_gone(&testid("error-banner")).await;
+
+    // A later refusal is another banner, found by the next minute's check.
+    refuse("[]").await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(page.find(&testid("error-banner")).await.is_none(), "asked again before a minute passed");
+    page.execute("window.skipped += 61000", vec![]).await;
+    let banner = page.wait_for(&testid("error-banner")).await;
+    assert!(banner.text_content().await.contains("refused (400)"));
+
+    let mut newer = docker(NGINX, "nas", "web", "");
+    newer["digest"] = json!(format!("sha256:{}", "b".repeat(64)));
+    page.webhook(&newer).await;
+    page.wait_gone(&testid("error-banner")).await;
     page.assert_no_console_errors().await;
 }
 

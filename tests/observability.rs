@@ -36,8 +36,9 @@ async fn summary_counts_updates_and_groups(app: &TestApp) {
     assert_eq!(app.request("POST", "/api/summary").send().await.status, 405);
 }
 
-/// The last webhook refused is in `/api/summary`, for the dashboard's empty page: when, its
-/// status and what the sender was told. The latest wins; one stored changes nothing.
+/// The last webhook refused is in `/api/summary`, for the dashboard: when, its status and what
+/// the sender was told. The latest wins, except that a refused POST is kept over a later GET (a
+/// scanner's); one stored changes nothing.
 async fn summary_tells_the_last_refused_webhook(app: &TestApp) {
     let refused = async || app.get("/api/summary").await.json()["last_refused_webhook"].clone();
     assert_eq!(app.get("/webhook").await.status, 405);
@@ -51,6 +52,8 @@ async fn summary_tells_the_last_refused_webhook(app: &TestApp) {
     let latest = refused().await;
     assert_eq!(latest["status"], json!(400), "{latest}");
     assert!(!latest["error"].as_str().unwrap().is_empty());
+    assert_eq!(app.get("/webhook").await.status, 405);
+    assert_eq!(refused().await, latest, "a GET hid the refused POST");
     assert_eq!(app.webhook(&docker_event("a:1")).await.status, 200);
     assert_eq!(refused().await, latest, "a stored webhook is no refusal");
 }

@@ -1,7 +1,7 @@
 // Diun Dashboard — entry point: wires the page together and keeps it live: the server's change
 // stream (api/stream, live.js) triggers a refetch after every change; while the stream is not open
-// the page polls every 3 s; a hidden tab does neither. While the empty page is shown it also asks
-// /api/summary every 5 s for the last webhook refused.
+// the page polls every 3 s; a hidden tab does neither. It also asks /api/summary for the last
+// webhook refused: every 5 s while the empty page is shown, once a minute beside cards.
 //
 // Test hooks (data-testid), stable for browser tests:
 //   Header      pending-badge (text = pending count, also data-count), refresh, dismiss-all,
@@ -52,7 +52,7 @@
 
 import { api } from "./api.js";
 import { state, subscribe, setSnapshot, snapshotToken, view, isNew, markSeen, baselineSeen, pendingEntries } from "./state.js";
-import { renderSummary, renderGroups, summarize, diunSnippet, showPendingInTitle, showRefusal, emptyShown } from "./render.js";
+import { renderSummary, renderGroups, summarize, diunSnippet, showPendingInTitle, showRefusal, refusalBanner, emptyShown } from "./render.js";
 import { createActions } from "./actions.js";
 import { initDragAndDrop } from "./dnd.js";
 import { createAimGuard } from "./aim.js";
@@ -176,6 +176,7 @@ function renderNow() {
   renderSummary({ view: v, summary, loaded: state.loaded, filters: state.filters });
   const shown = renderGroups(root, { view: v, summary, filters: state.filters, confirm: state.confirm, loaded: state.loaded, isNew, endpoint });
   showRefusal(refusal); // the empty page drawn anew: said already when it came
+  if (emptyShown()) bannerRefusal(null); // the empty page says it
   aimGuard.redrawn();
   // After the user's own change of filters only: a screen reader hears what it left on screen.
   if (filtersChanged && shown !== null) {
@@ -433,8 +434,8 @@ function poll() {
         previous = updates;
       }
       setSnapshot(updates, tags, hosts, token);
-      if (!Object.keys(updates).length) requestAnimationFrame(checkRefusals);
-      else noteNewestReport(updates);
+      if (Object.keys(updates).length) noteNewestReport(updates);
+      requestAnimationFrame(checkRefusals);
       // An image removed meanwhile (in another tab) reloads its open history, which says so.
       const open = historyImage();
       if (open) historyEntry(Object.hasOwn(updates, open) ? updates[open] : null);
@@ -476,25 +477,51 @@ async function refresh() {
   return poll();
 }
 
-// ---- A webhook refused while nothing has arrived ----------------------------------------------
-// The empty page says so: DIUN reached the dashboard, and what to fix. Asked every few seconds
-// while that page is shown, since a refusal changes nothing the change stream speaks of.
+// ---- A webhook refused ------------------------------------------------------------------------
+// The empty page says so: DIUN reached the dashboard, and what to fix. Beside cards, an error
+// banner says so: a secret changed on one side loses every update DIUN sends until someone
+// looks, as DIUN sends each only once. A refusal changes nothing the change stream speaks of,
+// so it is asked for: every few seconds while the empty page is shown (someone is setting DIUN
+// up), after a page's first snapshot, and once a minute beside cards.
 // Several replicas behind one address each know their own: a `null` from one does not take
-// back what another said. One older than a report the page has shown is stale (the empty page
-// back after the last image was removed must not bring up last month's refusal).
+// back what another said. One older than a report the page has shown is stale (DIUN got through
+// since; the empty page back after the last image was removed must not bring up last month's
+// refusal).
 const REFUSAL_POLL_MS = 5000;
+const REFUSAL_POLL_BESIDE_CARDS_MS = 60_000;
 let refusalAsked = false; // a check on its way: the next waits for it
+let refusalAskedAt = -Infinity;
+let refusalBannerKey = ""; // the banner shown for `refusal`, if any
 
 function noteNewestReport(updates) {
-  refusal = null;
   for (const entry of Object.values(updates)) {
     if (typeof entry?.received_at === "string" && entry.received_at > newestReport) newestReport = entry.received_at;
   }
+  if (refusal && refusal.at <= newestReport) {
+    refusal = null;
+    bannerRefusal(null);
+  }
+}
+
+/**
+ * The banner for a refusal beside cards, or none. Not for a 405: once DIUN's reports are
+ * stored, DIUN posts, and a GET is a scanner's (the server keeps a refused POST over it).
+ */
+function bannerRefusal(shown) {
+  if (refusalBannerKey) clearError(refusalBannerKey);
+  refusalBannerKey = "";
+  if (!shown || Number(shown.status) === 405) return;
+  refusalBannerKey = `refused ${shown.at}`;
+  const { title, text } = refusalBanner(shown);
+  showError(text, { key: refusalBannerKey, title });
 }
 
 function checkRefusals() {
-  if (document.hidden || refusalAsked || !emptyShown()) return;
+  if (document.hidden || refusalAsked) return;
+  const empty = emptyShown();
+  if (!empty && (!newestReport || performance.now() - refusalAskedAt < REFUSAL_POLL_BESIDE_CARDS_MS)) return;
   refusalAsked = true;
+  refusalAskedAt = performance.now();
   api
     .summary()
     .then(
@@ -502,8 +529,10 @@ function checkRefusals() {
         const latest = summary?.last_refused_webhook;
         if (!latest || typeof latest.at !== "string" || latest.at <= (refusal?.at ?? newestReport)) return;
         refusal = latest;
-        const said = showRefusal(refusal);
-        if (said) announce(said);
+        if (emptyShown()) {
+          const said = showRefusal(refusal);
+          if (said) announce(said);
+        } else bannerRefusal(refusal);
       },
       () => {},
     )

@@ -4,7 +4,7 @@
 
 import { parseImage, versionLabel, metadataRows, placeRows, placeSummary, safeLink, displayName } from "./image.js";
 import { serviceIcon, glyph, gripGlyph } from "./icons.js";
-import { timeElement, tick } from "./time.js";
+import { timeElement, tick, parseTime } from "./time.js";
 import { hostFilterValue, hostsOf, knownHosts } from "./hosts.js";
 import { h, breakable } from "./dom.js";
 import { plural } from "./words.js";
@@ -600,6 +600,23 @@ export function showRefusal(refusal) {
   );
   slot.hidden = false;
   return `A webhook was refused (${Number(refusal.status) || "?"}): ${sentence(String(refusal.error ?? ""))}`;
+}
+
+const refusedAt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+
+/**
+ * A refusal that came after the newest report a page of cards shows, as an error banner's
+ * title and text: the updates DIUN sent since are missing (a secret changed on one side).
+ */
+export function refusalBanner(refusal) {
+  const at = parseTime(refusal.at);
+  return {
+    title: `A webhook was refused (${Number(refusal.status) || "?"})`,
+    text:
+      `${at ? `At ${refusedAt.format(at)}: ` : ""}${sentence(String(refusal.error ?? ""))}` +
+      `${REFUSAL_HINTS[refusal.status] ?? ""} Updates DIUN sent since may be missing here;` +
+      " once fixed, \"diun notif test\" sends one to check.",
+  };
 }
 
 /** Whether `url` names this machine itself (localhost, 127.0.0.0/8, ::1). */

@@ -19,9 +19,9 @@ where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
-    let received = receive_event(&state, method, headers, body).await;
+    let received = receive_event(&state, method.clone(), headers, body).await;
     if let Err(refused) = &received {
-        state.refused_webhook.record(refused.status(), refused.message());
+        state.refused_webhook.record(&method, refused.status(), refused.message());
     }
     respond(received)
 }
