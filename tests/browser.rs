@@ -2375,10 +2375,11 @@ async fn the_empty_state_says_why_a_webhook_was_refused() {
     page.assert_no_console_errors().await;
 }
 
-/// Beside cards, a webhook refused after the newest report (a secret changed on one side) shows
-/// an error banner: asked after the page's first snapshot, then once a minute (the page's clock
-/// is moved on here, as waiting a minute would slow the suite); DIUN getting through again takes
-/// it away.
+/// Beside cards, a POST refused after the newest report (a secret changed on one side) shows an
+/// error banner: asked after the page's first snapshot, then once a minute (the page's clock is
+/// moved on here, as waiting a minute would slow the suite). One older than a report is stale;
+/// a closed banner stays closed; a scanner's GET raises none and hides none; DIUN getting
+/// through again takes it away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn a_webhook_refused_beside_cards_shows_a_banner_until_diun_gets_through() {
@@ -2389,27 +2390,42 @@ async fn a_webhook_refused_beside_cards_shows_a_banner_until_diun_gets_through()
          performance.now = () => sinceLoad() + window.skipped;",
     )
     .await;
-    page.webhook(&docker(NGINX, "nas", "web", "")).await;
     let refuse = async |body: &str| {
         let response = page.service.request("POST", "/webhook").body(body.to_string()).send().await;
         assert_eq!(response.status, 400, "{}", response.text());
     };
+    // The next minute's check, and the 5 s tick that runs it.
+    let a_minute_later = async || {
+        page.execute("window.skipped += 61000", vec![]).await;
+        tokio::time::sleep(Duration::from_secs(6)).await;
+    };
+    page.webhook(&docker(NGINX, "nas", "web", "")).await;
     refuse("{not json").await;
+    page.webhook(&docker(HASS, "nas", "home", "")).await;
     page.open().await;
-    page.card(NGINX).await;
+    page.card(HASS).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(page.find(&testid("error-banner")).await.is_none(), "a refusal before a report shown");
+
+    refuse("[]").await;
+    a_minute_later().await;
     let banner = page.wait_for(&testid("error-banner")).await;
     let text = banner.text_content().await;
     assert!(text.contains("refused (400)") && text.contains("may be missing"), "{text}");
     page.by_testid("error-dismiss").await.click().await;
     page.wait_gone(&testid("error-banner")).await;
+    a_minute_later().await;
+    assert!(page.find(&testid("error-banner")).await.is_none(), "a closed banner back");
 
-    // A later refusal is another banner, found by the next minute's check.
-    refuse("[]").await;
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    assert!(page.find(&testid("error-banner")).await.is_none(), "asked again before a minute passed");
-    page.execute("window.skipped += 61000", vec![]).await;
+    // A page opened afresh asks after its first snapshot; a GET since hides nothing.
+    assert_eq!(page.api("GET", "/webhook", None).await.status, 405);
+    page.open().await;
     let banner = page.wait_for(&testid("error-banner")).await;
-    assert!(banner.text_content().await.contains("refused (400)"));
+    assert!(banner.text_content().await.contains("refused (400)"), "the GET's refusal shown");
+    assert_eq!(page.api("GET", "/webhook", None).await.status, 405);
+    a_minute_later().await;
+    assert_eq!(page.find_all(&testid("error-banner")).await.len(), 1);
+    assert!(page.by_testid("error-banner").await.text_content().await.contains("refused (400)"));
 
     let mut newer = docker(NGINX, "nas", "web", "");
     newer["digest"] = json!(format!("sha256:{}", "b".repeat(64)));

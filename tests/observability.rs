@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use diun_dashboard::config::Database;
 use diun_dashboard::store::{Received, UpdateStore};
 use diun_dashboard::time::Timestamp;
-use serde_json::json;
+use serde_json::{Value, json};
 use support::{TestApp, docker_event};
 
 async fn seed(app: &TestApp) {
@@ -24,38 +24,58 @@ async fn seed(app: &TestApp) {
 async fn summary_counts_updates_and_groups(app: &TestApp) {
     assert_eq!(
         app.get("/api/summary").await.json(),
-        json!({ "total": 0, "pending": 0, "acknowledged": 0, "groups": 0, "last_refused_webhook": null })
+        json!({ "total": 0, "pending": 0, "acknowledged": 0, "groups": 0, "last_refused_webhook": null, "last_refused_post": null })
     );
     seed(app).await;
     let response = app.get("/api/summary").await;
     assert_eq!(response.status, 200);
     assert_eq!(
         response.json(),
-        json!({ "total": 4, "pending": 3, "acknowledged": 1, "groups": 2, "last_refused_webhook": null })
+        json!({ "total": 4, "pending": 3, "acknowledged": 1, "groups": 2, "last_refused_webhook": null, "last_refused_post": null })
     );
     assert_eq!(app.request("POST", "/api/summary").send().await.status, 405);
 }
 
 /// The last webhook refused is in `/api/summary`, for the dashboard: when, its status and what
-/// the sender was told. The latest wins, except that a refused POST is kept over a later GET (a
-/// scanner's); one stored changes nothing.
+/// the sender was told; the latest wins. The last refused POST is kept apart, which a scanner's
+/// later GET does not hide. One stored changes neither; both come after the reports before them.
 async fn summary_tells_the_last_refused_webhook(app: &TestApp) {
-    let refused = async || app.get("/api/summary").await.json()["last_refused_webhook"].clone();
+    let summary = async || app.get("/api/summary").await.json();
+    assert_eq!(app.webhook(&docker_event("a:1")).await.status, 200);
+    let stored_at = app.get("/api/updates").await.json()["a:1"]["received_at"].as_str().unwrap().to_string();
     assert_eq!(app.get("/webhook").await.status, 405);
-    let first = refused().await;
-    assert_eq!(first["status"], json!(405), "{first}");
-    assert!(first["error"].as_str().unwrap().contains("method: POST"), "{first}");
-    let at = first["at"].as_str().unwrap();
+    let first = summary().await;
+    let refused = &first["last_refused_webhook"];
+    assert_eq!(refused["status"], json!(405), "{first}");
+    assert!(refused["error"].as_str().unwrap().contains("method: POST"), "{first}");
+    assert_eq!(first["last_refused_post"], Value::Null, "a GET is no refused POST: {first}");
+    let at = refused["at"].as_str().unwrap();
     assert!(at.ends_with('Z') && at.len() >= 20, "RFC 3339 in UTC: {at}");
+    assert!(at > stored_at.as_str(), "a refusal after a report is stamped after it: {at} {stored_at}");
 
     assert_eq!(app.request("POST", "/webhook").body("{not json").send().await.status, 400);
-    let latest = refused().await;
-    assert_eq!(latest["status"], json!(400), "{latest}");
-    assert!(!latest["error"].as_str().unwrap().is_empty());
+    let posted = summary().await;
+    let refused = &posted["last_refused_webhook"];
+    assert_eq!(refused["status"], json!(400), "{posted}");
+    assert!(!refused["error"].as_str().unwrap().is_empty());
+    assert_eq!(posted["last_refused_post"], *refused, "{posted}");
     assert_eq!(app.get("/webhook").await.status, 405);
-    assert_eq!(refused().await, latest, "a GET hid the refused POST");
-    assert_eq!(app.webhook(&docker_event("a:1")).await.status, 200);
-    assert_eq!(refused().await, latest, "a stored webhook is no refusal");
+    let scanned = summary().await;
+    assert_eq!(scanned["last_refused_webhook"]["status"], json!(405), "the latest of all: {scanned}");
+    assert_eq!(scanned["last_refused_post"], posted["last_refused_post"], "a GET hid the refused POST");
+    assert_eq!(app.webhook(&docker_event("a:2")).await.status, 200);
+    let after = summary().await;
+    assert_eq!(
+        after["last_refused_webhook"], scanned["last_refused_webhook"],
+        "a stored webhook is no refusal"
+    );
+    assert_eq!(after["last_refused_post"], scanned["last_refused_post"]);
+    let newest = app.get("/api/updates").await.json()["a:2"]["received_at"].clone();
+    let refused_at = &scanned["last_refused_webhook"]["at"];
+    assert!(
+        newest.as_str() > refused_at.as_str(),
+        "a report after a refusal is stamped after it: {newest} {refused_at}"
+    );
 }
 
 /// Behind `WEBHOOK_SECRET`, the most common mistake: DIUN without (or with another) secret.

@@ -99,7 +99,9 @@ const endpoint = new URL("webhook", location.href).href;
 let renderQueued = false;
 let renderHeld = false;
 let dragging = false;
-let refusal = null; // the last webhook refused (/api/summary's last_refused_webhook), see below
+// The last webhook refused (/api/summary's last_refused_webhook) and the last refused POST
+// (last_refused_post), each while newer than every report the page has shown: see below.
+const refused = { any: null, post: null };
 let newestReport = ""; // the newest received_at the page has shown: older refusals are stale
 
 function requestRender() {
@@ -175,8 +177,8 @@ function renderNow() {
   const summary = summarize(v);
   renderSummary({ view: v, summary, loaded: state.loaded, filters: state.filters });
   const shown = renderGroups(root, { view: v, summary, filters: state.filters, confirm: state.confirm, loaded: state.loaded, isNew, endpoint });
-  showRefusal(refusal); // the empty page drawn anew: said already when it came
-  if (emptyShown()) bannerRefusal(null); // the empty page says it
+  showRefusal(refused.any); // the empty page drawn anew: said already when it came
+  bannerRefusal(emptyShown() ? null : refused.post); // beside cards only: the empty page says it
   aimGuard.redrawn();
   // After the user's own change of filters only: a screen reader hears what it left on screen.
   if (filtersChanged && shown !== null) {
@@ -479,41 +481,43 @@ async function refresh() {
 
 // ---- A webhook refused ------------------------------------------------------------------------
 // The empty page says so: DIUN reached the dashboard, and what to fix. Beside cards, an error
-// banner says so: a secret changed on one side loses every update DIUN sends until someone
-// looks, as DIUN sends each only once. A refusal changes nothing the change stream speaks of,
+// banner says so for a refused POST: a secret changed on one side loses every update DIUN sends
+// until someone looks, as DIUN sends each only once (a GET is a scanner's once DIUN's reports
+// are stored, and a 403 a web page's). A refusal changes nothing the change stream speaks of,
 // so it is asked for: every few seconds while the empty page is shown (someone is setting DIUN
 // up), after a page's first snapshot, and once a minute beside cards.
 // Several replicas behind one address each know their own: a `null` from one does not take
 // back what another said. One older than a report the page has shown is stale (DIUN got through
 // since; the empty page back after the last image was removed must not bring up last month's
-// refusal).
+// refusal). The server stamps refusals on the clock it stamps reports with.
 const REFUSAL_POLL_MS = 5000;
 const REFUSAL_POLL_BESIDE_CARDS_MS = 60_000;
 let refusalAsked = false; // a check on its way: the next waits for it
 let refusalAskedAt = -Infinity;
-let refusalBannerKey = ""; // the banner shown for `refusal`, if any
+let refusalBannerKey = ""; // the banner shown, if any
 
 function noteNewestReport(updates) {
   for (const entry of Object.values(updates)) {
     if (typeof entry?.received_at === "string" && entry.received_at > newestReport) newestReport = entry.received_at;
   }
-  if (refusal && refusal.at <= newestReport) {
-    refusal = null;
-    bannerRefusal(null);
-  }
+  for (const kind of ["any", "post"]) if (refused[kind] && refused[kind].at <= newestReport) refused[kind] = null;
 }
 
-/**
- * The banner for a refusal beside cards, or none. Not for a 405: once DIUN's reports are
- * stored, DIUN posts, and a GET is a scanner's (the server keeps a refused POST over it).
- */
+/** A refusal as the summary gave it, if it is one the page has not seen and not stale. */
+function newerRefusal(latest, known) {
+  const valid = latest && typeof latest === "object" && typeof latest.at === "string";
+  return valid && latest.at > (known?.at ?? newestReport) ? latest : known;
+}
+
+/** The banner beside cards for `shown` (a refused POST), or none; the one shown already stays. */
 function bannerRefusal(shown) {
+  const wanted = shown && Number(shown.status) !== 403 ? `refused ${shown.at}` : "";
+  if (wanted === refusalBannerKey) return; // kept, and kept closed when the user closed it
   if (refusalBannerKey) clearError(refusalBannerKey);
-  refusalBannerKey = "";
-  if (!shown || Number(shown.status) === 405) return;
-  refusalBannerKey = `refused ${shown.at}`;
+  refusalBannerKey = wanted;
+  if (!wanted) return;
   const { title, text } = refusalBanner(shown);
-  showError(text, { key: refusalBannerKey, title });
+  showError(text, { key: wanted, title });
 }
 
 function checkRefusals() {
@@ -526,13 +530,13 @@ function checkRefusals() {
     .summary()
     .then(
       (summary) => {
-        const latest = summary?.last_refused_webhook;
-        if (!latest || typeof latest.at !== "string" || latest.at <= (refusal?.at ?? newestReport)) return;
-        refusal = latest;
+        const before = refused.any;
+        refused.any = newerRefusal(summary?.last_refused_webhook, refused.any);
+        refused.post = newerRefusal(summary?.last_refused_post, refused.post);
         if (emptyShown()) {
-          const said = showRefusal(refusal);
+          const said = refused.any !== before && showRefusal(refused.any);
           if (said) announce(said);
-        } else bannerRefusal(refusal);
+        } else bannerRefusal(refused.post);
       },
       () => {},
     )

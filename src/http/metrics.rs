@@ -164,6 +164,7 @@ pub async fn summary(state: AppState, method: Method) -> Response {
                     "acknowledged": summary.total - summary.pending,
                     "groups": summary.groups,
                     "last_refused_webhook": state.refused_webhook.latest(),
+                    "last_refused_post": state.refused_webhook.latest_post(),
                 }),
             ))
         }

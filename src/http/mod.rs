@@ -42,7 +42,7 @@ pub struct AppState {
     pub dashboard_credentials: Option<Arc<Secret>>,
     /// Set when the server shuts down, so that endless responses (event streams) end.
     stopping: Arc<tokio::sync::watch::Sender<bool>>,
-    /// The last webhook refused, which `/api/summary` tells the dashboard.
+    /// The last webhooks refused, which `/api/summary` tells the dashboard.
     refused_webhook: refusals::LastRefusal,
 }
 

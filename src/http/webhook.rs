@@ -21,7 +21,8 @@ where
 {
     let received = receive_event(&state, method.clone(), headers, body).await;
     if let Err(refused) = &received {
-        state.refused_webhook.record(&method, refused.status(), refused.message());
+        let at = state.store.receipt_time();
+        state.refused_webhook.record(&method, refused.status(), refused.message(), at);
     }
     respond(received)
 }

@@ -124,6 +124,11 @@ pub enum Received {
 pub trait UpdateStore: Send + Sync {
     /// `"sqlite"` or `"postgres"`, as `/healthz` reports it.
     fn backend(&self) -> &'static str;
+    /// A time later than every report this store has stamped or stored, as a report received
+    /// now would have at the earliest: what a refused webhook is stamped with, so that the
+    /// dashboard can tell it from the reports that came before and after it, whatever the
+    /// system clock did.
+    fn receipt_time(&self) -> Timestamp;
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
     /// Inserts or overwrites the event for its image, marks it pending again, keeps its tag.
     fn upsert_event(
@@ -332,6 +337,9 @@ fn missing_feature_message(database: &Database) -> String {
 impl UpdateStore for Store {
     fn backend(&self) -> &'static str {
         dispatch!(self.0, s => s.backend())
+    }
+    fn receipt_time(&self) -> Timestamp {
+        dispatch!(self.0, s => s.receipt_time())
     }
     async fn ping(&self) -> StoreResult<()> {
         dispatch!(self.0, s => s.ping().await)

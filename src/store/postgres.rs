@@ -1306,6 +1306,9 @@ impl UpdateStore for PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
     }
+    fn receipt_time(&self) -> Timestamp {
+        self.receipts.stamp()
+    }
 
     async fn ping(&self) -> StoreResult<()> {
         self.with_client(|client| async move { Ok(client.ping().await?) }).await

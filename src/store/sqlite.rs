@@ -560,6 +560,9 @@ impl UpdateStore for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
     }
+    fn receipt_time(&self) -> Timestamp {
+        self.receipts.stamp()
+    }
 
     /// A read of the file, then a turn of the writer (a transaction that writes nothing):
     /// webhooks need the writer, and a writer that had stopped, or that another process kept
