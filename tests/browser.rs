@@ -1219,17 +1219,19 @@ async fn a_webhook_shows_up_live_with_a_toast() {
     page.assert_no_console_errors().await;
 }
 
-/// What Firefox does to a form after a reload: the choices made before it, back in their boxes.
+/// What Firefox does to a form after a reload: earlier choices back in their boxes, here ones the
+/// address does not name.
 const FORM_CHOICES_RESTORED: &str = r#"
 document.addEventListener("DOMContentLoaded", () => {
-  document.getElementById("filter-status").value = "pending";
-  document.getElementById("sort").value = "name";
+  document.getElementById("filter-status").value = "acknowledged";
+  document.getElementById("sort").value = "registry";
 });
 "#;
 
-/// After a reload, the filter boxes say what the cards show: a browser that puts a form's earlier
-/// choices back (Firefox; here a script does it as the page loads) showed "Pending" and "Name"
-/// over every card in the newest first order, and choosing "Pending" again did nothing.
+/// After a reload, the filter boxes say what the cards show: the filters the address keeps, not
+/// what a browser that puts a form's earlier choices back (Firefox; here a script does it as the
+/// page loads) put there; before, "Pending" and "Name" showed over every card in the newest first
+/// order, and choosing "Pending" again did nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn after_a_reload_the_filter_boxes_match_the_cards() {
@@ -1242,14 +1244,74 @@ async fn after_a_reload_the_filter_boxes_match_the_cards() {
     page.choose("sort", "name").await;
     page.wait_until("the acknowledged card hidden", async || (page.cards().await.len() < all).then_some(()))
         .await;
+    let pending = page.images().await;
     page.before_scripts(FORM_CHOICES_RESTORED).await;
     page.reload().await;
     page.wait_loaded().await;
-    let shown = page.cards().await;
-    assert_eq!(shown.len(), all, "after a reload every card shows: {shown:#?}");
-    for (id, value) in [("filter-status", "all"), ("sort", "newest")] {
-        assert_eq!(page.by_testid(id).await.prop("value").await, value, "{id} over every card");
+    assert_eq!(page.images().await, pending, "after a reload the same cards, in the same order");
+    for (id, value) in [("filter-status", "pending"), ("sort", "name")] {
+        assert_eq!(page.by_testid(id).await.prop("value").await, value, "{id} as the cards show");
     }
+    page.assert_no_console_errors().await;
+}
+
+/// The filters live in the page's address: a link naming them opens the page filtered (its group
+/// and host once they are known), a change writes them back, and the plain address is the
+/// unfiltered page. What the address cannot mean is left out. Search finds an image by the host
+/// or the container it runs on too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn the_filters_are_kept_in_the_address() {
+    let Some(page) = Page::start(1280, 1200).await else { return };
+    seed(&page, &varied_events()).await;
+    page.acknowledge(PROMETHEUS).await;
+    let media = page.create_tag("media").await;
+    page.assign(JELLYFIN, media).await;
+    page.assign(PROMETHEUS, media).await;
+    let address = async || page.execute("return location.search", vec![]).await;
+    let boxes = async || {
+        let mut values = vec![];
+        for id in ["search", "filter-status", "filter-group", "filter-host", "sort"] {
+            values.push(page.by_testid(id).await.prop("value").await);
+        }
+        values
+    };
+
+    page.goto(&page.url(&format!("/?status=pending&group={media}&sort=name"))).await;
+    page.wait_loaded().await;
+    page.wait_until("the address's group", async || (page.images().await == [JELLYFIN]).then_some(())).await;
+    assert_eq!(boxes().await, ["", "pending", &media.to_string(), "all", "name"]);
+
+    page.goto(&page.url("/?host=nas&status=bogus&group=0&sort=&q=vault")).await;
+    page.wait_loaded().await;
+    page.wait_until("the address's host", async || (page.images().await == [VAULTWARDEN]).then_some(()))
+        .await;
+    assert_eq!(boxes().await, ["vault", "all", "all", "host:nas", "newest"]);
+    assert_eq!(address().await, json!("?q=vault&host=nas"), "what it cannot mean left out");
+
+    // A change is written back; by host name or container name, search finds the image.
+    let search = page.by_testid("search").await;
+    let backspaces = |count: usize| "\u{E003}".repeat(count);
+    search.click().await;
+    search.send_keys(&backspaces("vault".len())).await;
+    page.choose("filter-host", "all").await;
+    search.click().await;
+    search.send_keys("homeassistant").await;
+    page.wait_until("found by its container", async || (page.images().await == [HASS]).then_some(())).await;
+    page.wait_until("the search in the address", async || {
+        (address().await == json!("?q=homeassistant")).then_some(())
+    })
+    .await;
+    search.send_keys(&format!("{}k8s-node", backspaces("homeassistant".len()))).await;
+    page.wait_until("found by its host", async || (page.images().await == [PROMETHEUS]).then_some(())).await;
+    search.send_keys(&backspaces("k8s-node".len())).await;
+    page.choose("filter-status", "acknowledged").await;
+    page.wait_until("the status in the address", async || {
+        (address().await == json!("?status=acknowledged")).then_some(())
+    })
+    .await;
+    page.choose("filter-status", "all").await;
+    page.wait_until("the plain address", async || (address().await == json!("")).then_some(())).await;
     page.assert_no_console_errors().await;
 }
 

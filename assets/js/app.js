@@ -67,6 +67,7 @@ import { openHistory, historyEntry, historyImage } from "./history.js";
 import { plural, isolated } from "./words.js";
 import { closeOnBackdrop } from "./dom.js";
 import { load, onChange, save } from "./storage.js";
+import { filtersFromQuery, queryOfFilters } from "./address.js";
 
 const POLL_MS = 3000;
 const SAFETY_POLL_MS = 60000;
@@ -176,6 +177,8 @@ function renderNow() {
   const v = view();
   const summary = summarize(v);
   renderSummary({ view: v, summary, loaded: state.loaded, filters: state.filters });
+  // Once loaded: before, a group or host the address names is not known yet.
+  if (state.loaded) keepFiltersInAddress();
   const shown = renderGroups(root, { view: v, summary, filters: state.filters, confirm: state.confirm, loaded: state.loaded, isNew, endpoint });
   showRefusal(refused.any); // the empty page drawn anew: said already when it came
   bannerRefusal(emptyShown() ? null : refused.post); // beside cards only: the empty page says it
@@ -666,6 +669,24 @@ const statusSelect = $("filter-status");
 const groupSelect = $("filter-group");
 const hostSelect = $("filter-host");
 const sortSelect = $("sort");
+
+// The address's filters, before the first snapshot is drawn (the group and host boxes get
+// their choice once the groups and hosts they list are known).
+Object.assign(state.filters, filtersFromQuery(location.search));
+search.value = state.filters.q;
+statusSelect.value = state.filters.status;
+sortSelect.value = state.filters.sort;
+
+/** Writes the filters into the address, for a reload, a bookmark or a link to keep them. */
+function keepFiltersInAddress() {
+  const query = queryOfFilters(state.filters);
+  if (query === location.search) return;
+  try {
+    history.replaceState(history.state, "", `${location.pathname}${query}${location.hash}`);
+  } catch {
+    // Safari refuses more than 100 changes in 30 s (fast typing): the next change writes it.
+  }
+}
 
 /** Reads the filter boxes; `byUser` false for a change the page makes itself (an event counts). */
 function readFilters(byUser = true) {

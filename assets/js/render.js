@@ -105,7 +105,12 @@ function matches(item, filters) {
   if (filters.status === "acknowledged" && !item.entry.acknowledged) return false;
   if (filters.host !== "all" && !item.hosts.some((host) => hostFilterValue(host.hostname) === filters.host)) return false;
   const q = filters.q.trim().toLowerCase();
-  return !q || item.image.toLowerCase().includes(q);
+  return !q || item.image.toLowerCase().includes(q) || item.hosts.some((host) => placeMatches(host, q));
+}
+
+/** Whether a host's name, or where the image runs on it (containers, pods, jobs), holds `q`. */
+function placeMatches(host, q) {
+  return host.hostname.toLowerCase().includes(q) || metadataRows(host.metadata).some(([, value]) => value.toLowerCase().includes(q));
 }
 
 const byName = (a, b) => a.name.localeCompare(b.name) || a.image.localeCompare(b.image);
