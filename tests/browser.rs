@@ -1315,6 +1315,37 @@ async fn the_filters_are_kept_in_the_address() {
     page.assert_no_console_errors().await;
 }
 
+/// Under filters, a dismissal's question says how many of the updates it dismisses the filters
+/// hide: "Dismiss group" and "Dismiss all" act on every pending update, shown or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_dismissal_says_what_the_filters_hide() {
+    let Some(page) = Page::start(1280, 1200).await else { return };
+    seed(&page, &varied_events()).await;
+    page.goto(&page.url("/?host=nas")).await;
+    page.wait_loaded().await;
+    page.wait_until("nas's cards", async || (page.images().await.len() == 2).then_some(())).await;
+    page.section("untagged").await.get("group-dismiss").await.click().await;
+    let question = page.wait_for(&testid("group-dismiss-confirm-row")).await.text_content().await;
+    assert!(question.contains("Dismiss 6 pending updates (4 not shown by the filters)?"), "{question}");
+    page.by_testid("group-dismiss-cancel").await.click().await;
+
+    let dismiss_all = async || {
+        page.by_testid("dismiss-all").await.click().await;
+        let text = page.wait_for(&testid("confirm-dialog")).await.text_content().await;
+        page.by_testid("confirm-cancel").await.click().await;
+        page.wait_gone(&testid("confirm-dialog")).await;
+        text
+    };
+    let text = dismiss_all().await;
+    assert!(text.contains("all 6 pending updates (4 not shown by the filters)."), "{text}");
+    page.choose("filter-host", "all").await;
+    page.wait_until("every card", async || (page.images().await.len() == 6).then_some(())).await;
+    let text = dismiss_all().await;
+    assert!(text.contains("all 6 pending updates. "), "{text}");
+    page.assert_no_console_errors().await;
+}
+
 /// A toast that comes while a dialog is open (it shows under the dialog, out of reach) waits for
 /// the dialog to close: it closed on its own time before the user could read it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

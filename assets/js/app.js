@@ -52,7 +52,7 @@
 
 import { api } from "./api.js";
 import { state, subscribe, setSnapshot, snapshotToken, view, isNew, markSeen, baselineSeen, pendingEntries } from "./state.js";
-import { renderSummary, renderGroups, summarize, diunSnippet, showPendingInTitle, showRefusal, refusalBanner, emptyShown } from "./render.js";
+import { renderSummary, renderGroups, summarize, diunSnippet, showPendingInTitle, showRefusal, refusalBanner, emptyShown, hiddenByFilters } from "./render.js";
 import { createActions } from "./actions.js";
 import { initDragAndDrop } from "./dnd.js";
 import { createAimGuard } from "./aim.js";
@@ -638,9 +638,11 @@ async function askAndDismissAll() {
   while (shown.size) {
     const count = shown.size;
     const news = arrived ? `${plural(arrived, "new update")} arrived while this was open. ` : "";
+    // The cards drawn are the ones the filters show: "all" covers the others too.
+    const pendingShown = root.querySelectorAll('[data-testid="card"][data-state="pending"]').length;
     const ok = await confirmDialog({
       title: "Dismiss all updates?",
-      text: `${news}This acknowledges all ${plural(count, "pending update")}. An image becomes pending again when DIUN reports it anew.`,
+      text: `${news}This acknowledges all ${plural(count, "pending update")}${hiddenByFilters(count, pendingShown)}. An image becomes pending again when DIUN reports it anew.`,
       confirmLabel: "Dismiss all",
     });
     if (!ok) return;

@@ -337,12 +337,18 @@ function cardFor(item, fresh, tagKey) {
 
 // ---- Sections --------------------------------------------------------------------------------
 
-function confirmRow({ kind, arrived = 0 }, group, pendingCount) {
+/** What a dismissal's question adds when the filters hide some of what it dismisses. */
+export function hiddenByFilters(pending, pendingShown) {
+  const hidden = pending - pendingShown;
+  return hidden > 0 ? ` (${hidden} not shown by the filters)` : "";
+}
+
+function confirmRow({ kind, arrived = 0 }, group, pendingCount, pendingShown) {
   const danger = kind === "delete";
   const news = arrived ? `${plural(arrived, "new update")} arrived meanwhile. ` : "";
   const text =
     kind === "dismiss"
-      ? `${news}Dismiss ${plural(pendingCount, "pending update")}?`
+      ? `${news}Dismiss ${plural(pendingCount, "pending update")}${hiddenByFilters(pendingCount, pendingShown)}?`
       : group.id === null
         ? ""
         : "Delete this group? Its updates become untagged.";
@@ -383,7 +389,7 @@ function confirmRow({ kind, arrived = 0 }, group, pendingCount) {
   );
 }
 
-function sectionHead(group, shown, all, confirm) {
+function sectionHead(group, shown, all, confirm, pendingShown) {
   const pendingCount = all.filter((x) => !x.entry.acknowledged).length;
   const titleId = `group-${group.key}-title`;
   const counted = shown === all.length ? plural(all.length, "update") : `${shown} of ${all.length} shown`;
@@ -407,7 +413,7 @@ function sectionHead(group, shown, all, confirm) {
   const actions = h("div", { class: "group-actions" });
   const mine = confirm && confirm.key === group.key ? confirm : null;
   if (mine) {
-    actions.append(confirmRow(mine, group, pendingCount));
+    actions.append(confirmRow(mine, group, pendingCount, pendingShown));
   } else {
     actions.append(
       h(
@@ -472,9 +478,10 @@ function sectionFor(group, shown, all, confirm, fresh) {
   s.el.dataset.tagName = group.name;
   s.el.dataset.count = String(all.length);
   const mine = confirm && confirm.key === group.key ? confirm : null;
-  const headSig = JSON.stringify([group.name, shown.length, all.length, all.filter((x) => !x.entry.acknowledged).length, mine?.kind, mine?.arrived]);
+  const pendingShown = shown.filter((x) => !x.entry.acknowledged).length;
+  const headSig = JSON.stringify([group.name, shown.length, all.length, all.filter((x) => !x.entry.acknowledged).length, pendingShown, mine?.kind, mine?.arrived]);
   if (headSig !== s.headSig) {
-    const head = sectionHead(group, shown.length, all, confirm);
+    const head = sectionHead(group, shown.length, all, confirm, pendingShown);
     if (s.head) s.head.replaceWith(head);
     else s.el.prepend(head);
     s.head = head;
