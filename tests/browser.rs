@@ -1346,6 +1346,51 @@ async fn a_dismissal_says_what_the_filters_hide() {
     page.assert_no_console_errors().await;
 }
 
+/// A group's heading folds its section away and back: its cards are not drawn, its counts stay in
+/// the heading, the keyboard stays on the heading, the choice is remembered across a reload, and
+/// a toast's "Show" for a card in a folded section unfolds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_group_folds_away_and_is_remembered() {
+    let Some(page) = Page::start(1280, 1200).await else { return };
+    seed(&page, &varied_events()).await;
+    let media = page.create_tag("media").await;
+    page.assign(JELLYFIN, media).await;
+    page.assign(PROMETHEUS, media).await;
+    let media = media.to_string();
+    page.open().await;
+    let toggle = page.section(&media).await.get("group-toggle").await;
+    assert_eq!(toggle.attr("aria-expanded").await.as_deref(), Some("true"));
+    toggle.click().await;
+    let folded = async || {
+        let images = page.images().await;
+        (images.len() == 4 && !images.iter().any(|image| image == JELLYFIN || image == PROMETHEUS))
+            .then_some(())
+    };
+    page.wait_until("the media group folded", folded).await;
+    let section = page.section(&media).await;
+    assert_eq!(section.get("group-toggle").await.attr("aria-expanded").await.as_deref(), Some("false"));
+    assert_eq!(section.get("group-count").await.text_content().await, "2", "the counts stay in view");
+    let focused = page.execute("return document.activeElement.dataset.focusKey ?? null", vec![]).await;
+    assert_eq!(focused, json!(format!("group-toggle:{media}")), "the keyboard stays on the heading");
+
+    page.reload().await;
+    page.wait_loaded().await;
+    page.wait_until("still folded after a reload", folded).await;
+
+    // A new report of a folded card: its toast's "Show" unfolds the section and focuses it.
+    let mut jellyfin = varied_events().into_iter().find(|event| event["image"] == JELLYFIN).unwrap();
+    jellyfin["digest"] = json!(format!("sha256:{}", "c".repeat(64)));
+    page.webhook(&jellyfin).await;
+    page.wait_for(&testid("toast-action")).await.click().await;
+    page.wait_until("the card shown", async || page.card_info(JELLYFIN).await.map(|_| ())).await;
+    assert_eq!(
+        page.section(&media).await.get("group-toggle").await.attr("aria-expanded").await.as_deref(),
+        Some("true")
+    );
+    page.assert_no_console_errors().await;
+}
+
 /// A toast that comes while a dialog is open (it shows under the dialog, out of reach) waits for
 /// the dialog to close: it closed on its own time before the user could read it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,6 +16,7 @@
 //   New group   new-group-name, new-group-submit
 //   Sections    group (data-tag-id = tag id or "untagged", data-tag-name, data-count = updates in it),
 //               group-name, group-count (text = its updates, "shown/total" while filtered),
+//               group-toggle (the heading's button; aria-expanded false = folded away),
 //               group-cards, group-empty,
 //               group-dismiss → group-dismiss-confirm | group-dismiss-cancel (inline confirm),
 //               group-delete → group-delete-confirm | group-delete-cancel (not on Untagged)
@@ -51,7 +52,7 @@
 // Drag and drop: press on a card (not on a button or link), move onto another section, release.
 
 import { api } from "./api.js";
-import { state, subscribe, setSnapshot, snapshotToken, view, isNew, markSeen, baselineSeen, pendingEntries } from "./state.js";
+import { state, subscribe, setSnapshot, snapshotToken, view, isNew, markSeen, baselineSeen, pendingEntries, sectionKeyOf } from "./state.js";
 import { renderSummary, renderGroups, summarize, diunSnippet, showPendingInTitle, showRefusal, refusalBanner, emptyShown, hiddenByFilters } from "./render.js";
 import { createActions } from "./actions.js";
 import { initDragAndDrop } from "./dnd.js";
@@ -96,6 +97,26 @@ if (window.ResizeObserver) {
 const endpoint = new URL("webhook", location.href).href;
 
 // ---- Rendering -------------------------------------------------------------------------------
+
+// The sections folded away, by key (a group's id, or "untagged"): remembered, and the same in
+// every tab. A deleted group's key stays behind, harmless: ids are not reused.
+const COLLAPSED_KEY = "collapsed-groups";
+const collapsed = new Set(keysOf(load(COLLAPSED_KEY, [])));
+function keysOf(value) {
+  return Array.isArray(value) ? value.filter((key) => typeof key === "string") : [];
+}
+function setCollapsed(key, fold) {
+  if (fold === collapsed.has(key)) return;
+  if (fold) collapsed.add(key);
+  else collapsed.delete(key);
+  save(COLLAPSED_KEY, [...collapsed]);
+  requestRender();
+}
+onChange(COLLAPSED_KEY, [], (theirs) => {
+  collapsed.clear();
+  for (const key of keysOf(theirs)) collapsed.add(key);
+  requestRender();
+});
 
 let renderQueued = false;
 let renderHeld = false;
@@ -179,7 +200,7 @@ function renderNow() {
   renderSummary({ view: v, summary, loaded: state.loaded, filters: state.filters });
   // Once loaded: before, a group or host the address names is not known yet.
   if (state.loaded) keepFiltersInAddress();
-  const shown = renderGroups(root, { view: v, summary, filters: state.filters, confirm: state.confirm, loaded: state.loaded, isNew, endpoint });
+  const shown = renderGroups(root, { view: v, summary, filters: state.filters, confirm: state.confirm, loaded: state.loaded, isNew, endpoint, collapsed });
   showRefusal(refused.any); // the empty page drawn anew: said already when it came
   bannerRefusal(emptyShown() ? null : refused.post); // beside cards only: the empty page says it
   aimGuard.redrawn();
@@ -731,7 +752,14 @@ function clearFilters() {
 /** Scrolls an image's card into view and puts focus on it, clearing filters that hide it. */
 function showCard(image) {
   const cardOf = () => [...document.querySelectorAll('[data-testid="card"]')].find((card) => card.dataset.image === image);
-  if (!cardOf() && view().updates[image]) {
+  const entry = view().updates[image];
+  if (!cardOf() && entry) {
+    // Its section folded away: unfolded, as the user asked to see the card.
+    const tagKeys = new Set(view().tags.map((t) => String(t.id)));
+    setCollapsed(sectionKeyOf(entry, tagKeys), false);
+    renderNow();
+  }
+  if (!cardOf() && entry) {
     // Not counted aloud: the focus goes to the card, which is what is read out.
     resetFilters(false);
     renderNow();
@@ -936,6 +964,9 @@ root.addEventListener("click", (e) => {
     case "move":
       if (btn.getAttribute("aria-expanded") === "true") closeMenu();
       else openMenuFor(btn);
+      break;
+    case "group-toggle":
+      setCollapsed(key, btn.getAttribute("aria-expanded") === "true");
       break;
     case "group-dismiss":
     case "group-delete": {

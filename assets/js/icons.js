@@ -98,6 +98,7 @@ const GLYPHS = {
   package: ["M12 2 3 7v10l9 5 9-5V7Z", "M3 7l9 5 9-5M12 12v10"],
   history: ["M3.5 12a8.5 8.5 0 1 0 2.5-6", "M3 4v4.5h4.5", "M12 7.5V12l3 2"],
   server: ["M4 4h16v6H4Z", "M4 14h16v6H4Z", "M8 7h.01M8 17h.01"],
+  chevron: ["m6 9 6 6 6-6"],
 };
 
 export function glyph(name) {

@@ -389,7 +389,7 @@ function confirmRow({ kind, arrived = 0 }, group, pendingCount, pendingShown) {
   );
 }
 
-function sectionHead(group, shown, all, confirm, pendingShown) {
+function sectionHead(group, shown, all, confirm, pendingShown, collapsed) {
   const pendingCount = all.filter((x) => !x.entry.acknowledged).length;
   const titleId = `group-${group.key}-title`;
   const counted = shown === all.length ? plural(all.length, "update") : `${shown} of ${all.length} shown`;
@@ -401,14 +401,30 @@ function sectionHead(group, shown, all, confirm, pendingShown) {
     "aria-hidden": "true",
     text: shown === all.length ? String(all.length) : `${shown}/${all.length}`,
   });
+  // The heading is the button that folds the section away (a disclosure): a long group the user
+  // is not working on stays out of the way, its counts still in view.
   const title = h(
     "h2",
     { class: "group-title", id: titleId },
-    glyph(group.id === null ? "inbox" : "folder"),
-    h("span", { class: "group-name", "data-testid": "group-name", text: group.name }),
-    count,
-    h("span", { class: "sr-only", text: ` ${counted}, ` }),
-    pendingCount > 0 && h("span", { class: "group-pending", text: `${pendingCount} pending` }),
+    h(
+      "button",
+      {
+        type: "button",
+        class: "group-toggle",
+        "data-action": "group-toggle",
+        "data-testid": "group-toggle",
+        "data-focus-key": `group-toggle:${group.key}`,
+        "aria-expanded": String(!collapsed),
+        "aria-controls": `group-${group.key}-cards`,
+        title: collapsed ? "Show this group's cards" : "Fold this group away",
+      },
+      glyph("chevron"),
+      glyph(group.id === null ? "inbox" : "folder"),
+      h("span", { class: "group-name", "data-testid": "group-name", text: group.name }),
+      count,
+      h("span", { class: "sr-only", text: ` ${counted}, ` }),
+      pendingCount > 0 && h("span", { class: "group-pending", text: `${pendingCount} pending` }),
+    ),
   );
   const actions = h("div", { class: "group-actions" });
   const mine = confirm && confirm.key === group.key ? confirm : null;
@@ -453,10 +469,10 @@ function sectionHead(group, shown, all, confirm, pendingShown) {
   return h("header", { class: "group-header" }, title, actions);
 }
 
-function sectionFor(group, shown, all, confirm, fresh) {
+function sectionFor(group, shown, all, confirm, fresh, collapsed) {
   let s = sectionCache.get(group.key);
   if (!s) {
-    const list = h("div", { class: "cards", "data-testid": "group-cards" });
+    const list = h("div", { class: "cards", "data-testid": "group-cards", id: `group-${group.key}-cards` });
     const el = h(
       "section",
       {
@@ -479,17 +495,20 @@ function sectionFor(group, shown, all, confirm, fresh) {
   s.el.dataset.count = String(all.length);
   const mine = confirm && confirm.key === group.key ? confirm : null;
   const pendingShown = shown.filter((x) => !x.entry.acknowledged).length;
-  const headSig = JSON.stringify([group.name, shown.length, all.length, all.filter((x) => !x.entry.acknowledged).length, pendingShown, mine?.kind, mine?.arrived]);
+  const headSig = JSON.stringify([group.name, shown.length, all.length, all.filter((x) => !x.entry.acknowledged).length, pendingShown, mine?.kind, mine?.arrived, collapsed]);
   if (headSig !== s.headSig) {
-    const head = sectionHead(group, shown.length, all, confirm, pendingShown);
+    const head = sectionHead(group, shown.length, all, confirm, pendingShown, collapsed);
     if (s.head) s.head.replaceWith(head);
     else s.el.prepend(head);
     s.head = head;
     s.headSig = headSig;
   }
-  const nodes = shown.map((item) => cardFor(item, fresh(item.image, item.entry), group.key));
+  s.el.classList.toggle("is-collapsed", collapsed);
+  s.list.hidden = collapsed;
+  // A folded section draws no cards: hundreds of them cost a phone's redraws for nothing.
+  const nodes = collapsed ? [] : shown.map((item) => cardFor(item, fresh(item.image, item.entry), group.key));
   reconcile(s.list, nodes);
-  if (!shown.length) s.list.after(s.placeholder);
+  if (!shown.length && !collapsed) s.list.after(s.placeholder);
   else s.placeholder.remove();
   return s.el;
 }
@@ -656,7 +675,8 @@ function nothingMatches() {
  * first snapshot).
  * model: { view, summary, filters, confirm, loaded, isNew(image, entry), endpoint }
  */
-export function renderGroups(root, { view, summary, filters, confirm, loaded, isNew, endpoint }) {
+/** collapsed: the keys of the sections folded away (a Set). */
+export function renderGroups(root, { view, summary, filters, confirm, loaded, isNew, endpoint, collapsed }) {
   if (!loaded) return null;
   root.removeAttribute("aria-busy");
   const tagKeys = new Set(view.tags.map((t) => String(t.id)));
@@ -687,7 +707,7 @@ export function renderGroups(root, { view, summary, filters, confirm, loaded, is
     // whenever every image has a group, it would stand beside every search's results.)
     if ((filtering || noneShown) && shown.length === 0 && (all.length > 0 || group.id === null)) continue;
     used.add(group.key);
-    nodes.push(sectionFor(group, shown, all, confirm, isNew));
+    nodes.push(sectionFor(group, shown, all, confirm, isNew, collapsed.has(group.key)));
   }
   reconcile(root, nodes);
 
