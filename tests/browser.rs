@@ -1343,6 +1343,11 @@ async fn a_dismissal_says_what_the_filters_hide() {
     page.wait_until("every card", async || (page.images().await.len() == 6).then_some(())).await;
     let text = dismiss_all().await;
     assert!(text.contains("all 6 pending updates. "), "{text}");
+    // A folded section's cards are not drawn, but no filter hides them.
+    page.section("untagged").await.get("group-toggle").await.click().await;
+    page.wait_until("untagged folded", async || page.images().await.is_empty().then_some(())).await;
+    let text = dismiss_all().await;
+    assert!(text.contains("all 6 pending updates. "), "{text}");
     page.assert_no_console_errors().await;
 }
 

@@ -53,7 +53,7 @@
 
 import { api } from "./api.js";
 import { state, subscribe, setSnapshot, snapshotToken, view, isNew, markSeen, baselineSeen, pendingEntries, sectionKeyOf } from "./state.js";
-import { renderSummary, renderGroups, summarize, diunSnippet, showPendingInTitle, showRefusal, refusalBanner, emptyShown, hiddenByFilters } from "./render.js";
+import { renderSummary, renderGroups, summarize, diunSnippet, showPendingInTitle, showRefusal, refusalBanner, emptyShown, hiddenByFilters, pendingShownCount } from "./render.js";
 import { createActions } from "./actions.js";
 import { initDragAndDrop } from "./dnd.js";
 import { createAimGuard } from "./aim.js";
@@ -659,8 +659,8 @@ async function askAndDismissAll() {
   while (shown.size) {
     const count = shown.size;
     const news = arrived ? `${plural(arrived, "new update")} arrived while this was open. ` : "";
-    // The cards drawn are the ones the filters show: "all" covers the others too.
-    const pendingShown = root.querySelectorAll('[data-testid="card"][data-state="pending"]').length;
+    // "All" covers the ones the filters hide too.
+    const pendingShown = pendingShownCount();
     const ok = await confirmDialog({
       title: "Dismiss all updates?",
       text: `${news}This acknowledges all ${plural(count, "pending update")}${hiddenByFilters(count, pendingShown)}. An image becomes pending again when DIUN reports it anew.`,

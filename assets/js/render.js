@@ -675,6 +675,10 @@ function nothingMatches() {
  * first snapshot).
  * model: { view, summary, filters, confirm, loaded, isNew(image, entry), endpoint }
  */
+/** Pending updates the filters let through at the last draw, folded sections' too. */
+let pendingShownTotal = 0;
+export const pendingShownCount = () => pendingShownTotal;
+
 /** collapsed: the keys of the sections folded away (a Set). */
 export function renderGroups(root, { view, summary, filters, confirm, loaded, isNew, endpoint, collapsed }) {
   if (!loaded) return null;
@@ -689,12 +693,14 @@ export function renderGroups(root, { view, summary, filters, confirm, loaded, is
   const nodes = [];
   const sections = [];
   let shownTotal = 0;
+  pendingShownTotal = 0;
   for (const group of groups) {
     if (filters.group !== "all" && filters.group !== group.key) continue;
     if (group.id === null && summary.total === 0) continue;
     const all = byGroup.get(group.key);
     const shown = all.filter((item) => matches(item, filters)).sort(sort);
     shownTotal += shown.length;
+    for (const item of shown) if (!item.entry.acknowledged) pendingShownTotal += 1;
     sections.push([group, shown, all]);
   }
   if (summary.total === 0) nodes.push(empty(endpoint));
