@@ -1312,6 +1312,22 @@ async fn the_filters_are_kept_in_the_address() {
     .await;
     page.choose("filter-status", "all").await;
     page.wait_until("the plain address", async || (address().await == json!("")).then_some(())).await;
+
+    // Back to an address of this page (the skip link's #updates made an entry): its filters.
+    page.choose("filter-status", "pending").await;
+    page.execute("location.hash = 'updates'", vec![]).await;
+    page.choose("filter-status", "acknowledged").await;
+    page.wait_until("the address without the skip link's mark", async || {
+        let location = page.execute("return location.search + location.hash", vec![]).await;
+        (location == json!("?status=acknowledged")).then_some(())
+    })
+    .await;
+    page.execute("history.back()", vec![]).await;
+    page.wait_until("Back's filters", async || {
+        (page.by_testid("filter-status").await.prop("value").await == json!("pending")).then_some(())
+    })
+    .await;
+    page.wait_until("Back's cards", async || (page.images().await.len() == 5).then_some(())).await;
     page.assert_no_console_errors().await;
 }
 
@@ -1358,12 +1374,24 @@ async fn a_dismissal_says_what_the_filters_hide() {
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn a_group_folds_away_and_is_remembered() {
     let Some(page) = Page::start(1280, 1200).await else { return };
+    // Folded in an earlier life of the database: a group that no longer is.
+    page.before_scripts(
+        r#"if (!sessionStorage.getItem("seeded")) {
+             sessionStorage.setItem("seeded", "1");
+             localStorage.setItem("diun-dashboard:collapsed-groups", '["987654"]');
+           }"#,
+    )
+    .await;
     seed(&page, &varied_events()).await;
     let media = page.create_tag("media").await;
     page.assign(JELLYFIN, media).await;
     page.assign(PROMETHEUS, media).await;
     let media = media.to_string();
     page.open().await;
+    let stored = async || {
+        page.execute(r#"return localStorage.getItem("diun-dashboard:collapsed-groups")"#, vec![]).await
+    };
+    page.wait_until("the gone group forgotten", async || (stored().await == json!("[]")).then_some(())).await;
     let toggle = page.section(&media).await.get("group-toggle").await;
     assert_eq!(toggle.attr("aria-expanded").await.as_deref(), Some("true"));
     toggle.click().await;
@@ -1379,6 +1407,7 @@ async fn a_group_folds_away_and_is_remembered() {
     let focused = page.execute("return document.activeElement.dataset.focusKey ?? null", vec![]).await;
     assert_eq!(focused, json!(format!("group-toggle:{media}")), "the keyboard stays on the heading");
 
+    assert_eq!(stored().await, json!(format!(r#"["{media}"]"#)));
     page.reload().await;
     page.wait_loaded().await;
     page.wait_until("still folded after a reload", folded).await;

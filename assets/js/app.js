@@ -53,7 +53,7 @@
 
 import { api } from "./api.js";
 import { state, subscribe, setSnapshot, snapshotToken, view, isNew, markSeen, baselineSeen, pendingEntries, sectionKeyOf } from "./state.js";
-import { renderSummary, renderGroups, summarize, diunSnippet, showPendingInTitle, showRefusal, refusalBanner, emptyShown, hiddenByFilters, pendingShownCount } from "./render.js";
+import { renderSummary, renderGroups, summarize, diunSnippet, showPendingInTitle, showRefusal, refusalBanner, emptyShown, hiddenByFilters, pendingShown } from "./render.js";
 import { createActions } from "./actions.js";
 import { initDragAndDrop } from "./dnd.js";
 import { createAimGuard } from "./aim.js";
@@ -112,6 +112,18 @@ function setCollapsed(key, fold) {
   save(COLLAPSED_KEY, [...collapsed]);
   requestRender();
 }
+/**
+ * Forgets folded groups that are gone, which a new group with a reused id (a database started
+ * afresh) would start folded as. Once per page: a group folded in another tab just now may not
+ * be in this snapshot yet.
+ */
+let foldedPruned = false;
+function pruneFolded(tags) {
+  if (foldedPruned) return;
+  foldedPruned = true;
+  const known = new Set(tags.map((t) => String(t.id)));
+  for (const key of [...collapsed]) if (key !== "untagged" && !known.has(key)) setCollapsed(key, false);
+}
 onChange(COLLAPSED_KEY, [], (theirs) => {
   collapsed.clear();
   for (const key of keysOf(theirs)) collapsed.add(key);
@@ -168,7 +180,7 @@ function nearbyFocusKeys(active) {
       : [];
   const keys = order.flatMap((other) => [`ack:${other.dataset.image}`, `move:${other.dataset.image}`]);
   const groupKey = section?.dataset.tagId;
-  if (groupKey) keys.push(`group-dismiss:${groupKey}`, `group-delete:${groupKey}`);
+  if (groupKey) keys.push(`group-dismiss:${groupKey}`, `group-delete:${groupKey}`, `group-toggle:${groupKey}`);
   return keys;
 }
 
@@ -460,6 +472,7 @@ function poll() {
         previous = updates;
       }
       setSnapshot(updates, tags, hosts, token);
+      pruneFolded(Array.isArray(tags) ? tags : []);
       if (Object.keys(updates).length) noteNewestReport(updates);
       requestAnimationFrame(checkRefusals);
       // An image removed meanwhile (in another tab) reloads its open history, which says so.
@@ -659,11 +672,12 @@ async function askAndDismissAll() {
   while (shown.size) {
     const count = shown.size;
     const news = arrived ? `${plural(arrived, "new update")} arrived while this was open. ` : "";
-    // "All" covers the ones the filters hide too.
-    const pendingShown = pendingShownCount();
+    // "All" covers the ones the filters hide too; counted from the listing the count is from.
+    const v = view();
+    const unhidden = pendingShown(v, summarize(v), state.filters);
     const ok = await confirmDialog({
       title: "Dismiss all updates?",
-      text: `${news}This acknowledges all ${plural(count, "pending update")}${hiddenByFilters(count, pendingShown)}. An image becomes pending again when DIUN reports it anew.`,
+      text: `${news}This acknowledges all ${plural(count, "pending update")}${hiddenByFilters(count, unhidden)}. An image becomes pending again when DIUN reports it anew.`,
       confirmLabel: "Dismiss all",
     });
     if (!ok) return;
@@ -694,18 +708,29 @@ const hostSelect = $("filter-host");
 const sortSelect = $("sort");
 
 // The address's filters, before the first snapshot is drawn (the group and host boxes get
-// their choice once the groups and hosts they list are known).
-Object.assign(state.filters, filtersFromQuery(location.search));
-search.value = state.filters.q;
-statusSelect.value = state.filters.status;
-sortSelect.value = state.filters.sort;
+// their choice once the groups and hosts they list are known), and again when Back or Forward
+// brings another address (the skip link's #updates makes an entry of its own).
+function filtersFromAddress() {
+  Object.assign(state.filters, filtersFromQuery(location.search));
+  search.value = state.filters.q;
+  statusSelect.value = state.filters.status;
+  sortSelect.value = state.filters.sort;
+}
+filtersFromAddress();
+window.addEventListener("popstate", () => {
+  filtersFromAddress();
+  requestRender();
+});
 
-/** Writes the filters into the address, for a reload, a bookmark or a link to keep them. */
+/**
+ * Writes the filters into the address, for a reload, a bookmark or a link to keep them. Not the
+ * skip link's #updates: a reload would jump past the header.
+ */
 function keepFiltersInAddress() {
   const query = queryOfFilters(state.filters);
-  if (query === location.search) return;
+  if (query === location.search && !location.hash) return;
   try {
-    history.replaceState(history.state, "", `${location.pathname}${query}${location.hash}`);
+    history.replaceState(history.state, "", `${location.pathname}${query}`);
   } catch {
     // Safari refuses more than 100 changes in 30 s (fast typing): the next change writes it.
   }
@@ -716,8 +741,11 @@ function readFilters(byUser = true) {
   if (byUser !== false) filtersChanged = true;
   state.filters.q = search.value;
   state.filters.status = statusSelect.value;
-  state.filters.group = groupSelect.value;
-  state.filters.host = hostSelect.value;
+  // Before the first snapshot these boxes list no groups or hosts yet: the address's stay.
+  if (state.loaded) {
+    state.filters.group = groupSelect.value;
+    state.filters.host = hostSelect.value;
+  }
   state.filters.sort = sortSelect.value;
   requestRender();
 }

@@ -36,7 +36,9 @@ export function summarize(view) {
   const items = Object.entries(view.updates).map(([image, entry]) => {
     const parsed = parseImage(image);
     const hosts = hostsOf(image, entry, view.hosts);
-    return { image, entry, parsed, hosts, name: displayName(parsed), time: Date.parse(entry.received_at) || 0 };
+    // The hosts' reports as the snapshot holds them: what a cached search text was made from.
+    const reported = view.hosts && Array.isArray(view.hosts[image]) ? view.hosts[image] : null;
+    return { image, entry, parsed, hosts, reported, name: displayName(parsed), time: Date.parse(entry.received_at) || 0 };
   });
   const pending = items.filter((x) => !x.entry.acknowledged).length;
   return { items, total: items.length, pending, acknowledged: items.length - pending };
@@ -100,17 +102,44 @@ function fillSelect(select, options) {
 
 // ---- Filtering and sorting -------------------------------------------------------------------
 
-function matches(item, filters) {
+/** The search box's text as matched: once per draw, not once per image. */
+const searchTerm = (filters) => filters.q.trim().toLowerCase();
+
+/** `q`: searchTerm(filters). */
+function matches(item, filters, q) {
   if (filters.status === "pending" && item.entry.acknowledged) return false;
   if (filters.status === "acknowledged" && !item.entry.acknowledged) return false;
   if (filters.host !== "all" && !item.hosts.some((host) => hostFilterValue(host.hostname) === filters.host)) return false;
-  const q = filters.q.trim().toLowerCase();
-  return !q || item.image.toLowerCase().includes(q) || item.hosts.some((host) => placeMatches(host, q));
+  return !q || searchText(item).includes(q);
 }
 
-/** Whether a host's name, or where the image runs on it (containers, pods, jobs), holds `q`. */
-function placeMatches(host, q) {
-  return host.hostname.toLowerCase().includes(q) || metadataRows(host.metadata).some(([, value]) => value.toLowerCase().includes(q));
+// What search looks in, lower-cased: the image, its hosts and where it runs on each (containers,
+// pods, jobs). Kept per report, as a draw happens at every snapshot and every card seen, and
+// thousands of images would otherwise be taken apart again each time.
+const searchTexts = new WeakMap();
+
+function searchText(item) {
+  const event = item.entry.event;
+  if (!event || typeof event !== "object") return item.image.toLowerCase();
+  const cached = searchTexts.get(event);
+  if (cached && cached.reported === item.reported) return cached.text;
+  const parts = [item.image, ...metadataRows(event.metadata).map(([, value]) => value)];
+  for (const host of item.hosts) parts.push(host.hostname, ...metadataRows(host.metadata).map(([, value]) => value));
+  const text = parts.join("\u0000").toLowerCase();
+  searchTexts.set(event, { reported: item.reported, text });
+  return text;
+}
+
+/** The pending updates the filters let through, in whatever section, folded or not. */
+export function pendingShown(view, summary, filters) {
+  const tagKeys = new Set(view.tags.map((t) => String(t.id)));
+  const q = searchTerm(filters);
+  let count = 0;
+  for (const item of summary.items) {
+    if (item.entry.acknowledged || !matches(item, filters, q)) continue;
+    if (filters.group === "all" || sectionKeyOf(item.entry, tagKeys) === filters.group) count += 1;
+  }
+  return count;
 }
 
 const byName = (a, b) => a.name.localeCompare(b.name) || a.image.localeCompare(b.image);
@@ -389,7 +418,7 @@ function confirmRow({ kind, arrived = 0 }, group, pendingCount, pendingShown) {
   );
 }
 
-function sectionHead(group, shown, all, confirm, pendingShown, collapsed) {
+function sectionHead(group, shown, all, confirm, pendingShown) {
   const pendingCount = all.filter((x) => !x.entry.acknowledged).length;
   const titleId = `group-${group.key}-title`;
   const counted = shown === all.length ? plural(all.length, "update") : `${shown} of ${all.length} shown`;
@@ -414,9 +443,7 @@ function sectionHead(group, shown, all, confirm, pendingShown, collapsed) {
         "data-action": "group-toggle",
         "data-testid": "group-toggle",
         "data-focus-key": `group-toggle:${group.key}`,
-        "aria-expanded": String(!collapsed),
         "aria-controls": `group-${group.key}-cards`,
-        title: collapsed ? "Show this group's cards" : "Fold this group away",
       },
       glyph("chevron"),
       glyph(group.id === null ? "inbox" : "folder"),
@@ -495,13 +522,19 @@ function sectionFor(group, shown, all, confirm, fresh, collapsed) {
   s.el.dataset.count = String(all.length);
   const mine = confirm && confirm.key === group.key ? confirm : null;
   const pendingShown = shown.filter((x) => !x.entry.acknowledged).length;
-  const headSig = JSON.stringify([group.name, shown.length, all.length, all.filter((x) => !x.entry.acknowledged).length, pendingShown, mine?.kind, mine?.arrived, collapsed]);
+  const headSig = JSON.stringify([group.name, shown.length, all.length, all.filter((x) => !x.entry.acknowledged).length, pendingShown, mine?.kind, mine?.arrived]);
   if (headSig !== s.headSig) {
-    const head = sectionHead(group, shown.length, all, confirm, pendingShown, collapsed);
+    const head = sectionHead(group, shown.length, all, confirm, pendingShown);
     if (s.head) s.head.replaceWith(head);
     else s.el.prepend(head);
     s.head = head;
     s.headSig = headSig;
+  }
+  // Changed in place: a screen reader hears the state change, and the chevron turns.
+  const toggle = s.head.querySelector('[data-testid="group-toggle"]');
+  if (toggle.getAttribute("aria-expanded") !== String(!collapsed)) {
+    toggle.setAttribute("aria-expanded", String(!collapsed));
+    toggle.title = collapsed ? "Show this group's cards" : "Fold this group away";
   }
   s.el.classList.toggle("is-collapsed", collapsed);
   s.list.hidden = collapsed;
@@ -675,10 +708,6 @@ function nothingMatches() {
  * first snapshot).
  * model: { view, summary, filters, confirm, loaded, isNew(image, entry), endpoint }
  */
-/** Pending updates the filters let through at the last draw, folded sections' too. */
-let pendingShownTotal = 0;
-export const pendingShownCount = () => pendingShownTotal;
-
 /** collapsed: the keys of the sections folded away (a Set). */
 export function renderGroups(root, { view, summary, filters, confirm, loaded, isNew, endpoint, collapsed }) {
   if (!loaded) return null;
@@ -693,14 +722,13 @@ export function renderGroups(root, { view, summary, filters, confirm, loaded, is
   const nodes = [];
   const sections = [];
   let shownTotal = 0;
-  pendingShownTotal = 0;
+  const q = searchTerm(filters);
   for (const group of groups) {
     if (filters.group !== "all" && filters.group !== group.key) continue;
     if (group.id === null && summary.total === 0) continue;
     const all = byGroup.get(group.key);
-    const shown = all.filter((item) => matches(item, filters)).sort(sort);
+    const shown = all.filter((item) => matches(item, filters, q)).sort(sort);
     shownTotal += shown.length;
-    for (const item of shown) if (!item.entry.acknowledged) pendingShownTotal += 1;
     sections.push([group, shown, all]);
   }
   if (summary.total === 0) nodes.push(empty(endpoint));
