@@ -1416,6 +1416,11 @@ async fn a_group_folds_away_and_is_remembered() {
     let mut jellyfin = varied_events().into_iter().find(|event| event["image"] == JELLYFIN).unwrap();
     jellyfin["digest"] = json!(format!("sha256:{}", "c".repeat(64)));
     page.webhook(&jellyfin).await;
+    page.wait_until("the heading says a card came", async || {
+        let arrived = page.section(&media).await.find(&testid("group-new")).await?;
+        (arrived.text_content().await == "1 just in").then_some(())
+    })
+    .await;
     page.wait_for(&testid("toast-action")).await.click().await;
     page.wait_until("the card shown", async || page.card_info(JELLYFIN).await.map(|_| ())).await;
     assert_eq!(
@@ -1685,6 +1690,44 @@ async fn single_key_shortcuts_reach_toasts_and_can_be_turned_off() {
     page.press("n").await;
     page.press("/").await;
     assert_eq!(active().await.as_deref(), Some("refresh"), "no shortcut while they are off");
+    page.assert_no_console_errors().await;
+}
+
+/// J and K move the keyboard from card to card (the Acknowledge button, else "Move to…"),
+/// across sections, stopping at either end; not while typing in a box.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn j_and_k_move_the_keyboard_from_card_to_card() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    seed(&page, &varied_events()[..3]).await;
+    page.acknowledge(PROMETHEUS).await;
+    let media = page.create_tag("media").await;
+    page.assign(PROMETHEUS, media).await;
+    page.open().await;
+    let order = page.images().await;
+    assert_eq!(order.len(), 3);
+    let focused = async || {
+        page.execute("return document.activeElement.dataset.focusKey ?? null", vec![])
+            .await
+            .as_str()
+            .map(str::to_string)
+    };
+    let control =
+        |image: &str| if image == PROMETHEUS { format!("move:{image}") } else { format!("ack:{image}") };
+    page.press("j").await;
+    assert_eq!(focused().await, Some(control(&order[0])), "from outside the cards, the first");
+    page.press("j").await;
+    assert_eq!(focused().await, Some(control(&order[1])));
+    page.press("j").await;
+    assert_eq!(focused().await, Some(control(&order[2])), "into the next section");
+    page.press("j").await;
+    assert_eq!(focused().await, Some(control(&order[2])), "the last stays the last");
+    page.press("k").await;
+    assert_eq!(focused().await, Some(control(&order[1])));
+
+    page.press("/").await;
+    page.press("j").await;
+    assert_eq!(page.by_testid("search").await.prop("value").await, json!("j"), "typed, not a shortcut");
     page.assert_no_console_errors().await;
 }
 

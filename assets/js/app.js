@@ -842,8 +842,28 @@ document.addEventListener("keydown", (e) => {
     search.focus();
   } else if (e.key?.toLowerCase() === TOAST_KEY && focusNewestToast()) {
     e.preventDefault();
+  } else if ((e.key === "j" || e.key === "k") && moveAmongCards(e.key === "j" ? 1 : -1)) {
+    e.preventDefault();
   }
 });
+
+/**
+ * J and K, as in mail readers: the keyboard goes to the next or the previous card (its
+ * Acknowledge button, else its "Move to…"), across sections; from outside the cards, to the
+ * first or the last. Hundreds of cards were otherwise three or four Tabs each.
+ */
+function moveAmongCards(step) {
+  const cards = [...root.querySelectorAll('[data-testid="card"]')];
+  if (!cards.length) return false;
+  const current = document.activeElement?.closest?.('[data-testid="card"]');
+  const from = current ? cards.indexOf(current) : -1;
+  const index = from === -1 ? (step > 0 ? 0 : cards.length - 1) : Math.max(0, Math.min(cards.length - 1, from + step));
+  const control = cards[index].querySelector('[data-action="ack"], [data-action="move"]');
+  if (!control) return false;
+  control.focus({ preventScroll: true });
+  control.scrollIntoView({ block: "nearest" });
+  return true;
+}
 
 // ---- New group -------------------------------------------------------------------------------
 

@@ -418,7 +418,8 @@ function confirmRow({ kind, arrived = 0 }, group, pendingCount, pendingShown) {
   );
 }
 
-function sectionHead(group, shown, all, confirm, pendingShown) {
+/** `arrived`: the cards "Just in" that a folded section keeps out of sight (0 when unfolded). */
+function sectionHead(group, shown, all, confirm, pendingShown, arrived) {
   const pendingCount = all.filter((x) => !x.entry.acknowledged).length;
   const titleId = `group-${group.key}-title`;
   const counted = shown === all.length ? plural(all.length, "update") : `${shown} of ${all.length} shown`;
@@ -451,6 +452,7 @@ function sectionHead(group, shown, all, confirm, pendingShown) {
       count,
       h("span", { class: "sr-only", text: ` ${counted}, ` }),
       pendingCount > 0 && h("span", { class: "group-pending", text: `${pendingCount} pending` }),
+      arrived > 0 && h("span", { class: "pill pill-new", "data-testid": "group-new", text: `${arrived} just in` }),
     ),
   );
   const actions = h("div", { class: "group-actions" });
@@ -522,9 +524,10 @@ function sectionFor(group, shown, all, confirm, fresh, collapsed) {
   s.el.dataset.count = String(all.length);
   const mine = confirm && confirm.key === group.key ? confirm : null;
   const pendingShown = shown.filter((x) => !x.entry.acknowledged).length;
-  const headSig = JSON.stringify([group.name, shown.length, all.length, all.filter((x) => !x.entry.acknowledged).length, pendingShown, mine?.kind, mine?.arrived]);
+  const arrived = collapsed ? shown.filter((item) => fresh(item.image, item.entry)).length : 0;
+  const headSig = JSON.stringify([group.name, shown.length, all.length, all.filter((x) => !x.entry.acknowledged).length, pendingShown, mine?.kind, mine?.arrived, arrived]);
   if (headSig !== s.headSig) {
-    const head = sectionHead(group, shown.length, all, confirm, pendingShown);
+    const head = sectionHead(group, shown.length, all, confirm, pendingShown, arrived);
     if (s.head) s.head.replaceWith(head);
     else s.el.prepend(head);
     s.head = head;
