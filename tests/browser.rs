@@ -1731,6 +1731,52 @@ async fn j_and_k_move_the_keyboard_from_card_to_card() {
     page.assert_no_console_errors().await;
 }
 
+/// Housekeeping: acknowledged images that no report has named for 90 days go together, after a
+/// question that counts them; pending ones stay, and so does one reported anew while the
+/// question was open. With none, a toast says so. (The page's clock is moved on 91 days; the
+/// reports are from now.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn images_not_reported_for_90_days_are_removed_together() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    page.before_scripts(
+        "const realNow = Date.now;
+         Date.now = () => realNow() + (window.daysLater ?? 0) * 86400000;",
+    )
+    .await;
+    seed(&page, &varied_events()).await;
+    for image in [PROMETHEUS, BUILDER, HASS] {
+        page.acknowledge(image).await;
+    }
+    page.open().await;
+    page.by_testid("remove-stale").await.click().await;
+    let toast = page.wait_for(&testid("toast")).await.text_content().await;
+    assert!(toast.contains("Nothing to remove"), "{toast}");
+
+    page.execute("window.daysLater = 91", vec![]).await;
+    page.by_testid("remove-stale").await.click().await;
+    let question = page.wait_for(&testid("confirm-dialog")).await.text_content().await;
+    assert!(question.contains("3 acknowledged images have had no report for 90 days"), "{question}");
+    assert_eq!(page.by_testid("confirm-ok").await.text_content().await, "Remove 3");
+    let prometheus = varied_events().into_iter().find(|event| event["image"] == PROMETHEUS).unwrap();
+    page.webhook(&prometheus).await;
+    page.by_testid("confirm-ok").await.click().await;
+    page.wait_until("the stale cards gone", async || (page.images().await.len() == 4).then_some(())).await;
+    let listed = page.api("GET", "/api/updates", None).await.json();
+    let mut kept: Vec<&str> = listed.as_object().unwrap().keys().map(String::as_str).collect();
+    kept.sort();
+    let mut want = vec![NGINX, PROMETHEUS, JELLYFIN, VAULTWARDEN];
+    want.sort();
+    assert_eq!(kept, want, "the acknowledged ones went, not the one reported anew");
+    page.wait_until("said", async || {
+        let said = page.execute("return document.getElementById('announcer').textContent", vec![]).await;
+        said.as_str().is_some_and(|said| said.starts_with("Removed 2 images")).then_some(())
+    })
+    .await;
+    // The one reported anew answers 409 when its removal went out before the page heard of it.
+    page.assert_no_console_errors_besides_failed_requests().await;
+}
+
 /// The theme and the shortcuts setting chosen in another tab are this one's at once (as they
 /// are after a reload), and go back to their defaults when another tab clears them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

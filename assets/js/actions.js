@@ -140,6 +140,53 @@ export function createActions(refresh) {
       );
     },
 
+    /**
+     * Forgets many images at once (housekeeping), each as `remove` does with the report the user
+     * was shown: `shown` is [[image, entry]]. One reported anew since (409) stays; one gone
+     * already (404) is done.
+     */
+    removeMany(shown) {
+      if (!shown.length) return Promise.resolve(true);
+      const images = shown.map(([image]) => image);
+      return optimistic(
+        (v) => {
+          for (const image of images) delete v.updates[image];
+        },
+        async () => {
+          const failures = [];
+          let kept = 0;
+          for (let i = 0; i < shown.length; i += 4) {
+            const batch = shown.slice(i, i + 4);
+            const results = await Promise.allSettled(batch.map(([image, entry]) => api.remove(image, entry.received_at)));
+            for (const result of results) {
+              if (result.status === "fulfilled" || result.reason?.status === 404) continue;
+              if (result.reason?.status === 409) kept += 1;
+              else failures.push(result.reason);
+            }
+          }
+          if (failures.length) {
+            const decisive = failures.find(outcomeUnsure) ?? failures[0];
+            throw new ApiError(
+              `Removed ${plural(images.length - kept - failures.length, "image")}; ${failures.length} could not be: ${failures[0].message}`,
+              decisive instanceof ApiError ? decisive.status : 500,
+              { timedOut: decisive.timedOut === true },
+            );
+          }
+          return { removed: images.length - kept, kept };
+        },
+        {
+          failure: "Could not remove every image",
+          success: (r) => {
+            const removed = `Removed ${plural(r?.removed ?? images.length, "image")}`;
+            return r?.kept ? `${removed}; ${plural(r.kept, "image")} reported anew meanwhile stayed` : removed;
+          },
+          // Each gone, or reported anew (which keeps it).
+          done: (v) => shown.every(([image, entry]) => v.updates[image]?.received_at !== entry.received_at),
+          judgeTimeouts: true,
+        },
+      );
+    },
+
     acknowledgeAll() {
       const shown = pendingEntries();
       // Nothing shown (dismissed elsewhere meanwhile): a request without a bound would dismiss

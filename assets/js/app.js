@@ -661,6 +661,37 @@ async function whileBusy(button, work) {
   }
 }
 
+// ---- Housekeeping: images whose containers are likely gone --------------------------------------
+// DIUN stops reporting a container that is gone, and nothing tells the dashboard: its card stays
+// for good. Acknowledged images that no report has named for STALE_DAYS are likely such; they go
+// together, after a question that says what is forgotten. Pending ones never: nobody has looked.
+const STALE_DAYS = 90;
+const DAY_MS = 86_400_000;
+const removeStaleButton = $("remove-stale");
+removeStaleButton.addEventListener("click", () => whileBusy(removeStaleButton, askAndRemoveStale));
+
+async function askAndRemoveStale() {
+  const before = Date.now() - STALE_DAYS * DAY_MS;
+  const stale = () =>
+    Object.entries(view().updates).filter(([, entry]) => entry.acknowledged && Date.parse(entry.received_at) < before);
+  const found = stale();
+  if (!found.length) {
+    toast("Nothing to remove", `No acknowledged image has gone ${STALE_DAYS} days without a report.`);
+    return;
+  }
+  const ok = await confirmDialog({
+    title: "Remove stale images?",
+    text:
+      `${plural(found.length, "acknowledged image")} ${found.length === 1 ? "has" : "have"} had no report for ${STALE_DAYS} days ` +
+      "or more: their containers may be gone. Removing forgets their cards, groups and history; DIUN's next report of one brings it back as new.",
+    confirmLabel: `Remove ${found.length}`,
+  });
+  if (!ok) return;
+  // Only what the question counted, as it is now: one reported anew behind the dialog stays.
+  const asked = new Set(found.map(([image]) => image));
+  actions.removeMany(stale().filter(([image]) => asked.has(image)));
+}
+
 // One at a time: clicked again while its check runs (a slow database), it asked a second time
 // with the first question's count, and that answer found nothing left to dismiss.
 const dismissAllButton = $("dismiss-all");
