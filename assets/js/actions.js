@@ -124,7 +124,8 @@ export function createActions(refresh) {
       if (!seen) return Promise.resolve(true);
       return optimistic(
         (v) => {
-          delete v.updates[image];
+          // Not a report that came since: it stays, and the server says so (409).
+          if (v.updates[image]?.received_at === seen) delete v.updates[image];
         },
         // Gone already (removed in another tab): what was asked for is done.
         () =>
@@ -148,13 +149,15 @@ export function createActions(refresh) {
     removeMany(shown) {
       if (!shown.length) return Promise.resolve(true);
       const images = shown.map(([image]) => image);
+      let kept = 0; // reported anew since the question: they stay (409)
+      const removed = () => `Removed ${plural(images.length - kept, "image")}`;
       return optimistic(
         (v) => {
-          for (const image of images) delete v.updates[image];
+          // Not a report that came since: it stays, and the server says so (409).
+          for (const [image, entry] of shown) if (v.updates[image]?.received_at === entry.received_at) delete v.updates[image];
         },
         async () => {
           const failures = [];
-          let kept = 0;
           for (let i = 0; i < shown.length; i += 4) {
             const batch = shown.slice(i, i + 4);
             const results = await Promise.allSettled(batch.map(([image, entry]) => api.remove(image, entry.received_at)));
@@ -166,20 +169,17 @@ export function createActions(refresh) {
           }
           if (failures.length) {
             const decisive = failures.find(outcomeUnsure) ?? failures[0];
+            const stayed = kept ? `, ${kept} reported anew stayed` : "";
             throw new ApiError(
-              `Removed ${plural(images.length - kept - failures.length, "image")}; ${failures.length} could not be: ${failures[0].message}`,
+              `Removed ${plural(images.length - kept - failures.length, "image")}${stayed}; ${failures.length} could not be: ${failures[0].message}`,
               decisive instanceof ApiError ? decisive.status : 500,
               { timedOut: decisive.timedOut === true },
             );
           }
-          return { removed: images.length - kept, kept };
         },
         {
           failure: "Could not remove every image",
-          success: (r) => {
-            const removed = `Removed ${plural(r?.removed ?? images.length, "image")}`;
-            return r?.kept ? `${removed}; ${plural(r.kept, "image")} reported anew meanwhile stayed` : removed;
-          },
+          success: () => (kept ? `${removed()}; ${plural(kept, "image")} reported anew meanwhile stayed` : removed()),
           // Each gone, or reported anew (which keeps it).
           done: (v) => shown.every(([image, entry]) => v.updates[image]?.received_at !== entry.received_at),
           judgeTimeouts: true,

@@ -671,9 +671,12 @@ const removeStaleButton = $("remove-stale");
 removeStaleButton.addEventListener("click", () => whileBusy(removeStaleButton, askAndRemoveStale));
 
 async function askAndRemoveStale() {
+  if (!state.loaded) return;
   const before = Date.now() - STALE_DAYS * DAY_MS;
-  const stale = () =>
-    Object.entries(view().updates).filter(([, entry]) => entry.acknowledged && Date.parse(entry.received_at) < before);
+  // Since the last report, or since the user acknowledged it: one looked at lately is not stale.
+  // A time that does not parse is NaN, never before anything: such an image stays.
+  const lastNamed = (entry) => Math.max(Date.parse(entry.received_at), Date.parse(entry.acknowledged_at ?? entry.received_at));
+  const stale = () => Object.entries(view().updates).filter(([, entry]) => entry.acknowledged && lastNamed(entry) < before);
   const found = stale();
   if (!found.length) {
     toast("Nothing to remove", `No acknowledged image has gone ${STALE_DAYS} days without a report.`);
@@ -682,8 +685,10 @@ async function askAndRemoveStale() {
   const ok = await confirmDialog({
     title: "Remove stale images?",
     text:
-      `${plural(found.length, "acknowledged image")} ${found.length === 1 ? "has" : "have"} had no report for ${STALE_DAYS} days ` +
-      "or more: their containers may be gone. Removing forgets their cards, groups and history; DIUN's next report of one brings it back as new.",
+      `${plural(found.length, "acknowledged image")}, in any group and whatever the filters show, ` +
+      `${found.length === 1 ? "has" : "have"} had neither a report nor an acknowledgement for ${STALE_DAYS} days or more. ` +
+      "DIUN reports an image only when it changes, so their containers may be gone, or simply unchanged. " +
+      "Removing forgets their cards, groups and history; DIUN's next report of one brings it back as new.",
     confirmLabel: `Remove ${found.length}`,
   });
   if (!ok) return;
@@ -873,7 +878,7 @@ document.addEventListener("keydown", (e) => {
     search.focus();
   } else if (e.key?.toLowerCase() === TOAST_KEY && focusNewestToast()) {
     e.preventDefault();
-  } else if ((e.key === "j" || e.key === "k") && moveAmongCards(e.key === "j" ? 1 : -1)) {
+  } else if (["j", "k"].includes(e.key?.toLowerCase()) && moveAmongCards(e.key.toLowerCase() === "j" ? 1 : -1)) {
     e.preventDefault();
   }
 });
@@ -892,7 +897,11 @@ function moveAmongCards(step) {
   const control = cards[index].querySelector('[data-action="ack"], [data-action="move"]');
   if (!control) return false;
   control.focus({ preventScroll: true });
-  control.scrollIntoView({ block: "nearest" });
+  // The whole card, not its foot; and again once the cards around it are drawn (laid out at a
+  // guessed height until then: content-visibility), as for a toast's "Show".
+  const reveal = () => cards[index].isConnected && cards[index].scrollIntoView({ block: "nearest" });
+  reveal();
+  requestAnimationFrame(() => requestAnimationFrame(reveal));
   return true;
 }
 

@@ -418,8 +418,7 @@ function confirmRow({ kind, arrived = 0 }, group, pendingCount, pendingShown) {
   );
 }
 
-/** `arrived`: the cards "Just in" that a folded section keeps out of sight (0 when unfolded). */
-function sectionHead(group, shown, all, confirm, pendingShown, arrived) {
+function sectionHead(group, shown, all, confirm, pendingShown) {
   const pendingCount = all.filter((x) => !x.entry.acknowledged).length;
   const titleId = `group-${group.key}-title`;
   const counted = shown === all.length ? plural(all.length, "update") : `${shown} of ${all.length} shown`;
@@ -452,7 +451,8 @@ function sectionHead(group, shown, all, confirm, pendingShown, arrived) {
       count,
       h("span", { class: "sr-only", text: ` ${counted}, ` }),
       pendingCount > 0 && h("span", { class: "group-pending", text: `${pendingCount} pending` }),
-      arrived > 0 && h("span", { class: "pill pill-new", "data-testid": "group-new", text: `${arrived} just in` }),
+      // Filled by sectionFor, in place: folding must not rebuild the heading the focus is on.
+      h("span", { class: "group-new", "data-testid": "group-new", hidden: true }),
     ),
   );
   const actions = h("div", { class: "group-actions" });
@@ -524,10 +524,9 @@ function sectionFor(group, shown, all, confirm, fresh, collapsed) {
   s.el.dataset.count = String(all.length);
   const mine = confirm && confirm.key === group.key ? confirm : null;
   const pendingShown = shown.filter((x) => !x.entry.acknowledged).length;
-  const arrived = collapsed ? shown.filter((item) => fresh(item.image, item.entry)).length : 0;
-  const headSig = JSON.stringify([group.name, shown.length, all.length, all.filter((x) => !x.entry.acknowledged).length, pendingShown, mine?.kind, mine?.arrived, arrived]);
+  const headSig = JSON.stringify([group.name, shown.length, all.length, all.filter((x) => !x.entry.acknowledged).length, pendingShown, mine?.kind, mine?.arrived]);
   if (headSig !== s.headSig) {
-    const head = sectionHead(group, shown.length, all, confirm, pendingShown, arrived);
+    const head = sectionHead(group, shown.length, all, confirm, pendingShown);
     if (s.head) s.head.replaceWith(head);
     else s.el.prepend(head);
     s.head = head;
@@ -538,6 +537,15 @@ function sectionFor(group, shown, all, confirm, fresh, collapsed) {
   if (toggle.getAttribute("aria-expanded") !== String(!collapsed)) {
     toggle.setAttribute("aria-expanded", String(!collapsed));
     toggle.title = collapsed ? "Show this group's cards" : "Fold this group away";
+  }
+  // The cards "Just in" that a folded section keeps out of sight.
+  const arrived = collapsed ? shown.filter((item) => fresh(item.image, item.entry)).length : 0;
+  const pill = s.head.querySelector('[data-testid="group-new"]');
+  const said = arrived ? `${arrived} just in` : "";
+  if (pill.dataset.said !== said) {
+    pill.dataset.said = said;
+    pill.hidden = !arrived;
+    pill.replaceChildren(...(arrived ? [h("span", { class: "sr-only", text: ", " }), h("span", { class: "pill pill-new", text: said })] : []));
   }
   s.el.classList.toggle("is-collapsed", collapsed);
   s.list.hidden = collapsed;
