@@ -99,7 +99,7 @@ const endpoint = new URL("webhook", location.href).href;
 // ---- Rendering -------------------------------------------------------------------------------
 
 // The sections folded away, by key (a group's id, or "untagged"): remembered, and the same in
-// every tab. A deleted group's key stays behind, harmless: ids are not reused.
+// every tab; a deleted group's key is forgotten once a page has the groups (pruneFolded).
 const COLLAPSED_KEY = "collapsed-groups";
 const collapsed = new Set(keysOf(load(COLLAPSED_KEY, [])));
 function keysOf(value) {
@@ -663,8 +663,9 @@ async function whileBusy(button, work) {
 
 // ---- Housekeeping: images whose containers are likely gone --------------------------------------
 // DIUN stops reporting a container that is gone, and nothing tells the dashboard: its card stays
-// for good. Acknowledged images that no report has named for STALE_DAYS are likely such; they go
-// together, after a question that says what is forgotten. Pending ones never: nobody has looked.
+// for good. Acknowledged images neither reported nor acknowledged for STALE_DAYS may be such
+// (or merely unchanged: DIUN reports changes only); they go together, after a question that
+// says so and what is forgotten. Pending ones never: nobody has looked.
 const STALE_DAYS = 90;
 const DAY_MS = 86_400_000;
 const removeStaleButton = $("remove-stale");
@@ -679,7 +680,7 @@ async function askAndRemoveStale() {
   const stale = () => Object.entries(view().updates).filter(([, entry]) => entry.acknowledged && lastNamed(entry) < before);
   const found = stale();
   if (!found.length) {
-    toast("Nothing to remove", `No acknowledged image has gone ${STALE_DAYS} days without a report.`);
+    toast("Nothing to remove", `No acknowledged image has gone ${STALE_DAYS} days without a report or an acknowledgement.`);
     return;
   }
   const ok = await confirmDialog({

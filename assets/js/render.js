@@ -717,9 +717,9 @@ function nothingMatches() {
 /**
  * Render the sections into `root`; returns how many updates the filters show (null before the
  * first snapshot).
- * model: { view, summary, filters, confirm, loaded, isNew(image, entry), endpoint }
+ * model: { view, summary, filters, confirm, loaded, isNew(image, entry), endpoint, collapsed (the
+ * keys of the sections folded away, a Set) }
  */
-/** collapsed: the keys of the sections folded away (a Set). */
 export function renderGroups(root, { view, summary, filters, confirm, loaded, isNew, endpoint, collapsed }) {
   if (!loaded) return null;
   root.removeAttribute("aria-busy");
