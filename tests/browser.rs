@@ -1315,6 +1315,10 @@ async fn the_filters_are_kept_in_the_address() {
 
     // Back to an address of this page (the skip link's #updates made an entry): its filters.
     page.choose("filter-status", "pending").await;
+    page.wait_until("pending in the address", async || {
+        (address().await == json!("?status=pending")).then_some(())
+    })
+    .await;
     page.execute("location.hash = 'updates'", vec![]).await;
     page.choose("filter-status", "acknowledged").await;
     page.wait_until("the address without the skip link's mark", async || {
