@@ -70,6 +70,29 @@ export function createActions(refresh) {
     !(err instanceof ApiError) || err.status >= 500 || (err.status === 0 && !err.timedOut);
 
   /**
+   * Runs `call` on each of `items`, four at a time: one that fails must not stop the ones after
+   * it, as the user confirmed them all. The failures, in order.
+   */
+  async function eachInFours(items, call) {
+    const failures = [];
+    for (let i = 0; i < items.length; i += 4) {
+      const results = await Promise.allSettled(items.slice(i, i + 4).map(call));
+      for (const result of results) if (result.status === "rejected") failures.push(result.reason);
+    }
+    return failures;
+  }
+
+  /** One error for a run of which `failures` failed, after what `done` says went; unsure if any of them is. */
+  function partly(done, failures) {
+    const decisive = failures.find(outcomeUnsure) ?? failures[0];
+    return new ApiError(
+      `${done}; ${failures.length} ${failures.length === 1 ? "was" : "were"} not: ${failures[0].message}`,
+      decisive instanceof ApiError ? decisive.status : 500,
+      { timedOut: decisive.timedOut === true },
+    );
+  }
+
+  /**
    * Shows `apply` at once, sends `call`, and says how it went. After a failure whose outcome is
    * unsure, a fresh snapshot decides: `done(view)` true means what was asked for holds on the
    * server, and the page says so rather than "Could not …" over a card that shows it done. (A
@@ -157,24 +180,14 @@ export function createActions(refresh) {
           for (const [image, entry] of shown) if (v.updates[image]?.received_at === entry.received_at) delete v.updates[image];
         },
         async () => {
-          const failures = [];
-          for (let i = 0; i < shown.length; i += 4) {
-            const batch = shown.slice(i, i + 4);
-            const results = await Promise.allSettled(batch.map(([image, entry]) => api.remove(image, entry.received_at)));
-            for (const result of results) {
-              if (result.status === "fulfilled" || result.reason?.status === 404) continue;
-              if (result.reason?.status === 409) kept += 1;
-              else failures.push(result.reason);
-            }
-          }
+          const answers = await eachInFours(shown, ([image, entry]) => api.remove(image, entry.received_at));
+          const failures = answers.filter((err) => {
+            if (err?.status === 409) kept += 1;
+            return err?.status !== 404 && err?.status !== 409;
+          });
           if (failures.length) {
-            const decisive = failures.find(outcomeUnsure) ?? failures[0];
             const stayed = kept ? `, ${kept} reported anew stayed` : "";
-            throw new ApiError(
-              `Removed ${plural(images.length - kept - failures.length, "image")}${stayed}; ${failures.length} could not be: ${failures[0].message}`,
-              decisive instanceof ApiError ? decisive.status : 500,
-              { timedOut: decisive.timedOut === true },
-            );
+            throw partly(`Removed ${plural(images.length - kept - failures.length, "image")}${stayed}`, failures);
           }
         },
         {
@@ -217,26 +230,9 @@ export function createActions(refresh) {
       const call =
         key === "untagged"
           ? async () => {
-              // One card that fails (a newer report, 409; a lost request) must not stop the
-              // cards after it: the user confirmed them all.
-              const failures = [];
-              for (let i = 0; i < shown.length; i += 4) {
-                const batch = shown.slice(i, i + 4);
-                const results = await Promise.allSettled(
-                  batch.map(([image, entry]) => api.acknowledge(image, entry.received_at)),
-                );
-                for (const result of results) if (result.status === "rejected") failures.push(result.reason);
-              }
-              if (failures.length) {
-                const dismissed = images.length - failures.length;
-                // Unsure if any of its failures is (see `outcomeUnsure`).
-                const decisive = failures.find(outcomeUnsure) ?? failures[0];
-                throw new ApiError(
-                  `Dismissed ${plural(dismissed, "update")}; ${failures.length} ${failures.length === 1 ? "was" : "were"} not: ${failures[0].message}`,
-                  decisive instanceof ApiError ? decisive.status : 500,
-                  { timedOut: decisive.timedOut === true },
-                );
-              }
+              // A card reported anew fails (409), as a lost request does.
+              const failures = await eachInFours(shown, ([image, entry]) => api.acknowledge(image, entry.received_at));
+              if (failures.length) throw partly(`Dismissed ${plural(images.length - failures.length, "update")}`, failures);
               return { count: images.length };
             }
           : () => api.acknowledgeTag(Number(key), groupUntil);
