@@ -641,6 +641,9 @@ const REFUSAL_HINTS = {
   403: " It came from a web browser on another site, not from DIUN.",
 };
 
+/** A refusal's status and message as the page writes them (the server's data, checked). */
+const refusedWith = (refusal) => ({ status: Number(refusal.status) || "?", error: sentence(String(refusal.error ?? "")) });
+
 /**
  * The last webhook the server refused (`/api/summary`'s last_refused_webhook: {at, status,
  * error}, or null), shown on the empty page: DIUN reached the dashboard, and what to fix.
@@ -658,6 +661,7 @@ export function showRefusal(refusal) {
     slot.replaceChildren();
     return null;
   }
+  const { status, error } = refusedWith(refusal);
   slot.replaceChildren(
     glyph("alert"),
     h(
@@ -665,8 +669,8 @@ export function showRefusal(refusal) {
       {},
       "A webhook arrived ",
       timeElement(refusal.at),
-      ` but was refused (${Number(refusal.status) || "?"}): `,
-      h("span", { "data-testid": "refused-webhook-error", text: sentence(String(refusal.error ?? "")) }),
+      ` but was refused (${status}): `,
+      h("span", { "data-testid": "refused-webhook-error", text: error }),
       REFUSAL_HINTS[refusal.status] ?? "",
       " To check a fix, ",
       h("code", { text: "diun notif test" }),
@@ -674,7 +678,7 @@ export function showRefusal(refusal) {
     ),
   );
   slot.hidden = false;
-  return `A webhook was refused (${Number(refusal.status) || "?"}): ${sentence(String(refusal.error ?? ""))}`;
+  return `A webhook was refused (${status}): ${error}`;
 }
 
 const refusedAt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
@@ -685,10 +689,11 @@ const refusedAt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", time
  */
 export function refusalBanner(refusal) {
   const at = parseTime(refusal.at);
+  const { status, error } = refusedWith(refusal);
   return {
-    title: `A webhook was refused (${Number(refusal.status) || "?"})`,
+    title: `A webhook was refused (${status})`,
     text:
-      `${at ? `At ${refusedAt.format(at)}: ` : ""}${sentence(String(refusal.error ?? ""))}` +
+      `${at ? `At ${refusedAt.format(at)}: ` : ""}${error}` +
       `${REFUSAL_HINTS[refusal.status] ?? ""} Updates DIUN sent since may be missing here;` +
       " once fixed, \"diun notif test\" sends one to check.",
   };

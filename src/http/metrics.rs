@@ -156,6 +156,7 @@ pub async fn summary(state: AppState, method: Method) -> Response {
         async {
             only_reads(&method)?;
             let summary = summarize(&state).await?;
+            let refused = state.refused_webhook.latest();
             Ok(json_reply(
                 StatusCode::OK,
                 &serde_json::json!({
@@ -163,8 +164,8 @@ pub async fn summary(state: AppState, method: Method) -> Response {
                     "pending": summary.pending,
                     "acknowledged": summary.total - summary.pending,
                     "groups": summary.groups,
-                    "last_refused_webhook": state.refused_webhook.latest(),
-                    "last_refused_post": state.refused_webhook.latest_post(),
+                    "last_refused_webhook": refused.any,
+                    "last_refused_post": refused.post,
                 }),
             ))
         }

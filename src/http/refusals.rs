@@ -27,10 +27,13 @@ pub struct Refusal {
 #[derive(Clone, Default)]
 pub struct LastRefusal(Arc<Mutex<Latest>>);
 
-#[derive(Default)]
-struct Latest {
-    any: Option<Refusal>,
-    post: Option<Refusal>,
+/// Read together, so that the two never come from either side of another refusal.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Latest {
+    /// Whatever its method: what the empty page shows while DIUN is set up.
+    pub any: Option<Refusal>,
+    /// Of a POST: what a dashboard with cards warns of.
+    pub post: Option<Refusal>,
 }
 
 impl LastRefusal {
@@ -51,14 +54,8 @@ impl LastRefusal {
         latest.any = Some(refusal);
     }
 
-    /// The latest refusal, whatever its method: what the empty page shows while DIUN is set up.
-    pub fn latest(&self) -> Option<Refusal> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).any.clone()
-    }
-
-    /// The latest refusal of a POST: what a dashboard with cards warns of.
-    pub fn latest_post(&self) -> Option<Refusal> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).post.clone()
+    pub fn latest(&self) -> Latest {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
 
@@ -73,12 +70,12 @@ mod tests {
     #[test]
     fn only_the_senders_refusals_are_kept_and_the_latest_wins() {
         let last = LastRefusal::default();
-        assert_eq!(last.latest(), None);
+        assert_eq!(last.latest().any, None);
         record(&last, Method::POST, StatusCode::SERVICE_UNAVAILABLE, "the database did not answer");
-        assert_eq!(last.latest(), None, "an outage is not the sender's doing");
+        assert_eq!(last.latest().any, None, "an outage is not the sender's doing");
         record(&last, Method::POST, StatusCode::UNAUTHORIZED, "missing or wrong Authorization header");
         record(&last, Method::POST, StatusCode::BAD_REQUEST, &"x".repeat(5000));
-        let latest = last.latest().expect("a refusal");
+        let latest = last.latest().any.expect("a refusal");
         assert_eq!(latest.status, 400);
         assert_eq!(latest.error.chars().count(), 200, "cut to 200 characters");
         record(
@@ -87,23 +84,24 @@ mod tests {
             StatusCode::FORBIDDEN,
             "cross-origin request from \"http://click-here.example\"",
         );
-        assert_eq!(last.latest().map(|refusal| refusal.error), Some(CROSS_SITE.to_string()));
+        assert_eq!(last.latest().any.map(|refusal| refusal.error), Some(CROSS_SITE.to_string()));
     }
 
     #[test]
     fn a_refused_post_is_kept_apart_from_later_refusals_of_other_methods() {
         let last = LastRefusal::default();
         record(&last, Method::GET, StatusCode::METHOD_NOT_ALLOWED, "the webhook only accepts POST");
-        assert_eq!(last.latest_post(), None, "a GET is no refused POST");
+        assert_eq!(last.latest().post, None, "a GET is no refused POST");
         record(&last, Method::POST, StatusCode::UNAUTHORIZED, "missing or wrong Authorization header");
         record(&last, Method::GET, StatusCode::METHOD_NOT_ALLOWED, "the webhook only accepts POST");
-        assert_eq!(last.latest().map(|refusal| refusal.status), Some(405), "the latest of all");
+        assert_eq!(last.latest().any.map(|refusal| refusal.status), Some(405), "the latest of all");
         assert_eq!(
-            last.latest_post().map(|refusal| refusal.status),
+            last.latest().post.map(|refusal| refusal.status),
             Some(401),
             "a scanner's GET hid DIUN's POST"
         );
         record(&last, Method::POST, StatusCode::BAD_REQUEST, "not JSON");
-        assert_eq!(last.latest_post(), last.latest(), "a later POST is both");
+        let latest = last.latest();
+        assert_eq!(latest.post, latest.any, "a later POST is both");
     }
 }

@@ -19,7 +19,7 @@ where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
-    let received = receive_event(&state, method.clone(), headers, body).await;
+    let received = receive_event(&state, &method, headers, body).await;
     if let Err(refused) = &received {
         let at = state.store.receipt_time();
         state.refused_webhook.record(&method, refused.status(), refused.message(), at);
@@ -29,7 +29,7 @@ where
 
 async fn receive_event<S, B>(
     state: &AppState,
-    method: Method,
+    method: &Method,
     headers: HeaderMap,
     body: S,
 ) -> Result<Response, ApiError>
@@ -37,14 +37,14 @@ where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
-    if method == Method::GET {
+    if *method == Method::GET {
         // DIUN's webhook notifier defaults to GET, which carries no event.
         return Err(ApiError::method_not_allowed_because(
             "POST",
             "the webhook only accepts POST: set `method: POST` under notif.webhook in DIUN's configuration",
         ));
     }
-    if method != Method::POST {
+    if *method != Method::POST {
         return Err(ApiError::method_not_allowed("POST"));
     }
     // DIUN sends no Origin; a browser always does on a POST. Without this, any web page the
