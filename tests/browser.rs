@@ -1735,6 +1735,50 @@ async fn j_and_k_move_the_keyboard_from_card_to_card() {
     page.assert_no_console_errors().await;
 }
 
+/// A card J moves to down the page is scrolled clear of the toasts' stack at the window's
+/// bottom, not left underneath it (a toast's height stands in for a few toasts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn j_keeps_the_card_it_moves_to_clear_of_the_toasts() {
+    let Some(page) = Page::start(1280, 700).await else { return };
+    seed(&page, &varied_events()).await;
+    page.open().await;
+    page.execute(
+        "const toast = document.createElement('div');
+         toast.className = 'toast';
+         toast.style.height = '240px';
+         document.getElementById('toasts').append(toast);",
+        vec![],
+    )
+    .await;
+    let cards = page.images().await.len();
+    let mut scrolled = false;
+    for step in 0..cards {
+        page.press("j").await;
+        // The card's place once the page has scrolled (again after the next frames).
+        let place = async || {
+            let place = page
+                .execute(
+                    "const card = document.activeElement.closest('[data-testid=\"card\"]');
+                     const toasts = document.querySelector('#toasts .toast').getBoundingClientRect();
+                     const rect = card.getBoundingClientRect();
+                     return [rect.top, rect.bottom, toasts.top, window.scrollY];",
+                    vec![],
+                )
+                .await;
+            serde_json::from_value::<[f64; 4]>(place).ok()
+        };
+        let [_, _, _, scroll_y] = page
+            .wait_until(&format!("card {step} in view, clear of the toasts"), async || {
+                place().await.filter(|[top, bottom, toasts_top, _]| *top >= 0.0 && bottom <= toasts_top)
+            })
+            .await;
+        scrolled |= scroll_y > 0.0;
+    }
+    assert!(scrolled, "the cards fit the window: nothing was tested");
+    page.assert_no_console_errors().await;
+}
+
 /// Housekeeping: acknowledged images that no report has named for 90 days go together, after a
 /// question that counts them; pending ones stay, and so does one reported anew while the
 /// question was open. With none, a toast says so. (The page's clock is moved on 91 days; the

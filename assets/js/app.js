@@ -93,6 +93,11 @@ if (window.ResizeObserver) {
     // The banners are in the flow above the cards: they move every card.
     aimGuard.redrawn();
   }).observe($("errors"));
+  // Likewise the toasts' stack at the bottom: a card J or K moves to is not left under it.
+  new ResizeObserver(([entry]) => {
+    const height = Math.ceil(entry.target.getBoundingClientRect().height);
+    document.documentElement.style.setProperty("--toasts-height", `${height}px`);
+  }).observe($("toasts"));
 }
 const endpoint = new URL("webhook", location.href).href;
 
