@@ -2606,6 +2606,72 @@ async fn no_horizontal_scroll_on_a_phone_or_a_wide_screen() {
     page.assert_no_console_errors().await;
 }
 
+/// On a phone the first card is on the first screen: the boxes behind the search fold away
+/// behind a toggle that counts the ones applied (here one from the address), "New group" stays;
+/// a wide window shows them all, with no toggle; a window narrowed while a box has the focus
+/// keeps the box.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn on_a_phone_the_filters_fold_behind_a_toggle_that_counts_them() {
+    let Some(page) = Page::start(375, 812).await else { return };
+    seed(&page, &varied_events()).await;
+    page.goto(&page.url("/?status=pending")).await;
+    page.wait_loaded().await;
+    let toggle = page.by_testid("filters-toggle").await;
+    let count = page.by_testid("filters-count").await;
+    let status = page.by_testid("filter-status").await;
+    assert!(toggle.displayed().await);
+    assert_eq!(toggle.attr("aria-expanded").await.as_deref(), Some("false"));
+    assert!(!status.displayed().await, "folded away");
+    assert!(page.by_testid("new-group-name").await.displayed().await, "not behind a button called Filters");
+    assert_eq!(
+        (count.displayed().await, count.text().await),
+        (true, "1".to_string()),
+        "the address's status"
+    );
+    assert_eq!(toggle.attr("aria-label").await.as_deref(), Some("Filters, 1 applied"));
+    let first_card_top = page
+        .execute(
+            "return document.querySelector('[data-testid=\"card\"]').getBoundingClientRect().top",
+            vec![],
+        )
+        .await;
+    assert!(
+        first_card_top.as_f64().is_some_and(|top| top < 812.0 - 100.0),
+        "a card on the first screen: {first_card_top}"
+    );
+
+    toggle.click().await;
+    assert_eq!(toggle.attr("aria-expanded").await.as_deref(), Some("true"));
+    assert!(status.displayed().await, "unfolded");
+    page.choose("filter-host", "host:nas").await;
+    page.choose("sort", "name").await;
+    page.wait_until("three applied", async || (count.text().await == "3").then_some(())).await;
+    for (id, default) in [("filter-status", "all"), ("filter-host", "all"), ("sort", "newest")] {
+        page.choose(id, default).await;
+    }
+    page.wait_until("none applied", async || (!count.displayed().await).then_some(())).await;
+    assert_eq!(toggle.attr("aria-label").await.as_deref(), Some("Filters"));
+    toggle.click().await;
+    assert!(!status.displayed().await, "folded again");
+
+    let resize = async |width: u32, height: u32| {
+        page.set_viewport(width, height).await;
+        page.wait_until(&format!("a window {width} px wide"), async || {
+            (page.execute("return window.innerWidth", vec![]).await == width).then_some(())
+        })
+        .await;
+    };
+    resize(1280, 900).await;
+    assert!(!toggle.displayed().await, "no toggle where everything fits");
+    assert!(status.displayed().await, "everything shown");
+    page.execute("document.querySelector('[data-testid=\"filter-status\"]').focus()", vec![]).await;
+    resize(375, 812).await;
+    page.wait_until("the focused box kept", async || status.displayed().await.then_some(())).await;
+    assert_eq!(toggle.attr("aria-expanded").await.as_deref(), Some("true"));
+    page.assert_no_console_errors().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn the_empty_state_explains_how_to_point_diun_here() {

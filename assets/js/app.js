@@ -101,6 +101,39 @@ if (window.ResizeObserver) {
 }
 const endpoint = new URL("webhook", location.href).href;
 
+// ---- The filters' fold (narrow windows) ----------------------------------------------------
+
+// On a phone the summary and the toolbar took the whole first screen: the boxes behind the search
+// fold away (app.css applies the fold below 640px only), and the toggle counts those that narrow
+// the list, so a filtered page does not pass for a complete one.
+// Folded from the start (index.html): a phone does not see the boxes and then lose them.
+const toolbar = document.querySelector(".toolbar");
+const filtersToggle = $("filters-toggle");
+const filtersCount = $("filters-count");
+const filterFields = $("filter-fields");
+/** app.css's query for the fold. */
+const FOLDING = window.matchMedia("(max-width: 639.98px), (max-height: 500px) and (pointer: coarse)");
+const FILTER_DEFAULTS = { status: "all", group: "all", host: "all", sort: "newest" };
+
+function foldFilters(folded) {
+  toolbar.toggleAttribute("data-folded", folded);
+  filtersToggle.setAttribute("aria-expanded", String(!folded));
+}
+filtersToggle.addEventListener("click", () => foldFilters(!toolbar.hasAttribute("data-folded")));
+// A window narrowed while a box has the focus: the box stays, rather than the focus falling to
+// the page's start.
+FOLDING.addEventListener("change", () => {
+  if (FOLDING.matches && filterFields.contains(document.activeElement)) foldFilters(false);
+});
+
+/** Counts the boxes behind the fold not at their defaults (an unusual order counts too). */
+function showFiltersCount() {
+  const applied = Object.keys(FILTER_DEFAULTS).filter((key) => state.filters[key] !== FILTER_DEFAULTS[key]).length;
+  filtersCount.hidden = applied === 0;
+  filtersCount.textContent = String(applied);
+  filtersToggle.setAttribute("aria-label", applied ? `Filters, ${applied} applied` : "Filters");
+}
+
 // ---- Rendering -------------------------------------------------------------------------------
 
 // The sections folded away, by key (a group's id, or "untagged"): remembered, and the same in
@@ -217,6 +250,7 @@ function renderNow() {
   renderSummary({ view: v, summary, loaded: state.loaded, filters: state.filters });
   // Once loaded: before, a group or host the address names is not known yet.
   if (state.loaded) keepFiltersInAddress();
+  showFiltersCount();
   const shown = renderGroups(root, { view: v, summary, filters: state.filters, confirm: state.confirm, loaded: state.loaded, isNew, endpoint, collapsed });
   showRefusal(refused.any); // the empty page drawn anew: said already when it came
   bannerRefusal(emptyShown() ? null : refused.post); // beside cards only: the empty page says it
