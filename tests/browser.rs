@@ -2672,6 +2672,35 @@ async fn on_a_phone_the_filters_fold_behind_a_toggle_that_counts_them() {
     page.assert_no_console_errors().await;
 }
 
+/// A touch screen has no hover for a time's exact title: a tap writes the exact time in its
+/// place and another the relative one again; elsewhere a click changes nothing (a mouse has the
+/// title).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn on_a_touch_screen_a_tap_on_a_time_writes_it_out() {
+    let Some(page) = Page::start(375, 812).await else { return };
+    seed(&page, &varied_events()[..1]).await;
+    page.open().await;
+    let image = page.images().await.remove(0);
+    let time = async || page.card(&image).await.get("card-received").await.find("time").await.unwrap();
+    time().await.click().await;
+    assert_eq!(time().await.text().await, "just now", "no touch screen");
+
+    page.cdp("Emulation.setTouchEmulationEnabled", json!({ "enabled": true, "maxTouchPoints": 1 })).await;
+    page.wait_until("no hover", async || {
+        (page.execute("return matchMedia('(hover: none)').matches", vec![]).await == json!(true))
+            .then_some(())
+    })
+    .await;
+    time().await.click().await;
+    let year = page.execute("return String(new Date().getFullYear())", vec![]).await;
+    let written = time().await.text().await;
+    assert!(written.contains(year.as_str().unwrap()) && written.contains(':'), "the exact time: {written}");
+    time().await.click().await;
+    assert_eq!(time().await.text().await, "just now", "tapped again");
+    page.assert_no_console_errors().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn the_empty_state_explains_how_to_point_diun_here() {

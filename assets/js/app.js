@@ -61,7 +61,7 @@ import { openMoveMenu, closeMenu, isMenuOpen } from "./menu.js";
 import { initTheme } from "./theme.js";
 import { showError, clearError, toast, announce, confirmDialog, focusNewestToast, TOAST_KEY } from "./feedback.js";
 import { parseImage, versionLabel } from "./image.js";
-import { tick } from "./time.js";
+import { exactTimesOnTap, tick } from "./time.js";
 import { connectStream } from "./live.js";
 import { Coverage, commonMark, parseMark } from "./sync.js";
 import { openHistory, historyEntry, historyImage } from "./history.js";
@@ -622,6 +622,8 @@ function checkRefusals() {
 }
 
 setInterval(checkRefusals, REFUSAL_POLL_MS);
+
+exactTimesOnTap();
 
 function tickTimes() {
   // The whole document: an open history dialog's times too, not only the cards'.

@@ -2,6 +2,8 @@
 
 const exact = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "long" });
 const short = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", year: "numeric" });
+/** The exact time written out in place of the relative one: short enough for a card's row. */
+const written = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
 
 export function parseTime(value) {
   const date = value ? new Date(value) : null;
@@ -40,8 +42,23 @@ export function timeElement(value) {
 
 export function tick(root = document) {
   const now = Date.now();
-  for (const el of root.querySelectorAll("time[data-relative]")) {
+  for (const el of root.querySelectorAll("time[data-relative]:not([data-exact])")) {
     const text = relative(parseTime(el.dateTime), now);
     if (el.textContent !== text) el.textContent = text;
   }
+}
+
+/**
+ * A touch screen has no hover for a time's title: a tap on a time writes the exact time in its
+ * place, and another tap the relative one again (a redraw does too).
+ */
+export function exactTimesOnTap(root = document) {
+  const touch = window.matchMedia("(hover: none) and (pointer: coarse)");
+  root.addEventListener("click", (e) => {
+    const el = e.target.closest?.("time[data-relative]");
+    const date = el && parseTime(el.dateTime);
+    if (!touch.matches || !date) return;
+    const exact = el.toggleAttribute("data-exact");
+    el.textContent = exact ? written.format(date) : relative(date);
+  });
 }
