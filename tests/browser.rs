@@ -1228,6 +1228,45 @@ document.addEventListener("DOMContentLoaded", () => {
 });
 "#;
 
+/// A filter chosen while the first snapshot is still on its way is kept, and so is the group the
+/// address named, which the group box cannot list until the snapshot comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_filter_chosen_before_the_first_snapshot_keeps_the_address_group() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    seed(&page, &varied_events()).await;
+    page.acknowledge(PROMETHEUS).await;
+    let media = page.create_tag("media").await;
+    page.assign(JELLYFIN, media).await;
+    page.assign(PROMETHEUS, media).await;
+    // The listing's answer is held until the test lets it through.
+    page.before_scripts(
+        "const realFetch = window.fetch;
+         window.fetch = (input, init) => {
+           const answer = realFetch(input, init);
+           if (!String(input).endsWith('api/updates')) return answer;
+           return answer.then((res) => new Promise((resolve) => {
+             const wait = () => (window.releaseSnapshot ? resolve(res) : setTimeout(wait, 20));
+             wait();
+           }));
+         };",
+    )
+    .await;
+    page.goto(&page.url(&format!("/?group={media}"))).await;
+    page.wait_for(&testid("loading")).await;
+    page.choose("filter-status", "pending").await;
+    assert!(page.find(&testid("loading")).await.is_some(), "chosen before the snapshot");
+    page.execute("window.releaseSnapshot = true", vec![]).await;
+    page.wait_loaded().await;
+    page.wait_until("the group's pending card", async || (page.images().await == [JELLYFIN]).then_some(()))
+        .await;
+    assert_eq!(page.by_testid("filter-group").await.prop("value").await, json!(media.to_string()));
+    assert_eq!(page.by_testid("filter-status").await.prop("value").await, json!("pending"));
+    let address = page.execute("return location.search", vec![]).await;
+    assert_eq!(address, json!(format!("?status=pending&group={media}")));
+    page.assert_no_console_errors().await;
+}
+
 /// After a reload, the filter boxes say what the cards show: the filters the address keeps, not
 /// what a browser that puts a form's earlier choices back (Firefox; here a script does it as the
 /// page loads) put there; before, "Pending" and "Name" showed over every card in the newest first
