@@ -1470,6 +1470,24 @@ async fn a_group_folds_away_and_is_remembered() {
         page.section(&media).await.get("group-toggle").await.attr("aria-expanded").await.as_deref(),
         Some("true")
     );
+
+    // Another tab folds it and unfolds it (a same-origin frame writes to the same storage, and
+    // the browser tells this document as it tells another tab).
+    let from_another_tab = async |folded: &str| {
+        let script = r#"const frame = document.createElement("iframe");
+            document.body.append(frame);
+            frame.contentWindow.localStorage.setItem("diun-dashboard:collapsed-groups", arguments[0]);
+            frame.remove();"#;
+        page.execute(script, vec![json!(folded)]).await;
+    };
+    from_another_tab(&format!(r#"["{media}"]"#)).await;
+    page.wait_until("folded by the other tab", folded).await;
+    from_another_tab("[]").await;
+    page.wait_until("unfolded by the other tab", async || page.card_info(PROMETHEUS).await.map(|_| ())).await;
+    assert_eq!(
+        page.section(&media).await.get("group-toggle").await.attr("aria-expanded").await.as_deref(),
+        Some("true")
+    );
     page.assert_no_console_errors().await;
 }
 
