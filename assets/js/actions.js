@@ -125,6 +125,30 @@ export function createActions(refresh) {
     }
   }
 
+  /**
+   * Acknowledges each of `shown` ([image, entry] pairs) up to the report its card showed, one
+   * request each, four at a time: one reported anew meanwhile stays pending (409), and is told.
+   */
+  function acknowledgeEach(shown, failure) {
+    if (!shown.length) return nothingToDismiss();
+    const images = shown.map(([image]) => image);
+    const untilFor = new Map(shown.map(([image, entry]) => [image, entry.received_at]));
+    return optimistic(
+      (v) => images.forEach((image) => acknowledgeEntry(v.updates[image], untilFor.get(image))),
+      async () => {
+        const failures = await eachInFours(shown, ([image, entry]) => api.acknowledge(image, entry.received_at));
+        if (failures.length) throw partly(`Dismissed ${plural(images.length - failures.length, "update")}`, failures);
+        return { count: images.length };
+      },
+      {
+        failure,
+        success: (r) => `Dismissed ${plural(r?.count ?? images.length, "update")}`,
+        // One by one: one reported anew (409) is a failure to tell of.
+        done: (v) => shown.every(([image]) => v.updates[image]?.acknowledged !== false),
+      },
+    );
+  }
+
   return {
     acknowledge(image) {
       const seen = view().updates[image]?.received_at;
@@ -220,33 +244,25 @@ export function createActions(refresh) {
     /** key: a tag id as a string, or "untagged" (which has no server call: one PATCH per image). */
     acknowledgeGroup(key) {
       const shown = pendingEntries(key);
+      if (key === "untagged") return acknowledgeEach(shown, "Could not dismiss the group");
       if (!shown.length) return nothingToDismiss();
       const images = shown.map(([image]) => image);
-      // The bound each card's report is acknowledged up to: its own for Untagged (one request
-      // per card), the group's newest otherwise (one request for all).
-      const untilFor =
-        key === "untagged" ? new Map(shown.map(([image, entry]) => [image, entry.received_at])) : null;
-      const groupUntil = newestReport(shown);
-      const call =
-        key === "untagged"
-          ? async () => {
-              // A card reported anew fails (409), as a lost request does.
-              const failures = await eachInFours(shown, ([image, entry]) => api.acknowledge(image, entry.received_at));
-              if (failures.length) throw partly(`Dismissed ${plural(images.length - failures.length, "update")}`, failures);
-              return { count: images.length };
-            }
-          : () => api.acknowledgeTag(Number(key), groupUntil);
-      const apply = (v) =>
-        images.forEach((image) => acknowledgeEntry(v.updates[image], untilFor ? untilFor.get(image) : groupUntil));
-      return optimistic(apply, call, {
-        failure: "Could not dismiss the group",
-        success: (r) => `Dismissed ${plural(r?.count ?? images.length, "update")}`,
-        // Untagged's cards went one by one: one reported anew (409) is a failure to tell of.
-        done: (v) =>
-          key === "untagged"
-            ? shown.every(([image]) => v.updates[image]?.acknowledged !== false)
-            : coveredOrSuperseded(v, shown),
-      });
+      // Up to the group's newest report, in one request.
+      const until = newestReport(shown);
+      return optimistic(
+        (v) => images.forEach((image) => acknowledgeEntry(v.updates[image], until)),
+        () => api.acknowledgeTag(Number(key), until),
+        {
+          failure: "Could not dismiss the group",
+          success: (r) => `Dismissed ${plural(r?.count ?? images.length, "update")}`,
+          done: (v) => coveredOrSuperseded(v, shown),
+        },
+      );
+    },
+
+    /** The pending updates the filters show, as [image, entry] pairs: each up to its card's report. */
+    acknowledgeShown(shown) {
+      return acknowledgeEach(shown, "Could not dismiss the updates shown");
     },
 
     deleteGroup(key) {

@@ -751,14 +751,22 @@ async function askAndDismissAll() {
     const count = shown.size;
     const news = arrived ? `${plural(arrived, "new update")} arrived while this was open. ` : "";
     // "All" covers the ones the filters hide too; counted from the listing the count is from.
+    // With some hidden, the shown ones alone are offered too (one host's, after updating it).
     const v = view();
     const unhidden = pendingShown(v, summarize(v), state.filters);
-    const ok = await confirmDialog({
+    const someHidden = unhidden.length > 0 && unhidden.length < count;
+    const choice = await confirmDialog({
       title: "Dismiss all updates?",
-      text: `${news}This acknowledges all ${plural(count, "pending update")}${hiddenByFilters(count, unhidden)}. An image becomes pending again when DIUN reports it anew.`,
+      text: `${news}This acknowledges all ${plural(count, "pending update")}${hiddenByFilters(count, unhidden.length)}. An image becomes pending again when DIUN reports it anew.`,
       confirmLabel: "Dismiss all",
+      otherLabel: someHidden ? `Dismiss the ${unhidden.length} shown` : null,
     });
-    if (!ok) return;
+    if (!choice) return;
+    // Each up to the report its card showed: one reported anew behind the dialog stays pending.
+    if (choice === "other") {
+      actions.acknowledgeShown(unhidden);
+      return;
+    }
     // Reports that came in behind the dialog were never seen: ask again rather than dismiss them.
     // The page's own listing may not have them yet (a notice on its way, a poll 3 s apart).
     if (!(await refresh())) {

@@ -210,12 +210,18 @@ export function announce(message) {
   }, 50);
 }
 
-/** Ask in the modal dialog; resolves true when confirmed. */
-export function confirmDialog({ title, text, confirmLabel }) {
+/**
+ * Ask in the modal dialog; resolves "ok" when confirmed, "other" for the second choice (shown
+ * when `otherLabel` is given), and "" when cancelled.
+ */
+export function confirmDialog({ title, text, confirmLabel, otherLabel = null }) {
   const dialog = document.getElementById("confirm-dialog");
   dialog.querySelector("#confirm-title").textContent = title;
   dialog.querySelector("#confirm-text").textContent = text;
   dialog.querySelector('[data-testid="confirm-ok"]').textContent = confirmLabel;
+  const other = dialog.querySelector('[data-testid="confirm-other"]');
+  other.hidden = !otherLabel;
+  other.textContent = otherLabel ?? "";
   dialog.returnValue = "";
   return new Promise((resolve) => {
     dialog.addEventListener(
@@ -227,7 +233,7 @@ export function confirmDialog({ title, text, confirmLabel }) {
         const now = document.activeElement;
         const lost = !now || now === document.body || now.disabled || dialog.contains(now);
         if (lost) document.getElementById("updates").focus({ preventScroll: true });
-        resolve(dialog.returnValue === "ok");
+        resolve(["ok", "other"].includes(dialog.returnValue) ? dialog.returnValue : "");
       },
       { once: true },
     );

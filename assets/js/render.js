@@ -130,16 +130,17 @@ function searchText(item) {
   return text;
 }
 
-/** The pending updates the filters let through, in whatever section, folded or not. */
+/** The pending updates the filters let through, in whatever section, folded or not, as
+ * [image, entry] pairs. */
 export function pendingShown(view, summary, filters) {
   const tagKeys = new Set(view.tags.map((t) => String(t.id)));
   const q = searchTerm(filters);
-  let count = 0;
+  const shown = [];
   for (const item of summary.items) {
     if (item.entry.acknowledged || !matches(item, filters, q)) continue;
-    if (filters.group === "all" || sectionKeyOf(item.entry, tagKeys) === filters.group) count += 1;
+    if (filters.group === "all" || sectionKeyOf(item.entry, tagKeys) === filters.group) shown.push([item.image, item.entry]);
   }
-  return count;
+  return shown;
 }
 
 const byName = (a, b) => a.name.localeCompare(b.name) || a.image.localeCompare(b.image);
