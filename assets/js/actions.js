@@ -126,25 +126,45 @@ export function createActions(refresh) {
   }
 
   /**
+   * What a run of per-image requests that named each card's report answered: 409s are images
+   * reported anew since (they stay as they are, as asked), 404s images gone already (nothing
+   * left to do); the rest failed.
+   */
+  function outcomes(errors) {
+    const kept = errors.filter((err) => err?.status === 409).length;
+    const failures = errors.filter((err) => err?.status !== 404 && err?.status !== 409);
+    return { kept, failures };
+  }
+
+  /**
    * Acknowledges each of `shown` ([image, entry] pairs) up to the report its card showed, one
-   * request each, four at a time: one reported anew meanwhile stays pending (409), and is told.
+   * request each, four at a time: one reported anew meanwhile stays pending (409), and is said.
    */
   function acknowledgeEach(shown, failure) {
     if (!shown.length) return nothingToDismiss();
     const images = shown.map(([image]) => image);
     const untilFor = new Map(shown.map(([image, entry]) => [image, entry.received_at]));
+    let kept = 0;
+    const dismissed = () => `Dismissed ${plural(images.length - kept, "update")}`;
     return optimistic(
       (v) => images.forEach((image) => acknowledgeEntry(v.updates[image], untilFor.get(image))),
       async () => {
-        const failures = await eachInFours(shown, ([image, entry]) => api.acknowledge(image, entry.received_at));
-        if (failures.length) throw partly(`Dismissed ${plural(images.length - failures.length, "update")}`, failures);
-        return { count: images.length };
+        const run = outcomes(await eachInFours(shown, ([image, entry]) => api.acknowledge(image, entry.received_at)));
+        kept = run.kept;
+        if (run.failures.length) {
+          const stayed = kept ? `, ${kept} reported anew stayed pending` : "";
+          throw partly(`Dismissed ${plural(images.length - kept - run.failures.length, "update")}${stayed}`, run.failures);
+        }
       },
       {
         failure,
-        success: (r) => `Dismissed ${plural(r?.count ?? images.length, "update")}`,
-        // One by one: one reported anew (409) is a failure to tell of.
-        done: (v) => shown.every(([image]) => v.updates[image]?.acknowledged !== false),
+        success: () => (kept ? `${dismissed()}; ${plural(kept, "update")} reported anew meanwhile stayed pending` : dismissed()),
+        // Each acknowledged, gone, or reported anew (which stays pending).
+        done: (v) =>
+          shown.every(([image, asked]) => {
+            const now = v.updates[image];
+            return !now || now.acknowledged || now.received_at !== asked.received_at;
+          }),
       },
     );
   }
@@ -204,14 +224,11 @@ export function createActions(refresh) {
           for (const [image, entry] of shown) if (v.updates[image]?.received_at === entry.received_at) delete v.updates[image];
         },
         async () => {
-          const answers = await eachInFours(shown, ([image, entry]) => api.remove(image, entry.received_at));
-          const failures = answers.filter((err) => {
-            if (err?.status === 409) kept += 1;
-            return err?.status !== 404 && err?.status !== 409;
-          });
-          if (failures.length) {
+          const run = outcomes(await eachInFours(shown, ([image, entry]) => api.remove(image, entry.received_at)));
+          kept = run.kept;
+          if (run.failures.length) {
             const stayed = kept ? `, ${kept} reported anew stayed` : "";
-            throw partly(`Removed ${plural(images.length - kept - failures.length, "image")}${stayed}`, failures);
+            throw partly(`Removed ${plural(images.length - kept - run.failures.length, "image")}${stayed}`, run.failures);
           }
         },
         {

@@ -93,10 +93,17 @@ if (window.ResizeObserver) {
     // The banners are in the flow above the cards: they move every card.
     aimGuard.redrawn();
   }).observe($("errors"));
-  // Likewise the toasts' stack at the bottom: a card J or K moves to is not left under it.
+  // Likewise the toasts' stack at the bottom: a card J or K moves to is not left under it. The
+  // room kept for it at the page's end only grows: were it to shrink as a toast closed, the
+  // browser would pull the page up under a resting mouse (at the end of the page).
+  let toastsRoom = 0;
   new ResizeObserver(([entry]) => {
     const height = Math.ceil(entry.target.getBoundingClientRect().height);
     document.documentElement.style.setProperty("--toasts-height", `${height}px`);
+    if (height > toastsRoom) {
+      toastsRoom = height;
+      document.documentElement.style.setProperty("--toasts-room", `${height}px`);
+    }
   }).observe($("toasts"));
 }
 const endpoint = new URL("webhook", location.href).href;
@@ -111,8 +118,6 @@ const toolbar = document.querySelector(".toolbar");
 const filtersToggle = $("filters-toggle");
 const filtersCount = $("filters-count");
 const filterFields = $("filter-fields");
-/** app.css's query for the fold. */
-const FOLDING = window.matchMedia("(max-width: 639.98px), (max-height: 500px) and (pointer: coarse)");
 const FILTER_DEFAULTS = { status: "all", group: "all", host: "all", sort: "newest" };
 
 function foldFilters(folded) {
@@ -120,11 +125,9 @@ function foldFilters(folded) {
   filtersToggle.setAttribute("aria-expanded", String(!folded));
 }
 filtersToggle.addEventListener("click", () => foldFilters(!toolbar.hasAttribute("data-folded")));
-// A window narrowed while a box has the focus: the box stays, rather than the focus falling to
-// the page's start.
-FOLDING.addEventListener("change", () => {
-  if (FOLDING.matches && filterFields.contains(document.activeElement)) foldFilters(false);
-});
+// A box that takes the focus (in a wide window, where nothing folds) unfolds them: a window
+// narrowed meanwhile keeps the box, rather than the focus falling to the page's start.
+filterFields.addEventListener("focusin", () => foldFilters(false));
 
 /** Counts the boxes behind the fold not at their defaults (an unusual order counts too). */
 function showFiltersCount() {
