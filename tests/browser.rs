@@ -1973,6 +1973,62 @@ async fn settings_chosen_in_another_tab_apply_here() {
     page.assert_no_console_errors().await;
 }
 
+/// The compact list: one line per image, one image a row, chosen in the header, remembered across
+/// a reload and shared with other tabs; a phone has no such choice (its cards are one a row).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn the_compact_list_is_one_line_per_image_and_remembered() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    seed(&page, &varied_events()).await;
+    page.open().await;
+    // [density, lefts of the cards, tallest card]
+    let layout = async || {
+        page.execute(
+            "const cards = [...document.querySelectorAll('[data-testid=\"card\"]')].map((c) => c.getBoundingClientRect());
+             return [document.documentElement.dataset.density ?? null,
+                     [...new Set(cards.map((r) => Math.round(r.left)))].length,
+                     Math.max(...cards.map((r) => r.height))];",
+            vec![],
+        )
+        .await
+    };
+    let cards = layout().await;
+    assert_eq!(cards[0], Value::Null);
+    assert!(cards[1].as_u64().unwrap() > 1, "cards side by side: {cards}");
+    let toggle = page.by_testid("density-toggle").await;
+    assert_eq!(toggle.attr("aria-pressed").await.as_deref(), Some("false"));
+
+    toggle.click().await;
+    let compact = |layout: &Value| {
+        layout[0] == "compact" && layout[1] == 1 && layout[2].as_f64().is_some_and(|height| height < 80.0)
+    };
+    page.wait_until("a compact list", async || compact(&layout().await).then_some(())).await;
+    assert_eq!(toggle.attr("aria-pressed").await.as_deref(), Some("true"));
+    page.reload().await;
+    page.wait_loaded().await;
+    assert!(compact(&layout().await), "kept across a reload: {}", layout().await);
+
+    // Another tab goes back to cards (a same-origin frame writes to the same storage).
+    page.execute(
+        r#"const frame = document.createElement("iframe");
+           document.body.append(frame);
+           frame.contentWindow.localStorage.setItem("diun-dashboard:density", '"cards"');
+           frame.remove();"#,
+        vec![],
+    )
+    .await;
+    page.wait_until("cards again", async || (layout().await[0] == Value::Null).then_some(())).await;
+    assert_eq!(page.by_testid("density-toggle").await.attr("aria-pressed").await.as_deref(), Some("false"));
+
+    page.set_viewport(375, 812).await;
+    page.wait_until("a phone", async || {
+        (page.execute("return window.innerWidth", vec![]).await == 375).then_some(())
+    })
+    .await;
+    assert!(!page.by_testid("density-toggle").await.displayed().await, "no choice on a phone");
+    page.assert_no_console_errors().await;
+}
+
 /// An action refreshes the page itself; the change stream's notice of that same change, arriving
 /// while or after that refresh runs, costs no second fetch of the listing. Other changes still do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,6 +58,7 @@ import { createActions } from "./actions.js";
 import { initDragAndDrop } from "./dnd.js";
 import { createAimGuard } from "./aim.js";
 import { openMoveMenu, closeMenu, isMenuOpen } from "./menu.js";
+import { initDensity } from "./density.js";
 import { initTheme } from "./theme.js";
 import { showError, clearError, toast, announce, confirmDialog, focusNewestToast, TOAST_KEY } from "./feedback.js";
 import { parseImage, versionLabel } from "./image.js";
@@ -661,6 +662,8 @@ const actions = createActions(refresh);
 // ---- Header ----------------------------------------------------------------------------------
 
 initTheme($("theme-toggle"));
+// Every card moves: a click meant for one must not land on another.
+initDensity($("density-toggle"), () => aimGuard.redrawn());
 
 $("refresh").addEventListener("click", async () => {
   const btn = $("refresh");

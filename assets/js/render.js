@@ -224,7 +224,7 @@ function card(item, fresh) {
   const hosts = item.hosts;
   let rows;
   if (hosts.length > 1) {
-    meta.append(h("dt", { text: "Hosts" }), h("dd", {}, hostList(hosts)));
+    meta.append(h("dt", { text: "Hosts" }), h("dd", { class: "hosts-row" }, hostList(hosts)));
     rows = [];
   } else if (hosts.length === 1) {
     rows = [["Host", hosts[0].hostname], ...metadataRows(hosts[0].metadata)];

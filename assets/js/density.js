@@ -1,0 +1,27 @@
+// The density toggle: cards, or a compact list of one line per image (for hundreds of images on
+// a wide screen); remembered, and applied before first paint by theme-boot.js.
+
+import { load, onChange, save } from "./storage.js";
+
+function apply(compact, button) {
+  if (compact) document.documentElement.setAttribute("data-density", "compact");
+  else document.documentElement.removeAttribute("data-density");
+  button.setAttribute("aria-pressed", String(compact));
+}
+
+/** `moved`: called after a change of density, which moves every card. */
+export function initDensity(button, moved) {
+  let compact = load("density", "cards") === "compact";
+  apply(compact, button);
+  const change = (to) => {
+    compact = to;
+    apply(compact, button);
+    moved();
+  };
+  button.addEventListener("click", () => {
+    save("density", compact ? "cards" : "compact");
+    change(!compact);
+  });
+  // Chosen in another tab: this one's too, as it will be on the next visit.
+  onChange("density", "cards", (theirs) => change(theirs === "compact"));
+}
