@@ -4,9 +4,17 @@
 import { load, onChange, save } from "./storage.js";
 
 function apply(compact, button) {
-  if (compact) document.documentElement.setAttribute("data-density", "compact");
-  else document.documentElement.removeAttribute("data-density");
+  const root = document.documentElement;
+  if (compact) root.setAttribute("data-density", "compact");
+  else root.removeAttribute("data-density");
   button.setAttribute("aria-pressed", String(compact));
+}
+
+/** Lets go of the card sizes remembered in the other density (app.css, data-density-changed). */
+function forgetSizes() {
+  const root = document.documentElement;
+  root.setAttribute("data-density-changed", "");
+  requestAnimationFrame(() => requestAnimationFrame(() => root.removeAttribute("data-density-changed")));
 }
 
 /** `moved`: called after a change of density, which moves every card. */
@@ -14,8 +22,10 @@ export function initDensity(button, moved) {
   let compact = load("density", "cards") === "compact";
   apply(compact, button);
   const change = (to) => {
+    if (to === compact) return;
     compact = to;
     apply(compact, button);
+    forgetSizes();
     moved();
   };
   button.addEventListener("click", () => {

@@ -222,24 +222,29 @@ function card(item, fresh) {
 
   const meta = h("dl", { class: "card-meta" });
   const hosts = item.hosts;
+  // The compact list shows where it runs (the first two rows: a host and its container, say)
+  // and when it came; the rest is a click away in History.
+  const COMPACT = "compact-row";
   let rows;
   if (hosts.length > 1) {
-    meta.append(h("dt", { text: "Hosts" }), h("dd", { class: "hosts-row" }, hostList(hosts)));
+    meta.append(h("dt", { class: COMPACT, text: "Hosts" }), h("dd", { class: `hosts-row ${COMPACT}` }, hostList(hosts)));
     rows = [];
   } else if (hosts.length === 1) {
     rows = [["Host", hosts[0].hostname], ...metadataRows(hosts[0].metadata)];
   } else {
     rows = placeRows(event);
   }
+  const placeShownCompact = Math.min(2, rows.length);
   if (event.platform) rows.push(["Platform", String(event.platform)]);
-  for (const [label, value] of rows) {
-    meta.append(h("dt", { text: label }), h("dd", { "data-testid": `card-${label.toLowerCase()}`, text: value }));
-  }
+  rows.forEach(([label, value], i) => {
+    const compact = i < placeShownCompact ? COMPACT : null;
+    meta.append(h("dt", { class: compact, text: label }), h("dd", { class: compact, "data-testid": `card-${label.toLowerCase()}`, text: value }));
+  });
   meta.append(
-    h("dt", { text: "Received" }),
+    h("dt", { class: COMPACT, text: "Received" }),
     h(
       "dd",
-      { class: "received-row" },
+      { class: `received-row ${COMPACT}` },
       h("span", { "data-testid": "card-received" }, timeElement(entry.received_at)),
       h(
         "button",
