@@ -98,6 +98,19 @@ impl Page {
         self.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": script })).await;
     }
 
+    /// Writes the page's setting `key` (JSON text; `None` removes it) as another tab would: a
+    /// same-origin frame is another document on the same storage, and the browser tells this one
+    /// of its writes as it tells another tab's.
+    async fn store_from_another_tab(&self, key: &str, value: Option<&str>) {
+        let script = r#"const frame = document.createElement("iframe");
+            document.body.append(frame);
+            const storage = frame.contentWindow.localStorage;
+            if (arguments[1] === null) storage.removeItem(arguments[0]);
+            else storage.setItem(arguments[0], arguments[1]);
+            frame.remove();"#;
+        self.execute(script, vec![json!(format!("diun-dashboard:{key}")), json!(value)]).await;
+    }
+
     /// Loads the dashboard and waits for its first snapshot to be drawn.
     async fn open(&self) {
         self.goto(&self.url("/")).await;
@@ -1522,18 +1535,10 @@ async fn a_group_folds_away_and_is_remembered() {
         Some("true")
     );
 
-    // Another tab folds it and unfolds it (a same-origin frame writes to the same storage, and
-    // the browser tells this document as it tells another tab).
-    let from_another_tab = async |folded: &str| {
-        let script = r#"const frame = document.createElement("iframe");
-            document.body.append(frame);
-            frame.contentWindow.localStorage.setItem("diun-dashboard:collapsed-groups", arguments[0]);
-            frame.remove();"#;
-        page.execute(script, vec![json!(folded)]).await;
-    };
-    from_another_tab(&format!(r#"["{media}"]"#)).await;
+    // Another tab folds it and unfolds it.
+    page.store_from_another_tab("collapsed-groups", Some(&format!(r#"["{media}"]"#))).await;
     page.wait_until("folded by the other tab", folded).await;
-    from_another_tab("[]").await;
+    page.store_from_another_tab("collapsed-groups", Some("[]")).await;
     page.wait_until("unfolded by the other tab", async || page.card_info(PROMETHEUS).await.map(|_| ())).await;
     assert_eq!(
         page.section(&media).await.get("group-toggle").await.attr("aria-expanded").await.as_deref(),
@@ -1941,17 +1946,6 @@ async fn images_not_reported_for_90_days_are_removed_together() {
 async fn settings_chosen_in_another_tab_apply_here() {
     let Some(page) = Page::start(1280, 900).await else { return };
     page.open().await;
-    // A same-origin frame is another document on the same storage: the browser tells this one
-    // of its writes as it tells another tab's.
-    let from_another_tab = async |key: &str, value: Option<&str>| {
-        let script = r#"const frame = document.createElement("iframe");
-            document.body.append(frame);
-            const storage = frame.contentWindow.localStorage;
-            if (arguments[1] === null) storage.removeItem(arguments[0]);
-            else storage.setItem(arguments[0], arguments[1]);
-            frame.remove();"#;
-        page.execute(script, vec![json!(format!("diun-dashboard:{key}")), json!(value)]).await;
-    };
     let settings = async || {
         let theme = page.by_testid("theme-toggle").await.attr("data-mode").await.unwrap_or_default();
         let root = page.execute("return document.documentElement.dataset.theme ?? null", vec![]).await;
@@ -1961,13 +1955,13 @@ async fn settings_chosen_in_another_tab_apply_here() {
     };
     assert_eq!(settings().await, ("system".into(), Value::Null, "true".into()));
 
-    from_another_tab("theme", Some(r#""dark""#)).await;
-    from_another_tab("shortcuts", Some("false")).await;
+    page.store_from_another_tab("theme", Some(r#""dark""#)).await;
+    page.store_from_another_tab("shortcuts", Some("false")).await;
     let want = ("dark".to_string(), json!("dark"), "false".to_string());
     page.wait_until("the other tab's settings", async || (settings().await == want).then_some(())).await;
 
-    from_another_tab("theme", None).await;
-    from_another_tab("shortcuts", None).await;
+    page.store_from_another_tab("theme", None).await;
+    page.store_from_another_tab("shortcuts", None).await;
     let want = ("system".to_string(), Value::Null, "true".to_string());
     page.wait_until("the settings' defaults", async || (settings().await == want).then_some(())).await;
     page.assert_no_console_errors().await;
@@ -2034,15 +2028,8 @@ async fn the_compact_list_is_one_line_per_image_and_remembered() {
     resize(1280).await;
     page.wait_until("the compact list again", async || compact(&layout().await).then_some(())).await;
 
-    // Another tab goes back to cards (a same-origin frame writes to the same storage).
-    page.execute(
-        r#"const frame = document.createElement("iframe");
-           document.body.append(frame);
-           frame.contentWindow.localStorage.setItem("diun-dashboard:density", '"cards"');
-           frame.remove();"#,
-        vec![],
-    )
-    .await;
+    // Another tab goes back to cards.
+    page.store_from_another_tab("density", Some(r#""cards""#)).await;
     page.wait_until("cards again", async || (layout().await[0] == Value::Null).then_some(())).await;
     assert_eq!(page.by_testid("density-toggle").await.attr("aria-pressed").await.as_deref(), Some("false"));
     page.assert_no_console_errors().await;

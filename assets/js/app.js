@@ -112,9 +112,9 @@ const endpoint = new URL("webhook", location.href).href;
 // ---- The filters' fold (narrow windows) ----------------------------------------------------
 
 // On a phone the summary and the toolbar took the whole first screen: the boxes behind the search
-// fold away (app.css applies the fold below 640px only), and the toggle counts those that narrow
-// the list, so a filtered page does not pass for a complete one.
-// Folded from the start (index.html): a phone does not see the boxes and then lose them.
+// fold away (app.css: below 640px, or a phone on its side), and the toggle counts those not at
+// their defaults, so a filtered page does not pass for a complete one. Folded from the start
+// (index.html): a phone does not see the boxes and then lose them.
 const toolbar = document.querySelector(".toolbar");
 const filtersToggle = $("filters-toggle");
 const filtersCount = $("filters-count");
