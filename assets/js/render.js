@@ -223,7 +223,7 @@ function card(item, fresh) {
   const meta = h("dl", { class: "card-meta" });
   const hosts = item.hosts;
   // The compact list shows where it runs (the first two rows: a host and its container, say)
-  // and when it came; the rest is a click away in History.
+  // and when it came; the rest only the cards' layout does.
   const COMPACT = "compact-row";
   let rows;
   if (hosts.length > 1) {
