@@ -1892,6 +1892,51 @@ async fn j_keeps_the_card_it_moves_to_clear_of_the_toasts() {
     page.assert_no_console_errors().await;
 }
 
+/// Housekeeping that loses one of its requests on the way goes on with the others, and says how
+/// many went and why one did not; the one left stays listed (the page asked the server, as the
+/// loss left the outcome unsure).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_housekeeping_removal_that_loses_a_request_says_so() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    page.before_scripts(
+        r#"const realNow = Date.now;
+           Date.now = () => realNow() + (window.daysLater ?? 0) * 86400000;
+           (() => {
+             const realFetch = window.fetch;
+             let failed = false;
+             window.fetch = function (input, init) {
+               if (!failed && init?.method === "DELETE" && /api\/updates\//.test(String(input))) {
+                 failed = true;
+                 return Promise.reject(new TypeError("Failed to fetch"));
+               }
+               return realFetch.call(this, input, init);
+             };
+           })();"#,
+    )
+    .await;
+    seed(&page, &varied_events()).await;
+    for image in [PROMETHEUS, BUILDER, HASS] {
+        page.acknowledge(image).await;
+    }
+    page.open().await;
+    page.execute("window.daysLater = 91", vec![]).await;
+    page.by_testid("remove-stale").await.click().await;
+    page.wait_for(&testid("confirm-dialog")).await;
+    page.by_testid("confirm-ok").await.click().await;
+    wait_for_banner(&page, "Removed 2 images; 1 was not").await;
+    wait_for_banner(&page, "Could not remove every image").await;
+    let listed = page.api("GET", "/api/updates", None).await.json();
+    let kept = [PROMETHEUS, BUILDER, HASS].iter().filter(|image| listed.get(**image).is_some()).count();
+    assert_eq!(kept, 1, "two removed, the lost one kept: {listed:#}");
+    let listed = listed.as_object().unwrap().len();
+    page.wait_until("the page lists what the server has", async || {
+        (page.images().await.len() == listed).then_some(())
+    })
+    .await;
+    page.assert_no_console_errors_besides_failed_requests().await;
+}
+
 /// Housekeeping: acknowledged images that no report has named for 90 days go together, after a
 /// question that counts them; pending ones stay, and so does one reported anew while the
 /// question was open. With none, a toast says so. (The page's clock is moved on 91 days; the
