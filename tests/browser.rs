@@ -1900,21 +1900,11 @@ async fn j_keeps_the_card_it_moves_to_clear_of_the_toasts() {
 async fn a_housekeeping_removal_that_loses_a_request_says_so() {
     let Some(page) = Page::start(1280, 900).await else { return };
     page.before_scripts(
-        r#"const realNow = Date.now;
-           Date.now = () => realNow() + (window.daysLater ?? 0) * 86400000;
-           (() => {
-             const realFetch = window.fetch;
-             let failed = false;
-             window.fetch = function (input, init) {
-               if (!failed && init?.method === "DELETE" && /api\/updates\//.test(String(input))) {
-                 failed = true;
-                 return Promise.reject(new TypeError("Failed to fetch"));
-               }
-               return realFetch.call(this, input, init);
-             };
-           })();"#,
+        "const realNow = Date.now;
+         Date.now = () => realNow() + (window.daysLater ?? 0) * 86400000;",
     )
     .await;
+    page.before_scripts(&losing_first("DELETE", r"api\/updates\/")).await;
     seed(&page, &varied_events()).await;
     for image in [PROMETHEUS, BUILDER, HASS] {
         page.acknowledge(image).await;
@@ -3458,6 +3448,24 @@ fn holding(method: &str, url: &str) -> String {
     )
 }
 
+/// A script for `before_scripts`: the first `method` request whose address matches the regular
+/// expression `url` is lost on the way (as a dropped connection: fetch rejects); the rest go.
+fn losing_first(method: &str, url: &str) -> String {
+    format!(
+        r#"(() => {{
+  const realFetch = window.fetch;
+  let lost = false;
+  window.fetch = function (input, init) {{
+    if (!lost && init?.method === "{method}" && /{url}/.test(String(input))) {{
+      lost = true;
+      return Promise.reject(new TypeError("Failed to fetch"));
+    }}
+    return realFetch.call(this, input, init);
+  }};
+}})();"#
+    )
+}
+
 /// Reports `image` anew while the page's dismissal is on its way (held), and waits for the page
 /// to show the new report pending: the dismissal does not cover it, on the server or on the page
 /// (which showed it dismissed until the request came back).
@@ -4056,20 +4064,7 @@ async fn dismissing_a_group_never_dismisses_a_report_the_page_has_not_shown() {
 async fn dismissing_untagged_goes_on_past_a_card_that_fails() {
     let Some(page) = Page::start(1280, 900).await else { return };
     // The first acknowledgement the page sends is lost on the way.
-    page.before_scripts(
-        r#"(() => {
-          const realFetch = window.fetch;
-          let failed = false;
-          window.fetch = function (input, init) {
-            if (!failed && init?.method === "PATCH" && /api\/updates\//.test(String(input))) {
-              failed = true;
-              return Promise.reject(new TypeError("Failed to fetch"));
-            }
-            return realFetch.call(this, input, init);
-          };
-        })();"#,
-    )
-    .await;
+    page.before_scripts(&losing_first("PATCH", r"api\/updates\/")).await;
     let events = varied_events();
     assert!(events.len() > 4, "a second batch of four needs more than four cards");
     seed(&page, &events).await;
