@@ -137,36 +137,53 @@ export function createActions(refresh) {
   }
 
   /**
-   * Acknowledges each of `shown` ([image, entry] pairs) up to the report its card showed, one
-   * request each, four at a time: one reported anew meanwhile stays pending (409), and is said.
+   * Sends `request(image, received_at)` for each of `shown` ([image, entry] pairs), four at a
+   * time, after `apply` shows them done, and says how it went: "<did> N <noun>s", and those
+   * reported anew since, which stay as they are (`stays`).
    */
-  function acknowledgeEach(shown, failure) {
-    if (!shown.length) return nothingToDismiss();
-    const images = shown.map(([image]) => image);
-    const untilFor = new Map(shown.map(([image, entry]) => [image, entry.received_at]));
+  function perCard(shown, { request, did, noun, stays, apply, failure, done, judgeTimeouts = false }) {
     let kept = 0;
-    const dismissed = () => `Dismissed ${plural(images.length - kept, "update")}`;
+    const went = (failed = 0) => `${did} ${plural(shown.length - kept - failed, noun)}`;
     return optimistic(
-      (v) => images.forEach((image) => acknowledgeEntry(v.updates[image], untilFor.get(image))),
+      apply,
       async () => {
-        const run = outcomes(await eachInFours(shown, ([image, entry]) => api.acknowledge(image, entry.received_at)));
+        const run = outcomes(await eachInFours(shown, ([image, entry]) => request(image, entry.received_at)));
         kept = run.kept;
         if (run.failures.length) {
-          const stayed = kept ? `, ${kept} reported anew stayed pending` : "";
-          throw partly(`Dismissed ${plural(images.length - kept - run.failures.length, "update")}${stayed}`, run.failures);
+          const stayed = kept ? `, ${kept} reported anew ${stays}` : "";
+          throw partly(`${went(run.failures.length)}${stayed}`, run.failures);
         }
       },
       {
         failure,
-        success: () => (kept ? `${dismissed()}; ${plural(kept, "update")} reported anew meanwhile stayed pending` : dismissed()),
-        // Each acknowledged, gone, or reported anew (which stays pending).
-        done: (v) =>
-          shown.every(([image, asked]) => {
-            const now = v.updates[image];
-            return !now || now.acknowledged || now.received_at !== asked.received_at;
-          }),
+        success: () => (kept ? `${went()}; ${plural(kept, noun)} reported anew meanwhile ${stays}` : went()),
+        done,
+        judgeTimeouts,
       },
     );
+  }
+
+  /**
+   * Acknowledges each of `shown` ([image, entry] pairs) up to the report its card showed, one
+   * request each: one reported anew meanwhile stays pending (409), and is said.
+   */
+  function acknowledgeEach(shown, failure) {
+    if (!shown.length) return nothingToDismiss();
+    const untilFor = new Map(shown.map(([image, entry]) => [image, entry.received_at]));
+    return perCard(shown, {
+      request: api.acknowledge,
+      did: "Dismissed",
+      noun: "update",
+      stays: "stayed pending",
+      apply: (v) => untilFor.forEach((until, image) => acknowledgeEntry(v.updates[image], until)),
+      failure,
+      // Each acknowledged, gone, or reported anew (which stays pending).
+      done: (v) =>
+        shown.every(([image, asked]) => {
+          const now = v.updates[image];
+          return !now || now.acknowledged || now.received_at !== asked.received_at;
+        }),
+    });
   }
 
   return {
@@ -215,30 +232,20 @@ export function createActions(refresh) {
      */
     removeMany(shown) {
       if (!shown.length) return Promise.resolve(true);
-      const images = shown.map(([image]) => image);
-      let kept = 0; // reported anew since the question: they stay (409)
-      const removed = () => `Removed ${plural(images.length - kept, "image")}`;
-      return optimistic(
-        (v) => {
-          // Not a report that came since: it stays, and the server says so (409).
+      return perCard(shown, {
+        request: api.remove,
+        did: "Removed",
+        noun: "image",
+        stays: "stayed",
+        // Not a report that came since: it stays, and the server says so (409).
+        apply: (v) => {
           for (const [image, entry] of shown) if (v.updates[image]?.received_at === entry.received_at) delete v.updates[image];
         },
-        async () => {
-          const run = outcomes(await eachInFours(shown, ([image, entry]) => api.remove(image, entry.received_at)));
-          kept = run.kept;
-          if (run.failures.length) {
-            const stayed = kept ? `, ${kept} reported anew stayed` : "";
-            throw partly(`Removed ${plural(images.length - kept - run.failures.length, "image")}${stayed}`, run.failures);
-          }
-        },
-        {
-          failure: "Could not remove every image",
-          success: () => (kept ? `${removed()}; ${plural(kept, "image")} reported anew meanwhile stayed` : removed()),
-          // Each gone, or reported anew (which keeps it).
-          done: (v) => shown.every(([image, entry]) => v.updates[image]?.received_at !== entry.received_at),
-          judgeTimeouts: true,
-        },
-      );
+        failure: "Could not remove every image",
+        // Each gone, or reported anew (which keeps it).
+        done: (v) => shown.every(([image, entry]) => v.updates[image]?.received_at !== entry.received_at),
+        judgeTimeouts: true,
+      });
     },
 
     acknowledgeAll() {
