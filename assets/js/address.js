@@ -25,6 +25,11 @@ export function filtersFromQuery(query) {
   return filters;
 }
 
+/** How many of the boxes besides the search are not at their defaults (an unusual order counts). */
+export function boxesChanged(filters) {
+  return ["status", "group", "host", "sort"].filter((key) => filters[key] !== DEFAULTS[key]).length;
+}
+
 /** The query naming `filters` ("" when every filter is at its default), with a leading "?". */
 export function queryOfFilters(filters) {
   const params = new URLSearchParams();

@@ -69,7 +69,7 @@ import { openHistory, historyEntry, historyImage } from "./history.js";
 import { plural, isolated } from "./words.js";
 import { closeOnBackdrop } from "./dom.js";
 import { load, onChange, save } from "./storage.js";
-import { filtersFromQuery, queryOfFilters } from "./address.js";
+import { boxesChanged, filtersFromQuery, queryOfFilters } from "./address.js";
 
 const POLL_MS = 3000;
 const SAFETY_POLL_MS = 60000;
@@ -119,7 +119,6 @@ const toolbar = document.querySelector(".toolbar");
 const filtersToggle = $("filters-toggle");
 const filtersCount = $("filters-count");
 const filterFields = $("filter-fields");
-const FILTER_DEFAULTS = { status: "all", group: "all", host: "all", sort: "newest" };
 
 function foldFilters(folded) {
   toolbar.toggleAttribute("data-folded", folded);
@@ -130,9 +129,9 @@ filtersToggle.addEventListener("click", () => foldFilters(!toolbar.hasAttribute(
 // narrowed meanwhile keeps the box, rather than the focus falling to the page's start.
 filterFields.addEventListener("focusin", () => foldFilters(false));
 
-/** Counts the boxes behind the fold not at their defaults (an unusual order counts too). */
+/** Counts the boxes behind the fold not at their defaults. */
 function showFiltersCount() {
-  const applied = Object.keys(FILTER_DEFAULTS).filter((key) => state.filters[key] !== FILTER_DEFAULTS[key]).length;
+  const applied = boxesChanged(state.filters);
   filtersCount.hidden = applied === 0;
   filtersCount.textContent = String(applied);
   filtersToggle.setAttribute("aria-label", applied ? `Filters, ${applied} applied` : "Filters");
