@@ -2070,6 +2070,44 @@ async fn the_compact_list_is_one_line_per_image_and_remembered() {
     page.assert_no_console_errors().await;
 }
 
+/// Cards off screen keep the size they were last drawn at (content-visibility): after a change of
+/// density those sizes are let go, or the compact list kept the length of the cards it replaced
+/// (a page three times too long, a scrollbar that lies, cards shrinking while scrolled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_change_of_density_lets_go_of_the_sizes_remembered_off_screen() {
+    let Some(page) = Page::start(1280, 800).await else { return };
+    const CARDS: usize = 60;
+    let events: Vec<Value> =
+        (0..CARDS).map(|n| docker(&format!("reg.example/app{n:02}:1"), "nas", "app", "")).collect();
+    seed(&page, &events).await;
+    page.open().await;
+    // Every card drawn once as a card, so that each remembers a card's size.
+    for place in ["document.body.scrollHeight", "document.body.scrollHeight / 2", "0"] {
+        let script = format!(
+            "const done = arguments[arguments.length - 1];
+             window.scrollTo(0, {place});
+             requestAnimationFrame(() => requestAnimationFrame(() => done(null)));"
+        );
+        page.execute_async(&script, vec![]).await;
+    }
+    page.by_testid("density-toggle").await.click().await;
+    let row = page
+        .execute(
+            "return document.querySelector('[data-testid=\"card\"]').getBoundingClientRect().height",
+            vec![],
+        )
+        .await
+        .as_f64()
+        .unwrap();
+    let length = async || page.execute("return document.documentElement.scrollHeight", vec![]).await.as_f64();
+    // The list's rows, with room for the header, the summary and the toolbar.
+    let fitting = row * CARDS as f64 * 1.3 + 1000.0;
+    page.wait_until("the page as long as its rows", async || length().await.filter(|len| *len < fitting))
+        .await;
+    page.assert_no_console_errors().await;
+}
+
 /// An action refreshes the page itself; the change stream's notice of that same change, arriving
 /// while or after that refresh runs, costs no second fetch of the listing. Other changes still do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -53,7 +53,7 @@
 
 import { api } from "./api.js";
 import { state, subscribe, setSnapshot, snapshotToken, view, isNew, markSeen, baselineSeen, pendingEntries, sectionKeyOf } from "./state.js";
-import { renderSummary, renderGroups, summarize, diunSnippet, showPendingInTitle, showRefusal, refusalBanner, emptyShown, hiddenByFilters, pendingShown } from "./render.js";
+import { renderSummary, renderGroups, redrawEveryCard, summarize, diunSnippet, showPendingInTitle, showRefusal, refusalBanner, emptyShown, hiddenByFilters, pendingShown } from "./render.js";
 import { createActions } from "./actions.js";
 import { initDragAndDrop } from "./dnd.js";
 import { createAimGuard } from "./aim.js";
@@ -661,8 +661,13 @@ const actions = createActions(refresh);
 // ---- Header ----------------------------------------------------------------------------------
 
 initTheme($("theme-toggle"));
-// Every card moves: a click meant for one must not land on another.
-initDensity($("density-toggle"), () => aimGuard.redrawn());
+// Every card changes: built anew (an old one off screen would keep its old size), and a click
+// meant for one must not land on another.
+initDensity($("density-toggle"), () => {
+  redrawEveryCard();
+  requestRender();
+  aimGuard.redrawn();
+});
 
 $("refresh").addEventListener("click", async () => {
   const btn = $("refresh");

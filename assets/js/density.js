@@ -10,14 +10,7 @@ function apply(compact, button) {
   button.setAttribute("aria-pressed", String(compact));
 }
 
-/** Lets go of the card sizes remembered in the other density (app.css, data-density-changed). */
-function forgetSizes() {
-  const root = document.documentElement;
-  root.setAttribute("data-density-changed", "");
-  requestAnimationFrame(() => requestAnimationFrame(() => root.removeAttribute("data-density-changed")));
-}
-
-/** `moved`: called after a change of density, which moves every card. */
+/** `moved`: called after a change of density, which changes every card's size and place. */
 export function initDensity(button, moved) {
   let compact = load("density", "cards") === "compact";
   apply(compact, button);
@@ -25,7 +18,6 @@ export function initDensity(button, moved) {
     if (to === compact) return;
     compact = to;
     apply(compact, button);
-    forgetSizes();
     moved();
   };
   button.addEventListener("click", () => {

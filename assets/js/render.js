@@ -352,6 +352,15 @@ function hostList(hosts) {
   );
 }
 
+/**
+ * Has every card built anew at the next draw. A card off screen keeps the size it was last
+ * drawn at (content-visibility: auto) for as long as it lives, whatever the layout: after a
+ * change of density the compact list kept the length of the cards it replaced.
+ */
+export function redrawEveryCard() {
+  cardCache.clear();
+}
+
 function cardFor(item, fresh, tagKey) {
   const sig = JSON.stringify([item.entry, item.hosts]);
   let cached = cardCache.get(item.image);
