@@ -124,6 +124,30 @@ export function clearError(key) {
 /** The key that takes keyboard focus to the newest toast (see `focusNewestToast`). */
 export const TOAST_KEY = "n";
 
+/**
+ * How long the toasts' buttons let the pointer through after the toasts last moved. A toast
+ * comes up over the page's bottom edge (full width on a phone) and pushes the older ones up: a
+ * tap or click already on its way to the page there goes to the page, as it was aimed, not to a
+ * "Show" or close button that came under it (see `data-settling` in app.css). The keyboard is
+ * never held up.
+ */
+const TOASTS_STEADY_MS = 500;
+let toastsMovedAt = -Infinity;
+let settleTimer = 0;
+
+function toastsMoved(host) {
+  toastsMovedAt = performance.now();
+  host.dataset.settling = "";
+  // Asks the clock again rather than trusting the timer alone, so a test can hold the moment.
+  const settle = () => {
+    const left = toastsMovedAt + TOASTS_STEADY_MS - performance.now();
+    if (left > 0) settleTimer = setTimeout(settle, left);
+    else delete host.dataset.settling;
+  };
+  clearTimeout(settleTimer);
+  settleTimer = setTimeout(settle, TOASTS_STEADY_MS);
+}
+
 /** Where focus was before `focusNewestToast` took it to each toast, to go back there. */
 const cameFrom = new WeakMap();
 
@@ -140,6 +164,7 @@ export function toast(title, text, action = null) {
   const close = () => {
     clearTimeout(timer);
     removeNotice(el, cameFrom.get(el));
+    toastsMoved(host);
   };
   // Under a modal dialog a toast can be neither read nor reached: it waits for the dialog to
   // close, then has its time on screen.
@@ -175,6 +200,7 @@ export function toast(title, text, action = null) {
   });
   host.append(el);
   keepAtMost(host, 3);
+  toastsMoved(host);
   arm();
   return {
     /** Still on screen: not closed, nor pushed out by newer toasts. */
