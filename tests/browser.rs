@@ -2923,7 +2923,7 @@ async fn on_a_phone_the_filters_fold_behind_a_toggle_that_counts_them() {
 
 /// A touch screen has no hover for a time's exact title: a tap writes the exact time in its
 /// place and another the relative one again; elsewhere a click changes nothing (a mouse has the
-/// title).
+/// title). Nor has it, as a rule, a keyboard: the footer's line of shortcuts goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn on_a_touch_screen_a_tap_on_a_time_writes_it_out() {
@@ -2934,13 +2934,17 @@ async fn on_a_touch_screen_a_tap_on_a_time_writes_it_out() {
     let time = async || page.card(&image).await.get("card-received").await.find("time").await.unwrap();
     time().await.click().await;
     assert_eq!(time().await.text().await, "just now", "no touch screen");
+    let shortcuts = page.by_testid("shortcuts-help").await;
+    assert!(shortcuts.displayed().await, "the keyboard's line, with a mouse");
 
     page.cdp("Emulation.setTouchEmulationEnabled", json!({ "enabled": true, "maxTouchPoints": 1 })).await;
     page.wait_until("no hover", async || {
-        (page.execute("return matchMedia('(hover: none)').matches", vec![]).await == json!(true))
-            .then_some(())
+        (page.execute("return matchMedia('(hover: none) and (pointer: coarse)').matches", vec![]).await
+            == json!(true))
+        .then_some(())
     })
     .await;
+    assert!(!shortcuts.displayed().await, "no keyboard's line on a touch screen");
     time().await.click().await;
     let year = page.execute("return String(new Date().getFullYear())", vec![]).await;
     let written = time().await.text().await;
