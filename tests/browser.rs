@@ -2873,6 +2873,21 @@ async fn on_a_phone_the_filters_fold_behind_a_toggle_that_counts_them() {
     assert_eq!(toggle.attr("aria-expanded").await.as_deref(), Some("false"));
     assert!(!status.displayed().await, "folded away");
     assert!(page.by_testid("new-group-name").await.displayed().await, "not behind a button called Filters");
+    let search_room = page
+        .execute(
+            "const box = document.getElementById('search');
+             const style = getComputedStyle(box);
+             const pen = document.createElement('canvas').getContext('2d');
+             pen.font = style.font;
+             const room = box.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+             return [box.placeholder, room - pen.measureText(box.placeholder).width];",
+            vec![],
+        )
+        .await;
+    assert!(
+        search_room[1].as_f64().is_some_and(|room| room >= 0.0),
+        "the search's hint is cut: {search_room}"
+    );
     assert_eq!(
         (count.displayed().await, count.text().await),
         (true, "1".to_string()),
