@@ -2088,29 +2088,58 @@ async fn a_change_of_density_lets_go_of_the_sizes_remembered_off_screen() {
         (0..CARDS).map(|n| docker(&format!("reg.example/app{n:02}:1"), "nas", "app", "")).collect();
     seed(&page, &events).await;
     page.open().await;
-    // Every card drawn once as a card, so that each remembers a card's size.
-    for place in ["document.body.scrollHeight", "document.body.scrollHeight / 2", "0"] {
-        let script = format!(
-            "const done = arguments[arguments.length - 1];
-             window.scrollTo(0, {place});
-             requestAnimationFrame(() => requestAnimationFrame(() => done(null)));"
-        );
-        page.execute_async(&script, vec![]).await;
-    }
+    // Every card drawn once, so that each remembers its size.
+    let draw_every_card = async || {
+        for place in ["document.body.scrollHeight", "document.body.scrollHeight / 2", "0"] {
+            let script = format!(
+                "const done = arguments[arguments.length - 1];
+                 window.scrollTo(0, {place});
+                 requestAnimationFrame(() => requestAnimationFrame(() => done(null)));"
+            );
+            page.execute_async(&script, vec![]).await;
+        }
+    };
+    draw_every_card().await;
     page.by_testid("density-toggle").await.click().await;
-    let row = page
-        .execute(
-            "return document.querySelector('[data-testid=\"card\"]').getBoundingClientRect().height",
+    let first_card = async || {
+        page.execute(
+            "const cards = [...document.querySelectorAll('[data-testid=\"card\"]')];
+             const first = cards[0].getBoundingClientRect();
+             return [first.height, cards.filter((c) => c.getBoundingClientRect().top === first.top).length];",
             vec![],
         )
         .await
-        .as_f64()
-        .unwrap();
+    };
+    let row = first_card().await[0].as_f64().unwrap();
     let length = async || page.execute("return document.documentElement.scrollHeight", vec![]).await.as_f64();
     // The list's rows, with room for the header, the summary and the toolbar.
     let fitting = row * CARDS as f64 * 1.3 + 1000.0;
     page.wait_until("the page as long as its rows", async || length().await.filter(|len| *len < fitting))
         .await;
+
+    // A window too narrow for the list shows cards whatever the choice: each as long as a card,
+    // not as the row it was last drawn as.
+    draw_every_card().await;
+    let resize = async |width: u32| {
+        page.set_viewport(width, 800).await;
+        page.wait_until(&format!("a window {width} px wide"), async || {
+            (page.execute("return window.innerWidth", vec![]).await == width).then_some(())
+        })
+        .await;
+    };
+    resize(900).await;
+    let cards = first_card().await;
+    let (card, columns) = (cards[0].as_f64().unwrap(), cards[1].as_f64().unwrap());
+    assert!(card > row * 2.0, "cards again: {card} px against rows of {row}");
+    let cards_long = card * CARDS as f64 / columns * 0.8;
+    page.wait_until("the page as long as its cards", async || length().await.filter(|len| *len > cards_long))
+        .await;
+    draw_every_card().await;
+    resize(1280).await;
+    page.wait_until("the page as long as its rows again", async || {
+        length().await.filter(|len| *len < fitting)
+    })
+    .await;
     page.assert_no_console_errors().await;
 }
 

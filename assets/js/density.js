@@ -10,6 +10,9 @@ function apply(compact, button) {
   button.setAttribute("aria-pressed", String(compact));
 }
 
+/** Where app.css lays the compact list out; a narrower window shows cards whatever the choice. */
+const ROOM_FOR_THE_LIST = "(min-width: 960px)";
+
 /** `moved`: called after a change of density, which changes every card's size and place. */
 export function initDensity(button, moved) {
   let compact = load("density", "cards") === "compact";
@@ -26,4 +29,8 @@ export function initDensity(button, moved) {
   });
   // Chosen in another tab: this one's too, as it will be on the next visit.
   onChange("density", "cards", (theirs) => change(theirs === "compact"));
+  // A window narrowed or widened across the list's room changes every card as the toggle does.
+  matchMedia(ROOM_FOR_THE_LIST).addEventListener("change", () => {
+    if (compact) moved();
+  });
 }
