@@ -764,8 +764,9 @@ async fn cross_site_requests_are_refused(app: &TestApp) {
         .await;
     assert_eq!(response.status, 204, "the dashboard's own origin is welcome");
 
-    // The webhook too: DIUN sends no Origin, a browser always does, so a page elsewhere cannot
-    // post events through the admin's browser (a text/plain body needs no preflight).
+    // The webhook too, without a secret: DIUN sends no Origin, a browser always does, so a page
+    // elsewhere cannot post events through the admin's browser (a text/plain body needs no
+    // preflight).
     for (name, value) in [("Origin", foreign), ("Sec-Fetch-Site", "cross-site")] {
         let webhook = app
             .request("POST", "/webhook")
@@ -964,8 +965,32 @@ async fn webhook_secret_is_required_when_set() {
         assert_eq!(response.status, 401, "{wrong}");
     }
     assert_eq!(app.updates().await, json!({}));
-    let right = app.request("POST", "/webhook").header("Authorization", "s3cret").body(body).send().await;
+    // The secret decides, whatever a relay in between adds: a web page cannot know it.
+    let foreign = [("Origin", "https://relay.example"), ("Sec-Fetch-Site", "cross-site")];
+    for (name, value) in foreign {
+        let response = app
+            .request("POST", "/webhook")
+            .header(name, value)
+            .header("Authorization", "s3cre")
+            .body(body.clone())
+            .send()
+            .await;
+        assert_eq!(response.status, 401, "a wrong secret with {name}: {}", response.text());
+    }
+    assert_eq!(app.updates().await, json!({}));
+    let right =
+        app.request("POST", "/webhook").header("Authorization", "s3cret").body(body.clone()).send().await;
     assert_eq!(right.status, 200);
+    for (name, value) in foreign {
+        let relayed = app
+            .request("POST", "/webhook")
+            .header(name, value)
+            .header("Authorization", "s3cret")
+            .body(body.clone())
+            .send()
+            .await;
+        assert_eq!(relayed.status, 200, "the right secret with {name}: {}", relayed.text());
+    }
     assert_eq!(
         app.request("GET", "/api/updates").send().await.status,
         200,

@@ -47,18 +47,23 @@ where
     if *method != Method::POST {
         return Err(ApiError::method_not_allowed("POST"));
     }
-    // DIUN sends no Origin; a browser always does on a POST. Without this, any web page the
-    // admin opened could post events through the admin's browser to a dashboard on the LAN
-    // (a text/plain body needs no preflight): fake cards, real ones overwritten with another
-    // digest and registry link. With WEBHOOK_SECRET set the secret stops them too.
-    check_origin(&headers).inspect_err(|_| count_webhook(WebhookStatus::of(""), WebhookResult::Rejected))?;
-    if let Some(secret) = &state.webhook_secret {
-        let given = headers.get(header::AUTHORIZATION).map(|value| value.as_bytes()).unwrap_or_default();
-        if !constant_time_eq(given, secret.expose().as_bytes()) {
-            log::warn!("webhook refused: missing or wrong Authorization header");
-            count_webhook(WebhookStatus::of(""), WebhookResult::Unauthorized);
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong Authorization header"));
+    match &state.webhook_secret {
+        // The secret decides (SPEC §4.1): a web page cannot know it, and a relay that adds an
+        // Origin header is a sender like DIUN.
+        Some(secret) => {
+            let given = headers.get(header::AUTHORIZATION).map(|value| value.as_bytes()).unwrap_or_default();
+            if !constant_time_eq(given, secret.expose().as_bytes()) {
+                log::warn!("webhook refused: missing or wrong Authorization header");
+                count_webhook(WebhookStatus::of(""), WebhookResult::Unauthorized);
+                return Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong Authorization header"));
+            }
         }
+        // Without a secret, DIUN sends no Origin and a browser always does on a POST: any web
+        // page the admin opened could otherwise post events through the admin's browser to a
+        // dashboard on the LAN (a text/plain body needs no preflight): fake cards, real ones
+        // overwritten with another digest and registry link.
+        None => check_origin(&headers)
+            .inspect_err(|_| count_webhook(WebhookStatus::of(""), WebhookResult::Rejected))?,
     }
     let event = read_capped(&headers, body)
         .await
