@@ -122,10 +122,10 @@ impl Page {
         self.wait_gone(&testid("loading")).await;
     }
 
-    /// The newest toast once the toasts hold still: until then their buttons let the pointer
-    /// through to the page (feedback.js).
+    /// The newest toast once it holds still: until then its buttons let the pointer through to
+    /// the page (feedback.js).
     async fn settled_toast(&self) -> Element {
-        self.wait_for(&format!("#toasts:not([data-settling]) > {}:last-child", testid("toast"))).await
+        self.wait_for(&format!("#toasts > {}:last-child:not([data-settling])", testid("toast"))).await
     }
 
     async fn by_testid(&self, id: &str) -> Element {
@@ -4655,53 +4655,108 @@ async fn a_card_moved_under_a_resting_mouse_does_not_take_its_click() {
 }
 
 /// A toast comes up at a phone's bottom edge, over the cards: a tap already on its way to the
-/// page goes to the page, not to the "Show" that came under it, until the toasts hold still;
-/// then the tap shows the card. A key is never held up.
+/// page goes to the page, not to the "Show" that came under it, until the toast holds still;
+/// then the tap shows the card. So for a toast that grows with a burst's names or is pushed up by
+/// another; one that did not move takes a tap at once. A key is never held up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
-async fn a_toast_that_just_came_up_lets_a_tap_through_to_the_page() {
+async fn a_toast_that_just_came_up_or_moved_lets_a_tap_through_to_the_page() {
     let Some(page) = Page::start(390, 800).await else { return };
-    // The page's clock held still from the toast's arrival: the first tap below is within its
-    // first moment on any machine.
+    // The page's clocks held still (the arrivals below share one burst's toast, and a tap is
+    // within a toast's first moment on any machine), and where each click lands recorded.
     page.before_scripts(
         "const sinceLoad = performance.now.bind(performance);
+         const realNow = Date.now;
          window.heldAt = null;
          performance.now = () => window.heldAt ?? sinceLoad();
-         document.addEventListener('click', (e) => { window.clicked = e.target.closest('[data-testid]')?.dataset.testid ?? e.target.tagName; }, true);",
+         Date.now = () => window.heldAt === null ? realNow() : window.heldDate;
+         window.clicks = [];
+         document.addEventListener('click', (e) => {
+           clicks.push(e.target.closest('[data-testid]')?.dataset.testid ?? e.target.tagName);
+         }, true);",
     )
     .await;
+    let hold = async || {
+        page.execute("window.heldDate = Date.now(); window.heldAt = performance.now()", vec![]).await
+    };
+    let a_moment_later = async || page.execute("window.heldAt += 60000", vec![]).await;
+    let last_click = async || page.execute("return clicks.at(-1) ?? null", vec![]).await;
+    let settling = async || {
+        page.execute(
+            "return [...document.querySelectorAll('#toasts > .toast')].map((t) => t.hasAttribute('data-settling'))",
+            vec![],
+        )
+        .await
+    };
     let events: Vec<Value> =
         (1..=6).map(|n| docker(&format!("reg.example/app{n}:1"), "nas", "app", "")).collect();
     seed(&page, &events).await;
     page.open().await;
-    page.execute("window.heldAt = performance.now()", vec![]).await;
+    hold().await;
+
     page.webhook(&docker(NGINX, "nas", "web", "")).await;
     let show = page.wait_for(&testid("toast-action")).await;
     let at = middle_of(&page, &show).await;
     press_at(&page, "touch", at).await;
-    let clicked = page.execute("return window.clicked ?? null", vec![]).await;
+    let clicked = last_click().await;
     assert!(clicked.is_string() && clicked != json!("toast-action"), "the tap reached the page: {clicked}");
     assert!(page.by_testid("toast").await.displayed().await, "the toast is still up");
 
-    page.execute("window.heldAt += 60000", vec![]).await;
+    // The burst's toast grows with a long name: held off again.
+    a_moment_later().await;
     page.settled_toast().await;
-    press_at(&page, "touch", at).await;
+    const LONG: &str = "reg.example/an-application-with-a-rather-long-name-to-wrap:1";
+    page.webhook(&docker(LONG, "nas", "web", "")).await;
+    page.wait_until("the toast to name both", async || {
+        let text = page.by_testid("toast").await.text_content().await;
+        text.contains("rather-long-name").then_some(())
+    })
+    .await;
+    assert_eq!(settling().await, json!([true]), "one toast, grown and held off");
+    a_moment_later().await;
+    let show = page.settled_toast().await.get("toast-action").await;
+    press_at(&page, "touch", middle_of(&page, &show).await).await;
     page.wait_gone(&testid("toast")).await;
-    assert_eq!(page.execute("return window.clicked", vec![]).await, json!("toast-action"));
+    assert_eq!(last_click().await, json!("toast-action"));
     let focused = page.execute("return document.activeElement.dataset.focusKey ?? null", vec![]).await;
-    assert!(focused.as_str().is_some_and(|key| key.ends_with(NGINX)), "Show went to the new card: {focused}");
+    assert!(
+        focused.as_str().is_some_and(|key| key.ends_with(NGINX)),
+        "Show went to the first card: {focused}"
+    );
 
-    // Held still again as the next toast comes up: the keyboard reaches it and it acts.
-    page.execute("window.heldAt = performance.now()", vec![]).await;
+    // A second toast pushes the first up; once both hold still, the lower one, unmoved when the
+    // upper one closes, takes a tap at once.
     page.webhook(&docker(HASS, "nas", "home", "")).await;
-    page.wait_for(&format!("#toasts[data-settling] > {}", testid("toast"))).await;
+    page.wait_for(&testid("toast")).await;
+    a_moment_later().await;
+    page.settled_toast().await;
+    page.execute("document.getElementById('remove-stale').click()", vec![]).await;
+    page.wait_until("a second toast", async || (settling().await == json!([true, true])).then_some(())).await;
+    a_moment_later().await;
+    page.settled_toast().await;
+    assert_eq!(settling().await, json!([false, false]));
+    let closes = page.find_all(&testid("toast-close")).await;
+    let (upper, lower) = (middle_of(&page, &closes[0]).await, middle_of(&page, &closes[1]).await);
+    press_at(&page, "touch", upper).await;
+    page.wait_until("the upper toast closed", async || (settling().await == json!([false])).then_some(()))
+        .await;
+    press_at(&page, "touch", lower).await;
+    page.wait_gone(&testid("toast")).await;
+    assert_eq!(last_click().await, json!("toast-close"));
+
+    // The keyboard reaches a toast that has just come up, and it acts.
+    page.webhook(&docker(PROMETHEUS, "nas", "metrics", "")).await;
+    page.wait_for(&format!("#toasts > {}[data-settling]", testid("toast"))).await;
     page.execute("document.activeElement.blur()", vec![]).await;
     page.press("n").await;
     assert_eq!(page.active().await.attr("data-testid").await.as_deref(), Some("toast-action"));
     page.active().await.send_keys(keys::ENTER).await;
     page.wait_gone(&testid("toast")).await;
     let focused = page.execute("return document.activeElement.dataset.focusKey ?? null", vec![]).await;
-    assert!(focused.as_str().is_some_and(|key| key.ends_with(HASS)), "Show went to the new card: {focused}");
+    assert!(
+        focused.as_str().is_some_and(|key| key.ends_with(PROMETHEUS)),
+        "Show went to the new card: {focused}"
+    );
     page.assert_no_console_errors().await;
 }
 

@@ -125,27 +125,40 @@ export function clearError(key) {
 export const TOAST_KEY = "n";
 
 /**
- * How long the toasts' buttons let the pointer through after the toasts last moved. A toast
- * comes up over the page's bottom edge (full width on a phone) and pushes the older ones up: a
- * tap or click already on its way to the page there goes to the page, as it was aimed, not to a
- * "Show" or close button that came under it (see `data-settling` in app.css). The keyboard is
- * never held up.
+ * How long a toast's buttons let the pointer through after it came up or moved. A toast comes
+ * up over the page's bottom edge (full width on a phone) and pushes the older ones up, and one
+ * that grows (a burst's names) pushes those above it: a tap or click already on its way to the
+ * page there goes to the page, as it was aimed, not to a "Show" or close button that came under
+ * it (see `data-settling` in app.css). A toast that did not move takes it at once; the keyboard
+ * is never held up.
  */
 const TOASTS_STEADY_MS = 500;
-let toastsMovedAt = -Infinity;
+const movedAt = new WeakMap();
 let settleTimer = 0;
 
-function toastsMoved(host) {
-  toastsMovedAt = performance.now();
-  host.dataset.settling = "";
-  // Asks the clock again rather than trusting the timer alone, so a test can hold the moment.
-  const settle = () => {
-    const left = toastsMovedAt + TOASTS_STEADY_MS - performance.now();
-    if (left > 0) settleTimer = setTimeout(settle, left);
-    else delete host.dataset.settling;
-  };
+/** Runs `change` on the toasts in `host`, and holds the pointer off those it brought or moved. */
+function moving(host, change) {
+  const before = new Map([...host.children].map((el) => [el, el.getBoundingClientRect().top]));
+  change();
+  const now = performance.now();
+  for (const el of host.children) {
+    if (before.get(el) === el.getBoundingClientRect().top) continue;
+    movedAt.set(el, now);
+    el.dataset.settling = "";
+  }
+  settle(host);
+}
+
+// Asks the clock, not the timer alone, so that a test can hold the moment.
+function settle(host) {
   clearTimeout(settleTimer);
-  settleTimer = setTimeout(settle, TOASTS_STEADY_MS);
+  let next = Infinity;
+  for (const el of host.querySelectorAll("[data-settling]")) {
+    const left = movedAt.get(el) + TOASTS_STEADY_MS - performance.now();
+    if (left > 0) next = Math.min(next, left);
+    else delete el.dataset.settling;
+  }
+  settleTimer = next < Infinity ? setTimeout(() => settle(host), next) : 0;
 }
 
 /** Where focus was before `focusNewestToast` took it to each toast, to go back there. */
@@ -163,8 +176,7 @@ export function toast(title, text, action = null) {
   let timer = 0;
   const close = () => {
     clearTimeout(timer);
-    removeNotice(el, cameFrom.get(el));
-    toastsMoved(host);
+    if (el.isConnected) moving(host, () => removeNotice(el, cameFrom.get(el)));
   };
   // Under a modal dialog a toast can be neither read nor reached: it waits for the dialog to
   // close, then has its time on screen.
@@ -198,9 +210,10 @@ export function toast(title, text, action = null) {
   el.addEventListener("keydown", (e) => {
     if (e.key === "Escape") close();
   });
-  host.append(el);
-  keepAtMost(host, 3);
-  toastsMoved(host);
+  moving(host, () => {
+    host.append(el);
+    keepAtMost(host, 3);
+  });
   arm();
   return {
     /** Still on screen: not closed, nor pushed out by newer toasts. */
@@ -209,8 +222,10 @@ export function toast(title, text, action = null) {
     },
     /** New words for this toast, its time on screen started over; not announced again. */
     update(newTitle, newText) {
-      el.querySelector(".toast-title").textContent = newTitle;
-      el.querySelector(".toast-text").textContent = newText;
+      moving(host, () => {
+        el.querySelector(".toast-title").textContent = newTitle;
+        el.querySelector(".toast-text").textContent = newText;
+      });
       if (!el.contains(document.activeElement) && !el.matches(":hover")) arm();
     },
   };
