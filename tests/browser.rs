@@ -2967,7 +2967,7 @@ async fn on_a_phone_the_filters_fold_behind_a_toggle_that_counts_them() {
 
 /// A touch screen has no hover for a time's exact title: a tap writes the exact time in its
 /// place and another the relative one again; elsewhere a click changes nothing (a mouse has the
-/// title). Nor has it, as a rule, a keyboard: the footer's line of shortcuts goes.
+/// title). Nor has it, as a rule, a keyboard: the footer's list of keys goes, not their switch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn on_a_touch_screen_a_tap_on_a_time_writes_it_out() {
@@ -2978,7 +2978,7 @@ async fn on_a_touch_screen_a_tap_on_a_time_writes_it_out() {
     let time = async || page.card(&image).await.get("card-received").await.find("time").await.unwrap();
     time().await.click().await;
     assert_eq!(time().await.text().await, "just now", "no touch screen");
-    let shortcuts = page.by_testid("shortcuts-help").await;
+    let shortcuts = page.by_testid("shortcuts-keys").await;
     assert!(shortcuts.displayed().await, "the keyboard's line, with a mouse");
 
     page.cdp("Emulation.setTouchEmulationEnabled", json!({ "enabled": true, "maxTouchPoints": 1 })).await;
@@ -2988,7 +2988,8 @@ async fn on_a_touch_screen_a_tap_on_a_time_writes_it_out() {
         .then_some(())
     })
     .await;
-    assert!(!shortcuts.displayed().await, "no keyboard's line on a touch screen");
+    assert!(!shortcuts.displayed().await, "no list of keys on a touch screen");
+    assert!(page.by_testid("shortcuts-toggle").await.displayed().await, "their switch stays");
     time().await.click().await;
     let year = page.execute("return String(new Date().getFullYear())", vec![]).await;
     let written = time().await.text().await;
