@@ -1429,7 +1429,7 @@ async fn a_dismissal_says_what_the_filters_hide() {
     };
     let (text, other) = dismiss_all().await;
     assert!(text.contains("all 6 pending updates (4 not shown by the filters)."), "{text}");
-    assert_eq!(other.as_deref(), Some("Dismiss the 2 shown"), "the shown ones offered alone");
+    assert_eq!(other.as_deref(), Some("Dismiss the 2 matching the filters"), "the shown ones offered alone");
     page.choose("filter-host", "all").await;
     page.wait_until("every card", async || (page.images().await.len() == 6).then_some(())).await;
     let (text, other) = dismiss_all().await;
@@ -1461,7 +1461,7 @@ async fn dismissing_the_updates_shown_leaves_the_hidden_ones_pending() {
     vaultwarden["digest"] = json!(format!("sha256:{}", "d".repeat(64)));
     page.webhook(&vaultwarden).await;
     let other = page.by_testid("confirm-other").await;
-    assert_eq!(other.text().await, "Dismiss the 2 shown");
+    assert_eq!(other.text().await, "Dismiss the 2 matching the filters");
     other.click().await;
 
     page.wait_api("nginx acknowledged", |u| u[NGINX]["acknowledged"] == true).await;

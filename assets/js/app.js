@@ -769,7 +769,7 @@ async function askAndDismissAll() {
       title: "Dismiss all updates?",
       text: `${news}This acknowledges all ${plural(count, "pending update")}${hiddenByFilters(count, unhidden.length)}. An image becomes pending again when DIUN reports it anew.`,
       confirmLabel: "Dismiss all",
-      otherLabel: someHidden ? `Dismiss the ${unhidden.length} shown` : null,
+      otherLabel: someHidden ? `Dismiss the ${unhidden.length} matching the filters` : null,
     });
     if (!choice) return;
     // Each up to the report its card showed: one reported anew behind the dialog stays pending.
