@@ -79,6 +79,6 @@ ENV PORT=8080 \
     RUST_LOG=info
 VOLUME ["/data"]
 EXPOSE 8080
-HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
+HEALTHCHECK --interval=30s --timeout=7s --start-period=15s --retries=3 \
     CMD ["/usr/local/bin/diun-dashboard", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/diun-dashboard"]

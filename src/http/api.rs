@@ -27,8 +27,9 @@ const MAX_TAG_NAME: usize = 100;
 /// [`HEALTHCHECK_WAIT`]. At 3 s, the store's own limits, it raced them, and on a loaded
 /// machine reported a bare timeout instead of the reason.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(4);
-/// How long the `healthcheck` command waits for `/healthz` (the images' HEALTHCHECK, which
-/// compose uses as is, gives it 5 s too).
+/// How long the `healthcheck` command waits for `/healthz`. The images' HEALTHCHECK (which
+/// compose uses as is) gives the command 7 s, so that a hung server is reported in the binary's
+/// words, not as Docker's bare "exceeded timeout".
 pub const HEALTHCHECK_WAIT: Duration = Duration::from_secs(5);
 
 pub async fn healthz(state: AppState, method: Method) -> Response {
