@@ -415,29 +415,52 @@ async fn a_read_only_database_file_is_a_clear_start_up_error() {
     assert_eq!(stderr.lines().filter(|line| line.contains("ERROR")).count(), 1, "{stderr}");
 }
 
-/// A folder named `name` in a new temporary folder (kept while the first is).
+/// A folder named `name` in a new temporary folder (kept while the first is), where the
+/// unprivileged user of [`start_unprivileged`] can reach it: under `/tmp` when the temporary
+/// folder is closed to other users (libpam-tmpdir gives each user a 0700 one).
 #[cfg(all(feature = "sqlite", unix))]
 fn a_folder_in_a_temp_dir(name: &str) -> (support::TempDir, std::path::PathBuf) {
-    let dir = support::TempDir::new();
+    let dir = if others_can_reach(&std::env::temp_dir()) {
+        support::TempDir::new()
+    } else {
+        support::TempDir::new_in(std::path::Path::new("/tmp"))
+    };
     let folder = dir.0.join(name);
     std::fs::create_dir_all(&folder).unwrap();
     (dir, folder)
 }
 
+/// Whether every folder down to `path` lets other users through.
+#[cfg(all(feature = "sqlite", unix))]
+fn others_can_reach(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.ancestors()
+        .all(|folder| std::fs::metadata(folder).is_ok_and(|meta| meta.permissions().mode() & 0o001 != 0))
+}
+
 /// Runs the service on `db_path` until it exits, as an unprivileged user when the tests run as
-/// root (root ignores file permissions).
+/// root (root ignores file permissions). That user runs a copy of the binary beside the
+/// database's folder: the build's own may be out of its reach (a checkout in /root, 0700).
 #[cfg(all(feature = "sqlite", unix))]
 async fn start_unprivileged(db_path: &std::path::Path) -> std::process::Output {
+    use std::os::unix::fs::PermissionsExt;
     let env =
         [("DB_PATH", db_path.display().to_string()), ("PORT", support::process::free_port().to_string())];
-    let mut command = support::process::command(&env);
     let is_root = std::process::Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0");
-    if is_root {
+    let mut command = if is_root {
+        let beside = db_path.parent().and_then(std::path::Path::parent).expect("the temporary folder");
+        let copy = beside.join("diun-dashboard");
+        std::fs::copy(support::process::BINARY, &copy).expect("copy the binary");
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("make it runnable");
+        let mut command = support::process::command_of(&copy, &env);
         command.uid(65534).gid(65534);
-    }
+        command
+    } else {
+        support::process::command(&env)
+    };
     tokio::time::timeout(HANG, command.output()).await.expect("start-up hung").expect("run")
 }
 

@@ -7,7 +7,7 @@ pub mod process;
 pub mod webdriver;
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -40,7 +40,11 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new() -> Self {
-        let path = std::env::temp_dir().join(unique("diun-test"));
+        Self::new_in(&std::env::temp_dir())
+    }
+
+    pub fn new_in(base: &Path) -> Self {
+        let path = base.join(unique("diun-test"));
         std::fs::create_dir_all(&path).expect("create temp dir");
         Self(path)
     }

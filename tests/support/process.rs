@@ -23,7 +23,12 @@ pub fn free_port() -> u16 {
 
 /// The binary with a clean environment: only what the test sets reaches it.
 pub fn command(env: &[(&str, String)]) -> Command {
-    let mut command = Command::new(BINARY);
+    command_of(BINARY.as_ref(), env)
+}
+
+/// [`command`] for a copy of the binary at `binary`.
+pub fn command_of(binary: &std::path::Path, env: &[(&str, String)]) -> Command {
+    let mut command = Command::new(binary);
     for name in ["DATABASE_URL", "DB_PATH", "WEBHOOK_SECRET", "PORT", "BIND", "RUST_LOG"] {
         command.env_remove(name);
     }
