@@ -11,6 +11,24 @@ pub fn ensure_chromium() -> Result<(), String> {
     system::ensure_packages(&CHROMIUM)
 }
 
+/// The chromedriver for the browser the tests start: Debian's Chromium, which they prefer when
+/// it is there, goes with Debian's driver. Another one earlier on PATH (npm's, Selenium's) may
+/// be of another major version, and then no session starts.
+fn driver() -> Result<String, String> {
+    const DEBIAN_BROWSER: &str = "/usr/bin/chromium";
+    const DEBIAN_DRIVER: &str = "/usr/bin/chromedriver";
+    if !Path::new(DEBIAN_BROWSER).exists() {
+        return Ok("chromedriver".into());
+    }
+    if !Path::new(DEBIAN_DRIVER).exists() {
+        system::install_package(
+            "chromium-driver",
+            "Debian's chromium is here without Debian's chromedriver",
+        )?;
+    }
+    Ok(DEBIAN_DRIVER.into())
+}
+
 pub fn run(root: &Path, env: &[(&str, String)]) -> Result<(), String> {
     if !root.join("tests/browser.rs").is_file() {
         let why = "tests/browser.rs does not exist yet";
@@ -22,7 +40,7 @@ pub fn run(root: &Path, env: &[(&str, String)]) -> Result<(), String> {
     }
     ensure_chromium()?;
     let mut env = env.to_vec();
-    env.push(("CHROMEDRIVER", "chromedriver".to_string()));
+    env.push(("CHROMEDRIVER", driver()?));
     // A wait that times out panics inside the WebDriver client; the backtrace names the test line.
     if std::env::var_os("RUST_BACKTRACE").is_none() {
         env.push(("RUST_BACKTRACE", "1".to_string()));
@@ -39,7 +57,7 @@ pub fn run(root: &Path, env: &[(&str, String)]) -> Result<(), String> {
 pub fn screenshot(root: &Path) -> Result<(), String> {
     ensure_chromium()?;
     let out = root.join("docs/screenshot.png");
-    let env = [("CHROMEDRIVER", "chromedriver".to_string()), ("SCREENSHOT_OUT", out.display().to_string())];
+    let env = [("CHROMEDRIVER", driver()?), ("SCREENSHOT_OUT", out.display().to_string())];
     cargo(
         root,
         &["test", "--test", "browser", "--", "--ignored", "--exact", "screenshot_for_the_readme"],

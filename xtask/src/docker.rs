@@ -201,6 +201,26 @@ fn venv_tools(venv: &Path) -> Option<(PathBuf, PathBuf)> {
     hadolint.is_file().then_some((hadolint, compose))
 }
 
+/// What the lint's wheels need: a Python that makes virtual environments (Debian's python3
+/// does only with python3-venv). Named like a program in [`system::ensure_packages_found_by`].
+pub const PYTHON_VENV: (&str, &str) = ("python3-venv", "python3 -m venv");
+
+/// Whether the lint will need [`PYTHON_VENV`] and it is not there: linters neither on PATH nor
+/// installed in `target/` by an earlier run.
+pub fn lacks_python_venv(root: &Path) -> bool {
+    let on_path_already = on_path("hadolint").is_some() && docker_compose_plugin().is_some();
+    let installed = venv_tools(&root.join(TOOLS_DIR)).is_some();
+    let venv_works = || {
+        Command::new("python3")
+            .args(["-c", "import ensurepip, venv"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    !on_path_already && !installed && !venv_works()
+}
+
 fn install_venv_tools(venv: &Path) -> Result<(PathBuf, PathBuf), String> {
     // Debian's minimal images have no python3: its venv package brings it.
     if ["python3", "python"].into_iter().all(|p| on_path(p).is_none()) {

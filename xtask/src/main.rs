@@ -71,8 +71,15 @@ fn test(root: &Path) -> Result<(), String> {
     // Chromium and PostgreSQL are found, installed or started before the long builds: a
     // machine without them learns so at once, not after the lints. An interrupted run still
     // removes a throwaway server (postgres::Watchdog).
-    // The tests signal the service with kill(1), which a minimal Debian image lacks (procps).
-    system::ensure_packages(&[browser::CHROMIUM[0], browser::CHROMIUM[1], ("procps", "kill")])?;
+    // The tests signal the service with kill(1), which a minimal Debian image lacks (procps);
+    // the container lint's wheels need a Python that makes virtual environments.
+    let lacks_python_venv = docker::lacks_python_venv(root);
+    system::ensure_packages_found_by(
+        &[browser::CHROMIUM[0], browser::CHROMIUM[1], ("procps", "kill"), docker::PYTHON_VENV],
+        |program| {
+            if program == docker::PYTHON_VENV.1 { !lacks_python_venv } else { system::on_path(program) }
+        },
+    )?;
     let database = postgres::provide()?;
     steps.run("rustfmt", || cargo(root, &["fmt", "--all", "--", "--check"], &[]))?;
     for (name, flags) in FEATURE_SETS {

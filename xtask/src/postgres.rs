@@ -145,28 +145,24 @@ pub fn provide_with(durability: Durability) -> Result<TestDatabase, String> {
     if !cluster_only && let Some(database) = scratch_database_on_localhost() {
         return Ok(database);
     }
-    if find_bindir().is_none() && system::is_root() && system::on_path("apt-get") {
+    if find_bindir().is_none() && system::can_install() {
         println!("PostgreSQL: no server and no binaries; installing the Debian package postgresql");
-        system::run(command("apt-get", &["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
-        system::run(
-            command("apt-get", &["install", "-y", "-q", "--no-install-recommends", "postgresql"])
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
+        system::apt_install("postgresql")?;
     }
     match find_bindir() {
         Some(bin) => throwaway_cluster(&bin, durability),
         // The scratch database on a local server is made with psql: say so rather than ask for
         // the server that is already there.
-        None if !cluster_only && !system::on_path("psql") && server_answers_on_localhost() => {
-            Err("PostgreSQL answers on localhost:5432, but psql, which makes the tests' scratch database \
-             there, is missing: install it (`sudo apt-get update && sudo apt-get install -y postgresql-client`) or set DATABASE_URL"
-                .into())
-        }
-        None => Err(
+        None if !cluster_only && !system::on_path("psql") && server_answers_on_localhost() => Err(format!(
+            "PostgreSQL answers on localhost:5432, but psql, which makes the tests' scratch database \
+             there, is missing: install it (`{}`) or set DATABASE_URL",
+            system::install_command("postgresql-client")
+        )),
+        None => Err(format!(
             "PostgreSQL is needed for the tests: set DATABASE_URL=postgres://user@host/db, start a server \
-             on localhost:5432, or install it (`sudo apt-get update && sudo apt-get install -y postgresql`)"
-                .into(),
-        ),
+             on localhost:5432, or install it (`{}`)",
+            system::install_command("postgresql")
+        )),
     }
 }
 

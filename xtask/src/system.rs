@@ -54,7 +54,12 @@ pub fn ensure_package(package: &str, provides: &str) -> Result<(), String> {
 /// [`ensure_package`] for several (package, program it provides) at once: a machine that lacks
 /// three learns so in one line, not in three runs.
 pub fn ensure_packages(wanted: &[(&str, &str)]) -> Result<(), String> {
-    match missing_packages(wanted, on_path) {
+    ensure_packages_found_by(wanted, on_path)
+}
+
+/// [`ensure_packages`] where `found` says whether each one's program is there.
+pub fn ensure_packages_found_by(wanted: &[(&str, &str)], found: impl Fn(&str) -> bool) -> Result<(), String> {
+    match missing_packages(wanted, found) {
         Some((packages, why)) => install_package(&packages, &why),
         None => Ok(()),
     }
@@ -75,16 +80,36 @@ fn missing_packages(wanted: &[(&str, &str)], found: impl Fn(&str) -> bool) -> Op
 /// Installs Debian packages (`package`: names separated by spaces) with apt when running as
 /// root, else stops with the one command that would; `why` says what their absence broke.
 pub fn install_package(package: &str, why: &str) -> Result<(), String> {
-    if !is_root() || !on_path("apt-get") {
-        return Err(format!(
-            "{why}: install with `sudo apt-get update && sudo apt-get install -y {package}` and run again"
-        ));
+    if !can_install() {
+        return Err(format!("{why}: install with `{}` and run again", install_command(package)));
     }
     println!("{why}; installing with apt: {package}");
-    run(command("apt-get", &["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
-    let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
+    apt_install(package)
+}
+
+/// Whether [`apt_install`] can run here.
+pub fn can_install() -> bool {
+    is_root() && on_path("apt-get")
+}
+
+/// Installs `package` (names separated by spaces) with apt, as root.
+pub fn apt_install(package: &str) -> Result<(), String> {
+    // A machine just booted runs apt's daily jobs, which hold dpkg's lock for a while.
+    let wait_for_lock = ["-o", "DPkg::Lock::Timeout=600"];
+    let mut update = wait_for_lock.to_vec();
+    update.extend(["update", "-q"]);
+    run(command("apt-get", &update).env("DEBIAN_FRONTEND", "noninteractive"))?;
+    let mut install = wait_for_lock.to_vec();
+    install.extend(["install", "-y", "-q", "--no-install-recommends"]);
     install.extend(package.split_whitespace());
     run(command("apt-get", &install).env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// The one command a user who is not root runs to install `package`: through sudo, or su on a
+/// Debian installed with a root password (no sudo).
+pub fn install_command(package: &str) -> String {
+    let apt = format!("apt-get update && apt-get install -y {package}");
+    if on_path("sudo") { format!("sudo sh -c '{apt}'") } else { format!("su -c '{apt}'") }
 }
 
 /// Whether the run is CI's, where nothing may be skipped.
