@@ -4761,6 +4761,38 @@ async fn a_toast_that_just_came_up_or_moved_lets_a_tap_through_to_the_page() {
     page.assert_no_console_errors().await;
 }
 
+/// A click on a card's text (no control there) keeps the keyboard's place at that card: Tab
+/// goes on from it and J to the card after it, not from the top of the list, as when a click
+/// focused the whole list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_click_on_a_cards_text_keeps_the_keyboards_place_there() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    seed(&page, &varied_events()).await;
+    page.open().await;
+    let images = page.images().await;
+    let place = async || {
+        page.execute(
+            "const el = document.activeElement;
+             return el.closest('[data-testid=\"card\"]')?.dataset.image ?? (el.id || el.tagName);",
+            vec![],
+        )
+        .await
+    };
+    page.card(&images[2]).await.get("card-name").await.click().await;
+    assert_eq!(place().await, json!("BODY"), "nothing takes the focus");
+    page.press(keys::TAB).await;
+    assert_eq!(place().await, json!(images[2]), "Tab goes on from the card clicked");
+
+    page.card(&images[3]).await.get("card-name").await.click().await;
+    page.press("j").await;
+    assert_eq!(place().await, json!(images[4]), "J goes to the card after the one clicked");
+    page.card(&images[3]).await.get("card-name").await.click().await;
+    page.press("k").await;
+    assert_eq!(place().await, json!(images[2]), "K to the one before");
+    page.assert_no_console_errors().await;
+}
+
 /// What the wheel scrolls under a resting mouse is aimed at: a click on it right after a redraw
 /// is taken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

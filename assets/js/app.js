@@ -67,7 +67,7 @@ import { connectStream } from "./live.js";
 import { Coverage, commonMark, parseMark } from "./sync.js";
 import { openHistory, historyEntry, historyImage } from "./history.js";
 import { plural, isolated } from "./words.js";
-import { closeOnBackdrop } from "./dom.js";
+import { closeOnBackdrop, focusRegion } from "./dom.js";
 import { load, onChange, save } from "./storage.js";
 import { boxesChanged, filtersFromQuery, queryOfFilters } from "./address.js";
 
@@ -83,6 +83,8 @@ const MAX_GROUP_NAME = 100;
 
 const $ = (id) => document.getElementById(id);
 const root = $("updates");
+// The skip link's target takes the focus only while it has it (see focusRegion).
+document.querySelector(".skip-link").addEventListener("click", () => focusRegion(root));
 const aimGuard = createAimGuard();
 
 // The sticky error banners' height, for the page's scroll padding (app.css): a control that
@@ -279,7 +281,7 @@ function renderNow() {
     // user is taken there; a pointer user's page does not jump.
     if (near) near.focus();
     else if (own) own.focus({ preventScroll: !followFocus });
-    else root.focus({ preventScroll: true });
+    else focusRegion(root);
   }
   watchNewCards();
 }
@@ -892,7 +894,7 @@ function showCard(image) {
   if (!card) {
     // Gone meanwhile, or the page holds still for an open menu or a drag; the toast's button,
     // which had focus, is gone too.
-    root.focus({ preventScroll: true });
+    focusRegion(root);
     return;
   }
   const reveal = () => cardOf()?.scrollIntoView({ block: "center" });
@@ -948,10 +950,25 @@ document.addEventListener("keydown", (e) => {
  * Acknowledge button, else its "Move to…"), across sections; from outside the cards, to the
  * first or the last. Hundreds of cards were otherwise three or four Tabs each.
  */
+// A click on a card's text leaves the focus nowhere (only its controls take it), but that card
+// is where the user is: J and K step from it. By image, as a redraw builds cards anew.
+let pointedImage = null;
+root.addEventListener(
+  "pointerdown",
+  (e) => {
+    pointedImage = e.target.closest?.('[data-testid="card"]')?.dataset.image ?? null;
+  },
+  { passive: true },
+);
+
 function moveAmongCards(step) {
   const cards = [...root.querySelectorAll('[data-testid="card"]')];
   if (!cards.length) return false;
-  const current = document.activeElement?.closest?.('[data-testid="card"]');
+  const focused = document.activeElement;
+  const nowhere = !focused || focused === document.body;
+  const current =
+    focused?.closest?.('[data-testid="card"]') ??
+    (nowhere ? cards.find((card) => card.dataset.image === pointedImage) : null);
   const from = current ? cards.indexOf(current) : -1;
   const index = from === -1 ? (step > 0 ? 0 : cards.length - 1) : Math.max(0, Math.min(cards.length - 1, from + step));
   const control = cards[index].querySelector('[data-action="ack"], [data-action="move"]');
@@ -1039,7 +1056,7 @@ function removeImage(image, receivedAt) {
   renderNow();
   const near = nearby.map(findByFocusKey).find((el) => el && !el.disabled);
   if (near) near.focus();
-  else root.focus({ preventScroll: true });
+  else focusRegion(root);
 }
 
 function setConfirm(confirm, focusAfter) {
@@ -1100,7 +1117,7 @@ root.addEventListener("click", (e) => {
     aimGuard.flash(btn);
     announce("Nothing was done: the cards moved under the pointer. Click again to act on this card.");
     // The press focused the control it did not aim at: Enter next must not act on it either.
-    if (document.activeElement === btn) root.focus({ preventScroll: true });
+    if (document.activeElement === btn) focusRegion(root);
     return;
   }
   const image = btn.closest('[data-testid="card"]')?.dataset.image;
@@ -1147,7 +1164,7 @@ root.addEventListener("click", (e) => {
           requestRender();
         }
       });
-      root.focus({ preventScroll: true });
+      focusRegion(root);
       break;
     }
     case "history":
@@ -1157,7 +1174,7 @@ root.addEventListener("click", (e) => {
         () => {
           const button = findByFocusKey(`history:${image}`);
           if (button) button.focus();
-          else root.focus({ preventScroll: true });
+          else focusRegion(root);
         },
         (receivedAt) => removeImage(image, receivedAt),
       );

@@ -36,3 +36,14 @@ export function breakable(text) {
   return parts.flatMap((part, i) => (i ? [document.createElement("wbr"), part] : [part]));
 }
 
+/**
+ * Focuses `region` (the list of updates) when the control that had focus is gone: the keyboard
+ * keeps its place in the list rather than starting again from the top of the page. Focusable only
+ * meanwhile: with a tabindex for good, a click on a card's text focused the whole list, and Tab
+ * then went to its first heading and J to its first card.
+ */
+export function focusRegion(region) {
+  region.setAttribute("tabindex", "-1");
+  region.addEventListener("blur", () => region.removeAttribute("tabindex"), { once: true });
+  region.focus({ preventScroll: true });
+}

@@ -1,6 +1,7 @@
 // Telling the user things: error banners (role="alert"), toasts for new updates, a polite
 // screen-reader announcer, and the confirmation dialog.
 
+import { focusRegion } from "./dom.js";
 import { glyph } from "./icons.js";
 
 const TOAST_MS = 5000;
@@ -66,8 +67,9 @@ function removeNotice(el, back = null) {
   const neighbour = el.nextElementSibling ?? el.previousElementSibling;
   el.remove();
   if (!hadFocus) return;
-  const target = [back, neighbour?.lastElementChild, document.getElementById("updates")].find((t) => t?.isConnected);
-  target?.focus({ preventScroll: true });
+  const target = [back, neighbour?.lastElementChild].find((t) => t?.isConnected);
+  if (target) target.focus({ preventScroll: true });
+  else focusRegion(document.getElementById("updates"));
 }
 
 function keepAtMost(host, count) {
@@ -273,7 +275,7 @@ export function confirmDialog({ title, text, confirmLabel, otherLabel = null }) 
         // user would start again from the top of the page.
         const now = document.activeElement;
         const lost = !now || now === document.body || now.disabled || dialog.contains(now);
-        if (lost) document.getElementById("updates").focus({ preventScroll: true });
+        if (lost) focusRegion(document.getElementById("updates"));
         resolve(["ok", "other"].includes(dialog.returnValue) ? dialog.returnValue : "");
       },
       { once: true },

@@ -28,6 +28,7 @@ const POLL: Duration = Duration::from_millis(50);
 
 /// Special keys for `send_keys` (WebDriver's private-use code points).
 pub mod keys {
+    pub const TAB: &str = "\u{E004}";
     pub const ENTER: &str = "\u{E007}";
     pub const ESCAPE: &str = "\u{E00C}";
     pub const ARROW_UP: &str = "\u{E013}";
