@@ -878,6 +878,10 @@ async fn groups_are_created_and_cards_moved_by_drag_and_menu() {
     page.wait_gone(&format!(r#"{}[data-tag-id="{media}"]"#, testid("group"))).await;
     page.wait_in_section(JELLYFIN, "untagged").await;
     page.wait_api("jellyfin untagged after its group went", |u| u[JELLYFIN]["tag"].is_null()).await;
+    let focused = page
+        .execute("return document.activeElement.dataset.focusKey ?? document.activeElement.id", vec![])
+        .await;
+    assert_eq!(focused, json!("group-toggle:untagged"), "the keyboard follows the cards to Untagged");
     page.assert_no_console_errors().await;
 }
 

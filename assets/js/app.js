@@ -1164,7 +1164,12 @@ root.addEventListener("click", (e) => {
           requestRender();
         }
       });
-      focusRegion(root);
+      // Its cards went to Untagged (at once, until the server says otherwise): the keyboard
+      // follows them rather than starting again from the top of the list.
+      renderNow();
+      const untagged = findByFocusKey("group-toggle:untagged");
+      if (untagged) untagged.focus();
+      else focusRegion(root);
       break;
     }
     case "history":
