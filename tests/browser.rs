@@ -2514,6 +2514,14 @@ async fn history_dialog_lists_reports_by_digest_a_page_at_a_time() {
     assert_eq!(shown_ids(&groups), ids, "every event, newest first");
     let summary = page.by_testid("history-summary").await.text_content().await;
     assert_eq!(summary, "53 events · 2 digests · 3 hosts");
+    // The focus is on the first older event: Tab goes on to what follows the list, Shift+Tab
+    // back to the list, not round to the dialog's other end.
+    assert_eq!(page.active().await.attr("data-testid").await.as_deref(), Some("history-event"));
+    page.press(keys::TAB).await;
+    assert_eq!(page.active().await.attr("data-testid").await.as_deref(), Some("history-remove"));
+    page.execute("document.querySelectorAll('[data-testid=\"history-event\"]')[50].focus()", vec![]).await;
+    page.active().await.send_keys(keys::SHIFT_TAB).await;
+    assert_eq!(page.active().await.attr("data-testid").await.as_deref(), Some("history-list"));
 
     // Esc closes; the focus returns to the card's History button.
     page.active().await.send_keys(keys::ESCAPE).await;

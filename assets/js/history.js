@@ -454,15 +454,16 @@ dialog.addEventListener("keydown", (e) => {
   if (e.key !== "Tab") return;
   const items = focusables();
   if (!items.length) return;
-  const first = items[0];
-  const last = items[items.length - 1];
-  const inside = dialog.contains(document.activeElement) && items.includes(document.activeElement);
-  if (e.shiftKey && (document.activeElement === first || !inside)) {
+  // An event focused by script (the first of a page of older ones) is in no tab order of its
+  // own, but in its list's place: Tab goes on from there as the browser would.
+  const active = document.activeElement;
+  const at = items.findIndex((el) => el === active || el.contains(active));
+  if (e.shiftKey && (at === -1 || (at === 0 && items[0] === active))) {
     e.preventDefault();
-    last.focus();
-  } else if (!e.shiftKey && (document.activeElement === last || !inside)) {
+    items[items.length - 1].focus();
+  } else if (!e.shiftKey && (at === -1 || at === items.length - 1)) {
     e.preventDefault();
-    first.focus();
+    items[0].focus();
   }
 });
 

@@ -29,6 +29,8 @@ const POLL: Duration = Duration::from_millis(50);
 /// Special keys for `send_keys` (WebDriver's private-use code points).
 pub mod keys {
     pub const TAB: &str = "\u{E004}";
+    /// Shift, held to the end of a `send_keys`, and Tab.
+    pub const SHIFT_TAB: &str = "\u{E008}\u{E004}";
     pub const ENTER: &str = "\u{E007}";
     pub const ESCAPE: &str = "\u{E00C}";
     pub const ARROW_UP: &str = "\u{E013}";
