@@ -2980,6 +2980,7 @@ async fn on_a_phone_the_filters_fold_behind_a_toggle_that_counts_them() {
 /// A touch screen has no hover for a time's exact title: a tap writes the exact time in its
 /// place and another the relative one again; elsewhere a click changes nothing (a mouse has the
 /// title). Nor has it, as a rule, a keyboard: the footer's list of keys goes, not their switch.
+/// A swipe on a dialog does not scroll the page behind it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn on_a_touch_screen_a_tap_on_a_time_writes_it_out() {
@@ -3008,6 +3009,17 @@ async fn on_a_touch_screen_a_tap_on_a_time_writes_it_out() {
     assert!(written.contains(year.as_str().unwrap()) && written.contains(':'), "the exact time: {written}");
     time().await.click().await;
     assert_eq!(time().await.text().await, "just now", "tapped again");
+    // A swipe on a dialog does not scroll the page behind it.
+    let page_scrolls = async || {
+        page.execute("return getComputedStyle(document.documentElement).overflowY", vec![]).await
+            != json!("hidden")
+    };
+    assert!(page_scrolls().await);
+    page.card(&image).await.get("history-open").await.click().await;
+    page.wait_for(&format!("{}[open]", testid("history-dialog"))).await;
+    assert!(!page_scrolls().await, "the page behind the dialog holds still");
+    page.by_testid("history-close").await.click().await;
+    page.wait_until("the dialog closed", async || page_scrolls().await.then_some(())).await;
     page.assert_no_console_errors().await;
 }
 
