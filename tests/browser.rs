@@ -4785,6 +4785,35 @@ async fn a_toast_that_just_came_up_or_moved_lets_a_tap_through_to_the_page() {
     page.assert_no_console_errors().await;
 }
 
+/// An open "Move to…" menu holds the page's redraws; scrolled out of sight, it closes, and what
+/// came meanwhile is drawn. The page stays where the user scrolled it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_move_menu_scrolled_out_of_sight_closes() {
+    let Some(page) = Page::start(1280, 700).await else { return };
+    let events: Vec<Value> =
+        (10..40).map(|n| docker(&format!("reg.example/app{n}:1"), "nas", "app", "")).collect();
+    seed(&page, &events).await;
+    page.open().await;
+    let first = page.images().await.remove(0);
+    page.card(&first).await.get("move-menu").await.click().await;
+    page.wait_for(&testid("move-options")).await;
+    page.webhook(&docker(NGINX, "nas", "web", "")).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(page.card_info(NGINX).await.is_none(), "held while the menu is open");
+
+    page.execute("window.scrollTo(0, document.body.scrollHeight)", vec![]).await;
+    page.wait_gone(&testid("move-options")).await;
+    page.card(NGINX).await;
+    let (scrolled, focused) = (
+        page.execute("return window.scrollY > 500", vec![]).await,
+        page.execute("return document.activeElement.dataset.focusKey ?? null", vec![]).await,
+    );
+    assert_eq!(scrolled, json!(true), "not scrolled back to the menu's button");
+    assert_eq!(focused, json!(format!("move:{first}")), "the keyboard back on its button");
+    page.assert_no_console_errors().await;
+}
+
 /// A click on a card's text (no control there) keeps the keyboard's place at that card: Tab
 /// goes on from it and J to the card after it, not from the top of the list, as when a click
 /// focused the whole list.

@@ -9,14 +9,14 @@ export function isMenuOpen() {
   return open !== null;
 }
 
-export function closeMenu({ focusTrigger = false } = {}) {
+export function closeMenu({ focusTrigger = false, preventScroll = false } = {}) {
   if (!open) return;
   const { trigger, menu, onClose } = open;
   open = null;
   menu.remove();
   trigger.closest(".card")?.classList.remove("has-open-menu");
   trigger.setAttribute("aria-expanded", "false");
-  if (focusTrigger && trigger.isConnected) trigger.focus();
+  if (focusTrigger && trigger.isConnected) trigger.focus({ preventScroll });
   onClose();
 }
 
@@ -138,6 +138,17 @@ document.addEventListener("pointerdown", (e) => {
 document.addEventListener("visibilitychange", () => {
   if (document.hidden) closeMenu({ focusTrigger: true });
 });
+// And scrolling its card out of sight (the wheel, a swipe): it would hold every redraw while the
+// user reads elsewhere. The focus goes back to its button without scrolling the page back there.
+window.addEventListener(
+  "scroll",
+  () => {
+    if (!open) return;
+    const { top, bottom } = open.trigger.getBoundingClientRect();
+    if (bottom < 0 || top > window.innerHeight) closeMenu({ focusTrigger: true, preventScroll: true });
+  },
+  { passive: true },
+);
 // And leaving the window for another application: the page may stay in sight (another screen,
 // a window beside it), and while the menu is open it holds every redraw, the title's count too.
 window.addEventListener("blur", () => closeMenu({ focusTrigger: true }));
