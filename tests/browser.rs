@@ -3441,6 +3441,10 @@ async fn a_failed_fetch_is_retried_soon_while_the_stream_is_open() {
     page.wait_gone(&testid("error-banner")).await;
     page.card(HASS).await;
     assert_eq!(page.live_status("data-state").await.as_deref(), Some("live"));
+    // The way back is said (the outage was, by its alert); the status itself is no live region,
+    // which said "Live" at every load.
+    page.wait_said("Back online: the dashboard is live again.").await;
+    assert_eq!(page.live_status("role").await, None);
     page.assert_no_console_errors_besides_failed_requests().await;
 }
 

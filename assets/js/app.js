@@ -397,6 +397,12 @@ const stream = connectStream("api/stream", {
   },
 });
 
+/**
+ * The live status is shown, not a live region: as one it said "Live" at every load and every
+ * return to the tab, and "Offline" over the outage's own alert. Only the way back is said.
+ */
+let liveShown = null;
+
 function showLive() {
   const el = $("live-status");
   const streaming = stream.isOpen();
@@ -420,6 +426,8 @@ function showLive() {
   const label = $("live-text");
   if (label.textContent !== text) label.textContent = text;
   $("live-how").hidden = !polling;
+  if (liveShown === "offline" && mode === "live") announce("Back online: the dashboard is live again.");
+  liveShown = mode;
 }
 
 function label(image) {
