@@ -4789,6 +4789,49 @@ async fn a_toast_that_just_came_up_or_moved_lets_a_tap_through_to_the_page() {
     page.assert_no_console_errors().await;
 }
 
+/// A mouse pressed on a card's name and moved selects the name, to copy it, and moves no card;
+/// pressed on the card's grip or elsewhere on it, it drags the card.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_mouse_selects_a_cards_name_rather_than_dragging_the_card() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    seed(&page, &varied_events()[..2]).await;
+    let home = page.create_tag("home").await.to_string();
+    page.open().await;
+    let name = page.card(HASS).await.get("card-name").await;
+    let rect = page
+        .execute(
+            "const r = arguments[0].getBoundingClientRect(); return [r.left + 2, r.top + r.height / 2, r.right - 2];",
+            vec![name.json()],
+        )
+        .await;
+    let (left, y, right) = (
+        rect[0].as_f64().unwrap() as i64,
+        rect[1].as_f64().unwrap() as i64,
+        rect[2].as_f64().unwrap() as i64,
+    );
+    let press = |kind| json!({ "type": kind, "button": 0 });
+    let steps = (1..=5).map(|i| move_to((left + (right - left) * i / 5, y + i * 20)));
+    with_pointer(
+        &page,
+        "mouse",
+        [vec![move_to((left, y)), press("pointerDown")], steps.collect(), vec![press("pointerUp")]].concat(),
+    )
+    .await;
+    let selected = page.execute("return String(window.getSelection())", vec![]).await;
+    assert!(
+        selected.as_str().is_some_and(|text| text.contains("home-assistant")),
+        "the name selected: {selected}"
+    );
+    assert!(page.find(".card-ghost").await.is_none(), "no card dragged");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(page.updates().await[HASS]["tag"].is_null(), "no card moved");
+
+    page.drag(&page.card(HASS).await, &page.section(&home).await, Pointer::Mouse).await;
+    page.wait_in_section(HASS, &home).await;
+    page.assert_no_console_errors().await;
+}
+
 /// An open "Move to…" menu holds the page's redraws; scrolled out of sight, it closes, and what
 /// came meanwhile is drawn. The page stays where the user scrolled it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,11 +1,14 @@
 // Drag and drop of cards between group sections with pointer events, so mouse, pen and touch all
-// work (HTML5 drag and drop does not fire on phones). Mouse and pen drag from anywhere on a card
-// that is not a control; touch drags from the grip at once, or from the card after a long press
-// (so a normal swipe still scrolls the page). Escape cancels a drag.
+// work (HTML5 drag and drop does not fire on phones). Mouse and pen drag from the grip, or from
+// anywhere on a card that is neither a control nor its text to copy; touch drags from the grip at
+// once, or from the card after a long press (so a normal swipe still scrolls the page). Escape
+// cancels a drag.
 
 const CARD = '[data-testid="card"]';
 const GROUP = '[data-testid="group"]';
 const CONTROLS = "button, a, input, select, textarea, [role='menu']";
+/** A card's text a mouse selects rather than drags by: an image's name, tag or host, copied into a terminal. */
+const TEXT_TO_COPY = ".card-name, .tag-chip, [data-testid='card-registry'], .card-meta dd";
 const START_DISTANCE = 5;
 const LONG_PRESS_MS = 350;
 const EDGE = 48;
@@ -105,6 +108,7 @@ export function initDragAndDrop(root, { onDrop, onDragChange }) {
     const card = e.target.closest(CARD);
     if (!card || !root.contains(card) || e.target.closest(CONTROLS)) return;
     const onHandle = Boolean(e.target.closest(".drag-handle"));
+    if (e.pointerType !== "touch" && !onHandle && e.target.closest(TEXT_TO_COPY)) return;
     drag = {
       card,
       image: card.dataset.image,

@@ -432,7 +432,8 @@ impl Session {
         .await;
     }
 
-    /// Presses on `from` (at a point that is not one of its controls), moves in several steps
+    /// Presses on `from` (at a point that is neither one of its controls nor its text, which a
+    /// mouse selects: dnd.js's TEXT_TO_COPY), moves in several steps
     /// onto the middle of `to` and releases there. A touch pointer is held still first, as a
     /// long press; a mouse moves right away. Both must be on screen.
     pub async fn drag(&self, from: &Element, to: &Element, pointer: Pointer) {
@@ -441,7 +442,8 @@ impl Session {
                 r#"
                 const [from, to] = arguments;
                 from.scrollIntoView({ block: "nearest" });
-                const controls = "button, a, input, select, textarea, [role='menu']";
+                const controls = "button, a, input, select, textarea, [role='menu'], " +
+                  ".card-name, .tag-chip, [data-testid='card-registry'], .card-meta dd";
                 const r = from.getBoundingClientRect();
                 let start = null;
                 for (const [fx, fy] of [[0.5, 0.55], [0.3, 0.5], [0.7, 0.5], [0.5, 0.35], [0.2, 0.2], [0.8, 0.3]]) {
