@@ -331,14 +331,14 @@ mod slow_connections {
     /// `database`, reached through the proxy.
     pub async fn through(database: &Database, delay: Duration) -> Database {
         let Database::Postgres { url } = database else { panic!("PostgreSQL only") };
-        let port = crate::support::server_port(url.expose());
+        let server = crate::support::server_addr(url.expose()).await;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy = listener.local_addr().unwrap();
         tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
-                    if let Ok(mut server) = TcpStream::connect(("127.0.0.1", port)).await {
+                    if let Ok(mut server) = TcpStream::connect(server).await {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                     }
                 });

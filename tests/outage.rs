@@ -182,7 +182,7 @@ async fn refuse(mut client: TcpStream, upstream: SocketAddr) {
 async fn behind_a_proxy(application_name: &str) -> Option<(TestApp, Proxy)> {
     let db = TestDb::postgres().await?;
     let Database::Postgres { url } = db.database() else { unreachable!() };
-    let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], support::server_port(url.expose())))).await;
+    let proxy = Proxy::start(support::server_addr(url.expose()).await).await;
     let proxied = support::through_proxy(url.expose(), proxy.listen.port());
     let named = format!("{proxied}&application_name={application_name}");
     let app = TestApp::start_with(Database::Postgres { url: Secret::new(named) }, db, None).await;

@@ -181,21 +181,35 @@ impl TestDb {
     }
 }
 
-/// The port of the server `url` names: a proxy in front of it listens on 127.0.0.1, as the
-/// test server does everywhere the tests run, and forwards there.
+/// The address of the server `url` names (over TCP: a proxy forwards there).
 #[cfg(feature = "postgres")]
-pub fn server_port(url: &str) -> u16 {
+pub async fn server_addr(url: &str) -> std::net::SocketAddr {
     let config: tokio_postgres::Config = url.parse().unwrap();
-    config.get_ports().first().copied().unwrap_or(5432)
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        None => "localhost".into(),
+        #[allow(unreachable_patterns)]
+        Some(other) => {
+            panic!("a proxy forwards over TCP, and {other:?} is a socket: give a host name in the URL")
+        }
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .ok()
+        .and_then(|mut found| found.next())
+        .unwrap_or_else(|| panic!("cannot resolve {host}:{port}"))
 }
 
-/// `url` through a proxy on `proxy_port` (see [`server_port`]).
+/// `url` through a proxy listening on 127.0.0.1:`proxy_port` (see [`server_addr`]): its host and
+/// port replaced, whatever they were (a host name, no port).
 #[cfg(feature = "postgres")]
 pub fn through_proxy(url: &str, proxy_port: u16) -> String {
-    let port = server_port(url);
-    let proxied = url.replacen(&format!(":{port}/"), &format!(":{proxy_port}/"), 1);
-    assert_ne!(proxied, url, "the URL must name a port to proxy it");
-    proxied
+    let (scheme, rest) = url.split_once("://").expect("a postgres:// URL (not key=value settings) to proxy");
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let user = authority.rsplit_once('@').map_or(String::new(), |(user, _)| format!("{user}@"));
+    format!("{scheme}://{user}127.0.0.1:{proxy_port}{tail}")
 }
 
 #[cfg(feature = "postgres")]
