@@ -39,7 +39,9 @@ impl Drop for TestDatabase {
         match &self.cleanup {
             Cleanup::Nothing => {}
             Cleanup::DropDatabase { user, name } => {
-                if let Err(err) = psql(user, "postgres", &drop_database_sql(name)) {
+                let dropped =
+                    drop_database_sql(name).iter().try_for_each(|sql| psql(user, "postgres", sql).map(drop));
+                if let Err(err) = dropped {
                     eprintln!("xtask: could not drop the scratch database {name}: {err}");
                 }
             }
@@ -210,8 +212,17 @@ fn psql_command(host: &str, port: &str, user: &str, database: &str, sql: &str) -
     psql
 }
 
-fn drop_database_sql(name: &str) -> String {
-    format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+/// Ends what is still connected to `name` (a test stopped mid-way), then drops it: two
+/// statements, as DROP DATABASE runs in no transaction, and not `DROP … WITH (FORCE)`, which
+/// PostgreSQL 12 and older refuse (their scratch databases were left behind).
+fn drop_database_sql(name: &str) -> [String; 2] {
+    [
+        format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        ),
+        format!("DROP DATABASE IF EXISTS {name}"),
+    ]
 }
 
 fn scratch_database_on_localhost() -> Option<TestDatabase> {
@@ -225,8 +236,9 @@ fn scratch_database_on_localhost() -> Option<TestDatabase> {
         .find(|user| psql(user, "postgres", "SELECT 1").is_ok_and(|out| out == "1"))?
         .to_string();
     let name = format!("diun_xtask_{}", std::process::id());
-    let watchdog =
-        Watchdog::arm(&[psql_command("127.0.0.1", "5432", &user, "postgres", &drop_database_sql(&name))]);
+    let watchdog = Watchdog::arm(
+        &drop_database_sql(&name).map(|sql| psql_command("127.0.0.1", "5432", &user, "postgres", &sql)),
+    );
     if let Err(err) = psql(&user, "postgres", &format!("CREATE DATABASE {name}")) {
         println!(
             "PostgreSQL on localhost:5432 answers but refuses a scratch database ({err}); trying another way"
@@ -283,7 +295,11 @@ fn cluster_base(as_postgres: bool) -> PathBuf {
             .ancestors()
             .all(|dir| std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
     };
-    if chosen.as_os_str().len() <= 60 && (!as_postgres || others_may_enter()) {
+    // pg_ctl hands its options (the socket's folder among them) to a shell: no quoting needed.
+    let plain = chosen.to_str().is_some_and(|path| {
+        path.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-'))
+    });
+    if plain && chosen.as_os_str().len() <= 60 && (!as_postgres || others_may_enter()) {
         chosen
     } else {
         PathBuf::from("/tmp")
