@@ -92,7 +92,7 @@ fn test(root: &Path) -> Result<(), String> {
     steps.run("a build without any backend is refused", || no_backend_is_a_compile_error(root))?;
     steps.run("container files lint", || docker::lint(root))?;
 
-    let env = [("TEST_DATABASE_URL", database.url())];
+    let env = database.test_env();
     for (name, flags) in FEATURE_SETS {
         let mut args = vec!["test", "--workspace", "--locked"];
         args.extend_from_slice(flags);
@@ -106,7 +106,7 @@ fn test(root: &Path) -> Result<(), String> {
 fn test_postgres(root: &Path) -> Result<(), String> {
     let mut steps = Step::list();
     let database = postgres::provide()?;
-    let env = [("TEST_DATABASE_URL", database.url())];
+    let env = database.test_env();
     steps.run("tests, postgres only", || {
         cargo(root, &["test", "--locked", "--no-default-features", "--features", "postgres"], &env)
     })?;

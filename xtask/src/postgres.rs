@@ -28,9 +28,35 @@ enum Cleanup {
     StopCluster { bin: PathBuf, dir: PathBuf, as_postgres: bool },
 }
 
+/// Connections one test may hold at once: its app's pool (SPEC §2: 25 at most) and a few of
+/// its own.
+const CONNECTIONS_PER_TEST: usize = 28;
+
 impl TestDatabase {
     pub fn url(&self) -> String {
         self.url.clone()
+    }
+
+    /// What the tests need to reach this database: its URL and, when the server allows fewer
+    /// connections than tests running side by side would take (a server's default 100 on a
+    /// machine of many cores), fewer tests at once, rather than "too many clients" now and then.
+    pub fn test_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![("TEST_DATABASE_URL", self.url())];
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let allowed = psql_command_for_url(&self.url, "SHOW max_connections")
+            .output()
+            .ok()
+            .filter(|output| output.status.success())
+            .and_then(|output| String::from_utf8_lossy(&output.stdout).trim().parse::<usize>().ok());
+        if let Some(allowed) = allowed {
+            // A few are the server's own (superuser_reserved_connections) and the xtask's.
+            let fit = (allowed.saturating_sub(8) / CONNECTIONS_PER_TEST).max(1);
+            if fit < cores {
+                println!("PostgreSQL allows {allowed} connections: {fit} test(s) at a time");
+                env.push(("RUST_TEST_THREADS", fit.to_string()));
+            }
+        }
+        env
     }
 }
 
@@ -179,6 +205,13 @@ fn given_url(lookup: impl Fn(&str) -> Option<String>) -> Option<(&'static str, S
 fn server_answers_on_localhost() -> bool {
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], 5432));
     std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(1)).is_ok()
+}
+
+/// psql on the database `url` names, as the tests reach it (no password file, no TLS).
+fn psql_command_for_url(url: &str, sql: &str) -> Command {
+    let mut psql = command("psql", &["-w", "-X", "-q", "-A", "-t", "-d", url, "-c", sql]);
+    psql.env("PGCONNECT_TIMEOUT", "3").stderr(Stdio::null());
+    psql
 }
 
 fn psql(user: &str, database: &str, sql: &str) -> Result<String, String> {
