@@ -433,18 +433,11 @@ function confirmRow({ kind, arrived = 0 }, group, pendingCount, pendingShown) {
   );
 }
 
-function sectionHead(group, shown, all, confirm, pendingShown) {
-  const pendingCount = all.filter((x) => !x.entry.acknowledged).length;
+function sectionHead(group, confirm, pendingCount, pendingShown) {
   const titleId = `group-${group.key}-title`;
-  const counted = shown === all.length ? plural(all.length, "update") : `${shown} of ${all.length} shown`;
-  // Read out in words: a bare "3" (or "2/3") after the name said nothing of what it counts.
-  const count = h("span", {
-    class: "badge",
-    "data-testid": "group-count",
-    title: counted,
-    "aria-hidden": "true",
-    text: shown === all.length ? String(all.length) : `${shown}/${all.length}`,
-  });
+  // Read out in words (see fillCounts): a bare "3" (or "2/3") after the name said nothing of
+  // what it counts.
+  const count = h("span", { class: "badge", "data-testid": "group-count", "aria-hidden": "true" });
   // The heading is the button that folds the section away (a disclosure): a long group the user
   // is not working on stays out of the way, its counts still in view.
   const title = h(
@@ -464,8 +457,8 @@ function sectionHead(group, shown, all, confirm, pendingShown) {
       glyph(group.id === null ? "inbox" : "folder"),
       h("span", { class: "group-name", "data-testid": "group-name", text: group.name }),
       count,
-      h("span", { class: "sr-only", text: ` ${counted}, ` }),
-      pendingCount > 0 && h("span", { class: "group-pending", text: `${pendingCount} pending` }),
+      h("span", { class: "sr-only", "data-counted": "" }),
+      h("span", { class: "group-pending", "data-testid": "group-pending" }),
       // Filled by sectionFor, in place: folding must not rebuild the heading the focus is on.
       h("span", { class: "group-new", "data-testid": "group-new", hidden: true }),
     ),
@@ -485,8 +478,6 @@ function sectionHead(group, shown, all, confirm, pendingShown) {
           "data-testid": "group-dismiss",
           "data-focus-key": `group-dismiss:${group.key}`,
           "aria-describedby": titleId,
-          disabled: pendingCount === 0,
-          title: pendingCount === 0 ? "Nothing pending in this group" : null,
         },
         glyph("check"),
         h("span", { text: "Dismiss group" }),
@@ -511,6 +502,30 @@ function sectionHead(group, shown, all, confirm, pendingShown) {
     }
   }
   return h("header", { class: "group-header" }, title, actions);
+}
+
+/**
+ * A section heading's counts, changed in place: rebuilt, the heading the focus was on was
+ * focused anew, and a screen reader read all of it again at every report a scan brought in.
+ */
+function fillCounts(head, shown, all, pendingCount) {
+  const write = (el, text) => {
+    if (el.textContent !== text) el.textContent = text;
+  };
+  const counted = shown === all ? plural(all, "update") : `${shown} of ${all} shown`;
+  const count = head.querySelector('[data-testid="group-count"]');
+  write(count, shown === all ? String(all) : `${shown}/${all}`);
+  count.title = counted;
+  write(head.querySelector("[data-counted]"), ` ${counted}, `);
+  const pending = head.querySelector('[data-testid="group-pending"]');
+  write(pending, pendingCount > 0 ? `${pendingCount} pending` : "");
+  pending.hidden = pendingCount === 0;
+  const dismiss = head.querySelector('[data-testid="group-dismiss"]');
+  if (dismiss) {
+    dismiss.disabled = pendingCount === 0;
+    if (pendingCount === 0) dismiss.title = "Nothing pending in this group";
+    else dismiss.removeAttribute("title");
+  }
 }
 
 function sectionFor(group, shown, all, confirm, fresh, collapsed) {
@@ -539,14 +554,18 @@ function sectionFor(group, shown, all, confirm, fresh, collapsed) {
   s.el.dataset.count = String(all.length);
   const mine = confirm && confirm.key === group.key ? confirm : null;
   const pendingShown = shown.filter((x) => !x.entry.acknowledged).length;
-  const headSig = JSON.stringify([group.name, shown.length, all.length, all.filter((x) => !x.entry.acknowledged).length, pendingShown, mine?.kind, mine?.arrived]);
+  const pendingCount = all.filter((x) => !x.entry.acknowledged).length;
+  // Built anew for a new name or question (whose words hold the counts); else only the counts
+  // change (fillCounts).
+  const headSig = JSON.stringify([group.name, mine?.kind, mine?.arrived, mine && [pendingCount, pendingShown]]);
   if (headSig !== s.headSig) {
-    const head = sectionHead(group, shown.length, all, confirm, pendingShown);
+    const head = sectionHead(group, confirm, pendingCount, pendingShown);
     if (s.head) s.head.replaceWith(head);
     else s.el.prepend(head);
     s.head = head;
     s.headSig = headSig;
   }
+  fillCounts(s.head, shown.length, all.length, pendingCount);
   // Changed in place: a screen reader hears the state change, and the chevron turns.
   const toggle = s.head.querySelector('[data-testid="group-toggle"]');
   if (toggle.getAttribute("aria-expanded") !== String(!collapsed)) {
