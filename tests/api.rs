@@ -967,30 +967,24 @@ async fn webhook_secret_is_required_when_set() {
     assert_eq!(app.updates().await, json!({}));
     // The secret decides, whatever a relay in between adds: a web page cannot know it.
     let foreign = [("Origin", "https://relay.example"), ("Sec-Fetch-Site", "cross-site")];
-    for (name, value) in foreign {
-        let response = app
-            .request("POST", "/webhook")
-            .header(name, value)
-            .header("Authorization", "s3cre")
-            .body(body.clone())
-            .send()
-            .await;
-        assert_eq!(response.status, 401, "a wrong secret with {name}: {}", response.text());
+    for (secret, expected) in [("s3cre", 401), ("s3cret", 200)] {
+        for (name, value) in foreign {
+            let response = app
+                .request("POST", "/webhook")
+                .header(name, value)
+                .header("Authorization", secret)
+                .body(body.clone())
+                .send()
+                .await;
+            assert_eq!(response.status, expected, "{secret:?} with {name}: {}", response.text());
+        }
+        if expected == 401 {
+            assert_eq!(app.updates().await, json!({}));
+        }
     }
-    assert_eq!(app.updates().await, json!({}));
     let right =
         app.request("POST", "/webhook").header("Authorization", "s3cret").body(body.clone()).send().await;
     assert_eq!(right.status, 200);
-    for (name, value) in foreign {
-        let relayed = app
-            .request("POST", "/webhook")
-            .header(name, value)
-            .header("Authorization", "s3cret")
-            .body(body.clone())
-            .send()
-            .await;
-        assert_eq!(relayed.status, 200, "the right secret with {name}: {}", relayed.text());
-    }
     assert_eq!(
         app.request("GET", "/api/updates").send().await.status,
         200,
