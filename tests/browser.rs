@@ -4932,6 +4932,19 @@ async fn a_click_on_a_cards_text_keeps_the_keyboards_place_there() {
     page.card(&images[3]).await.get("card-name").await.click().await;
     page.press("k").await;
     assert_eq!(place().await, json!(images[2]), "K to the one before");
+
+    // The list holding a fallback focus (its control gone), a click on a card's text leaves the
+    // focus there: J still steps from the card clicked.
+    page.execute_async(
+        "const done = arguments[arguments.length - 1];
+         import('./js/dom.js').then((dom) => { dom.focusRegion(document.getElementById('updates')); done(null); });",
+        vec![],
+    )
+    .await;
+    assert_eq!(place().await, json!("updates"));
+    page.card(&images[1]).await.get("card-name").await.click().await;
+    page.press("j").await;
+    assert_eq!(place().await, json!(images[2]), "J from the card clicked, not from the top");
     page.assert_no_console_errors().await;
 }
 

@@ -401,7 +401,7 @@ const stream = connectStream("api/stream", {
  * The live status is shown, not a live region: as one it said "Live" at every load and every
  * return to the tab, and "Offline" over the outage's own alert. Only the way back is said.
  */
-let liveShown = null;
+let outageUnsaid = false;
 
 function showLive() {
   const el = $("live-status");
@@ -426,8 +426,12 @@ function showLive() {
   const label = $("live-text");
   if (label.textContent !== text) label.textContent = text;
   $("live-how").hidden = !polling;
-  if (liveShown === "offline" && mode === "live") announce("Back online: the dashboard is live again.");
-  liveShown = mode;
+  // An outage's end is said once the page is live again, also after a spell hidden meanwhile.
+  if (mode === "offline") outageUnsaid = true;
+  else if (mode === "live" && outageUnsaid) {
+    outageUnsaid = false;
+    announce("Back online: the dashboard is live again.");
+  }
 }
 
 function label(image) {
@@ -973,7 +977,9 @@ function moveAmongCards(step) {
   const cards = [...root.querySelectorAll('[data-testid="card"]')];
   if (!cards.length) return false;
   const focused = document.activeElement;
-  const nowhere = !focused || focused === document.body;
+  // The list itself holds the focus only as a fallback (focusRegion), and a click on a card's
+  // text inside it leaves it there.
+  const nowhere = !focused || focused === document.body || focused === root;
   const current =
     focused?.closest?.('[data-testid="card"]') ??
     (nowhere ? cards.find((card) => card.dataset.image === pointedImage) : null);
@@ -1176,7 +1182,8 @@ root.addEventListener("click", (e) => {
       // follows them rather than starting again from the top of the list.
       renderNow();
       const untagged = findByFocusKey("group-toggle:untagged");
-      if (untagged) untagged.focus();
+      // A mouse's page does not jump to Untagged (a keyboard's click has no detail).
+      if (untagged) untagged.focus({ preventScroll: e.detail !== 0 });
       else focusRegion(root);
       break;
     }

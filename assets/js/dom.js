@@ -44,6 +44,14 @@ export function breakable(text) {
  */
 export function focusRegion(region) {
   region.setAttribute("tabindex", "-1");
-  region.addEventListener("blur", () => region.removeAttribute("tabindex"), { once: true });
+  region.removeEventListener("blur", letGoOfFocus);
+  region.addEventListener("blur", letGoOfFocus);
   region.focus({ preventScroll: true });
+}
+
+function letGoOfFocus(e) {
+  // The window going to another application blurs it too: it keeps its place for the return.
+  if (!document.hasFocus()) return;
+  e.currentTarget.removeAttribute("tabindex");
+  e.currentTarget.removeEventListener("blur", letGoOfFocus);
 }
