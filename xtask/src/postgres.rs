@@ -65,8 +65,11 @@ impl Drop for TestDatabase {
         match &self.cleanup {
             Cleanup::Nothing => {}
             Cleanup::DropDatabase { user, name } => {
-                let dropped =
-                    drop_database_sql(name).iter().try_for_each(|sql| psql(user, "postgres", sql).map(drop));
+                let [forced, ends, plain] = drop_database_sql(name);
+                let dropped = psql(user, "postgres", &forced).or_else(|_| {
+                    psql(user, "postgres", &ends)?;
+                    psql(user, "postgres", &plain)
+                });
                 if let Err(err) = dropped {
                     eprintln!("xtask: could not drop the scratch database {name}: {err}");
                 }
@@ -245,11 +248,14 @@ fn psql_command(host: &str, port: &str, user: &str, database: &str, sql: &str) -
     psql
 }
 
-/// Ends what is still connected to `name` (a test stopped mid-way), then drops it: two
-/// statements, as DROP DATABASE runs in no transaction, and not `DROP … WITH (FORCE)`, which
-/// PostgreSQL 12 and older refuse (their scratch databases were left behind).
-fn drop_database_sql(name: &str) -> [String; 2] {
+/// Drops `name` with what is still connected to it (a test stopped mid-way): in one step where
+/// the server knows `WITH (FORCE)` (13 and newer: a client cannot connect again in between),
+/// else, as PostgreSQL 12 and older refuse it (their scratch databases were left behind), its
+/// connections ended first. Run in this order, each on its own (DROP DATABASE runs in no
+/// transaction), the last two doing nothing after the first.
+fn drop_database_sql(name: &str) -> [String; 3] {
     [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
         format!(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
              WHERE datname = '{name}' AND pid <> pg_backend_pid()"
