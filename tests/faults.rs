@@ -461,7 +461,15 @@ async fn start_unprivileged(db_path: &std::path::Path) -> std::process::Output {
     } else {
         support::process::command(&env)
     };
-    tokio::time::timeout(HANG, command.output()).await.expect("start-up hung").expect("run")
+    // A binary just written can be "busy" (ETXTBSY) for a moment: a process forked meanwhile
+    // by another test's thread holds the copy's file open until it runs its own program.
+    for _ in 0..20 {
+        match tokio::time::timeout(HANG, command.output()).await.expect("start-up hung") {
+            Err(err) if err.raw_os_error() == Some(26) => tokio::time::sleep(Duration::from_millis(50)).await,
+            ran => return ran.expect("run"),
+        }
+    }
+    panic!("the copy of the binary stayed busy")
 }
 
 /// A folder the service may not write to (it runs as an unprivileged user here: root ignores

@@ -194,10 +194,15 @@ pub async fn server_addr(url: &str) -> std::net::SocketAddr {
         }
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
-    tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .ok()
-        .and_then(|mut found| found.next())
+    // IPv4 first: `localhost` resolves to ::1 first, where a server may not listen (the app
+    // itself tries each address).
+    let found: Vec<std::net::SocketAddr> =
+        tokio::net::lookup_host((host.as_str(), port)).await.map(Iterator::collect).unwrap_or_default();
+    found
+        .iter()
+        .find(|addr| addr.is_ipv4())
+        .or(found.first())
+        .copied()
         .unwrap_or_else(|| panic!("cannot resolve {host}:{port}"))
 }
 
