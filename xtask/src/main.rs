@@ -72,14 +72,15 @@ fn test(root: &Path) -> Result<(), String> {
     // machine without them learns so at once, not after the lints. An interrupted run still
     // removes a throwaway server (postgres::Watchdog).
     // The tests signal the service with kill(1), which a minimal Debian image lacks (procps);
-    // the container lint's wheels need a Python that makes virtual environments.
+    // the container lint's wheels need a Python that makes virtual environments; PostgreSQL's
+    // package is asked for here too when the tests would stop for it.
     let lacks_python_venv = docker::lacks_python_venv(root);
-    system::ensure_packages_found_by(
-        &[browser::CHROMIUM[0], browser::CHROMIUM[1], ("procps", "kill"), docker::PYTHON_VENV],
-        |program| {
-            if program == docker::PYTHON_VENV.1 { !lacks_python_venv } else { system::on_path(program) }
-        },
-    )?;
+    let mut wanted =
+        vec![browser::CHROMIUM[0], browser::CHROMIUM[1], ("procps", "kill"), docker::PYTHON_VENV];
+    wanted.extend(postgres::package_needed());
+    system::ensure_packages_found_by(&wanted, |program| {
+        if program == docker::PYTHON_VENV.1 { !lacks_python_venv } else { system::on_path(program) }
+    })?;
     let database = postgres::provide()?;
     steps.run("rustfmt", || cargo(root, &["fmt", "--all", "--", "--check"], &[]))?;
     for (name, flags) in FEATURE_SETS {

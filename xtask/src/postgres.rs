@@ -152,6 +152,27 @@ fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
 }
 
+/// The Debian package [`provide`] would stop for, as (package, program it provides), so that it
+/// is asked for with the others up front and a user who is not root learns of all of them in
+/// one run: none with a URL given or binaries here; psql's when a server answers on localhost
+/// without it; else the server's.
+pub fn package_needed() -> Option<(&'static str, &'static str)> {
+    if given_url(|name| std::env::var(name).ok()).is_some() || find_bindir().is_some() {
+        return None;
+    }
+    let cluster_only = std::env::var("XTASK_POSTGRES").is_ok_and(|value| value == "cluster");
+    package_for(!cluster_only && server_answers_on_localhost(), system::on_path("psql"))
+}
+
+/// [`package_needed`] with neither a URL nor binaries, from what answers and what is installed.
+fn package_for(local_server: bool, psql: bool) -> Option<(&'static str, &'static str)> {
+    match (local_server, psql) {
+        (true, true) => None,
+        (true, false) => Some(("postgresql-client", "psql")),
+        (false, _) => Some(("postgresql", "initdb")),
+    }
+}
+
 /// A database for the tests: a throwaway cluster started here runs without `fsync`.
 pub fn provide() -> Result<TestDatabase, String> {
     provide_with(Durability::Relaxed)
@@ -428,6 +449,14 @@ fn server_log_tail(path: &std::path::Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_package_asked_for_up_front_is_the_one_the_tests_would_stop_for() {
+        assert_eq!(package_for(true, true), None, "a scratch database on the local server");
+        assert_eq!(package_for(true, false), Some(("postgresql-client", "psql")));
+        assert_eq!(package_for(false, true), Some(("postgresql", "initdb")), "psql alone makes no server");
+        assert_eq!(package_for(false, false), Some(("postgresql", "initdb")));
+    }
 
     #[test]
     fn a_given_test_database_url_comes_first_and_blank_counts_as_unset() {
