@@ -498,6 +498,12 @@ fn docker(image: &str, hostname: &str, containers: &str, hub_link: &str) -> Valu
     )
 }
 
+/// Cards alike, `reg.example/app<n>:1` on one host and container, for tests about places on the
+/// page rather than what a card says.
+fn apps(numbers: impl IntoIterator<Item = u32>) -> Vec<Value> {
+    numbers.into_iter().map(|n| docker(&format!("reg.example/app{n}:1"), "nas", "app", "")).collect()
+}
+
 const NGINX: &str = "docker.io/library/nginx:1.27.0";
 const HASS: &str = "ghcr.io/home-assistant/home-assistant:2024.5.4";
 const PROMETHEUS: &str = "quay.io/prometheus/prometheus:v2.52.0";
@@ -4422,9 +4428,7 @@ async fn a_card_moved_from_the_keyboard_takes_the_page_with_it() {
     // The oldest image, so that in Untagged it goes last, below thirty others.
     const MOVED: &str = "reg.example/moved:1";
     page.webhook(&docker(MOVED, "nas", "app", "")).await;
-    let events: Vec<Value> =
-        (10..40).map(|n| docker(&format!("reg.example/app{n}:1"), "nas", "app", "")).collect();
-    seed(&page, &events).await;
+    seed(&page, &apps(10..40)).await;
     let top = page.create_tag("top").await;
     page.assign(MOVED, top).await;
     // The next oldest, for the mouse.
@@ -4479,9 +4483,7 @@ async fn a_card_moved_from_the_keyboard_takes_the_page_with_it() {
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn a_redraw_of_a_focused_card_out_of_sight_does_not_scroll_the_page() {
     let Some(page) = Page::start(1280, 700).await else { return };
-    let events: Vec<Value> =
-        (10..40).map(|n| docker(&format!("reg.example/app{n}:1"), "nas", "app", "")).collect();
-    seed(&page, &events).await;
+    seed(&page, &apps(10..40)).await;
     page.open().await;
     // The newest card is first: its Acknowledge takes the keyboard's focus.
     let first = page.images().await.first().cloned().expect("cards");
@@ -4608,9 +4610,7 @@ async fn press_at(page: &Page, kind: &str, at: (i64, i64)) {
 async fn a_card_moved_under_a_resting_mouse_does_not_take_its_click() {
     let Some(page) = Page::start(1280, 1000).await else { return };
     // Cards alike, so the newcomer's button lands where the first card's was.
-    let events: Vec<Value> =
-        (1..=4).map(|n| docker(&format!("reg.example/app{n}:1"), "nas", "app", "")).collect();
-    seed(&page, &events).await;
+    seed(&page, &apps(1..=4)).await;
     page.open().await;
     let images = page.images().await;
     let ack_of = async |image: &str| page.card(image).await.get("ack").await;
@@ -4719,9 +4719,7 @@ async fn a_toast_that_just_came_up_or_moved_lets_a_tap_through_to_the_page() {
         )
         .await
     };
-    let events: Vec<Value> =
-        (1..=6).map(|n| docker(&format!("reg.example/app{n}:1"), "nas", "app", "")).collect();
-    seed(&page, &events).await;
+    seed(&page, &apps(1..=6)).await;
     page.open().await;
     hold().await;
 
@@ -4880,9 +4878,7 @@ async fn a_mouse_selects_a_cards_name_rather_than_dragging_the_card() {
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn a_move_menu_scrolled_out_of_sight_closes() {
     let Some(page) = Page::start(1280, 700).await else { return };
-    let events: Vec<Value> =
-        (10..40).map(|n| docker(&format!("reg.example/app{n}:1"), "nas", "app", "")).collect();
-    seed(&page, &events).await;
+    seed(&page, &apps(10..40)).await;
     page.open().await;
     let first = page.images().await.remove(0);
     page.card(&first).await.get("move-menu").await.click().await;
@@ -4954,9 +4950,7 @@ async fn a_click_on_a_cards_text_keeps_the_keyboards_place_there() {
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn what_the_wheel_brings_under_a_resting_mouse_takes_its_click() {
     let Some(page) = Page::start(1280, 700).await else { return };
-    let events: Vec<Value> =
-        (10..40).map(|n| docker(&format!("reg.example/app{n}:1"), "nas", "app", "")).collect();
-    seed(&page, &events).await;
+    seed(&page, &apps(10..40)).await;
     page.open().await;
     let images = page.images().await;
     // The same column one row further down: the first card that starts lower than the first.
@@ -5047,9 +5041,7 @@ const LATE: &str = "reg.example/zzz:1";
 async fn a_page_longer_than_the_window(script: &str) -> Option<Page> {
     let page = Page::start(1280, 700).await?;
     page.before_scripts(script).await;
-    let events: Vec<Value> =
-        (10..40).map(|n| docker(&format!("reg.example/app{n}:1"), "nas", "app", "")).collect();
-    seed(&page, &events).await;
+    seed(&page, &apps(10..40)).await;
     page.open().await;
     page.choose("sort", "name").await;
     Some(page)
