@@ -29,7 +29,19 @@ pub fn command(env: &[(&str, String)]) -> Command {
 /// [`command`] for a copy of the binary at `binary`.
 pub fn command_of(binary: &std::path::Path, env: &[(&str, String)]) -> Command {
     let mut command = Command::new(binary);
-    for name in ["DATABASE_URL", "DB_PATH", "WEBHOOK_SECRET", "PORT", "BIND", "RUST_LOG"] {
+    // Every variable the service reads (SPEC §3): a developer's sourced `.env` must not
+    // reach the tests' services.
+    for name in [
+        "DATABASE_URL",
+        "DB_PATH",
+        "WEBHOOK_SECRET",
+        "DASHBOARD_USERNAME",
+        "DASHBOARD_PASSWORD",
+        "HISTORY_DAYS",
+        "PORT",
+        "BIND",
+        "RUST_LOG",
+    ] {
         command.env_remove(name);
     }
     command.env("RUST_LOG", "info").envs(env.iter().map(|(k, v)| (k, v))).kill_on_drop(true);

@@ -157,11 +157,17 @@ fn shell_quote(text: &str) -> String {
 /// one run: none with a URL given or binaries here; psql's when a server answers on localhost
 /// without it; else the server's.
 pub fn package_needed() -> Option<(&'static str, &'static str)> {
-    if given_url(|name| std::env::var(name).ok()).is_some() || find_bindir().is_some() {
+    let cluster_only = cluster_only();
+    if (!cluster_only && given_url(|name| std::env::var(name).ok()).is_some()) || find_bindir().is_some() {
         return None;
     }
-    let cluster_only = std::env::var("XTASK_POSTGRES").is_ok_and(|value| value == "cluster");
     package_for(!cluster_only && server_answers_on_localhost(), system::on_path("psql"))
+}
+
+/// `XTASK_POSTGRES=cluster`: a throwaway cluster whatever else is at hand (a URL in the
+/// environment, the server on localhost), to exercise the path a machine without either takes.
+fn cluster_only() -> bool {
+    std::env::var("XTASK_POSTGRES").is_ok_and(|value| value == "cluster")
 }
 
 /// [`package_needed`] with neither a URL nor binaries, from what answers and what is installed.
@@ -188,12 +194,17 @@ pub enum Durability {
 }
 
 pub fn provide_with(durability: Durability) -> Result<TestDatabase, String> {
-    if let Some((name, url)) = given_url(|name| std::env::var(name).ok()) {
-        println!("PostgreSQL: using {name}");
-        return Ok(TestDatabase { url, cleanup: Cleanup::Nothing, _watchdog: None });
+    let cluster_only = cluster_only();
+    match given_url(|name| std::env::var(name).ok()) {
+        Some((name, _)) if cluster_only => {
+            println!("PostgreSQL: XTASK_POSTGRES=cluster, so {name} is left aside for a throwaway cluster")
+        }
+        Some((name, url)) => {
+            println!("PostgreSQL: using {name}");
+            return Ok(TestDatabase { url, cleanup: Cleanup::Nothing, _watchdog: None });
+        }
+        None => {}
     }
-    // XTASK_POSTGRES=cluster skips the local server, to exercise the throwaway cluster.
-    let cluster_only = std::env::var("XTASK_POSTGRES").is_ok_and(|value| value == "cluster");
     if !cluster_only && let Some(database) = scratch_database_on_localhost() {
         return Ok(database);
     }
