@@ -201,7 +201,19 @@ fn open_connection_with(path: &Path, vfs: Option<&CStr>) -> rusqlite::Result<Con
     };
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
+    // SQLite answers a switch it cannot make with the mode it stays in, not an error. Without
+    // WAL a listing would hold webhooks' commits back, and the writer's batching and
+    // checkpoints would not work as designed.
+    let mode = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(format!(
+                "SQLite cannot keep this database in WAL mode (it stays in {mode} mode), which the \
+                 service needs: put it on a local file system"
+            )),
+        ));
+    }
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
@@ -940,6 +952,14 @@ mod tests {
             assert_eq!(pragma("synchronous"), Integer(1), "NORMAL");
             assert_eq!(pragma("foreign_keys"), Integer(1));
         }
+    }
+
+    /// A database SQLite cannot switch to WAL (an in-memory one here; a file system without the
+    /// shared memory WAL needs) is refused, not run in another journal mode.
+    #[test]
+    fn a_database_that_cannot_run_in_wal_mode_is_refused() {
+        let refused = open_connection(Path::new(":memory:")).err().map(|err| err.to_string());
+        assert!(refused.as_deref().is_some_and(|err| err.contains("stays in memory mode")), "{refused:?}");
     }
 
     /// A job's answer, once the batch is over.
