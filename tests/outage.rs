@@ -8,7 +8,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use diun_dashboard::config::{Database, Secret};
@@ -21,13 +21,14 @@ use tokio::task::JoinSet;
 
 /// A TCP proxy that can be cut (listener closed, every connection dropped) and restored, or
 /// capped: past the cap it answers new connections as PostgreSQL at its `max_connections`
-/// does.
+/// does, or closes them unanswered (`as_down`) as a server on its way down may.
 struct Proxy {
     listen: SocketAddr,
     upstream: SocketAddr,
     tasks: Arc<Mutex<JoinSet<()>>>,
     open: Arc<AtomicUsize>,
     cap: Arc<AtomicUsize>,
+    as_down: Arc<AtomicBool>,
     refused: Arc<AtomicUsize>,
 }
 
@@ -40,6 +41,7 @@ impl Proxy {
             tasks: Arc::default(),
             open: Arc::default(),
             cap: Arc::new(AtomicUsize::new(usize::MAX)),
+            as_down: Arc::default(),
             refused: Arc::default(),
         };
         proxy.serve(listener).await;
@@ -50,12 +52,15 @@ impl Proxy {
         let upstream = self.upstream;
         let tasks = Arc::clone(&self.tasks);
         let (open, cap, refused) = (Arc::clone(&self.open), Arc::clone(&self.cap), Arc::clone(&self.refused));
+        let as_down = Arc::clone(&self.as_down);
         let accept = async move {
             let connections = Arc::new(Mutex::new(JoinSet::new()));
             loop {
                 let Ok((mut client, _)) = listener.accept().await else { break };
                 if open.load(Ordering::SeqCst) >= cap.load(Ordering::SeqCst) {
-                    refuse(client, upstream).await;
+                    if !as_down.load(Ordering::SeqCst) {
+                        refuse(client, upstream).await;
+                    }
                     refused.fetch_add(1, Ordering::SeqCst);
                     continue;
                 }
@@ -76,6 +81,12 @@ impl Proxy {
     /// Closes the listener and every open connection.
     async fn cut(&self) {
         self.tasks.lock().await.shutdown().await;
+    }
+
+    /// Closes new connections unanswered from now on, while those open stay.
+    fn drop_more(&self) {
+        self.as_down.store(true, Ordering::SeqCst);
+        self.refuse_more();
     }
 
     /// Refuses new connections from now on, while those open stay.
@@ -221,14 +232,26 @@ async fn all_answered(requests: Vec<tokio::task::JoinHandle<support::Response>>,
 /// refused attempt to grow the pool does not mean the database is down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_wait_for_the_pool_when_the_server_takes_no_more_connections() {
-    let Some(XHeld { app, proxy, name, observer, holder }) = x_held("full").await else { return };
+    requests_wait_for_the_pool_while_new_connections_fail("full", Proxy::refuse_more).await;
+}
+
+/// An attempt to grow the pool that fails otherwise (a slow server's connect timeout, a
+/// network error) while every pooled connection is busy: the requests waiting, webhooks among
+/// them, wait for those connections rather than hear that the database is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_wait_for_the_pool_when_a_new_connection_fails_and_ours_are_busy() {
+    requests_wait_for_the_pool_while_new_connections_fail("busy", Proxy::drop_more).await;
+}
+
+async fn requests_wait_for_the_pool_while_new_connections_fail(prefix: &str, refuse: fn(&Proxy)) {
+    let Some(XHeld { app, proxy, name, observer, holder }) = x_held(prefix).await else { return };
 
     // More acknowledgements than the pool has connections (five idle, one more at most, after
     // one webhook): those that get one wait on the holder's row lock, the others for the pool,
     // which cannot grow. Each waiting one starts an attempt to connect or waits behind one
     // pending, which is refused after it started waiting; background refills are refused too,
     // and only once every pooled connection waits on the lock are none of them idle.
-    proxy.refuse_more();
+    refuse(&proxy);
     let acknowledgements: Vec<_> =
         (0..8).map(|_| tokio::spawn(app.request("PATCH", "/api/updates/x%3A1").send())).collect();
     let mut waiting = false;

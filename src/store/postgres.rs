@@ -641,18 +641,24 @@ async fn checkout(
                 RunError::TimedOut => StoreError::Unavailable("no database connection became free in time".into()),
                 RunError::User(err) => StoreError::from(err),
             }),
-            // A connection attempt failed while this request waited: the database is down, or
-            // full with none of its connections ours. Why is logged by the pool's error sink;
-            // the driver's text (a refused password, the server's view of our address) is not
-            // for the client, and /healthz has no login.
+            // A connection attempt failed while this request waited. With none of the pool's
+            // connections left open, the database is down, or full with none of its
+            // connections ours: nothing will come back, so this request hears it now. Connections
+            // still open come back to the pool (an attempt fails under load too: a slow server's
+            // connect timeout, a brief network error), and this request waits for one. Why an
+            // attempt failed is logged by the pool's error sink; the driver's text (a refused
+            // password, the server's view of our address) is not for the client, and /healthz
+            // has no login.
             Ok(()) = failures.changed() => {
                 let full = *failures.borrow_and_update();
-                if !full {
-                    return Err(StoreError::Unavailable("cannot connect to the database; see the server log".into()));
+                if pool.state().connections > 0 {
+                    continue;
                 }
-                if pool.state().connections == 0 {
-                    return Err(StoreError::Unavailable("the database takes no more connections; see the server log".into()));
-                }
+                return Err(StoreError::Unavailable(if full {
+                    "the database takes no more connections; see the server log".into()
+                } else {
+                    "cannot connect to the database; see the server log".into()
+                }));
             }
         }
     }
