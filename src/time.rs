@@ -219,6 +219,11 @@ impl ReceiptClock {
     pub fn witness(&self, stored: Timestamp) {
         self.latest.fetch_max(stored.0, Ordering::AcqRel);
     }
+
+    /// The latest stamp given or report witnessed, if any.
+    pub fn latest(&self) -> Option<Timestamp> {
+        Some(self.latest.load(Ordering::Acquire)).filter(|&latest| latest != i64::MIN).map(Timestamp)
+    }
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, always 27 characters for years 0000–9999.

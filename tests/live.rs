@@ -256,6 +256,41 @@ async fn a_change_on_one_replica_reaches_the_streams_of_another() {
     replica_a.stop().await;
 }
 
+/// Replicas stamp reports with their own clocks. Once a replica has heard of another's report,
+/// its own reports are stamped after it, even when its clock runs behind: a page showing the
+/// other's report must not, dismissing everything up to it, dismiss a later one it never saw.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stamps_its_reports_after_those_another_replica_told_of() {
+    use diun_dashboard::store::{Received, UpdateStore};
+    use diun_dashboard::time::Timestamp;
+    let Some(db) = support::TestDb::postgres().await else { return };
+    let database = db.database();
+    let replica_a = TestApp::start_with(db.database(), db, None).await;
+    let replica_b = TestApp::start_with(database, support::TestDb::sqlite(), None).await;
+    let mut on_b = EventStream::open(&replica_b).await;
+    // A report as a replica whose clock is an hour ahead stamps it.
+    let ahead = Timestamp::from_unix_micros(Timestamp::now().unix_micros() + 3_600_000_000);
+    let event = support::event_from_host("ahead:1", "nas");
+    replica_a.store.upsert_event(event, Received::At(ahead)).await.expect("stored");
+    on_b.expect(r#""kind":"update","image":"ahead:1""#).await;
+
+    assert_eq!(replica_b.webhook(&docker_event("later:1")).await.status, 200);
+    let updates = replica_b.updates().await;
+    let stamped = |image: &str| updates[image]["received_at"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(stamped("ahead:1"), ahead.to_string());
+    // One fixed-width format: the text orders as the times do.
+    assert_eq!(stamped("later:1").len(), stamped("ahead:1").len());
+    assert!(
+        stamped("later:1") > stamped("ahead:1"),
+        "{} is not after {}",
+        stamped("later:1"),
+        stamped("ahead:1")
+    );
+    replica_b.stop().await;
+    replica_a.stop().await;
+}
+
 /// A webhook answered just before a replica is stopped (a rolling deploy) still reaches the
 /// other replicas' dashboards: shutdown sends the relay's queue before the process exits.
 #[cfg(feature = "postgres")]

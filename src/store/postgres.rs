@@ -360,9 +360,10 @@ pub struct PostgresStore {
     /// Webhooks' events on their way to be committed together (see [`start_upsert_batches`]).
     upserts: mpsc::UnboundedSender<Upsert>,
     /// Stamps reports as they reach the store: later than every report stored before, also
-    /// after the clock was set back. Batches in flight together can still commit out of their
-    /// stamps' order, which SQLite's one writer rules out.
-    receipts: ReceiptClock,
+    /// after the clock was set back, and than every report the other replicas told of (their
+    /// clocks may run ahead of this one's; see [`super::replicas`]). Batches in flight together
+    /// can still commit out of their stamps' order, which SQLite's one writer rules out.
+    receipts: Arc<ReceiptClock>,
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -511,7 +512,7 @@ impl PostgresStore {
         drop(client);
         let _ = driver.await;
         migrated?;
-        let receipts = ReceiptClock::after(latest?);
+        let receipts = Arc::new(ReceiptClock::after(latest?));
         let channel = super::replicas::channel_for(schema?.as_deref().unwrap_or("public"));
 
         let (failures, connect_failures) = tokio::sync::watch::channel(false);
@@ -536,7 +537,12 @@ impl PostgresStore {
     /// Shares changes with the other replicas on this database: theirs are published on
     /// `feed`, and [`Self::share`] sends this one's.
     pub fn share_changes(mut self, feed: crate::changes::ChangeFeed) -> Self {
-        self.replicas = Some(super::replicas::start(self.config.clone(), self.channel.clone(), feed));
+        self.replicas = Some(super::replicas::start(
+            self.config.clone(),
+            self.channel.clone(),
+            feed,
+            Arc::clone(&self.receipts),
+        ));
         self
     }
 

@@ -4,8 +4,13 @@
 //! One dedicated connection per replica both sends this replica's changes (`pg_notify`) and
 //! listens for the others'. It reconnects by itself; after a reconnect the dashboards are told
 //! to reload, since changes may have been missed meanwhile.
+//!
+//! Each notice also carries the sender's latest receipt stamp, which the listeners' clocks then
+//! follow. Replicas stamp reports with their own clocks, and a dismissal is bounded by the
+//! newest report a page showed: a report stamped by a replica whose clock runs behind that
+//! page's replica would otherwise fall under the bound unseen, for as long as the clocks differ.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::future::poll_fn;
@@ -14,6 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::{AsyncMessage, Config, NoTls};
 
 use crate::changes::{Change, ChangeFeed, ChangeKind};
+use crate::time::{ReceiptClock, Timestamp};
 
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
@@ -49,6 +55,9 @@ struct Notice {
     image: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     images: Vec<String>,
+    /// The sender's latest receipt stamp when it sent this, in microseconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stamped: Option<i64>,
 }
 
 impl Notice {
@@ -114,8 +123,10 @@ impl Relay {
     }
 }
 
-/// Starts the relay; [`Relay::listening`] waits for its first LISTEN.
-pub fn start(config: Config, channel: String, feed: ChangeFeed) -> Relay {
+/// Starts the relay; [`Relay::listening`] waits for its first LISTEN. `receipts` is this
+/// replica's clock for reports: its latest stamp goes out with every notice, and the other
+/// replicas' come into it.
+pub fn start(config: Config, channel: String, feed: ChangeFeed, receipts: Arc<ReceiptClock>) -> Relay {
     let (outgoing, queue) = mpsc::unbounded_channel();
     let (closing, closed) = watch::channel(false);
     let origin = format!(
@@ -124,15 +135,23 @@ pub fn start(config: Config, channel: String, feed: ChangeFeed) -> Relay {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
     );
     let (listening, first_listen) = oneshot::channel();
-    let task = tokio::spawn(relay(config, channel, origin, feed, queue, closed, listening));
+    let ends = Ends { origin, feed, receipts };
+    let task = tokio::spawn(relay(config, channel, ends, queue, closed, listening));
     Relay { outgoing, closing, task: Mutex::new(Some(task)), first_listen: Mutex::new(Some(first_listen)) }
+}
+
+/// What the relay speaks for and to: this replica (`origin`), its dashboards' feed and its
+/// receipt clock.
+struct Ends {
+    origin: String,
+    feed: ChangeFeed,
+    receipts: Arc<ReceiptClock>,
 }
 
 async fn relay(
     config: Config,
     channel: String,
-    origin: String,
-    feed: ChangeFeed,
+    ends: Ends,
     mut queue: mpsc::UnboundedReceiver<Change>,
     mut closed: watch::Receiver<bool>,
     listening: oneshot::Sender<()>,
@@ -141,7 +160,7 @@ async fn relay(
     let mut start_up = Some(listening);
     let mut retry = RETRY_MIN;
     loop {
-        let attempt = session(&config, &channel, &origin, &feed, &mut queue, &mut closed, start_up.take());
+        let attempt = session(&config, &channel, &ends, &mut queue, &mut closed, start_up.take());
         let lost = match attempt.await {
             Ok(()) => return,
             Err(lost) => lost,
@@ -201,8 +220,7 @@ struct Lost {
 async fn session(
     config: &Config,
     channel: &str,
-    origin: &str,
-    feed: &ChangeFeed,
+    ends: &Ends,
     queue: &mut mpsc::UnboundedReceiver<Change>,
     closed: &mut watch::Receiver<bool>,
     start_up: Option<oneshot::Sender<()>>,
@@ -211,6 +229,7 @@ async fn session(
     // while the relay retries, and the notices of that time are lost, both ways. (A first
     // attempt that fails drops `start_up`, and start-up waits no longer.)
     let notices_missed = start_up.is_none();
+    let Ends { origin, feed, receipts } = ends;
     let lost_early = |err: tokio_postgres::Error| Lost { why: err.to_string(), listened: None };
     let (client, mut connection) = config.connect(NoTls).await.map_err(lost_early)?;
     let (heard, mut notices) = mpsc::unbounded_channel::<String>();
@@ -238,7 +257,7 @@ async fn session(
     };
     let listening_since = tokio::time::Instant::now();
     let send = |changes: Vec<Change>| async {
-        let payloads = payloads(origin, changes)?;
+        let payloads = payloads(origin, receipts.latest(), changes)?;
         match tokio::time::timeout(SEND_TIMEOUT, client.execute(&notify, &[&channel, &payloads])).await {
             Ok(sent) => sent.map(drop).map_err(|err| err.to_string()),
             Err(_) => Err(format!("the server took no notice within {SEND_TIMEOUT:?}")),
@@ -268,7 +287,12 @@ async fn session(
                 notice = notices.recv() => {
                     let Some(payload) = notice else { return Err("connection closed".to_string()) };
                     match serde_json::from_str::<Notice>(&payload) {
-                        Ok(notice) if notice.origin != origin => notice.into_changes().for_each(|change| feed.publish(change)),
+                        Ok(notice) if notice.origin != *origin => {
+                            if let Some(stamped) = notice.stamped {
+                                receipts.witness(Timestamp::from_unix_micros(stamped));
+                            }
+                            notice.into_changes().for_each(|change| feed.publish(change));
+                        }
                         Ok(_) => {}
                         // A later release's notice, say: what changed is unknown, so the
                         // dashboards here reload rather than miss it.
@@ -311,10 +335,12 @@ async fn gathered(first: Change, queue: &mut mpsc::UnboundedReceiver<Change>) ->
 
 /// The notices for `changes`, in order: a run of changes of one kind to single images shares
 /// one notice while its payload stays within [`MAX_PAYLOAD`]. An image whose name alone would
-/// not fit goes as a change to many images: the other replicas' dashboards reload.
-fn payloads(origin: &str, changes: Vec<Change>) -> Result<Vec<String>, String> {
-    // A notice's size without its images: the origin, the kind and the keys.
-    let bare_size = json_string_len(origin) + 48;
+/// not fit goes as a change to many images: the other replicas' dashboards reload. Each
+/// carries `stamped`, this replica's latest receipt stamp.
+fn payloads(origin: &str, stamped: Option<Timestamp>, changes: Vec<Change>) -> Result<Vec<String>, String> {
+    let stamped = stamped.map(Timestamp::unix_micros);
+    // A notice's size without its images: the origin, the kind, the stamp and the keys.
+    let bare_size = json_string_len(origin) + 48 + 32;
     let mut notices: Vec<Notice> = Vec::new();
     let mut last_size = 0;
     for Change { kind, image } in changes {
@@ -333,6 +359,7 @@ fn payloads(origin: &str, changes: Vec<Change>) -> Result<Vec<String>, String> {
                         kind,
                         image: None,
                         images: vec![image],
+                        stamped,
                     });
                     last_size = bare_size + size;
                 }
@@ -341,9 +368,13 @@ fn payloads(origin: &str, changes: Vec<Change>) -> Result<Vec<String>, String> {
             // database outage queues one per failed write (see `Shared::announce`).
             _ => match notices.last() {
                 Some(last) if last.kind == kind && last.image.is_none() && last.images.is_empty() => {}
-                _ => {
-                    notices.push(Notice { origin: origin.to_string(), kind, image: None, images: Vec::new() })
-                }
+                _ => notices.push(Notice {
+                    origin: origin.to_string(),
+                    kind,
+                    image: None,
+                    images: Vec::new(),
+                    stamped,
+                }),
             },
         }
     }
@@ -409,12 +440,18 @@ mod tests {
         assert_eq!(rest, (4 + MAX_BATCH..5 + MAX_BATCH + 10).map(image).collect::<Vec<_>>());
     }
 
-    /// What the other replicas hear of `changes`, each notice read as they read it.
+    /// What the other replicas hear of `changes`, each notice read as they read it; every one
+    /// carries the sender's latest stamp (the longest one written, for the size limit).
     fn heard(changes: Vec<Change>) -> (Vec<String>, Vec<Change>) {
-        let payloads = payloads("me", changes).unwrap();
+        let latest = Timestamp::from_unix_micros(i64::MIN);
+        let payloads = payloads("me", Some(latest), changes).unwrap();
         let heard = payloads
             .iter()
-            .flat_map(|payload| serde_json::from_str::<Notice>(payload).unwrap().into_changes())
+            .flat_map(|payload| {
+                let notice = serde_json::from_str::<Notice>(payload).unwrap();
+                assert_eq!(notice.stamped, Some(latest.unix_micros()), "{payload}");
+                notice.into_changes()
+            })
             .collect();
         (payloads, heard)
     }
@@ -486,7 +523,8 @@ mod tests {
             image: Option<String>,
         }
         // A lone change reaches them as precisely as before.
-        let alone = &payloads("new", vec![Change::of_image(ChangeKind::Tag, "a:1")]).unwrap()[0];
+        let alone = &payloads("new", Some(Timestamp::now()), vec![Change::of_image(ChangeKind::Tag, "a:1")])
+            .unwrap()[0];
         let read: EarlierNotice = serde_json::from_str(alone).unwrap();
         assert_eq!((read.kind, read.image.as_deref()), (ChangeKind::Tag, Some("a:1")));
         let earlier =
@@ -501,7 +539,7 @@ mod tests {
             Change::of_image(ChangeKind::Acknowledge, "a:1"),
             Change::of_image(ChangeKind::Acknowledge, "b:1"),
         ];
-        let payload = &payloads("new", changes).unwrap()[0];
+        let payload = &payloads("new", None, changes).unwrap()[0];
         let read: EarlierNotice = serde_json::from_str(payload).unwrap();
         assert_eq!((read.kind, read.image), (ChangeKind::Acknowledge, None));
     }
