@@ -292,6 +292,26 @@ impl Page {
 }
 
 impl Page {
+    /// Records, from now on, every request the page's scripts start, as "METHOD path", when
+    /// they start it: what a gesture sent is known as soon as the gesture ends.
+    async fn record_requests(&self) {
+        let script = "window.requestsSent = [];
+            const realFetch = window.fetch;
+            window.fetch = (input, init) => {
+              const url = new URL(input instanceof Request ? input.url : String(input), location.href);
+              requestsSent.push(`${(init && init.method) || 'GET'} ${url.pathname}`);
+              return realFetch(input, init);
+            };";
+        self.execute(script, vec![]).await;
+    }
+
+    /// The requests sent since [`Self::record_requests`] other than reads.
+    async fn writes_sent(&self) -> Vec<String> {
+        let sent = self.execute("return window.requestsSent", vec![]).await;
+        let sent: Vec<String> = serde_json::from_value(sent).expect("recording requests");
+        sent.into_iter().filter(|request| !request.starts_with("GET ")).collect()
+    }
+
     /// The hosts a card lists: `card-hosts` (its data-count) and its `card-host-item`s, every
     /// `card-host` text, and how many single-host container rows it has.
     async fn card_hosts(&self, image: &str) -> Option<Value> {
@@ -872,9 +892,10 @@ async fn groups_are_created_and_cards_moved_by_drag_and_menu() {
     let updates = page.wait_api("nginx unassigned", |u| u[NGINX]["tag"].is_null()).await;
     assert_eq!(updates[PROMETHEUS]["tag"]["name"], "production", "only the dragged card moved");
 
-    // A drag that ends where it began changes nothing.
+    // A drag that ends where it began changes nothing: nothing is sent.
+    page.record_requests().await;
     page.drag(&page.card(HASS).await, &page.section("untagged").await, Pointer::Mouse).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(page.writes_sent().await, Vec::<String>::new());
     assert!(page.updates().await[HASS]["tag"].is_null());
 
     // Deleting a group (inline confirm) leaves its images untagged.
@@ -2184,6 +2205,11 @@ async fn an_action_fetches_the_listing_once() {
     // The page's stream opens after its first fetch and fetches once more (for what changed in
     // between): let that settle first.
     page.wait_live_status("data-transport", "stream").await;
+    page.wait_until("the fetch after the stream opened", async || {
+        (listing_fetches().await >= 2).then_some(())
+    })
+    .await;
+    // And room for any later one, which the counts below would otherwise take for the action's.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = listing_fetches().await;
 
@@ -4850,21 +4876,28 @@ async fn a_mouse_selects_a_cards_name_rather_than_dragging_the_card() {
         rect[1].as_f64().unwrap() as i64,
         rect[2].as_f64().unwrap() as i64,
     );
+    // Released over another group: a card dragged there would be moved to it.
+    let over_home = page
+        .execute(
+            "const r = arguments[0].getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2];",
+            vec![page.section(&home).await.json()],
+        )
+        .await;
+    let over_home = (over_home[0].as_f64().unwrap() as i64, over_home[1].as_f64().unwrap() as i64);
     let press = |kind| json!({ "type": kind, "button": 0 });
     let steps = (1..=5).map(|i| move_to((left + (right - left) * i / 5, y + i * 20)));
-    with_pointer(
-        &page,
-        "mouse",
-        [vec![move_to((left, y)), press("pointerDown")], steps.collect(), vec![press("pointerUp")]].concat(),
-    )
-    .await;
+    page.record_requests().await;
+    // The button stays down between the two sets of actions: the state of the gesture half-way.
+    with_pointer(&page, "mouse", [vec![move_to((left, y)), press("pointerDown")], steps.collect()].concat())
+        .await;
     let selected = page.execute("return String(window.getSelection())", vec![]).await;
     assert!(
         selected.as_str().is_some_and(|text| text.contains("home-assistant")),
         "the name selected: {selected}"
     );
     assert!(page.find(".card-ghost").await.is_none(), "no card dragged");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    with_pointer(&page, "mouse", vec![move_to(over_home), press("pointerUp")]).await;
+    assert_eq!(page.writes_sent().await, Vec::<String>::new(), "no card moved");
     assert!(page.updates().await[HASS]["tag"].is_null(), "no card moved");
 
     page.drag(&page.card(HASS).await, &page.section(&home).await, Pointer::Mouse).await;

@@ -474,8 +474,8 @@ async fn start_unprivileged(db_path: &std::path::Path) -> std::process::Output {
 
 /// A folder the service may not write to (it runs as an unprivileged user here: root ignores
 /// permissions) is a clear one-line start-up error, not a service that fails its first write.
-/// A folder that turns read-only under a running service changes nothing: SQLite keeps the files
-/// it has open, and writes go on (a full disk is the failure that can happen then).
+/// Only start-up is checked here: a folder that turns read-only under a running service leaves
+/// SQLite the files it has open (a full disk is the failure that can happen then, tested apart).
 #[cfg(all(feature = "sqlite", unix))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_folder_is_a_clear_start_up_error() {

@@ -474,7 +474,13 @@ mod tests {
             start("wal-kept", LIMITS, Duration::from_millis(1), Duration::from_secs(60));
         write(&writer, 100_000);
         checkpointer.nudge();
-        std::thread::sleep(Duration::from_millis(300));
+        let copied = (0..400).any(|_| {
+            std::thread::sleep(Duration::from_millis(25));
+            checkpointer.progress.backfilled.load(Ordering::Relaxed) > 0
+        });
+        assert!(copied, "no passive checkpoint within 10 s of the nudge");
+        // The pass has run; a cut would follow it on the same thread at once.
+        std::thread::sleep(Duration::from_millis(100));
         let wal = std::fs::metadata(scratch.path().join("db.sqlite-wal")).unwrap().len();
         checkpointer.stop();
         assert!(wal > 100_000, "the WAL was cut back to {wal} bytes after a passive checkpoint");

@@ -1278,15 +1278,30 @@ fn check_compose_text(compose: &str, manifest: &Manifest, problems: &mut Vec<Str
 mod tests {
     use super::*;
 
+    /// The Dockerfiles' own `cargo build` lines, read as the lint reads them: what
+    /// `cargo xtask dist` builds (from `cargo_commands()`) is what the images build.
     #[test]
-    fn cargo_commands_name_each_image_once_with_its_features() {
-        let commands = cargo_commands();
-        let names: Vec<&str> = commands.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["full", "sqlite", "postgres"]);
-        assert_eq!(
-            commands[2].1.join(" "),
-            "build --release --locked --no-default-features --features postgres"
-        );
+    fn the_dockerfiles_build_what_cargo_commands_says() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root");
+        let manifest = Manifest::parse(&fs::read_to_string(root.join("Cargo.toml")).unwrap());
+        let context = BuildContext::scan(root).unwrap();
+        let mismatches = |name: &str, text: &str| {
+            let mut problems = Vec::new();
+            check_dockerfile(root, name, text, &manifest, &context, &mut problems);
+            problems.into_iter().filter(|p| p.contains("cargo_commands() says")).collect::<Vec<_>>()
+        };
+        for name in DOCKERFILES {
+            let text = fs::read_to_string(root.join(name)).unwrap();
+            assert_eq!(mismatches(name, &text), Vec::<String>::new(), "{name}");
+            // Without `--locked`, or building another backend, it no longer matches.
+            let unlocked = text.replace(" --locked", "");
+            assert!(!mismatches(name, &unlocked).is_empty(), "{name} without --locked");
+        }
+        let postgres = fs::read_to_string(root.join("Dockerfile.postgres")).unwrap();
+        let sqlite_instead = postgres.replace("--features postgres", "--features sqlite");
+        assert!(!mismatches("Dockerfile.postgres", &sqlite_instead).is_empty());
+        let names: Vec<String> = cargo_commands().into_iter().map(|(name, _)| name).collect();
+        assert_eq!(names.len(), names.iter().collect::<BTreeSet<_>>().len(), "each image once: {names:?}");
     }
 
     #[test]
