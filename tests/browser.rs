@@ -1039,6 +1039,44 @@ async fn a_drag_the_page_lost_track_of_moves_nothing() {
     page.assert_no_console_errors().await;
 }
 
+/// A card moved out of a group is still in it on the server until its move is answered: a
+/// dismissal of the group in that moment (a slow network) waits for the move, and leaves the
+/// card that went out pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn dismissing_a_group_leaves_a_card_just_moved_out_of_it_pending() {
+    let Some(page) = Page::start(1280, 1000).await else { return };
+    // The first is the earlier report: within the group's newest, which the dismissal names.
+    seed(&page, &apps(1..=2)).await;
+    let (moved, stays) = ("reg.example/app1:1", "reg.example/app2:1");
+    let prod = page.create_tag("prod").await;
+    page.assign(moved, prod).await;
+    page.assign(stays, prod).await;
+    let prod = prod.to_string();
+    page.open().await;
+    page.wait_in_section(moved, &prod).await;
+    // Moves take a while to leave the page.
+    page.execute(
+        "const realFetch = window.fetch;
+         window.fetch = async (input, init) => {
+           if (String(input).includes('tag-assignments')) await new Promise((r) => setTimeout(r, 800));
+           return realFetch(input, init);
+         };",
+        vec![],
+    )
+    .await;
+    page.drag(&page.card(moved).await, &page.section("untagged").await, Pointer::Mouse).await;
+    page.wait_in_section(moved, "untagged").await;
+    page.section(&prod).await.get("group-dismiss").await.click().await;
+    page.section(&prod).await.get("group-dismiss-confirm").await.click().await;
+    page.wait_state(stays, "acknowledged").await;
+    let updates = page.wait_api("the group dismissed", |u| u[stays]["acknowledged"] == true).await;
+    assert_eq!(updates[moved]["acknowledged"], false, "moved out before the dismissal: {updates:#}");
+    assert!(updates[moved]["tag"].is_null(), "{updates:#}");
+    page.wait_state(moved, "pending").await;
+    page.assert_no_console_errors().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
 async fn dismissing_a_group_and_dismissing_all() {
@@ -4709,6 +4747,63 @@ async fn a_card_moved_under_a_resting_mouse_does_not_take_its_click() {
     assert_eq!(acknowledged.len(), 4, "the newcomer and three clicked: {acknowledged:?}");
     assert_eq!(updates[images[0].as_str()]["acknowledged"], false, "{updates:#}");
     page.assert_no_console_errors().await;
+}
+
+/// Acknowledge dismisses the report its card shows, not a newer one of the same image: a new
+/// report redrawn in place under a resting mouse does not take the click aimed at the one that
+/// was there, and a click in the moment before the page draws a new report it already holds
+/// (a keyboard's, which is never held up) leaves the new report pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn acknowledge_dismisses_the_report_its_card_shows() {
+    let Some(page) = Page::start(1280, 1000).await else { return };
+    seed(&page, &apps(1..=3)).await;
+    page.open().await;
+    // Sorted by name, a new report of a card leaves it where it is.
+    page.choose("sort", "name").await;
+    let first = page.images().await[0].clone();
+    let received_at = async |image: &str| {
+        let script = "return arguments[0].dataset.receivedAt";
+        page.execute(script, vec![page.card(image).await.json()])
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let reported_anew = async |image: &str| {
+        let before = received_at(image).await;
+        page.webhook(&docker(image, "pi", "app", "")).await;
+        page.wait_until("the new report drawn", async || (received_at(image).await != before).then_some(()))
+            .await;
+    };
+    let aimed_at = middle_of(&page, &page.card(&first).await.get("ack").await).await;
+    rest_at(&page, aimed_at).await;
+    reported_anew(&first).await;
+    assert_eq!(redraw_and_see(&page, aimed_at).await, json!(format!("ack:{first}")), "the same control");
+    press_at(&page, "mouse", aimed_at).await;
+    let card = page.card_info(&first).await.expect("the card");
+    assert_eq!(card["state"], "pending", "the click was aimed at the report before: {card:#}");
+    let flashed = page
+        .execute("return arguments[0].classList.contains('unaimed')", vec![page.card(&first).await.json()]);
+    assert_eq!(flashed.await, json!(true), "the card says why the click did nothing");
+
+    // The page holds a report its card does not show yet: the card's is the bound.
+    let second = page.images().await[1].clone();
+    let shown = received_at(&second).await;
+    reported_anew(&second).await;
+    let script = "const card = arguments[0];
+        card.dataset.receivedAt = arguments[1];
+        card.querySelector('[data-testid=\"ack\"]').click();";
+    page.execute(script, vec![page.card(&second).await.json(), json!(shown)]).await;
+    page.wait_until("the refusal said", async || {
+        let said = page.execute("return document.body.textContent", vec![]).await;
+        said.as_str().is_some_and(|text| text.contains("reported again since")).then_some(())
+    })
+    .await;
+    let updates = page.updates().await;
+    assert_eq!(updates[second.as_str()]["acknowledged"], false, "the new report stays pending: {updates:#}");
+    assert_eq!(updates[first.as_str()]["acknowledged"], false, "{updates:#}");
+    page.wait_state(&second, "pending").await;
 }
 
 /// A toast comes up at a phone's bottom edge, over the cards: a tap already on its way to the

@@ -187,8 +187,19 @@ export function createActions(refresh) {
   }
 
   return {
-    acknowledge(image) {
-      const seen = view().updates[image]?.received_at;
+    /** Settles once every card's move sent so far has been answered: a group's dismissal goes by
+     * the server's groups, where a card the page already draws elsewhere may still be. */
+    movesSettled() {
+      return Promise.allSettled([...lastMove.values()]);
+    },
+
+    /** Acknowledges `image` up to `seen`, the report its card showed: the page's state can hold a
+     * newer one already (drawn at the next frame), which the user has not seen and which stays
+     * pending (409). */
+    acknowledge(image, seen) {
+      // Not on the page (removed elsewhere): without the report shown, one DIUN sent since could
+      // be dismissed unseen.
+      if (!seen) return Promise.resolve(true);
       return optimistic(
         (v) => acknowledgeEntry(v.updates[image], seen),
         () => api.acknowledge(image, seen),

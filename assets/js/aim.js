@@ -17,7 +17,7 @@ const KEYS_OWN = "input, textarea, select, button, a, [role='menu'], [contentedi
 
 const controlKey = (el) => {
   const control = el?.closest?.("[data-action]");
-  return control ? (control.dataset.focusKey ?? control.dataset.action) : null;
+  return control ? (control.dataset.aimKey ?? control.dataset.focusKey ?? control.dataset.action) : null;
 };
 
 export function createAimGuard() {

@@ -1103,6 +1103,9 @@ async function dismissGroup(key) {
   const asked = state.confirm;
   if (asked?.key !== key || asked.kind !== "dismiss" || asked.checking) return;
   asked.checking = true;
+  // A card moved out of the group just before is still in it on the server until its move is
+  // answered, and would be dismissed with it; one moved in would be drawn dismissed, and not be.
+  await actions.movesSettled();
   const refreshed = await refresh();
   if (state.confirm !== asked) return; // answered or asked anew meanwhile
   if (key !== "untagged" && !view().tags.some((t) => String(t.id) === key)) {
@@ -1134,11 +1137,12 @@ root.addEventListener("click", (e) => {
     if (document.activeElement === btn) focusRegion(root);
     return;
   }
-  const image = btn.closest('[data-testid="card"]')?.dataset.image;
+  const card = btn.closest('[data-testid="card"]');
+  const image = card?.dataset.image;
   const key = btn.closest('[data-testid="group"]')?.dataset.tagId;
   switch (btn.dataset.action) {
     case "ack":
-      actions.acknowledge(image);
+      actions.acknowledge(image, card?.dataset.receivedAt);
       break;
     case "move":
       if (btn.getAttribute("aria-expanded") === "true") closeMenu();

@@ -278,6 +278,8 @@ function card(item, fresh) {
           "data-action": "ack",
           "data-testid": "ack",
           "data-focus-key": `ack:${image}`,
+          // Another report of the same image redrawn under a resting pointer is another target.
+          "data-aim-key": `ack:${image}@${entry.received_at}`,
           "data-focus-fallback": `move:${image}`,
           "aria-describedby": titleId,
         },
