@@ -17,7 +17,11 @@ struct EventStream {
 
 impl EventStream {
     async fn open(app: &TestApp) -> Self {
-        let mut stream = TcpStream::connect(app.addr).await.unwrap();
+        Self::open_at(app.addr).await
+    }
+
+    async fn open_at(addr: std::net::SocketAddr) -> Self {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
         stream
             .write_all(b"GET /api/stream HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
             .await
@@ -254,6 +258,48 @@ async fn a_change_on_one_replica_reaches_the_streams_of_another() {
     on_b.expect(r#"data:{"kind":"update","seq":"#).await;
     replica_b.stop().await;
     replica_a.stop().await;
+}
+
+/// Event streams open at once are bounded, so that streams opened by the thousand cannot use up
+/// the descriptors DIUN's webhooks need; a dashboard refused one is told to poll, and one that
+/// went away makes room. (A service of its own: the streams' descriptors are its, not the test's.)
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_streams_are_bounded_and_a_closed_one_makes_room() {
+    use diun_dashboard::http::MAX_STREAMS;
+    let dir = support::TempDir::new();
+    let service =
+        support::process::Service::start(&[("DB_PATH", dir.0.join("diun.db").display().to_string())]).await;
+    let mut open = Vec::with_capacity(MAX_STREAMS);
+    for _ in 0..MAX_STREAMS {
+        open.push(EventStream::open_at(service.addr).await);
+    }
+    // An answer that ends: a stream opened instead would not.
+    let refused = tokio::time::timeout(Duration::from_secs(10), service.request("GET", "/api/stream").send())
+        .await
+        .expect("one stream more than the bound is refused");
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(refused.error().contains("polls instead"), "{}", refused.text());
+    let webhook = service.request("POST", "/webhook").body(docker_event("still:1").to_string()).send().await;
+    assert_eq!(webhook.status, 200, "webhooks go on: {}", webhook.text());
+
+    // The service learns that a client went away when it next writes to it: a change.
+    drop(open.pop());
+    let mut reopened = None;
+    for n in 0..100 {
+        let image = format!("nudge{n}:1");
+        service.request("POST", "/webhook").body(docker_event(&image).to_string()).send().await;
+        let mut stream = TcpStream::connect(service.addr).await.unwrap();
+        stream.write_all(b"GET /api/stream HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut status_line = [0u8; 12];
+        stream.read_exact(&mut status_line).await.unwrap();
+        if &status_line == b"HTTP/1.1 200" {
+            reopened = Some(stream);
+            break;
+        }
+    }
+    assert!(reopened.is_some(), "no stream opened again after one closed");
+    drop(open);
 }
 
 /// Replicas stamp reports with their own clocks. Once a replica has heard of another's report,

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use futures_util::{Stream, StreamExt, stream};
 use tokio::sync::broadcast::error::RecvError;
-use warp::http::{HeaderValue, Method};
+use warp::http::{HeaderValue, Method, StatusCode};
 use warp::reply::{Reply, Response};
 use warp::sse::Event;
 
+use super::error::ApiError;
 use super::{AppState, only_reads};
 use crate::changes::{ChangeKind, Numbered};
 
@@ -28,13 +29,27 @@ struct ChangeEvent<'a> {
 const PING_EVERY: Duration = Duration::from_secs(15);
 /// How soon a browser reconnects after the stream breaks.
 const RETRY: Duration = Duration::from_secs(3);
+/// Streams open at once, at most. Each holds a connection, and a file descriptor, for as long
+/// as its client reads: with no limit, a client on the network opening streams by the thousand
+/// would use up the process's descriptors, and DIUN's webhooks (never sent again) would be
+/// refused. A dashboard refused one polls instead.
+pub const MAX_STREAMS: usize = 512;
 
 pub async fn stream(state: AppState, method: Method) -> Response {
     if let Err(wrong_method) = only_reads(&method) {
         return wrong_method.into_response();
     }
+    let Ok(open) = std::sync::Arc::clone(&state.streams).try_acquire_owned() else {
+        warn_at_most_once_a_minute();
+        let full = format!("{MAX_STREAMS} live dashboards are open already; this one polls instead");
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, full).into_response();
+    };
     // Subscribed before `hello` is sent, so that nothing published after it is missed.
-    let changes = changes(&state);
+    let changes = changes(&state).map(move |event| {
+        // Held for as long as the stream is, which ends when its client goes away.
+        let _open = &open;
+        event
+    });
     // The epoch is hex digits and dashes: nothing in it needs escaping.
     let hello = Event::default().event("hello").retry(RETRY).data(format!(
         r#"{{"epoch":"{}","ping_ms":{}}}"#,
@@ -46,6 +61,16 @@ pub async fn stream(state: AppState, method: Method) -> Response {
     // nginx buffers responses by default, which would hold events back.
     response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
+}
+
+/// Says that streams were refused, once a minute at most: a client opening them in a loop must
+/// not flood the log.
+fn warn_at_most_once_a_minute() {
+    static LAST_WARNED_MINUTE: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(i64::MIN);
+    let minute = crate::time::Timestamp::now().unix_micros() / 60_000_000;
+    if LAST_WARNED_MINUTE.swap(minute, std::sync::atomic::Ordering::Relaxed) != minute {
+        log::warn!("event streams refused: {MAX_STREAMS} are open (the dashboards refused poll instead)");
+    }
 }
 
 /// `change` events with `{"kind": …, "image": …, "seq": …}` (`seq` numbers changes within the

@@ -28,6 +28,7 @@ use warp::reply::{Reply, Response};
 pub use api::HEALTHCHECK_WAIT;
 pub use body::MAX_BODY;
 pub use error::ApiError;
+pub use live::MAX_STREAMS;
 pub use metrics::count_database_error;
 
 use crate::config::Secret;
@@ -44,6 +45,8 @@ pub struct AppState {
     stopping: Arc<tokio::sync::watch::Sender<bool>>,
     /// The last webhooks refused, which `/api/summary` tells the dashboard.
     refused_webhook: refusals::LastRefusal,
+    /// Event streams that may be open at once (see [`live::MAX_STREAMS`]).
+    streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -54,6 +57,7 @@ impl AppState {
             dashboard_credentials: None,
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
             refused_webhook: refusals::LastRefusal::default(),
+            streams: Arc::new(tokio::sync::Semaphore::new(live::MAX_STREAMS)),
         }
     }
 
