@@ -2491,6 +2491,37 @@ async fn an_acknowledgement_settles_every_loaded_page_of_an_open_history() {
     page.assert_no_console_errors().await;
 }
 
+/// "Load older" going away under the keyboard's focus (the image removed on another page) leaves
+/// the focus in the dialog, not on the page's <body> behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn load_older_going_away_under_the_focus_leaves_it_in_the_history() {
+    let Some(page) = Page::start(1280, 1000).await else { return };
+    for _ in 0..51 {
+        page.webhook(&docker(NGINX, "nas", "web", "")).await;
+    }
+    page.open().await;
+    page.card(NGINX).await.get("history-open").await.click().await;
+    let more = page.wait_for(&testid("history-more")).await;
+    page.execute("arguments[0].focus()", vec![more.json()]).await;
+    let path = format!("/api/updates/{}", percent_encode(NGINX));
+    assert_eq!(page.api("DELETE", &path, None).await.status, 204);
+    page.wait_gone(&card_css(NGINX)).await;
+    page.wait_until("Load older gone", async || {
+        let hidden = "return document.getElementById('history-foot').hidden";
+        (page.execute(hidden, vec![]).await == json!(true)).then_some(())
+    })
+    .await;
+    let focus = page
+        .execute(
+            "return document.getElementById('history-dialog').contains(document.activeElement) ? document.activeElement.id : 'out: ' + document.activeElement.tagName",
+            vec![],
+        )
+        .await;
+    assert_eq!(focus, json!("history-close"), "the focus stays in the dialog");
+    page.assert_no_console_errors().await;
+}
+
 /// The history dialog: newest first, in runs of one digest (the current one marked), a page at a
 /// time; Esc closes it and gives the focus back to the card's History button.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -5125,6 +5156,59 @@ const MOVABLE_CLOCK: &str = r#"
   window.advanceClock = (ms) => { ahead += ms; };
 })();
 "#;
+
+/// Names and times as a person reads them: an image with a generic name goes by its owner too
+/// ("vaultwarden/server", as on its card) in the history's title, a bare digest after `@`; a
+/// relative time is rounded from the time itself ("1 h ago" for 89.5 min, not "2 h"); the
+/// history counts no host for an event that names none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn names_and_times_read_as_a_person_reads_them() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    seed(&page, &varied_events()).await;
+    page.webhook(&docker(VAULTWARDEN, "", "vaultwarden", "")).await;
+    page.open().await;
+    let words = page
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+            Promise.all([import("./js/time.js"), import("./js/image.js")]).then(([time, image]) => {
+              const now = Date.UTC(2026, 5, 1, 12);
+              const ago = (minutes) => time.relative(new Date(now - minutes * 60000), now);
+              const named = (ref) => image.referenceLabel(image.parseImage(ref)).replace(/[\u2066-\u2069]/g, "");
+              done({
+                times: [ago(0.7), ago(1.5), ago(59.4), ago(89.5), ago(60 * 23.4), ago(60 * 35.5)],
+                names: [named("docker.io/vaultwarden/server:1.30.5"), named("registry:443/ns/app@sha256:" + "ab".repeat(32)),
+                        named("localhost:5000/app")],
+              });
+            });"#,
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        words["times"],
+        json!(["just now", "2 min ago", "59 min ago", "1 h ago", "23 h ago", "1 d ago"])
+    );
+    assert_eq!(
+        words["names"],
+        json!(["vaultwarden/server:1.30.5", "ns/app@sha256:abababababab…", "app:latest"])
+    );
+
+    page.card(VAULTWARDEN).await.get("history-open").await.click().await;
+    page.wait_until("the history loaded", async || {
+        let summary = page.by_testid("history-summary").await.text_content().await;
+        (!summary.is_empty()).then_some(summary)
+    })
+    .await;
+    let title = page.execute("return document.getElementById('history-title').textContent", vec![]).await;
+    let title = title.as_str().unwrap_or_default();
+    assert_eq!(
+        title.replace(['\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}'], ""),
+        "History of vaultwarden/server:1.30.5"
+    );
+    let summary = page.by_testid("history-summary").await.text_content().await;
+    assert_eq!(summary, "2 events · 1 digest · 1 host", "the second report named no host");
+    page.assert_no_console_errors().await;
+}
 
 /// A card that comes back into view (a filter cleared) shows how long ago its update arrived
 /// now, not when it was filtered out.

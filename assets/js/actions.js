@@ -4,11 +4,11 @@
 import { api, ApiError } from "./api.js";
 import { addOverlay, commitOverlay, confirmedView, dropOverlay, pendingEntries, view } from "./state.js";
 import { showError, announce } from "./feedback.js";
-import { parseImage } from "./image.js";
+import { displayName, parseImage } from "./image.js";
 import { plural, isolated } from "./words.js";
 
 const nowIso = () => new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
-const shortName = (image) => isolated(parseImage(image).name);
+const shortName = (image) => isolated(displayName(parseImage(image)));
 
 /** Shows `entry` acknowledged, if it is the report the request named (`until`: the newest one it
  * covers) or an older one: a report that arrived while the request was on its way stays pending

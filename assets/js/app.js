@@ -61,7 +61,7 @@ import { openMoveMenu, closeMenu, isMenuOpen } from "./menu.js";
 import { initDensity } from "./density.js";
 import { initTheme } from "./theme.js";
 import { showError, clearError, toast, announce, confirmDialog, focusNewestToast, TOAST_KEY } from "./feedback.js";
-import { parseImage, versionLabel } from "./image.js";
+import { parseImage, referenceLabel } from "./image.js";
 import { exactTimesOnTap, tick } from "./time.js";
 import { connectStream } from "./live.js";
 import { Coverage, commonMark, parseMark } from "./sync.js";
@@ -435,8 +435,7 @@ function showLive() {
 }
 
 function label(image) {
-  const parsed = parseImage(image);
-  return isolated(`${parsed.name}:${versionLabel(parsed)}`);
+  return isolated(referenceLabel(parseImage(image)));
 }
 
 /**

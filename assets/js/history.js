@@ -8,7 +8,7 @@
 import { api } from "./api.js";
 import { h, closeOnBackdrop } from "./dom.js";
 import { glyph } from "./icons.js";
-import { parseImage, versionLabel, placeSummary, shortDigest } from "./image.js";
+import { parseImage, referenceLabel, placeSummary, shortDigest } from "./image.js";
 import { timeElement } from "./time.js";
 import { plural, isolated } from "./words.js";
 
@@ -143,12 +143,19 @@ function render() {
       (again || list).focus({ preventScroll: true });
     }
   }
-  const digests = new Set(events.map((e) => e.digest)).size;
-  const hosts = new Set(events.map((e) => e.hostname)).size;
+  // An event without a host or digest (DIUN's `file` provider sends no digest) names none.
+  const digests = new Set(events.map((e) => e.digest).filter(Boolean)).size;
+  const hosts = new Set(events.map((e) => e.hostname).filter(Boolean)).size;
   summaryEl.textContent = !loaded
     ? ""
     : `${plural(events.length, "event")}${nextBefore !== null ? " loaded" : ""} · ${plural(digests, "digest")} · ${plural(hosts, "host")}`;
-  foot.hidden = !loaded || nextBefore === null;
+  const footGoes = !loaded || nextBefore === null;
+  // Hidden under the focus (no older page after a refresh, the image removed elsewhere, a 404),
+  // "Load older" would drop it to <body>, out of the dialog.
+  if (footGoes && foot.contains(document.activeElement)) {
+    (loaded && events.length ? list : $("history-close")).focus({ preventScroll: true });
+  }
+  foot.hidden = footGoes;
   // aria-disabled, not disabled: a disabled button would drop keyboard focus to <body>.
   more.setAttribute("aria-disabled", busy ? "true" : "false");
   more.textContent = busy && loaded ? "Loading…" : "Load older";
@@ -375,8 +382,7 @@ more.addEventListener("click", async () => {
 export function openHistory(image, entry, restoreFocus, remove) {
   generation++;
   clearTimeout(refreshTimer);
-  const parsed = parseImage(image);
-  const label = isolated(`${parsed.name}:${versionLabel(parsed)}`);
+  const label = isolated(referenceLabel(parseImage(image)));
   open = {
     image,
     label,

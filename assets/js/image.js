@@ -38,6 +38,12 @@ export function displayName(parsed) {
   return owner && GENERIC.has(parsed.name.toLowerCase()) ? `${owner}/${parsed.name}` : parsed.name;
 }
 
+/** The image as a person names it: its card's name and version, `@` before a bare digest
+ * ("vaultwarden/server:1.30", "app@sha256:1a2b3c4d5e6f…"). */
+export function referenceLabel(parsed) {
+  return `${displayName(parsed)}${!parsed.tag && parsed.digest ? "@" : ":"}${versionLabel(parsed)}`;
+}
+
 /** The text of the version chip: the tag, or a short digest for digest-only references. */
 export function versionLabel(parsed) {
   if (parsed.tag) return parsed.tag;

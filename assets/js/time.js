@@ -12,13 +12,14 @@ export function parseTime(value) {
 
 export function relative(date, now = Date.now()) {
   if (!date) return "unknown";
-  const seconds = Math.round((now - date.getTime()) / 1000);
-  if (seconds < 45) return "just now";
+  // Each unit rounded from the time itself: rounded from the unit below, 89.5 min read "2 h".
+  const seconds = (now - date.getTime()) / 1000;
+  if (Math.round(seconds) < 45) return "just now";
   const minutes = Math.round(seconds / 60);
   if (minutes < 60) return `${minutes} min ago`;
-  const hours = Math.round(minutes / 60);
+  const hours = Math.round(seconds / 3600);
   if (hours < 24) return `${hours} h ago`;
-  const days = Math.round(hours / 24);
+  const days = Math.round(seconds / 86400);
   if (days < 30) return `${days} d ago`;
   return short.format(date);
 }
