@@ -143,7 +143,7 @@ function render() {
       (again || list).focus({ preventScroll: true });
     }
   }
-  // An event without a host or digest (DIUN's `file` provider sends no digest) names none.
+  // An event that names no host (or no digest) adds none to the counts.
   const digests = new Set(events.map((e) => e.digest).filter(Boolean)).size;
   const hosts = new Set(events.map((e) => e.hostname).filter(Boolean)).size;
   summaryEl.textContent = !loaded
