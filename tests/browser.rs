@@ -4793,13 +4793,11 @@ async fn acknowledge_dismisses_the_report_its_card_shows() {
     // Sorted by name, a new report of a card leaves it where it is.
     page.choose("sort", "name").await;
     let first = page.images().await[0].clone();
-    // Cards are looked up by image in the scripts themselves: a redraw between finding one and
-    // using it would leave a stale element.
-    const CARD_OF: &str = r#"const cardOf = (image) =>
-        [...document.querySelectorAll('[data-testid="card"]')].find((c) => c.dataset.image === image);"#;
+    // Cards are looked up in the scripts themselves: a redraw between finding one and using it
+    // would leave a stale element.
     let received_at = async |image: &str| {
-        let script = format!("{CARD_OF} return cardOf(arguments[0])?.dataset.receivedAt ?? null;");
-        page.execute(&script, vec![json!(image)]).await.as_str().unwrap_or_default().to_owned()
+        let script = "return document.querySelector(arguments[0])?.dataset.receivedAt ?? null;";
+        page.execute(script, vec![json!(card_css(image))]).await.as_str().unwrap_or_default().to_owned()
     };
     let reported_anew = async |image: &str| {
         let before = received_at(image).await;
@@ -4814,20 +4812,18 @@ async fn acknowledge_dismisses_the_report_its_card_shows() {
     press_at(&page, "mouse", aimed_at).await;
     let card = page.card_info(&first).await.expect("the card");
     assert_eq!(card["state"], "pending", "the click was aimed at the report before: {card:#}");
-    let flashed = format!("{CARD_OF} return cardOf(arguments[0]).classList.contains('unaimed');");
-    let flashed = page.execute(&flashed, vec![json!(first)]).await;
+    let flashed = "return document.querySelector(arguments[0]).classList.contains('unaimed');";
+    let flashed = page.execute(flashed, vec![json!(card_css(&first))]).await;
     assert_eq!(flashed, json!(true), "the card says why the click did nothing");
 
     // The page holds a report its card does not show yet: the card's is the bound.
     let second = page.images().await[1].clone();
     let shown = received_at(&second).await;
     reported_anew(&second).await;
-    let script = format!(
-        r#"{CARD_OF} const card = cardOf(arguments[0]);
+    let script = r#"const card = document.querySelector(arguments[0]);
         card.dataset.receivedAt = arguments[1];
-        card.querySelector('[data-testid="ack"]').click();"#
-    );
-    page.execute(&script, vec![json!(second), json!(shown)]).await;
+        card.querySelector('[data-testid="ack"]').click();"#;
+    page.execute(script, vec![json!(card_css(&second)), json!(shown)]).await;
     page.wait_until("the refusal said", async || {
         let said = page.execute("return document.body.textContent", vec![]).await;
         said.as_str().is_some_and(|text| text.contains("reported again since")).then_some(())

@@ -96,6 +96,7 @@ impl Proxy {
 
     /// Takes new connections again.
     fn accept_more(&self) {
+        self.as_down.store(false, Ordering::SeqCst);
         self.cap.store(usize::MAX, Ordering::SeqCst);
     }
 
