@@ -59,6 +59,21 @@ async fn summary_tells_the_last_refused_webhook(app: &TestApp) {
     assert_eq!(refused["status"], json!(400), "{posted}");
     assert!(!refused["error"].as_str().unwrap().is_empty());
     assert_eq!(posted["last_refused_post"], *refused, "{posted}");
+    // Any page the admin opens can post here through the browser: neither a foreign origin's
+    // refusal nor a bad body a same-origin page sent stands for DIUN's.
+    let from_a_page = app
+        .request("POST", "/webhook")
+        .header("Origin", "http://click-here.example")
+        .header("Content-Type", "text/plain")
+        .body(docker_event("a:1").to_string());
+    assert_eq!(from_a_page.send().await.status, 403);
+    let from_the_dashboard = app
+        .request("POST", "/webhook")
+        .header("Sec-Fetch-Site", "same-origin")
+        .header("Sec-Fetch-Mode", "cors")
+        .body("{not json either");
+    assert_eq!(from_the_dashboard.send().await.status, 400);
+    assert_eq!(summary().await, posted, "a browser's webhook shown as the last refusal");
     assert_eq!(app.get("/webhook").await.status, 405);
     let scanned = summary().await;
     assert_eq!(scanned["last_refused_webhook"]["status"], json!(405), "the latest of all: {scanned}");
@@ -84,6 +99,18 @@ async fn a_webhook_with_the_wrong_secret_is_the_last_refused() {
     // The secret needs its own server, on whichever backend this build has.
     let Some(db) = support::TestDb::any().await else { return };
     let app = TestApp::start(db, Some("s3cret")).await;
+    let from_a_page = app
+        .request("POST", "/webhook")
+        .header("Origin", "http://click-here.example")
+        .header("Sec-Fetch-Site", "cross-site")
+        .body(docker_event("a:1").to_string());
+    assert_eq!(from_a_page.send().await.status, 401);
+    let summary = app.get("/api/summary").await.json();
+    assert_eq!(
+        summary["last_refused_post"],
+        Value::Null,
+        "a page's webhook blamed on DIUN's secret: {summary}"
+    );
     let wrong = app
         .request("POST", "/webhook")
         .header("Authorization", "guess")

@@ -674,7 +674,6 @@ export const emptyShown = () => Boolean(emptyState?.isConnected);
 
 const REFUSAL_HINTS = {
   401: " DIUN's authorization header must equal the dashboard's WEBHOOK_SECRET.",
-  403: " It came from a web browser on another site, not from DIUN.",
 };
 
 /** A refusal's status and message as the page writes them (the server's data, checked). */

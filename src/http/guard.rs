@@ -41,6 +41,14 @@ pub fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// Whether a web browser sent this request: browsers name the page's origin on every POST and
+/// say where a request comes from (`Sec-Fetch-*`); DIUN, curl and relays send neither.
+pub fn sent_by_a_browser(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::ORIGIN)
+        || headers.contains_key("sec-fetch-site")
+        || headers.contains_key("sec-fetch-mode")
+}
+
 fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)

@@ -11,8 +11,6 @@ use warp::http::{Method, StatusCode};
 use crate::logging::clipped;
 use crate::time::Timestamp;
 
-const CROSS_SITE: &str = "sent by a web browser from a page of another site";
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Refusal {
     pub at: Timestamp,
@@ -43,10 +41,7 @@ impl LastRefusal {
         if !status.is_client_error() {
             return;
         }
-        // A cross-site refusal quotes the request's Origin and Host, which anyone can set
-        // without the secret: not text of theirs to put on the dashboard.
-        let error = if status == StatusCode::FORBIDDEN { CROSS_SITE } else { clipped(error) };
-        let refusal = Refusal { at, status: status.as_u16(), error: error.to_string() };
+        let refusal = Refusal { at, status: status.as_u16(), error: clipped(error).to_string() };
         let mut latest = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if method == Method::POST {
             latest.post = Some(refusal.clone());
@@ -78,13 +73,6 @@ mod tests {
         let latest = last.latest().any.expect("a refusal");
         assert_eq!(latest.status, 400);
         assert_eq!(latest.error.chars().count(), 200, "cut to 200 characters");
-        record(
-            &last,
-            Method::POST,
-            StatusCode::FORBIDDEN,
-            "cross-origin request from \"http://click-here.example\"",
-        );
-        assert_eq!(last.latest().any.map(|refusal| refusal.error), Some(CROSS_SITE.to_string()));
     }
 
     #[test]

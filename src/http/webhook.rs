@@ -9,7 +9,7 @@ use super::AppState;
 use super::auth::constant_time_eq;
 use super::body::read_capped;
 use super::error::{ApiError, respond};
-use super::guard::check_origin;
+use super::guard::{check_origin, sent_by_a_browser};
 use super::metrics::{WebhookResult, WebhookStatus, count_webhook};
 use crate::model::DiunEvent;
 use crate::store::{Received, UpdateStore};
@@ -19,8 +19,14 @@ where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
+    // Any page the admin opens can make the browser post here unasked: its refusal (a wrong
+    // secret, a foreign origin) must not stand on the dashboard as DIUN's, nor hide DIUN's own.
+    // The log still says it.
+    let from_a_browser = sent_by_a_browser(&headers);
     let received = receive_event(&state, &method, headers, body).await;
-    if let Err(refused) = &received {
+    if let Err(refused) = &received
+        && !from_a_browser
+    {
         let at = state.store.receipt_time();
         state.refused_webhook.record(&method, refused.status(), refused.message(), at);
     }
