@@ -462,6 +462,25 @@ async fn acknowledge_by_tag_touches_only_that_group(app: &TestApp) {
 
     let unknown = app.api("POST", "/api/updates/acknowledge-by-tag", &json!({ "tag_id": 999_999 })).await;
     assert_eq!(unknown.status, 404);
+    // A whole number beyond any id is an unknown tag, as in a path; one written as a float is no id.
+    for (tag_id, expected) in [
+        ("9223372036854775808", 404),
+        ("100000000000000000000", 404),
+        ("-9223372036854775809", 404),
+        ("3.0", 400),
+        ("1e3", 400),
+    ] {
+        let body = format!(r#"{{"tag_id": {tag_id}}}"#);
+        for (path, body) in [
+            ("/api/updates/acknowledge-by-tag", body.clone()),
+            ("/api/tag-assignments", format!(r#"{{"image": "{NGINX}", "tag_id": {tag_id}}}"#)),
+        ] {
+            let method = if path.ends_with("assignments") { "PUT" } else { "POST" };
+            let response =
+                app.request(method, path).header("Content-Type", "application/json").body(body).send().await;
+            assert_eq!(response.status, expected, "{path} {tag_id}: {}", response.text());
+        }
+    }
     // An array is not an object, even one that reads as its fields in order.
     for bad in
         [json!({}), json!({ "tag_id": "1" }), json!({ "tag_id": 1.5 }), json!([]), json!([empty_tag, null])]

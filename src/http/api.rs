@@ -196,7 +196,7 @@ fn shown_until(received_until: Option<&str>) -> Result<Option<Timestamp>, ApiErr
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TagRef {
-    tag_id: i64,
+    tag_id: BodyTagId,
     received_until: Option<String>,
 }
 
@@ -217,6 +217,7 @@ where
             }
             check_mutation(&method, &headers)?;
             let TagRef { tag_id, received_until } = json_body(&headers, body).await?;
+            let tag_id = tag_id.known()?;
             let until = shown_until(received_until.as_deref())?;
             match state.store.acknowledge_by_tag(tag_id, Timestamp::now(), until).await? {
                 Some(count) => Ok(json_reply(StatusCode::OK, &serde_json::json!({ "count": count }))),
@@ -290,7 +291,7 @@ pub async fn tag(id: String, state: AppState, method: Method, headers: HeaderMap
 #[serde(deny_unknown_fields)]
 struct AssignmentRequest {
     image: String,
-    tag_id: i64,
+    tag_id: BodyTagId,
 }
 
 #[derive(Deserialize)]
@@ -310,6 +311,7 @@ where
                 check_mutation(&method, &headers)?;
                 let AssignmentRequest { image, tag_id } = json_body(&headers, body).await?;
                 valid_image(&image)?;
+                let tag_id = tag_id.known()?;
                 match state.store.assign_tag(image.clone(), tag_id).await? {
                     Assignment::Assigned => Ok(no_content()),
                     Assignment::UnknownTag => Err(unknown_tag(tag_id)),
@@ -344,6 +346,51 @@ fn parse_tag_id(id: &str) -> Result<i64, ApiError> {
         return Err(ApiError::bad_request(format!("tag id must be an integer, not {id:?}")));
     }
     id.parse::<i64>().map_err(|_| ApiError::not_found(format!("no tag with id {id}")))
+}
+
+/// A tag id in a request body. A whole number too large to be any tag's id names no tag (404,
+/// as [`parse_tag_id`] answers for the path) where serde's `i64` would call the body malformed.
+#[derive(Debug, PartialEq)]
+enum BodyTagId {
+    Id(i64),
+    Beyond(String),
+}
+
+impl BodyTagId {
+    fn known(self) -> Result<i64, ApiError> {
+        match self {
+            BodyTagId::Id(id) => Ok(id),
+            BodyTagId::Beyond(id) => Err(ApiError::not_found(format!("no tag with id {id}"))),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BodyTagId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = BodyTagId;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("an integer")
+            }
+            fn visit_i64<E: serde::de::Error>(self, id: i64) -> Result<BodyTagId, E> {
+                Ok(BodyTagId::Id(id))
+            }
+            fn visit_u64<E: serde::de::Error>(self, id: u64) -> Result<BodyTagId, E> {
+                Ok(i64::try_from(id).map_or_else(|_| BodyTagId::Beyond(id.to_string()), BodyTagId::Id))
+            }
+            // serde_json reads an integer beyond u64 as a float; one within i64 written as a
+            // float (`3.0`) is no integer, as serde's `i64` says.
+            fn visit_f64<E: serde::de::Error>(self, id: f64) -> Result<BodyTagId, E> {
+                if id.is_finite() && id.fract() == 0.0 && id.abs() >= -(i64::MIN as f64) {
+                    Ok(BodyTagId::Beyond(format!("{id:.0}")))
+                } else {
+                    Err(E::invalid_type(serde::de::Unexpected::Float(id), &self))
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 fn unknown_tag(tag_id: i64) -> ApiError {
