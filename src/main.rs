@@ -243,9 +243,16 @@ fn copy_to_postgres(from: &std::path::Path, to: &str, force: bool) -> Result<Str
                     (run migrate again: without --force it refuses a target that already holds data)"
             .into());
     };
+    let left_out = match copied.dangling_assignments {
+        0 => String::new(),
+        dangling => format!(
+            "; {dangling} tag assignment(s) pointing at a tag or an image that is gone were left out \
+             (the dashboard showed those images untagged)"
+        ),
+    };
     Ok(format!(
         "copied {} update(s), {} tag(s), {} tag assignment(s) and {} history event(s) to PostgreSQL; \
-         the copy was verified before it was committed",
+         the copy was verified before it was committed{left_out}",
         copied.updates, copied.tags, copied.assignments, copied.events
     ))
 }

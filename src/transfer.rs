@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use rusqlite::{Connection, OpenFlags};
 use tokio_postgres::{NoTls, Transaction};
 
-use crate::store::{postgres, sqlite};
+use crate::store::{postgres, replicas, sqlite};
 use crate::time::Timestamp;
 
 /// Times the target's lock is taken when the server fails it to break a deadlock.
@@ -22,6 +22,8 @@ pub struct Copied {
     pub tags: usize,
     pub assignments: usize,
     pub events: usize,
+    /// Assignments left out: pointing at a tag or an image that is gone (see [`read_sqlite`]).
+    pub dangling_assignments: usize,
 }
 
 /// The highest id SQLite's AUTOINCREMENT has handed out per table (`sqlite_sequence`), deleted
@@ -76,7 +78,7 @@ pub async fn migrate(from: &Path, to: &str, force: bool) -> Result<Copied, Strin
     // have the same tables.
     let path = from.to_path_buf();
     let sqlite_migrations = sqlite::migrations()?;
-    let (source, highest) = tokio::task::spawn_blocking(move || {
+    let (source, highest, dangling_assignments) = tokio::task::spawn_blocking(move || {
         let mut conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)
             .map_err(|err| err.to_string())?;
         check_is_a_dashboard_database(&conn)?;
@@ -97,6 +99,7 @@ pub async fn migrate(from: &Path, to: &str, force: bool) -> Result<Copied, Strin
         .map_err(|err| format!("cannot connect to PostgreSQL: {err}"))?;
     let driver = tokio::spawn(connection);
     postgres::check_encoding(&client).await?;
+    check_target_is_empty_or_a_dashboard(&client).await?;
     postgres::run_migrations(&mut client, &postgres::migrations()?).await?;
     // Locked before they are counted: a running dashboard's commit then either counts or waits
     // until the copy is done, and is never emptied away by the TRUNCATE below unasked. A
@@ -145,6 +148,7 @@ pub async fn migrate(from: &Path, to: &str, force: bool) -> Result<Copied, Strin
     if copied != source {
         return Err("the copy differs from the source; nothing was written".into());
     }
+    tell_the_replicas(&tx, &source).await?;
     tx.commit().await.map_err(pg("commit"))?;
     drop(client);
     let _ = driver.await;
@@ -153,6 +157,7 @@ pub async fn migrate(from: &Path, to: &str, force: bool) -> Result<Copied, Strin
         tags: source.tags.len(),
         assignments: source.assignments.len(),
         events: source.events.len(),
+        dangling_assignments,
     })
 }
 
@@ -176,6 +181,61 @@ fn check_is_a_dashboard_database(conn: &Connection) -> Result<(), String> {
     }
 }
 
+/// Dashboards already serving the target (`--force`) would show what it held until their next
+/// safety poll, and their clocks would stamp new reports by their own time, which may come
+/// before the copied reports' (a SQLite host whose clock ran ahead): "dismiss all up to what I
+/// saw" would then cover a new report unseen. They hear of the copy as of any other replica's
+/// change, when it commits (a notice sent in a transaction is delivered at its commit).
+async fn tell_the_replicas(tx: &Transaction<'_>, source: &Snapshot) -> Result<(), String> {
+    let schema: String = tx
+        .query_one("SELECT current_schema()::text", &[])
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(pg("read the target's schema"))?;
+    let newest = source
+        .updates
+        .iter()
+        .map(|update| update.received_at)
+        .chain(source.events.iter().map(|event| event.received_at))
+        .max();
+    let notice = replicas::everything_changed(newest)?;
+    tx.execute("SELECT pg_notify($1, $2)", &[&replicas::channel_for(&schema), &notice])
+        .await
+        .map(drop)
+        .map_err(pg("tell the dashboards serving the target"))
+}
+
+/// The target's schema is written before the copy's transaction (the migrations take their own),
+/// so a mistyped `--to` naming another application's database would get this schema's tables
+/// even when the copy is then refused. Refused first instead, unless its schema holds nothing of
+/// its own: no table at all, or a dashboard's (`schema_migrations` and `updates`), or the
+/// `schema_migrations` alone that a first start stopped before its first migration leaves.
+async fn check_target_is_empty_or_a_dashboard(client: &tokio_postgres::Client) -> Result<(), String> {
+    let tables: Vec<String> = client
+        .query(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+             ORDER BY c.relname COLLATE \"C\"",
+            &[],
+        )
+        .await
+        .map_err(pg("list the target's tables"))?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()
+        .map_err(pg("list the target's tables"))?;
+    let has = |name: &str| tables.iter().any(|table| table == name);
+    if tables.is_empty() || (has("schema_migrations") && (has("updates") || tables.len() == 1)) {
+        return Ok(());
+    }
+    let named = tables.iter().take(5).map(String::as_str).collect::<Vec<_>>().join(", ");
+    let more = if tables.len() > 5 { ", …" } else { "" };
+    Err(format!(
+        "the PostgreSQL database is not a diun-dashboard database (its schema holds {named}{more}); \
+         left unchanged: give --to an empty database"
+    ))
+}
+
 fn pg(what: &'static str) -> impl Fn(tokio_postgres::Error) -> String {
     move |err| match err.as_db_error() {
         Some(db) => format!("cannot {what}: {}", db.message()),
@@ -189,7 +249,11 @@ fn parse_time(text: &str) -> rusqlite::Result<Timestamp> {
     })
 }
 
-fn read_sqlite(conn: &mut Connection) -> rusqlite::Result<(Snapshot, HighestIds)> {
+/// The source's rows, its highest ids, and how many tag assignments point at a tag or an image
+/// that is gone. Those are left out: a file edited in the sqlite3 shell (foreign keys off there)
+/// can hold them, SQLite's dashboard shows those images untagged, and PostgreSQL's foreign keys
+/// would fail the whole copy on them.
+fn read_sqlite(conn: &mut Connection) -> rusqlite::Result<(Snapshot, HighestIds, usize)> {
     let tx = conn.transaction()?;
     let mut snapshot = Snapshot::default();
     {
@@ -213,7 +277,11 @@ fn read_sqlite(conn: &mut Connection) -> rusqlite::Result<(Snapshot, HighestIds)
         let mut stmt = tx.prepare("SELECT id, name FROM tags ORDER BY id")?;
         snapshot.tags =
             stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<_, _>>()?;
-        let mut stmt = tx.prepare("SELECT image, tag_id FROM tag_assignments ORDER BY image")?;
+        let mut stmt = tx.prepare(
+            "SELECT image, tag_id FROM tag_assignments
+             WHERE image IN (SELECT image FROM updates) AND tag_id IN (SELECT id FROM tags)
+             ORDER BY image",
+        )?;
         snapshot.assignments =
             stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<_, _>>()?;
         let mut stmt = tx.prepare(
@@ -238,8 +306,16 @@ fn read_sqlite(conn: &mut Connection) -> rusqlite::Result<(Snapshot, HighestIds)
         })
     };
     let highest = HighestIds { tags: highest("tags")?, events: highest("events")? };
+    let all_assignments: i64 = tx.query_row("SELECT count(*) FROM tag_assignments", [], |row| row.get(0))?;
+    let dangling = usize::try_from(all_assignments).unwrap_or(0).saturating_sub(snapshot.assignments.len());
+    if dangling > 0 {
+        log::warn!(
+            "{dangling} tag assignment(s) in the SQLite file point at a tag or an image that is gone; \
+             they are not copied (the dashboard shows those images untagged)"
+        );
+    }
     normalize_json(&mut snapshot);
-    Ok((snapshot, highest))
+    Ok((snapshot, highest, dangling))
 }
 
 /// JSON columns compared as values, not text: PostgreSQL's jsonb spaces and orders keys its way,

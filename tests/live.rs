@@ -337,6 +337,54 @@ async fn a_replica_stamps_its_reports_after_those_another_replica_told_of() {
     replica_a.stop().await;
 }
 
+/// `migrate --force` into a database that replicas serve tells them, as a replica would: their
+/// dashboards reload the copied data at once, and their clocks follow its newest report (here
+/// an hour ahead, from a host whose clock ran ahead), so a report they stamp next comes after it.
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_onto_a_served_database_reaches_its_replicas() {
+    use diun_dashboard::store::sqlite::SqliteStore;
+    use diun_dashboard::store::{Received, UpdateStore};
+    use diun_dashboard::time::Timestamp;
+    let Some(db) = support::TestDb::postgres().await else { return };
+    let diun_dashboard::config::Database::Postgres { url } = db.database() else { unreachable!() };
+    let replica = TestApp::start_with(db.database(), db, None).await;
+    assert_eq!(replica.webhook(&docker_event("before:1")).await.status, 200);
+    let mut on_replica = EventStream::open(&replica).await;
+
+    let dir = support::TempDir::new();
+    let path = dir.0.join("moved.db");
+    let source = SqliteStore::open(path.clone()).await.expect("the source");
+    let ahead = Timestamp::from_unix_micros(Timestamp::now().unix_micros() + 3_600_000_000);
+    source
+        .upsert_event(support::event_from_host("ahead:1", "nas"), Received::At(ahead))
+        .await
+        .expect("stored");
+    source.close().await;
+    let from = path.display().to_string();
+    let (code, stdout, stderr) = support::process::run(
+        &["migrate", "--from", &from, "--to", url.expose(), "--force"],
+        &[],
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    on_replica.expect(r#"data:{"kind":"update","seq":"#).await;
+
+    assert_eq!(replica.webhook(&docker_event("later:1")).await.status, 200);
+    let updates = replica.updates().await;
+    assert!(updates.get("before:1").is_none(), "the copy replaced the target: {updates}");
+    let stamped = |image: &str| updates[image]["received_at"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(stamped("ahead:1"), ahead.to_string());
+    assert!(
+        stamped("later:1") > stamped("ahead:1"),
+        "{} is not after {}",
+        stamped("later:1"),
+        stamped("ahead:1")
+    );
+    replica.stop().await;
+}
+
 /// A webhook answered just before a replica is stopped (a rolling deploy) still reaches the
 /// other replicas' dashboards: shutdown sends the relay's queue before the process exits.
 #[cfg(feature = "postgres")]

@@ -365,3 +365,73 @@ async fn event_ids_continue_after_the_pruned_ones() {
     drop(postgres);
     db.drop_schema().await;
 }
+
+/// A tag assignment left pointing at a tag or an image that is gone (the sqlite3 shell has
+/// foreign keys off) is left out, and said: SQLite's dashboard shows that image untagged, and
+/// PostgreSQL's foreign keys would fail the whole move on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assignments_pointing_nowhere_are_left_out_and_the_rest_moves() {
+    let Some(Move { db, url, dir: _dir, path, sqlite }) = Move::prepare().await else { return };
+    seed(&sqlite).await;
+    sqlite.close().await;
+    let by_hand = rusqlite::Connection::open(&path).unwrap();
+    by_hand.pragma_update(None, "foreign_keys", "OFF").unwrap();
+    by_hand.execute("INSERT INTO tag_assignments (image, tag_id) VALUES ('gone:1', 1)", []).unwrap();
+    by_hand.execute("INSERT INTO tag_assignments (image, tag_id) VALUES ('app:2', 4242)", []).unwrap();
+    drop(by_hand);
+    let sqlite = SqliteStore::open(path.clone()).await.unwrap();
+    let before = api_view(&sqlite).await;
+    sqlite.close().await;
+
+    let from = path.display().to_string();
+    let (code, stdout, stderr) = run(&["migrate", "--from", &from, "--to", &url], &[], LIMIT).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("1 tag assignment(s) and 5 history event(s)"), "{stdout}");
+    assert!(
+        stdout.contains("2 tag assignment(s) pointing at a tag or an image that is gone were left out"),
+        "{stdout}"
+    );
+    let postgres = PostgresStore::open(&url).await.unwrap();
+    assert_eq!(api_view(&postgres).await, before, "PostgreSQL answers as SQLite did");
+    drop(postgres);
+    db.drop_schema().await;
+}
+
+/// A target that holds another application's tables (`--to` mistyped) is refused before
+/// anything is written to it: no dashboard table appears beside them, `--force` or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_is_another_applications_database_is_left_unchanged() {
+    let Some(Move { db, url, dir: _dir, path, sqlite }) = Move::prepare().await else { return };
+    seed(&sqlite).await;
+    sqlite.close().await;
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client.batch_execute("CREATE TABLE invoices (id BIGINT PRIMARY KEY)").await.unwrap();
+    let tables = async || -> Vec<String> {
+        client
+            .query(
+                "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
+    };
+    let from = path.display().to_string();
+    for force in [false, true] {
+        let mut args = vec!["migrate", "--from", &from, "--to", &url];
+        if force {
+            args.push("--force");
+        }
+        let (code, stdout, stderr) = run(&args, &[], LIMIT).await;
+        assert_eq!(code, Some(1), "{stdout}{stderr}");
+        assert!(stderr.contains("not a diun-dashboard database (its schema holds invoices)"), "{stderr}");
+        assert_eq!(tables().await, ["invoices"], "the other application's database was written to");
+    }
+    client.batch_execute("DROP TABLE invoices").await.unwrap();
+    let (code, stdout, stderr) = run(&["migrate", "--from", &from, "--to", &url], &[], LIMIT).await;
+    assert_eq!(code, Some(0), "an empty one takes the copy: {stdout}{stderr}");
+    db.drop_schema().await;
+}

@@ -1064,8 +1064,10 @@ pub async fn run_migrations(client: &mut Client, migrations: &[Migration]) -> Re
         .await
         .map_err(|err| fail("cannot read schema_migrations", err))?
         .iter()
-        .map(|row| row.get(0))
-        .collect();
+        // Another tool's table of that name (a text version, say) is an error, not a panic.
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()
+        .map_err(|err| fail("cannot read schema_migrations", err))?;
     for migration in migrate::pending(migrations, &applied)? {
         let label = format!("migration {:04}_{}", migration.version, migration.name);
         let tx = client.transaction().await.map_err(|err| fail(&label, err))?;

@@ -387,6 +387,20 @@ fn payloads(origin: &str, stamped: Option<Timestamp>, changes: Vec<Change>) -> R
     notices.iter().map(|notice| serde_json::to_string(notice).map_err(|err| err.to_string())).collect()
 }
 
+/// The notice of a change outside any replica (`migrate --force` replacing what they serve):
+/// every replica's dashboards reload, and its clock follows `stamped`, the newest report now
+/// stored.
+pub fn everything_changed(stamped: Option<Timestamp>) -> Result<String, String> {
+    let notice = Notice {
+        origin: "migrate".to_string(),
+        kind: ChangeKind::Update,
+        image: None,
+        images: Vec::new(),
+        stamped: stamped.map(Timestamp::unix_micros),
+    };
+    serde_json::to_string(&notice).map_err(|err| err.to_string())
+}
+
 /// The length of `text` as a JSON string, quotes included, escaped the way serde_json does.
 fn json_string_len(text: &str) -> usize {
     let escaped: usize = text
