@@ -5,6 +5,7 @@ pub mod changes;
 pub mod config;
 pub mod http;
 pub mod json_text;
+pub mod limits;
 pub mod listing;
 pub mod logging;
 pub mod model;

@@ -87,6 +87,7 @@ fn fatal(message: &str) {
 }
 
 async fn run(config: Config) -> Result<(), String> {
+    diun_dashboard::limits::raise_open_file_limit();
     // Not for a backend this binary lacks: "Using SQLite" and then "built without SQLite" read
     // as if it had used it; `Store::open` says what is missing.
     match &config.database {

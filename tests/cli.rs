@@ -126,6 +126,45 @@ async fn sigint_also_stops_cleanly() {
     assert_eq!(service.wait(LIMIT).await, Some(0), "{}", service.log());
 }
 
+/// Started with a low soft limit on open files under a higher hard one (systemd's 1024 under
+/// 524288, say), the service raises its own to the hard limit: every client is a descriptor.
+#[cfg(all(feature = "sqlite", target_os = "linux"))]
+#[tokio::test]
+async fn the_open_file_limit_is_raised_to_the_hard_one() {
+    const LOW: libc::rlim_t = 64;
+    let dir = TempDir::new();
+    let env = [("DB_PATH", dir.0.join("d.db").display().to_string())];
+    let mut service = Service::spawn_adjusted(&[], &env, |command| {
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                limit.rlim_cur = LOW;
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    service.wait_healthy().await;
+    let pid = service.child.id().expect("running");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("its limits");
+    let open_files = limits.lines().find(|line| line.starts_with("Max open files")).expect("the line");
+    let numbers: Vec<&str> = open_files.split_whitespace().skip(3).take(2).collect();
+    let [soft, hard] = numbers[..] else { panic!("{open_files}") };
+    assert!(hard == "unlimited" || hard.parse::<libc::rlim_t>().unwrap() > LOW, "{open_files}");
+    assert_ne!(soft, LOW.to_string(), "the soft limit stayed where it started: {open_files}");
+    if hard != "unlimited" {
+        assert_eq!(soft, hard, "{open_files}");
+    }
+    service.signal("TERM");
+    assert_eq!(service.wait(LIMIT).await, Some(0), "{}", service.log());
+}
+
 /// A request still being sent when SIGTERM arrives is answered before the process exits.
 #[cfg(feature = "sqlite")]
 #[tokio::test]

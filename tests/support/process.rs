@@ -70,16 +70,20 @@ impl Service {
 
     /// The binary run with `args` (a command such as `migrate`), its stderr kept as its log.
     pub fn spawn_with_args(args: &[&str], env: &[(&str, String)]) -> Self {
+        Self::spawn_adjusted(args, env, |_| {})
+    }
+
+    /// [`Self::spawn_with_args`], with the command changed by `adjust` before it runs (limits
+    /// set for the child, say).
+    pub fn spawn_adjusted(args: &[&str], env: &[(&str, String)], adjust: impl FnOnce(&mut Command)) -> Self {
         let port = free_port();
         let mut env = env.to_vec();
         env.push(("PORT", port.to_string()));
         env.push(("BIND", "127.0.0.1".to_string()));
-        let mut child = command(&env)
-            .args(args)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn binary");
+        let mut command = command(&env);
+        adjust(&mut command);
+        let mut child =
+            command.args(args).stderr(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("spawn binary");
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("stderr");
         let sink = Arc::clone(&log);
