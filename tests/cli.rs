@@ -363,13 +363,16 @@ async fn a_read_only_postgres_is_a_clear_start_up_error() {
 async fn a_postgres_database_that_is_not_utf8_is_a_clear_start_up_error() {
     let Some(base) = support::postgres_url() else { return };
     let client = support::connect(&base).await;
-    // What a failed run of this test left (its DROP comes after its assertions).
-    for row in
-        client.query("SELECT datname FROM pg_database WHERE datname LIKE 'latin1\\_%'", &[]).await.unwrap()
+    // What a failed run of this test left (its DROP comes after its assertions), by a prefix no
+    // one else's database would have: the server may be a user's, shared with others.
+    for row in client
+        .query("SELECT datname FROM pg_database WHERE datname LIKE 'diun\\_test\\_latin1\\_%'", &[])
+        .await
+        .unwrap()
     {
         let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {}", row.get::<_, String>(0))).await;
     }
-    let name = support::unique("latin1");
+    let name = support::unique("diun_test_latin1");
     let create =
         format!("CREATE DATABASE {name} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0");
     if let Err(err) = client.batch_execute(&create).await {

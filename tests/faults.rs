@@ -263,7 +263,10 @@ impl SmallDisk {
                     Ok(output) => String::from_utf8_lossy(&output.stderr).trim().to_string(),
                     Err(err) => err.to_string(),
                 };
-                support::skip(&format!("cannot mount a small tmpfs to fill ({why}); run as root"));
+                support::skip(&format!(
+                    "cannot mount a small tmpfs to fill ({why}); run as root, with CAP_SYS_ADMIN in a \
+                     container (docker run --privileged)"
+                ));
                 None
             }
         }

@@ -201,6 +201,7 @@ pub fn provide_with(durability: Durability) -> Result<TestDatabase, String> {
         }
         Some((name, url)) => {
             println!("PostgreSQL: using {name}");
+            check_given_url(name, &url)?;
             return Ok(TestDatabase { url, cleanup: Cleanup::Nothing, _watchdog: None });
         }
         None => {}
@@ -221,6 +222,17 @@ pub fn provide_with(durability: Durability) -> Result<TestDatabase, String> {
              there, is missing: install it (`{}`) or set DATABASE_URL",
             system::install_command("postgresql-client")
         )),
+        None if cluster_only => Err(format!(
+            "XTASK_POSTGRES=cluster needs PostgreSQL's server binaries (initdb, pg_ctl): install them (`{}`)",
+            system::install_command("postgresql")
+        )),
+        // The scratch database was refused (a password asked for, say): a server is there.
+        None if server_answers_on_localhost() => Err(format!(
+            "PostgreSQL answers on localhost:5432 but gave user postgres or $USER no scratch database without \
+             a password: set DATABASE_URL=postgres://user:password@127.0.0.1:5432/db, or install PostgreSQL's \
+             binaries for a throwaway server (`{}`)",
+            system::install_command("postgresql")
+        )),
         None => Err(format!(
             "PostgreSQL is needed for the tests: set DATABASE_URL=postgres://user@host/db, start a server \
              on localhost:5432, or install it (`{}`)",
@@ -235,6 +247,36 @@ fn given_url(lookup: impl Fn(&str) -> Option<String>) -> Option<(&'static str, S
     ["TEST_DATABASE_URL", "DATABASE_URL"]
         .into_iter()
         .find_map(|name| lookup(name).filter(|url| !url.trim().is_empty()).map(|url| (name, url)))
+}
+
+/// A URL left in the environment by another project (another scheme, a host only its Compose
+/// network resolves) fails every PostgreSQL test only after the builds; said here instead, in one
+/// line. The URL itself is not printed: it may hold a password.
+fn check_given_url(name: &str, url: &str) -> Result<(), String> {
+    let advice = "fix or unset it, or set XTASK_POSTGRES=cluster for a throwaway server";
+    if let Some(problem) = url_scheme_problem(url) {
+        return Err(format!("{name} {problem}: {advice}"));
+    }
+    if !system::on_path("psql") {
+        // The tests will say it if it does not answer; psql is only needed for this early word.
+        return Ok(());
+    }
+    let answer = psql_command_for_url(url, "SELECT 1")
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|err| format!("cannot run psql: {err}"))?;
+    if answer.status.success() {
+        return Ok(());
+    }
+    let why = String::from_utf8_lossy(&answer.stderr);
+    let why = why.lines().map(str::trim).find(|line| !line.is_empty()).unwrap_or("no reason given");
+    Err(format!("{name} does not answer ({why}): {advice}"))
+}
+
+fn url_scheme_problem(url: &str) -> Option<&'static str> {
+    let url = url.trim();
+    (!url.starts_with("postgres://") && !url.starts_with("postgresql://"))
+        .then_some("is not a postgres:// or postgresql:// URL")
 }
 
 fn server_answers_on_localhost() -> bool {
@@ -323,21 +365,31 @@ fn scratch_database_on_localhost() -> Option<TestDatabase> {
 
 /// The folder holding initdb and pg_ctl: on PATH, or Debian's newest /usr/lib/postgresql/N/bin.
 fn find_bindir() -> Option<PathBuf> {
-    if system::on_path("initdb") && system::on_path("pg_ctl") {
-        let paths = std::env::var_os("PATH")?;
-        return std::env::split_paths(&paths).find(|dir| dir.join("initdb").is_file());
+    let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
+    // Both from one folder: one version's initdb with another's pg_ctl fails on the data folder.
+    if let Some(paths) = std::env::var_os("PATH")
+        && let Some(dir) = std::env::split_paths(&paths).find(|dir| has_both(dir))
+    {
+        return Some(dir);
     }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+    newest_version_dir(|dir| has_both(&dir.join("bin"))).map(|dir| dir.join("bin"))
+}
+
+/// The newest version's folder under /usr/lib/postgresql (Debian's layout) that `usable`
+/// accepts: by number, so 17 comes after 9.6.
+pub fn newest_version_dir(usable: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+    let mut versions: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .ok()?
         .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let version = entry.file_name().to_string_lossy().parse::<u32>().ok()?;
-            let bin = entry.path().join("bin");
-            (bin.join("initdb").is_file() && bin.join("pg_ctl").is_file()).then_some((version, bin))
-        })
+        .filter_map(|entry| Some((version_key(&entry.file_name().to_string_lossy())?, entry.path())))
+        .filter(|(_, dir)| usable(dir))
         .collect();
     versions.sort();
-    versions.pop().map(|(_, bin)| bin)
+    versions.pop().map(|(_, dir)| dir)
+}
+
+fn version_key(name: &str) -> Option<Vec<u32>> {
+    name.split('.').map(|part| part.parse().ok()).collect()
 }
 
 /// PostgreSQL refuses to run as root, so as root its tools run as the `postgres` user. They run
@@ -481,6 +533,24 @@ mod tests {
         let blank_test = given(&[("DATABASE_URL", "postgres://a/x"), ("TEST_DATABASE_URL", " ")]);
         assert_eq!(blank_test, Some(("DATABASE_URL", "postgres://a/x".to_string())));
         assert_eq!(given(&[]), None);
+    }
+
+    #[test]
+    fn versions_sort_by_number() {
+        let mut names = ["9.6", "17", "15", "10", "notes"].map(version_key);
+        names.sort();
+        assert_eq!(names.last(), Some(&Some(vec![17])));
+        assert_eq!(version_key("9.6"), Some(vec![9, 6]));
+        assert_eq!(version_key("notes"), None);
+    }
+
+    #[test]
+    fn a_given_url_of_another_scheme_is_refused_before_the_builds() {
+        assert_eq!(url_scheme_problem("postgres://u@h/db"), None);
+        assert_eq!(url_scheme_problem(" postgresql://h/db"), None);
+        for other in ["mysql://u@h/db", "sqlite:diun.db", "host=localhost dbname=x"] {
+            assert!(url_scheme_problem(other).is_some(), "{other}");
+        }
     }
 
     #[test]

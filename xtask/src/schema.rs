@@ -72,14 +72,9 @@ pub fn find_psql() -> Result<PathBuf, String> {
     {
         return Ok(dir.join("psql"));
     }
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map_err(|_| "psql is needed to make scratch schemas; install postgresql-client".to_string())?
-        .filter_map(Result::ok)
-        .map(|entry| entry.path().join("bin/psql"))
-        .filter(|path| path.is_file())
-        .collect();
-    found.sort();
-    found.pop().ok_or_else(|| "psql is needed to make scratch schemas; install postgresql-client".into())
+    crate::postgres::newest_version_dir(|dir| dir.join("bin/psql").is_file())
+        .map(|dir| dir.join("bin/psql"))
+        .ok_or_else(|| "psql is needed to make scratch schemas; install postgresql-client".into())
 }
 
 #[cfg(test)]
