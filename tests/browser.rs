@@ -4835,6 +4835,72 @@ async fn acknowledge_dismisses_the_report_its_card_shows() {
     page.wait_state(&second, "pending").await;
 }
 
+/// The keyboard's two cases of the same: a newer report redrawn in place under the focus (a
+/// webhook arrived while Acknowledge had it), and a neighbour's Acknowledge that took the focus
+/// when the acknowledged card left the Pending view (a doubled or held Enter). Either drops one
+/// press, says so and keeps the focus; the next press acts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_press_meant_for_another_report_than_the_focused_one_does_nothing() {
+    let Some(page) = Page::start(1280, 1000).await else { return };
+    seed(&page, &apps(1..=3)).await;
+    page.open().await;
+    page.choose("sort", "name").await;
+    let images = page.images().await;
+    let received_at = async |image: &str| {
+        let script = "return document.querySelector(arguments[0])?.dataset.receivedAt ?? null;";
+        page.execute(script, vec![json!(card_css(image))]).await.as_str().unwrap_or_default().to_owned()
+    };
+    let focused_aim = async || page.execute("return document.activeElement.dataset.aimKey ?? null", vec![]).await;
+    let nothing_done_said = async || {
+        page.wait_until("the dropped press said", async || {
+            let said = page.execute("return document.getElementById('announcer').textContent", vec![]).await;
+            said.as_str().is_some_and(|text| text.starts_with("Nothing was done: the focus is now on")).then_some(())
+        })
+        .await;
+        page.execute("document.getElementById('announcer').textContent = ''", vec![]).await;
+    };
+    let focus_ack = "document.querySelector(arguments[0]).querySelector('[data-testid=\"ack\"]').focus();";
+
+    let first = &images[0];
+    page.execute(focus_ack, vec![json!(card_css(first))]).await;
+    let before = received_at(first).await;
+    page.webhook(&docker(first, "pi", "app", "")).await;
+    let after = page
+        .wait_until("the new report drawn", async || {
+            let now = received_at(first).await;
+            (now != before).then_some(now)
+        })
+        .await;
+    assert_eq!(focused_aim().await, json!(format!("ack:{first}@{after}")), "the focus went to the new report");
+    page.record_requests().await;
+    page.press(keys::ENTER).await;
+    nothing_done_said().await;
+    assert_eq!(page.writes_sent().await, Vec::<String>::new(), "the press acknowledged the unseen report");
+    assert_eq!(page.card_info(first).await.expect("the card")["state"], "pending");
+    assert_eq!(focused_aim().await, json!(format!("ack:{first}@{after}")), "the focus stays for the next press");
+    page.press(keys::ENTER).await;
+    page.wait_state(first, "acknowledged").await;
+
+    // The page's clock held still: a neighbour's Acknowledge is guarded for a moment after it
+    // took the focus, and the press below comes within that moment on any machine.
+    page.choose("filter-status", "pending").await;
+    page.execute("const now = performance.now(); performance.now = () => now;", vec![]).await;
+    let (second, third) = (&images[1], &images[2]);
+    page.execute(focus_ack, vec![json!(card_css(second))]).await;
+    page.press(keys::ENTER).await;
+    page.wait_until("the neighbour's Acknowledge focused", async || {
+        focused_aim().await.as_str().is_some_and(|key| key.starts_with(&format!("ack:{third}@"))).then_some(())
+    })
+    .await;
+    page.record_requests().await;
+    page.press(keys::ENTER).await;
+    nothing_done_said().await;
+    assert_eq!(page.writes_sent().await, Vec::<String>::new(), "a doubled Enter acknowledged the next card");
+    page.press(keys::ENTER).await;
+    page.wait_api("the third acknowledged", |updates| updates[third.as_str()]["acknowledged"] == true).await;
+}
+
 /// A toast comes up at a phone's bottom edge, over the cards: a tap already on its way to the
 /// page goes to the page, not to the "Show" that came under it, until the toast holds still;
 /// then the tap shows the card. So for a toast that grows with a burst's names or is pushed up by

@@ -4,6 +4,13 @@
 // the next one slides under the pointer. A click on a control that came under the pointer through
 // a redraw, not through moving the pointer, is dropped for a moment after that redraw; the page
 // then says why nothing happened.
+//
+// The keyboard has the same two cases: a redraw hands the focus to a control's stand-in, which
+// may act on a newer report of the image (a webhook arrived while Acknowledge had the focus), or
+// to a neighbour's (the acknowledged card left the Pending view): Enter next, pressed for what
+// was there, or a doubled or held Enter, would act on what the user never saw. Such a handed
+// control drops one press: for a moment after the hand-off, and at any time while it acts on
+// another report than the one focused before.
 
 /** How long after a redraw a control that moved under the pointer does not take its click. */
 const STEADY_MS = 1000;
@@ -25,6 +32,8 @@ export function createAimGuard() {
   let redrawnAt = -Infinity;
   let userScrollUntil = -Infinity;
   const flashes = new Map();
+  /** A control the page focused in another's place: `{ el, at, sticky }`, until focus leaves it. */
+  let handed = null;
 
   const aimAt = (x, y, key) => (aim = { x, y, key, at: performance.now() });
   const wobble = (x, y) => Math.abs(x - aim.x) <= WOBBLE_PX && Math.abs(y - aim.y) <= WOBBLE_PX;
@@ -44,6 +53,13 @@ export function createAimGuard() {
     "pointerdown",
     (e) => {
       if (e.pointerType !== "mouse") aimAt(e.clientX, e.clientY, controlKey(e.target));
+    },
+    capture,
+  );
+  document.addEventListener(
+    "focusin",
+    (e) => {
+      if (handed && e.target !== handed.el) handed = null;
     },
     capture,
   );
@@ -75,9 +91,25 @@ export function createAimGuard() {
       redrawnAt = performance.now();
     },
 
-    /** Whether `click` on `control` should be dropped. A keyboard's click (detail 0) is aimed. */
+    /**
+     * Told when the page moved the focus from `from` (redrawn away, or disabled) to `to`. Only a
+     * control with an aim key of its own (one that acts on a report) is guarded.
+     */
+    handedFocus(from, to) {
+      handed = null;
+      if (!to?.dataset?.aimKey || controlKey(from) === controlKey(to)) return;
+      const sameControl = from?.dataset?.focusKey === to.dataset.focusKey;
+      handed = { el: to, at: performance.now(), sticky: sameControl };
+    },
+
+    /** Whether `click` on `control` should be dropped. A keyboard's click has detail 0. */
     unaimed(click, control) {
-      if (click.detail === 0) return false;
+      if (click.detail === 0) {
+        const dropped =
+          handed !== null && control === handed.el && (handed.sticky || performance.now() - handed.at < STEADY_MS);
+        if (dropped) handed = null;
+        return dropped;
+      }
       return performance.now() - redrawnAt < STEADY_MS && controlKey(control) !== aim.key;
     },
 

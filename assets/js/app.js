@@ -282,6 +282,7 @@ function renderNow() {
     if (near) near.focus();
     else if (own) own.focus({ preventScroll: !followFocus });
     else focusRegion(root);
+    aimGuard.handedFocus(active, near ?? own);
   }
   watchNewCards();
 }
@@ -1131,6 +1132,12 @@ root.addEventListener("click", (e) => {
   if (!btn || !root.contains(btn) || btn.disabled) return;
   if (aimGuard.unaimed(e, btn)) {
     aimGuard.flash(btn);
+    if (e.detail === 0) {
+      // The focus stays: pressing again acts on what is now said to be there.
+      const shown = btn.closest('[data-testid="card"]')?.dataset.image;
+      announce(`Nothing was done: the focus is now on ${shown ? label(shown) : "another card"}, redrawn. Press again to act on it.`);
+      return;
+    }
     announce("Nothing was done: the cards moved under the pointer. Click again to act on this card.");
     // The press focused the control it did not aim at: Enter next must not act on it either.
     if (document.activeElement === btn) focusRegion(root);

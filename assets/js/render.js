@@ -212,7 +212,7 @@ function card(item, fresh) {
         "p",
         { class: "card-sub" },
         h("span", { class: "sr-only", text: "Tag " }),
-        h("span", { class: "tag-chip", "data-testid": "card-tag", title: parsed.digest || parsed.tag, text: versionLabel(parsed) }),
+        h("span", { class: "tag-chip", id: `${id}-tag`, "data-testid": "card-tag", title: parsed.digest || parsed.tag, text: versionLabel(parsed) }),
         h("span", { class: "sr-only", text: ", registry " }),
         registry,
       ),
@@ -281,7 +281,8 @@ function card(item, fresh) {
           // Another report of the same image redrawn under a resting pointer is another target.
           "data-aim-key": `ack:${image}@${entry.received_at}`,
           "data-focus-fallback": `move:${image}`,
-          "aria-describedby": titleId,
+          // The version too: a newer report redrawn under the focus reads differently.
+          "aria-describedby": `${titleId} ${id}-tag`,
         },
         glyph("check"),
         h("span", { text: "Acknowledge" }),
