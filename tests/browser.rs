@@ -843,6 +843,17 @@ async fn groups_are_created_and_cards_moved_by_drag_and_menu() {
     assert_eq!(page.active().await.attr("data-tag-id").await.as_deref(), Some("untagged"));
     page.active().await.send_keys(keys::ESCAPE).await;
     page.wait_gone(&testid("move-options")).await;
+    // Tab closes it and goes on to what follows its button, as Tab from the button itself does.
+    let nginx_menu = page.card(NGINX).await.get("move-menu").await;
+    nginx_menu.send_keys(keys::ARROW_DOWN).await;
+    page.wait_for(&testid("move-options")).await;
+    page.press(keys::TAB).await;
+    page.wait_gone(&testid("move-options")).await;
+    let after_the_menu = page.focus().await;
+    page.execute("arguments[0].focus()", vec![nginx_menu.json()]).await;
+    page.press(keys::TAB).await;
+    assert_eq!(after_the_menu, page.focus().await, "Tab from the menu went elsewhere than from its button");
+    assert_ne!(after_the_menu.0.as_deref(), Some("move-menu"), "Tab stayed on the button");
     // Prometheus into production.
     let menu = page.card(PROMETHEUS).await.get("move-menu").await;
     menu.send_keys(keys::ARROW_DOWN).await;
@@ -4851,11 +4862,14 @@ async fn a_press_meant_for_another_report_than_the_focused_one_does_nothing() {
         let script = "return document.querySelector(arguments[0])?.dataset.receivedAt ?? null;";
         page.execute(script, vec![json!(card_css(image))]).await.as_str().unwrap_or_default().to_owned()
     };
-    let focused_aim = async || page.execute("return document.activeElement.dataset.aimKey ?? null", vec![]).await;
+    let focused_aim =
+        async || page.execute("return document.activeElement.dataset.aimKey ?? null", vec![]).await;
     let nothing_done_said = async || {
         page.wait_until("the dropped press said", async || {
             let said = page.execute("return document.getElementById('announcer').textContent", vec![]).await;
-            said.as_str().is_some_and(|text| text.starts_with("Nothing was done: the focus is now on")).then_some(())
+            said.as_str()
+                .is_some_and(|text| text.starts_with("Nothing was done: the focus is now on"))
+                .then_some(())
         })
         .await;
         page.execute("document.getElementById('announcer').textContent = ''", vec![]).await;
@@ -4872,13 +4886,21 @@ async fn a_press_meant_for_another_report_than_the_focused_one_does_nothing() {
             (now != before).then_some(now)
         })
         .await;
-    assert_eq!(focused_aim().await, json!(format!("ack:{first}@{after}")), "the focus went to the new report");
+    assert_eq!(
+        focused_aim().await,
+        json!(format!("ack:{first}@{after}")),
+        "the focus went to the new report"
+    );
     page.record_requests().await;
     page.press(keys::ENTER).await;
     nothing_done_said().await;
     assert_eq!(page.writes_sent().await, Vec::<String>::new(), "the press acknowledged the unseen report");
     assert_eq!(page.card_info(first).await.expect("the card")["state"], "pending");
-    assert_eq!(focused_aim().await, json!(format!("ack:{first}@{after}")), "the focus stays for the next press");
+    assert_eq!(
+        focused_aim().await,
+        json!(format!("ack:{first}@{after}")),
+        "the focus stays for the next press"
+    );
     page.press(keys::ENTER).await;
     page.wait_state(first, "acknowledged").await;
 
@@ -4890,7 +4912,11 @@ async fn a_press_meant_for_another_report_than_the_focused_one_does_nothing() {
     page.execute(focus_ack, vec![json!(card_css(second))]).await;
     page.press(keys::ENTER).await;
     page.wait_until("the neighbour's Acknowledge focused", async || {
-        focused_aim().await.as_str().is_some_and(|key| key.starts_with(&format!("ack:{third}@"))).then_some(())
+        focused_aim()
+            .await
+            .as_str()
+            .is_some_and(|key| key.starts_with(&format!("ack:{third}@")))
+            .then_some(())
     })
     .await;
     page.record_requests().await;

@@ -93,7 +93,9 @@ export function openMoveMenu(trigger, { groups, current, onSelect, onClose, focu
     else if (e.key === "End") focusItem(menu, -1);
     else if (e.key === "Escape") closeMenu({ focusTrigger: true });
     else if (e.key === "Tab") {
-      closeMenu();
+      // From the trigger, as the menu-button pattern has it: the default Tab then moves on from
+      // a control still on the page, not from the item just removed.
+      closeMenu({ focusTrigger: true, preventScroll: true });
       return;
     } else if (e.key.length === 1 && /\S/.test(e.key)) {
       const key = e.key.toLowerCase();
