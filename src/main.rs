@@ -273,25 +273,39 @@ fn healthcheck() -> ExitCode {
         }
     };
     let addresses = config::local_addresses(config.listen);
-    let timeout = diun_dashboard::http::HEALTHCHECK_WAIT;
+    // One deadline for everything: Docker's HEALTHCHECK --timeout kills the check at 7 s, and
+    // its own message ("exceeded timeout") would replace ours, which says what failed.
+    let deadline = std::time::Instant::now() + diun_dashboard::http::HEALTHCHECK_WAIT;
+    let left = || {
+        deadline
+            .checked_duration_since(std::time::Instant::now())
+            .filter(|left| !left.is_zero())
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in time"))
+    };
     // The first address that takes the connection is asked (see `local_addresses`).
     let mut connected = Err(std::io::Error::other("no address to call"));
     let mut address = config.listen;
     for candidate in addresses {
         address = candidate;
-        connected = TcpStream::connect_timeout(&address, timeout);
+        connected = left().and_then(|left| TcpStream::connect_timeout(&address, left));
         if connected.is_ok() {
             break;
         }
     }
     let check = || -> std::io::Result<String> {
         let mut stream = connected?;
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_write_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(left()?))?;
         write!(stream, "GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")?;
-        let mut response = String::new();
-        stream.take(64 * 1024).read_to_string(&mut response)?;
-        Ok(response)
+        let mut response = Vec::new();
+        let mut chunk = [0; 4096];
+        while response.len() < 64 * 1024 {
+            stream.set_read_timeout(Some(left()?))?;
+            match stream.read(&mut chunk)? {
+                0 => break,
+                read => response.extend_from_slice(&chunk[..read]),
+            }
+        }
+        Ok(String::from_utf8_lossy(&response).into_owned())
     };
     match check() {
         Ok(response) if response.starts_with("HTTP/1.1 200") => {

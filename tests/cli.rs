@@ -593,4 +593,23 @@ async fn the_healthcheck_reports_an_unhealthy_or_absent_service() {
     assert!(stderr.contains("the database is down"), "{stderr}");
     let request = answering.await.unwrap();
     assert!(request.starts_with("GET /healthz HTTP/1.1"), "{request}");
+
+    // One that answers a byte a second, forever (a hung proxy in between, say): the check ends
+    // within its own deadline and says so, before Docker's timeout would kill it unexplained.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let trickling = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        for byte in b"HTTP/1.1 200 OK\r\n".iter().cycle() {
+            if socket.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    });
+    let env = [("PORT", port.to_string()), ("BIND", "127.0.0.1".to_string())];
+    let (code, stdout, stderr) = run(&["healthcheck"], &env, LIMIT).await;
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("no answer in time"), "{stderr}");
+    trickling.abort();
 }
