@@ -220,6 +220,27 @@ impl ReceiptClock {
         self.latest.fetch_max(stored.0, Ordering::AcqRel);
     }
 
+    /// [`Self::witness`] for the stamp another replica sent: a replica whose clock runs ahead
+    /// moves this one's stamps with it, which the log says once each time it starts to, as at
+    /// start-up. Returns whether it said so.
+    pub fn witness_another_replica(&self, stamped: Timestamp) -> bool {
+        self.witness_another_replica_at(stamped, Timestamp::now())
+    }
+
+    fn witness_another_replica_at(&self, stamped: Timestamp, now: Timestamp) -> bool {
+        let told_above = now.0.saturating_add(AHEAD_TO_TELL);
+        let before = self.latest.fetch_max(stamped.0, Ordering::AcqRel);
+        let newly_ahead = stamped.0 > told_above && before <= told_above;
+        if newly_ahead {
+            log::warn!(
+                "another replica stamped a report {stamped}, {} s ahead of this machine's clock ({now}): \
+                 new reports here are stamped after it until the clocks agree; check both machines' time",
+                (stamped.0 - now.0) / MICROS_PER_SECOND
+            );
+        }
+        newly_ahead
+    }
+
     /// The latest stamp given or report witnessed, if any.
     pub fn latest(&self) -> Option<Timestamp> {
         Some(self.latest.load(Ordering::Acquire)).filter(|&latest| latest != i64::MIN).map(Timestamp)
@@ -301,6 +322,20 @@ mod tests {
 
         let restarted = ReceiptClock::after(Some(at(30_000)));
         assert_eq!(restarted.stamp_at(at(20_000)), at(30_001));
+    }
+
+    #[test]
+    fn another_replicas_clock_running_ahead_is_told_once_per_stretch() {
+        let at = |micros| Timestamp::from_unix_micros(micros);
+        let now = at(1_000_000_000_000);
+        let clock = ReceiptClock::after(None);
+        assert!(!clock.witness_another_replica_at(at(now.0 + AHEAD_TO_TELL), now), "within the margin");
+        assert!(clock.witness_another_replica_at(at(now.0 + 2 * AHEAD_TO_TELL), now));
+        assert_eq!(clock.stamp_at(now), at(now.0 + 2 * AHEAD_TO_TELL + 1), "stamps follow it");
+        assert!(!clock.witness_another_replica_at(at(now.0 + 3 * AHEAD_TO_TELL), now), "said already");
+        // Once this machine's clock has caught up, a new stretch ahead is said again.
+        let later = at(now.0 + 3 * AHEAD_TO_TELL);
+        assert!(clock.witness_another_replica_at(at(later.0 + 5 * AHEAD_TO_TELL), later));
     }
 
     #[test]

@@ -289,7 +289,7 @@ async fn session(
                     match serde_json::from_str::<Notice>(&payload) {
                         Ok(notice) if notice.origin != *origin => {
                             if let Some(stamped) = notice.stamped {
-                                receipts.witness(Timestamp::from_unix_micros(stamped));
+                                receipts.witness_another_replica(Timestamp::from_unix_micros(stamped));
                             }
                             notice.into_changes().for_each(|change| feed.publish(change));
                         }
