@@ -180,6 +180,45 @@ async fn metrics_expose_pending_updates_webhooks_and_durations(app: &TestApp) {
     assert!(samples.keys().all(|series| !series.contains("a:1")), "paths never become labels");
 }
 
+/// While the store fails (here its `tags` table gone), `/metrics` still serves the process's
+/// counters, with `diun_store_up` 0 instead of the store's gauges: the outage is when they are
+/// wanted. A GET on `/webhook` (DIUN left on its default method) counts as a rejected webhook.
+async fn metrics_outlive_the_store_and_count_a_get_on_the_webhook(app: &TestApp) {
+    let samples = async || {
+        let response = app.get("/metrics").await;
+        assert_eq!(response.status, 200, "{}", response.text());
+        parse_exposition(&response.text())
+    };
+    let rejected = r#"diun_webhooks_received_total{status="other",result="rejected"}"#;
+    let before = samples().await;
+    assert_eq!(before["diun_store_up"], 1.0);
+    assert!(before.contains_key("diun_updates_pending"));
+    assert_eq!(app.get("/webhook").await.status, 405);
+    let after_get = samples().await;
+    assert!(after_get[rejected] >= before[rejected] + 1.0, "the GET was not counted");
+
+    for table in ["tag_assignments", "tags"] {
+        run_on_the_database(app, &format!("DROP TABLE {table}")).await;
+    }
+    let during = samples().await;
+    assert_eq!(during["diun_store_up"], 0.0, "{during:?}");
+    assert!(!during.contains_key("diun_updates_pending"), "a gauge without its store: {during:?}");
+    assert!(during[rejected] >= after_get[rejected], "the counters are served");
+    assert!(during.contains_key(r#"diun_http_request_duration_seconds_count{route="/metrics"}"#));
+}
+
+/// `sql` run on the test's database, apart from the service.
+async fn run_on_the_database(app: &TestApp, sql: &str) {
+    match app.db.database() {
+        #[cfg(feature = "sqlite")]
+        Database::Sqlite { path } => rusqlite::Connection::open(path).unwrap().execute_batch(sql).unwrap(),
+        #[cfg(feature = "postgres")]
+        Database::Postgres { .. } => drop(app.db.query(sql).await),
+        #[allow(unreachable_patterns)]
+        other => unreachable!("{other:?}: a backend this build does not have"),
+    }
+}
+
 /// Makes the database refuse to delete history, as a DBA's trigger might.
 async fn refuse_deletes_of_history(app: &TestApp) {
     match app.db.database() {
@@ -231,5 +270,6 @@ on_every_backend!(
     summary_counts_updates_and_groups,
     summary_tells_the_last_refused_webhook,
     metrics_expose_pending_updates_webhooks_and_durations,
+    metrics_outlive_the_store_and_count_a_get_on_the_webhook,
     a_failed_prune_counts_as_a_database_error
 );

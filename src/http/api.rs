@@ -18,7 +18,7 @@ use super::{
     AppState, is_read, json_reply, negotiated_json, no_content, only_reads, query_pairs, with_change_mark,
 };
 use crate::listing::Listing;
-use crate::store::{Assignment, ImageOutcome, UpdateStore};
+use crate::store::{Assignment, ImageOutcome, StoreError, UpdateStore};
 use crate::time::Timestamp;
 
 const MAX_TAG_NAME: usize = 100;
@@ -37,22 +37,36 @@ pub async fn healthz(state: AppState, method: Method) -> Response {
         return respond(Err::<Response, _>(wrong_method));
     }
     let backend = state.store.backend();
-    let problem = match tokio::time::timeout(HEALTH_TIMEOUT, state.store.ping()).await {
+    // What the caller is told (this route needs no credentials: internal details stay in the
+    // log), and what the log says.
+    let (problem, logged) = match tokio::time::timeout(HEALTH_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => {
             return json_reply(StatusCode::OK, &serde_json::json!({ "status": "ok", "backend": backend }));
         }
-        // Through the API's one conversion: logged and counted, and internal details stay in
-        // the log (this route needs no credentials).
-        Ok(Err(err)) => ApiError::from(err).message().to_owned(),
+        Ok(Err(err @ StoreError::Internal(_))) => {
+            ("internal database error; see the server log".to_owned(), err.to_string())
+        }
+        Ok(Err(err)) => (err.to_string(), err.to_string()),
         // SQLite's writer waits up to its busy timeout (5 s) for a lock another process holds:
         // the reason it gives comes after this check's limit.
-        Err(_) if backend == "sqlite" => format!(
-            "the database did not answer within {} s: its writer is busy, or another process holds the file's write lock",
-            HEALTH_TIMEOUT.as_secs()
-        ),
-        Err(_) => format!("the database did not answer within {} s", HEALTH_TIMEOUT.as_secs()),
+        Err(_) if backend == "sqlite" => {
+            let said = format!(
+                "the database did not answer within {} s: its writer is busy, or another process holds the file's write lock",
+                HEALTH_TIMEOUT.as_secs()
+            );
+            (said.clone(), said)
+        }
+        Err(_) => {
+            let said = format!("the database did not answer within {} s", HEALTH_TIMEOUT.as_secs());
+            (said.clone(), said)
+        }
     };
-    log::warn!("health check failed: {problem}");
+    super::metrics::count_database_error();
+    // Monitors call this every few seconds during an outage, and anyone may: once a minute.
+    static FAILED: crate::logging::Throttle = crate::logging::Throttle::new();
+    if let Some(unsaid) = FAILED.say() {
+        log::warn!("health check failed: {logged}{unsaid}");
+    }
     json_reply(
         StatusCode::SERVICE_UNAVAILABLE,
         &serde_json::json!({ "status": "unavailable", "backend": backend, "error": problem }),

@@ -15,7 +15,7 @@ use warp::reply::Response;
 use super::error::{ApiError, respond};
 use super::{AppState, json_reply, only_reads};
 use crate::model::Tag;
-use crate::store::{GroupCount, UpdateStore};
+use crate::store::{GroupCount, StoreError, UpdateStore};
 
 /// Upper bounds of the request-duration histogram, in seconds.
 const BUCKETS: [f64; 11] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
@@ -147,6 +147,10 @@ fn to_usize(count: u64) -> usize {
 }
 
 async fn summarize(state: &AppState) -> Result<Summary, ApiError> {
+    Ok(summarize_from_store(state).await?)
+}
+
+async fn summarize_from_store(state: &AppState) -> Result<Summary, StoreError> {
     let (counts, tags) = tokio::try_join!(state.store.count_by_group(), state.store.list_tags())?;
     Ok(Summary::of(&counts, tags))
 }
@@ -177,8 +181,16 @@ pub async fn metrics(state: AppState, method: Method) -> Response {
     respond(
         async {
             only_reads(&method)?;
-            let summary = summarize(&state).await?;
-            let mut response = Response::new(render(&summary).into());
+            // The counters live in the process: during an outage, the time they are wanted
+            // most, they are served without the store's gauges (and `diun_store_up` 0).
+            let summary = match summarize_from_store(&state).await {
+                Ok(summary) => Some(summary),
+                Err(err) => {
+                    log::debug!("metrics without the store's figures: {err}");
+                    None
+                }
+            };
+            let mut response = Response::new(render(summary.as_ref()).into());
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -189,14 +201,30 @@ pub async fn metrics(state: AppState, method: Method) -> Response {
     )
 }
 
-fn render(summary: &Summary) -> String {
+/// The exposition; the store's gauges only with `summary` (the store answered).
+fn render(summary: Option<&Summary>) -> String {
     let mut out = String::with_capacity(8 * 1024);
-    family_header(&mut out, "diun_updates_tracked", "gauge", "Images with an update on record.");
-    let _ = writeln!(out, "diun_updates_tracked {}", summary.total);
-    family_header(&mut out, "diun_updates_pending", "gauge", "Updates not acknowledged yet.");
-    let _ = writeln!(out, "diun_updates_pending {}", summary.pending);
     family_header(
         &mut out,
+        "diun_store_up",
+        "gauge",
+        "Whether the database answered this scrape (1) or not (0).",
+    );
+    let _ = writeln!(out, "diun_store_up {}", u8::from(summary.is_some()));
+    if let Some(summary) = summary {
+        store_gauges(&mut out, summary);
+    }
+    counters(&mut out);
+    out
+}
+
+fn store_gauges(out: &mut String, summary: &Summary) {
+    family_header(out, "diun_updates_tracked", "gauge", "Images with an update on record.");
+    let _ = writeln!(out, "diun_updates_tracked {}", summary.total);
+    family_header(out, "diun_updates_pending", "gauge", "Updates not acknowledged yet.");
+    let _ = writeln!(out, "diun_updates_pending {}", summary.pending);
+    family_header(
+        out,
         "diun_updates_pending_by_group",
         "gauge",
         "Pending updates per group (\"\" = untagged).",
@@ -208,11 +236,13 @@ fn render(summary: &Summary) -> String {
             escape_label(group.as_deref().unwrap_or(""))
         );
     }
-    family_header(&mut out, "diun_groups", "gauge", "Groups (tags) defined.");
+    family_header(out, "diun_groups", "gauge", "Groups (tags) defined.");
     let _ = writeln!(out, "diun_groups {}", summary.groups);
+}
 
+fn counters(out: &mut String) {
     family_header(
-        &mut out,
+        out,
         "diun_webhooks_received_total",
         "counter",
         "Webhooks received, by DIUN status and result.",
@@ -227,11 +257,16 @@ fn render(summary: &Summary) -> String {
         }
     }
 
-    family_header(&mut out, "diun_database_errors_total", "counter", "Database operations that failed.");
+    family_header(
+        out,
+        "diun_database_errors_total",
+        "counter",
+        "Requests answered with a database error (a batch of webhooks counts each), failed health checks and failed history pruning.",
+    );
     let _ = writeln!(out, "diun_database_errors_total {}", REGISTRY.database_errors.load(Ordering::Relaxed));
 
     family_header(
-        &mut out,
+        out,
         "diun_http_request_duration_seconds",
         "histogram",
         "Time to answer HTTP requests, by route.",
@@ -254,7 +289,6 @@ fn render(summary: &Summary) -> String {
         let _ = writeln!(out, "diun_http_request_duration_seconds_sum{{route=\"{route}\"}} {sum}");
         let _ = writeln!(out, "diun_http_request_duration_seconds_count{{route=\"{route}\"}} {cumulative}");
     }
-    out
 }
 
 fn family_header(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -296,7 +330,7 @@ mod tests {
         let route = route_index("/api/summary");
         observe_request("/api/summary", Duration::from_micros(300));
         observe_request("/api/summary", Duration::from_secs(9));
-        let text = render(&Summary::of(&[], Vec::new()));
+        let text = render(Some(&Summary::of(&[], Vec::new())));
         let line = |le: &str| {
             let prefix =
                 format!("diun_http_request_duration_seconds_bucket{{route=\"/api/summary\",le=\"{le}\"}} ");

@@ -43,6 +43,11 @@ where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
+    if *method != Method::POST {
+        // Counted: DIUN left on its default method sends nothing else, and the counters are
+        // where an alert would see that.
+        count_webhook(WebhookStatus::of(""), WebhookResult::Rejected);
+    }
     if *method == Method::GET {
         // DIUN's webhook notifier defaults to GET, which carries no event.
         return Err(ApiError::method_not_allowed_because(
