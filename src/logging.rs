@@ -14,6 +14,7 @@
 
 use std::cell::RefCell;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,43 @@ pub fn clipped(text: &str) -> &str {
     match text.char_indices().nth(200) {
         Some((cut, _)) => &text[..cut],
         None => text,
+    }
+}
+
+/// A warning anyone who reaches the port can cause (a wrong secret, a foreign origin, a health
+/// check while the database is down): said once a minute at most, with how many went unsaid
+/// since, so that a flood of such requests neither fills the disk nor holds every thread at the
+/// log's lock. The counters in `/metrics` still count each one.
+pub struct Throttle {
+    minute_said: AtomicI64,
+    unsaid: AtomicU64,
+}
+
+impl Throttle {
+    pub const fn new() -> Self {
+        Self { minute_said: AtomicI64::new(i64::MIN), unsaid: AtomicU64::new(0) }
+    }
+
+    /// Whether to say it now, and then what to add to the line about those unsaid since.
+    pub fn say(&self) -> Option<String> {
+        self.say_in(crate::time::Timestamp::now().unix_micros().div_euclid(60_000_000))
+    }
+
+    fn say_in(&self, minute: i64) -> Option<String> {
+        if self.minute_said.swap(minute, Ordering::Relaxed) == minute {
+            self.unsaid.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(match self.unsaid.swap(0, Ordering::Relaxed) {
+            0 => String::new(),
+            unsaid => format!(" (and {unsaid} more like it since the last, not logged)"),
+        })
+    }
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -265,6 +303,16 @@ impl<W: Write> State<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_throttled_warning_is_said_once_a_minute_with_the_count_of_those_unsaid() {
+        let throttle = Throttle::new();
+        assert_eq!(throttle.say_in(10).as_deref(), Some(""));
+        assert_eq!(throttle.say_in(10), None);
+        assert_eq!(throttle.say_in(10), None);
+        assert_eq!(throttle.say_in(11).as_deref(), Some(" (and 2 more like it since the last, not logged)"));
+        assert_eq!(throttle.say_in(12).as_deref(), Some(""));
+    }
 
     fn record<'a>(level: Level, target: &'a str, args: std::fmt::Arguments<'a>) -> Record<'a> {
         Record::builder().level(level).target(target).args(args).build()

@@ -69,7 +69,10 @@ fn cross_origin_refusal(origin: &header::HeaderValue, headers: &HeaderMap) -> St
         "cross-origin request refused: Origin {origin:?} is not this server ({served:?}); behind a reverse \
          proxy, pass the original host on (nginx: proxy_set_header Host $http_host;)"
     );
-    log::warn!("{message}");
+    static REFUSALS: crate::logging::Throttle = crate::logging::Throttle::new();
+    if let Some(unsaid) = REFUSALS.say() {
+        log::warn!("{message}{unsaid}");
+    }
     message
 }
 

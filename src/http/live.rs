@@ -66,10 +66,11 @@ pub async fn stream(state: AppState, method: Method) -> Response {
 /// Says that streams were refused, once a minute at most: a client opening them in a loop must
 /// not flood the log.
 fn warn_at_most_once_a_minute() {
-    static LAST_WARNED_MINUTE: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(i64::MIN);
-    let minute = crate::time::Timestamp::now().unix_micros() / 60_000_000;
-    if LAST_WARNED_MINUTE.swap(minute, std::sync::atomic::Ordering::Relaxed) != minute {
-        log::warn!("event streams refused: {MAX_STREAMS} are open (the dashboards refused poll instead)");
+    static REFUSED: crate::logging::Throttle = crate::logging::Throttle::new();
+    if let Some(unsaid) = REFUSED.say() {
+        log::warn!(
+            "event streams refused: {MAX_STREAMS} are open (the dashboards refused poll instead){unsaid}"
+        );
     }
 }
 

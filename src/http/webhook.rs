@@ -11,6 +11,7 @@ use super::body::read_capped;
 use super::error::{ApiError, respond};
 use super::guard::{check_origin, sent_by_a_browser};
 use super::metrics::{WebhookResult, WebhookStatus, count_webhook};
+use crate::logging::Throttle;
 use crate::model::DiunEvent;
 use crate::store::{Received, UpdateStore};
 
@@ -64,7 +65,10 @@ where
         Some(secret) => {
             let given = headers.get(header::AUTHORIZATION).map(|value| value.as_bytes()).unwrap_or_default();
             if !constant_time_eq(given, secret.expose().as_bytes()) {
-                log::warn!("webhook refused: missing or wrong Authorization header");
+                static WRONG_SECRET: Throttle = Throttle::new();
+                if let Some(unsaid) = WRONG_SECRET.say() {
+                    log::warn!("webhook refused: missing or wrong Authorization header{unsaid}");
+                }
                 count_webhook(WebhookStatus::of(""), WebhookResult::Unauthorized);
                 return Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong Authorization header"));
             }
