@@ -920,8 +920,43 @@ async fn the_listing_is_the_stored_entries_in_image_order(app: &TestApp) {
     assert_eq!(support::gunzip(&gzip.body).unwrap(), plain.body);
 }
 
+/// An acknowledgement is stamped after every report it covers, also one stamped by a clock
+/// ahead of this machine's (another replica's, or this one's before it was set back): neither
+/// "acknowledged at" nor the history's marks, which compare the two, come before the report.
+async fn an_acknowledgement_comes_after_the_reports_it_covers(app: &TestApp) {
+    let hour = 3_600_000_000;
+    let ahead = |hours: i64| Timestamp::from_unix_micros(Timestamp::now().unix_micros() + hours * hour);
+    let group = app.create_tag("ahead").await;
+    for (image, hours) in [("one:1", 1), ("all:1", 2), ("group:1", 3)] {
+        let event = support::event_from_host(image, "nas");
+        app.store.upsert_event(event, Received::At(ahead(hours))).await.expect("stored");
+    }
+    let assigned = json!({ "image": "group:1", "tag_id": group });
+    assert_eq!(app.api("PUT", "/api/tag-assignments", &assigned).await.status, 204);
+    let acknowledged = async |image: &str| {
+        let updates = app.updates().await;
+        let entry = &updates[image];
+        let (received, acknowledged) = (entry["received_at"].as_str(), entry["acknowledged_at"].as_str());
+        assert!(
+            acknowledged > received,
+            "{image}: acknowledged at {acknowledged:?}, received at {received:?}"
+        );
+    };
+    assert_eq!(app.request("PATCH", "/api/updates/one%3A1").send().await.status, 204);
+    acknowledged("one:1").await;
+    let by_group = app.api("POST", "/api/updates/acknowledge-by-tag", &json!({ "tag_id": group })).await;
+    assert_eq!(by_group.json(), json!({ "count": 1 }));
+    acknowledged("group:1").await;
+    assert_eq!(
+        app.api("POST", "/api/updates/acknowledge-all", &json!({})).await.json(),
+        json!({ "count": 1 })
+    );
+    acknowledged("all:1").await;
+}
+
 on_every_backend!(
     healthz_reports_the_backend,
+    an_acknowledgement_comes_after_the_reports_it_covers,
     empty_store_lists_an_empty_object,
     webhook_stores_every_field,
     every_provider_payload_round_trips,

@@ -111,7 +111,10 @@ pub async fn update(
             check_mutation(&method, &headers)?;
             let seen = seen_report(&query)?;
             let (found, verb) = if method == Method::PATCH {
-                (state.store.acknowledge(image.clone(), Timestamp::now(), seen).await?, "acknowledging")
+                (
+                    state.store.acknowledge(image.clone(), state.store.receipt_time(), seen).await?,
+                    "acknowledging",
+                )
             } else {
                 (state.store.remove_update(image.clone(), seen).await?, "removing")
             };
@@ -182,7 +185,7 @@ where
             let Shown { received_until } =
                 if body.trim_ascii().is_empty() { Shown::default() } else { from_object(&body)? };
             let until = shown_until(received_until.as_deref())?;
-            let count = state.store.acknowledge_all(Timestamp::now(), until).await?;
+            let count = state.store.acknowledge_all(state.store.receipt_time(), until).await?;
             Ok(json_reply(StatusCode::OK, &serde_json::json!({ "count": count })))
         }
         .await,
@@ -233,7 +236,7 @@ where
             let TagRef { tag_id, received_until } = json_body(&headers, body).await?;
             let tag_id = tag_id.known()?;
             let until = shown_until(received_until.as_deref())?;
-            match state.store.acknowledge_by_tag(tag_id, Timestamp::now(), until).await? {
+            match state.store.acknowledge_by_tag(tag_id, state.store.receipt_time(), until).await? {
                 Some(count) => Ok(json_reply(StatusCode::OK, &serde_json::json!({ "count": count }))),
                 None => Err(unknown_tag(tag_id)),
             }

@@ -125,9 +125,9 @@ pub trait UpdateStore: Send + Sync {
     /// `"sqlite"` or `"postgres"`, as `/healthz` reports it.
     fn backend(&self) -> &'static str;
     /// A time later than every report this store has stamped or stored, as a report received
-    /// now would have at the earliest: what a refused webhook is stamped with, so that the
-    /// dashboard can tell it from the reports that came before and after it, whatever the
-    /// system clock did.
+    /// now would have at the earliest: what a refused webhook and an acknowledgement are
+    /// stamped with, so that the dashboard can tell them from the reports that came before and
+    /// after them, whatever the system clock (or another replica's) did.
     fn receipt_time(&self) -> Timestamp;
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
     /// Inserts or overwrites the event for its image, marks it pending again, keeps its tag.
