@@ -2800,6 +2800,82 @@ async fn a_history_open_on_an_image_removed_elsewhere_starts_afresh() {
     page.assert_no_console_errors_besides_failed_requests().await;
 }
 
+/// Holds back, once `window.holdHistory` is set, the answers of the history fetches sent from
+/// then on (the server has answered; the page hears it at `window.releaseHistory()`), and
+/// counts in `window.historyHandled` the held answers the page has read and acted on.
+const HISTORY_ANSWERS_HELD_BACK: &str = r#"
+(() => {
+  const realFetch = window.fetch;
+  const held = [];
+  window.holdHistory = false;
+  window.historyHandled = 0;
+  window.historyHeld = () => held.length;
+  window.releaseHistory = () => held.splice(0).forEach((release) => release());
+  window.fetch = async function (input, init) {
+    const hold = window.holdHistory && String(input).includes("/history");
+    const answer = await realFetch.call(this, input, init);
+    if (!hold) return answer;
+    await new Promise((resolve) => held.push(resolve));
+    const text = answer.text.bind(answer);
+    // Read, then acted on in the page's own continuation: counted a task later.
+    answer.text = async () => {
+      const body = await text();
+      setTimeout(() => window.historyHandled++, 0);
+      return body;
+    };
+    return answer;
+  };
+})();
+"#;
+
+/// A page of history asked for before its image was removed elsewhere and answered after (the
+/// server read it before the removal) does not bring the removed reports back into the dialog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives Chromium: run by `cargo xtask test`, or with --ignored and CHROMEDRIVER set"]
+async fn a_history_page_answered_after_its_image_was_removed_stays_out() {
+    let Some(page) = Page::start(1280, 900).await else { return };
+    let events = varied_events();
+    seed(&page, &[events[0].clone(), events[1].clone()]).await;
+    page.open().await;
+    page.execute(HISTORY_ANSWERS_HELD_BACK, vec![]).await;
+    page.card(NGINX).await.get("history-open").await.click().await;
+    page.wait_until("nginx's report", async || {
+        (page.find_all(&testid("history-event")).await.len() == 1).then_some(())
+    })
+    .await;
+    // A new report: the dialog fetches its newest page again, and that answer is held.
+    page.execute("window.holdHistory = true", vec![]).await;
+    page.webhook(&events[0]).await;
+    page.wait_until("the refresh held", async || {
+        (page.execute("return window.historyHeld()", vec![]).await == json!(1)).then_some(())
+    })
+    .await;
+    page.execute("window.holdHistory = false", vec![]).await;
+    let removed = page.api("DELETE", &format!("/api/updates/{}", percent_encode(NGINX)), None).await;
+    assert_eq!(removed.status, 204, "{}", removed.text());
+    page.wait_for(&testid("history-error")).await;
+    assert!(page.find_all(&testid("history-event")).await.is_empty(), "the removed reports are let go");
+
+    page.execute(
+        "window.mostEvents = 0;
+         new MutationObserver(() => {
+           const shown = document.querySelectorAll('[data-testid=\"history-event\"]').length;
+           window.mostEvents = Math.max(window.mostEvents, shown);
+         }).observe(document.body, { childList: true, subtree: true });
+         window.releaseHistory();",
+        vec![],
+    )
+    .await;
+    page.wait_until("the held answer handled", async || {
+        (page.execute("return window.historyHandled", vec![]).await == json!(1)).then_some(())
+    })
+    .await;
+    let most = page.execute("return window.mostEvents", vec![]).await;
+    assert_eq!(most, json!(0), "the removed reports came back into the dialog");
+    assert!(!page.by_testid("history-more").await.displayed().await, "nothing older to load");
+    page.assert_no_console_errors_besides_failed_requests().await;
+}
+
 /// Before any page script: polling timers (3 s, and the 60 s safety poll while the stream is open)
 /// never fire; `window.__log` records, in order, every `change` event of every EventSource
 /// (`["change", kind, image]`) and every fetch (`["fetch", url]`); `window.__inflight` counts the

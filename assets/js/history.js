@@ -273,6 +273,9 @@ function showError(message, retry) {
   );
   const again = errorsEl.querySelector("button");
   again.addEventListener("click", () => {
+    // A load on its way (a refresh's) answers for this one: two at once would each end the
+    // other's "busy".
+    if (open?.busy) return;
     // The button goes away with the message: focus moves to the list it reloads, not to <body>.
     errorsEl.replaceChildren();
     retry();
@@ -432,7 +435,13 @@ export function historyEntry(entry) {
   }
   // Removed elsewhere, the list empties: an event that had the focus goes with it.
   const focusInList = !entry && list.contains(document.activeElement);
-  if (!entry) forgetLoaded();
+  if (!entry) {
+    // A page asked for before the removal, answered after it, would bring the removed reports
+    // back: whatever is on its way is let go, and nothing is loading any more.
+    generation++;
+    open.busy = false;
+    forgetLoaded();
+  }
   open.currentDigest = entry?.event?.digest || null;
   open.acknowledgedAt = entry?.acknowledged_at || null;
   markAcknowledged();
