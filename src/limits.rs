@@ -19,29 +19,26 @@ pub fn raise_open_file_limit() {
     if limit.rlim_cur >= limit.rlim_max {
         return;
     }
-    let (soft, hard) = (limit.rlim_cur, limit.rlim_max);
-    let set_soft = |to: libc::rlim_t| {
-        let wanted = libc::rlimit { rlim_cur: to, rlim_max: hard };
-        // SAFETY: as above.
-        (unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) } == 0).then_some(to)
-    };
-    // An unlimited hard limit is more than Linux gives any process (fs.nr_open): that is the top.
-    let raised = set_soft(hard)
-        .or_else(|| (hard == libc::RLIM_INFINITY).then(most_files_per_process).flatten().and_then(set_soft));
-    if let Some(raised) = raised {
-        log::debug!("open files: limit raised from {soft} to {raised}");
+    let soft = limit.rlim_cur;
+    // macOS reports an unlimited hard limit and refuses it as a soft one: OPEN_MAX is its top,
+    // as Go's runtime takes it. Linux caps the hard limit itself (fs.nr_open).
+    let wanted = if limit.rlim_max == libc::RLIM_INFINITY { OPEN_MAX.max(soft) } else { limit.rlim_max };
+    if wanted <= soft {
+        return;
+    }
+    limit.rlim_cur = wanted;
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0 {
+        log::debug!("open files: limit raised from {soft} to {wanted}");
     } else {
-        log::warn!(
-            "open files: the limit stays at {soft} ({}); many clients at once may be refused",
-            std::io::Error::last_os_error()
-        );
+        let err = std::io::Error::last_os_error();
+        log::warn!("open files: the limit stays at {soft} ({err}); many clients at once may be refused");
     }
 }
 
+/// macOS's largest soft limit on open files (`<sys/syslimits.h>`).
 #[cfg(unix)]
-fn most_files_per_process() -> Option<libc::rlim_t> {
-    std::fs::read_to_string("/proc/sys/fs/nr_open").ok()?.trim().parse().ok()
-}
+const OPEN_MAX: libc::rlim_t = 10240;
 
 #[cfg(not(unix))]
 pub fn raise_open_file_limit() {}

@@ -233,8 +233,9 @@ impl ReceiptClock {
         let newly_ahead = stamped.0 > told_above && before <= told_above;
         if newly_ahead {
             log::warn!(
-                "another replica stamped a report {stamped}, {} s ahead of this machine's clock ({now}): \
-                 new reports here are stamped after it until the clocks agree; check both machines' time",
+                "a change notice (another replica's, or `migrate`'s) names a report stamped {stamped}, {} s \
+                 ahead of this machine's clock ({now}): new reports here are stamped after it until the \
+                 clocks agree; check the machines' time",
                 (stamped.0 - now.0) / MICROS_PER_SECOND
             );
         }

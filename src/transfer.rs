@@ -215,6 +215,9 @@ async fn check_target_is_empty_or_a_dashboard(client: &tokio_postgres::Client) -
         .query(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+               -- An extension's own (pg_stat_statements' views, PostGIS's spatial_ref_sys) are
+               -- in an empty managed database too.
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')
              ORDER BY c.relname COLLATE \"C\"",
             &[],
         )

@@ -111,9 +111,12 @@ async fn a_webhook_with_the_wrong_secret_is_the_last_refused() {
         Value::Null,
         "a page's webhook blamed on DIUN's secret: {summary}"
     );
+    // Sent through a relay written in Node, whose fetch sends `Sec-Fetch-Mode` (and no
+    // Origin): no browser, so its refusal is the one shown.
     let wrong = app
         .request("POST", "/webhook")
         .header("Authorization", "guess")
+        .header("Sec-Fetch-Mode", "cors")
         .body(docker_event("a:1").to_string());
     assert_eq!(wrong.send().await.status, 401);
     let summary = app.get("/api/summary").await.json();

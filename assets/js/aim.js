@@ -59,7 +59,9 @@ export function createAimGuard() {
   document.addEventListener(
     "focusin",
     (e) => {
-      if (handed && e.target !== handed.el) handed = null;
+      // Focus taken from a guarded control that a redraw took away is the page's hand-off,
+      // which `handedFocus` decides on.
+      if (handed && e.target !== handed.el && handed.el.isConnected) handed = null;
     },
     capture,
   );
@@ -96,8 +98,11 @@ export function createAimGuard() {
      * control with an aim key of its own (one that acts on a report) is guarded.
      */
     handedFocus(from, to) {
-      handed = null;
-      if (!to?.dataset?.aimKey || controlKey(from) === controlKey(to)) return;
+      // The guarded control drawn again, for the same report (its hosts changed, say): the
+      // guard goes with it.
+      const carried = handed !== null && from === handed.el && to && controlKey(from) === controlKey(to);
+      handed = carried ? { ...handed, el: to } : null;
+      if (carried || !to?.dataset?.aimKey || controlKey(from) === controlKey(to)) return;
       const sameControl = from?.dataset?.focusKey === to.dataset.focusKey;
       handed = { el: to, at: performance.now(), sticky: sameControl };
     },

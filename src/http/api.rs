@@ -11,7 +11,7 @@ use warp::path::Tail;
 use warp::reply::Response;
 
 use super::body::read_capped;
-use super::error::{ApiError, respond};
+use super::error::{ApiError, INTERNAL_DATABASE_ERROR, respond};
 use super::guard::check_mutation;
 use super::gzip;
 use super::{
@@ -26,7 +26,7 @@ const MAX_TAG_NAME: usize = 100;
 /// wait for a free connection) so that the store's reason is the one reported, and under
 /// [`HEALTHCHECK_WAIT`]. At 3 s, the store's own limits, it raced them, and on a loaded
 /// machine reported a bare timeout instead of the reason.
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(4);
+pub(super) const HEALTH_TIMEOUT: Duration = Duration::from_secs(4);
 /// How long the `healthcheck` command waits for `/healthz`. The images' HEALTHCHECK (which
 /// compose uses as is) gives the command 7 s, so that a hung server is reported in the binary's
 /// words, not as Docker's bare "exceeded timeout".
@@ -43,9 +43,7 @@ pub async fn healthz(state: AppState, method: Method) -> Response {
         Ok(Ok(())) => {
             return json_reply(StatusCode::OK, &serde_json::json!({ "status": "ok", "backend": backend }));
         }
-        Ok(Err(err @ StoreError::Internal(_))) => {
-            ("internal database error; see the server log".to_owned(), err.to_string())
-        }
+        Ok(Err(err @ StoreError::Internal(_))) => (INTERNAL_DATABASE_ERROR.to_owned(), err.to_string()),
         Ok(Err(err)) => (err.to_string(), err.to_string()),
         // SQLite's writer waits up to its busy timeout (5 s) for a lock another process holds:
         // the reason it gives comes after this check's limit.
@@ -185,7 +183,8 @@ where
             let Shown { received_until } =
                 if body.trim_ascii().is_empty() { Shown::default() } else { from_object(&body)? };
             let until = shown_until(received_until.as_deref())?;
-            let count = state.store.acknowledge_all(state.store.receipt_time(), until).await?;
+            let at = state.store.receipt_time();
+            let count = state.store.acknowledge_all(at, Some(bound_at(until, at))).await?;
             Ok(json_reply(StatusCode::OK, &serde_json::json!({ "count": count })))
         }
         .await,
@@ -198,6 +197,12 @@ where
 #[serde(deny_unknown_fields)]
 struct Shown {
     received_until: Option<String>,
+}
+
+/// A dismissal of many covers the reports up to `at`, its own stamp, at most: one stamped later
+/// but committed before the dismissal's write came after it, and stays pending.
+fn bound_at(until: Option<Timestamp>, at: Timestamp) -> Timestamp {
+    until.map_or(at, |until| until.min(at))
 }
 
 fn shown_until(received_until: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
@@ -236,7 +241,8 @@ where
             let TagRef { tag_id, received_until } = json_body(&headers, body).await?;
             let tag_id = tag_id.known()?;
             let until = shown_until(received_until.as_deref())?;
-            match state.store.acknowledge_by_tag(tag_id, state.store.receipt_time(), until).await? {
+            let at = state.store.receipt_time();
+            match state.store.acknowledge_by_tag(tag_id, at, Some(bound_at(until, at))).await? {
                 Some(count) => Ok(json_reply(StatusCode::OK, &serde_json::json!({ "count": count }))),
                 None => Err(unknown_tag(tag_id)),
             }
@@ -400,7 +406,8 @@ impl<'de> Deserialize<'de> for BodyTagId {
             // float (`3.0`) is no integer, as serde's `i64` says.
             fn visit_f64<E: serde::de::Error>(self, id: f64) -> Result<BodyTagId, E> {
                 if id.is_finite() && id.fract() == 0.0 && id.abs() >= -(i64::MIN as f64) {
-                    Ok(BodyTagId::Beyond(format!("{id:.0}")))
+                    // In exponent form: a float's digits are not the number sent.
+                    Ok(BodyTagId::Beyond(format!("{id:e}")))
                 } else {
                     Err(E::invalid_type(serde::de::Unexpected::Float(id), &self))
                 }

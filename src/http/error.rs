@@ -49,6 +49,9 @@ impl ApiError {
     }
 }
 
+/// What a client is told of a database fault: the details are in the log only.
+pub const INTERNAL_DATABASE_ERROR: &str = "internal database error; see the server log";
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
@@ -61,7 +64,7 @@ impl From<StoreError> for ApiError {
             StoreError::Internal(_) => {
                 super::metrics::count_database_error();
                 log::error!("{err}");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal database error; see the server log")
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_DATABASE_ERROR)
             }
         }
     }

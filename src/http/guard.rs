@@ -42,11 +42,10 @@ pub fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Whether a web browser sent this request: browsers name the page's origin on every POST and
-/// say where a request comes from (`Sec-Fetch-*`); DIUN, curl and relays send neither.
+/// say where a request comes from (`Sec-Fetch-Site`); DIUN and curl send neither. Not
+/// `Sec-Fetch-Mode`: Node's own `fetch` sends that one on every request, a relay's too.
 pub fn sent_by_a_browser(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::ORIGIN)
-        || headers.contains_key("sec-fetch-site")
-        || headers.contains_key("sec-fetch-mode")
+    headers.contains_key(header::ORIGIN) || headers.contains_key("sec-fetch-site")
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

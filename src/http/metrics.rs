@@ -183,10 +183,18 @@ pub async fn metrics(state: AppState, method: Method) -> Response {
             only_reads(&method)?;
             // The counters live in the process: during an outage, the time they are wanted
             // most, they are served without the store's gauges (and `diun_store_up` 0).
-            let summary = match summarize_from_store(&state).await {
-                Ok(summary) => Some(summary),
-                Err(err) => {
+            // Within the health check's limit: a hung server must not take the scrape past
+            // Prometheus's own timeout (10 s by default), counters and all.
+            let summary = match tokio::time::timeout(super::api::HEALTH_TIMEOUT, summarize_from_store(&state))
+                .await
+            {
+                Ok(Ok(summary)) => Some(summary),
+                Ok(Err(err)) => {
                     log::debug!("metrics without the store's figures: {err}");
+                    None
+                }
+                Err(_) => {
+                    log::debug!("metrics without the store's figures: the database did not answer in time");
                     None
                 }
             };

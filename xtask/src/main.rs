@@ -109,7 +109,7 @@ fn test_postgres(root: &Path) -> Result<(), String> {
     // As in `test`: kill(1) for the tests' signals, PostgreSQL's package when they would stop for it.
     let mut wanted = vec![("procps", "kill")];
     wanted.extend(postgres::package_needed());
-    system::ensure_packages_found_by(&wanted, system::on_path)?;
+    system::ensure_packages(&wanted)?;
     let database = postgres::provide()?;
     let env = database.test_env();
     steps.run("tests, postgres only", || {

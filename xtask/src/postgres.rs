@@ -268,9 +268,24 @@ fn check_given_url(name: &str, url: &str) -> Result<(), String> {
     if answer.status.success() {
         return Ok(());
     }
+    // psql quotes parts of a URL it cannot read (a host name, a token), which may be pieces of
+    // its password: with a password in the URL, nothing of what psql said is printed.
+    if url_has_password(url) {
+        return Err(format!(
+            "{name} does not answer (psql's reason is not shown: the URL holds a password): {advice}"
+        ));
+    }
     let why = String::from_utf8_lossy(&answer.stderr);
     let why = why.lines().map(str::trim).find(|line| !line.is_empty()).unwrap_or("no reason given");
     Err(format!("{name} does not answer ({why}): {advice}"))
+}
+
+/// Whether the URL may hold a password: a `:` before its last `@`. Broadly: a password written
+/// with a `/` or `@` unencoded (libpq takes some of those) still counts, and a false alarm only
+/// hides psql's reason.
+fn url_has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.rsplit_once('@').is_some_and(|(user, _)| user.contains(':'))
 }
 
 fn url_scheme_problem(url: &str) -> Option<&'static str> {
@@ -533,6 +548,16 @@ mod tests {
         let blank_test = given(&[("DATABASE_URL", "postgres://a/x"), ("TEST_DATABASE_URL", " ")]);
         assert_eq!(blank_test, Some(("DATABASE_URL", "postgres://a/x".to_string())));
         assert_eq!(given(&[]), None);
+    }
+
+    #[test]
+    fn a_password_is_found_in_a_url_however_it_is_written() {
+        assert!(url_has_password("postgres://u:p@h/db"));
+        assert!(url_has_password("postgres://u:p@ss@h/db"), "an unencoded @ in the password");
+        assert!(url_has_password("postgresql://u:p%zz@h:5432/db?sslmode=disable"));
+        assert!(!url_has_password("postgres://u@h/db"));
+        assert!(url_has_password("postgres://u:pa/ss@h/db"), "an unencoded / in the password");
+        assert!(!url_has_password("postgres://h/db?options=-c%20a%3Ab"));
     }
 
     #[test]
