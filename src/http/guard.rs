@@ -43,7 +43,9 @@ pub fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// Whether a web browser sent this request: browsers name the page's origin on every POST and
 /// say where a request comes from (`Sec-Fetch-Site`); DIUN and curl send neither. Not
-/// `Sec-Fetch-Mode`: Node's own `fetch` sends that one on every request, a relay's too.
+/// `Sec-Fetch-Mode`: Node's own `fetch` sends that one on every request, a relay's too. A relay
+/// that adds an `Origin` of its own is taken for a browser here: its refusals are in the log
+/// only, not on the dashboard.
 pub fn sent_by_a_browser(headers: &HeaderMap) -> bool {
     headers.contains_key(header::ORIGIN) || headers.contains_key("sec-fetch-site")
 }
