@@ -276,11 +276,17 @@ fn healthcheck() -> ExitCode {
     // One deadline for everything: Docker's HEALTHCHECK --timeout kills the check at 7 s, and
     // its own message ("exceeded timeout") would replace ours, which says what failed.
     let deadline = std::time::Instant::now() + diun_dashboard::http::HEALTHCHECK_WAIT;
+    let too_late = || std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in time");
     let left = || {
         deadline
             .checked_duration_since(std::time::Instant::now())
             .filter(|left| !left.is_zero())
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in time"))
+            .ok_or_else(too_late)
+    };
+    // A socket's own timeout ends a read or a write as "would block" on Linux: the same deadline.
+    let in_time = |err: std::io::Error| match err.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => too_late(),
+        _ => err,
     };
     // The first address that takes the connection is asked (see `local_addresses`).
     let mut connected = Err(std::io::Error::other("no address to call"));
@@ -295,12 +301,13 @@ fn healthcheck() -> ExitCode {
     let check = || -> std::io::Result<String> {
         let mut stream = connected?;
         stream.set_write_timeout(Some(left()?))?;
-        write!(stream, "GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")?;
+        write!(stream, "GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
+            .map_err(in_time)?;
         let mut response = Vec::new();
         let mut chunk = [0; 4096];
         while response.len() < 64 * 1024 {
             stream.set_read_timeout(Some(left()?))?;
-            match stream.read(&mut chunk)? {
+            match stream.read(&mut chunk).map_err(in_time)? {
                 0 => break,
                 read => response.extend_from_slice(&chunk[..read]),
             }

@@ -612,4 +612,18 @@ async fn the_healthcheck_reports_an_unhealthy_or_absent_service() {
     assert_eq!(code, Some(1), "{stdout}{stderr}");
     assert!(stderr.contains("no answer in time"), "{stderr}");
     trickling.abort();
+
+    // And one that answers nothing at all: the socket's own timeout says the same.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let silent = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        std::future::pending::<()>().await;
+        drop(socket);
+    });
+    let env = [("PORT", port.to_string()), ("BIND", "127.0.0.1".to_string())];
+    let (code, stdout, stderr) = run(&["healthcheck"], &env, LIMIT).await;
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("no answer in time"), "{stderr}");
+    silent.abort();
 }
