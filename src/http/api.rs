@@ -37,33 +37,30 @@ pub async fn healthz(state: AppState, method: Method) -> Response {
         return respond(Err::<Response, _>(wrong_method));
     }
     let backend = state.store.backend();
-    // What the caller is told (this route needs no credentials: internal details stay in the
-    // log), and what the log says.
-    let (problem, logged) = match tokio::time::timeout(HEALTH_TIMEOUT, state.store.ping()).await {
+    // What the caller is told, and for a fault its details, which stay in the log (this route
+    // needs no credentials).
+    let (problem, detail) = match tokio::time::timeout(HEALTH_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => {
             return json_reply(StatusCode::OK, &serde_json::json!({ "status": "ok", "backend": backend }));
         }
-        Ok(Err(err @ StoreError::Internal(_))) => (INTERNAL_DATABASE_ERROR.to_owned(), err.to_string()),
-        Ok(Err(err)) => (err.to_string(), err.to_string()),
+        Ok(Err(err @ StoreError::Internal(_))) => (INTERNAL_DATABASE_ERROR.to_owned(), Some(err.to_string())),
+        Ok(Err(err)) => (err.to_string(), None),
         // SQLite's writer waits up to its busy timeout (5 s) for a lock another process holds:
         // the reason it gives comes after this check's limit.
-        Err(_) if backend == "sqlite" => {
-            let said = format!(
+        Err(_) if backend == "sqlite" => (
+            format!(
                 "the database did not answer within {} s: its writer is busy, or another process holds the file's write lock",
                 HEALTH_TIMEOUT.as_secs()
-            );
-            (said.clone(), said)
-        }
-        Err(_) => {
-            let said = format!("the database did not answer within {} s", HEALTH_TIMEOUT.as_secs());
-            (said.clone(), said)
-        }
+            ),
+            None,
+        ),
+        Err(_) => (format!("the database did not answer within {} s", HEALTH_TIMEOUT.as_secs()), None),
     };
     super::metrics::count_database_error();
     // Monitors call this every few seconds during an outage, and anyone may: once a minute.
     static FAILED: crate::logging::Throttle = crate::logging::Throttle::new();
     if let Some(unsaid) = FAILED.say() {
-        log::warn!("health check failed: {logged}{unsaid}");
+        log::warn!("health check failed: {}{unsaid}", detail.as_deref().unwrap_or(&problem));
     }
     json_reply(
         StatusCode::SERVICE_UNAVAILABLE,
