@@ -310,13 +310,8 @@ fn read_sqlite(conn: &mut Connection) -> rusqlite::Result<(Snapshot, HighestIds,
     };
     let highest = HighestIds { tags: highest("tags")?, events: highest("events")? };
     let all_assignments: i64 = tx.query_row("SELECT count(*) FROM tag_assignments", [], |row| row.get(0))?;
+    // Said in the summary the command prints.
     let dangling = usize::try_from(all_assignments).unwrap_or(0).saturating_sub(snapshot.assignments.len());
-    if dangling > 0 {
-        log::warn!(
-            "{dangling} tag assignment(s) in the SQLite file point at a tag or an image that is gone; \
-             they are not copied (the dashboard shows those images untagged)"
-        );
-    }
     normalize_json(&mut snapshot);
     Ok((snapshot, highest, dangling))
 }

@@ -391,14 +391,9 @@ fn payloads(origin: &str, stamped: Option<Timestamp>, changes: Vec<Change>) -> R
 /// every replica's dashboards reload, and its clock follows `stamped`, the newest report now
 /// stored.
 pub fn everything_changed(stamped: Option<Timestamp>) -> Result<String, String> {
-    let notice = Notice {
-        origin: "migrate".to_string(),
-        kind: ChangeKind::Update,
-        image: None,
-        images: Vec::new(),
-        stamped: stamped.map(Timestamp::unix_micros),
-    };
-    serde_json::to_string(&notice).map_err(|err| err.to_string())
+    payloads("migrate", stamped, vec![Change::of_many(ChangeKind::Update)])?
+        .pop()
+        .ok_or_else(|| "no notice for a change to many images".to_string())
 }
 
 /// The length of `text` as a JSON string, quotes included, escaped the way serde_json does.
