@@ -2,20 +2,21 @@
 //!
 //! Under a flood of webhooks the service logs one `update received` line per webhook, tens of
 //! thousands a second, and one `write` to stderr per line cost about 5% of the ingest rate.
-//! So lines are written through a [`Gathering`] sink: a line that comes while the log is quiet
-//! is written at once, as before; lines that follow within [`GATHER`] of a write are gathered
-//! and written together by a thread of their own, at most [`GATHER`] later. A burst thus costs
-//! a few hundred writes a second, and a quiet log reads exactly as it did.
+//! So lines go through a [`Gathering`] sink, whose own thread writes them: a line that comes
+//! while the log is quiet at once, lines that follow within [`GATHER`] of a write gathered and
+//! written together, at most [`GATHER`] later. A burst thus costs a few hundred writes a
+//! second, and a quiet log reads as it did. No thread that logs ever waits for stderr: one
+//! that stops taking bytes stalls the log alone, and what it cannot hold is dropped and counted.
 //!
-//! Warnings and errors are written at once, with whatever was gathered before them, and so
-//! are the start-up lines (`run` flushes once it listens) and the lines before a panic's
-//! message. The price: a process killed with SIGKILL (or aborted) loses the info lines of its
-//! last few milliseconds. Every orderly exit calls [`flush`].
+//! Warnings and errors are written at once, with whatever was gathered before them; the
+//! start-up lines are out before the service answers (`run` flushes once it listens), and so
+//! are the lines before a panic's message. The price: a process killed with SIGKILL (or
+//! aborted) loses the lines of its last moment. Every orderly exit calls [`flush`].
 
 use std::cell::RefCell;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use log::{Level, Log, Metadata, Record};
@@ -196,108 +197,175 @@ impl std::fmt::Write for Bytes<'_> {
     }
 }
 
-/// Writes to `out` at once while writes are rare, and gathers them while they are not.
+/// Lines for `out`, written by a thread of its own: at once while the log is quiet, gathered
+/// for up to [`GATHER`] while it is busy. The threads that log only ever append to a buffer, so
+/// an output that stops taking bytes (a full stderr pipe: a blocking log driver, a stuck
+/// shipper, a paused terminal) holds up the log-writer thread alone, never the webhooks whose
+/// lines wait. While it is stuck the buffer grows to [`PENDING_LIMIT`] at most; lines beyond
+/// are dropped and counted, and the count is logged once the output takes lines again.
 pub struct Gathering<W> {
-    state: Mutex<State<W>>,
-    armed: Condvar,
+    queue: Mutex<Queue>,
+    /// Wakes the writer thread when a write falls due sooner than it was waiting for.
+    wake: Condvar,
+    /// Held while writing: lines leave the queue and reach `out` in the order they came.
+    out: Mutex<Output<W>>,
 }
 
-struct State<W> {
-    out: W,
+/// How many bytes of lines may wait for a stuck output: some twenty thousand lines, a
+/// moment of a flood of webhooks, hours of an ordinary log.
+pub const PENDING_LIMIT: usize = 2 * 1024 * 1024;
+
+struct Queue {
     pending: Vec<u8>,
-    /// When `out` was last written; `None` before the first write.
+    limit: usize,
+    /// Lines turned away since the last write, the queue being full.
+    dropped: u64,
+    /// When the last write took lines; `None` before the first.
     last_write: Option<Instant>,
-    /// Set while the gathering thread has been asked to write `pending`.
-    armed: bool,
-    /// How long after a write further lines are gathered; zero without the gathering thread.
+    /// When the writer thread is to write next; `None` while nothing is waiting.
+    due: Option<Instant>,
+    /// How long after a write further lines are gathered.
     gather: Duration,
+    /// Whether a writer thread runs; without one, the threads that log write themselves.
+    writer: bool,
+}
+
+struct Output<W> {
+    out: W,
+    /// The buffer that takes the queue's place while its lines are written: a flood reuses two
+    /// buffers rather than growing a new one every few milliseconds.
+    spare: Vec<u8>,
 }
 
 impl<W: Write + Send + 'static> Gathering<W> {
     /// The sink, and the thread that writes what it gathers.
     pub fn start(out: W, gather: Duration) -> Arc<Self> {
+        Self::start_with_limit(out, gather, PENDING_LIMIT)
+    }
+
+    fn start_with_limit(out: W, gather: Duration, limit: usize) -> Arc<Self> {
         let sink = Arc::new(Self {
-            state: Mutex::new(State { out, pending: Vec::new(), last_write: None, armed: false, gather }),
-            armed: Condvar::new(),
+            queue: Mutex::new(Queue {
+                pending: Vec::new(),
+                limit,
+                dropped: 0,
+                last_write: None,
+                due: None,
+                gather,
+                writer: true,
+            }),
+            wake: Condvar::new(),
+            out: Mutex::new(Output { out, spare: Vec::new() }),
         });
         let writer = Arc::clone(&sink);
         if std::thread::Builder::new().name("log-writer".into()).spawn(move || writer.run()).is_err() {
-            // Then every line is written at once, as before there was gathering.
-            sink.lock().gather = Duration::ZERO;
+            // Then each line is written by the thread that logs it, as before there was gathering.
+            sink.queue().writer = false;
         }
         sink
     }
 
     /// Takes one or more whole lines; `urgent` ones are written at once, after what is gathered.
     pub fn push(&self, lines: &[u8], urgent: bool) {
-        let mut state = self.lock();
-        if urgent {
-            state.write_pending();
-        }
-        let gather = state.gather;
-        let quiet = state.last_write.is_none_or(|at| at.elapsed() >= gather);
-        if urgent || (quiet && state.pending.is_empty()) {
-            let _ = state.out.write_all(lines);
-            state.last_write = Some(Instant::now());
+        let mut queue = self.queue();
+        if queue.pending.len() + lines.len() > queue.limit {
+            queue.dropped += lines.iter().filter(|&&byte| byte == b'\n').count() as u64;
             return;
         }
-        state.pending.extend_from_slice(lines);
-        if !state.armed {
-            state.armed = true;
-            self.armed.notify_one();
+        queue.pending.extend_from_slice(lines);
+        if !queue.writer {
+            drop(queue);
+            self.write_pending();
+            return;
+        }
+        let now = Instant::now();
+        let at = match queue.last_write {
+            Some(last) if !urgent => now.max(last + queue.gather),
+            _ => now,
+        };
+        if queue.due.is_none_or(|due| at < due) {
+            queue.due = Some(at);
+            self.wake.notify_one();
         }
     }
 
-    /// Writes what is gathered, if anything.
+    /// Writes what is gathered, if anything, waiting for the output if it must.
     pub fn write_pending(&self) {
-        let mut state = self.lock();
-        state.write_pending();
+        let output = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        self.write_from_queue(output, self.queue());
     }
 
     /// [`Self::write_pending`], unless this or another thread holds the sink (a panic hook must
     /// not wait for it: the panic may have come from inside it).
     pub fn write_pending_unless_busy(&self) {
-        let mut state = match self.state.try_lock() {
-            Ok(state) => state,
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return,
-        };
-        state.write_pending();
+        let Some(output) = unless_busy(self.out.try_lock()) else { return };
+        let Some(queue) = unless_busy(self.queue.try_lock()) else { return };
+        self.write_from_queue(output, queue);
+    }
+
+    fn write_from_queue(&self, mut output: MutexGuard<'_, Output<W>>, mut queue: MutexGuard<'_, Queue>) {
+        let output = &mut *output;
+        queue.due = None;
+        if queue.pending.is_empty() && queue.dropped == 0 {
+            return;
+        }
+        queue.last_write = Some(Instant::now());
+        std::mem::swap(&mut queue.pending, &mut output.spare);
+        let dropped = std::mem::take(&mut queue.dropped);
+        // Lines logged while these are written wait in the queue, not for the output.
+        drop(queue);
+        if dropped > 0 {
+            let now = crate::time::Timestamp::now();
+            let mut notice = Vec::new();
+            format_line(
+                &mut notice,
+                now,
+                &warning(format_args!("{dropped} log lines dropped: the output took none for a while")),
+            );
+            output.spare.extend_from_slice(&notice);
+        }
+        let _ = output.out.write_all(&output.spare);
+        let _ = output.out.flush();
+        output.spare.clear();
+        // A flood's buffer is not kept once it is over.
+        output.spare.shrink_to(64 * 1024);
     }
 
     fn run(&self) {
         loop {
-            let mut state = self.lock();
-            while !state.armed {
-                state = self.armed.wait(state).unwrap_or_else(PoisonError::into_inner);
+            let mut queue = self.queue();
+            loop {
+                let now = Instant::now();
+                queue = match queue.due {
+                    Some(due) if due <= now => break,
+                    Some(due) => {
+                        self.wake.wait_timeout(queue, due - now).unwrap_or_else(PoisonError::into_inner).0
+                    }
+                    None => self.wake.wait(queue).unwrap_or_else(PoisonError::into_inner),
+                };
             }
-            let gather = state.gather;
-            drop(state);
-            std::thread::sleep(gather);
-            let mut state = self.lock();
-            state.write_pending();
-            state.armed = false;
+            drop(queue);
+            self.write_pending();
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State<W>> {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
         // A panic while holding the lock leaves at worst a line half gathered.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-impl<W: Write> State<W> {
-    fn write_pending(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let _ = self.out.write_all(&self.pending);
-        let _ = self.out.flush();
-        self.pending.clear();
-        // A flood's buffer is not kept once it is over.
-        self.pending.shrink_to(64 * 1024);
-        self.last_write = Some(Instant::now());
+fn unless_busy<T>(locked: std::sync::TryLockResult<T>) -> Option<T> {
+    match locked {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
     }
+}
+
+/// This module's own warning about the log.
+fn warning<'a>(args: std::fmt::Arguments<'a>) -> Record<'a> {
+    Record::builder().level(Level::Warn).target("diun_dashboard::logging").args(args).build()
 }
 
 #[cfg(test)]
@@ -326,6 +394,21 @@ mod tests {
         fn text(&self) -> String {
             String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
         }
+
+        /// The text once it holds `lines` lines (the writer thread writes them soon after they
+        /// are logged), or whatever it holds after 30 s.
+        fn text_of(&self, lines: usize) -> String {
+            self.text_once(|text| text.lines().count() >= lines)
+        }
+
+        /// The text once `done` says so, or whatever it holds after 30 s.
+        fn text_once(&self, done: impl Fn(&str) -> bool) -> String {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !done(&self.text()) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            self.text()
+        }
     }
 
     impl Write for Shared {
@@ -343,6 +426,7 @@ mod tests {
         let out = Shared::default();
         let sink = Gathering::start(out.clone(), Duration::from_secs(3600));
         sink.push(b"first\n", false);
+        assert_eq!(out.text_of(1), "first\n", "a line on a quiet log is written at once");
         (out, sink)
     }
 
@@ -389,9 +473,9 @@ mod tests {
         }
     }
 
-    /// The messages written so far, without their timestamps.
-    fn messages(out: &Shared) -> Vec<String> {
-        out.text().lines().map(|line| line.get(24..).unwrap_or(line).to_owned()).collect()
+    /// The messages written once there are `lines` of them, without their timestamps.
+    fn messages(out: &Shared, lines: usize) -> Vec<String> {
+        out.text_of(lines).lines().map(|line| line.get(24..).unwrap_or(line).to_owned()).collect()
     }
 
     #[test]
@@ -400,7 +484,7 @@ mod tests {
         let logger = Logger { sink };
         let outer = LogsWhileFormatted(&logger);
         logger.log(&record(Level::Warn, "diun_dashboard", format_args!("{outer}")));
-        assert_eq!(messages(&out), ["first", "INFO  inner", "WARN  outer"]);
+        assert_eq!(messages(&out, 3), ["first", "INFO  inner", "WARN  outer"]);
     }
 
     /// A value whose formatting fails.
@@ -417,7 +501,7 @@ mod tests {
         let (out, sink) = busy_log();
         let logger = Logger { sink };
         logger.log(&record(Level::Error, "diun_dashboard", format_args!("a {Fails} b")));
-        assert_eq!(messages(&out), ["first", "ERROR a "]);
+        assert_eq!(messages(&out, 2), ["first", "ERROR a "]);
     }
 
     /// What [`init`] installs keeps a module's debug lines and drops another's.
@@ -433,7 +517,7 @@ mod tests {
             logger.log(&record(Level::Debug, target, format_args!("from {target}")));
         }
         logger.log(&record(Level::Warn, "diun_dashboard", format_args!("done")));
-        assert_eq!(messages(&out), ["first", "DEBUG from diun_dashboard::http::webhook", "WARN  done"]);
+        assert_eq!(messages(&out, 3), ["first", "DEBUG from diun_dashboard::http::webhook", "WARN  done"]);
     }
 
     /// Info lines wait to be written together on a busy log; a warning takes them out with it.
@@ -442,9 +526,9 @@ mod tests {
         let (out, sink) = busy_log();
         let logger = Logger { sink };
         logger.log(&record(Level::Info, "diun_dashboard", format_args!("gathered")));
-        assert_eq!(messages(&out), ["first"]);
+        assert_eq!(messages(&out, 1), ["first"]);
         logger.log(&record(Level::Warn, "diun_dashboard", format_args!("urgent")));
-        assert_eq!(messages(&out), ["first", "INFO  gathered", "WARN  urgent"]);
+        assert_eq!(messages(&out, 3), ["first", "INFO  gathered", "WARN  urgent"]);
     }
 
     #[test]
@@ -485,7 +569,7 @@ mod tests {
         let (out, sink) = busy_log();
         sink.push(b"second\n", false);
         sink.push(b"warning\n", true);
-        assert_eq!(out.text(), "first\nsecond\nwarning\n");
+        assert_eq!(out.text_of(3), "first\nsecond\nwarning\n");
         sink.push(b"third\n", false);
         assert_eq!(out.text(), "first\nsecond\nwarning\n", "the log is still busy");
     }
@@ -494,11 +578,11 @@ mod tests {
     fn a_flush_that_must_not_wait_skips_a_held_sink() {
         let (out, sink) = busy_log();
         sink.push(b"second\n", false);
-        let held = sink.lock();
+        let held = sink.out.lock().unwrap();
         sink.write_pending_unless_busy();
         drop(held);
         assert_eq!(out.text(), "first\n");
-        // The gathering thread takes the lock for a moment when it is woken: try again then.
+        // The writer thread holds the output for a moment when it writes: try again then.
         let deadline = Instant::now() + Duration::from_secs(30);
         while out.text() == "first\n" && Instant::now() < deadline {
             sink.write_pending_unless_busy();
@@ -514,10 +598,63 @@ mod tests {
             sink.push(format!("line {n}\n").as_bytes(), false);
         }
         let expected: String = (0..100).map(|n| format!("line {n}\n")).collect();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while out.text() != expected && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(out.text_once(|text| text == expected), expected);
+    }
+
+    /// An output that takes nothing until it is opened: a stderr pipe nobody reads.
+    #[derive(Clone, Default)]
+    struct Stuck {
+        taken: Shared,
+        open: Arc<(Mutex<bool>, Condvar)>,
+    }
+
+    impl Stuck {
+        fn open(&self) {
+            *self.open.0.lock().unwrap() = true;
+            self.open.1.notify_all();
         }
-        assert_eq!(out.text(), expected);
+    }
+
+    impl Write for Stuck {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            let (open, opened) = &*self.open;
+            let _open = opened.wait_while(open.lock().unwrap(), |open| !*open).unwrap();
+            self.taken.write(bytes)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stuck_output_holds_up_no_thread_that_logs_and_what_it_cannot_hold_is_counted() {
+        let out = Stuck::default();
+        // Room for twelve of the lines below while the output is stuck.
+        let sink = Gathering::start_with_limit(out.clone(), Duration::from_millis(5), 100);
+        let (pushed, all_pushed) = std::sync::mpsc::channel();
+        let logging = Arc::clone(&sink);
+        std::thread::spawn(move || {
+            for n in 0..50 {
+                logging.push(format!("line {n:02}\n").as_bytes(), n % 10 == 0);
+            }
+            let _ = pushed.send(());
+        });
+        let pushed = all_pushed.recv_timeout(Duration::from_secs(30));
+        out.open();
+        assert!(pushed.is_ok(), "the thread that logged waited for the stuck output");
+
+        let text = out.taken.text_once(|text| text.contains("dropped"));
+        let lines: Vec<&str> = text.lines().collect();
+        let (notice, written) = lines.split_last().expect("something written");
+        let in_order: Vec<String> = (0..written.len()).map(|n| format!("line {n:02}")).collect();
+        assert_eq!(written, in_order, "the lines before the drops, in order");
+        assert!((12..50).contains(&written.len()), "{} lines written", written.len());
+        let dropped = 50 - written.len();
+        assert_eq!(
+            notice.get(24..),
+            Some(format!("WARN  {dropped} log lines dropped: the output took none for a while").as_str())
+        );
+        sink.push(b"after\n", false);
+        assert!(out.taken.text_once(|text| text.ends_with("after\n")).ends_with("a while\nafter\n"));
     }
 }
