@@ -318,7 +318,36 @@ pub struct HostReport {
     pub hostname: String,
     pub last_seen: Timestamp,
     /// The metadata of that host's latest event (its container names, say).
-    pub metadata: Option<Map<String, Value>>,
+    pub metadata: Option<StoredObject>,
+}
+
+/// A stored JSON object, in the text serde_json writes for it, put into an answer as it is:
+/// parsed and written again, the metadata of thousands of hosts' reports took as long as the
+/// query that read them.
+#[derive(Clone, Debug, Serialize)]
+#[serde(transparent)]
+pub struct StoredObject(Box<serde_json::value::RawValue>);
+
+impl StoredObject {
+    /// `text` as serde_json writes an object; checked to be one, since an answer copies it.
+    pub fn new(text: String) -> Result<Self, String> {
+        let raw = serde_json::value::RawValue::from_string(text)
+            .map_err(|err| format!("stored JSON is invalid: {err}"))?;
+        if !raw.get().starts_with('{') {
+            return Err("stored JSON is not an object".to_string());
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn text(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for StoredObject {
+    fn eq(&self, other: &Self) -> bool {
+        self.text() == other.text()
+    }
 }
 
 /// Restores a JSON object column; `None` stays `None`.

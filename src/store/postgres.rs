@@ -29,7 +29,7 @@ use super::{
     sort_tags,
 };
 use crate::listing::{FinishedPart, ListedUpdate, Listing, ListingPart};
-use crate::model::{DiunEvent, HistoryEntry, HostReport, Tag, UpdateEntry, json_object};
+use crate::model::{DiunEvent, HistoryEntry, HostReport, StoredObject, Tag, UpdateEntry, json_object};
 use crate::time::{ReceiptClock, Timestamp};
 
 static MIGRATIONS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/migrations/postgres");
@@ -1094,6 +1094,14 @@ pub async fn run_migrations(client: &mut Client, migrations: &[Migration]) -> Re
     Ok(())
 }
 
+/// `jsonb` text of an object as serde_json writes it, as SQLite stores it (see `json_text`).
+fn stored_object(jsonb: &str) -> Result<StoredObject, String> {
+    let mut text = Vec::with_capacity(jsonb.len());
+    crate::json_text::write_as_serde(&mut text, jsonb)?;
+    // Rewritten from a `&str`, with its strings kept whole.
+    StoredObject::new(String::from_utf8(text).map_err(|err| err.to_string())?)
+}
+
 fn update_from_row(row: &Row) -> StoreResult<UpdateEntry> {
     let tag = row.try_get::<_, Option<i64>>(14)?.zip(row.try_get(15)?);
     listed_from_row(row, tag)?.to_entry().map_err(StoreError::Internal)
@@ -1653,12 +1661,12 @@ impl UpdateStore for PostgresStore {
             rows.iter()
                 .map(|row| {
                     let last_seen: std::time::SystemTime = row.try_get(2)?;
-                    let metadata: Option<String> = row.try_get(3)?;
+                    let metadata: Option<&str> = row.try_get(3)?;
                     Ok(HostReport {
                         image: row.try_get(0)?,
                         hostname: row.try_get(1)?,
                         last_seen: Timestamp::from_system_time(last_seen),
-                        metadata: json_object(metadata.as_deref()).map_err(StoreError::Internal)?,
+                        metadata: metadata.map(stored_object).transpose().map_err(StoreError::Internal)?,
                     })
                 })
                 .collect()

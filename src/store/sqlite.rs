@@ -29,7 +29,7 @@ use super::{
     sort_tags,
 };
 use crate::listing::{ListedUpdate, Listing};
-use crate::model::{DiunEvent, HistoryEntry, HostReport, Tag, UpdateEntry, json_object};
+use crate::model::{DiunEvent, HistoryEntry, HostReport, StoredObject, Tag, UpdateEntry, json_object};
 use crate::time::{ReceiptClock, Timestamp};
 
 static MIGRATIONS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/migrations/sqlite");
@@ -911,7 +911,11 @@ impl UpdateStore for SqliteStore {
                         image: row.get(0)?,
                         hostname: row.get(1)?,
                         last_seen: stored_timestamp(text_column(row, 2)?)?,
-                        metadata: json_object(optional_text_column(row, 3)?).map_err(StoreError::Internal)?,
+                        // Stored as serde_json wrote it (`DiunEvent::metadata_json`).
+                        metadata: optional_text_column(row, 3)?
+                            .map(|text| StoredObject::new(text.to_owned()))
+                            .transpose()
+                            .map_err(StoreError::Internal)?,
                     })
                 })?
                 .collect::<StoreResult<Vec<_>>>()?;
