@@ -1610,7 +1610,8 @@ impl UpdateStore for PostgresStore {
                 .query(
                     "SELECT id, hostname, status, digest, created, metadata::text, received_at, acknowledged_at
                      FROM events
-                     WHERE image = $1 AND ($2::bigint IS NULL OR id < $2)
+                     -- One comparison, which the index on (image, id) seeks (see SQLite's).
+                     WHERE image = $1 AND id < COALESCE($2::bigint, 9223372036854775807)
                      ORDER BY id DESC
                      LIMIT $3",
                     &[&image, &before, &i64::from(limit)],

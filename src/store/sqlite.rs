@@ -568,6 +568,16 @@ fn image_known(conn: &Connection, image: &str) -> rusqlite::Result<bool> {
     conn.prepare_cached("SELECT 1 FROM updates WHERE image = ?1")?.exists([image])
 }
 
+/// A page of an image's history, newest first, below the id `?2` when given. The bound is one
+/// comparison, not `?2 IS NULL OR id < ?2`: with the OR, SQLite walked the image's events from
+/// the newest to reach a deep page, each page of a long history costing more than the last.
+const HISTORY_PAGE: &str =
+    "SELECT id, hostname, status, digest, created, metadata, received_at, acknowledged_at
+    FROM events
+    WHERE image = ?1 AND id < COALESCE(?2, 9223372036854775807)
+    ORDER BY id DESC
+    LIMIT ?3";
+
 impl UpdateStore for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
@@ -851,13 +861,7 @@ impl UpdateStore for SqliteStore {
         limit: u32,
     ) -> StoreResult<Option<Vec<HistoryEntry>>> {
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT id, hostname, status, digest, created, metadata, received_at, acknowledged_at
-                 FROM events
-                 WHERE image = ?1 AND (?2 IS NULL OR id < ?2)
-                 ORDER BY id DESC
-                 LIMIT ?3",
-            )?;
+            let mut stmt = conn.prepare_cached(HISTORY_PAGE)?;
             let entries = stmt
                 .query_and_then(params![image, before, limit], |row| -> StoreResult<HistoryEntry> {
                     Ok(HistoryEntry {
@@ -966,6 +970,22 @@ mod tests {
             assert_eq!(pragma("synchronous"), Integer(1), "NORMAL");
             assert_eq!(pragma("foreign_keys"), Integer(1));
         }
+    }
+
+    /// A page of history starts at its cursor in the index, however deep in the history.
+    #[test]
+    fn a_history_page_seeks_its_cursor_in_the_index() {
+        let scratch = Scratch::new("history-plan");
+        let mut conn = open_connection(&scratch.path().join("db.sqlite")).unwrap();
+        run_migrations(&mut conn, &migrations().unwrap()).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {HISTORY_PAGE}"))
+            .unwrap()
+            .query_map(params!["a:1", 42, 50], |row| row.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(plan, ["SEARCH events USING INDEX events_by_image (image=? AND id<?)"]);
     }
 
     /// A database SQLite cannot switch to WAL (an in-memory one here; a file system without the
