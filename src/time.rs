@@ -187,14 +187,15 @@ pub struct ReceiptClock {
 }
 
 impl ReceiptClock {
-    /// A clock whose stamps come after `latest`, the newest report stored (none: any time).
+    /// A clock whose stamps come after `latest`, the newest stamp stored (a report's or an
+    /// acknowledgement's; none: any time).
     pub fn after(latest: Option<Timestamp>) -> Self {
         let now = Timestamp::now();
         if let Some(latest) = latest.filter(|latest| latest.0 > now.0.saturating_add(AHEAD_TO_TELL)) {
             // Stored by a clock that ran ahead: new reports follow it until this one catches up.
             log::warn!(
-                "the newest report stored is stamped {latest}, {} s ahead of this machine's clock \
-                 ({now}): new reports are stamped after it until the clock catches up",
+                "the newest time stored (a report's or an acknowledgement's) is {latest}, {} s ahead \
+                 of this machine's clock ({now}): new stamps follow it until the clock catches up",
                 (latest.0 - now.0) / MICROS_PER_SECOND
             );
         }

@@ -3,7 +3,7 @@
 
 mod support;
 
-use diun_dashboard::store::{Received, Store, UpdateStore};
+use diun_dashboard::store::{ImageOutcome, Received, Store, UpdateStore};
 use diun_dashboard::time::Timestamp;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
@@ -577,6 +577,15 @@ async fn reports_are_stamped_after_every_stored_one(app: &TestApp) {
     let updates = app.updates().await;
     let (newest, restarted) = (&updates["c:1"]["received_at"], &updates["d:1"]["received_at"]);
     assert!(restarted.as_str() > newest.as_str(), "stamped {restarted} after a restart, before {newest}");
+
+    // So does an acknowledgement stamped later still (by a clock further ahead): after a
+    // restart, the next one must not be stamped before it, nor at the same microsecond.
+    let furthest = hour_ahead(further.unix_micros());
+    assert_eq!(app.store.acknowledge("c:1".into(), furthest, None).await.unwrap(), ImageOutcome::Done);
+    let reopened = Store::open(&app.db.database()).await.unwrap();
+    let stamp = reopened.receipt_time();
+    reopened.close().await;
+    assert!(stamp > furthest, "stamped {stamp} after a restart, before the acknowledgement at {furthest}");
 }
 
 async fn tags_are_created_trimmed_validated_and_unique(app: &TestApp) {

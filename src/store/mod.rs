@@ -93,6 +93,14 @@ pub struct GroupCount {
     pub pending: u64,
 }
 
+/// The newest stamp the receipt clock gave that the database keeps: the newest report's, or
+/// an acknowledgement after it (on its image's `updates` row; one made before a later report
+/// is older than that report). A clock started after it stamps nothing before or at it, even
+/// when it stamped ahead of this machine's clock before a restart.
+const LATEST_STAMP: &str = "SELECT max(latest) FROM
+    (SELECT max(received_at) AS latest FROM events
+     UNION ALL SELECT max(acknowledged_at) FROM updates) stamps";
+
 /// Counts the images of each group, the same way on every backend (`COUNT` over acknowledged
 /// timestamps skips the NULLs of pending updates).
 const COUNT_BY_GROUP: &str = "

@@ -987,11 +987,10 @@ fn usable_encoding(encoding: Option<&str>) -> Result<(), String> {
     }
 }
 
-/// The newest time a report was stored with, if any: through `events_by_time`, as SQLite's
-/// `latest_report` says.
+/// The newest stamp stored, a report's or an acknowledgement's, as SQLite's `latest_report` says.
 async fn latest_report(client: &Client) -> Result<Option<Timestamp>, String> {
     client
-        .query_one("SELECT max(received_at) FROM events", &[])
+        .query_one(super::LATEST_STAMP, &[])
         .await
         .and_then(|row| row.try_get::<_, Option<SystemTime>>(0))
         .map(|latest| latest.map(Timestamp::from_system_time))

@@ -551,12 +551,13 @@ fn stored_timestamp(text: &str) -> StoreResult<Timestamp> {
         .ok_or_else(|| StoreError::Internal(format!("stored timestamp {text:?} is not RFC 3339")))
 }
 
-/// The newest time a report was stored with, if any. Every report is an event too, and the
-/// latest of each image is never pruned (it is pending, or its image's acknowledgement covered
-/// it): `events_by_time` finds it without reading `updates` at start-up.
+/// The newest stamp stored, if any: a report's receipt or an acknowledgement, both stamped by
+/// the receipt clock (which may have run ahead of this machine's). Every report is an event
+/// too, and the latest of each image is never pruned (it is pending, or its image's
+/// acknowledgement covered it): `events_by_time` finds it. An acknowledgement newer than every
+/// report is on its image's `updates` row, read whole (one row per image).
 fn latest_report(conn: &Connection) -> StoreResult<Option<Timestamp>> {
-    let latest: Option<String> =
-        conn.query_row("SELECT max(received_at) FROM events", [], |row| row.get(0))?;
+    let latest: Option<String> = conn.query_row(super::LATEST_STAMP, [], |row| row.get(0))?;
     latest.as_deref().map(stored_timestamp).transpose()
 }
 
