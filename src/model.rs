@@ -311,7 +311,7 @@ pub struct HistoryEntry {
 }
 
 /// A host that reported an image since the image last became pending.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct HostReport {
     #[serde(skip)]
     pub image: String,
@@ -337,16 +337,6 @@ impl StoredObject {
             return Err("stored JSON is not an object".to_string());
         }
         Ok(Self(raw))
-    }
-
-    pub fn text(&self) -> &str {
-        self.0.get()
-    }
-}
-
-impl PartialEq for StoredObject {
-    fn eq(&self, other: &Self) -> bool {
-        self.text() == other.text()
     }
 }
 
