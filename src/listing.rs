@@ -27,11 +27,11 @@ pub struct ListedUpdate<'a> {
     pub digest: &'a str,
     pub created: Option<&'a str>,
     pub platform: &'a str,
-    /// The stored metadata object, as JSON text.
-    pub metadata: Option<&'a str>,
-    /// The stored object of unknown top-level fields, as JSON text; its members are listed
-    /// beside the known fields, as they came.
-    pub extra: Option<&'a str>,
+    /// The stored metadata object.
+    pub metadata: Option<StoredText<'a>>,
+    /// The stored object of unknown top-level fields; its members are listed beside the known
+    /// fields, as they came.
+    pub extra: Option<StoredText<'a>>,
     pub received_at: Timestamp,
     pub acknowledged_at: Option<Timestamp>,
     pub tag: Option<(i64, &'a str)>,
@@ -54,7 +54,7 @@ impl ListedUpdate<'_> {
             platform: self.platform.to_owned(),
             ..DiunEvent::default()
         };
-        event.set_json_columns(self.metadata, self.extra)?;
+        event.set_json_columns(self.metadata.map(|m| m.text), self.extra.map(|e| e.text))?;
         Ok(UpdateEntry {
             event,
             received_at: self.received_at,
@@ -130,9 +130,9 @@ impl Listing {
     }
 
     /// Adds one image; images must come in the order the API promises (bytewise by name).
-    pub fn push(&mut self, entry: &ListedUpdate<'_>, json: StoredJson) -> io::Result<()> {
+    pub fn push(&mut self, entry: &ListedUpdate<'_>) -> io::Result<()> {
         self.separate();
-        render(&mut self.text, entry, json)?;
+        render(&mut self.text, entry)?;
         self.compress_full_chunk()
     }
 
@@ -253,19 +253,35 @@ pub fn merged_split<T>(a: &[T], b: &[T], k: usize, key: impl Fn(&T) -> &str) -> 
     (low, k - low)
 }
 
-/// Who wrote a row's stored JSON objects (`metadata`, `extra`), which decides how they are
-/// copied into the listing.
+/// Who wrote a stored JSON object's text, which decides how it is copied into the listing.
 #[derive(Clone, Copy, Debug)]
 pub enum StoredJson {
-    /// serde_json (SQLite's text columns): copied as they are.
+    /// serde_json (SQLite's text columns, PostgreSQL's `metadata_json`): copied as it is.
     Serde,
     /// PostgreSQL's `jsonb` output: rewritten to serde_json's bytes by [`crate::json_text`].
     Jsonb,
 }
 
+/// A stored JSON object's text (`metadata`, `extra`), and who wrote it.
+#[derive(Clone, Copy, Debug)]
+pub struct StoredText<'a> {
+    pub text: &'a str,
+    pub by: StoredJson,
+}
+
+impl<'a> StoredText<'a> {
+    pub fn serde(text: &'a str) -> Self {
+        Self { text, by: StoredJson::Serde }
+    }
+
+    pub fn jsonb(text: &'a str) -> Self {
+        Self { text, by: StoredJson::Jsonb }
+    }
+}
+
 /// One image's member of the listing document, `"<image>":{…}`. Apart from [`Listing`] so that
 /// a store can write members on threads of its own (see [`Listing::into_parts`]).
-pub fn render(out: &mut Vec<u8>, entry: &ListedUpdate<'_>, json: StoredJson) -> io::Result<()> {
+pub fn render(out: &mut Vec<u8>, entry: &ListedUpdate<'_>) -> io::Result<()> {
     string(out, entry.image);
     out.extend_from_slice(b":{\"event\":{\"diun_version\":");
     string(out, entry.diun_version);
@@ -283,23 +299,23 @@ pub fn render(out: &mut Vec<u8>, entry: &ListedUpdate<'_>, json: StoredJson) -> 
     }
     field(out, "platform", entry.platform);
     out.extend_from_slice(b",\"metadata\":");
-    match (entry.metadata, json) {
-        (None, _) => out.extend_from_slice(b"null"),
-        (Some(metadata), StoredJson::Serde) => out.extend_from_slice(metadata.as_bytes()),
-        (Some(metadata), StoredJson::Jsonb) => {
-            json_text::write_as_serde(out, metadata).map_err(io::Error::other)?
+    match entry.metadata {
+        None => out.extend_from_slice(b"null"),
+        Some(StoredText { text, by: StoredJson::Serde }) => out.extend_from_slice(text.as_bytes()),
+        Some(StoredText { text, by: StoredJson::Jsonb }) => {
+            json_text::write_as_serde(out, text).map_err(io::Error::other)?
         }
     }
-    match (entry.extra, json) {
-        (None, _) => {}
-        (Some(extra), StoredJson::Serde) => {
+    match entry.extra {
+        None => {}
+        Some(StoredText { text: extra, by: StoredJson::Serde }) => {
             let members = object_members(extra);
             if !members.is_empty() {
                 out.push(b',');
                 out.extend_from_slice(members.as_bytes());
             }
         }
-        (Some(extra), StoredJson::Jsonb) => {
+        Some(StoredText { text: extra, by: StoredJson::Jsonb }) => {
             out.push(b',');
             json_text::write_members_as_serde(out, extra).map_err(io::Error::other)?;
             if out.last() == Some(&b',') {
@@ -388,8 +404,8 @@ mod tests {
 
     fn entry<'a>(
         event: &'a DiunEvent,
-        metadata: Option<&'a str>,
-        extra: Option<&'a str>,
+        metadata: Option<StoredText<'a>>,
+        extra: Option<StoredText<'a>>,
     ) -> ListedUpdate<'a> {
         ListedUpdate {
             image: &event.image,
@@ -433,17 +449,15 @@ mod tests {
         second.metadata = None;
         second.created = None;
         let mut listing = Listing::new(false);
-        listing.push(&entry(&event, metadata.as_deref(), Some(extra)), StoredJson::Serde).unwrap();
+        let (metadata, extra) = (metadata.as_deref().map(StoredText::serde), Some(StoredText::serde(extra)));
+        listing.push(&entry(&event, metadata, extra)).unwrap();
         let acknowledged_at = Timestamp::from_unix_micros(1_714_557_700_000_001);
         listing
-            .push(
-                &ListedUpdate {
-                    acknowledged_at: Some(acknowledged_at),
-                    tag: Some((7, "home \"lab\"")),
-                    ..entry(&second, None, Some("{}"))
-                },
-                StoredJson::Jsonb,
-            )
+            .push(&ListedUpdate {
+                acknowledged_at: Some(acknowledged_at),
+                tag: Some((7, "home \"lab\"")),
+                ..entry(&second, None, Some(StoredText::jsonb("{}")))
+            })
             .unwrap();
         let body: Value = serde_json::from_slice(&listing.finish().unwrap()).unwrap();
 
@@ -472,13 +486,17 @@ mod tests {
         let metadata = event.metadata_json();
         // Enough entries to cross several compression chunks.
         let images: Vec<String> = (0..3000).map(|n| format!("registry/image-{n:05}")).collect();
-        let updates =
-            || images.iter().map(|image| ListedUpdate { image, ..entry(&event, metadata.as_deref(), None) });
+        let updates = || {
+            images.iter().map(|image| ListedUpdate {
+                image,
+                ..entry(&event, metadata.as_deref().map(StoredText::serde), None)
+            })
+        };
         // Pushed one by one, as SQLite's rows are read.
         let pushed = |gzip| {
             let mut listing = Listing::new(gzip);
             for update in updates() {
-                listing.push(&update, StoredJson::Serde).unwrap();
+                listing.push(&update).unwrap();
             }
             listing.finish().unwrap()
         };
@@ -493,7 +511,7 @@ mod tests {
                 .map(|(mut part, count)| {
                     for update in updates.by_ref().take(count) {
                         let mut member = Vec::new();
-                        render(&mut member, &update, StoredJson::Serde).unwrap();
+                        render(&mut member, &update).unwrap();
                         part.push_rendered(&member);
                     }
                     part.finish().unwrap()
@@ -519,16 +537,18 @@ mod tests {
         assert_eq!(parsed.len(), 3000);
     }
 
-    /// The same values, stored as serde_json writes them (SQLite) or as jsonb prints them
-    /// (PostgreSQL), list as the same bytes.
+    /// The same values, stored as serde_json writes them (SQLite, PostgreSQL's `metadata_json`)
+    /// or as jsonb prints them (PostgreSQL), list as the same bytes, either way for each.
     #[test]
     fn jsonb_rows_list_the_bytes_serde_rows_list() {
         let mut event = sample();
         event.extra =
             serde_json::from_str(r#"{"future_field": [1, 2.5, null], "another": {"x": true, "ab": "c"}}"#)
                 .unwrap();
-        let (serde_metadata, serde_extra) = (event.metadata_json(), event.extra_json());
-        let as_serde_wrote = entry(&event, serde_metadata.as_deref(), serde_extra.as_deref());
+        let (metadata_text, extra_text) = (event.metadata_json(), event.extra_json());
+        let (serde_metadata, serde_extra) =
+            (metadata_text.as_deref().map(StoredText::serde), extra_text.as_deref().map(StoredText::serde));
+        let as_serde_wrote = entry(&event, serde_metadata, serde_extra);
         // As PostgreSQL prints them: shorter keys first, blanks after colons and commas.
         let metadata = r#"{"ctn_names": "web", "ünïcode": "😀\u0001"}"#;
         let extra = r#"{"another": {"x": true, "ab": "c"}, "future_field": [1, 2.5, null]}"#;
@@ -537,11 +557,18 @@ mod tests {
             serde_json::to_value(&event.metadata).unwrap(),
             "the sample's metadata, printed as jsonb prints it"
         );
+        let (metadata, extra) = (StoredText::jsonb(metadata), StoredText::jsonb(extra));
         let as_jsonb_printed = entry(&event, Some(metadata), Some(extra));
-        let (mut serde, mut jsonb) = (Vec::new(), Vec::new());
-        render(&mut serde, &as_serde_wrote, StoredJson::Serde).unwrap();
-        render(&mut jsonb, &as_jsonb_printed, StoredJson::Jsonb).unwrap();
-        assert_eq!(String::from_utf8(jsonb).unwrap(), String::from_utf8(serde).unwrap());
+        let rendered = |entry| {
+            let mut out = Vec::new();
+            render(&mut out, &entry).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let serde = rendered(as_serde_wrote);
+        assert_eq!(rendered(as_jsonb_printed), serde);
+        // As PostgreSQL lists them: the metadata as the service wrote it, the rest as jsonb.
+        assert_eq!(rendered(entry(&event, serde_metadata, Some(extra))), serde);
+        assert_eq!(rendered(entry(&event, Some(metadata), serde_extra)), serde);
     }
 
     #[test]

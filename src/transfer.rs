@@ -346,8 +346,10 @@ async fn write_postgres(tx: &Transaction<'_>, source: &Snapshot, highest: Highes
     }
     let insert_update = tx
         .prepare(&format!(
-            "INSERT INTO updates ({UPDATE_TEXT_COLUMNS}, created, metadata, extra, received_at, acknowledged_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb, $12::text::jsonb, $13, $14)"
+            "INSERT INTO updates ({UPDATE_TEXT_COLUMNS}, created, metadata, extra, received_at, acknowledged_at,
+                 metadata_json, metadata_json_received_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb, $12::text::jsonb, $13, $14,
+                 $11::text, $13)"
         ))
         .await
         .map_err(pg("prepare"))?;

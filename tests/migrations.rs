@@ -244,6 +244,45 @@ mod postgres {
         db.drop_schema().await;
     }
 
+    /// Migration 0005: the service stores the metadata's text as it wrote it beside the jsonb,
+    /// stamped with the report; a row written without it (by a replica of an earlier release
+    /// during a rolling upgrade, or before the migration) is listed from its jsonb rather than
+    /// from a copy of an older report, and the next start stores its copy.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_row_written_without_the_metadata_copy_is_listed_from_its_jsonb_until_a_start_fills_it() {
+        let Some(db) = TestDb::postgres().await else { return };
+        let Database::Postgres { url } = db.database() else { unreachable!() };
+        let url = url.expose().to_string();
+        let app = support::TestApp::start(db, None).await;
+        assert_eq!(app.webhook(&support::docker_event("nginx:1")).await.status, 200);
+        let copy = async || {
+            let rows = app
+                .db
+                .query("SELECT metadata_json, metadata_json_received_at = received_at FROM updates")
+                .await;
+            let [row] = &rows[..] else { panic!("one image expected, {} found", rows.len()) };
+            (row.get::<_, Option<String>>(0), row.get::<_, Option<bool>>(1))
+        };
+        let written = serde_json::to_string(&support::docker_event("nginx:1")["metadata"]).unwrap();
+        assert_eq!(copy().await, (Some(written), Some(true)), "the webhook's copy");
+
+        app.db
+            .query(
+                r#"UPDATE updates SET metadata = '{"zz": "1", "a": "2", "ctn_names": "old replica"}',
+                       received_at = received_at + interval '1 second'"#,
+            )
+            .await;
+        let rewritten = r#""metadata":{"a":"2","ctn_names":"old replica","zz":"1"}"#;
+        let listed = app.get("/api/updates").await.text();
+        assert!(listed.contains(rewritten), "not listed from the jsonb: {listed}");
+
+        drop(PostgresStore::open(&url).await.unwrap());
+        let filled = rewritten.trim_start_matches(r#""metadata":"#).to_string();
+        assert_eq!(copy().await, (Some(filled), Some(true)), "the copy stored at start");
+        let listed = app.get("/api/updates").await.text();
+        assert!(listed.contains(rewritten), "not listed from the copy: {listed}");
+    }
+
     /// A newer replica's migration that retypes a column a query returns makes the server refuse
     /// that query's prepared statement on each connection of an older replica still running
     /// ("cached plan must not change result type"). It is prepared again at once: no request

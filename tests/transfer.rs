@@ -120,6 +120,15 @@ async fn a_sqlite_deployment_moves_to_postgres_with_identical_api_output() {
         stdout.contains("copied 3 update(s), 2 tag(s), 1 tag assignment(s) and 5 history event(s)"),
         "{stdout}"
     );
+    // The move writes the copy of each metadata that the listing reads (migration 0005)
+    // itself, before any dashboard's start would fill it in.
+    let uncopied = support::query_sql(
+        &url,
+        "SELECT count(*) FROM updates WHERE metadata IS NOT NULL
+           AND (metadata_json_received_at IS DISTINCT FROM received_at OR metadata_json::jsonb <> metadata)",
+    )
+    .await;
+    assert_eq!(uncopied[0].get::<_, i64>(0), 0, "rows moved without their metadata's copy");
 
     let postgres = PostgresStore::open(&url).await.unwrap();
     assert_eq!(api_view(&postgres).await, before, "PostgreSQL answers as SQLite did");

@@ -28,7 +28,7 @@ use super::{
     Assignment, COUNT_BY_GROUP, GroupCount, ImageOutcome, Received, StoreError, StoreResult, UpdateStore,
     sort_tags,
 };
-use crate::listing::{FinishedPart, ListedUpdate, Listing, ListingPart};
+use crate::listing::{FinishedPart, ListedUpdate, Listing, ListingPart, StoredText};
 use crate::model::{DiunEvent, HistoryEntry, HostReport, StoredObject, Tag, UpdateEntry, json_object};
 use crate::time::{ReceiptClock, Timestamp};
 
@@ -506,7 +506,10 @@ impl PostgresStore {
             .and_then(|row| row.try_get::<_, Option<String>>(0))
             .map_err(|err| format!("cannot read the current schema: {}", describe(&err)));
         let latest = match &migrated {
-            Ok(()) => latest_report(&client).await,
+            Ok(()) => {
+                fill_metadata_json(&client).await;
+                latest_report(&client).await
+            }
             Err(_) => Ok(None),
         };
         drop(client);
@@ -833,8 +836,10 @@ impl LateCancel {
 const UPSERT_ONE: &str = "
     WITH upserted AS (
         INSERT INTO updates (image, diun_version, hostname, status, provider, hub_link,
-            mime_type, digest, created, platform, metadata, extra, received_at, acknowledged_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb, $12::text::jsonb, $13, NULL)
+            mime_type, digest, created, platform, metadata, extra, received_at, acknowledged_at,
+            metadata_json, metadata_json_received_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb, $12::text::jsonb, $13, NULL,
+            $11::text, $13)
         ON CONFLICT (image) DO UPDATE SET
             diun_version = EXCLUDED.diun_version, hostname = EXCLUDED.hostname,
             status = EXCLUDED.status, provider = EXCLUDED.provider,
@@ -842,7 +847,8 @@ const UPSERT_ONE: &str = "
             digest = EXCLUDED.digest, created = EXCLUDED.created,
             platform = EXCLUDED.platform, metadata = EXCLUDED.metadata,
             extra = EXCLUDED.extra, received_at = EXCLUDED.received_at,
-            acknowledged_at = NULL
+            acknowledged_at = NULL, metadata_json = EXCLUDED.metadata_json,
+            metadata_json_received_at = EXCLUDED.metadata_json_received_at
         RETURNING image, metadata)
     INSERT INTO events (image, hostname, status, digest, created, metadata, received_at)
     SELECT image, $3, $4, $8, $9, metadata, $13 FROM upserted";
@@ -858,7 +864,8 @@ const UPSERT_ONE: &str = "
 const UPSERT_MANY: &str = "
     WITH input AS (
         SELECT image, diun_version, hostname, status, provider, hub_link, mime_type, digest, created,
-            platform, metadata::jsonb AS metadata, extra::jsonb AS extra, received_at, position
+            platform, metadata::jsonb AS metadata, metadata AS metadata_json, extra::jsonb AS extra,
+            received_at, position
         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
                     $13::timestamptz[])
@@ -866,9 +873,11 @@ const UPSERT_MANY: &str = "
                  mime_type, digest, created, platform, metadata, extra, received_at, position)
     ), upserted AS (
         INSERT INTO updates (image, diun_version, hostname, status, provider, hub_link,
-            mime_type, digest, created, platform, metadata, extra, received_at, acknowledged_at)
+            mime_type, digest, created, platform, metadata, extra, received_at, acknowledged_at,
+            metadata_json, metadata_json_received_at)
         SELECT DISTINCT ON (image) image, diun_version, hostname, status, provider, hub_link,
-            mime_type, digest, created, platform, metadata, extra, received_at, NULL::timestamptz
+            mime_type, digest, created, platform, metadata, extra, received_at, NULL::timestamptz,
+            metadata_json, received_at
         FROM input
         ORDER BY image, position DESC
         ON CONFLICT (image) DO UPDATE SET
@@ -878,7 +887,8 @@ const UPSERT_MANY: &str = "
             digest = EXCLUDED.digest, created = EXCLUDED.created,
             platform = EXCLUDED.platform, metadata = EXCLUDED.metadata,
             extra = EXCLUDED.extra, received_at = EXCLUDED.received_at,
-            acknowledged_at = NULL
+            acknowledged_at = NULL, metadata_json = EXCLUDED.metadata_json,
+            metadata_json_received_at = EXCLUDED.metadata_json_received_at
         RETURNING image)
     INSERT INTO events (image, hostname, status, digest, created, metadata, received_at)
     SELECT image, hostname, status, digest, created, metadata, received_at
@@ -1093,6 +1103,84 @@ pub async fn run_migrations(client: &mut Client, migrations: &[Migration]) -> Re
     Ok(())
 }
 
+/// Rows [`fill_metadata_json`] reads and writes at a time.
+const FILL_CHUNK: i64 = 1000;
+
+/// Stores the listing's copy of `metadata` (migration 0005) for the rows that lack one beside
+/// their report: all of them at the first start after the migration, and any that a replica of
+/// an earlier release wrote during a rolling upgrade. Until then such rows are listed from
+/// their jsonb, correctly but at the server's cost of printing it each time: a failure here
+/// is logged, and start-up goes on.
+async fn fill_metadata_json(client: &Client) {
+    let mut filled = 0;
+    let mut after = String::new();
+    let outcome = loop {
+        match fill_metadata_chunk(client, &after).await {
+            Ok(Some((last, count))) => {
+                filled += count;
+                after = last;
+            }
+            Ok(None) => break Ok(()),
+            Err(err) => break Err(err),
+        }
+    };
+    if filled > 0 {
+        log::info!("stored the listing's copy of the metadata of {filled} image(s)");
+    }
+    if let Err(err) = outcome {
+        log::warn!("cannot store the listing's copy of the metadata (listed from jsonb meanwhile): {err}");
+    }
+}
+
+/// One chunk of [`fill_metadata_json`], of the images after `after`: the last image read and
+/// the rows written, or `None` when none was left. A row whose report changed since it was
+/// read keeps the copy the new report was written with.
+async fn fill_metadata_chunk(client: &Client, after: &str) -> Result<Option<(String, u64)>, String> {
+    let rows = client
+        .query(
+            "SELECT image, metadata::text, received_at FROM updates
+             WHERE image > $1 AND metadata IS NOT NULL
+               AND metadata_json_received_at IS DISTINCT FROM received_at
+             ORDER BY image LIMIT $2",
+            &[&after, &FILL_CHUNK],
+        )
+        .await
+        .map_err(|err| describe(&err))?;
+    let Some(last) = rows.last() else { return Ok(None) };
+    let last: String = last.try_get(0).map_err(|err| describe(&err))?;
+    let mut images = Vec::with_capacity(rows.len());
+    let mut texts = Vec::with_capacity(rows.len());
+    let mut stamps = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let read = |err| describe(&err);
+        let image: &str = row.try_get(0).map_err(read)?;
+        let jsonb: &str = row.try_get(1).map_err(read)?;
+        let mut text = Vec::with_capacity(jsonb.len());
+        match crate::json_text::write_as_serde(&mut text, jsonb)
+            .and_then(|()| String::from_utf8(text).map_err(|err| err.to_string()))
+        {
+            Ok(text) => texts.push(text),
+            // Listed from its jsonb, which fails the same way: that row's error, not start-up's.
+            Err(err) => {
+                log::warn!("cannot copy the metadata of {image:?}: {err}");
+                continue;
+            }
+        }
+        images.push(image);
+        stamps.push(row.try_get::<_, SystemTime>(2).map_err(read)?);
+    }
+    let written = client
+        .execute(
+            "UPDATE updates u SET metadata_json = f.text, metadata_json_received_at = f.received_at
+             FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS f (image, text, received_at)
+             WHERE u.image = f.image AND u.received_at = f.received_at",
+            &[&images, &texts, &stamps],
+        )
+        .await
+        .map_err(|err| describe(&err))?;
+    Ok(Some((last, written)))
+}
+
 /// `jsonb` text of an object as serde_json writes it, as SQLite stores it (see `json_text`).
 fn stored_object(jsonb: &str) -> Result<StoredObject, String> {
     let mut text = Vec::with_capacity(jsonb.len());
@@ -1102,15 +1190,20 @@ fn stored_object(jsonb: &str) -> Result<StoredObject, String> {
 }
 
 fn update_from_row(row: &Row) -> StoreResult<UpdateEntry> {
-    let tag = row.try_get::<_, Option<i64>>(14)?.zip(row.try_get(15)?);
+    let tag = row.try_get::<_, Option<i64>>(15)?.zip(row.try_get(16)?);
     listed_from_row(row, tag)?.to_entry().map_err(StoreError::Internal)
 }
 
 /// The update columns of a row of [`select_updates`] or [`select_listed`], borrowed, with its
 /// tag read by the caller.
 fn listed_from_row<'r>(row: &'r Row, tag: Option<(i64, &'r str)>) -> StoreResult<ListedUpdate<'r>> {
-    let received_at: SystemTime = row.try_get(12)?;
-    let acknowledged_at: Option<SystemTime> = row.try_get(13)?;
+    let received_at: SystemTime = row.try_get(13)?;
+    let acknowledged_at: Option<SystemTime> = row.try_get(14)?;
+    // One of the two metadata columns is set at most: see `listed_metadata`.
+    let metadata = match row.try_get::<_, Option<&str>>(10)? {
+        Some(written) => Some(StoredText::serde(written)),
+        None => row.try_get::<_, Option<&str>>(11)?.map(StoredText::jsonb),
+    };
     Ok(ListedUpdate {
         image: row.try_get(0)?,
         diun_version: row.try_get(1)?,
@@ -1122,24 +1215,37 @@ fn listed_from_row<'r>(row: &'r Row, tag: Option<(i64, &'r str)>) -> StoreResult
         digest: row.try_get(7)?,
         created: row.try_get(8)?,
         platform: row.try_get(9)?,
-        metadata: row.try_get(10)?,
-        extra: row.try_get(11)?,
+        metadata,
+        extra: row.try_get::<_, Option<&str>>(12)?.map(StoredText::jsonb),
         received_at: Timestamp::from_system_time(received_at),
         acknowledged_at: acknowledged_at.map(Timestamp::from_system_time),
         tag,
     })
 }
 
+/// A listed update's metadata as two columns, at most one of them set: the text the service
+/// wrote with the row's report, or else (a row written without it: see migration 0005) the
+/// text of the jsonb, printed by the server.
+macro_rules! listed_metadata {
+    () => {
+        "CASE WHEN u.metadata_json_received_at = u.received_at THEN u.metadata_json END,
+         CASE WHEN u.metadata_json_received_at IS DISTINCT FROM u.received_at THEN u.metadata::text END"
+    };
+}
+
 /// The columns of a listed update with its tag, read by [`update_from_row`]; a macro so that
 /// each query stays one `&'static str` for the statement cache.
 macro_rules! select_updates {
     () => {
-        "SELECT u.image, u.diun_version, u.hostname, u.status, u.provider, u.hub_link,
-                u.mime_type, u.digest, u.created, u.platform, u.metadata_text,
-                u.extra::text, u.received_at, u.acknowledged_at, t.id, t.name
+        concat!(
+            "SELECT u.image, u.diun_version, u.hostname, u.status, u.provider, u.hub_link,
+                    u.mime_type, u.digest, u.created, u.platform, ",
+            listed_metadata!(),
+            ", u.extra::text, u.received_at, u.acknowledged_at, t.id, t.name
          FROM updates u
          LEFT JOIN tag_assignments a ON a.image = u.image
          LEFT JOIN tags t ON t.id = a.tag_id"
+        )
     };
 }
 
@@ -1158,7 +1264,7 @@ impl<'r> RenderedHalf<'r> {
             let listed = listed_from_row(row, None)?;
             let listed = ListedUpdate { tag: tags.get(listed.image).copied(), ..listed };
             let start = text.len();
-            crate::listing::render(&mut text, &listed, crate::listing::StoredJson::Jsonb)?;
+            crate::listing::render(&mut text, &listed)?;
             members.push((listed.image, start..text.len()));
         }
         // Names are unique, so the unstable sort gives the one order.
@@ -1222,15 +1328,18 @@ fn merged_part(
 /// [`select_updates`] without the tags, which `write_listing` reads apart.
 macro_rules! select_listed {
     () => {
-        "SELECT image, diun_version, hostname, status, provider, hub_link, mime_type, digest,
-                created, platform, metadata_text, extra::text, received_at, acknowledged_at
-         FROM updates"
+        concat!(
+            "SELECT u.image, u.diun_version, u.hostname, u.status, u.provider, u.hub_link,
+                    u.mime_type, u.digest, u.created, u.platform, ",
+            listed_metadata!(),
+            ", u.extra::text, u.received_at, u.acknowledged_at FROM updates u"
+        )
     };
 }
 /// One half of the listing's images, by the hash of their names. Unordered: ORDER BY …
 /// COLLATE "C" sorts every row on the server, past work_mem on disk for thousands of images,
 /// when a bytewise sort here costs a millisecond.
-const LISTED_HALF: &str = concat!(select_listed!(), " WHERE hashtext(image) & 1 = $1");
+const LISTED_HALF: &str = concat!(select_listed!(), " WHERE hashtext(u.image) & 1 = $1");
 /// The listing's tag assignments.
 const LISTED_TAGS: &str =
     "SELECT a.image, t.id, t.name FROM tag_assignments a JOIN tags t ON t.id = a.tag_id";

@@ -28,7 +28,7 @@ use super::{
     Assignment, COUNT_BY_GROUP, GroupCount, ImageOutcome, Received, StoreError, StoreResult, UpdateStore,
     sort_tags,
 };
-use crate::listing::{ListedUpdate, Listing};
+use crate::listing::{ListedUpdate, Listing, StoredText};
 use crate::model::{DiunEvent, HistoryEntry, HostReport, StoredObject, Tag, UpdateEntry, json_object};
 use crate::time::{ReceiptClock, Timestamp};
 
@@ -528,8 +528,8 @@ fn listed_from_row<'r>(row: &'r rusqlite::Row<'_>) -> StoreResult<ListedUpdate<'
         digest: text(7)?,
         created: optional(8)?,
         platform: text(9)?,
-        metadata: optional(10)?,
-        extra: optional(11)?,
+        metadata: optional(10)?.map(StoredText::serde),
+        extra: optional(11)?.map(StoredText::serde),
         received_at: stored_timestamp(text(12)?)?,
         acknowledged_at: optional(13)?.map(stored_timestamp).transpose()?,
         tag: tag_id.zip(optional(15)?),
@@ -670,7 +670,7 @@ impl UpdateStore for SqliteStore {
             let mut stmt = conn.prepare_cached(SELECT_UPDATES)?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
-                listing.push(&listed_from_row(row)?, crate::listing::StoredJson::Serde)?;
+                listing.push(&listed_from_row(row)?)?;
             }
             Ok(listing.finish()?)
         })

@@ -1,0 +1,3 @@
+-- Nothing to change here: PostgreSQL's 0005 stores the text the service wrote for `metadata`
+-- beside its jsonb, as SQLite stores `metadata` already. The migration exists so that both
+-- backends keep one numbering.
