@@ -245,9 +245,10 @@ mod postgres {
     }
 
     /// Migration 0005: the service stores the metadata's text as it wrote it beside the jsonb,
-    /// stamped with the report; a row written without it (by a replica of an earlier release
-    /// during a rolling upgrade, or before the migration) is listed from its jsonb rather than
-    /// from a copy of an older report, and the next start stores its copy.
+    /// stamped with the report, and the listing reads that copy; a row whose copy does not
+    /// belong to its metadata (written by a replica of an earlier release during a rolling
+    /// upgrade, before the migration, or edited by hand) is listed from its jsonb, and the next
+    /// start stores its copy.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_row_written_without_the_metadata_copy_is_listed_from_its_jsonb_until_a_start_fills_it() {
         let Some(db) = TestDb::postgres().await else { return };
@@ -265,22 +266,68 @@ mod postgres {
         };
         let written = serde_json::to_string(&support::docker_event("nginx:1")["metadata"]).unwrap();
         assert_eq!(copy().await, (Some(written), Some(true)), "the webhook's copy");
+        let listed = async || app.get("/api/updates").await.text();
 
+        // What the listing reads: the copy, while its stamp is the report's.
+        app.db.query(r#"UPDATE updates SET metadata_json = '{"copy":"read"}'"#).await;
+        let text = listed().await;
+        assert!(text.contains(r#""metadata":{"copy":"read"}"#), "the copy is not what is listed: {text}");
         app.db
-            .query(
-                r#"UPDATE updates SET metadata = '{"zz": "1", "a": "2", "ctn_names": "old replica"}',
-                       received_at = received_at + interval '1 second'"#,
-            )
+            .query("UPDATE updates SET metadata_json_received_at = received_at - interval '1 second'")
             .await;
-        let rewritten = r#""metadata":{"a":"2","ctn_names":"old replica","zz":"1"}"#;
-        let listed = app.get("/api/updates").await.text();
-        assert!(listed.contains(rewritten), "not listed from the jsonb: {listed}");
+        let text = listed().await;
+        assert!(!text.contains("copy"), "a copy of another report is listed: {text}");
+
+        // The metadata changed by hand, the report's time left as it was: the copy is void.
+        app.db
+            .query(r#"UPDATE updates SET metadata_json = '{"copy":"stale"}', metadata_json_received_at = received_at"#)
+            .await;
+        app.db.query(r#"UPDATE updates SET metadata = '{"zz": "1", "a": "2", "ctn_names": "edited"}'"#).await;
+        let rewritten = r#""metadata":{"a":"2","ctn_names":"edited","zz":"1"}"#;
+        let text = listed().await;
+        assert!(text.contains(rewritten), "not listed from the jsonb: {text}");
 
         drop(PostgresStore::open(&url).await.unwrap());
         let filled = rewritten.trim_start_matches(r#""metadata":"#).to_string();
         assert_eq!(copy().await, (Some(filled), Some(true)), "the copy stored at start");
-        let listed = app.get("/api/updates").await.text();
-        assert!(listed.contains(rewritten), "not listed from the copy: {listed}");
+        assert!(listed().await.contains(rewritten));
+    }
+
+    /// The start-up fill goes through a database of any size in chunks, and skips a row another
+    /// session holds instead of waiting for it (start-up goes on; the next start copies it).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_copy_is_filled_at_start_past_a_row_another_session_holds() {
+        let Some(db) = TestDb::postgres().await else { return };
+        let Database::Postgres { url } = db.database() else { unreachable!() };
+        let url = url.expose().to_string();
+        drop(PostgresStore::open(&url).await.unwrap());
+        // As written before migration 0005 (or by an earlier release): no copies.
+        db.query(
+            "INSERT INTO updates (image, metadata, received_at)
+             SELECT 'image-' || g, jsonb_build_object('ctn_names', 'c' || g, 'ctn_id', g::text), now()
+             FROM generate_series(1, 2500) g",
+        )
+        .await;
+        let uncopied = async || {
+            let sql =
+                "SELECT count(*) FROM updates WHERE metadata_json_received_at IS DISTINCT FROM received_at
+                          OR metadata_json::jsonb IS DISTINCT FROM metadata";
+            db.query(sql).await[0].get::<_, i64>(0)
+        };
+        assert_eq!(uncopied().await, 2500);
+        let holder = support::connect(&url).await;
+        holder
+            .batch_execute("BEGIN; SELECT 1 FROM updates WHERE image = 'image-1500' FOR UPDATE")
+            .await
+            .unwrap();
+
+        let opening = tokio::time::timeout(std::time::Duration::from_secs(60), PostgresStore::open(&url));
+        drop(opening.await.expect("start-up waited for the held row").unwrap());
+        assert_eq!(uncopied().await, 1, "every row but the held one is copied");
+        holder.batch_execute("ROLLBACK").await.unwrap();
+        drop(PostgresStore::open(&url).await.unwrap());
+        assert_eq!(uncopied().await, 0);
+        db.drop_schema().await;
     }
 
     /// A newer replica's migration that retypes a column a query returns makes the server refuse

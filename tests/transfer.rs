@@ -125,7 +125,7 @@ async fn a_sqlite_deployment_moves_to_postgres_with_identical_api_output() {
     let uncopied = support::query_sql(
         &url,
         "SELECT count(*) FROM updates WHERE metadata IS NOT NULL
-           AND (metadata_json_received_at IS DISTINCT FROM received_at OR metadata_json::jsonb <> metadata)",
+           AND (metadata_json_received_at IS DISTINCT FROM received_at OR metadata_json::jsonb IS DISTINCT FROM metadata)",
     )
     .await;
     assert_eq!(uncopied[0].get::<_, i64>(0), 0, "rows moved without their metadata's copy");

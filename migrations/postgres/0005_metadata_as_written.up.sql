@@ -9,3 +9,15 @@
 -- upgrade) is listed from `metadata`, and the service fills its copy at its next start.
 ALTER TABLE updates DROP COLUMN metadata_text;
 ALTER TABLE updates ADD COLUMN metadata_json TEXT, ADD COLUMN metadata_json_received_at TIMESTAMPTZ;
+
+-- A write that changes `metadata` and not the copy's stamp (an earlier release's upsert, which
+-- could carry the same `received_at`; a DBA's edit) voids the copy. The service's writes change
+-- both, so the condition alone is evaluated for them: no measurable cost per upsert.
+CREATE FUNCTION updates_metadata_json_void() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.metadata_json_received_at := NULL;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER metadata_json_void BEFORE UPDATE OF metadata ON updates FOR EACH ROW
+    WHEN (NEW.metadata_json_received_at IS NOT DISTINCT FROM OLD.metadata_json_received_at)
+    EXECUTE FUNCTION updates_metadata_json_void();

@@ -507,7 +507,7 @@ impl PostgresStore {
             .map_err(|err| format!("cannot read the current schema: {}", describe(&err)));
         let latest = match &migrated {
             Ok(()) => {
-                fill_metadata_json(&client).await;
+                fill_metadata_json(&mut client).await;
                 latest_report(&client).await
             }
             Err(_) => Ok(None),
@@ -1111,7 +1111,7 @@ const FILL_CHUNK: i64 = 1000;
 /// an earlier release wrote during a rolling upgrade. Until then such rows are listed from
 /// their jsonb, correctly but at the server's cost of printing it each time: a failure here
 /// is logged, and start-up goes on.
-async fn fill_metadata_json(client: &Client) {
+async fn fill_metadata_json(client: &mut Client) {
     let mut filled = 0;
     let mut after = String::new();
     let outcome = loop {
@@ -1133,28 +1133,33 @@ async fn fill_metadata_json(client: &Client) {
 }
 
 /// One chunk of [`fill_metadata_json`], of the images after `after`: the last image read and
-/// the rows written, or `None` when none was left. A row whose report changed since it was
-/// read keeps the copy the new report was written with.
-async fn fill_metadata_chunk(client: &Client, after: &str) -> Result<Option<(String, u64)>, String> {
-    let rows = client
+/// the rows written, or `None` when none was left. Rows another session holds (a webhook's
+/// batch, another replica's fill, a DBA's transaction) are skipped rather than waited for:
+/// nothing here can hold up start-up or deadlock with the writers, and a row skipped is
+/// listed from its jsonb until the next start.
+async fn fill_metadata_chunk(client: &mut Client, after: &str) -> Result<Option<(String, u64)>, String> {
+    let fail = |err: tokio_postgres::Error| describe(&err);
+    let tx = client.transaction().await.map_err(fail)?;
+    tx.batch_execute(MIGRATION_TIMEOUTS).await.map_err(fail)?;
+    let rows = tx
         .query(
             "SELECT image, metadata::text, received_at FROM updates
              WHERE image > $1 AND metadata IS NOT NULL
                AND metadata_json_received_at IS DISTINCT FROM received_at
-             ORDER BY image LIMIT $2",
+             ORDER BY image LIMIT $2
+             FOR NO KEY UPDATE SKIP LOCKED",
             &[&after, &FILL_CHUNK],
         )
         .await
-        .map_err(|err| describe(&err))?;
+        .map_err(fail)?;
     let Some(last) = rows.last() else { return Ok(None) };
-    let last: String = last.try_get(0).map_err(|err| describe(&err))?;
+    let last: String = last.try_get(0).map_err(fail)?;
     let mut images = Vec::with_capacity(rows.len());
     let mut texts = Vec::with_capacity(rows.len());
     let mut stamps = Vec::with_capacity(rows.len());
     for row in &rows {
-        let read = |err| describe(&err);
-        let image: &str = row.try_get(0).map_err(read)?;
-        let jsonb: &str = row.try_get(1).map_err(read)?;
+        let image: &str = row.try_get(0).map_err(fail)?;
+        let jsonb: &str = row.try_get(1).map_err(fail)?;
         let mut text = Vec::with_capacity(jsonb.len());
         match crate::json_text::write_as_serde(&mut text, jsonb)
             .and_then(|()| String::from_utf8(text).map_err(|err| err.to_string()))
@@ -1167,17 +1172,19 @@ async fn fill_metadata_chunk(client: &Client, after: &str) -> Result<Option<(Str
             }
         }
         images.push(image);
-        stamps.push(row.try_get::<_, SystemTime>(2).map_err(read)?);
+        stamps.push(row.try_get::<_, SystemTime>(2).map_err(fail)?);
     }
-    let written = client
+    // The rows are this transaction's until it commits: no report can have changed them.
+    let written = tx
         .execute(
             "UPDATE updates u SET metadata_json = f.text, metadata_json_received_at = f.received_at
              FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS f (image, text, received_at)
-             WHERE u.image = f.image AND u.received_at = f.received_at",
+             WHERE u.image = f.image",
             &[&images, &texts, &stamps],
         )
         .await
-        .map_err(|err| describe(&err))?;
+        .map_err(fail)?;
+    tx.commit().await.map_err(fail)?;
     Ok(Some((last, written)))
 }
 
