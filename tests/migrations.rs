@@ -244,6 +244,15 @@ mod postgres {
         db.drop_schema().await;
     }
 
+    /// A PostgreSQL test database, migrated by a first start, and its URL.
+    async fn migrated() -> Option<(TestDb, String)> {
+        let db = TestDb::postgres().await?;
+        let Database::Postgres { url } = db.database() else { unreachable!() };
+        let url = url.expose().to_string();
+        drop(PostgresStore::open(&url).await.unwrap());
+        Some((db, url))
+    }
+
     /// Migration 0005: the service stores the metadata's text as it wrote it beside the jsonb,
     /// stamped with the report, and the listing reads that copy; a row whose copy does not
     /// belong to its metadata (written by a replica of an earlier release during a rolling
@@ -297,10 +306,7 @@ mod postgres {
     /// session holds instead of waiting for it (start-up goes on; the next start copies it).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_copy_is_filled_at_start_past_a_row_another_session_holds() {
-        let Some(db) = TestDb::postgres().await else { return };
-        let Database::Postgres { url } = db.database() else { unreachable!() };
-        let url = url.expose().to_string();
-        drop(PostgresStore::open(&url).await.unwrap());
+        let Some((db, url)) = migrated().await else { return };
         // As written before migration 0005 (or by an earlier release): no copies.
         db.query(
             "INSERT INTO updates (image, metadata, received_at)
@@ -378,10 +384,7 @@ mod postgres {
     /// instead of hanging in silence with every other replica's query queued behind its ALTER.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_migration_blocked_by_another_sessions_lock_fails_with_the_reason() {
-        let Some(db) = TestDb::postgres().await else { return };
-        let Database::Postgres { url } = db.database() else { unreachable!() };
-        let url = url.expose().to_string();
-        drop(PostgresStore::open(&url).await.unwrap());
+        let Some((db, url)) = migrated().await else { return };
         let (holder, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(connection);
         holder.batch_execute("BEGIN; LOCK TABLE updates IN ACCESS SHARE MODE").await.unwrap();
