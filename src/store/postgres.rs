@@ -1160,10 +1160,7 @@ async fn fill_metadata_chunk(client: &mut Client, after: &str) -> Result<Option<
     for row in &rows {
         let image: &str = row.try_get(0).map_err(fail)?;
         let jsonb: &str = row.try_get(1).map_err(fail)?;
-        let mut text = Vec::with_capacity(jsonb.len());
-        match crate::json_text::write_as_serde(&mut text, jsonb)
-            .and_then(|()| String::from_utf8(text).map_err(|err| err.to_string()))
-        {
+        match serde_text(jsonb) {
             Ok(text) => texts.push(text),
             // Listed from its jsonb, which fails the same way: that row's error, not start-up's.
             Err(err) => {
@@ -1188,12 +1185,17 @@ async fn fill_metadata_chunk(client: &mut Client, after: &str) -> Result<Option<
     Ok(Some((last, written)))
 }
 
-/// `jsonb` text of an object as serde_json writes it, as SQLite stores it (see `json_text`).
-fn stored_object(jsonb: &str) -> Result<StoredObject, String> {
+/// `jsonb` text as serde_json writes the value, as SQLite stores it (see `json_text`).
+fn serde_text(jsonb: &str) -> Result<String, String> {
     let mut text = Vec::with_capacity(jsonb.len());
     crate::json_text::write_as_serde(&mut text, jsonb)?;
     // Rewritten from a `&str`, with its strings kept whole.
-    StoredObject::new(String::from_utf8(text).map_err(|err| err.to_string())?)
+    String::from_utf8(text).map_err(|err| err.to_string())
+}
+
+/// [`serde_text`] of an object, for an answer to copy.
+fn stored_object(jsonb: &str) -> Result<StoredObject, String> {
+    StoredObject::new(serde_text(jsonb)?)
 }
 
 fn update_from_row(row: &Row) -> StoreResult<UpdateEntry> {
