@@ -275,6 +275,26 @@ mod postgres {
         };
         let written = serde_json::to_string(&support::docker_event("nginx:1")["metadata"]).unwrap();
         assert_eq!(copy().await, (Some(written), Some(true)), "the webhook's copy");
+        // Reports of an image already stored (the upsert's update, which the trigger below
+        // watches), one at a time and sent together (a batch that may hold the image twice).
+        let mut event = support::docker_event("nginx:1");
+        event["metadata"]["ctn_status"] = json!("Up 3 days");
+        assert_eq!(app.webhook(&event).await.status, 200);
+        let written = serde_json::to_string(&event["metadata"]).unwrap();
+        assert_eq!(copy().await, (Some(written), Some(true)), "the next report's copy");
+        let reports = (0..20).map(|n| {
+            let mut event = support::docker_event("nginx:1");
+            event["metadata"]["ctn_status"] = json!(format!("Up {n} days"));
+            event
+        });
+        let sent = reports.map(|event| {
+            let app = &app;
+            async move { app.webhook(&event).await }
+        });
+        let answers = futures_util::future::join_all(sent).await;
+        assert!(answers.iter().all(|answer| answer.status == 200));
+        let matches = app.db.query("SELECT metadata_json::jsonb = metadata FROM updates").await;
+        assert_eq!((copy().await.1, matches[0].get::<_, bool>(0)), (Some(true), true), "a batch's copy");
         let listed = async || app.get("/api/updates").await.text();
 
         // What the listing reads: the copy, while its stamp is the report's.

@@ -12,7 +12,9 @@ ALTER TABLE updates ADD COLUMN metadata_json TEXT, ADD COLUMN metadata_json_rece
 
 -- A write that changes `metadata` and not the copy's stamp (an earlier release's upsert, which
 -- could carry the same `received_at`; a DBA's edit) voids the copy. The service's writes change
--- both, so the condition alone is evaluated for them: no measurable cost per upsert.
+-- both, so the condition alone is evaluated for them: no measurable cost per upsert. (Two
+-- replicas that stamp reports of one image alike void a good copy: listed from the jsonb,
+-- correctly, until the next start fills it again.)
 CREATE FUNCTION updates_metadata_json_void() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     NEW.metadata_json_received_at := NULL;
