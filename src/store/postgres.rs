@@ -1139,7 +1139,15 @@ async fn fill_metadata_json(client: &mut Client) {
 /// listed from its jsonb until the next start.
 async fn fill_metadata_chunk(client: &mut Client, after: &str) -> Result<Option<(String, u64)>, String> {
     let fail = |err: tokio_postgres::Error| describe(&err);
-    let tx = client.transaction().await.map_err(fail)?;
+    // Read committed whatever the database's default: a row a webhook changes after this
+    // statement's snapshot is then read again as it stands, where serializable would fail
+    // the chunk.
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::ReadCommitted)
+        .start()
+        .await
+        .map_err(fail)?;
     tx.batch_execute(MIGRATION_TIMEOUTS).await.map_err(fail)?;
     let rows = tx
         .query(
